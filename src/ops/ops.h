@@ -1,0 +1,158 @@
+/* The op registry: every op of the model as a forward/backward pair with one
+ * signature shared by all backends (ref, avx2, avx512, dnnl).
+ *
+ * Conventions (llm.c): outputs first, then inputs, then sizes. All tensors are
+ * row-major float32. Backward functions ACCUMULATE (+=) into every gradient
+ * they write (input and parameter gradients alike), so a tensor used twice
+ * simply receives two contributions; gradients are zeroed once per step. A
+ * NULL gradient pointer means "not needed" and is skipped.
+ *
+ * Callers go through the table `tlb_ops` (the chosen implementation of each
+ * op); ops_select() fills it from the CPU's features and any override. */
+#ifndef TLB_OPS_H
+#define TLB_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+/* Dropout draws are a pure function of (key, global sample index, element
+ * index within the sample), so masks are identical whatever the micro-batch
+ * split or thread count, and backward regenerates the mask instead of storing
+ * it. rate == 0 means off (the identity). */
+typedef struct {
+    float rate;
+    uint64_t key;    /* per step and per dropout site */
+    long sample0;    /* global index of the micro-batch's first sample */
+} dropout_ctx;
+
+/* out[M,N] = inp[M,K] @ w[K,N] + bias[N]   (bias may be NULL) */
+typedef void (*dense_forward_fn)(float *out, const float *inp, const float *w, const float *bias,
+                                 int M, int K, int N);
+/* dinp[M,K] += dout @ w^T;  dw[K,N] += inp^T @ dout;  dbias[N] += column sums of dout */
+typedef void (*dense_backward_fn)(float *dinp, float *dw, float *dbias, const float *dout,
+                                  const float *inp, const float *w, int M, int K, int N);
+
+/* Normalises each of M rows of width D: out = (x - mean) * rstd * gamma + beta,
+ * with the biased variance and eps = 1e-5; saves mean[M] and rstd[M]. */
+typedef void (*layernorm_forward_fn)(float *out, float *mean, float *rstd, const float *inp,
+                                     const float *gamma, const float *beta, int M, int D);
+typedef void (*layernorm_backward_fn)(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                      const float *inp, const float *gamma, const float *mean,
+                                      const float *rstd, int M, int D);
+
+/* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), elementwise over n values. */
+typedef void (*gelu_forward_fn)(float *out, const float *inp, size_t n);
+typedef void (*gelu_backward_fn)(float *dinp, const float *dout, const float *inp, size_t n);
+
+/* Multi-head scaled dot-product attention core for B samples:
+ * q[B*Tq, H*K], k and v[B*Tk, H*K] (head h = columns h*K .. h*K+K-1);
+ * probs[B, H, Tq, Tk] receives the softmax (before dropout, kept for backward);
+ * out[B*Tq, H*K] = dropout(probs) @ v per head. Tk <= TLB_MAX_KEYS. */
+#define TLB_MAX_KEYS 1024
+typedef void (*attention_forward_fn)(float *out, float *probs, const float *q, const float *k,
+                                     const float *v, int B, int Tq, int Tk, int H, int K,
+                                     const dropout_ctx *drop);
+typedef void (*attention_backward_fn)(float *dq, float *dk, float *dv, const float *dout,
+                                      const float *q, const float *k, const float *v,
+                                      const float *probs, int B, int Tq, int Tk, int H, int K,
+                                      const dropout_ctx *drop);
+
+/* Patch convolution, kernel = stride = P, valid padding, 3 -> D channels:
+ * img[B, S, S, 3] (channels last), w[P*P*3, D] in (kh, kw, c) row order,
+ * out[B*N, D] with N = (S/P)^2 tokens in row-major patch order. */
+typedef void (*patch_conv_forward_fn)(float *out, const float *img, const float *w,
+                                      const float *bias, int B, int S, int P, int D);
+typedef void (*patch_conv_backward_fn)(float *dimg, float *dw, float *dbias, const float *dout,
+                                       const float *img, int B, int S, int P, int D);
+
+/* Position embedding: out[B, N, D] = inp + pos[N, D] (in place allowed). */
+typedef void (*posemb_forward_fn)(float *out, const float *inp, const float *pos, int B, int N,
+                                  int D);
+typedef void (*posemb_backward_fn)(float *dinp, float *dpos, const float *dout, int B, int N,
+                                   int D);
+
+/* Mean over T tokens: out[B, D] = mean_t inp[B, T, D]. */
+typedef void (*meanpool_forward_fn)(float *out, const float *inp, int B, int T, int D);
+typedef void (*meanpool_backward_fn)(float *dinp, const float *dout, int B, int T, int D);
+
+/* Softmax cross-entropy over V classes: losses[B], probs[B, V] (saved).
+ * Backward: dlogits += (probs - onehot(label)) * scale (scale = 1 / full batch). */
+typedef void (*softmax_xent_forward_fn)(float *losses, float *probs, const float *logits,
+                                        const int *labels, int B, int V);
+typedef void (*softmax_xent_backward_fn)(float *dlogits, const float *probs, const int *labels,
+                                         float scale, int B, int V);
+
+/* Dropout over B samples of `per_sample` values each (in place allowed). */
+typedef void (*dropout_forward_fn)(float *out, const float *inp, int B, size_t per_sample,
+                                   const dropout_ctx *drop);
+typedef void (*dropout_backward_fn)(float *dinp, const float *dout, int B, size_t per_sample,
+                                    const dropout_ctx *drop);
+
+/* Residual add: out = a + b (out may alias a or b). Backward: da += dout; db += dout. */
+typedef void (*residual_forward_fn)(float *out, const float *a, const float *b, size_t n);
+typedef void (*residual_backward_fn)(float *da, float *db, const float *dout, size_t n);
+
+typedef struct { dense_forward_fn forward; dense_backward_fn backward; } dense_op;
+typedef struct { layernorm_forward_fn forward; layernorm_backward_fn backward; } layernorm_op;
+typedef struct { gelu_forward_fn forward; gelu_backward_fn backward; } gelu_op;
+typedef struct { attention_forward_fn forward; attention_backward_fn backward; } attention_op;
+typedef struct { patch_conv_forward_fn forward; patch_conv_backward_fn backward; } patch_conv_op;
+typedef struct { posemb_forward_fn forward; posemb_backward_fn backward; } posemb_op;
+typedef struct { meanpool_forward_fn forward; meanpool_backward_fn backward; } meanpool_op;
+typedef struct { softmax_xent_forward_fn forward; softmax_xent_backward_fn backward; } softmax_xent_op;
+typedef struct { dropout_forward_fn forward; dropout_backward_fn backward; } dropout_op;
+typedef struct { residual_forward_fn forward; residual_backward_fn backward; } residual_op;
+
+/* The chosen implementation of every op. */
+typedef struct {
+    dense_op dense;
+    layernorm_op layernorm;
+    gelu_op gelu;
+    attention_op attention;
+    patch_conv_op patch_conv;
+    posemb_op posemb;
+    meanpool_op meanpool;
+    softmax_xent_op softmax_xent;
+    dropout_op dropout;
+    residual_op residual;
+} op_table;
+
+extern op_table tlb_ops;
+
+typedef enum {
+    TLB_BACKEND_REF,
+    TLB_BACKEND_AVX2,
+    TLB_BACKEND_AVX512,
+    TLB_BACKEND_DNNL,
+    TLB_BACKEND_COUNT
+} tlb_backend;
+
+const char *backend_name(tlb_backend b);
+/* Whether this CPU (and this build) can run backend b at all. */
+int backend_supported(tlb_backend b);
+
+/* Registry introspection, for `tlb ops`, the tests and the benchmarks. */
+int ops_count(void);
+const char *ops_name(int op);
+/* The implementation of op `op` in backend b (a pointer to its *_op struct),
+ * or NULL if that backend does not implement the op. */
+const void *ops_impl(int op, tlb_backend b);
+tlb_backend ops_chosen(int op);
+int ops_find(const char *name);
+
+/* Chooses every op's backend: the automatic choice (fastest supported, by a
+ * fixed per-op preference order), then `spec` if non-NULL, then the
+ * environment variable TLB_BACKEND. A spec is either one backend name for all
+ * ops ("ref") or a comma list "op:backend,..." ("dense:dnnl,gelu:ref"); both
+ * forms may be mixed ("avx2,attention:ref"). An unsupported or unknown name is
+ * an error naming it; an op that backend lacks falls back to the automatic
+ * choice. */
+int ops_select(const char *spec, tlb_error *err);
+
+/* Forces one op to one backend (tests and benchmarks). Returns -1 if that
+ * backend does not implement the op or the CPU cannot run it. */
+int ops_force(int op, tlb_backend b);
+
+#endif
