@@ -1,0 +1,11 @@
+/* Subcommands of the `tlb` binary; each returns the process exit status
+ * (0 ok, 1 failure, 2 bad input/usage). argv[0] is the subcommand name. */
+#ifndef TLB_COMMANDS_H
+#define TLB_COMMANDS_H
+
+int cmd_check(int argc, char **argv); /* tlb check FILE.safetensors... */
+int cmd_ops(int argc, char **argv);   /* tlb ops: op x backend table */
+int cmd_data(int argc, char **argv);  /* tlb data fetch|verify [--data-dir DIR] */
+int cmd_train(int argc, char **argv); /* tlb train CONFIG [--set k=v]... [--resume DIR] */
+
+#endif

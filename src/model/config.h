@@ -1,0 +1,43 @@
+/* The TLB model's shape: everything that fixes the parameter layout and the
+ * recurrent schedule. (Run settings such as the learning rate live in
+ * train/run_config.h.) */
+#ifndef TLB_MODEL_CONFIG_H
+#define TLB_MODEL_CONFIG_H
+
+#include "util/error.h"
+
+typedef enum { TLB_WIRING_KERAS = 0, TLB_WIRING_PAPER = 1 } tlb_wiring;
+
+typedef struct {
+    int image_size;   /* S: input is S x S x 3 */
+    int patch_size;   /* P: conv kernel = stride */
+    int embed_dim;    /* D */
+    int chunk_size;   /* C: tokens per chunk = slow-state tokens */
+    int r;            /* cross-attention period */
+    int num_layers;   /* L */
+    int num_heads;    /* H */
+    int key_dim;      /* K, per head; H*K need not equal D */
+    int ffn_mult;     /* FFN hidden = ffn_mult * D */
+    int num_classes;
+    tlb_wiring wiring;
+    float ffn_drop;   /* dropout on the FFN output before its residual add */
+    float attn_drop;  /* dropout on the attention probabilities */
+} tlb_model_config;
+
+/* The seed configuration of the Keras example. */
+tlb_model_config model_config_seed(void);
+
+/* Checks ranges and divisibility; on failure names the offending key. */
+int model_config_validate(const tlb_model_config *c, tlb_error *err);
+
+static inline int model_grid(const tlb_model_config *c) { return c->image_size / c->patch_size; }
+static inline int model_num_patches(const tlb_model_config *c) { return model_grid(c) * model_grid(c); }
+static inline int model_num_chunks(const tlb_model_config *c) { return model_num_patches(c) / c->chunk_size; }
+static inline int model_hk(const tlb_model_config *c) { return c->num_heads * c->key_dim; }
+static inline int model_ffn_dim(const tlb_model_config *c) { return c->ffn_mult * c->embed_dim; }
+
+const char *wiring_name(tlb_wiring w);
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+int wiring_parse(const char *name, tlb_wiring *out);
+
+#endif
