@@ -65,7 +65,8 @@ typedef void (*attention_backward_fn)(float *dq, float *dk, float *dv, const flo
 typedef void (*patch_conv_forward_fn)(float *out, const float *img, const float *w,
                                       const float *bias, int B, int S, int P, int D);
 typedef void (*patch_conv_backward_fn)(float *dimg, float *dw, float *dbias, const float *dout,
-                                       const float *img, int B, int S, int P, int D);
+                                       const float *img, const float *w, int B, int S, int P,
+                                       int D);
 
 /* Position embedding: out[B, N, D] = inp + pos[N, D] (in place allowed). */
 typedef void (*posemb_forward_fn)(float *out, const float *inp, const float *pos, int B, int N,

@@ -23,7 +23,15 @@ int tlb_fail_prefix(tlb_error *err, const char *fmt, ...)
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
         memcpy(old, err->msg, sizeof old);
-        snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+        /* Truncation is acceptable here: the message is for a human. */
+        size_t n = strlen(prefix);
+        if (n > sizeof err->msg - 3) n = sizeof err->msg - 3;
+        memcpy(err->msg, prefix, n);
+        memcpy(err->msg + n, ": ", 2);
+        size_t room = sizeof err->msg - n - 3;
+        size_t m = strnlen(old, room);
+        memcpy(err->msg + n + 2, old, m);
+        err->msg[n + 2 + m] = '\0';
     }
     return -1;
 }

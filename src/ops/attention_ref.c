@@ -1,0 +1,97 @@
+/* Multi-head attention core, one (sample, head) pair at a time. Row-wise
+ * formulation: each query row needs only Tk scratch floats, so no workspace. */
+#include "ops/impls.h"
+
+#include <math.h>
+
+#include "ops/dropout_mask.h"
+
+static void attention_forward_ref(float *out, float *probs, const float *q, const float *k,
+                                  const float *v, int B, int Tq, int Tk, int H, int K,
+                                  const dropout_ctx *drop)
+{
+    const int HK = H * K;
+    const float scale = 1.0f / sqrtf((float)K);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
+            for (int i = 0; i < Tq; i++) {
+                const float *qi = q + ((size_t)b * Tq + i) * HK + h * K;
+                float *p = probs + (((size_t)b * H + h) * Tq + i) * Tk;
+                float mx = -INFINITY;
+                for (int j = 0; j < Tk; j++) {
+                    const float *kj = k + ((size_t)b * Tk + j) * HK + h * K;
+                    float s = 0.0f;
+                    for (int c = 0; c < K; c++) s += qi[c] * kj[c];
+                    p[j] = s * scale;
+                    mx = fmaxf(mx, p[j]);
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < Tk; j++) {
+                    p[j] = expf(p[j] - mx);
+                    sum += p[j];
+                }
+                for (int j = 0; j < Tk; j++) p[j] /= sum;
+                float *oi = out + ((size_t)b * Tq + i) * HK + h * K;
+                for (int c = 0; c < K; c++) oi[c] = 0.0f;
+                for (int j = 0; j < Tk; j++) {
+                    float pj = p[j];
+                    if (skey) pj *= dropout_scale_at(drop, skey, ((size_t)h * Tq + i) * Tk + j);
+                    const float *vj = v + ((size_t)b * Tk + j) * HK + h * K;
+                    for (int c = 0; c < K; c++) oi[c] += pj * vj[c];
+                }
+            }
+        }
+    }
+}
+
+static void attention_backward_ref(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *q, const float *k, const float *v,
+                                   const float *probs, int B, int Tq, int Tk, int H, int K,
+                                   const dropout_ctx *drop)
+{
+    const int HK = H * K;
+    const float scale = 1.0f / sqrtf((float)K);
+    /* Each (b, h) writes only its own rows and columns of dq, dk, dv. */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
+            float dp[TLB_MAX_KEYS];
+            for (int i = 0; i < Tq; i++) {
+                const float *p = probs + (((size_t)b * H + h) * Tq + i) * Tk;
+                const float *gi = dout + ((size_t)b * Tq + i) * HK + h * K;
+                const float *qi = q + ((size_t)b * Tq + i) * HK + h * K;
+                float dot = 0.0f;
+                for (int j = 0; j < Tk; j++) {
+                    const float keep = skey ? dropout_scale_at(drop, skey, ((size_t)h * Tq + i) * Tk + j) : 1.0f;
+                    const float *vj = v + ((size_t)b * Tk + j) * HK + h * K;
+                    float s = 0.0f;
+                    for (int c = 0; c < K; c++) s += gi[c] * vj[c];
+                    dp[j] = s * keep; /* gradient wrt the pre-dropout probability */
+                    dot += dp[j] * p[j];
+                    if (dv) {
+                        float *dvj = dv + ((size_t)b * Tk + j) * HK + h * K;
+                        const float pj = p[j] * keep;
+                        for (int c = 0; c < K; c++) dvj[c] += pj * gi[c];
+                    }
+                }
+                for (int j = 0; j < Tk; j++) {
+                    const float ds = p[j] * (dp[j] - dot) * scale; /* softmax backward */
+                    const float *kj = k + ((size_t)b * Tk + j) * HK + h * K;
+                    if (dq) {
+                        float *dqi = dq + ((size_t)b * Tq + i) * HK + h * K;
+                        for (int c = 0; c < K; c++) dqi[c] += ds * kj[c];
+                    }
+                    if (dk) {
+                        float *dkj = dk + ((size_t)b * Tk + j) * HK + h * K;
+                        for (int c = 0; c < K; c++) dkj[c] += ds * qi[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+const attention_op attention_ref = {attention_forward_ref, attention_backward_ref};

@@ -1,0 +1,20 @@
+/* Every backend's implementation of every op, as the registry sees them.
+ * A backend that lacks an op simply has no symbol here for it (and a NULL in
+ * the registry table in registry.c). */
+#ifndef TLB_OPS_IMPLS_H
+#define TLB_OPS_IMPLS_H
+
+#include "ops/ops.h"
+
+extern const dense_op dense_ref;
+extern const layernorm_op layernorm_ref;
+extern const gelu_op gelu_ref;
+extern const attention_op attention_ref;
+extern const patch_conv_op patch_conv_ref;
+extern const posemb_op posemb_ref;
+extern const meanpool_op meanpool_ref;
+extern const softmax_xent_op softmax_xent_ref;
+extern const dropout_op dropout_ref;
+extern const residual_op residual_ref;
+
+#endif
