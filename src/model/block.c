@@ -1,0 +1,134 @@
+#include "model/block.h"
+
+#include <string.h>
+
+void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk)
+{
+    const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
+    acts->ln_q = arena_take(a, rq * d.D);
+    acts->ln_q_mean = arena_take(a, rq);
+    acts->ln_q_rstd = arena_take(a, rq);
+    acts->ln_k = arena_take(a, rk * d.D);
+    acts->ln_k_mean = arena_take(a, rk);
+    acts->ln_k_rstd = arena_take(a, rk);
+    acts->ln_v = arena_take(a, rk * d.D);
+    acts->ln_v_mean = arena_take(a, rk);
+    acts->ln_v_rstd = arena_take(a, rk);
+    acts->q = arena_take(a, rq * HK);
+    acts->k = arena_take(a, rk * HK);
+    acts->v = arena_take(a, rk * HK);
+    acts->probs = arena_take(a, (size_t)B * d.H * Tq * Tk);
+    acts->att = arena_take(a, rq * HK);
+    acts->attn_out = arena_take(a, rq * d.D);
+    acts->ln_f = arena_take(a, rq * d.D);
+    acts->ln_f_mean = arena_take(a, rq);
+    acts->ln_f_rstd = arena_take(a, rq);
+    acts->h = arena_take(a, rq * d.F);
+    acts->g = arena_take(a, rq * d.F);
+    acts->out = arena_take(a, rq * d.D);
+    acts->x_q = acts->x_kv = NULL;
+}
+
+void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk)
+{
+    const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
+    s->d_attn_out = arena_take(a, rq * d.D);
+    s->d_ln_f = arena_take(a, rq * d.D);
+    s->d_y2 = arena_take(a, rq * d.D);
+    s->d_h = arena_take(a, rq * d.F);
+    s->d_g = arena_take(a, rq * d.F);
+    s->d_att = arena_take(a, rq * HK);
+    s->d_q = arena_take(a, rq * HK);
+    s->d_k = arena_take(a, rk * HK);
+    s->d_v = arena_take(a, rk * HK);
+    s->d_ln_q = arena_take(a, rq * d.D);
+    s->d_ln_k = arena_take(a, rk * d.D);
+    s->d_ln_v = arena_take(a, rk * d.D);
+}
+
+void block_forward(block_acts *a, const float *params, const attn_params *ap,
+                   const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
+                   int Tq, int Tk, const block_dropout *drop)
+{
+    const float *w = params;
+    const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
+    a->x_q = x_q;
+    a->x_kv = x_kv;
+
+    /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
+    tlb_ops.layernorm.forward(a->ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
+                              w + ap->ln_q_beta, rq, d.D);
+    tlb_ops.layernorm.forward(a->ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
+                              w + ap->ln_k_beta, rk, d.D);
+    tlb_ops.layernorm.forward(a->ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
+                              w + ap->ln_v_beta, rk, d.D);
+    tlb_ops.dense.forward(a->q, a->ln_q, w + ap->q_kernel, w + ap->q_bias, rq, d.D, HK);
+    tlb_ops.dense.forward(a->k, a->ln_k, w + ap->k_kernel, w + ap->k_bias, rk, d.D, HK);
+    tlb_ops.dense.forward(a->v, a->ln_v, w + ap->v_kernel, w + ap->v_bias, rk, d.D, HK);
+    tlb_ops.attention.forward(a->att, a->probs, a->q, a->k, a->v, B, Tq, Tk, d.H, d.K,
+                              drop ? &drop->attn : NULL);
+    tlb_ops.dense.forward(a->attn_out, a->att, w + ap->o_kernel, w + ap->o_bias, rq, HK, d.D);
+    tlb_ops.residual.forward(a->attn_out, a->attn_out, x_q, (size_t)rq * d.D);
+
+    /* FFN with its dropout before the residual add. */
+    tlb_ops.layernorm.forward(a->ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
+                              w + fp->ln_beta, rq, d.D);
+    tlb_ops.dense.forward(a->h, a->ln_f, w + fp->fc1_kernel, w + fp->fc1_bias, rq, d.D, d.F);
+    tlb_ops.gelu.forward(a->g, a->h, (size_t)rq * d.F);
+    tlb_ops.dense.forward(a->out, a->g, w + fp->fc2_kernel, w + fp->fc2_bias, rq, d.F, d.D);
+    if (drop && drop->ffn.rate > 0.0f)
+        tlb_ops.dropout.forward(a->out, a->out, B, (size_t)Tq * d.D, &drop->ffn);
+    tlb_ops.residual.forward(a->out, a->out, a->attn_out, (size_t)rq * d.D);
+}
+
+void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
+                    const block_acts *a, const float *params, const attn_params *ap,
+                    const ffn_params *fp, block_scratch *s, block_dims d, int B, int Tq, int Tk,
+                    const block_dropout *drop)
+{
+    const float *w = params;
+    float *g = grads;
+    const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
+    memset(s->d_ln_f, 0, rq * d.D * sizeof(float));
+    memset(s->d_y2, 0, rq * d.D * sizeof(float));
+    memset(s->d_h, 0, rq * d.F * sizeof(float));
+    memset(s->d_g, 0, rq * d.F * sizeof(float));
+    memset(s->d_att, 0, rq * HK * sizeof(float));
+    memset(s->d_q, 0, rq * HK * sizeof(float));
+    memset(s->d_k, 0, rk * HK * sizeof(float));
+    memset(s->d_v, 0, rk * HK * sizeof(float));
+    memset(s->d_ln_q, 0, rq * d.D * sizeof(float));
+    memset(s->d_ln_k, 0, rk * d.D * sizeof(float));
+    memset(s->d_ln_v, 0, rk * d.D * sizeof(float));
+
+    /* FFN: out = attn_out + dropout(g @ W2 + b2). */
+    memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float)); /* the residual path */
+    tlb_ops.dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
+    tlb_ops.dense.backward(s->d_g, g + fp->fc2_kernel, g + fp->fc2_bias, s->d_y2, a->g,
+                           w + fp->fc2_kernel, (int)rq, d.F, d.D);
+    tlb_ops.gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
+    tlb_ops.dense.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, s->d_h, a->ln_f,
+                           w + fp->fc1_kernel, (int)rq, d.D, d.F);
+    tlb_ops.layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
+                               a->attn_out, w + fp->ln_gamma, a->ln_f_mean, a->ln_f_rstd, (int)rq,
+                               d.D);
+
+    /* Attention: attn_out = x_q + att @ Wo + bo. */
+    tlb_ops.residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
+    tlb_ops.dense.backward(s->d_att, g + ap->o_kernel, g + ap->o_bias, s->d_attn_out, a->att,
+                           w + ap->o_kernel, (int)rq, (int)HK, d.D);
+    tlb_ops.attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
+                               Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    tlb_ops.dense.backward(s->d_ln_q, g + ap->q_kernel, g + ap->q_bias, s->d_q, a->ln_q,
+                           w + ap->q_kernel, (int)rq, d.D, (int)HK);
+    tlb_ops.dense.backward(s->d_ln_k, g + ap->k_kernel, g + ap->k_bias, s->d_k, a->ln_k,
+                           w + ap->k_kernel, (int)rk, d.D, (int)HK);
+    tlb_ops.dense.backward(s->d_ln_v, g + ap->v_kernel, g + ap->v_bias, s->d_v, a->ln_v,
+                           w + ap->v_kernel, (int)rk, d.D, (int)HK);
+    tlb_ops.layernorm.backward(dx_q, g + ap->ln_q_gamma, g + ap->ln_q_beta, s->d_ln_q, a->x_q,
+                               w + ap->ln_q_gamma, a->ln_q_mean, a->ln_q_rstd, (int)rq, d.D);
+    tlb_ops.layernorm.backward(dx_kv, g + ap->ln_k_gamma, g + ap->ln_k_beta, s->d_ln_k, a->x_kv,
+                               w + ap->ln_k_gamma, a->ln_k_mean, a->ln_k_rstd, (int)rk, d.D);
+    tlb_ops.layernorm.backward(dx_kv, g + ap->ln_v_gamma, g + ap->ln_v_beta, s->d_ln_v, a->x_kv,
+                               w + ap->ln_v_gamma, a->ln_v_mean, a->ln_v_rstd, (int)rk, d.D);
+}

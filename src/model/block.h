@@ -1,0 +1,62 @@
+/* One block Blk(x_q, x_kv) = FFN(Attn(x_q, x_kv)) (golden README section 2):
+ *   Attn(x_q, x_kv) = x_q + MHA(LN_q(x_q), LN_k(x_kv), LN_v(x_kv)) @ Wo + bo
+ *   FFN(x)          = x + Dropout(gelu(LN_f(x) @ W1 + b1) @ W2 + b2)
+ * The forward caches exactly what the backward needs in a block_acts. */
+#ifndef TLB_BLOCK_H
+#define TLB_BLOCK_H
+
+#include "model/params.h"
+#include "ops/ops.h"
+#include "util/arena.h"
+
+typedef struct {
+    int D, H, K, F; /* embed, heads, key_dim per head, FFN hidden */
+} block_dims;
+
+/* Activations of one block execution over B samples. */
+typedef struct {
+    float *ln_q, *ln_q_mean, *ln_q_rstd;   /* [B*Tq, D], [B*Tq] x2 */
+    float *ln_k, *ln_k_mean, *ln_k_rstd;   /* [B*Tk, D] */
+    float *ln_v, *ln_v_mean, *ln_v_rstd;   /* [B*Tk, D] */
+    float *q, *k, *v;                      /* [B*Tq, HK], [B*Tk, HK] x2 */
+    float *probs;                          /* [B, H, Tq, Tk] */
+    float *att;                            /* [B*Tq, HK] heads concatenated */
+    float *attn_out;                       /* [B*Tq, D] = x_q + O */
+    float *ln_f, *ln_f_mean, *ln_f_rstd;   /* [B*Tq, D] */
+    float *h, *g;                          /* [B*Tq, F] pre- and post-GELU */
+    float *out;                            /* [B*Tq, D] the block's output */
+    const float *x_q, *x_kv;               /* inputs, recorded by the forward */
+} block_acts;
+
+/* Gradient scratch for one block backward, reused by every block. */
+typedef struct {
+    float *d_attn_out, *d_ln_f, *d_y2;     /* [B*Tq, D] */
+    float *d_h, *d_g;                      /* [B*Tq, F] */
+    float *d_att, *d_q;                    /* [B*Tq, HK] */
+    float *d_k, *d_v;                      /* [B*Tk, HK] */
+    float *d_ln_q;                         /* [B*Tq, D] */
+    float *d_ln_k, *d_ln_v;                /* [B*Tk, D] */
+} block_scratch;
+
+typedef struct {
+    dropout_ctx attn, ffn;
+} block_dropout;
+
+/* Carve a block_acts / block_scratch for up to B samples from `a` (see
+ * util/arena.h: called once to measure, once to carve). */
+void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk);
+void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk);
+
+void block_forward(block_acts *acts, const float *params, const attn_params *ap,
+                   const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
+                   int Tq, int Tk, const block_dropout *drop);
+
+/* Accumulates into dx_q, dx_kv (which may be the same buffer when x_q and
+ * x_kv are the same tensor) and into the parameter gradients `grads` (laid
+ * out like params). */
+void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
+                    const block_acts *acts, const float *params, const attn_params *ap,
+                    const ffn_params *fp, block_scratch *s, block_dims d, int B, int Tq, int Tk,
+                    const block_dropout *drop);
+
+#endif

@@ -1,0 +1,82 @@
+/* The TLB network: patch embedding, the recurrent cell unrolled over the
+ * chunks (fast stream + slow state), the head and the loss; forward and
+ * backpropagation through time over one micro-batch.
+ *
+ * Parameters, gradients and the activation arena are allocated once
+ * (model_create, model_plan); forward/backward never allocate. */
+#ifndef TLB_MODEL_H
+#define TLB_MODEL_H
+
+#include <stdint.h>
+
+#include "model/block.h"
+#include "model/config.h"
+#include "model/wiring.h"
+
+typedef struct {
+    tlb_model_config config;
+    model_layout layout;
+    block_dims dims;
+    float *params; /* layout.table.total floats */
+    float *grads;  /* same layout */
+
+    /* Activation plan for up to `capacity` samples. */
+    int capacity;
+    arena acts;
+    float *tok;             /* [B*N, D] conv + pos_emb (the patch LN's input) */
+    float *tok_mean, *tok_rstd;
+    float *tokens;          /* [B*N, D] after the patch LayerNorm */
+    float *chunks;          /* [num_chunks][B, C, D] each chunk contiguous */
+    float *slow0;           /* [B, C, D] zeros: the initial slow state */
+    block_acts *steps;      /* [num_chunks * num_steps] */
+    float *pooled;          /* [B, D] */
+    float *logits, *probs;  /* [B, V] */
+    float *losses;          /* [B] */
+    /* Backward scratch. */
+    block_scratch scratch;
+    float *d_stream[2];     /* [B, C, D] gradient of the fast / slow stream */
+    float *d_tmp;           /* [B, C, D] */
+    float *d_tokens;        /* [B*N, D] */
+    float *d_tok;           /* [B*N, D] */
+    float *d_pooled;        /* [B, D] */
+    float *d_logits;        /* [B, V] */
+} tlb_model;
+
+/* Dropout for one forward/backward: off when rate == 0 or !training. The key
+ * is drawn per optimizer step; sample0 is the micro-batch's first global
+ * sample index, so masks do not depend on the micro-batch split. */
+typedef struct {
+    int training;
+    uint64_t key;
+    long sample0;
+} model_dropout;
+
+int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err);
+void model_destroy(tlb_model *m);
+size_t model_num_params(const tlb_model *m);
+
+/* Plans the activation arena for micro-batches of up to B samples; returns
+ * the bytes it allocated, or 0 on failure. Re-planning frees the old plan. */
+size_t model_plan(tlb_model *m, int B, tlb_error *err);
+/* Bytes the plan for B samples would take (without allocating). */
+size_t model_plan_bytes(const tlb_model *m, int B);
+
+/* Forward over B <= capacity samples: img [B, S, S, 3]; fills logits, probs,
+ * losses (per sample). Returns the sum of the B losses. labels may be NULL
+ * (inference: no loss). */
+double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+                     const model_dropout *drop);
+
+/* Backward of sum(losses) * loss_scale (loss_scale = 1 / full batch size for
+ * the mean loss), accumulating into m->grads. Requires the forward just run. */
+void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+                    const model_dropout *drop);
+
+void model_zero_grads(tlb_model *m);
+
+/* The fast stream after chunk c's perceptual layers and the slow state after
+ * chunk c's update, [B, C, D] (valid after a forward). */
+const float *model_trace_fast(const tlb_model *m, int chunk);
+const float *model_trace_slow(const tlb_model *m, int chunk);
+
+#endif

@@ -1,0 +1,109 @@
+#include "model/wiring.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int push_attn(model_layout *l, const tlb_model_config *c, const char *prefix)
+{
+    l->attn = realloc(l->attn, (size_t)(l->num_attn + 1) * sizeof *l->attn);
+    if (!l->attn) abort();
+    l->attn[l->num_attn] =
+        param_table_add_attention(&l->table, prefix, c->embed_dim, c->num_heads, c->key_dim);
+    return l->num_attn++;
+}
+
+static int push_ffn(model_layout *l, const tlb_model_config *c, const char *prefix)
+{
+    l->ffn = realloc(l->ffn, (size_t)(l->num_ffn + 1) * sizeof *l->ffn);
+    if (!l->ffn) abort();
+    l->ffn[l->num_ffn] = param_table_add_ffn(&l->table, prefix, c->embed_dim, model_ffn_dim(c));
+    return l->num_ffn++;
+}
+
+static void push_step(model_layout *l, int attn, int ffn, stream_id q, stream_id kv)
+{
+    l->steps = realloc(l->steps, (size_t)(l->num_steps + 1) * sizeof *l->steps);
+    if (!l->steps) abort();
+    l->steps[l->num_steps++] = (cell_step){attn, ffn, q, kv};
+}
+
+/* The Keras example's graph: a module list [SA_0, CA_0?, SA_1, ...] where
+ * every module self-attends and, at index i % r == 0 (an index into the
+ * list, not a layer number), also cross-attends to the slow state through
+ * the same FFN. */
+static void build_keras(model_layout *l, const tlb_model_config *c)
+{
+    int modules = 0;
+    for (int layer = 0; layer < c->num_layers; layer++) modules += 1 + (layer % c->r == 0);
+    char prefix[PARAM_NAME_MAX];
+    for (int i = 0; i < modules; i++) {
+        snprintf(prefix, sizeof prefix, "pm.%d.attn_fast", i);
+        int fast = push_attn(l, c, prefix);
+        int slow = -1;
+        if (i % c->r == 0) {
+            snprintf(prefix, sizeof prefix, "pm.%d.attn_slow", i);
+            slow = push_attn(l, c, prefix);
+        }
+        snprintf(prefix, sizeof prefix, "pm.%d.ffn", i);
+        int ffn = push_ffn(l, c, prefix);
+        push_step(l, fast, ffn, STREAM_FAST, STREAM_FAST);
+        if (slow >= 0) push_step(l, slow, ffn, STREAM_FAST, STREAM_SLOW);
+    }
+}
+
+/* Algorithm 1 of the paper: every block owns its attention and FFN. */
+static void build_paper(model_layout *l, const tlb_model_config *c)
+{
+    char prefix[PARAM_NAME_MAX];
+    for (int layer = 0; layer < c->num_layers; layer++) {
+        snprintf(prefix, sizeof prefix, "pm.%d.self.attn", layer);
+        int sa = push_attn(l, c, prefix);
+        snprintf(prefix, sizeof prefix, "pm.%d.self.ffn", layer);
+        int sf = push_ffn(l, c, prefix);
+        push_step(l, sa, sf, STREAM_FAST, STREAM_FAST);
+        if (layer % c->r == 0) {
+            snprintf(prefix, sizeof prefix, "pm.%d.cross.attn", layer);
+            int ca = push_attn(l, c, prefix);
+            snprintf(prefix, sizeof prefix, "pm.%d.cross.ffn", layer);
+            int cf = push_ffn(l, c, prefix);
+            push_step(l, ca, cf, STREAM_FAST, STREAM_SLOW);
+        }
+    }
+}
+
+void model_layout_build(model_layout *l, const tlb_model_config *c)
+{
+    memset(l, 0, sizeof *l);
+    param_table_init(&l->table);
+    const int P = c->patch_size, D = c->embed_dim, N = model_num_patches(c);
+    param_table *t = &l->table;
+    /* Keras Conv2D kernel [P, P, 3, D]: fans 3*P*P and D*P*P. */
+    l->conv_kernel = param_table_add(t, "patch.conv.kernel", 4, (int[]){P, P, 3, D}, INIT_GLOROT,
+                                     3 * P * P, D * P * P);
+    l->conv_bias = param_table_add(t, "patch.conv.bias", 1, (int[]){D}, INIT_ZEROS, 0, 0);
+    l->pos_emb = param_table_add(t, "patch.pos_emb", 2, (int[]){N, D}, INIT_POS_EMB, 0, 0);
+    l->patch_ln_gamma = param_table_add(t, "patch.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
+    l->patch_ln_beta = param_table_add(t, "patch.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
+
+    if (c->wiring == TLB_WIRING_KERAS) build_keras(l, c);
+    else build_paper(l, c);
+
+    /* The slow-state update: query slow, keys/values the new fast stream. */
+    int tlb_attn = push_attn(l, c, "tlb.attn");
+    int tlb_ffn = push_ffn(l, c, "tlb.ffn");
+    push_step(l, tlb_attn, tlb_ffn, STREAM_SLOW, STREAM_FAST);
+
+    l->head_kernel = param_table_add(t, "head.kernel", 2, (int[]){D, c->num_classes}, INIT_GLOROT,
+                                     D, c->num_classes);
+    l->head_bias = param_table_add(t, "head.bias", 1, (int[]){c->num_classes}, INIT_ZEROS, 0, 0);
+}
+
+void model_layout_free(model_layout *l)
+{
+    param_table_free(&l->table);
+    free(l->attn);
+    free(l->ffn);
+    free(l->steps);
+    memset(l, 0, sizeof *l);
+}

@@ -1,0 +1,36 @@
+/* A wiring turns a config into (1) the parameter table, in the golden files'
+ * order, and (2) the recurrent cell's schedule: the list of steps one chunk
+ * runs, each "block (attention a, FFN f), query stream, key/value stream".
+ * The model code only executes schedules; the two wirings differ only here. */
+#ifndef TLB_WIRING_H
+#define TLB_WIRING_H
+
+#include "model/config.h"
+#include "model/params.h"
+
+typedef enum { STREAM_FAST = 0, STREAM_SLOW = 1 } stream_id;
+
+typedef struct {
+    int attn;        /* index into layout.attn */
+    int ffn;         /* index into layout.ffn */
+    stream_id query; /* the step's output replaces this stream */
+    stream_id kv;
+} cell_step;
+
+typedef struct {
+    param_table table;
+    size_t conv_kernel, conv_bias, pos_emb, patch_ln_gamma, patch_ln_beta;
+    size_t head_kernel, head_bias;
+    attn_params *attn;
+    int num_attn;
+    ffn_params *ffn;
+    int num_ffn;
+    cell_step *steps; /* one chunk's steps; the last one updates the slow state */
+    int num_steps;
+} model_layout;
+
+/* Builds the layout of a validated config. */
+void model_layout_build(model_layout *l, const tlb_model_config *c);
+void model_layout_free(model_layout *l);
+
+#endif
