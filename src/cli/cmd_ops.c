@@ -1,0 +1,33 @@
+/* tlb ops: which backends exist for each op, which this CPU can run, and
+ * which one is chosen (after TLB_BACKEND). */
+#include <stdio.h>
+
+#include "cli/commands.h"
+#include "ops/ops.h"
+
+int cmd_ops(int argc, char **argv)
+{
+    tlb_error err;
+    const char *spec = argc > 1 ? argv[1] : NULL;
+    if (ops_select(spec, &err) != 0) {
+        fprintf(stderr, "tlb ops: %s\n", err.msg);
+        return 2;
+    }
+    printf("%-14s", "op");
+    for (int b = 0; b < TLB_BACKEND_COUNT; b++)
+        printf("%-10s", backend_name((tlb_backend)b));
+    printf("chosen\n");
+    for (int op = 0; op < ops_count(); op++) {
+        printf("%-14s", ops_name(op));
+        for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+            const char *mark = !ops_impl(op, (tlb_backend)b) ? "-"
+                               : backend_supported((tlb_backend)b) ? "yes" : "no-cpu";
+            printf("%-10s", mark);
+        }
+        printf("%s\n", backend_name(ops_chosen(op)));
+    }
+    printf("\nyes: implemented and runnable here; no-cpu: implemented, this CPU lacks the ISA;"
+           " -: not implemented.\nOverride with TLB_BACKEND=ref or TLB_BACKEND=dense:dnnl,gelu:ref"
+           " (or the config key `backend`).\n");
+    return 0;
+}

@@ -1,0 +1,35 @@
+/* tlb: one binary, one subcommand per job. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *help;
+} commands[] = {
+    {"train", cmd_train, "train CONFIG [--set key=value]... [--resume RUN_DIR]"},
+    {"check", cmd_check, "check FILE.safetensors...   compare the model with golden vectors"},
+    {"ops", cmd_ops, "ops                          the op x backend table of this CPU"},
+    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10"},
+};
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: tlb COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  tlb %s\n", commands[i].help);
+    return out == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)
+        return usage(stdout);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tlb: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}
