@@ -1,0 +1,115 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "util/safetensors.h"
+
+#define CHECKPOINT_FORMAT "tlb-c checkpoint 1"
+
+/* The rename is durable only once the folder's entry is on disk. */
+static void fsync_parent(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, const float *adam_v,
+                    const train_position *pos, uint64_t config_hash, const char *config_text,
+                    tlb_error *err)
+{
+    const param_table *t = &m->layout.table;
+    st_writer w;
+    st_writer_init(&w);
+    char name[PARAM_NAME_MAX + 16], buf[64];
+    int64_t shape[PARAM_MAX_DIMS];
+    int rc = 0;
+    const float *groups[3] = {m->params, adam_m, adam_v};
+    const char *prefixes[3] = {"", "adamw.m.", "adamw.v."};
+    for (int gidx = 0; gidx < 3 && rc == 0; gidx++)
+        for (int i = 0; i < t->count && rc == 0; i++) {
+            const param_entry *e = &t->entries[i];
+            for (int d = 0; d < e->ndim; d++) shape[d] = e->shape[d];
+            snprintf(name, sizeof name, "%s%s", prefixes[gidx], e->name);
+            rc = st_writer_add(&w, name, ST_F32, e->ndim, shape, groups[gidx] + e->offset);
+        }
+    const int64_t position[3] = {pos->step, pos->epoch, pos->batch_in_epoch};
+    if (rc == 0) rc = st_writer_add(&w, "train.position", ST_I64, 1, (int64_t[]){3}, position);
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)config_hash);
+    if (rc == 0) rc = st_writer_meta(&w, "format", CHECKPOINT_FORMAT);
+    if (rc == 0) rc = st_writer_meta(&w, "config_hash", buf);
+    if (rc == 0) rc = st_writer_meta(&w, "config", config_text ? config_text : "");
+    if (rc != 0) {
+        st_writer_free(&w);
+        return tlb_fail(err, "%s: out of memory preparing the checkpoint", path);
+    }
+    rc = st_writer_save(&w, path, err);
+    st_writer_free(&w);
+    if (rc == 0) fsync_parent(path);
+    return rc;
+}
+
+static uint64_t data_section_hash(const st_file *f)
+{
+    return XXH3_64bits(f->bytes + f->data_start, f->size - f->data_start);
+}
+
+int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
+                    train_position *pos, uint64_t expected_hash, tlb_error *err)
+{
+    st_file f;
+    if (st_open(&f, path, err) != 0) return tlb_fail_prefix(err, "checkpoint");
+    int rc = 0;
+    const char *format = st_meta(&f, "format"), *hash = st_meta(&f, "config_hash");
+    const char *data_hash = st_meta(&f, "data_xxh3");
+    char buf[32];
+    if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
+        rc = tlb_fail(err, "%s: not a tlb-c checkpoint (format '%s')", path, format ? format : "missing");
+    if (rc == 0) {
+        snprintf(buf, sizeof buf, "%016llx", (unsigned long long)data_section_hash(&f));
+        if (!data_hash || strcmp(data_hash, buf) != 0)
+            rc = tlb_fail(err, "%s: corrupted: data hash %s, recorded %s", path, buf, data_hash ? data_hash : "none");
+    }
+    if (rc == 0) {
+        snprintf(buf, sizeof buf, "%016llx", (unsigned long long)expected_hash);
+        if (!hash || strcmp(hash, buf) != 0)
+            rc = tlb_fail(err, "%s: written for config %s, this run's config is %s", path,
+                          hash ? hash : "(none)", buf);
+    }
+    const param_table *t = &m->layout.table;
+    float *groups[3] = {m->params, adam_m, adam_v};
+    const char *prefixes[3] = {"", "adamw.m.", "adamw.v."};
+    char name[PARAM_NAME_MAX + 16];
+    for (int g = 0; g < 3 && rc == 0; g++)
+        for (int i = 0; i < t->count && rc == 0; i++) {
+            snprintf(name, sizeof name, "%s%s", prefixes[g], t->entries[i].name);
+            rc = st_read_f32(&f, name, groups[g] + t->entries[i].offset, t->entries[i].numel, err);
+        }
+    if (rc == 0) {
+        const st_tensor *p = st_find(&f, "train.position");
+        if (!p || p->dtype != ST_I64 || p->numel != 3) {
+            rc = tlb_fail(err, "%s: train.position is missing or not 3 I64 values", path);
+        } else {
+            int64_t v[3];
+            memcpy(v, p->data, sizeof v);
+            if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[1] > 1000000 || v[2] > 100000000)
+                rc = tlb_fail(err, "%s: train.position out of range", path);
+            pos->step = (long)v[0];
+            pos->epoch = (int)v[1];
+            pos->batch_in_epoch = (int)v[2];
+        }
+    }
+    st_close(&f);
+    return rc;
+}

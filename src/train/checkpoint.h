@@ -1,0 +1,30 @@
+/* Checkpoints: one safetensors file with the parameters (by their model
+ * names), the AdamW moments ("adamw.m.<name>", "adamw.v.<name>") and the
+ * training position. The metadata records the config hash and the resolved
+ * config; the writer adds an XXH3-64 of the data section. Written atomically
+ * (temporary file, fsync, rename, fsync of the folder), so a crash at any
+ * moment leaves the previous checkpoint intact. */
+#ifndef TLB_CHECKPOINT_H
+#define TLB_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct {
+    long step;          /* optimizer steps done (AdamW's t) */
+    int epoch;          /* current epoch (0-based) */
+    int batch_in_epoch; /* batches of `epoch` already done */
+} train_position;
+
+int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, const float *adam_v,
+                    const train_position *pos, uint64_t config_hash, const char *config_text,
+                    tlb_error *err);
+
+/* Loads into an existing model of the same config. Refuses (with a message
+ * naming what is wrong) a truncated or corrupted file, a data hash mismatch,
+ * a config hash other than `expected_hash`, or a missing/misshapen tensor. */
+int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
+                    train_position *pos, uint64_t expected_hash, tlb_error *err);
+
+#endif
