@@ -17,4 +17,6 @@ extern const softmax_xent_op softmax_xent_ref;
 extern const dropout_op dropout_ref;
 extern const residual_op residual_ref;
 
+extern const dense_op dense_dnnl;
+
 #endif
