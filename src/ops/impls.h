@@ -18,5 +18,7 @@ extern const dropout_op dropout_ref;
 extern const residual_op residual_ref;
 
 extern const dense_op dense_dnnl;
+extern const dense_op dense_avx512;
+extern const dense_op dense_avx2;
 
 #endif

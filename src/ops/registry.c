@@ -24,7 +24,8 @@ typedef struct {
 #define PREFER_DEFAULT {TLB_BACKEND_AVX512, TLB_BACKEND_DNNL, TLB_BACKEND_AVX2, TLB_BACKEND_REF}
 
 static op_entry registry[] = {
-    OP_ENTRY(dense, {[TLB_BACKEND_REF] = &dense_ref, [TLB_BACKEND_DNNL] = &dense_dnnl}, PREFER_DEFAULT),
+    OP_ENTRY(dense, {[TLB_BACKEND_REF] = &dense_ref, [TLB_BACKEND_DNNL] = &dense_dnnl,
+                     [TLB_BACKEND_AVX512] = &dense_avx512, [TLB_BACKEND_AVX2] = &dense_avx2}, PREFER_DEFAULT),
     OP_ENTRY(layernorm, {[TLB_BACKEND_REF] = &layernorm_ref}, PREFER_DEFAULT),
     OP_ENTRY(gelu, {[TLB_BACKEND_REF] = &gelu_ref}, PREFER_DEFAULT),
     OP_ENTRY(attention, {[TLB_BACKEND_REF] = &attention_ref}, PREFER_DEFAULT),

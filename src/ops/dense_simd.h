@@ -1,0 +1,163 @@
+/* The register-blocked GEMM behind dense_avx512.c and dense_avx2.c, written
+ * once over a few vector macros that the including file defines:
+ *   VW                    floats per vector
+ *   NV_MAX                vectors per tile row (tile = MR x NV_MAX*VW of C)
+ *   vec, vmask            vector and lane-mask types
+ *   VZERO, VSET1(x), VLOAD(p), VFMA(a, b, c) = a*b + c, VADD(a, b)
+ *   VMASK(n)              mask of the first n lanes (1 <= n <= VW)
+ *   VSTORE(p, v), VMLOAD(p, m), VMSTORE(p, m, v)   store, masked load (zero fill), masked store
+ *
+ * C[M,N] = init + A[M,R] @ B[R,N], where init is C itself (accumulate), the
+ * bias row, or zero. A is read through (row stride, column stride), so the
+ * same kernel serves inp @ w, dout @ w^T (w^T pre-transposed) and inp^T @ dout.
+ * Each tile of C is owned by one thread and reduced over R in order, so the
+ * result does not depend on the thread count. */
+#ifndef TLB_DENSE_SIMD_H
+#define TLB_DENSE_SIMD_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 6
+#define TILE_N (NV_MAX * VW)
+/* Below this many multiply-adds a parallel region costs more than it saves. */
+#define PARALLEL_MACS 131072
+
+typedef struct {
+    float *C;
+    size_t ldc;
+    const float *A;
+    size_t ars, acs; /* A[i][r] = A[i*ars + r*acs] */
+    const float *B;
+    size_t ldb;
+    const float *bias; /* NULL: zero init */
+    int accumulate;    /* init from C */
+    int M, N, R;
+} gemm_args;
+
+static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m0, int n0,
+                                                       const int mr, const int nv, vmask last)
+{
+    vec c[MR][NV_MAX];
+    float *C = g->C + (size_t)m0 * g->ldc + n0;
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nv; j++) {
+            if (g->accumulate)
+                c[i][j] = j == nv - 1 ? VMLOAD(C + i * g->ldc + j * VW, last)
+                                      : VLOAD(C + i * g->ldc + j * VW);
+            else if (g->bias)
+                c[i][j] = j == nv - 1 ? VMLOAD(g->bias + n0 + j * VW, last)
+                                      : VLOAD(g->bias + n0 + j * VW);
+            else
+                c[i][j] = VZERO;
+        }
+    const float *A = g->A + (size_t)m0 * g->ars;
+    const float *B = g->B + n0;
+    const size_t ars = g->ars, acs = g->acs, ldb = g->ldb;
+    for (int r = 0; r < g->R; r++) {
+        vec b[NV_MAX];
+#pragma GCC unroll 8
+        for (int j = 0; j < nv; j++)
+            b[j] = j == nv - 1 ? VMLOAD(B + (size_t)r * ldb + j * VW, last)
+                               : VLOAD(B + (size_t)r * ldb + j * VW);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            const vec a = VSET1(A[i * ars + (size_t)r * acs]);
+#pragma GCC unroll 8
+            for (int j = 0; j < nv; j++) c[i][j] = VFMA(a, b[j], c[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nv; j++) {
+            if (j == nv - 1) VMSTORE(C + i * g->ldc + j * VW, last, c[i][j]);
+            else VSTORE(C + i * g->ldc + j * VW, c[i][j]);
+        }
+}
+
+#define TILE_NV(mr)                                          \
+    switch (nv) {                                            \
+    case 1: tile(g, m0, n0, mr, 1, last); break;             \
+    case 2: if (NV_MAX >= 2) tile(g, m0, n0, mr, 2, last); break; \
+    case 3: if (NV_MAX >= 3) tile(g, m0, n0, mr, 3, last); break; \
+    default: if (NV_MAX >= 4) tile(g, m0, n0, mr, 4, last); break; \
+    }
+
+static void tile_any(const gemm_args *g, int m0, int n0)
+{
+    const int mr = g->M - m0 < MR ? g->M - m0 : MR;
+    const int nc = g->N - n0 < TILE_N ? g->N - n0 : TILE_N;
+    const int nv = (nc + VW - 1) / VW;
+    const vmask last = VMASK(nc - (nv - 1) * VW);
+    switch (mr) {
+    case 1: TILE_NV(1); break;
+    case 2: TILE_NV(2); break;
+    case 3: TILE_NV(3); break;
+    case 4: TILE_NV(4); break;
+    case 5: TILE_NV(5); break;
+    default: TILE_NV(6); break;
+    }
+}
+
+static void gemm(const gemm_args *g)
+{
+    if (g->M <= 0 || g->N <= 0) return;
+    const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
+    const int tiles = mt * nt;
+    const double macs = (double)g->M * g->N * (g->R > 0 ? g->R : 1);
+#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MACS)
+    for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
+}
+
+/* Per-thread scratch for w^T, grown on demand (no allocation in steady state). */
+static _Thread_local float *wt_buf;
+static _Thread_local size_t wt_cap;
+
+static float *scratch(size_t n)
+{
+    if (n > wt_cap) {
+        free(wt_buf);
+        wt_buf = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+        if (!wt_buf) abort();
+        wt_cap = n;
+    }
+    return wt_buf;
+}
+
+static void dense_forward_simd(float *out, const float *inp, const float *w, const float *bias,
+                               int M, int K, int N)
+{
+    gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K};
+    gemm(&g);
+}
+
+static void dense_backward_simd(float *dinp, float *dw, float *dbias, const float *dout,
+                                const float *inp, const float *w, int M, int K, int N)
+{
+    if (M <= 0 || N <= 0) return;
+    if (dinp && K > 0) { /* dinp[M,K] += dout[M,N] @ wt[N,K] */
+        float *wt = scratch((size_t)K * N);
+        for (int k = 0; k < K; k++)
+            for (int n = 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
+        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N};
+        gemm(&g);
+    }
+    if (dw && K > 0) { /* dw[K,N] += inp^T[K,M] @ dout[M,N] */
+        gemm_args g = {dw, (size_t)N, inp, 1, (size_t)K, dout, (size_t)N, NULL, 1, K, N, M};
+        gemm(&g);
+    }
+    if (dbias) {
+        for (int n0 = 0; n0 < N; n0 += VW) {
+            const int nc = N - n0 < VW ? N - n0 : VW;
+            const vmask mk = VMASK(nc);
+            vec s = VMLOAD(dbias + n0, mk);
+            for (int m = 0; m < M; m++) s = VADD(s, VMLOAD(dout + (size_t)m * N + n0, mk));
+            VMSTORE(dbias + n0, mk, s);
+        }
+    }
+}
+
+#endif
