@@ -1,0 +1,748 @@
+#include "train/run_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <xxhash.h>
+#include <yaml.h>
+
+/* ------------------------------------------------------------------------ */
+/* The key table: one row per key, in canonical order. */
+
+typedef enum { K_INT, K_SWEEP, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE } key_type;
+
+typedef struct {
+    const char *name;
+    key_type type;
+    size_t off;       /* of the value in run_config */
+    size_t size;      /* K_STR: buffer size */
+    size_t sweep_off; /* K_SWEEP: of the run_sweep */
+    int hashed;       /* affects results, so part of run_config_hash */
+    const char *group; /* comment line written before the first key of a group */
+} key_def;
+
+#define OFF(f) offsetof(run_config, f)
+#define MOFF(f) (offsetof(run_config, model) + offsetof(tlb_model_config, f))
+static const key_def KEYS[] = {
+    {"image_size", K_INT, MOFF(image_size), 0, 0, 1, "model"},
+    {"patch_size", K_INT, MOFF(patch_size), 0, 0, 1, NULL},
+    {"embed_dim", K_INT, MOFF(embed_dim), 0, 0, 1, NULL},
+    {"chunk_size", K_SWEEP, MOFF(chunk_size), 0, OFF(sweep_chunk_size), 1, NULL},
+    {"r", K_SWEEP, MOFF(r), 0, OFF(sweep_r), 1, NULL},
+    {"num_layers", K_SWEEP, MOFF(num_layers), 0, OFF(sweep_num_layers), 1, NULL},
+    {"num_heads", K_INT, MOFF(num_heads), 0, 0, 1, NULL},
+    {"key_dim", K_INT, MOFF(key_dim), 0, 0, 1, NULL},
+    {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 0, 1, NULL},
+    {"num_classes", K_INT, MOFF(num_classes), 0, 0, 1, NULL},
+    {"wiring", K_WIRING, MOFF(wiring), 0, 0, 1, NULL},
+    {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 0, 1, NULL},
+    {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 0, 1, NULL},
+    {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 0, 1, "data"},
+    {"train_slice", K_INT, OFF(train_slice), 0, 0, 1, NULL},
+    {"train_limit", K_INT, OFF(train_limit), 0, 0, 1, NULL},
+    {"eval_limit", K_INT, OFF(eval_limit), 0, 0, 1, NULL},
+    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 0, 1, NULL},
+    {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, 0, NULL},
+    {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 0, 1, "optimisation"},
+    {"batch_size", K_INT, OFF(batch_size), 0, 0, 1, NULL},
+    {"micro_batch", K_INT, OFF(micro_batch), 0, 0, 1, NULL},
+    {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 0, 1, NULL},
+    {"weight_decay", K_DOUBLE, OFF(weight_decay), 0, 0, 1, NULL},
+    {"epochs", K_INT, OFF(epochs), 0, 0, 1, NULL},
+    {"seed", K_U64, OFF(seed), 0, 0, 1, NULL},
+    {"threads", K_INT, OFF(threads), 0, 0, 1, "system"},
+    {"backend", K_STR, OFF(backend), sizeof(((run_config *)0)->backend), 0, 1, NULL},
+    {"out_dir", K_STR, OFF(out_dir), sizeof(((run_config *)0)->out_dir), 0, 0, "output"},
+    {"name", K_STR, OFF(name), sizeof(((run_config *)0)->name), 0, 0, NULL},
+};
+#define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
+_Static_assert(sizeof KEYS / sizeof KEYS[0] == RUN_CONFIG_NUM_KEYS, "update RUN_CONFIG_NUM_KEYS");
+
+/* Longest name run_config_expand may extend (room for "-r1048576-chunk1024-L1024"). */
+#define NAME_MAX_BASE 96
+
+static int key_index(const char *name)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (strcmp(KEYS[i].name, name) == 0) return i;
+    return -1;
+}
+
+static void *field(run_config *c, int k) { return (char *)c + KEYS[k].off; }
+static const void *cfield(const run_config *c, int k) { return (const char *)c + KEYS[k].off; }
+static run_sweep *sweep_of(run_config *c, int k) { return (run_sweep *)((char *)c + KEYS[k].sweep_off); }
+static const run_sweep *csweep_of(const run_config *c, int k)
+{
+    return (const run_sweep *)((const char *)c + KEYS[k].sweep_off);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Error context: where a key's value came from. */
+
+typedef struct {
+    const char *path; /* may be NULL or "" */
+    int line;         /* > 0: file line; 0: no line; -1: --set */
+} where;
+
+static void where_str(where w, char *buf, size_t n)
+{
+    if (w.line < 0) snprintf(buf, n, "--set: ");
+    else if (w.path && w.path[0] && w.line > 0) snprintf(buf, n, "%s:%d: ", w.path, w.line);
+    else if (w.path && w.path[0]) snprintf(buf, n, "%s: ", w.path);
+    else buf[0] = '\0';
+}
+
+/* "<where>key: problem" */
+__attribute__((format(printf, 4, 5)))
+static int fail_key(tlb_error *err, where w, const char *key, const char *fmt, ...)
+{
+    if (!err) return -1;
+    char pre[1100], msg[900];
+    where_str(w, pre, sizeof pre);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return tlb_fail(err, "%s%s: %s", pre, key, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Defaults */
+
+void run_config_defaults(run_config *c)
+{
+    memset(c, 0, sizeof *c); /* also zeroes padding and string tails */
+    c->model = model_config_seed();
+    c->model.key_dim = 0; /* = embed_dim, resolved by run_config_validate */
+    c->mixed_precision = 1;
+    strcpy(c->dataset, "cifar10");
+    c->train_slice = 40000;
+    c->batch_size = 2048;
+    c->learning_rate = 1e-4;
+    c->weight_decay = 1e-4;
+    c->epochs = 30;
+    c->seed = 42;
+    strcpy(c->out_dir, "runs");
+    strcpy(c->name, "run");
+    c->shuffle = SHUFFLE_EVERY_EPOCH;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typing one scalar. `quoted` scalars are strings in YAML, so they are
+ * rejected where a number or boolean is expected. */
+
+typedef struct {
+    const char *text;
+    int quoted;
+} scalar;
+
+static void show(char *buf, size_t n, scalar s)
+{
+    /* Shown values are cut short to keep the message on one short line. */
+    if (s.quoted) snprintf(buf, n, "the string \"%.40s\"", s.text);
+    else snprintf(buf, n, "'%.40s'", s.text);
+}
+
+static int parse_int(scalar s, int *out)
+{
+    if (s.quoted || !s.text[0]) return -1;
+    /* YAML 1.1 reads a leading 0 as octal; refuse rather than guess. */
+    const char *d = s.text + (s.text[0] == '+' || s.text[0] == '-');
+    if (d[0] == '0' && d[1]) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s.text, &end, 10);
+    if (*end || errno || v < -2147483647LL - 1 || v > 2147483647LL) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_u64(scalar s, unsigned long long *out)
+{
+    if (s.quoted || !s.text[0] || strchr(s.text, '-')) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s.text, &end, 10);
+    if (*end || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(scalar s, double *out)
+{
+    if (s.quoted || !s.text[0]) return -1;
+    /* strtod also takes hex, "inf" and "nan"; a config wants plain decimals. */
+    for (const char *p = s.text; *p; p++)
+        if (!strchr("0123456789+-.eE", *p)) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s.text, &end);
+    if (*end || errno == ERANGE || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(scalar s, int *out)
+{
+    static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
+    if (s.quoted) return -1;
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(s.text, yes[i]) == 0) { *out = 1; return 0; }
+        if (strcasecmp(s.text, no[i]) == 0) { *out = 0; return 0; }
+    }
+    return -1;
+}
+
+/* Stores scalar s into key k of c; on failure reports at w. */
+static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err)
+{
+    const char *key = KEYS[k].name;
+    char got[64];
+    show(got, sizeof got, s);
+    switch (KEYS[k].type) {
+    case K_INT:
+    case K_SWEEP: {
+        int v;
+        if (parse_int(s, &v)) return fail_key(err, w, key, "expected an integer, got %s", got);
+        *(int *)field(c, k) = v;
+        if (KEYS[k].type == K_SWEEP) sweep_of(c, k)->n = 0;
+        return 0;
+    }
+    case K_FLOAT:
+    case K_DOUBLE: {
+        double v;
+        if (parse_double(s, &v)) return fail_key(err, w, key, "expected a number, got %s", got);
+        if (KEYS[k].type == K_FLOAT) *(float *)field(c, k) = (float)v;
+        else *(double *)field(c, k) = v;
+        return 0;
+    }
+    case K_BOOL:
+        if (parse_bool(s, (int *)field(c, k)))
+            return fail_key(err, w, key, "expected true or false, got %s", got);
+        return 0;
+    case K_U64:
+        if (parse_u64(s, (unsigned long long *)field(c, k)))
+            return fail_key(err, w, key, "expected a non-negative integer, got %s", got);
+        return 0;
+    case K_STR: {
+        size_t len = strlen(s.text);
+        if (len >= KEYS[k].size)
+            return fail_key(err, w, key, "longer than %zu characters", KEYS[k].size - 1);
+        memcpy(field(c, k), s.text, len + 1);
+        return 0;
+    }
+    case K_WIRING:
+        if (wiring_parse(s.text, (tlb_wiring *)field(c, k)))
+            return fail_key(err, w, key, "expected keras or paper, got %s", got);
+        return 0;
+    case K_SHUFFLE: {
+        shuffle_mode *m = (shuffle_mode *)field(c, k);
+        if (strcmp(s.text, "epoch") == 0) *m = SHUFFLE_EVERY_EPOCH;
+        else if (strcmp(s.text, "once") == 0) *m = SHUFFLE_ONCE;
+        else return fail_key(err, w, key, "expected epoch or once, got %s", got);
+        return 0;
+    }
+    }
+    return fail_key(err, w, key, "internal: unknown key type");
+}
+
+/* Stores a list (a sweep) into key k; the scalar takes the first value so a
+ * config stays usable without expansion. */
+static int assign_list(run_config *c, int k, const scalar *items, int n, where w, tlb_error *err)
+{
+    const char *key = KEYS[k].name;
+    if (KEYS[k].type != K_SWEEP)
+        return fail_key(err, w, key, "a list is only allowed for r, chunk_size and num_layers");
+    if (n == 0) return fail_key(err, w, key, "empty list");
+    if (n > RUN_SWEEP_MAX) return fail_key(err, w, key, "more than %d values in the list", RUN_SWEEP_MAX);
+    run_sweep sw = {.n = n};
+    for (int i = 0; i < n; i++) {
+        char got[64];
+        show(got, sizeof got, items[i]);
+        if (parse_int(items[i], &sw.v[i]))
+            return fail_key(err, w, key, "expected a list of integers, got %s", got);
+        for (int j = 0; j < i; j++)
+            if (sw.v[j] == sw.v[i])
+                return fail_key(err, w, key, "%d appears twice in the list", sw.v[i]);
+    }
+    *sweep_of(c, k) = sw;
+    *(int *)field(c, k) = sw.v[0];
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Unknown keys: suggest the nearest name by edit distance. */
+
+static int edit_distance(const char *a, const char *b)
+{
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63 || lb > 63) return 64;
+    int d[64 + 1];
+    for (int j = 0; j <= lb; j++) d[j] = j;
+    for (int i = 1; i <= la; i++) {
+        int diag = d[0];
+        d[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int up = d[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (d[j - 1] + 1 < best) best = d[j - 1] + 1;
+            d[j] = best;
+            diag = up;
+        }
+    }
+    return d[lb];
+}
+
+static int fail_unknown(tlb_error *err, where w, const char *key)
+{
+    int best = -1, bestd = 1 << 30;
+    for (int i = 0; i < NKEYS; i++) {
+        int d = edit_distance(key, KEYS[i].name);
+        if (d < bestd) { bestd = d; best = i; } /* ties: first in table order */
+    }
+    /* Only suggest a name that is plausibly a typo of this one. */
+    int len = (int)strlen(key), limit = len / 2 > 2 ? len / 2 : 2;
+    char shown[80];
+    snprintf(shown, sizeof shown, "%.60s", key);
+    if (best >= 0 && bestd <= limit)
+        return fail_key(err, w, shown, "unknown key (did you mean '%s'?)", KEYS[best].name);
+    return fail_key(err, w, shown, "unknown key");
+}
+
+/* ------------------------------------------------------------------------ */
+/* YAML */
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    return n->type == YAML_SCALAR_NODE ? "a scalar" : n->type == YAML_SEQUENCE_NODE ? "a list" : "a mapping";
+}
+
+static scalar node_scalar(const yaml_node_t *n)
+{
+    return (scalar){(const char *)n->data.scalar.value, n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE};
+}
+
+/* Assigns one value node (scalar or list of scalars) to key k. */
+static int assign_node(run_config *c, int k, yaml_document_t *doc, yaml_node_t *v, where w,
+                       tlb_error *err)
+{
+    if (v->type == YAML_SCALAR_NODE) return assign_scalar(c, k, node_scalar(v), w, err);
+    if (v->type == YAML_SEQUENCE_NODE) {
+        scalar items[RUN_SWEEP_MAX];
+        int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+        if (KEYS[k].type == K_SWEEP && n > RUN_SWEEP_MAX)
+            return fail_key(err, w, KEYS[k].name, "more than %d values in the list", RUN_SWEEP_MAX);
+        for (int i = 0; i < n && i < RUN_SWEEP_MAX; i++) {
+            yaml_node_t *it = yaml_document_get_node(doc, v->data.sequence.items.start[i]);
+            if (it->type != YAML_SCALAR_NODE && KEYS[k].type == K_SWEEP)
+                return fail_key(err, w, KEYS[k].name, "expected a list of integers, got %s in it",
+                                node_kind(it));
+            if (it->type == YAML_SCALAR_NODE) items[i] = node_scalar(it);
+        }
+        return assign_list(c, k, items, n, w, err);
+    }
+    return fail_key(err, w, KEYS[k].name, "expected a value, got a mapping");
+}
+
+/* libyaml's own message, with a 1-based line. */
+static int fail_yaml(tlb_error *err, const yaml_parser_t *p, const char *source, const char *text,
+                     size_t len)
+{
+    size_t line;
+    if (p->error == YAML_READER_ERROR) { /* only an offset is known: count lines to it */
+        line = 1;
+        for (size_t i = 0; i < p->problem_offset && i < len; i++) line += text[i] == '\n';
+    } else {
+        line = p->problem_mark.line + 1;
+    }
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    if (p->context)
+        return tlb_fail(err, "%s:%zu: yaml: %s %s", source, line, problem, p->context);
+    return tlb_fail(err, "%s:%zu: yaml: %s", source, line, problem);
+}
+
+/* Walks the root mapping: every key known, none twice, each value typed. */
+static int apply_document(run_config *c, yaml_document_t *doc, const char *source, tlb_error *err)
+{
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (!root) return 0; /* an empty file: all defaults */
+    if (root->type != YAML_MAPPING_NODE)
+        return tlb_fail(err, "%s:%zu: document: expected 'key: value' lines, got %s", source,
+                        root->start_mark.line + 1, node_kind(root));
+    int seen[RUN_CONFIG_NUM_KEYS] = {0};
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = yaml_document_get_node(doc, p->key);
+        yaml_node_t *vn = yaml_document_get_node(doc, p->value);
+        where w = {source, (int)kn->start_mark.line + 1};
+        if (kn->type != YAML_SCALAR_NODE)
+            return fail_key(err, w, "key", "expected a key name, got %s", node_kind(kn));
+        const char *key = (const char *)kn->data.scalar.value;
+        int k = key_index(key);
+        if (k < 0) return fail_unknown(err, w, key);
+        if (seen[k]) return fail_key(err, w, key, "duplicate key (first on line %d)", seen[k]);
+        seen[k] = w.line;
+        if (assign_node(c, k, doc, vn, w, err)) return -1;
+        c->line[k] = w.line;
+    }
+    return 0;
+}
+
+/* Parses text as exactly one YAML document into doc (caller deletes it on 0). */
+static int load_document(yaml_document_t *doc, const char *text, size_t len, const char *source,
+                         tlb_error *err)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) return tlb_fail(err, "%s: yaml: out of memory", source);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&p, doc)) {
+        fail_yaml(err, &p, source, text, len);
+        yaml_parser_delete(&p);
+        return -1;
+    }
+    /* A second document ("---") would be silently ignored; refuse it. */
+    yaml_document_t extra;
+    int rc = 0;
+    if (!yaml_parser_load(&p, &extra)) {
+        rc = fail_yaml(err, &p, source, text, len);
+    } else {
+        yaml_node_t *r = yaml_document_get_root_node(&extra);
+        if (r) rc = tlb_fail(err, "%s:%zu: yaml: only one document is allowed", source, r->start_mark.line + 1);
+        yaml_document_delete(&extra);
+    }
+    yaml_parser_delete(&p);
+    if (rc) yaml_document_delete(doc);
+    return rc;
+}
+
+int run_config_parse(run_config *c, const char *text, size_t len, const char *source, tlb_error *err)
+{
+    yaml_document_t doc;
+    if (load_document(&doc, text, len, source, err)) return -1;
+    int rc = apply_document(c, &doc, source, err);
+    yaml_document_delete(&doc);
+    return rc;
+}
+
+int run_config_load(run_config *out, const char *path, tlb_error *err)
+{
+    run_config_defaults(out);
+    snprintf(out->source, sizeof out->source, "%s", path);
+
+    /* Default name: the basename without its extension. */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t blen = strlen(base);
+    static const char *exts[] = {".cfg", ".yaml", ".yml"};
+    for (int i = 0; i < 3; i++) {
+        size_t el = strlen(exts[i]);
+        if (blen > el && strcmp(base + blen - el, exts[i]) == 0) { blen -= el; break; }
+    }
+    if (blen >= sizeof out->name) blen = sizeof out->name - 1; /* validate reports long names */
+    memcpy(out->name, base, blen);
+    out->name[blen] = '\0';
+
+    FILE *f = fopen(path, "rb");
+    if (!f) return tlb_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    enum { MAX_BYTES = 1 << 20 };
+    char *text = malloc(MAX_BYTES + 1);
+    if (!text) { fclose(f); return tlb_fail(err, "%s: out of memory", path); }
+    size_t len = fread(text, 1, MAX_BYTES + 1, f);
+    int bad = ferror(f), e = errno;
+    fclose(f);
+    int rc;
+    if (bad) rc = tlb_fail(err, "%s: cannot read: %s", path, strerror(e));
+    else if (len > MAX_BYTES) rc = tlb_fail(err, "%s: cannot read: larger than 1 MiB", path);
+    else rc = run_config_parse(out, text, len, path, err);
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* --set key=value */
+
+int run_config_set(run_config *c, const char *assignment, tlb_error *err)
+{
+    where w = {NULL, -1};
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return tlb_fail(err, "--set: '%.60s': expected key=value", assignment);
+    char key[64];
+    size_t kl = (size_t)(eq - assignment);
+    if (kl >= sizeof key) kl = sizeof key - 1; /* too long to be a key: reported as unknown */
+    memcpy(key, assignment, kl);
+    key[kl] = '\0';
+    const char *value = eq + 1;
+    int k = key_index(key);
+    if (k < 0) return fail_unknown(err, w, key);
+
+    int rc;
+    if (KEYS[k].type == K_STR) {
+        /* Strings verbatim: paths and backend specs need no YAML quoting. */
+        rc = assign_scalar(c, k, (scalar){value, 0}, w, err);
+    } else {
+        /* Everything else is typed by the same YAML rules as the file. */
+        yaml_document_t doc;
+        tlb_error e;
+        if (load_document(&doc, value, strlen(value), "--set", &e)) {
+            /* Replace "--set:1: yaml: ..." with the key's context. */
+            const char *problem = strstr(e.msg, "yaml: ");
+            char p[512];
+            snprintf(p, sizeof p, "%s", problem ? problem + 6 : "invalid value");
+            return fail_key(err, w, key, "invalid value: %s", p);
+        }
+        yaml_node_t *v = yaml_document_get_root_node(&doc);
+        if (!v || (v->type == YAML_SCALAR_NODE && !v->data.scalar.value[0] &&
+                   v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE))
+            rc = fail_key(err, w, key, "missing value");
+        else
+            rc = assign_node(c, k, &doc, v, w, err);
+        yaml_document_delete(&doc);
+    }
+    if (rc == 0) c->line[k] = -1;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation */
+
+static where key_where(const run_config *c, int k) { return (where){c->source, c->line[k]}; }
+
+static int check_range(const run_config *c, const char *key, long long v, long long lo, long long hi,
+                       tlb_error *err)
+{
+    if (v >= lo && v <= hi) return 0;
+    return fail_key(err, key_where(c, key_index(key)), key, "%lld is out of range [%lld, %lld]", v, lo, hi);
+}
+
+/* model_config_validate says "key: problem"; put the key's origin in front. */
+static int check_model(const run_config *c, const tlb_model_config *m, tlb_error *err)
+{
+    tlb_error e;
+    if (model_config_validate(m, &e) == 0) return 0;
+    char key[64] = "";
+    const char *colon = strchr(e.msg, ':');
+    if (colon && (size_t)(colon - e.msg) < sizeof key) {
+        memcpy(key, e.msg, (size_t)(colon - e.msg));
+        key[colon - e.msg] = '\0';
+    }
+    int k = key_index(key);
+    char pre[1100];
+    where_str(k >= 0 ? key_where(c, k) : (where){c->source, 0}, pre, sizeof pre);
+    return tlb_fail(err, "%s%s", pre, e.msg);
+}
+
+static int valid_name(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+int run_config_validate(run_config *c, tlb_error *err)
+{
+    if (c->model.key_dim == 0 && c->line[key_index("key_dim")] == 0) c->model.key_dim = c->model.embed_dim;
+
+    /* CIFAR-10 has 50000 training images; the validation part must not be empty. */
+    if (strcmp(c->dataset, "cifar10") != 0)
+        return fail_key(err, key_where(c, key_index("dataset")), "dataset",
+                        "only 'cifar10' is supported, got '%.40s'", c->dataset);
+    if (check_range(c, "train_slice", c->train_slice, 1, 49999, err)) return -1;
+    if (check_range(c, "train_limit", c->train_limit, 0, c->train_slice, err)) return -1;
+    if (check_range(c, "eval_limit", c->eval_limit, 0, 1 << 30, err)) return -1;
+    if (check_range(c, "batch_size", c->batch_size, 1, 1 << 24, err)) return -1;
+    if (check_range(c, "micro_batch", c->micro_batch, 0, c->batch_size, err)) return -1;
+    if (!(c->learning_rate > 0))
+        return fail_key(err, key_where(c, key_index("learning_rate")), "learning_rate",
+                        "must be > 0, got %g", c->learning_rate);
+    if (!(c->weight_decay >= 0))
+        return fail_key(err, key_where(c, key_index("weight_decay")), "weight_decay",
+                        "must be >= 0, got %g", c->weight_decay);
+    if (check_range(c, "epochs", c->epochs, 1, 1 << 20, err)) return -1;
+    if (check_range(c, "threads", c->threads, 0, 4096, err)) return -1;
+    if (!c->name[0])
+        return fail_key(err, key_where(c, key_index("name")), "name", "must not be empty");
+    if (!valid_name(c->name))
+        return fail_key(err, key_where(c, key_index("name")), "name",
+                        "'%.40s' may only contain letters, digits, '.', '_' and '-'", c->name);
+    if (strlen(c->name) > NAME_MAX_BASE)
+        return fail_key(err, key_where(c, key_index("name")), "name", "longer than %d characters",
+                        NAME_MAX_BASE);
+    if (!c->out_dir[0])
+        return fail_key(err, key_where(c, key_index("out_dir")), "out_dir", "must not be empty");
+
+    /* Every combination of a sweep must be a valid model. */
+    int n = run_config_num_runs(c);
+    for (int i = 0; i < n; i++) {
+        run_config run;
+        run_config_expand(c, i, &run);
+        if (check_model(c, &run.model, err)) return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sweeps */
+
+static int sweep_len(const run_sweep *s) { return s->n > 0 ? s->n : 1; }
+
+int run_config_num_runs(const run_config *c)
+{
+    return sweep_len(&c->sweep_r) * sweep_len(&c->sweep_chunk_size) * sweep_len(&c->sweep_num_layers);
+}
+
+void run_config_expand(const run_config *c, int i, run_config *out)
+{
+    *out = *c;
+    const run_sweep *sw[3] = {&c->sweep_r, &c->sweep_chunk_size, &c->sweep_num_layers};
+    int *dst[3] = {&out->model.r, &out->model.chunk_size, &out->model.num_layers};
+    static const char *tag[3] = {"-r", "-chunk", "-L"};
+    int idx[3];
+    /* num_layers varies fastest, r slowest. */
+    for (int j = 2; j >= 0; j--) {
+        idx[j] = i % sweep_len(sw[j]);
+        i /= sweep_len(sw[j]);
+    }
+    size_t len = strlen(out->name);
+    for (int j = 0; j < 3; j++) {
+        if (sw[j]->n == 0) continue;
+        *dst[j] = sw[j]->v[idx[j]];
+        int m = snprintf(out->name + len, sizeof out->name - len, "%s%d", tag[j], *dst[j]);
+        if (m > 0) len += (size_t)m;
+        if (len >= sizeof out->name) len = sizeof out->name - 1;
+    }
+    out->sweep_r.n = out->sweep_chunk_size.n = out->sweep_num_layers.n = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Canonical text and hash */
+
+typedef struct {
+    char *buf;
+    size_t n, len;
+} out_buf;
+
+__attribute__((format(printf, 2, 3)))
+static void put(out_buf *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(o->len < o->n ? o->buf + o->len : NULL, o->len < o->n ? o->n - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (m > 0) o->len += (size_t)m;
+}
+
+/* Shortest decimal that reads back to the same value. */
+static void put_double(out_buf *o, double v, int as_float)
+{
+    char b[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(b, sizeof b, "%.*g", p, v);
+        double r = strtod(b, NULL);
+        if (as_float ? (float)r == (float)v : r == v) break;
+    }
+    put(o, "%s", b);
+}
+
+/* Double-quoted YAML string, so any path or spec reads back unchanged. */
+static void put_string(out_buf *o, const char *s)
+{
+    put(o, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') put(o, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f) put(o, "\\x%02x", *p);
+        else put(o, "%c", *p);
+    }
+    put(o, "\"");
+}
+
+static void put_value(out_buf *o, const run_config *c, int k)
+{
+    const void *f = cfield(c, k);
+    switch (KEYS[k].type) {
+    case K_SWEEP:
+        if (csweep_of(c, k)->n > 0) {
+            const run_sweep *s = csweep_of(c, k);
+            put(o, "[");
+            for (int i = 0; i < s->n; i++) put(o, i ? ", %d" : "%d", s->v[i]);
+            put(o, "]");
+            break;
+        }
+        __attribute__((fallthrough)); /* not swept: a plain integer */
+    case K_INT: {
+        int v = *(const int *)f;
+        /* key_dim's unresolved default is written resolved. */
+        if (v == 0 && strcmp(KEYS[k].name, "key_dim") == 0) v = c->model.embed_dim;
+        put(o, "%d", v);
+        break;
+    }
+    case K_FLOAT: put_double(o, *(const float *)f, 1); break;
+    case K_DOUBLE: put_double(o, *(const double *)f, 0); break;
+    case K_BOOL: put(o, "%s", *(const int *)f ? "true" : "false"); break;
+    case K_U64: put(o, "%llu", *(const unsigned long long *)f); break;
+    case K_STR: put_string(o, (const char *)f); break;
+    case K_WIRING: put(o, "%s", wiring_name(*(const tlb_wiring *)f)); break;
+    case K_SHUFFLE: put(o, "%s", *(const shuffle_mode *)f == SHUFFLE_ONCE ? "once" : "epoch"); break;
+    }
+}
+
+static size_t write_keys(const run_config *c, char *buf, size_t n, int hashed_only)
+{
+    out_buf o = {buf, n, 0};
+    if (n) buf[0] = '\0';
+    for (int k = 0; k < NKEYS; k++) {
+        if (hashed_only && !KEYS[k].hashed) continue;
+        if (KEYS[k].group && !hashed_only) put(&o, "%s# %s\n", k ? "\n" : "", KEYS[k].group);
+        put(&o, "%s: ", KEYS[k].name);
+        put_value(&o, c, k);
+        put(&o, "\n");
+    }
+    return o.len;
+}
+
+size_t run_config_write_canonical(const run_config *c, char *buf, size_t n)
+{
+    return write_keys(c, buf, n, 0);
+}
+
+uint64_t run_config_hash(const run_config *c)
+{
+    char small[4096];
+    size_t len = write_keys(c, small, sizeof small, 1);
+    if (len < sizeof small) return XXH3_64bits(small, len);
+    char *big = malloc(len + 1);
+    if (!big) abort(); /* a few KiB; nothing sensible to do without them */
+    write_keys(c, big, len + 1, 1);
+    uint64_t h = XXH3_64bits(big, len);
+    free(big);
+    return h;
+}
+
+int run_config_run_dir(const run_config *c, char *buf, size_t n)
+{
+    return snprintf(buf, n, "%s/%s-%016llx", c->out_dir, c->name, (unsigned long long)run_config_hash(c));
+}
+
+/* ------------------------------------------------------------------------ */
+
+int run_config_equal(const run_config *a, const run_config *b)
+{
+    /* The canonical text covers every setting exactly (shortest round-trip
+     * decimals, escaped strings), so equal texts mean equal settings. */
+    size_t la = run_config_write_canonical(a, NULL, 0);
+    size_t lb = run_config_write_canonical(b, NULL, 0);
+    if (la != lb) return 0;
+    char *ta = malloc(la + 1), *tb = malloc(lb + 1);
+    if (!ta || !tb) abort();
+    run_config_write_canonical(a, ta, la + 1);
+    run_config_write_canonical(b, tb, lb + 1);
+    int same = memcmp(ta, tb, la) == 0;
+    free(ta);
+    free(tb);
+    return same;
+}

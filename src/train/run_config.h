@@ -1,0 +1,120 @@
+/* The run configuration: the model's shape plus everything else a training
+ * run depends on, read from a YAML `key: value` file (experiments/NAME.cfg),
+ * overridden by `--set key=value`, validated, and written back in a canonical
+ * form whose hash names the run folder.
+ *
+ * Typical use (the CLI):
+ *     run_config c;
+ *     if (run_config_load(&c, path, &err)) -> print err.msg, exit 2
+ *     for each --set: if (run_config_set(&c, arg, &err)) -> print, exit 2
+ *     if (run_config_validate(&c, &err)) -> print, exit 2
+ *     for (int i = 0; i < run_config_num_runs(&c); i++) {
+ *         run_config run; run_config_expand(&c, i, &run);
+ *         run_config_run_dir(&run, dir, sizeof dir);  // runs/<name>-<hash>
+ *         ...
+ *     }
+ *
+ * Error messages are one line, "file:line: key: problem" (or "--set: key:
+ * problem"); nothing is printed or written by this module. */
+#ifndef TLB_RUN_CONFIG_H
+#define TLB_RUN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/config.h"
+#include "util/error.h"
+
+typedef enum { SHUFFLE_EVERY_EPOCH, SHUFFLE_ONCE } shuffle_mode;
+
+/* A swept key's values; n == 0 means "not swept" (the scalar in the model
+ * config holds the value). Only r, chunk_size and num_layers can be swept. */
+#define RUN_SWEEP_MAX 16
+typedef struct {
+    int n;
+    int v[RUN_SWEEP_MAX];
+} run_sweep;
+
+/* Number of keys a config file may contain (see the table in run_config.c). */
+#define RUN_CONFIG_NUM_KEYS 30
+
+typedef struct {
+    tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
+    int mixed_precision;     /* bool */
+    char dataset[32];        /* only "cifar10" accepted */
+    int train_slice;         /* 40000: first N training images train, the rest validate */
+    int train_limit;         /* 0 = all; else use only the first N of the train slice */
+    int eval_limit;          /* 0 = all; else evaluate only the first N val/test images */
+    int batch_size;          /* 2048 */
+    double learning_rate;    /* 1e-4 */
+    double weight_decay;     /* 1e-4 */
+    int epochs;              /* 30 */
+    unsigned long long seed; /* 42 */
+    int threads;             /* 0 = all cores */
+    char backend[256];       /* "" = automatic; else an ops_select() spec */
+    char data_dir[1024];     /* "" = default cache */
+    int micro_batch;         /* 0 = automatic from a memory budget */
+    char out_dir[1024];      /* "runs" */
+    char name[128];          /* default: the config file's basename without .cfg */
+    shuffle_mode shuffle;    /* "epoch" (default) | "once" */
+
+    /* Sweeps: a list in the file makes a grid (run_config_expand). */
+    run_sweep sweep_r, sweep_chunk_size, sweep_num_layers;
+
+    /* Provenance, for error messages only (ignored by equal/hash/canonical):
+     * the file loaded and, per key, its 1-based line there (0 = default,
+     * -1 = set by --set). */
+    char source[1024];
+    int line[RUN_CONFIG_NUM_KEYS];
+} run_config;
+
+/* Fills c with the seed configuration (the Keras example): mixed_precision
+ * true, cifar10, train_slice 40000, batch_size 2048, lr 1e-4, wd 1e-4, 30
+ * epochs, seed 42, image 48, patch 4, embed 64, chunk 8, r 2, 4 layers, 1
+ * head, key_dim = embed_dim, ffn_mult 4, dropouts 0.2, keras wiring, shuffle
+ * every epoch, out_dir "runs", name "run". */
+void run_config_defaults(run_config *c);
+
+/* Defaults, then the file at `path` (name defaults to its basename without
+ * .cfg). Does not validate: apply --set overrides, then run_config_validate. */
+int run_config_load(run_config *out, const char *path, tlb_error *err);
+
+/* Applies the YAML text (len bytes) on top of c; `source` names it in
+ * errors. run_config_load is defaults + this. */
+int run_config_parse(run_config *c, const char *text, size_t len, const char *source,
+                     tlb_error *err);
+
+/* One "key=value" override, typed like the file (a list only for the sweep
+ * keys, e.g. "r=[1,2]"); string keys take the value verbatim. Errors read
+ * "--set: key: problem". */
+int run_config_set(run_config *c, const char *assignment, tlb_error *err);
+
+/* Resolves derived defaults (key_dim) and checks every range and cross-key
+ * constraint, for every combination of a sweep. Errors name the line (or
+ * --set) of the key at fault. */
+int run_config_validate(run_config *c, tlb_error *err);
+
+/* Sweep grid: product of the list lengths (1 without sweeps). Run i, in the
+ * order r (outermost), chunk_size, num_layers (innermost), is a plain config
+ * whose name gets a suffix for each swept key, e.g. "-r1-chunk8-L4" (only
+ * the swept keys appear). i must be in [0, num_runs). */
+int run_config_num_runs(const run_config *c);
+void run_config_expand(const run_config *c, int i, run_config *out);
+
+/* Every key, one per line in a fixed order, fully resolved, as YAML this
+ * parser reads back to an equal config. snprintf semantics: returns the
+ * length needed (excluding the NUL) and truncates to n. */
+size_t run_config_write_canonical(const run_config *c, char *buf, size_t n);
+
+/* XXH3-64 of the canonical text of the keys that affect results: every key
+ * except out_dir, data_dir and name (threads and micro_batch stay in: they
+ * can change reduction order). */
+uint64_t run_config_hash(const run_config *c);
+
+/* "<out_dir>/<name>-<16 hex digits of the hash>"; snprintf semantics. */
+int run_config_run_dir(const run_config *c, char *buf, size_t n);
+
+/* Whether a and b hold the same settings (provenance ignored). */
+int run_config_equal(const run_config *a, const run_config *b);
+
+#endif

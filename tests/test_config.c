@@ -1,0 +1,516 @@
+/* The experiment config parser: good files, every kind of bad input with its
+ * exact one-line message, --set, sweeps, the canonical round trip and the
+ * hash. Config files are written into a fresh temp dir per test. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/run_config.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tlb_config_test_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd)) {} /* best effort */
+}
+
+TestSuite(config, .init = make_tmpdir, .fini = remove_tmpdir);
+
+/* Writes text to tmpdir/name; returns the path (static buffer per call site is fine). */
+static const char *write_cfg(const char *name, const char *text)
+{
+    static char path[8][512];
+    static int slot;
+    char *p = path[slot++ % 8];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+/* Loads + validates text; expects failure with exactly "<path>:<rest>". */
+static void expect_error(const char *text, const char *rest)
+{
+    const char *p = write_cfg("bad.cfg", text);
+    run_config c;
+    tlb_error err = {{0}};
+    int rc = run_config_load(&c, p, &err);
+    if (rc == 0) rc = run_config_validate(&c, &err);
+    cr_assert_eq(rc, -1, "expected an error for:\n%s", text);
+    char want[1200];
+    snprintf(want, sizeof want, "%s%s", p, rest);
+    cr_assert_str_eq(err.msg, want);
+    cr_assert_null(strchr(err.msg, '\n'), "one line");
+}
+
+static run_config load_ok(const char *name, const char *text)
+{
+    const char *p = write_cfg(name, text);
+    run_config c;
+    tlb_error err = {{0}};
+    cr_assert_eq(run_config_load(&c, p, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    return c;
+}
+
+/* ---------------------------------------------------------------- good files */
+
+Test(config, defaults_are_the_keras_seed)
+{
+    run_config c;
+    run_config_defaults(&c);
+    tlb_error err;
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    tlb_model_config s = model_config_seed();
+    cr_assert_eq(memcmp(&c.model, &s, sizeof s), 0);
+    cr_assert_eq(c.mixed_precision, 1);
+    cr_assert_str_eq(c.dataset, "cifar10");
+    cr_assert_eq(c.train_slice, 40000);
+    cr_assert_eq(c.batch_size, 2048);
+    cr_assert_eq(c.learning_rate, 1e-4);
+    cr_assert_eq(c.weight_decay, 1e-4);
+    cr_assert_eq(c.epochs, 30);
+    cr_assert_eq(c.seed, 42);
+    cr_assert_eq(c.threads, 0);
+    cr_assert_str_eq(c.backend, "");
+    cr_assert_str_eq(c.data_dir, "");
+    cr_assert_eq(c.micro_batch, 0);
+    cr_assert_str_eq(c.out_dir, "runs");
+    cr_assert_eq(c.shuffle, SHUFFLE_EVERY_EPOCH);
+    cr_assert_eq(c.train_limit, 0);
+    cr_assert_eq(c.eval_limit, 0);
+    cr_assert_eq(run_config_num_runs(&c), 1);
+}
+
+Test(config, seed_file_equals_defaults)
+{
+    run_config c, d;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, "experiments/r2_chunk8.cfg", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    run_config_defaults(&d);
+    cr_assert_eq(run_config_validate(&d, &err), 0);
+    strcpy(d.name, "r2_chunk8");
+    cr_assert(run_config_equal(&c, &d));
+    cr_assert_eq(c.line[4], 9, "r is on line 9 of the seed file"); /* table index 4 = r */
+}
+
+Test(config, every_experiment_validates)
+{
+    const char *files[] = {"experiments/r2_chunk8.cfg", "experiments/tiny_smoke.cfg",
+                           "experiments/sweep_r.cfg", "experiments/sweep_grid.cfg"};
+    int runs[] = {1, 1, 3, 8};
+    for (int i = 0; i < 4; i++) {
+        run_config c;
+        tlb_error err;
+        cr_assert_eq(run_config_load(&c, files[i], &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_num_runs(&c), runs[i], "%s", files[i]);
+    }
+}
+
+Test(config, tiny_file_parses_to_expected_struct)
+{
+    run_config c = load_ok("tiny.cfg",
+                           "# comment\n"
+                           "image_size: 16   # trailing comment\n"
+                           "patch_size: 4\n"
+                           "embed_dim: 16\n"
+                           "chunk_size: 4\n"
+                           "num_layers: 2\n"
+                           "wiring: paper\n"
+                           "mixed_precision: false\n"
+                           "learning_rate: 3e-4\n"
+                           "weight_decay: 0\n"
+                           "ffn_drop: 0\n"
+                           "seed: 18446744073709551615\n"
+                           "shuffle: once\n"
+                           "backend: dense:dnnl,gelu:ref\n"
+                           "data_dir: \"/tmp/my data\"\n"
+                           "train_limit: 512\n");
+    cr_assert_eq(c.model.image_size, 16);
+    cr_assert_eq(c.model.embed_dim, 16);
+    cr_assert_eq(c.model.key_dim, 16, "key_dim defaults to embed_dim");
+    cr_assert_eq(c.model.chunk_size, 4);
+    cr_assert_eq(c.model.num_layers, 2);
+    cr_assert_eq(c.model.wiring, TLB_WIRING_PAPER);
+    cr_assert_eq(c.model.ffn_drop, 0.0f);
+    cr_assert_eq(c.model.attn_drop, 0.2f);
+    cr_assert_eq(c.mixed_precision, 0);
+    cr_assert_eq(c.learning_rate, 3e-4);
+    cr_assert_eq(c.weight_decay, 0.0);
+    cr_assert_eq(c.seed, 18446744073709551615ULL);
+    cr_assert_eq(c.shuffle, SHUFFLE_ONCE);
+    cr_assert_str_eq(c.backend, "dense:dnnl,gelu:ref");
+    cr_assert_str_eq(c.data_dir, "/tmp/my data");
+    cr_assert_eq(c.train_limit, 512);
+    cr_assert_str_eq(c.name, "tiny", "name = basename without .cfg");
+    cr_assert_eq(c.line[0], 2, "image_size on line 2");
+}
+
+Test(config, explicit_key_dim_and_empty_file)
+{
+    run_config c = load_ok("kd.cfg", "embed_dim: 32\nkey_dim: 8\nnum_heads: 4\n");
+    cr_assert_eq(c.model.key_dim, 8);
+    cr_assert_eq(c.model.num_heads, 4);
+    run_config e = load_ok("empty.cfg", "# nothing but a comment\n");
+    run_config d;
+    run_config_defaults(&d);
+    strcpy(d.name, "empty");
+    tlb_error err;
+    run_config_validate(&d, &err);
+    cr_assert(run_config_equal(&e, &d));
+}
+
+/* ---------------------------------------------------------------- bad files */
+
+Test(config, unknown_key_suggests_nearest)
+{
+    expect_error("r: 2\n\nchunk_sise: 8\n", ":3: chunk_sise: unknown key (did you mean 'chunk_size'?)");
+    expect_error("learning_rat: 0.1\n", ":1: learning_rat: unknown key (did you mean 'learning_rate'?)");
+    expect_error("numlayers: 3\n", ":1: numlayers: unknown key (did you mean 'num_layers'?)");
+    expect_error("colour_scheme: blue\n", ":1: colour_scheme: unknown key");
+}
+
+Test(config, wrong_types)
+{
+    expect_error("r: two\n", ":1: r: expected an integer, got 'two'");
+    expect_error("epochs: 3\nlearning_rate: fast\n", ":2: learning_rate: expected a number, got 'fast'");
+    expect_error("batch_size: [64, 128]\n",
+                 ":1: batch_size: a list is only allowed for r, chunk_size and num_layers");
+    expect_error("r: 2.5\n", ":1: r: expected an integer, got '2.5'");
+    expect_error("r: \"2\"\n", ":1: r: expected an integer, got the string \"2\"");
+    expect_error("r: 08\n", ":1: r: expected an integer, got '08'");
+    expect_error("r: 99999999999\n", ":1: r: expected an integer, got '99999999999'");
+    expect_error("mixed_precision: maybe\n", ":1: mixed_precision: expected true or false, got 'maybe'");
+    expect_error("wiring: torch\n", ":1: wiring: expected keras or paper, got 'torch'");
+    expect_error("shuffle: never\n", ":1: shuffle: expected epoch or once, got 'never'");
+    expect_error("seed: -1\n", ":1: seed: expected a non-negative integer, got '-1'");
+    expect_error("learning_rate: nan\n", ":1: learning_rate: expected a number, got 'nan'");
+    expect_error("r:\n", ":1: r: expected an integer, got ''");
+    expect_error("r: [1, two]\n", ":1: r: expected a list of integers, got 'two'");
+    expect_error("r: []\n", ":1: r: empty list");
+    expect_error("r: [1, 2, 1]\n", ":1: r: 1 appears twice in the list");
+    expect_error("r: [[1]]\n", ":1: r: expected a list of integers, got a list in it");
+    expect_error("embed_dim:\n  a: 1\n", ":1: embed_dim: expected a value, got a mapping");
+    expect_error("[a]: 1\n", ":1: key: expected a key name, got a list");
+}
+
+Test(config, out_of_range)
+{
+    expect_error("batch_size: 0\n", ":1: batch_size: 0 is out of range [1, 16777216]");
+    expect_error("learning_rate: 0\n", ":1: learning_rate: must be > 0, got 0");
+    expect_error("learning_rate: -0.1\n", ":1: learning_rate: must be > 0, got -0.1");
+    expect_error("weight_decay: -1\n", ":1: weight_decay: must be >= 0, got -1");
+    expect_error("\nffn_drop: 1.0\n", ":2: ffn_drop: 1 is out of range [0, 1)");
+    expect_error("attn_drop: -0.1\n", ":1: attn_drop: -0.1 is out of range [0, 1)");
+    expect_error("epochs: 0\n", ":1: epochs: 0 is out of range [1, 1048576]");
+    expect_error("train_slice: 50000\n", ":1: train_slice: 50000 is out of range [1, 49999]");
+    expect_error("batch_size: 64\nmicro_batch: 128\n", ":2: micro_batch: 128 is out of range [0, 64]");
+    expect_error("num_heads: 0\n", ":1: num_heads: 0 is out of range [1, 1024]");
+    expect_error("r: [1, 0]\n", ":1: r: 0 is out of range [1, 1048576]");
+    expect_error("dataset: mnist\n", ":1: dataset: only 'cifar10' is supported, got 'mnist'");
+    expect_error("name: my run\n", ":1: name: 'my run' may only contain letters, digits, '.', '_' and '-'");
+}
+
+Test(config, divisibility_names_the_key_at_fault)
+{
+    expect_error("image_size: 48\npatch_size: 5\n", ":2: patch_size: 5 does not divide image_size 48");
+    expect_error("epochs: 1\nchunk_size: 7\n",
+                 ":2: chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+    expect_error("chunk_size: [8, 16, 7]\n",
+                 ":1: chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+    /* The key at fault is a default: no line to name, only the file. */
+    expect_error("image_size: 20\n", ": chunk_size: 8 does not divide the number of patches 25 (= (20/4)^2)");
+}
+
+Test(config, duplicate_key)
+{
+    expect_error("r: 2\nepochs: 3\nr: 4\n", ":3: r: duplicate key (first on line 1)");
+}
+
+Test(config, yaml_syntax_errors_carry_libyaml_line)
+{
+    expect_error("r: 2\nchunk_size: [1, 2\nepochs: 3\n",
+                 ":3: yaml: did not find expected ',' or ']' while parsing a flow sequence");
+    expect_error("r: 2\n  epochs: 3\n", ":2: yaml: mapping values are not allowed in this context");
+    expect_error("r: 2\n---\nr: 3\n", ":3: yaml: only one document is allowed");
+}
+
+Test(config, non_mapping_document)
+{
+    expect_error("- r\n- 2\n", ":1: document: expected 'key: value' lines, got a list");
+    expect_error("just words\n", ":1: document: expected 'key: value' lines, got a scalar");
+}
+
+Test(config, unreadable_file)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/missing.cfg", tmpdir);
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, path, &err), -1);
+    char want[700];
+    snprintf(want, sizeof want, "%s: cannot read: No such file or directory", path);
+    cr_assert_str_eq(err.msg, want);
+    cr_assert_eq(run_config_load(&c, tmpdir, &err), -1, "a directory");
+    snprintf(want, sizeof want, "%s: cannot read: Is a directory", tmpdir);
+    cr_assert_str_eq(err.msg, want);
+}
+
+/* ---------------------------------------------------------------- --set */
+
+static void expect_set_error(const char *assignment, const char *want)
+{
+    run_config c;
+    run_config_defaults(&c);
+    tlb_error err = {{0}};
+    cr_assert_eq(run_config_set(&c, assignment, &err), -1, "%s", assignment);
+    cr_assert_str_eq(err.msg, want);
+}
+
+Test(config, set_overrides_after_the_file)
+{
+    const char *p = write_cfg("base.cfg", "r: 4\nlearning_rate: 0.001\n");
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, p, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "r=1", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "learning_rate=2e-4", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "backend=dense:dnnl,gelu:ref", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "data_dir=/data/c # 10", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "mixed_precision=false", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "num_layers=[2, 4]", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "embed_dim=32", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    cr_assert_eq(c.model.r, 1);
+    cr_assert_eq(c.learning_rate, 2e-4);
+    cr_assert_str_eq(c.backend, "dense:dnnl,gelu:ref");
+    cr_assert_str_eq(c.data_dir, "/data/c # 10");
+    cr_assert_eq(c.mixed_precision, 0);
+    cr_assert_eq(c.model.key_dim, 32, "key_dim follows the overridden embed_dim");
+    cr_assert_eq(run_config_num_runs(&c), 2);
+    cr_assert_eq(c.line[4], -1, "r came from --set");
+
+    /* A scalar --set replaces a list from the file. */
+    p = write_cfg("sw.cfg", "r: [1, 2, 4]\n");
+    cr_assert_eq(run_config_load(&c, p, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_num_runs(&c), 3);
+    cr_assert_eq(run_config_set(&c, "r=2", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_num_runs(&c), 1);
+}
+
+Test(config, set_errors)
+{
+    expect_set_error("r=two", "--set: r: expected an integer, got 'two'");
+    expect_set_error("learning_rate=fast", "--set: learning_rate: expected a number, got 'fast'");
+    expect_set_error("chunk_sise=4", "--set: chunk_sise: unknown key (did you mean 'chunk_size'?)");
+    expect_set_error("batch_size=[1,2]",
+                     "--set: batch_size: a list is only allowed for r, chunk_size and num_layers");
+    expect_set_error("r=", "--set: r: missing value");
+    expect_set_error("r", "--set: 'r': expected key=value");
+    expect_set_error("=3", "--set: '=3': expected key=value");
+    expect_set_error("r=[1, 2",
+                     "--set: r: invalid value: did not find expected ',' or ']' while parsing a flow sequence");
+    expect_set_error("wiring=torch", "--set: wiring: expected keras or paper, got 'torch'");
+}
+
+Test(config, set_errors_found_by_validation_name_set)
+{
+    const char *p = write_cfg("v.cfg", "chunk_size: 8\n");
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, p, &err), 0);
+    cr_assert_eq(run_config_set(&c, "chunk_size=7", &err), 0);
+    cr_assert_eq(run_config_validate(&c, &err), -1);
+    cr_assert_str_eq(err.msg, "--set: chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+    run_config_defaults(&c);
+    cr_assert_eq(run_config_set(&c, "batch_size=-5", &err), 0);
+    cr_assert_eq(run_config_validate(&c, &err), -1);
+    cr_assert_str_eq(err.msg, "--set: batch_size: -5 is out of range [1, 16777216]");
+}
+
+/* ---------------------------------------------------------------- sweeps */
+
+Test(config, sweep_expands_in_documented_order)
+{
+    run_config c = load_ok("grid.cfg",
+                           "image_size: 16\n"
+                           "chunk_size: [2, 4]\n"
+                           "r: [1, 2, 4]\n"
+                           "num_layers: [1, 3]\n");
+    cr_assert_eq(run_config_num_runs(&c), 12);
+    const char *names[12] = {
+        "grid-r1-chunk2-L1", "grid-r1-chunk2-L3", "grid-r1-chunk4-L1", "grid-r1-chunk4-L3",
+        "grid-r2-chunk2-L1", "grid-r2-chunk2-L3", "grid-r2-chunk4-L1", "grid-r2-chunk4-L3",
+        "grid-r4-chunk2-L1", "grid-r4-chunk2-L3", "grid-r4-chunk4-L1", "grid-r4-chunk4-L3",
+    };
+    const int rs[] = {1, 2, 4}, cs[] = {2, 4}, ls[] = {1, 3};
+    uint64_t hashes[12];
+    for (int i = 0; i < 12; i++) {
+        run_config run;
+        run_config_expand(&c, i, &run);
+        cr_assert_str_eq(run.name, names[i]);
+        cr_assert_eq(run.model.r, rs[i / 4]);
+        cr_assert_eq(run.model.chunk_size, cs[(i / 2) % 2]);
+        cr_assert_eq(run.model.num_layers, ls[i % 2]);
+        cr_assert_eq(run_config_num_runs(&run), 1);
+        tlb_error err;
+        cr_assert_eq(run_config_validate(&run, &err), 0, "%s", err.msg);
+        hashes[i] = run_config_hash(&run);
+        for (int j = 0; j < i; j++) cr_assert_neq(hashes[i], hashes[j]);
+    }
+}
+
+Test(config, sweep_of_one_key_names_only_that_key)
+{
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, "experiments/sweep_r.cfg", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    const char *names[3] = {"sweep_r-r1", "sweep_r-r2", "sweep_r-r4"};
+    for (int i = 0; i < 3; i++) {
+        run_config run;
+        run_config_expand(&c, i, &run);
+        cr_assert_str_eq(run.name, names[i]);
+        cr_assert_eq(run.model.chunk_size, 8);
+    }
+}
+
+/* ---------------------------------------------------------------- canonical + hash */
+
+static void round_trip(const run_config *c)
+{
+    char text[16384];
+    size_t len = run_config_write_canonical(c, text, sizeof text);
+    cr_assert_lt(len, sizeof text);
+    cr_assert_eq(len, strlen(text));
+    cr_assert_eq(run_config_write_canonical(c, NULL, 0), len, "measuring gives the same length");
+    const char *p = write_cfg("canonical.cfg", text);
+    run_config back;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&back, p, &err), 0, "%s\n%s", err.msg, text);
+    cr_assert_eq(run_config_validate(&back, &err), 0, "%s", err.msg);
+    cr_assert(run_config_equal(c, &back), "%s", text);
+    /* Field by field, beyond the canonical-text comparison. */
+    cr_assert_eq(memcmp(&c->model, &back.model, sizeof c->model), 0);
+    cr_assert_eq(c->learning_rate, back.learning_rate);
+    cr_assert_eq(c->weight_decay, back.weight_decay);
+    cr_assert_eq(c->seed, back.seed);
+    cr_assert_str_eq(c->name, back.name);
+    cr_assert_str_eq(c->data_dir, back.data_dir);
+    cr_assert_str_eq(c->backend, back.backend);
+    cr_assert_eq(memcmp(&c->sweep_r, &back.sweep_r, sizeof c->sweep_r), 0);
+    char again[16384];
+    run_config_write_canonical(&back, again, sizeof again);
+    cr_assert_str_eq(text, again);
+    cr_assert_eq(run_config_hash(c), run_config_hash(&back));
+}
+
+Test(config, canonical_round_trip)
+{
+    run_config c;
+    run_config_defaults(&c);
+    tlb_error err;
+    cr_assert_eq(run_config_validate(&c, &err), 0);
+    round_trip(&c);
+
+    run_config_defaults(&c);
+    c.learning_rate = 1.0 / 3.0;
+    c.weight_decay = 0.05;
+    c.model.ffn_drop = 0.1f;
+    c.model.attn_drop = 1.0f / 7.0f;
+    c.model.wiring = TLB_WIRING_PAPER;
+    c.seed = 12345678901234567890ULL;
+    c.shuffle = SHUFFLE_ONCE;
+    c.mixed_precision = 0;
+    c.threads = 3;
+    c.eval_limit = 100;
+    strcpy(c.backend, "dense:dnnl,gelu:ref");
+    strcpy(c.data_dir, "/tmp/a \"quoted\" \\ path: # not a comment\t");
+    strcpy(c.out_dir, "out");
+    strcpy(c.name, "weird.name-1");
+    c.sweep_r = (run_sweep){3, {1, 2, 4}};
+    c.model.r = 1;
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    round_trip(&c);
+}
+
+Test(config, canonical_text_is_fixed)
+{
+    run_config c;
+    run_config_defaults(&c);
+    tlb_error err;
+    run_config_validate(&c, &err);
+    char text[4096];
+    run_config_write_canonical(&c, text, sizeof text);
+    cr_assert_str_eq(text,
+                     "# model\n"
+                     "image_size: 48\npatch_size: 4\nembed_dim: 64\nchunk_size: 8\nr: 2\n"
+                     "num_layers: 4\nnum_heads: 1\nkey_dim: 64\nffn_mult: 4\nnum_classes: 10\n"
+                     "wiring: keras\nffn_drop: 0.2\nattn_drop: 0.2\n"
+                     "\n# data\n"
+                     "dataset: \"cifar10\"\ntrain_slice: 40000\ntrain_limit: 0\neval_limit: 0\n"
+                     "shuffle: epoch\ndata_dir: \"\"\n"
+                     "\n# optimisation\n"
+                     "mixed_precision: true\nbatch_size: 2048\nmicro_batch: 0\n"
+                     "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
+                     "\n# system\n"
+                     "threads: 0\nbackend: \"\"\n"
+                     "\n# output\n"
+                     "out_dir: \"runs\"\nname: \"run\"\n");
+    /* Truncation follows snprintf. */
+    char small[10];
+    size_t len = run_config_write_canonical(&c, small, sizeof small);
+    cr_assert_eq(len, strlen(text));
+    cr_assert_str_eq(small, "# model\ni");
+}
+
+Test(config, hash_tracks_result_keys_only)
+{
+    run_config a;
+    run_config_defaults(&a);
+    tlb_error err;
+    run_config_validate(&a, &err);
+    uint64_t h = run_config_hash(&a);
+    run_config b = a;
+    strcpy(b.out_dir, "elsewhere");
+    strcpy(b.data_dir, "/other/cache");
+    strcpy(b.name, "renamed");
+    b.line[3] = 17;
+    strcpy(b.source, "x.cfg");
+    cr_assert_eq(run_config_hash(&b), h, "out_dir, data_dir, name and provenance do not matter");
+
+    const char *changes[] = {"learning_rate=0.0002", "r=4", "threads=2", "chunk_size=16",
+                             "seed=43", "mixed_precision=false", "backend=ref", "micro_batch=256",
+                             "ffn_drop=0.1", "wiring=paper", "train_limit=100", "shuffle=once"};
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        b = a;
+        cr_assert_eq(run_config_set(&b, changes[i], &err), 0, "%s", err.msg);
+        cr_assert_neq(run_config_hash(&b), h, "%s must change the hash", changes[i]);
+    }
+}
+
+Test(config, run_dir)
+{
+    run_config c;
+    run_config_defaults(&c);
+    tlb_error err;
+    run_config_validate(&c, &err);
+    char dir[1200], want[1200];
+    run_config_run_dir(&c, dir, sizeof dir);
+    snprintf(want, sizeof want, "runs/run-%016llx", (unsigned long long)run_config_hash(&c));
+    cr_assert_str_eq(dir, want);
+}
