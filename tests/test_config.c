@@ -225,6 +225,24 @@ Test(config, out_of_range)
     expect_error("name: my run\n", ":1: name: 'my run' may only contain letters, digits, '.', '_' and '-'");
 }
 
+Test(config, name_leaves_room_for_the_sweep_suffix)
+{
+    char text[400], name[130];
+    memset(name, 'n', 127);
+    name[127] = '\0';
+    snprintf(text, sizeof text, "name: %s\n", name);
+    load_ok("long.cfg", text); /* 127 characters fit without a sweep */
+    snprintf(text, sizeof text, "name: %s\nr: [1, 16]\n", name);
+    expect_error(text, ":1: name: longer than 123 characters (with the sweep suffix)");
+}
+
+Test(config, null_string_is_the_default)
+{
+    run_config c = load_ok("nul.cfg", "backend: ~\ndata_dir:\n");
+    cr_assert_str_eq(c.backend, "");
+    cr_assert_str_eq(c.data_dir, "");
+}
+
 Test(config, divisibility_names_the_key_at_fault)
 {
     expect_error("image_size: 48\npatch_size: 5\n", ":2: patch_size: 5 does not divide image_size 48");

@@ -61,8 +61,6 @@ static const key_def KEYS[] = {
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 _Static_assert(sizeof KEYS / sizeof KEYS[0] == RUN_CONFIG_NUM_KEYS, "update RUN_CONFIG_NUM_KEYS");
 
-/* Longest name run_config_expand may extend (room for "-r1048576-chunk1024-L1024"). */
-#define NAME_MAX_BASE 96
 
 static int key_index(const char *name)
 {
@@ -228,6 +226,8 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
             return fail_key(err, w, key, "expected a non-negative integer, got %s", got);
         return 0;
     case K_STR: {
+        /* A YAML null ("key:", "~", "null") is the empty string: the default. */
+        if (!s.quoted && (strcmp(s.text, "~") == 0 || strcasecmp(s.text, "null") == 0)) s.text = "";
         size_t len = strlen(s.text);
         if (len >= KEYS[k].size)
             return fail_key(err, w, key, "longer than %zu characters", KEYS[k].size - 1);
@@ -441,7 +441,9 @@ int run_config_load(run_config *out, const char *path, tlb_error *err)
         size_t el = strlen(exts[i]);
         if (blen > el && strcmp(base + blen - el, exts[i]) == 0) { blen -= el; break; }
     }
-    if (blen >= sizeof out->name) blen = sizeof out->name - 1; /* validate reports long names */
+    if (blen >= sizeof out->name)
+        return tlb_fail(err, "%s: name: the file name is longer than %zu characters; set a name",
+                        path, sizeof out->name - 1);
     memcpy(out->name, base, blen);
     out->name[blen] = '\0';
 
@@ -544,6 +546,25 @@ static int valid_name(const char *s)
     return 1;
 }
 
+static const char *SWEEP_TAG[3] = {"-r", "-chunk", "-L"};
+
+/* Longest name suffix run_config_expand appends for c's sweeps. */
+static size_t sweep_suffix_len(const run_config *c)
+{
+    const run_sweep *sw[3] = {&c->sweep_r, &c->sweep_chunk_size, &c->sweep_num_layers};
+    size_t total = 0;
+    for (int j = 0; j < 3; j++) {
+        size_t longest = 0;
+        for (int i = 0; i < sw[j]->n; i++) {
+            char b[32];
+            size_t l = (size_t)snprintf(b, sizeof b, "%s%d", SWEEP_TAG[j], sw[j]->v[i]);
+            if (l > longest) longest = l;
+        }
+        total += longest;
+    }
+    return total;
+}
+
 int run_config_validate(run_config *c, tlb_error *err)
 {
     if (c->model.key_dim == 0 && c->line[key_index("key_dim")] == 0) c->model.key_dim = c->model.embed_dim;
@@ -570,9 +591,11 @@ int run_config_validate(run_config *c, tlb_error *err)
     if (!valid_name(c->name))
         return fail_key(err, key_where(c, key_index("name")), "name",
                         "'%.40s' may only contain letters, digits, '.', '_' and '-'", c->name);
-    if (strlen(c->name) > NAME_MAX_BASE)
-        return fail_key(err, key_where(c, key_index("name")), "name", "longer than %d characters",
-                        NAME_MAX_BASE);
+    /* Room for the sweep suffix, so expanded names stay distinct. */
+    size_t room = sizeof c->name - 1 - sweep_suffix_len(c);
+    if (strlen(c->name) > room)
+        return fail_key(err, key_where(c, key_index("name")), "name",
+                        "longer than %zu characters%s", room, room + 1 < sizeof c->name ? " (with the sweep suffix)" : "");
     if (!c->out_dir[0])
         return fail_key(err, key_where(c, key_index("out_dir")), "out_dir", "must not be empty");
 
@@ -601,7 +624,6 @@ void run_config_expand(const run_config *c, int i, run_config *out)
     *out = *c;
     const run_sweep *sw[3] = {&c->sweep_r, &c->sweep_chunk_size, &c->sweep_num_layers};
     int *dst[3] = {&out->model.r, &out->model.chunk_size, &out->model.num_layers};
-    static const char *tag[3] = {"-r", "-chunk", "-L"};
     int idx[3];
     /* num_layers varies fastest, r slowest. */
     for (int j = 2; j >= 0; j--) {
@@ -612,7 +634,7 @@ void run_config_expand(const run_config *c, int i, run_config *out)
     for (int j = 0; j < 3; j++) {
         if (sw[j]->n == 0) continue;
         *dst[j] = sw[j]->v[idx[j]];
-        int m = snprintf(out->name + len, sizeof out->name - len, "%s%d", tag[j], *dst[j]);
+        int m = snprintf(out->name + len, sizeof out->name - len, "%s%d", SWEEP_TAG[j], *dst[j]);
         if (m > 0) len += (size_t)m;
         if (len >= sizeof out->name) len = sizeof out->name - 1;
     }

@@ -15,7 +15,13 @@
  *     }
  *
  * Error messages are one line, "file:line: key: problem" (or "--set: key:
- * problem"); nothing is printed or written by this module. */
+ * problem"); nothing is printed or written by this module.
+ *
+ * Typing: integers are plain decimals (no leading zeros, no quotes); numbers
+ * also take 1e-4 style; booleans are true/false (yes/no/on/off too); wiring
+ * is keras|paper, shuffle epoch|once; strings take any YAML scalar, with a
+ * null ("key:", "~") meaning "". Only r, chunk_size and num_layers take a
+ * list (flow [1, 2] or block), of distinct integers, at most RUN_SWEEP_MAX. */
 #ifndef TLB_RUN_CONFIG_H
 #define TLB_RUN_CONFIG_H
 
