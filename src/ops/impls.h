@@ -20,5 +20,6 @@ extern const residual_op residual_ref;
 extern const dense_op dense_dnnl;
 extern const dense_op dense_avx512;
 extern const dense_op dense_avx2;
+extern const gelu_op gelu_avx512;
 
 #endif
