@@ -1,12 +1,125 @@
-/* tlb train: placeholder until the training loop lands (issue 3). */
+/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR
+ * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs) */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "train/sweep_report.h"
+#include "train/trainer.h"
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int signo)
+{
+    if (stop_signal) _exit(128 + signo); /* a second signal: stop now */
+    stop_signal = signo;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: tlb train CONFIG [--set key=value]...\n"
+                    "       tlb train --resume RUN_DIR\n");
+    return 2;
+}
 
 int cmd_train(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "tlb train: not implemented yet\n");
-    return 1;
+    const char *config_path = NULL, *resume = NULL;
+    const char *sets[256];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
+        else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
+        else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "tlb train: unknown option '%s'\n", argv[i]);
+            return usage();
+        } else if (!config_path) config_path = argv[i];
+        else return usage();
+    }
+    if (!config_path == !resume) return usage();
+
+    tlb_error err;
+    run_config config;
+    if (resume) {
+        if (train_load_run_config(&config, resume, &err) != 0) {
+            fprintf(stderr, "tlb train: %s\n", err.msg);
+            return 2;
+        }
+    } else {
+        if (run_config_load(&config, config_path, &err) != 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 2;
+        }
+        for (int i = 0; i < nsets; i++)
+            if (run_config_set(&config, sets[i], &err) != 0) {
+                fprintf(stderr, "%s\n", err.msg);
+                return 2;
+            }
+        if (run_config_validate(&config, &err) != 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 2;
+        }
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    const int runs = run_config_num_runs(&config);
+    char **dirs = calloc((size_t)runs, sizeof *dirs);
+    int status = 0;
+    for (int i = 0; i < runs && status == 0; i++) {
+        run_config run;
+        run_config_expand(&config, i, &run);
+        if (runs > 1) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
+        train_options opt = {resume, &stop_signal, 0};
+        train_summary summary;
+        status = train_run(&run, &opt, &summary, &err);
+        if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);
+        dirs[i] = strdup(summary.run_dir);
+    }
+    if (status == 0 && runs > 1) {
+        char out[1400];
+        char hash[32];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)run_config_hash(&config));
+        snprintf(out, sizeof out, "%s/%s-sweep-%s", config.out_dir, config.name, hash);
+        if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "tlb train: %s: %s\n", out, strerror(errno));
+            status = 1;
+        } else if (sweep_report(out, dirs, runs, &err) != 0) {
+            fprintf(stderr, "tlb train: %s\n", err.msg);
+            status = 1;
+        } else {
+            printf("sweep results: %s/results.md\n", out);
+        }
+    }
+    for (int i = 0; i < runs; i++) free(dirs[i]);
+    free(dirs);
+    return status;
+}
+
+int cmd_report(int argc, char **argv)
+{
+    if (argc < 4 || strcmp(argv[1], "--out") != 0) {
+        fprintf(stderr, "usage: tlb report --out DIR RUN_DIR...\n");
+        return 2;
+    }
+    tlb_error err;
+    if (mkdir(argv[2], 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "tlb report: %s: %s\n", argv[2], strerror(errno));
+        return 2;
+    }
+    if (sweep_report(argv[2], argv + 3, argc - 3, &err) != 0) {
+        fprintf(stderr, "tlb report: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s/results.csv, results.md, results.png\n", argv[2]);
+    return 0;
 }

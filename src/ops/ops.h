@@ -152,6 +152,10 @@ int ops_find(const char *name);
  * choice. */
 int ops_select(const char *spec, tlb_error *err);
 
+/* Checks a spec as ops_select would apply it, without changing the choice.
+ * The message names the unknown or unsupported op or backend. */
+int ops_spec_check(const char *spec, tlb_error *err);
+
 /* Forces one op to one backend (tests and benchmarks). Returns -1 if that
  * backend does not implement the op or the CPU cannot run it. */
 int ops_force(int op, tlb_backend b);

@@ -29,7 +29,8 @@ static op_entry registry[] = {
     OP_ENTRY(layernorm, {[TLB_BACKEND_REF] = &layernorm_ref}, PREFER_DEFAULT),
     OP_ENTRY(gelu, {[TLB_BACKEND_REF] = &gelu_ref, [TLB_BACKEND_AVX512] = &gelu_avx512}, PREFER_DEFAULT),
     OP_ENTRY(attention, {[TLB_BACKEND_REF] = &attention_ref}, PREFER_DEFAULT),
-    OP_ENTRY(patch_conv, {[TLB_BACKEND_REF] = &patch_conv_ref}, PREFER_DEFAULT),
+    OP_ENTRY(patch_conv, {[TLB_BACKEND_REF] = &patch_conv_ref, [TLB_BACKEND_AVX512] = &patch_conv_avx512,
+                          [TLB_BACKEND_AVX2] = &patch_conv_avx2}, PREFER_DEFAULT),
     OP_ENTRY(posemb, {[TLB_BACKEND_REF] = &posemb_ref}, PREFER_DEFAULT),
     OP_ENTRY(meanpool, {[TLB_BACKEND_REF] = &meanpool_ref}, PREFER_DEFAULT),
     OP_ENTRY(softmax_xent, {[TLB_BACKEND_REF] = &softmax_xent_ref}, PREFER_DEFAULT),
@@ -102,8 +103,22 @@ static int parse_backend(const char *name, size_t len, tlb_backend *out)
     return -1;
 }
 
-/* Applies one spec; `source` names where it came from for error messages. */
-static int apply_spec(const char *spec, const char *source, tlb_error *err)
+static int apply_spec(const char *spec, tlb_error *err);
+
+int ops_spec_check(const char *spec, tlb_error *err)
+{
+    if (!spec || !*spec) return 0;
+    const op_table saved_ops = tlb_ops;
+    tlb_backend saved[NUM_OPS];
+    memcpy(saved, chosen, sizeof saved);
+    int rc = apply_spec(spec, err);
+    tlb_ops = saved_ops;
+    memcpy(chosen, saved, sizeof saved);
+    return rc;
+}
+
+/* Applies one spec; callers prefix errors with where the spec came from. */
+static int apply_spec(const char *spec, tlb_error *err)
 {
     const char *p = spec;
     while (*p) {
@@ -117,10 +132,10 @@ static int apply_spec(const char *spec, const char *source, tlb_error *err)
         tlb_backend b;
         if (!colon) { /* one backend for every op it implements */
             if (parse_backend(p, len, &b) != 0)
-                return tlb_fail(err, "%s: unknown backend '%.*s' (ref, avx2, avx512, dnnl)", source,
+                return tlb_fail(err, "unknown backend '%.*s' (ref, avx2, avx512, dnnl)",
                                 (int)len, p);
             if (!backend_supported(b))
-                return tlb_fail(err, "%s: backend '%s' is not supported by this CPU", source,
+                return tlb_fail(err, "backend '%s' is not supported by this CPU",
                                 backend_name(b));
             for (int op = 0; op < NUM_OPS; op++) ops_force(op, b);
         } else {
@@ -129,12 +144,12 @@ static int apply_spec(const char *spec, const char *source, tlb_error *err)
             for (int i = 0; i < NUM_OPS; i++)
                 if (strlen(registry[i].name) == oplen && strncmp(registry[i].name, p, oplen) == 0)
                     op = i;
-            if (op < 0) return tlb_fail(err, "%s: unknown op '%.*s'", source, (int)oplen, p);
+            if (op < 0) return tlb_fail(err, "unknown op '%.*s'", (int)oplen, p);
             if (parse_backend(colon + 1, len - oplen - 1, &b) != 0)
-                return tlb_fail(err, "%s: unknown backend '%.*s' for op %s", source,
+                return tlb_fail(err, "unknown backend '%.*s' for op %s",
                                 (int)(len - oplen - 1), colon + 1, registry[op].name);
             if (ops_force(op, b) != 0)
-                return tlb_fail(err, "%s: op %s has no %s backend on this CPU", source,
+                return tlb_fail(err, "op %s has no %s backend on this CPU",
                                 registry[op].name, backend_name(b));
         }
         p += len + (end ? 1 : 0);
@@ -145,9 +160,9 @@ static int apply_spec(const char *spec, const char *source, tlb_error *err)
 int ops_select(const char *spec, tlb_error *err)
 {
     for (int op = 0; op < NUM_OPS; op++) choose_automatic(op);
-    if (spec && *spec && apply_spec(spec, "backend", err) != 0) return -1;
+    if (spec && *spec && apply_spec(spec, err) != 0) return tlb_fail_prefix(err, "backend");
     const char *env = getenv("TLB_BACKEND");
-    if (env && *env && apply_spec(env, "TLB_BACKEND", err) != 0) return -1;
+    if (env && *env && apply_spec(env, err) != 0) return tlb_fail_prefix(err, "TLB_BACKEND");
     return 0;
 }
 

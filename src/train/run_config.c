@@ -1,5 +1,7 @@
 #include "train/run_config.h"
 
+#include "ops/ops.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -598,6 +600,9 @@ int run_config_validate(run_config *c, tlb_error *err)
                         "longer than %zu characters%s", room, room + 1 < sizeof c->name ? " (with the sweep suffix)" : "");
     if (!c->out_dir[0])
         return fail_key(err, key_where(c, key_index("out_dir")), "out_dir", "must not be empty");
+    tlb_error spec_err;
+    if (ops_spec_check(c->backend, &spec_err) != 0)
+        return fail_key(err, key_where(c, key_index("backend")), "backend", "%s", spec_err.msg);
 
     /* Every combination of a sweep must be a valid model. */
     int n = run_config_num_runs(c);

@@ -1,0 +1,213 @@
+#include "train/run_files.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/plot.h"
+
+static const char *const cifar10_classes[10] = {"airplane", "automobile", "bird", "cat", "deer",
+                                                 "dog", "frog", "horse", "ship", "truck"};
+
+int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err)
+{
+    char tmp[1400];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return tlb_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t k = write(fd, text + done, len - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    const int ok = done == len && fsync(fd) == 0;
+    const int e = errno;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return tlb_fail(err, "%s: write failed: %s", path, strerror(ok ? errno : e));
+    }
+    return 0;
+}
+
+static int load_rows(run_files *f, int keep_epochs)
+{
+    char path[1300], line[512];
+    snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    while (fgets(line, sizeof line, fp)) {
+        run_epoch_metrics r;
+        if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.val_loss,
+                   &r.val_acc, &r.seconds, &r.images_per_second) != 7 || r.epoch > keep_epochs)
+            continue; /* the header, or rows past the checkpoint being resumed */
+        if (f->num_rows == f->capacity) {
+            f->capacity = f->capacity ? 2 * f->capacity : 64;
+            f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
+            if (!f->rows) abort();
+        }
+        f->rows[f->num_rows++] = r;
+    }
+    fclose(fp);
+    return 0;
+}
+
+int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_epochs, tlb_error *err)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    size_t len = run_config_write_canonical(c, NULL, 0);
+    f->config_text = malloc(len + 1);
+    if (!f->config_text) return tlb_fail(err, "out of memory");
+    run_config_write_canonical(c, f->config_text, len + 1);
+    char path[1300];
+    snprintf(path, sizeof path, "%s/config.cfg", dir);
+    if (write_file_atomic(path, f->config_text, len, err) != 0) return -1;
+    return load_rows(f, keep_epochs);
+}
+
+static int write_metrics(const run_files *f, tlb_error *err)
+{
+    size_t cap = 128 + (size_t)f->num_rows * 160, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return tlb_fail(err, "out of memory");
+    len += (size_t)snprintf(buf + len, cap - len,
+                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second\n");
+    for (int i = 0; i < f->num_rows; i++) {
+        const run_epoch_metrics *r = &f->rows[i];
+        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f\n", r->epoch,
+                                r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->seconds,
+                                r->images_per_second);
+    }
+    char path[1300];
+    snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
+    int rc = write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
+}
+
+static int write_curves(const run_files *f, tlb_error *err)
+{
+    const int n = f->num_rows;
+    double *x = malloc(n * sizeof *x), *y[4];
+    for (int k = 0; k < 4; k++) y[k] = malloc(n * sizeof *y[k]);
+    for (int i = 0; i < n; i++) {
+        x[i] = f->rows[i].epoch;
+        y[0][i] = f->rows[i].train_loss;
+        y[1][i] = f->rows[i].val_loss;
+        y[2][i] = f->rows[i].train_acc;
+        y[3][i] = f->rows[i].val_acc;
+    }
+    plot_series loss[2] = {{"train", x, y[0], n}, {"validation", x, y[1], n}};
+    plot_series acc[2] = {{"train", x, y[2], n}, {"validation", x, y[3], n}};
+    char path[1300];
+    snprintf(path, sizeof path, "%s/loss.png", f->dir);
+    int rc = plot_lines_png(path, "Loss", "epoch", "cross-entropy", loss, 2, err);
+    snprintf(path, sizeof path, "%s/accuracy.png", f->dir);
+    if (rc == 0) rc = plot_lines_png(path, "Accuracy", "epoch", "accuracy", acc, 2, err);
+    free(x);
+    for (int k = 0; k < 4; k++) free(y[k]);
+    return rc;
+}
+
+int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *err)
+{
+    if (f->num_rows == f->capacity) {
+        f->capacity = f->capacity ? 2 * f->capacity : 64;
+        f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
+        if (!f->rows) return tlb_fail(err, "out of memory");
+    }
+    f->rows[f->num_rows++] = *row;
+    if (write_metrics(f, err) != 0) return -1;
+    return write_curves(f, err);
+}
+
+void attention_token_scores(const tlb_model *m, int b, float *out)
+{
+    const tlb_model_config *c = &m->config;
+    const int C = c->chunk_size, H = c->num_heads, nchunks = model_num_chunks(c);
+    const int last = m->layout.num_steps - 1; /* the slow update: query slow, keys = chunk tokens */
+    for (int ch = 0; ch < nchunks; ch++) {
+        const float *p = m->steps[(size_t)ch * m->layout.num_steps + last].probs + (size_t)b * H * C * C;
+        for (int j = 0; j < C; j++) {
+            float mean = 0.0f;
+            for (int h = 0; h < H; h++) {
+                float mx = 0.0f;
+                for (int i = 0; i < C; i++) mx = fmaxf(mx, p[((size_t)h * C + i) * C + j]);
+                mean += mx / (float)H;
+            }
+            out[ch * C + j] = mean;
+        }
+    }
+}
+
+static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_error *err)
+{
+    const tlb_model_config *c = &m->config;
+    loader_start_epoch(test, 0);
+    const loader_batch *batch = loader_next(test);
+    int count = batch->size < 4 ? batch->size : 4;
+    if (count > m->capacity) count = m->capacity;
+    if (count < 1) return 0;
+    const int G = model_grid(c), N = model_num_patches(c), S = c->image_size;
+    model_forward(m, batch->x, batch->y, count, NULL);
+    float *maps = malloc((size_t)count * N * sizeof *maps);
+    if (!maps) return tlb_fail(err, "out of memory");
+    const char *captions[4];
+    char text[4][64];
+    for (int b = 0; b < count; b++) {
+        attention_token_scores(m, b, maps + (size_t)b * N);
+        const int label = batch->y[b];
+        snprintf(text[b], sizeof text[b], "%s", c->num_classes == 10 ? cifar10_classes[label] : "");
+        captions[b] = text[b];
+    }
+    char path[1300];
+    snprintf(path, sizeof path, "%s/attention.png", f->dir);
+    int rc = plot_heatmaps_png(path, "TLB attention over tokens (max over slow queries, mean over heads)",
+                               batch->x, count, S, maps, G, captions, err);
+    free(maps);
+    return rc;
+}
+
+int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader *test, tlb_error *err)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "epochs", s->epochs_done);
+    cJSON_AddNumberToObject(j, "final_train_loss", s->train_loss);
+    cJSON_AddNumberToObject(j, "final_train_accuracy", s->train_acc);
+    cJSON_AddNumberToObject(j, "validation_loss", s->val_loss);
+    cJSON_AddNumberToObject(j, "validation_accuracy", s->val_acc);
+    cJSON_AddNumberToObject(j, "test_loss", s->test_loss);
+    cJSON_AddNumberToObject(j, "test_accuracy", s->test_acc);
+    cJSON_AddNumberToObject(j, "wall_seconds", s->wall_seconds);
+    cJSON_AddNumberToObject(j, "train_images_per_second", s->images_per_second);
+    cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
+    cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
+    cJSON_AddStringToObject(j, "wiring", wiring_name(m->config.wiring));
+    cJSON_AddNumberToObject(j, "r", m->config.r);
+    cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);
+    cJSON_AddNumberToObject(j, "num_layers", m->config.num_layers);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return tlb_fail(err, "out of memory");
+    char path[1300];
+    snprintf(path, sizeof path, "%s/summary.json", f->dir);
+    int rc = write_file_atomic(path, text, strlen(text), err);
+    free(text);
+    if (rc == 0) rc = write_attention(f, m, test, err);
+    return rc;
+}
+
+void run_files_close(run_files *f)
+{
+    free(f->config_text);
+    free(f->rows);
+    memset(f, 0, sizeof *f);
+}

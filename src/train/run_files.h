@@ -1,0 +1,44 @@
+/* The run folder runs/<name>-<hash>/: config.cfg (the canonical resolved
+ * config), metrics.csv (a row per epoch), checkpoint.safetensors (by the
+ * trainer), summary.json, curves.png (loss and accuracy) and attention.png
+ * (the slow stream's attention over each chunk's tokens). Every file is
+ * rewritten whole and atomically, so a crash never leaves half a file. */
+#ifndef TLB_RUN_FILES_H
+#define TLB_RUN_FILES_H
+
+#include "data/loader.h"
+#include "model/model.h"
+#include "train/trainer.h"
+
+typedef struct {
+    int epoch;
+    double train_loss, train_acc, val_loss, val_acc, seconds, images_per_second;
+} run_epoch_metrics;
+
+typedef struct {
+    char dir[1200];
+    char *config_text;
+    run_epoch_metrics *rows;
+    int num_rows, capacity;
+} run_files;
+
+/* Writes config.cfg; keeps the first `keep_epochs` rows of an existing
+ * metrics.csv (a resumed run continues its table). */
+int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_epochs,
+                   tlb_error *err);
+/* Appends a row and rewrites metrics.csv and curves.png. */
+int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *err);
+/* summary.json and attention.png (from the first images of `test`). */
+int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader *test,
+                     tlb_error *err);
+void run_files_close(run_files *f);
+
+/* Token scores of the slow update's attention for sample b after a forward:
+ * for every chunk, the probabilities over its C tokens, max over the slow
+ * queries, mean over heads; out has num_patches values in token order. */
+void attention_token_scores(const tlb_model *m, int b, float *out);
+
+/* Writes `text` to path atomically (temporary file, fsync, rename). */
+int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err);
+
+#endif

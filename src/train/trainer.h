@@ -1,0 +1,34 @@
+/* One training run: data, model, the epoch loop with micro-batched gradient
+ * accumulation and AdamW, evaluation, the run folder (config, metrics.csv,
+ * checkpoint, summary.json, plots), resume and graceful interruption. */
+#ifndef TLB_TRAINER_H
+#define TLB_TRAINER_H
+
+#include <signal.h>
+
+#include "train/run_config.h"
+
+typedef struct {
+    const char *resume_dir;            /* continue this run folder, or NULL */
+    volatile sig_atomic_t *stop_signal; /* set by SIGINT/SIGTERM handlers: finish the step, checkpoint, stop */
+    long stop_after_steps;             /* tests: behave as if signalled after this many steps (0 = never) */
+} train_options;
+
+typedef struct {
+    char run_dir[1200];
+    int epochs_done;
+    double train_loss, train_acc, val_loss, val_acc, test_loss, test_acc;
+    double wall_seconds, images_per_second;
+    size_t num_params;
+    int micro_batch;
+} train_summary;
+
+/* Exit statuses: 0 done, 1 failure (message in err), 2 bad input, 128 + signal
+ * when stopped by a signal after writing a checkpoint. */
+int train_run(const run_config *config, const train_options *opt, train_summary *out,
+              tlb_error *err);
+
+/* Reads RUN_DIR/config.cfg (as written by a run) for --resume. */
+int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err);
+
+#endif
