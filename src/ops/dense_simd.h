@@ -86,7 +86,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m
     default: if (NV_MAX >= 4) tile(g, m0, n0, mr, 4, last); break; \
     }
 
-static void tile_any(const gemm_args *g, int m0, int n0)
+static inline void tile_any(const gemm_args *g, int m0, int n0)
 {
     const int mr = g->M - m0 < MR ? g->M - m0 : MR;
     const int nc = g->N - n0 < TILE_N ? g->N - n0 : TILE_N;
@@ -102,7 +102,7 @@ static void tile_any(const gemm_args *g, int m0, int n0)
     }
 }
 
-static void gemm(const gemm_args *g)
+static inline void gemm(const gemm_args *g)
 {
     if (g->M <= 0 || g->N <= 0) return;
     const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
@@ -112,36 +112,56 @@ static void gemm(const gemm_args *g)
     for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
 }
 
-/* Per-thread scratch for w^T, grown on demand (no allocation in steady state). */
-static _Thread_local float *wt_buf;
-static _Thread_local size_t wt_cap;
+/* Per-thread scratch buffers (slot 0: w^T, slot 1: patches), grown on demand
+ * so that steady-state calls do not allocate. */
+static _Thread_local float *scratch_buf[2];
+static _Thread_local size_t scratch_cap[2];
 
-static float *scratch(size_t n)
+static inline float *scratch(int slot, size_t n)
 {
-    if (n > wt_cap) {
-        free(wt_buf);
-        wt_buf = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-        if (!wt_buf) abort();
-        wt_cap = n;
+    if (n > scratch_cap[slot]) {
+        free(scratch_buf[slot]);
+        scratch_buf[slot] = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+        if (!scratch_buf[slot]) abort();
+        scratch_cap[slot] = n;
     }
-    return wt_buf;
+    return scratch_buf[slot];
 }
 
-static void dense_forward_simd(float *out, const float *inp, const float *w, const float *bias,
+/* wt[N,K] = w[K,N]^T */
+static inline float *transposed(const float *w, int K, int N)
+{
+    float *wt = scratch(0, (size_t)K * N);
+    for (int k = 0; k < K; k++)
+        for (int n = 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
+    return wt;
+}
+
+/* dbias[N] += column sums of g[M,N], rows in order. */
+static inline void column_sums(float *dbias, const float *g, size_t M, int N)
+{
+    for (int n0 = 0; n0 < N; n0 += VW) {
+        const int nc = N - n0 < VW ? N - n0 : VW;
+        const vmask mk = VMASK(nc);
+        vec s = VMLOAD(dbias + n0, mk);
+        for (size_t m = 0; m < M; m++) s = VADD(s, VMLOAD(g + m * N + n0, mk));
+        VMSTORE(dbias + n0, mk, s);
+    }
+}
+
+static inline void dense_forward_simd(float *out, const float *inp, const float *w, const float *bias,
                                int M, int K, int N)
 {
     gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K};
     gemm(&g);
 }
 
-static void dense_backward_simd(float *dinp, float *dw, float *dbias, const float *dout,
+static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, const float *dout,
                                 const float *inp, const float *w, int M, int K, int N)
 {
     if (M <= 0 || N <= 0) return;
     if (dinp && K > 0) { /* dinp[M,K] += dout[M,N] @ wt[N,K] */
-        float *wt = scratch((size_t)K * N);
-        for (int k = 0; k < K; k++)
-            for (int n = 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
+        const float *wt = transposed(w, K, N);
         gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N};
         gemm(&g);
     }
@@ -149,15 +169,7 @@ static void dense_backward_simd(float *dinp, float *dw, float *dbias, const floa
         gemm_args g = {dw, (size_t)N, inp, 1, (size_t)K, dout, (size_t)N, NULL, 1, K, N, M};
         gemm(&g);
     }
-    if (dbias) {
-        for (int n0 = 0; n0 < N; n0 += VW) {
-            const int nc = N - n0 < VW ? N - n0 : VW;
-            const vmask mk = VMASK(nc);
-            vec s = VMLOAD(dbias + n0, mk);
-            for (int m = 0; m < M; m++) s = VADD(s, VMLOAD(dout + (size_t)m * N + n0, mk));
-            VMSTORE(dbias + n0, mk, s);
-        }
-    }
+    if (dbias) column_sums(dbias, dout, (size_t)M, N);
 }
 
 #endif
