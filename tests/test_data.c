@@ -156,6 +156,10 @@ Test(data, load_refuses_missing_wrong_size_and_corrupt_official_files)
     cifar10_set train, test;
     tlb_error err = {{0}};
 
+    cr_assert_eq(cifar10_load(&train, &test, NULL, &err), -1);
+    cr_expect_not_null(strstr(err.msg, "no CIFAR-10 data directory"), "%s", err.msg);
+    cr_expect_eq(cifar10_verify_all(NULL, 0, NULL), 6);
+
     cr_assert_eq(cifar10_load(&train, &test, dir, &err), -1);
     cr_expect_not_null(strstr(err.msg, "data_batch_1.bin: cannot open"), "%s", err.msg);
     cr_expect_null(train.pixels);

@@ -108,8 +108,11 @@ static void file_path(char *buf, size_t n, const char *dir, const char *name)
     snprintf(buf, n, "%s/%s", dir, name);
 }
 
+#define NO_DIR_MSG "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME"
+
 int cifar10_verify_file(const char *data_dir, int file_index, tlb_error *err)
 {
+    if (!data_dir) return tlb_fail(err, NO_DIR_MSG);
     char path[4096];
     file_path(path, sizeof path, data_dir, cifar10_files[file_index].name);
     uint8_t *buf;
@@ -134,6 +137,7 @@ int cifar10_load(cifar10_set *train, cifar10_set *test, const char *data_dir, tl
 {
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
+    if (!data_dir) return tlb_fail(err, NO_DIR_MSG);
     if (alloc_set(train, 5 * CIFAR10_PER_FILE, err) || alloc_set(test, CIFAR10_PER_FILE, err)) goto fail;
     for (int k = 0; k < 5; k++)
         if (load_file(train, k * CIFAR10_PER_FILE, data_dir, k, err)) goto fail;

@@ -41,7 +41,8 @@ typedef struct {
 
 /* Loads data_dir/data_batch_1..5.bin (50,000 records) into train and
  * data_dir/test_batch.bin into test, checking every file's size and XXH3.
- * On failure both sets are left empty and err names the file. */
+ * On failure both sets are left empty and err names the file (a NULL
+ * data_dir, i.e. no default dir resolved, is refused with a message). */
 int cifar10_load(cifar10_set *train, cifar10_set *test, const char *data_dir, tlb_error *err);
 
 /* Checks one file's size and XXH3 against cifar10_files[file_index]

@@ -1,6 +1,7 @@
 #include "data/fetch.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -65,6 +66,21 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 }
 
 static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* Removes .fetch-* temp dirs and *.tmp files an interrupted fetch left. */
+static void rm_leftovers(const char *data_dir)
+{
+    DIR *d = opendir(data_dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        int stale = !strncmp(e->d_name, ".fetch-", 7) || (n > 4 && !strcmp(e->d_name + n - 4, ".tmp"));
+        char path[4200];
+        if (stale && join(path, sizeof path, data_dir, e->d_name) == 0) rm_tree(path);
+    }
+    closedir(d);
+}
 
 /* Runs argv[0] from PATH in cwd, stdout to out_path (or /dev/null), stderr
  * inherited so the tool's own error line reaches the user. fork/exec, no
@@ -352,12 +368,15 @@ done:
 
 int cifar10_fetch(const char *data_dir, tlb_error *err)
 {
+    if (!data_dir)
+        return tlb_fail(err, "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME");
     if (strlen(data_dir) > 3000) return tlb_fail(err, "data directory path longer than 3000 characters");
     if (cifar10_verify_all(data_dir, 0, NULL) == 0) {
         fprintf(stderr, "all %d CIFAR-10 files present and verified in %s\n", CIFAR10_NUM_FILES, data_dir);
         return 0;
     }
     if (mkdir_p(data_dir, err)) return -1;
+    rm_leftovers(data_dir);
     /* Temp dir inside data_dir: same filesystem, and a crash leaves it where
      * the user will find it. */
     char tmp[4200];
