@@ -19,6 +19,7 @@ static void dropout_forward_ref(float *out, const float *inp, int B, size_t per_
 static void dropout_backward_ref(float *dinp, const float *dout, int B, size_t per_sample,
                                  const dropout_ctx *drop)
 {
+    if (!dinp) return; /* NULL gradient = not needed (ops.h) */
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;

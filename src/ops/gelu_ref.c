@@ -10,6 +10,7 @@ static void gelu_forward_ref(float *out, const float *inp, size_t n)
 
 static void gelu_backward_ref(float *dinp, const float *dout, const float *inp, size_t n)
 {
+    if (!dinp) return; /* NULL gradient = not needed (ops.h) */
     const float inv_sqrt_2pi = 0.3989422804014327f;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {

@@ -13,6 +13,7 @@ static void meanpool_forward_ref(float *out, const float *inp, int B, int T, int
 
 static void meanpool_backward_ref(float *dinp, const float *dout, int B, int T, int D)
 {
+    if (!dinp) return; /* NULL gradient = not needed (ops.h) */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int d = 0; d < D; d++)

@@ -23,6 +23,7 @@ static void softmax_xent_forward_ref(float *losses, float *probs, const float *l
 static void softmax_xent_backward_ref(float *dlogits, const float *probs, const int *labels,
                                       float scale, int B, int V)
 {
+    if (!dlogits) return; /* NULL gradient = not needed (ops.h) */
     for (int b = 0; b < B; b++)
         for (int v = 0; v < V; v++)
             dlogits[(size_t)b * V + v] +=
