@@ -1,0 +1,619 @@
+#include "util/plot.h"
+
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/font5x7.h"
+
+/* tab10 without its grey: every colour has distinct channels. */
+const unsigned char plot_palette[PLOT_NUM_COLORS][3] = {
+    {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},
+    {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {23, 190, 207},
+};
+
+static const unsigned char WHITE[3] = {255, 255, 255};
+static const unsigned char TEXT[3] = {34, 34, 34};
+static const unsigned char FRAME[3] = {80, 80, 80};
+static const unsigned char GRID[3] = {228, 228, 228};
+static const unsigned char MUTED[3] = {150, 150, 150};
+
+#define MAX_SIDE 16384
+
+/* ---- canvas: 8-bit RGB, with a clip rectangle for the data layer ---- */
+
+typedef struct {
+    int w, h;
+    unsigned char *px;
+    int cx0, cy0, cx1, cy1; /* clip, half-open */
+} canvas;
+
+static int canvas_init(canvas *c, int w, int h, tlb_error *err)
+{
+    if (w < 1 || h < 1 || w > MAX_SIDE || h > MAX_SIDE)
+        return tlb_fail(err, "plot of %dx%d pixels is out of range", w, h);
+    c->w = w, c->h = h;
+    c->px = malloc((size_t)w * h * 3);
+    if (!c->px) return tlb_fail(err, "out of memory for a %dx%d plot", w, h);
+    memset(c->px, 255, (size_t)w * h * 3);
+    c->cx0 = 0, c->cy0 = 0, c->cx1 = w, c->cy1 = h;
+    return 0;
+}
+
+static void blend(canvas *c, int x, int y, const unsigned char col[3], double a)
+{
+    if (x < c->cx0 || y < c->cy0 || x >= c->cx1 || y >= c->cy1 || a <= 0) return;
+    unsigned char *p = c->px + ((size_t)y * c->w + x) * 3;
+    if (a >= 1) {
+        memcpy(p, col, 3);
+        return;
+    }
+    for (int k = 0; k < 3; k++) p[k] = (unsigned char)lrint(p[k] + a * (col[k] - p[k]));
+}
+
+static void fill_rect(canvas *c, int x, int y, int w, int h, const unsigned char col[3])
+{
+    for (int j = y; j < y + h; j++)
+        for (int i = x; i < x + w; i++) blend(c, i, j, col, 1);
+}
+
+static void stroke_rect(canvas *c, int x, int y, int w, int h, const unsigned char col[3])
+{
+    fill_rect(c, x, y, w, 1, col);
+    fill_rect(c, x, y + h - 1, w, 1, col);
+    fill_rect(c, x, y, 1, h, col);
+    fill_rect(c, x + w - 1, y, 1, h, col);
+}
+
+/* ---- text: 6 px advance, 7 px body + 1 descender row, times scale ---- */
+
+static int text_width(const char *s, int scale)
+{
+    const int n = s ? (int)strlen(s) : 0;
+    return n ? (6 * n - 1) * scale : 0;
+}
+
+/* (x, y) is the top-left of the first glyph's body. Vertical text reads
+ * bottom to top (a y-axis label): then (x, y) is the bottom-left. */
+static void draw_text(canvas *c, int x, int y, const char *s, int scale, const unsigned char col[3], int vertical)
+{
+    for (int i = 0; s && s[i]; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch < FONT5X7_FIRST || ch > FONT5X7_LAST) ch = '?';
+        const unsigned char *g = font5x7[ch - FONT5X7_FIRST];
+        for (int gx = 0; gx < 5; gx++)
+            for (int gy = 0; gy < 8; gy++) {
+                if (!(g[gx] >> gy & 1)) continue;
+                const int u = (6 * i + gx) * scale, v = gy * scale;
+                if (vertical)
+                    fill_rect(c, x + v, y - u - scale, scale, scale, col);
+                else
+                    fill_rect(c, x + u, y + v, scale, scale, col);
+            }
+    }
+}
+
+static void draw_text_centered(canvas *c, int cx, int y, const char *s, int scale, const unsigned char col[3])
+{
+    draw_text(c, cx - text_width(s, scale) / 2, y, s, scale, col, 0);
+}
+
+/* Copies s into out, cut with ".." so it is at most max_w pixels wide. */
+static void fit_text(char *out, size_t cap, const char *s, int scale, int max_w)
+{
+    snprintf(out, cap, "%s", s ? s : "");
+    if (text_width(out, scale) <= max_w) return;
+    int n = (int)strlen(out);
+    while (n > 0 && (6 * (n + 2) - 1) * scale > max_w) n--;
+    snprintf(out + n, cap - (size_t)n, "..");
+}
+
+/* ---- anti-aliased shapes: coverage into a per-layer buffer, max-combined
+ * so overlapping segments of one series do not darken their joins ---- */
+
+typedef struct {
+    canvas *c;
+    float *cov; /* w*h */
+} layer;
+
+static void cover(layer *l, int x, int y, double a)
+{
+    canvas *c = l->c;
+    if (x < c->cx0 || y < c->cy0 || x >= c->cx1 || y >= c->cy1) return;
+    float *p = l->cov + (size_t)y * c->w + x;
+    if (a > *p) *p = (float)(a > 1 ? 1 : a);
+}
+
+static void layer_flush(layer *l, const unsigned char col[3])
+{
+    canvas *c = l->c;
+    for (int y = c->cy0; y < c->cy1; y++)
+        for (int x = c->cx0; x < c->cx1; x++) {
+            float *p = l->cov + (size_t)y * c->w + x;
+            if (*p > 0) blend(c, x, y, col, *p), *p = 0;
+        }
+}
+
+/* A capsule of the given width from (x0,y0) to (x1,y1), continuous coords. */
+static void cover_segment(layer *l, double x0, double y0, double x1, double y1, double width)
+{
+    const double r = width / 2, dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+    const int xa = (int)floor(fmin(x0, x1) - r - 1), xb = (int)ceil(fmax(x0, x1) + r + 1);
+    const int ya = (int)floor(fmin(y0, y1) - r - 1), yb = (int)ceil(fmax(y0, y1) + r + 1);
+    for (int y = ya; y <= yb; y++)
+        for (int x = xa; x <= xb; x++) {
+            const double px = x + 0.5 - x0, py = y + 0.5 - y0;
+            double t = len2 > 0 ? (px * dx + py * dy) / len2 : 0;
+            t = t < 0 ? 0 : t > 1 ? 1 : t;
+            const double ex = px - t * dx, ey = py - t * dy;
+            cover(l, x, y, r + 0.5 - sqrt(ex * ex + ey * ey));
+        }
+}
+
+/* Marker shape by series: circle, square, triangle, diamond; 4x4 samples. */
+static int inside_marker(int shape, double u, double v, double r)
+{
+    switch (shape) {
+    case 0: return u * u + v * v <= r * r;
+    case 1: return fabs(u) <= 0.85 * r && fabs(v) <= 0.85 * r;
+    case 2: return v <= 0.8 * r && v >= -r + 2 * fabs(u) * 0.9;
+    default: return fabs(u) + fabs(v) <= 1.2 * r;
+    }
+}
+
+static void cover_marker(layer *l, double cx, double cy, int shape, double r)
+{
+    for (int y = (int)floor(cy - r - 1); y <= (int)ceil(cy + r + 1); y++)
+        for (int x = (int)floor(cx - r - 1); x <= (int)ceil(cx + r + 1); x++) {
+            int hits = 0;
+            for (int s = 0; s < 16; s++)
+                hits += inside_marker(shape, x + (s % 4 + 0.5) / 4 - cx, y + (s / 4 + 0.5) / 4 - cy, r);
+            cover(l, x, y, hits / 16.0);
+        }
+}
+
+/* ---- PNG output, atomic ---- */
+
+static void on_png_error(png_structp png, png_const_charp msg)
+{
+    snprintf((char *)png_get_error_ptr(png), 256, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void on_png_warning(png_structp png, png_const_charp msg)
+{
+    (void)png, (void)msg;
+}
+
+/* Nothing here changes after setjmp, so a longjmp leaves no stale locals. */
+static int png_encode(FILE *fp, const canvas *c, char msg[256])
+{
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, msg, on_png_error, on_png_warning);
+    if (!png) return snprintf(msg, 256, "out of memory"), -1;
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        return snprintf(msg, 256, "out of memory"), -1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        return -1;
+    }
+    png_init_io(png, fp);
+    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < c->h; y++) png_write_row(png, c->px + (size_t)y * c->w * 3);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    return 0;
+}
+
+static int write_png_atomic(const char *path, const canvas *c, tlb_error *err)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return tlb_fail(err, "%.200s...: path too long for a PNG", path);
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) return tlb_fail(err, "%s: cannot write PNG: %s", path, strerror(errno));
+    char msg[256] = "";
+    errno = 0;
+    if (png_encode(fp, c, msg) != 0) {
+        const int e = errno;
+        fclose(fp);
+        unlink(tmp);
+        return tlb_fail(err, "%s: cannot write PNG: %s%s%s", path, msg, e ? ": " : "", e ? strerror(e) : "");
+    }
+    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+        const int e = errno;
+        fclose(fp);
+        unlink(tmp);
+        return tlb_fail(err, "%s: cannot write PNG: %s", path, strerror(e));
+    }
+    if (fclose(fp) != 0) {
+        const int e = errno;
+        unlink(tmp);
+        return tlb_fail(err, "%s: cannot write PNG: %s", path, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        const int e = errno;
+        unlink(tmp);
+        return tlb_fail(err, "%s: cannot write PNG: rename failed: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+/* ---- line charts ---- */
+
+typedef struct {
+    double lo, hi;   /* axis limits */
+    double t0, step; /* first tick and spacing */
+    int nticks, decimals;
+} axis;
+
+/* Limits = data range padded 4% per side; ticks at the nice multiples
+ * (1, 2, 5 x 10^k) of a step giving about `target` ticks inside them, and
+ * at least 1 apart when the data are whole numbers. */
+static axis make_axis(double mn, double mx, int target, int integral)
+{
+    axis a;
+    if (!(mn <= mx)) mn = 0, mx = 1; /* no finite data */
+    if (mx - mn <= 1e-12 * fmax(fabs(mn), fabs(mx))) {
+        const double pad = mn != 0 ? fabs(mn) * 0.1 : 1;
+        mn -= pad, mx += pad;
+    }
+    const double range = mx - mn;
+    a.lo = mn - 0.04 * range, a.hi = mx + 0.04 * range;
+    const double raw = (a.hi - a.lo) / target, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    a.step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
+    if (integral && a.step < 1) a.step = 1; /* epochs: no "1.5" ticks */
+    a.t0 = ceil(a.lo / a.step - 1e-9) * a.step;
+    a.nticks = (int)floor((a.hi - a.t0) / a.step + 1e-9) + 1;
+    const int d = -(int)floor(log10(a.step) + 1e-9);
+    a.decimals = d < 0 ? 0 : d;
+    return a;
+}
+
+static void tick_label(char *out, size_t cap, const axis *a, int i)
+{
+    double v = a->t0 + i * a->step;
+    if (fabs(v) < a->step * 1e-6) v = 0; /* no "-0.0" */
+    if (fabs(v) >= 1e7 || a->decimals > 6)
+        snprintf(out, cap, "%.3g", v);
+    else
+        snprintf(out, cap, "%.*f", a->decimals, v);
+}
+
+typedef struct {
+    double x, y;
+    int i;
+} point;
+
+static int cmp_point(const void *pa, const void *pb)
+{
+    const point *a = pa, *b = pb;
+    if (a->x != b->x) return a->x < b->x ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* The finite-x points of s in increasing x; returns the count (points with
+ * a non-finite y are kept so they break the line). */
+static int sorted_points(const plot_series *s, point *out)
+{
+    int m = 0;
+    for (int i = 0; i < s->n; i++) {
+        const double x = s->x ? s->x[i] : i;
+        if (isfinite(x)) out[m++] = (point){x, s->y[i], i};
+    }
+    qsort(out, (size_t)m, sizeof *out, cmp_point);
+    return m;
+}
+
+/* Number of series-coloured pixels in a rectangle: what a legend there hides. */
+static long ink_in(const canvas *c, int x, int y, int w, int h)
+{
+    long n = 0;
+    for (int j = y; j < y + h; j++)
+        for (int i = x; i < x + w; i++) {
+            const unsigned char *p = c->px + ((size_t)j * c->w + i) * 3;
+            n += p[0] != p[1] || p[1] != p[2];
+        }
+    return n;
+}
+
+enum { W = 640, H = 420, MARKER_MAX_POINTS = 60 };
+
+int plot_lines_png(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                   const plot_series *series, int nseries, tlb_error *err)
+{
+    if (nseries < 0 || (nseries > 0 && !series)) return tlb_fail(err, "%s: bad series list (%d series)", path, nseries);
+    int maxn = 0;
+    for (int k = 0; k < nseries; k++) {
+        if (series[k].n > 0 && !series[k].y) return tlb_fail(err, "%s: series %d has no y values", path, k);
+        if (series[k].n > maxn) maxn = series[k].n;
+    }
+
+    double xmn = INFINITY, xmx = -INFINITY, ymn = INFINITY, ymx = -INFINITY;
+    int xint = 1, yint = 1;
+    for (int k = 0; k < nseries; k++)
+        for (int i = 0; i < series[k].n; i++) {
+            const double x = series[k].x ? series[k].x[i] : i, y = series[k].y[i];
+            if (!isfinite(x) || !isfinite(y)) continue;
+            xmn = fmin(xmn, x), xmx = fmax(xmx, x), ymn = fmin(ymn, y), ymx = fmax(ymx, y);
+            xint &= x == floor(x), yint &= y == floor(y);
+        }
+    const int have_data = xmn <= xmx;
+    const axis ax = make_axis(xmn, xmx, 7, xint), ay = make_axis(ymn, ymx, 6, yint);
+
+    /* Layout: tick labels and axis labels at scale 1, the title at 2. */
+    char lab[64];
+    int ytick_w = 0;
+    for (int i = 0; i < ay.nticks; i++) {
+        tick_label(lab, sizeof lab, &ay, i);
+        if (text_width(lab, 1) > ytick_w) ytick_w = text_width(lab, 1);
+    }
+    const int has_title = title && *title, has_xl = xlabel && *xlabel, has_yl = ylabel && *ylabel;
+    const int left = 12 + (has_yl ? 8 + 10 : 0) + ytick_w + 4 + 5;
+    const int top = has_title ? 42 : 18, right = 22;
+    const int bottom = 5 + 4 + 8 + (has_xl ? 10 + 8 : 0) + 12;
+    const int pw = W - left - right, ph = H - top - bottom;
+
+    canvas c;
+    if (canvas_init(&c, W, H, err) != 0) return tlb_fail_prefix(err, "%s", path);
+    layer l = {&c, calloc((size_t)W * H, sizeof(float))};
+    point *pts = malloc((size_t)(maxn > 0 ? maxn : 1) * sizeof *pts);
+    if (!l.cov || !pts) {
+        free(c.px), free(l.cov), free(pts);
+        return tlb_fail(err, "%s: out of memory", path);
+    }
+
+    /* Grid, then data clipped to the plot area, then frame and ticks. */
+    const double sx = pw / (ax.hi - ax.lo), sy = ph / (ay.hi - ay.lo);
+    for (int i = 0; i < ax.nticks; i++) {
+        const int x = left + (int)floor((ax.t0 + i * ax.step - ax.lo) * sx);
+        fill_rect(&c, x, top, 1, ph, GRID);
+    }
+    for (int i = 0; i < ay.nticks; i++) {
+        const int y = top + ph - 1 - (int)floor((ay.t0 + i * ay.step - ay.lo) * sy);
+        fill_rect(&c, left, y, pw, 1, GRID);
+    }
+    c.cx0 = left + 1, c.cy0 = top + 1, c.cx1 = left + pw - 1, c.cy1 = top + ph - 1;
+    for (int k = 0; k < nseries; k++) {
+        const int m = sorted_points(&series[k], pts);
+        int pen = 0;
+        double px0 = 0, py0 = 0;
+        for (int j = 0; j < m; j++) {
+            if (!isfinite(pts[j].y)) {
+                pen = 0;
+                continue;
+            }
+            const double px = left + (pts[j].x - ax.lo) * sx, py = top + ph - (pts[j].y - ay.lo) * sy;
+            if (pen) cover_segment(&l, px0, py0, px, py, 2.0);
+            if (m <= MARKER_MAX_POINTS) cover_marker(&l, px, py, k % 4, 3.5);
+            pen = 1, px0 = px, py0 = py;
+        }
+        layer_flush(&l, plot_palette[k % PLOT_NUM_COLORS]);
+    }
+    c.cx0 = 0, c.cy0 = 0, c.cx1 = W, c.cy1 = H;
+    if (!have_data) draw_text_centered(&c, left + pw / 2, top + ph / 2 - 4, "no data", 1, MUTED);
+
+    stroke_rect(&c, left, top, pw, ph, FRAME);
+    for (int i = 0; i < ax.nticks; i++) {
+        const int x = left + (int)floor((ax.t0 + i * ax.step - ax.lo) * sx);
+        fill_rect(&c, x, top + ph, 1, 5, FRAME);
+        tick_label(lab, sizeof lab, &ax, i);
+        draw_text_centered(&c, x + 1, top + ph + 5 + 4, lab, 1, TEXT);
+    }
+    for (int i = 0; i < ay.nticks; i++) {
+        const int y = top + ph - 1 - (int)floor((ay.t0 + i * ay.step - ay.lo) * sy);
+        fill_rect(&c, left - 5, y, 5, 1, FRAME);
+        tick_label(lab, sizeof lab, &ay, i);
+        draw_text(&c, left - 5 - 4 - text_width(lab, 1), y - 3, lab, 1, TEXT, 0);
+    }
+    char buf[256];
+    if (has_title) {
+        fit_text(buf, sizeof buf, title, 2, W - 20);
+        const int scale = text_width(buf, 2) <= W - 20 && strcmp(buf, title) == 0 ? 2 : 1;
+        fit_text(buf, sizeof buf, title, scale, W - 20);
+        draw_text_centered(&c, left + pw / 2 < W / 2 + 40 ? left + pw / 2 : W / 2, 14 + (2 - scale) * 4, buf, scale,
+                           TEXT);
+    }
+    if (has_xl) {
+        fit_text(buf, sizeof buf, xlabel, 1, pw);
+        draw_text_centered(&c, left + pw / 2, H - 12 - 8, buf, 1, TEXT);
+    }
+    if (has_yl) {
+        fit_text(buf, sizeof buf, ylabel, 1, ph);
+        draw_text(&c, 12, top + ph / 2 + text_width(buf, 1) / 2, buf, 1, TEXT, 1);
+    }
+
+    /* Legend: a framed box in whichever inside corner hides the least data. */
+    int entries = 0, label_w = 0;
+    for (int k = 0; k < nseries; k++)
+        if (series[k].label && *series[k].label) {
+            entries++;
+            fit_text(buf, sizeof buf, series[k].label, 1, pw / 2);
+            if (text_width(buf, 1) > label_w) label_w = text_width(buf, 1);
+        }
+    if (entries > 0) {
+        const int bw = 8 + 24 + 6 + label_w + 8, bh = 6 + 13 * entries + 3;
+        const int xs[2] = {left + pw - 8 - bw, left + 8}, ys[2] = {top + 8, top + ph - 8 - bh};
+        int bx = xs[0], by = ys[0];
+        long best = -1;
+        for (int corner = 0; corner < 4; corner++) { /* TR, BR, TL, BL: first wins ties */
+            const int x = xs[corner / 2], y = ys[corner % 2];
+            const long ink = ink_in(&c, x, y, bw, bh);
+            if (best < 0 || ink < best) best = ink, bx = x, by = y;
+        }
+        fill_rect(&c, bx, by, bw, bh, WHITE);
+        stroke_rect(&c, bx, by, bw, bh, (const unsigned char[3]){200, 200, 200});
+        int row = 0;
+        for (int k = 0; k < nseries; k++) {
+            if (!series[k].label || !*series[k].label) continue;
+            const double cy = by + 6 + 13 * row + 3.5;
+            cover_segment(&l, bx + 8, cy, bx + 8 + 24, cy, 2.0);
+            cover_marker(&l, bx + 8 + 12, cy, k % 4, 3.5);
+            layer_flush(&l, plot_palette[k % PLOT_NUM_COLORS]);
+            fit_text(buf, sizeof buf, series[k].label, 1, pw / 2);
+            draw_text(&c, bx + 8 + 24 + 6, by + 6 + 13 * row, buf, 1, TEXT, 0);
+            row++;
+        }
+    }
+
+    const int rc = write_png_atomic(path, &c, err);
+    free(c.px), free(l.cov), free(pts);
+    return rc;
+}
+
+/* ---- attention heat maps ---- */
+
+void plot_inferno(double t, unsigned char rgb[3])
+{
+    static const unsigned char stops[11][3] = {
+        {0, 0, 4},      {22, 11, 57},  {66, 10, 104}, {106, 23, 110}, {147, 38, 103},  {188, 55, 84},
+        {221, 81, 58}, {243, 120, 25}, {252, 165, 10}, {246, 215, 70}, {252, 255, 164},
+    };
+    if (!(t > 0)) t = 0; /* NaN too */
+    if (t > 1) t = 1;
+    const double u = t * 10;
+    const int i = u >= 10 ? 9 : (int)u;
+    const double f = u - i;
+    for (int k = 0; k < 3; k++) rgb[k] = (unsigned char)lrint(stops[i][k] + f * (stops[i + 1][k] - stops[i][k]));
+}
+
+static unsigned char to_byte(float v)
+{
+    if (!(v > 0)) return 0;
+    if (v >= 1) return 255;
+    return (unsigned char)lrintf(v * 255);
+}
+
+enum { MAX_COLS = 8, CELL_TARGET = 128, GAP = 12, MARGIN = 16, MAX_W = 1200 };
+
+int plot_heatmaps_png(const char *path, const char *title, const float *images, int count, int S,
+                      const float *maps, int G, const char *const *captions, tlb_error *err)
+{
+    if (count < 0) return tlb_fail(err, "%s: negative image count %d", path, count);
+    if (count > 0 && (S < 1 || S > 4096 || G < 1 || G > 4096))
+        return tlb_fail(err, "%s: image size %d / map size %d out of range 1..4096", path, S, G);
+    if (count > 0 && (!images || !maps)) return tlb_fail(err, "%s: no image or map data", path);
+    if (count > 4096) return tlb_fail(err, "%s: %d images is too many for one picture", path, count);
+
+    if (count == 0) S = 1, G = 1; /* only the title and "no images" */
+    const int up = S >= CELL_TARGET ? 1 : (CELL_TARGET + S / 2) / S, cell = S * up;
+    const int cols = count < 1 ? 1 : count < MAX_COLS ? count : MAX_COLS;
+    const int rows = count < 1 ? 0 : (count + cols - 1) / cols;
+
+    int cap_scale = 2, any_caption = 0;
+    for (int b = 0; captions && b < count; b++)
+        if (captions[b] && *captions[b]) {
+            any_caption = 1;
+            if (text_width(captions[b], 2) > cell) cap_scale = 1;
+        }
+    const int label_w = text_width("attention", 1) + 12;
+    const int cap_h = any_caption ? 8 * cap_scale + 6 : 0;
+    const int block_h = cap_h + cell + 6 + cell + 18;
+    const int grid_w = cols * cell + (cols - 1) * GAP;
+
+    const int has_title = title && *title;
+    int title_scale = 2, w = MARGIN + label_w + grid_w + MARGIN;
+    const char *bar_text = "attention, min-max per image:";
+    const int bar_len = 160, bar_row_w = text_width(bar_text, 1) + 8 + 24 + 4 + bar_len + 4 + 24;
+    if (w < bar_row_w + 2 * MARGIN) w = bar_row_w + 2 * MARGIN;
+    /* Widen for the title up to MAX_W; past that, a smaller font, then a cut. */
+    if (has_title && text_width(title, 2) > w - 2 * MARGIN) {
+        if (text_width(title, 2) + 2 * MARGIN <= MAX_W)
+            w = text_width(title, 2) + 2 * MARGIN;
+        else {
+            title_scale = 1;
+            if (text_width(title, 1) > w - 2 * MARGIN) w = text_width(title, 1) + 2 * MARGIN;
+            if (w > MAX_W) w = MAX_W;
+        }
+    }
+    if (w < MARGIN + label_w + grid_w + MARGIN) w = MARGIN + label_w + grid_w + MARGIN;
+    const int top = has_title ? 12 + 8 * title_scale + 12 : MARGIN;
+    const int h = top + (rows > 0 ? rows * block_h : 40) + 26;
+
+    canvas c;
+    if (canvas_init(&c, w, h, err) != 0) return tlb_fail_prefix(err, "%s", path);
+    float *norm = malloc((size_t)(G > 0 ? G : 1) * (G > 0 ? G : 1) * sizeof *norm);
+    if (!norm) {
+        free(c.px);
+        return tlb_fail(err, "%s: out of memory", path);
+    }
+
+    char buf[512];
+    if (has_title) {
+        fit_text(buf, sizeof buf, title, title_scale, w - 2 * MARGIN);
+        draw_text_centered(&c, w / 2, 12, buf, title_scale, TEXT);
+    }
+    /* Row labels and grid are centred together; x0 is the grid's left. */
+    const int x0 = (w - label_w - grid_w) / 2 + label_w;
+    if (count == 0) draw_text_centered(&c, w / 2, top + 16, "no images", 1, MUTED);
+
+    for (int b = 0; b < count; b++) {
+        const int r = b / cols, col = b % cols;
+        const int bx = x0 + col * (cell + GAP), by = top + r * block_h;
+        const int iy = by + cap_h, oy = iy + cell + 6;
+        if (col == 0) {
+            draw_text(&c, x0 - 12 - text_width("image", 1), iy + cell / 2 - 4, "image", 1, MUTED, 0);
+            draw_text(&c, x0 - 12 - text_width("attention", 1), oy + cell / 2 - 4, "attention", 1, MUTED, 0);
+        }
+        if (captions && captions[b] && *captions[b]) {
+            fit_text(buf, sizeof buf, captions[b], cap_scale, cell);
+            draw_text_centered(&c, bx + cell / 2, by, buf, cap_scale, TEXT);
+        }
+
+        /* Normalise the map first: bilinear interpolation commutes with it. */
+        const float *m = maps + (size_t)b * G * G;
+        float mn = INFINITY, mx = -INFINITY;
+        for (int i = 0; i < G * G; i++)
+            if (isfinite(m[i])) mn = fminf(mn, m[i]), mx = fmaxf(mx, m[i]);
+        for (int i = 0; i < G * G; i++)
+            norm[i] = isfinite(m[i]) && mx > mn ? (m[i] - mn) / (mx - mn) : 0.0f;
+
+        const float *img = images + (size_t)b * S * S * 3;
+        for (int y = 0; y < cell; y++) {
+            /* Pixel-centre mapping (align_corners = false), edges clamped. */
+            const double v = (y + 0.5) * G / cell - 0.5;
+            const int v0 = v < 0 ? 0 : (int)v, v1 = v0 + 1 < G ? v0 + 1 : G - 1;
+            const double fv = v < 0 ? 0 : v - v0;
+            for (int x = 0; x < cell; x++) {
+                const float *p = img + ((size_t)(y / up) * S + x / up) * 3;
+                const unsigned char rgb[3] = {to_byte(p[0]), to_byte(p[1]), to_byte(p[2])};
+                fill_rect(&c, bx + x, iy + y, 1, 1, rgb);
+
+                const double u = (x + 0.5) * G / cell - 0.5;
+                const int u0 = u < 0 ? 0 : (int)u, u1 = u0 + 1 < G ? u0 + 1 : G - 1;
+                const double fu = u < 0 ? 0 : u - u0;
+                const double t = (1 - fv) * ((1 - fu) * norm[v0 * G + u0] + fu * norm[v0 * G + u1]) +
+                                 fv * ((1 - fu) * norm[v1 * G + u0] + fu * norm[v1 * G + u1]);
+                unsigned char heat[3];
+                plot_inferno(t, heat);
+                fill_rect(&c, bx + x, oy + y, 1, 1, rgb);
+                blend(&c, bx + x, oy + y, heat, 0.5);
+            }
+        }
+    }
+
+    /* Colour bar: "attention, min-max per image: low [====] high". */
+    const int bar_y = h - 22, tx = (w - bar_row_w) / 2;
+    draw_text(&c, tx, bar_y, bar_text, 1, MUTED, 0);
+    const int lx = tx + text_width(bar_text, 1) + 8;
+    draw_text(&c, lx, bar_y, "low", 1, MUTED, 0);
+    const int bar_x = lx + 24 + 4;
+    for (int i = 0; i < bar_len; i++) {
+        unsigned char col[3];
+        plot_inferno((double)i / (bar_len - 1), col);
+        fill_rect(&c, bar_x + i, bar_y - 1, 1, 9, col);
+    }
+    draw_text(&c, bar_x + bar_len + 4, bar_y, "high", 1, MUTED, 0);
+
+    const int rc = write_png_atomic(path, &c, err);
+    free(c.px), free(norm);
+    return rc;
+}

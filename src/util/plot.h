@@ -1,0 +1,45 @@
+/* Small PNG plots for run reports: line charts (loss/accuracy curves, sweep
+ * results) and attention heat maps. Drawn in memory with an embedded 5x7
+ * bitmap font and written with libpng, atomically (tmp file + rename). */
+#ifndef TLB_PLOT_H
+#define TLB_PLOT_H
+
+#include "util/error.h"
+
+/* One curve. x may be NULL (then x = 0, 1, ..., n-1); label may be NULL (no
+ * legend entry). Points with a non-finite x or y are skipped; a non-finite y
+ * breaks the line. Points are joined in increasing x (ties keep their order),
+ * so a sweep's results need not be sorted. */
+typedef struct {
+    const char *label;
+    const double *x, *y;
+    int n;
+} plot_series;
+
+/* Series colours, in order (cycled past PLOT_NUM_COLORS); all chromatic, so
+ * they never equal the greys of the frame, grid and text. */
+#define PLOT_NUM_COLORS 8
+extern const unsigned char plot_palette[PLOT_NUM_COLORS][3];
+
+/* Inferno colour map at t in [0,1] (clamped), as 8-bit RGB. */
+void plot_inferno(double t, unsigned char rgb[3]);
+
+/* A 640x420 RGB chart on white: title, framed axes with nice round ticks,
+ * light grid, axis labels, each series as a 2 px line with markers at its
+ * points (omitted past 60 points), and a legend in the emptiest corner.
+ * Empty input (nseries == 0, n == 0, all NaN) still gives framed axes with
+ * "no data". Returns 0, or -1 with err naming the path and the reason. */
+int plot_lines_png(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                   const plot_series *series, int nseries, tlb_error *err);
+
+/* images: [count, S, S, 3] floats in [0,1] (clamped), channels last.
+ * maps:   [count, G, G] attention scores, any range, row-major (row = y).
+ * One PNG with a column per image (up to 8 per row): the caption (captions
+ * may be NULL, or hold NULL entries), the image upsampled by nearest
+ * neighbour to about 128 px, and below it the same image with the map
+ * overlaid: bilinear upsampling, min-max normalised per image, inferno
+ * colours at alpha 0.5. A colour bar (low..high) sits at the bottom. */
+int plot_heatmaps_png(const char *path, const char *title, const float *images, int count, int S,
+                      const float *maps, int G, const char *const *captions, tlb_error *err);
+
+#endif

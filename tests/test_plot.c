@@ -1,0 +1,232 @@
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/plot.h"
+
+static char dir[64];
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/tlb_test_plot_XXXXXX");
+    cr_assert(mkdtemp(dir) != NULL);
+}
+
+static void remove_dir(void)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+TestSuite(plot, .init = make_dir, .fini = remove_dir);
+
+typedef struct {
+    int w, h, depth, color_type;
+    unsigned char *px; /* RGB */
+} image;
+
+static image read_png(const char *path)
+{
+    image im = {0};
+    FILE *fp = fopen(path, "rb");
+    cr_assert(fp, "%s was not written", path);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    cr_assert(png && info);
+    if (setjmp(png_jmpbuf(png))) cr_assert_fail("%s is not a valid PNG", path);
+    png_init_io(png, fp);
+    png_read_info(png, info);
+    im.w = (int)png_get_image_width(png, info);
+    im.h = (int)png_get_image_height(png, info);
+    im.depth = png_get_bit_depth(png, info);
+    im.color_type = png_get_color_type(png, info);
+    cr_assert_eq(im.depth, 8);
+    cr_assert_eq(im.color_type, PNG_COLOR_TYPE_RGB);
+    im.px = malloc((size_t)im.w * im.h * 3);
+    for (int y = 0; y < im.h; y++) png_read_row(png, im.px + (size_t)y * im.w * 3, NULL);
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(fp);
+    return im;
+}
+
+static const unsigned char *pixel(const image *im, int x, int y)
+{
+    return im->px + ((size_t)y * im->w + x) * 3;
+}
+
+/* Pixels within tol of rgb in every channel. */
+static long count_color(const image *im, const unsigned char rgb[3], int tol)
+{
+    long n = 0;
+    for (int i = 0; i < im->w * im->h; i++) {
+        const unsigned char *p = im->px + (size_t)i * 3;
+        n += abs(p[0] - rgb[0]) <= tol && abs(p[1] - rgb[1]) <= tol && abs(p[2] - rgb[2]) <= tol;
+    }
+    return n;
+}
+
+static int no_leftovers(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int clean = 1;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) clean = 0;
+    closedir(d);
+    return clean;
+}
+
+Test(plot, lines_png_has_white_background_and_series_colours)
+{
+    double x[20], a[20], b[20];
+    for (int i = 0; i < 20; i++) x[i] = i + 1, a[i] = 2.0 / (i + 1), b[i] = 1.0 + 0.1 * sin(i);
+    const plot_series s[2] = {{"train", x, a, 20}, {"validation", x, b, 20}};
+    char path[128];
+    snprintf(path, sizeof path, "%s/loss.png", dir);
+    tlb_error err = {{0}};
+    cr_assert_eq(plot_lines_png(path, "Loss", "epoch", "cross-entropy", s, 2, &err), 0, "%s", err.msg);
+    image im = read_png(path);
+    cr_expect_eq(im.w, 640);
+    cr_expect_eq(im.h, 420);
+    const unsigned char white[3] = {255, 255, 255};
+    cr_expect_eq(memcmp(pixel(&im, 0, 0), white, 3), 0, "corner is not white");
+    cr_expect_eq(memcmp(pixel(&im, im.w - 1, im.h - 1), white, 3), 0, "corner is not white");
+    /* Lines are 2 px wide and markers 7 px: many exact-colour pixels each. */
+    cr_expect_gt(count_color(&im, plot_palette[0], 0), 200);
+    cr_expect_gt(count_color(&im, plot_palette[1], 0), 200);
+    cr_expect_eq(count_color(&im, plot_palette[2], 0), 0);
+    cr_expect(no_leftovers(), "a temporary file was left behind");
+    free(im.px);
+}
+
+Test(plot, lines_png_degenerate_inputs)
+{
+    tlb_error err = {{0}};
+    char path[128];
+    snprintf(path, sizeof path, "%s/d.png", dir);
+    const double one_x = 3, one_y = 0.5;
+    const double fx[4] = {1, 2, 3, 4}, flat[4] = {0.1, 0.1, 0.1, 0.1};
+    const double nan_y[5] = {NAN, 1, NAN, 2, INFINITY}, nan_x[5] = {0, NAN, 2, 3, 4};
+    const double all_nan[3] = {NAN, NAN, NAN};
+    const plot_series cases[][3] = {
+        {{"one", &one_x, &one_y, 1}},
+        {{"flat", fx, flat, 4}},
+        {{"nan", nan_x, nan_y, 5}, {NULL, NULL, flat, 4}, {"empty", NULL, NULL, 0}},
+        {{"all nan", fx, all_nan, 3}},
+        {{"", fx, flat, 0}},
+    };
+    const int ns[] = {1, 1, 3, 1, 1};
+    for (int c = 0; c < 5; c++) {
+        cr_expect_eq(plot_lines_png(path, "t", "x", "y", cases[c], ns[c], &err), 0, "case %d: %s", c, err.msg);
+        image im = read_png(path);
+        cr_expect_eq(im.w, 640);
+        free(im.px);
+    }
+    cr_expect_eq(plot_lines_png(path, NULL, NULL, NULL, NULL, 0, &err), 0, "%s", err.msg);
+    /* The single point and the flat line are still drawn in the series colour. */
+    cr_assert_eq(plot_lines_png(path, "", "", "", cases[0], 1, &err), 0);
+    image im = read_png(path);
+    cr_expect_gt(count_color(&im, plot_palette[0], 0), 20);
+    free(im.px);
+    const plot_series bad = {"no y", fx, NULL, 4};
+    cr_expect_eq(plot_lines_png(path, "t", "x", "y", &bad, 1, &err), -1);
+    cr_expect(strstr(err.msg, path), "%s", err.msg);
+}
+
+Test(plot, unwritable_path_names_it_and_the_reason)
+{
+    tlb_error err = {{0}};
+    const double y[2] = {1, 2};
+    const plot_series s = {"a", NULL, y, 2};
+    const char *path = "/nonexistent_tlb_dir/sub/loss.png";
+    cr_expect_eq(plot_lines_png(path, "t", "x", "y", &s, 1, &err), -1);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "No such file or directory"), "%s", err.msg);
+    cr_expect_eq(strchr(err.msg, '\n'), NULL);
+
+    const float img[4 * 4 * 3] = {0}, map[4] = {0};
+    memset(&err, 0, sizeof err);
+    cr_expect_eq(plot_heatmaps_png(path, "t", img, 1, 4, map, 2, NULL, &err), -1);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "No such file or directory"), "%s", err.msg);
+}
+
+/* Pure-green images; each map is hot in its top-left cell, zero elsewhere:
+ * the plain image shows exact green, the overlay green blended at 0.5 with
+ * inferno(0) (cold) and inferno(1) (the hot corner). */
+Test(plot, heatmaps_png_shows_images_and_overlays)
+{
+    enum { C = 3, S = 8, G = 2 };
+    float img[C * S * S * 3], maps[C * G * G];
+    for (int i = 0; i < C * S * S; i++) img[3 * i] = 0, img[3 * i + 1] = 1, img[3 * i + 2] = 0;
+    for (int i = 0; i < C * G * G; i++) maps[i] = i % (G * G) == 0 ? 5.0f : -1.0f;
+    const char *caps[C] = {"cat", NULL, "automobile"};
+    char path[128];
+    snprintf(path, sizeof path, "%s/attention.png", dir);
+    tlb_error err = {{0}};
+    cr_assert_eq(plot_heatmaps_png(path, "TLB attention", img, C, S, maps, G, caps, &err), 0, "%s", err.msg);
+    image im = read_png(path);
+    cr_expect_geq(im.w, C * S * 2);
+    cr_expect_geq(im.h, S * 2);
+    const unsigned char white[3] = {255, 255, 255}, green[3] = {0, 255, 0};
+    cr_expect_eq(memcmp(pixel(&im, 0, 0), white, 3), 0, "corner is not white");
+    cr_expect_geq(count_color(&im, green, 0), (long)C * S * S * 4, "the upsampled images are missing");
+    unsigned char cold[3], hot[3], mix_cold[3], mix_hot[3];
+    plot_inferno(0, cold);
+    plot_inferno(1, hot);
+    for (int k = 0; k < 3; k++) mix_cold[k] = (cold[k] + green[k]) / 2, mix_hot[k] = (hot[k] + green[k]) / 2;
+    cr_expect_gt(count_color(&im, mix_cold, 1), (long)C * S * S, "no cold overlay pixels");
+    cr_expect_gt(count_color(&im, mix_hot, 1), (long)C * 4, "no hot overlay pixels");
+    cr_expect(no_leftovers(), "a temporary file was left behind");
+    free(im.px);
+}
+
+Test(plot, heatmaps_png_degenerate_inputs)
+{
+    tlb_error err = {{0}};
+    char path[128];
+    snprintf(path, sizeof path, "%s/h.png", dir);
+    float img[2 * 3 * 3 * 3], map[2];
+    for (int i = 0; i < 2 * 27; i++) img[i] = i % 2 ? NAN : 7.0f; /* out of range, clamped */
+    map[0] = NAN, map[1] = 3;                                     /* G = 1; flat and NaN maps */
+    const char *caps[2] = {"a very long caption that cannot possibly fit", ""};
+    cr_expect_eq(plot_heatmaps_png(path, NULL, img, 2, 3, map, 1, caps, &err), 0, "%s", err.msg);
+    cr_expect_eq(plot_heatmaps_png(path, "no images", NULL, 0, 0, NULL, 0, NULL, &err), 0, "%s", err.msg);
+    char title[400];
+    memset(title, 'x', sizeof title - 1);
+    title[sizeof title - 1] = '\0';
+    cr_expect_eq(plot_heatmaps_png(path, title, img, 1, 3, map, 1, NULL, &err), 0, "%s", err.msg);
+    image im = read_png(path);
+    cr_expect_leq(im.w, 1200);
+    free(im.px);
+    cr_expect_eq(plot_heatmaps_png(path, "t", img, 1, 0, map, 1, NULL, &err), -1);
+    cr_expect_eq(plot_heatmaps_png(path, "t", NULL, 1, 3, map, 1, NULL, &err), -1);
+    cr_expect(strstr(err.msg, path), "%s", err.msg);
+}
+
+Test(plot, inferno_endpoints)
+{
+    unsigned char a[3], b[3];
+    plot_inferno(0, a);
+    plot_inferno(-1, b);
+    cr_expect_eq(memcmp(a, b, 3), 0);
+    plot_inferno(NAN, b);
+    cr_expect_eq(memcmp(a, b, 3), 0);
+    plot_inferno(1, a);
+    plot_inferno(2, b);
+    cr_expect_eq(memcmp(a, b, 3), 0);
+    cr_expect_gt(a[0] + a[1] + a[2], 600, "inferno(1) should be bright");
+}
