@@ -416,11 +416,11 @@ int plot_lines_png(const char *path, const char *title, const char *xlabel, cons
     }
     char buf[256];
     if (has_title) {
-        fit_text(buf, sizeof buf, title, 2, W - 20);
-        const int scale = text_width(buf, 2) <= W - 20 && strcmp(buf, title) == 0 ? 2 : 1;
+        const int scale = text_width(title, 2) <= W - 20 ? 2 : 1;
         fit_text(buf, sizeof buf, title, scale, W - 20);
-        draw_text_centered(&c, left + pw / 2 < W / 2 + 40 ? left + pw / 2 : W / 2, 14 + (2 - scale) * 4, buf, scale,
-                           TEXT);
+        /* Centred over the plot area, or over the picture if it is too wide. */
+        const int tw = text_width(buf, scale), cx = left + pw / 2 + tw / 2 <= W - 10 ? left + pw / 2 : W / 2;
+        draw_text_centered(&c, cx, 14 + (2 - scale) * 4, buf, scale, TEXT);
     }
     if (has_xl) {
         fit_text(buf, sizeof buf, xlabel, 1, pw);
