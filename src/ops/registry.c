@@ -26,7 +26,8 @@ typedef struct {
 static op_entry registry[] = {
     OP_ENTRY(dense, {[TLB_BACKEND_REF] = &dense_ref, [TLB_BACKEND_DNNL] = &dense_dnnl,
                      [TLB_BACKEND_AVX512] = &dense_avx512, [TLB_BACKEND_AVX2] = &dense_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(layernorm, {[TLB_BACKEND_REF] = &layernorm_ref, [TLB_BACKEND_AVX512] = &layernorm_avx512}, PREFER_DEFAULT),
+    OP_ENTRY(layernorm, {[TLB_BACKEND_REF] = &layernorm_ref, [TLB_BACKEND_AVX512] = &layernorm_avx512,
+                         [TLB_BACKEND_AVX2] = &layernorm_avx2}, PREFER_DEFAULT),
     OP_ENTRY(gelu, {[TLB_BACKEND_REF] = &gelu_ref, [TLB_BACKEND_AVX512] = &gelu_avx512,
                     [TLB_BACKEND_AVX2] = &gelu_avx2}, PREFER_DEFAULT),
     OP_ENTRY(attention, {[TLB_BACKEND_REF] = &attention_ref, [TLB_BACKEND_AVX512] = &attention_avx512}, PREFER_DEFAULT),
