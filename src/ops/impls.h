@@ -25,6 +25,7 @@ extern const gelu_op gelu_avx2;
 extern const layernorm_op layernorm_avx512;
 extern const layernorm_op layernorm_avx2;
 extern const attention_op attention_avx512;
+extern const attention_op attention_avx2;
 extern const patch_conv_op patch_conv_avx512;
 extern const patch_conv_op patch_conv_avx2;
 
