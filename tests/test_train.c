@@ -1,0 +1,195 @@
+/* Training on real CIFAR-10 (the program fetches it into its cache when
+ * missing): a short run must learn, and a run stopped mid-epoch and resumed
+ * must end bit-identical to one run straight through. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/fetch.h"
+#include "train/trainer.h"
+#include "util/safetensors.h"
+
+static void ensure_data(void)
+{
+    char dir[1024];
+    tlb_error err;
+    cifar10_default_dir(dir, sizeof dir);
+    if (cifar10_verify_all(dir, 0, NULL) != 0)
+        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
+}
+
+static void make_config(run_config *c, const char *text, const char *out_dir)
+{
+    tlb_error err;
+    run_config_defaults(c);
+    cr_assert_eq(run_config_parse(c, text, strlen(text), "test.cfg", &err), 0, "%s", err.msg);
+    snprintf(c->out_dir, sizeof c->out_dir, "%s", out_dir);
+    cr_assert_eq(run_config_validate(c, &err), 0, "%s", err.msg);
+}
+
+static const char *tiny_model =
+    "image_size: 16\npatch_size: 4\nembed_dim: 32\nchunk_size: 4\nr: 2\nnum_layers: 2\n"
+    "num_heads: 2\nkey_dim: 16\nffn_drop: 0.1\nattn_drop: 0.1\nlearning_rate: 0.003\n"
+    "weight_decay: 0.0001\nthreads: 2\n";
+
+Test(train, short_run_learns, .timeout = 240)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_train_XXXXXX";
+    cr_assert_not_null(mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: learn\ntrain_limit: 6144\neval_limit: 2000\nbatch_size: 64\nepochs: 3\n", tiny_model);
+    run_config c;
+    make_config(&c, text, out);
+    train_summary s;
+    tlb_error err;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    /* metrics.csv: the loss falls from the first epoch to the last. */
+    char path[1400], line[256];
+    snprintf(path, sizeof path, "%s/metrics.csv", s.run_dir);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    double first = -1, last = -1, loss;
+    int epoch, rows = 0;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "%d,%lf", &epoch, &loss) == 2) {
+            if (first < 0) first = loss;
+            last = loss;
+            rows++;
+        }
+    fclose(fp);
+    cr_expect_eq(rows, 3);
+    cr_expect_lt(last, first - 0.1, "train loss went from %.4f to %.4f", first, last);
+    /* Chance is 0.10; with 2000 test images, 0.2 is far outside noise. */
+    cr_expect_gt(s.test_acc, 0.2, "test accuracy %.4f", s.test_acc);
+    cr_expect_gt(s.val_acc, 0.2, "validation accuracy %.4f", s.val_acc);
+    const char *files[] = {"config.cfg", "checkpoint.safetensors", "summary.json", "loss.png",
+                           "accuracy.png", "attention.png"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", s.run_dir, files[i]);
+        cr_expect_eq(access(path, R_OK), 0, "%s missing", path);
+    }
+}
+
+/* Returns the parameter bytes of a checkpoint (everything but the metadata). */
+static unsigned char *checkpoint_bytes(const char *run_dir, size_t *n)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+    st_file f;
+    tlb_error err;
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    *n = f.size - f.data_start;
+    unsigned char *b = malloc(*n);
+    memcpy(b, f.bytes + f.data_start, *n);
+    st_close(&f);
+    return b;
+}
+
+Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
+{
+    ensure_data();
+    char out_a[] = "/tmp/tlb_resume_a_XXXXXX", out_b[] = "/tmp/tlb_resume_b_XXXXXX";
+    cr_assert_not_null(mkdtemp(out_a));
+    cr_assert_not_null(mkdtemp(out_b));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: resume\ntrain_limit: 1024\neval_limit: 256\nbatch_size: 128\nmicro_batch: 48\nepochs: 2\n", tiny_model);
+    run_config a, b;
+    make_config(&a, text, out_a);
+    make_config(&b, text, out_b);
+    train_summary sa, sb;
+    tlb_error err;
+    cr_assert_eq(train_run(&a, NULL, &sa, &err), 0, "%s", err.msg);
+    /* Stop after step 5 of 16 (mid-epoch 1), then resume from the folder. */
+    train_options stop = {NULL, NULL, 5};
+    cr_assert_eq(train_run(&b, &stop, &sb, &err), 128, "%s", err.msg);
+    char dir[sizeof sb.run_dir];
+    memcpy(dir, sb.run_dir, sizeof dir); /* train_run clears its summary */
+    train_options resume = {dir, NULL, 0};
+    run_config again;
+    cr_assert_eq(train_load_run_config(&again, sb.run_dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(train_run(&again, &resume, &sb, &err), 0, "%s", err.msg);
+    size_t na, nb;
+    unsigned char *ba = checkpoint_bytes(sa.run_dir, &na), *bb = checkpoint_bytes(sb.run_dir, &nb);
+    cr_assert_eq(na, nb);
+    cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run");
+    cr_expect_float_eq(sa.test_acc, sb.test_acc, 0.0);
+    free(ba);
+    free(bb);
+}
+
+/* A new run refuses a folder that already holds a checkpoint. */
+Test(train, refuses_to_overwrite_a_run, .timeout = 120)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_twice_XXXXXX";
+    cr_assert_not_null(mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: twice\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
+    run_config c;
+    make_config(&c, text, out);
+    train_summary s;
+    tlb_error err;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 2);
+    cr_expect(strstr(err.msg, "--resume") != NULL, "%s", err.msg);
+}
+
+static int run_tlb(const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "./tlb %s >/dev/null 2>/tmp/tlb_cli_err.txt", args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void read_err(char *buf, size_t n)
+{
+    FILE *fp = fopen("/tmp/tlb_cli_err.txt", "r");
+    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
+    buf[k] = '\0';
+    if (fp) fclose(fp);
+}
+
+/* Bad input: one line naming file, line and key; exit 2; nothing written. */
+Test(cli, bad_config_exits_2_and_writes_nothing)
+{
+    char dir[] = "/tmp/tlb_cli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cfg[1200], args[2600], msg[2048];
+    snprintf(cfg, sizeof cfg, "%s/bad.cfg", dir);
+    FILE *fp = fopen(cfg, "w");
+    fprintf(fp, "embed_dim: 64\nchunk_sise: 8\nout_dir: %s/runs\n", dir);
+    fclose(fp);
+    snprintf(args, sizeof args, "train %s", cfg);
+    cr_expect_eq(run_tlb(args), 2);
+    read_err(msg, sizeof msg);
+    cr_expect(strstr(msg, "bad.cfg:2: chunk_sise: unknown key") != NULL, "message: %s", msg);
+    cr_expect(strstr(msg, "chunk_size") != NULL, "no suggestion in: %s", msg);
+    char runs[1300];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    struct stat sb;
+    cr_expect_neq(stat(runs, &sb), 0, "a run folder was created for a bad config");
+
+    snprintf(args, sizeof args, "train %s --set backend=avx9", cfg);
+    fp = fopen(cfg, "w");
+    fprintf(fp, "out_dir: %s/runs\n", dir);
+    fclose(fp);
+    cr_expect_eq(run_tlb(args), 2);
+    read_err(msg, sizeof msg);
+    cr_expect(strstr(msg, "backend") && strstr(msg, "avx9"), "message: %s", msg);
+    cr_expect_neq(stat(runs, &sb), 0);
+
+    cr_expect_eq(run_tlb("train /nonexistent/x.cfg"), 2);
+    cr_expect_eq(run_tlb("frobnicate"), 2);
+}
+
+Test(cli, check_passes_golden_and_fails_garbage)
+{
+    cr_expect_eq(run_tlb("check tests/data/tiny_paper.safetensors"), 0);
+    cr_expect_eq(run_tlb("check tests/test_train.c"), 1);
+}
