@@ -137,15 +137,24 @@ static inline float *transposed(const float *w, int K, int N)
     return wt;
 }
 
-/* dbias[N] += column sums of g[M,N], rows in order. */
+/* dbias[N] += column sums of g[M,N]: four interleaved partial sums (rows
+ * m = r mod 4) break the add latency chain; the order is fixed. */
 static inline void column_sums(float *dbias, const float *g, size_t M, int N)
 {
     for (int n0 = 0; n0 < N; n0 += VW) {
         const int nc = N - n0 < VW ? N - n0 : VW;
         const vmask mk = VMASK(nc);
-        vec s = VMLOAD(dbias + n0, mk);
-        for (size_t m = 0; m < M; m++) s = VADD(s, VMLOAD(g + m * N + n0, mk));
-        VMSTORE(dbias + n0, mk, s);
+        vec s0 = VZERO, s1 = VZERO, s2 = VZERO, s3 = VZERO;
+        size_t m = 0;
+        for (; m + 4 <= M; m += 4) {
+            s0 = VADD(s0, VMLOAD(g + m * N + n0, mk));
+            s1 = VADD(s1, VMLOAD(g + (m + 1) * N + n0, mk));
+            s2 = VADD(s2, VMLOAD(g + (m + 2) * N + n0, mk));
+            s3 = VADD(s3, VMLOAD(g + (m + 3) * N + n0, mk));
+        }
+        for (; m < M; m++) s0 = VADD(s0, VMLOAD(g + m * N + n0, mk));
+        const vec s = VADD(VADD(s0, s1), VADD(s2, s3));
+        VMSTORE(dbias + n0, mk, VADD(VMLOAD(dbias + n0, mk), s));
     }
 }
 
