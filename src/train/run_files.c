@@ -188,6 +188,7 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "test_accuracy", s->test_acc);
     cJSON_AddNumberToObject(j, "wall_seconds", s->wall_seconds);
     cJSON_AddNumberToObject(j, "train_images_per_second", s->images_per_second);
+    cJSON_AddNumberToObject(j, "peak_rss_mib", s->peak_rss_mib);
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
     cJSON_AddStringToObject(j, "wiring", wiring_name(m->config.wiring));

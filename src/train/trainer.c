@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -203,6 +204,9 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
+    if (c->mixed_precision)
+        fprintf(stderr, "note: mixed_precision is accepted for compatibility with the Keras config;"
+                        " training runs in fp32 (see BENCHMARKS.md, \"Mixed precision\")\n");
     if (resuming)
         fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
 
@@ -291,6 +295,8 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
     evaluate(&s.model, s.test, &out->test_loss, &out->test_acc);
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) == 0) out->peak_rss_mib = (double)usage.ru_maxrss / 1024.0;
     fprintf(stdout, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,
             out->test_acc, out->val_acc, out->wall_seconds);
     if (run_files_finish(&s.files, out, &s.model, s.test, err) != 0) goto done;

@@ -19,6 +19,7 @@ typedef struct {
     int epochs_done;
     double train_loss, train_acc, val_loss, val_acc, test_loss, test_acc;
     double wall_seconds, images_per_second;
+    double peak_rss_mib;    /* the process's peak resident memory */
     size_t num_params;
     int micro_batch;
 } train_summary;
