@@ -24,7 +24,6 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->ln_f_mean = arena_take(a, rq);
     acts->ln_f_rstd = arena_take(a, rq);
     acts->h = arena_take(a, rq * d.F);
-    acts->g = arena_take(a, rq * d.F);
     acts->out = arena_take(a, rq * d.D);
     acts->x_q = acts->x_kv = NULL;
 }
@@ -37,6 +36,7 @@ void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq,
     s->d_y2 = arena_take(a, rq * d.D);
     s->d_h = arena_take(a, rq * d.F);
     s->d_g = arena_take(a, rq * d.F);
+    s->g = arena_take(a, rq * d.F);
     s->d_att = arena_take(a, rq * HK);
     s->d_q = arena_take(a, rq * HK);
     s->d_k = arena_take(a, rk * HK);
@@ -46,7 +46,7 @@ void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq,
     s->d_ln_v = arena_take(a, rk * d.D);
 }
 
-void block_forward(block_acts *a, const float *params, const attn_params *ap,
+void block_forward(block_acts *a, block_scratch *s, const float *params, const attn_params *ap,
                    const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
                    int Tq, int Tk, const block_dropout *drop)
 {
@@ -74,8 +74,8 @@ void block_forward(block_acts *a, const float *params, const attn_params *ap,
     tlb_ops.layernorm.forward(a->ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
                               w + fp->ln_beta, rq, d.D);
     tlb_ops.dense.forward(a->h, a->ln_f, w + fp->fc1_kernel, w + fp->fc1_bias, rq, d.D, d.F);
-    tlb_ops.gelu.forward(a->g, a->h, (size_t)rq * d.F);
-    tlb_ops.dense.forward(a->out, a->g, w + fp->fc2_kernel, w + fp->fc2_bias, rq, d.F, d.D);
+    tlb_ops.gelu.forward(s->g, a->h, (size_t)rq * d.F);
+    tlb_ops.dense.forward(a->out, s->g, w + fp->fc2_kernel, w + fp->fc2_bias, rq, d.F, d.D);
     if (drop && drop->ffn.rate > 0.0f)
         tlb_ops.dropout.forward(a->out, a->out, B, (size_t)Tq * d.D, &drop->ffn);
     tlb_ops.residual.forward(a->out, a->out, a->attn_out, (size_t)rq * d.D);
@@ -104,7 +104,9 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     /* FFN: out = attn_out + dropout(g @ W2 + b2). */
     memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float)); /* the residual path */
     tlb_ops.dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
-    tlb_ops.dense.backward(s->d_g, g + fp->fc2_kernel, g + fp->fc2_bias, s->d_y2, a->g,
+    /* The GELU output is cheaper to recompute than to keep for every step. */
+    tlb_ops.gelu.forward(s->g, a->h, rq * d.F);
+    tlb_ops.dense.backward(s->d_g, g + fp->fc2_kernel, g + fp->fc2_bias, s->d_y2, s->g,
                            w + fp->fc2_kernel, (int)rq, d.F, d.D);
     tlb_ops.gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
     tlb_ops.dense.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, s->d_h, a->ln_f,

@@ -23,15 +23,16 @@ typedef struct {
     float *att;                            /* [B*Tq, HK] heads concatenated */
     float *attn_out;                       /* [B*Tq, D] = x_q + O */
     float *ln_f, *ln_f_mean, *ln_f_rstd;   /* [B*Tq, D] */
-    float *h, *g;                          /* [B*Tq, F] pre- and post-GELU */
+    float *h;                              /* [B*Tq, F] pre-GELU (GELU is recomputed, not stored) */
     float *out;                            /* [B*Tq, D] the block's output */
     const float *x_q, *x_kv;               /* inputs, recorded by the forward */
 } block_acts;
 
-/* Gradient scratch for one block backward, reused by every block. */
+/* Scratch for one block forward or backward, reused by every block. */
 typedef struct {
     float *d_attn_out, *d_ln_f, *d_y2;     /* [B*Tq, D] */
     float *d_h, *d_g;                      /* [B*Tq, F] */
+    float *g;                              /* [B*Tq, F] GELU output, rebuilt when needed */
     float *d_att, *d_q;                    /* [B*Tq, HK] */
     float *d_k, *d_v;                      /* [B*Tk, HK] */
     float *d_ln_q;                         /* [B*Tq, D] */
@@ -47,7 +48,7 @@ typedef struct {
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk);
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk);
 
-void block_forward(block_acts *acts, const float *params, const attn_params *ap,
+void block_forward(block_acts *acts, block_scratch *s, const float *params, const attn_params *ap,
                    const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
                    int Tq, int Tk, const block_dropout *drop);
 

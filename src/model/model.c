@@ -159,7 +159,7 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
             const cell_step *st = &l->steps[s];
             block_acts *a = step_acts(m, ch, s);
             block_dropout bd = step_dropout(m, drop, ch, s);
-            block_forward(a, w, &l->attn[st->attn], &l->ffn[st->ffn], stream[st->query],
+            block_forward(a, &m->scratch, w, &l->attn[st->attn], &l->ffn[st->ffn], stream[st->query],
                           stream[st->kv], m->dims, B, C, C, &bd);
             stream[st->query] = a->out;
         }
