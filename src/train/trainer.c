@@ -131,8 +131,12 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
 {
     char dir[1024];
     const char *data_dir = c->data_dir[0] ? c->data_dir : cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(data_dir, 0, NULL) != 0 && cifar10_fetch(data_dir, err) != 0) return -1;
-    if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
+    /* Loading verifies every file's size and hash; fetch only when that fails. */
+    if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) {
+        fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
+        if (cifar10_fetch(data_dir, err) != 0) return -1;
+        if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
+    }
     cifar10_view train, val, test = cifar10_view_all(&s->test_set);
     if (cifar10_split(&train, &val, &s->train_set, c->train_slice, err) != 0) return -1;
     if (c->train_limit > 0 && c->train_limit < train.count) train.count = c->train_limit;
