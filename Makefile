@@ -43,8 +43,11 @@ $(BUILD)/libtlb.a: $(LIB_OBJS)
 tlb: $(CLI_OBJS) $(BUILD)/libtlb.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# The test binary counts our code's heap allocations (tests/alloc_counter.c).
+WRAP_ALLOC := $(foreach f,malloc calloc realloc aligned_alloc posix_memalign,-Wl,--wrap=$(f))
+
 $(BUILD)/tlb_tests: $(TEST_OBJS) $(BUILD)/libtlb.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion $(WRAP_ALLOC)
 
 $(BUILD)/tlb_bench: $(BENCH_OBJS) $(BUILD)/libtlb.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

@@ -1,0 +1,73 @@
+/* "No allocation in the training step's hot loop": after one warm-up step
+ * (oneDNN primitives and per-thread kernel scratch are created once per
+ * shape), further steps -- forward, backward and AdamW over micro-batches,
+ * with dropout -- must not call malloc at all, on every backend. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "alloc_counter.h"
+#include "model/model.h"
+#include "ops/ops.h"
+#include "train/adamw.h"
+#include "train/init.h"
+#include "util/rng.h"
+
+static void step(tlb_model *m, float *am, float *av, const float *img, const int *labels, int B, int mb, long t)
+{
+    const adamw_hparams h = adamw_keras_defaults(1e-3f, 1e-4f);
+    const size_t per = (size_t)m->config.image_size * m->config.image_size * 3;
+    model_zero_grads(m);
+    for (int at = 0; at < B; at += mb) {
+        const int k = B - at < mb ? B - at : mb;
+        const model_dropout d = {1, (uint64_t)t, at};
+        model_forward(m, img + at * per, labels + at, k, &d);
+        model_backward(m, img + at * per, labels + at, k, 1.0f / B, &d);
+    }
+    adamw_step(m->params, am, av, m->grads, model_num_params(m), t, &h);
+}
+
+Test(no_alloc, training_step_on_every_backend)
+{
+    tlb_model_config c = model_config_seed();
+    c.image_size = 16; /* 16 tokens, 2 chunks: small but every path runs */
+    const int B = 20, mb = 8;
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    cr_assert_neq(model_plan(&m, mb, &err), 0, "%s", err.msg);
+    init_keras(&m, 3);
+    const size_t n = model_num_params(&m), per = 16 * 16 * 3;
+    float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));
+    float *img = malloc(B * per * sizeof(float));
+    int *labels = malloc(B * sizeof(int));
+    rng_stream r = {1, 0};
+    for (size_t i = 0; i < B * per; i++) img[i] = rng_next_uniform(&r);
+    for (int b = 0; b < B; b++) labels[b] = b % 10;
+    for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+        if (!backend_supported((tlb_backend)b)) continue;
+        cr_assert_eq(ops_select(backend_name((tlb_backend)b), &err), 0, "%s", err.msg);
+        step(&m, am, av, img, labels, B, mb, 1); /* warm-up: per-shape setup */
+        const long before = alloc_count();
+        for (long t = 2; t <= 3; t++) step(&m, am, av, img, labels, B, mb, t);
+        cr_expect_eq(alloc_count() - before, 0, "backend %s: %ld allocations in two training steps",
+                     backend_name((tlb_backend)b), alloc_count() - before);
+    }
+    ops_select(NULL, &err);
+    free(am), free(av), free(img), free(labels);
+    model_destroy(&m);
+}
+
+/* The counter sees the library's allocations (the test above cannot pass
+ * vacuously): planning a model allocates. */
+Test(no_alloc, counter_sees_library_allocations)
+{
+    tlb_model_config c = model_config_seed();
+    c.image_size = 16;
+    tlb_model m;
+    tlb_error err;
+    const long before = alloc_count();
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    cr_assert_neq(model_plan(&m, 4, &err), 0, "%s", err.msg);
+    cr_expect_geq(alloc_count() - before, 3, "model_create + model_plan: %ld allocations seen", alloc_count() - before);
+    model_destroy(&m);
+}
