@@ -83,7 +83,10 @@ size_t model_plan(tlb_model *m, int B, tlb_error *err)
     free(m->steps);
     m->capacity = 0;
     m->steps = calloc((size_t)model_num_chunks(&m->config) * m->layout.num_steps, sizeof *m->steps);
-    if (!m->steps) return (size_t)tlb_fail(err, "out of memory"), 0;
+    if (!m->steps) {
+        tlb_fail(err, "out of memory");
+        return 0;
+    }
     carve(m, &m->acts, B);
     if (arena_commit(&m->acts) != 0) {
         tlb_fail(err, "cannot allocate %.1f MiB of activations for a micro-batch of %d",
