@@ -21,8 +21,11 @@ CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS  := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test bench clean
-all: tlb
+# The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
+TLB ?= tlb
+
+.PHONY: all test bench clean test-sanitize fuzz fuzz-smoke fuzz-build
+all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -40,7 +43,7 @@ $(BUILD)/libtlb.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-tlb: $(CLI_OBJS) $(BUILD)/libtlb.a
+$(TLB): $(CLI_OBJS) $(BUILD)/libtlb.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The test binary counts our code's heap allocations (tests/alloc_counter.c).
@@ -52,14 +55,53 @@ $(BUILD)/tlb_tests: $(TEST_OBJS) $(BUILD)/libtlb.a
 $(BUILD)/tlb_bench: $(BENCH_OBJS) $(BUILD)/libtlb.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-# Tests run from the repository root so tests/data/ paths resolve.
-test: tlb $(BUILD)/tlb_tests
-	$(BUILD)/tlb_tests $(TEST_ARGS)
+# Tests run from the repository root so tests/data/ paths resolve. The cli
+# tests run $(TLB) (TLB_BIN); the fuzz targets then run over their corpora.
+test: $(TLB) $(BUILD)/tlb_tests
+	TLB_BIN=./$(TLB) $(BUILD)/tlb_tests $(TEST_ARGS)
+	$(MAKE) --no-print-directory fuzz-smoke
+
+# The whole suite and the binary under AddressSanitizer + UBSan (gcc, -O1),
+# in build-san/. LSan suppressions cover third-party frames only. TLB_TEST_SMALL
+# shrinks the long training tests (fewer images), it skips none of them.
+SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 TLB_TEST_SMALL=1
+test-sanitize:
+	$(MAKE) --no-print-directory BUILD=build-san TLB=build-san/tlb OPT="$(SAN_FLAGS)" build-san/tlb build-san/tlb_tests
+	$(SAN_ENV) TLB_BIN=./build-san/tlb build-san/tlb_tests $(TEST_ARGS)
+
+# libFuzzer targets (clang): fuzz/fuzz_*.c against the library built with
+# -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
+FUZZ_TARGETS := config safetensors cifar10
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_BINS := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+FUZZ_SECONDS ?= 600
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:detect_odr_violation=0 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1
+fuzz-build:
+	$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libtlb.a
+	$(MAKE) --no-print-directory $(FUZZ_BINS)
+build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libtlb.a
+	clang -std=c11 -O1 -g -D_GNU_SOURCE -Isrc -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< build-fuzz/libtlb.a $(filter-out -fopenmp,$(LDLIBS)) -fopenmp
+
+# Each target over its seed corpus only (seconds; part of `make test`).
+fuzz-smoke: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_ENV) build-fuzz/fuzz_$$t -runs=0 fuzz/corpus/$$t || exit 1; done
+
+# Each target for FUZZ_SECONDS, new inputs into build-fuzz/corpus-<t> (the
+# seeds stay as they are); a crash leaves crash-* in build-fuzz/.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus-$$t; \
+	  $(FUZZ_ENV) build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=build-fuzz/ -print_final_stats=1 build-fuzz/corpus-$$t fuzz/corpus/$$t || exit 1; done
 
 bench: $(BUILD)/tlb_bench
 	$(BUILD)/tlb_bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) tlb
+	rm -rf $(BUILD) tlb build-san build-fuzz
 
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)

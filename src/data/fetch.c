@@ -243,7 +243,8 @@ int cifar10_read_labels_json(uint8_t *labels, int count, const char *path, tlb_e
         const cJSON *item;
         cJSON_ArrayForEach(item, root) {
             double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
-            if (v != (int)v || v < 0 || v >= CIFAR10_NUM_CLASSES) {
+            /* Range first: (int)v is undefined for a huge v (e.g. 1e300). */
+            if (!(v >= 0 && v < CIFAR10_NUM_CLASSES) || v != (int)v) {
                 rc = tlb_fail(err, "%s: entry %d is not an integer label 0..9", path, i);
                 break;
             }

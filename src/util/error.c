@@ -3,6 +3,14 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Messages quote file contents (tensor names, config keys, values): control
+ * characters there would break the one-line form, so they print as '?'. */
+static void one_line(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
 int tlb_fail(tlb_error *err, const char *fmt, ...)
 {
     if (err) {
@@ -10,6 +18,7 @@ int tlb_fail(tlb_error *err, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        one_line(err->msg);
     }
     return -1;
 }
@@ -32,6 +41,7 @@ int tlb_fail_prefix(tlb_error *err, const char *fmt, ...)
         size_t m = strnlen(old, room);
         memcpy(err->msg + n + 2, old, m);
         err->msg[n + 2 + m] = '\0';
+        one_line(err->msg);
     }
     return -1;
 }
