@@ -99,7 +99,7 @@ fuzz: fuzz-build
 	    -artifact_prefix=build-fuzz/ -print_final_stats=1 build-fuzz/corpus-$$t fuzz/corpus/$$t || exit 1; done
 
 bench: $(BUILD)/tlb_bench
-	$(BUILD)/tlb_bench $(BENCH_ARGS)
+	$(BUILD)/tlb_bench --out $(BUILD)/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) tlb build-san build-fuzz

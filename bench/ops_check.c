@@ -1,21 +1,12 @@
-/* Op backends vs the reference: `tlb_bench check` compares every registered
- * backend with ref on odd shapes; `tlb_bench [time] [Bm] [op]` times them at
- * the seed model's shapes (micro-batch Bm, default 128) and prints the
- * speedup over ref from the same run. */
+/* `tlb_bench check`: every registered backend against ref on odd shapes
+ * (the timing side of the benchmark is in ops_time.c). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench.h"
 #include "ops/impls.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t seed = 12345;
 static float frand(void) /* uniform in [-1, 1) */
@@ -297,174 +288,13 @@ static void check_patch_conv(void)
     }
 }
 
-/* ---- timing ---- */
-
-static double budget = 0.15; /* seconds per measurement */
-
-#define TIME_IT(result, stmt)                                         \
-    do {                                                              \
-        stmt;                                                         \
-        int reps_ = 0;                                                \
-        double t0_ = now(), t_;                                       \
-        do {                                                          \
-            stmt;                                                     \
-            reps_++;                                                  \
-        } while ((t_ = now() - t0_) < budget);                        \
-        result = t_ / reps_;                                          \
-    } while (0)
-
-static void report(const char *name, const char *be, double t, double tref, double flops)
+int bench_check(void)
 {
-    printf("%-34s %-7s %9.1f us  %7.1f GFLOP/s  x%.2f vs ref\n", name, be, t * 1e6,
-           flops / t * 1e-9, tref / t);
-}
-
-static void time_dense(int M, int K, int N, const char *tag)
-{
-    int op = ops_find("dense");
-    float *x = rnd((size_t)M * K, 1), *w = rnd((size_t)K * N, 1), *b = rnd(N, 1);
-    float *o = rnd((size_t)M * N, 1), *g = rnd((size_t)M * N, 1);
-    float *dx = rnd((size_t)M * K, 1), *dw = rnd((size_t)K * N, 1), *db = rnd(N, 1);
-    double fl = 2.0 * M * K * N;
-    char name[96];
-    double tf0 = 0, tb0 = 0;
-    for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
-        const dense_op *d = ops_impl(op, (tlb_backend)be);
-        if (!d || !backend_supported((tlb_backend)be)) continue;
-        double tf, tb;
-        TIME_IT(tf, d->forward(o, x, w, b, M, K, N));
-        TIME_IT(tb, d->backward(dx, dw, db, g, x, w, M, K, N));
-        if (be == 0) tf0 = tf, tb0 = tb;
-        snprintf(name, sizeof name, "dense fwd %s M%d K%d N%d", tag, M, K, N);
-        report(name, backend_name((tlb_backend)be), tf, tf0, fl);
-        snprintf(name, sizeof name, "dense bwd %s M%d K%d N%d", tag, M, K, N);
-        report(name, backend_name((tlb_backend)be), tb, tb0, 2 * fl);
-    }
-    free(x), free(w), free(b), free(o), free(g), free(dx), free(dw), free(db);
-}
-
-static void time_layernorm(int M, int D)
-{
-    int op = ops_find("layernorm");
-    size_t n = (size_t)M * D;
-    float *x = rnd(n, 1), *ga = rnd(D, 1), *be_ = rnd(D, 1), *o = rnd(n, 1), *mu = rnd(M, 1),
-          *rs = rnd(M, 1), *g = rnd(n, 1), *dx = rnd(n, 1), *dg = rnd(D, 1), *db = rnd(D, 1);
-    double tf0 = 0, tb0 = 0;
-    char name[96];
-    for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
-        const layernorm_op *d = ops_impl(op, (tlb_backend)be);
-        if (!d || !backend_supported((tlb_backend)be)) continue;
-        double tf, tb;
-        TIME_IT(tf, d->forward(o, mu, rs, x, ga, be_, M, D));
-        TIME_IT(tb, d->backward(dx, dg, db, g, x, ga, mu, rs, M, D));
-        if (be == 0) tf0 = tf, tb0 = tb;
-        snprintf(name, sizeof name, "layernorm fwd M%d D%d", M, D);
-        report(name, backend_name((tlb_backend)be), tf, tf0, 8.0 * n);
-        snprintf(name, sizeof name, "layernorm bwd M%d D%d", M, D);
-        report(name, backend_name((tlb_backend)be), tb, tb0, 12.0 * n);
-    }
-    free(x), free(ga), free(be_), free(o), free(mu), free(rs), free(g), free(dx), free(dg);
-    free(db);
-}
-
-static void time_gelu(size_t n)
-{
-    int op = ops_find("gelu");
-    float *x = rnd(n, 3), *o = rnd(n, 1), *g = rnd(n, 1), *dx = rnd(n, 1);
-    double tf0 = 0, tb0 = 0;
-    char name[96];
-    for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
-        const gelu_op *d = ops_impl(op, (tlb_backend)be);
-        if (!d || !backend_supported((tlb_backend)be)) continue;
-        double tf, tb;
-        TIME_IT(tf, d->forward(o, x, n));
-        TIME_IT(tb, d->backward(dx, g, x, n));
-        if (be == 0) tf0 = tf, tb0 = tb;
-        snprintf(name, sizeof name, "gelu fwd n%zu", n);
-        report(name, backend_name((tlb_backend)be), tf, tf0, 0);
-        snprintf(name, sizeof name, "gelu bwd n%zu", n);
-        report(name, backend_name((tlb_backend)be), tb, tb0, 0);
-    }
-    free(x), free(o), free(g), free(dx);
-}
-
-static void time_attention(int B, int T, int H, int K, float rate)
-{
-    int op = ops_find("attention");
-    size_t n = (size_t)B * T * H * K, np = (size_t)B * H * T * T;
-    float *q = rnd(n, 1), *k = rnd(n, 1), *v = rnd(n, 1), *o = rnd(n, 1), *p = rnd(np, 1),
-          *g = rnd(n, 1), *dq = rnd(n, 1), *dk = rnd(n, 1), *dv = rnd(n, 1);
-    dropout_ctx drop = {rate, 99, 0};
-    double tf0 = 0, tb0 = 0, fl = 4.0 * B * H * T * T * K;
-    char name[96];
-    for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
-        const attention_op *d = ops_impl(op, (tlb_backend)be);
-        if (!d || !backend_supported((tlb_backend)be)) continue;
-        double tf, tb;
-        TIME_IT(tf, d->forward(o, p, q, k, v, B, T, T, H, K, &drop));
-        TIME_IT(tb, d->backward(dq, dk, dv, g, q, k, v, p, B, T, T, H, K, &drop));
-        if (be == 0) tf0 = tf, tb0 = tb;
-        snprintf(name, sizeof name, "attention fwd B%d T%d H%d K%d p%.1f", B, T, H, K, rate);
-        report(name, backend_name((tlb_backend)be), tf, tf0, fl);
-        snprintf(name, sizeof name, "attention bwd B%d T%d H%d K%d p%.1f", B, T, H, K, rate);
-        report(name, backend_name((tlb_backend)be), tb, tb0, 2 * fl);
-    }
-    free(q), free(k), free(v), free(o), free(p), free(g), free(dq), free(dk), free(dv);
-}
-
-static void time_patch_conv(int B, int S, int P, int D)
-{
-    int op = ops_find("patch_conv");
-    int N = (S / P) * (S / P), R = P * P * 3;
-    size_t ni = (size_t)B * S * S * 3, no = (size_t)B * N * D;
-    float *img = rnd(ni, 1), *w = rnd((size_t)R * D, 1), *b = rnd(D, 1), *o = rnd(no, 1),
-          *g = rnd(no, 1), *di = rnd(ni, 1), *dw = rnd((size_t)R * D, 1), *db = rnd(D, 1);
-    double tf0 = 0, tb0 = 0, fl = 2.0 * B * N * R * D;
-    char name[96];
-    for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
-        const patch_conv_op *d = ops_impl(op, (tlb_backend)be);
-        if (!d || !backend_supported((tlb_backend)be)) continue;
-        double tf, tb;
-        TIME_IT(tf, d->forward(o, img, w, b, B, S, P, D));
-        TIME_IT(tb, d->backward(NULL, dw, db, g, img, w, B, S, P, D));
-        if (be == 0) tf0 = tf, tb0 = tb;
-        snprintf(name, sizeof name, "patch_conv fwd B%d S%d P%d D%d", B, S, P, D);
-        report(name, backend_name((tlb_backend)be), tf, tf0, fl);
-        snprintf(name, sizeof name, "patch_conv bwd(dw,db) B%d S%d P%d D%d", B, S, P, D);
-        report(name, backend_name((tlb_backend)be), tb, tb0, fl);
-    }
-    free(img), free(w), free(b), free(o), free(g), free(di), free(dw), free(db);
-}
-
-int main(int argc, char **argv)
-{
-    const char *mode = argc > 1 ? argv[1] : "time";
-    if (strcmp(mode, "check") == 0) {
-        check_dense();
-        check_layernorm();
-        check_gelu();
-        check_attention();
-        check_patch_conv();
-        printf("check: %d failures, worst rel err %.3g\n", failures, worst);
-        return failures != 0;
-    }
-    int Bm = argc > 2 ? atoi(argv[2]) : 128;
-    const char *only = argc > 3 ? argv[3] : "";
-    if (getenv("BENCH_SECONDS")) budget = atof(getenv("BENCH_SECONDS"));
-    int T = 8;
-#define WANT(s) (!*only || strcmp(only, s) == 0)
-    if (WANT("dense")) {
-        time_dense(Bm * T, 64, 64, "qkvo");
-        time_dense(Bm * T, 64, 256, "fc1");
-        time_dense(Bm * T, 256, 64, "fc2");
-        time_dense(Bm, 64, 10, "head");
-    }
-    if (WANT("patch_conv")) time_patch_conv(Bm, 48, 4, 64);
-    if (WANT("layernorm")) time_layernorm(Bm * T, 64);
-    if (WANT("gelu")) time_gelu((size_t)Bm * T * 256);
-    if (WANT("attention")) {
-        time_attention(Bm, T, 1, 64, 0.0f);
-        time_attention(Bm, T, 1, 64, 0.1f);
-    }
-    return 0;
+    check_dense();
+    check_layernorm();
+    check_gelu();
+    check_attention();
+    check_patch_conv();
+    printf("check: %d failures, worst rel err %.3g\n", failures, worst);
+    return failures != 0;
 }

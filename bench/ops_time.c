@@ -1,0 +1,412 @@
+/* The op x backend x direction table at the seed model's shapes for one
+ * micro-batch: median time per call, GFLOP/s (compute ops) or GB/s
+ * (memory-bound ops, bytes read + written), the percentage of the probe's
+ * peak, the speedup over ref in this run, and the automatic choice's
+ * distance from the fastest backend. The calls per micro-batch come from the
+ * wiring's schedule, so the table also adds up to a modelled micro-batch. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "model/model.h"
+#include "ops/impls.h"
+
+typedef struct {
+    const void *impl;
+    int M, K, N;              /* dense */
+    int B, S, P, D, T, H;     /* others */
+    size_t n;
+    float rate;
+    float *a, *b, *c, *d, *e, *f, *g, *h, *i, *j; /* buffers, meaning per op */
+    int *labels;
+} op_ctx;
+
+/* ---- one closure per op and direction ---- */
+static void dense_f(void *p)
+{
+    op_ctx *x = p;
+    ((const dense_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->M, x->K, x->N);
+}
+static void dense_b(void *p)
+{
+    op_ctx *x = p;
+    ((const dense_op *)x->impl)->backward(x->e, x->f, x->g, x->h, x->b, x->c, x->M, x->K, x->N);
+}
+static void ln_f(void *p)
+{
+    op_ctx *x = p;
+    ((const layernorm_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->e, x->f, x->M, x->D);
+}
+static void ln_b(void *p)
+{
+    op_ctx *x = p;
+    ((const layernorm_op *)x->impl)->backward(x->g, x->h, x->i, x->j, x->d, x->e, x->b, x->c, x->M, x->D);
+}
+static void gelu_f(void *p)
+{
+    op_ctx *x = p;
+    ((const gelu_op *)x->impl)->forward(x->a, x->b, x->n);
+}
+static void gelu_b(void *p)
+{
+    op_ctx *x = p;
+    ((const gelu_op *)x->impl)->backward(x->c, x->d, x->b, x->n);
+}
+static void attn_f(void *p)
+{
+    op_ctx *x = p;
+    const dropout_ctx drop = {x->rate, 99, 0};
+    ((const attention_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->e, x->B, x->T, x->T, x->H, x->K, &drop);
+}
+static void attn_b(void *p)
+{
+    op_ctx *x = p;
+    const dropout_ctx drop = {x->rate, 99, 0};
+    ((const attention_op *)x->impl)->backward(x->f, x->g, x->h, x->i, x->c, x->d, x->e, x->b, x->B, x->T, x->T,
+                                              x->H, x->K, &drop);
+}
+static void conv_f(void *p)
+{
+    op_ctx *x = p;
+    ((const patch_conv_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->B, x->S, x->P, x->D);
+}
+static void conv_b(void *p) /* as the model calls it: no image gradient */
+{
+    op_ctx *x = p;
+    ((const patch_conv_op *)x->impl)->backward(NULL, x->e, x->f, x->g, x->b, x->c, x->B, x->S, x->P, x->D);
+}
+static void drop_f(void *p)
+{
+    op_ctx *x = p;
+    const dropout_ctx drop = {x->rate, 77, 0};
+    ((const dropout_op *)x->impl)->forward(x->a, x->a, x->B, x->n, &drop);
+}
+static void drop_b(void *p)
+{
+    op_ctx *x = p;
+    const dropout_ctx drop = {x->rate, 77, 0};
+    ((const dropout_op *)x->impl)->backward(x->b, x->c, x->B, x->n, &drop);
+}
+static void res_f(void *p)
+{
+    op_ctx *x = p;
+    ((const residual_op *)x->impl)->forward(x->a, x->a, x->b, x->n);
+}
+static void res_b(void *p) /* as the model calls it: one input gradient */
+{
+    op_ctx *x = p;
+    ((const residual_op *)x->impl)->backward(x->c, NULL, x->b, x->n);
+}
+static void pos_f(void *p)
+{
+    op_ctx *x = p;
+    ((const posemb_op *)x->impl)->forward(x->a, x->a, x->b, x->B, x->N, x->D);
+}
+static void pos_b(void *p)
+{
+    op_ctx *x = p;
+    ((const posemb_op *)x->impl)->backward(NULL, x->c, x->a, x->B, x->N, x->D);
+}
+static void pool_f(void *p)
+{
+    op_ctx *x = p;
+    ((const meanpool_op *)x->impl)->forward(x->a, x->b, x->B, x->T, x->D);
+}
+static void pool_b(void *p)
+{
+    op_ctx *x = p;
+    ((const meanpool_op *)x->impl)->backward(x->c, x->a, x->B, x->T, x->D);
+}
+static void xent_f(void *p)
+{
+    op_ctx *x = p;
+    ((const softmax_xent_op *)x->impl)->forward(x->a, x->b, x->c, x->labels, x->B, x->N);
+}
+static void xent_b(void *p)
+{
+    op_ctx *x = p;
+    ((const softmax_xent_op *)x->impl)->backward(x->d, x->b, x->labels, 1.0f / 2048, x->B, x->N);
+}
+
+/* ---- the table ---- */
+typedef struct {
+    const char *op;
+    char shape[48];
+    const char *dir;
+    double flops, bytes; /* per call; flops > 0 marks a compute op */
+    double calls;        /* per micro-batch forward + backward */
+    double t[TLB_BACKEND_COUNT];
+} row;
+
+#define MAX_ROWS 64
+static row rows[MAX_ROWS];
+static int nrows;
+
+static void measure(const bench_opts *o, const char *op, const char *shape, op_ctx *x,
+                    void (*fwd)(void *), void (*bwd)(void *), double fl_f, double fl_b,
+                    double by_f, double by_b, double calls_f, double calls_b)
+{
+    const int id = ops_find(op);
+    row *rf = &rows[nrows++], *rb = &rows[nrows++];
+    *rf = (row){op, "", "fwd", fl_f, by_f, calls_f, {0}};
+    *rb = (row){op, "", "bwd", fl_b, by_b, calls_b, {0}};
+    snprintf(rf->shape, sizeof rf->shape, "%s", shape);
+    snprintf(rb->shape, sizeof rb->shape, "%s", shape);
+    for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
+        x->impl = ops_impl(id, (tlb_backend)be);
+        if (!x->impl || !backend_supported((tlb_backend)be)) continue;
+        rf->t[be] = bench_median(fwd, x, o->seconds);
+        rb->t[be] = bench_median(bwd, x, o->seconds);
+    }
+}
+
+static void free_ctx(op_ctx *x)
+{
+    float *bufs[] = {x->a, x->b, x->c, x->d, x->e, x->f, x->g, x->h, x->i, x->j};
+    for (unsigned k = 0; k < sizeof bufs / sizeof *bufs; k++) free(bufs[k]);
+    free(x->labels);
+    memset(x, 0, sizeof *x);
+}
+
+static void time_dense(const bench_opts *o, const char *tag, int M, int K, int N, double calls)
+{
+    op_ctx x = {.M = M, .K = K, .N = N};
+    x.a = bench_rand((size_t)M * N, 1), x.b = bench_rand((size_t)M * K, 1);
+    x.c = bench_rand((size_t)K * N, 0.1f), x.d = bench_rand(N, 1);
+    x.e = bench_rand((size_t)M * K, 1), x.f = bench_rand((size_t)K * N, 1);
+    x.g = bench_rand(N, 1), x.h = bench_rand((size_t)M * N, 1);
+    char shape[48];
+    snprintf(shape, sizeof shape, "%s M%d K%d N%d", tag, M, K, N);
+    const double fl = 2.0 * M * K * N;
+    measure(o, "dense", shape, &x, dense_f, dense_b, fl, 2 * fl, 0, 0, calls, calls);
+    free_ctx(&x);
+}
+
+static void time_layernorm(const bench_opts *o, const char *tag, int M, int D, double calls)
+{
+    const size_t n = (size_t)M * D;
+    op_ctx x = {.M = M, .D = D};
+    x.a = bench_rand(n, 1), x.b = bench_rand(M, 1), x.c = bench_rand(M, 1);
+    x.d = bench_rand(n, 2), x.e = bench_rand(D, 1), x.f = bench_rand(D, 1);
+    x.g = bench_rand(n, 1), x.h = bench_rand(D, 1), x.i = bench_rand(D, 1), x.j = bench_rand(n, 1);
+    ln_f(&(op_ctx){.impl = &layernorm_ref, .a = x.a, .b = x.b, .c = x.c, .d = x.d, .e = x.e, .f = x.f,
+                   .M = M, .D = D}); /* real mean/rstd for backward */
+    char shape[48];
+    snprintf(shape, sizeof shape, "%s M%d D%d", tag, M, D);
+    measure(o, "layernorm", shape, &x, ln_f, ln_b, 0, 0, 4.0 * (2.0 * n + 2.0 * M),
+            4.0 * (4.0 * n + 2.0 * M), calls, calls);
+    free_ctx(&x);
+}
+
+static void time_gelu(const bench_opts *o, size_t n, double calls_f, double calls_b)
+{
+    op_ctx x = {.n = n};
+    x.a = bench_rand(n, 1), x.b = bench_rand(n, 3), x.c = bench_rand(n, 1), x.d = bench_rand(n, 1);
+    char shape[48];
+    snprintf(shape, sizeof shape, "n%zu", n);
+    measure(o, "gelu", shape, &x, gelu_f, gelu_b, 0, 0, 8.0 * n, 16.0 * n, calls_f, calls_b);
+    free_ctx(&x);
+}
+
+static void time_attention(const bench_opts *o, int B, int T, int H, int K, float rate, double calls)
+{
+    const size_t n = (size_t)B * T * H * K, np = (size_t)B * H * T * T;
+    op_ctx x = {.B = B, .T = T, .H = H, .K = K, .rate = rate};
+    x.a = bench_rand(n, 1), x.b = bench_rand(np, 1), x.c = bench_rand(n, 1), x.d = bench_rand(n, 1);
+    x.e = bench_rand(n, 1), x.f = bench_rand(n, 1), x.g = bench_rand(n, 1), x.h = bench_rand(n, 1);
+    x.i = bench_rand(n, 1);
+    x.impl = &attention_ref;
+    attn_f(&x); /* real probabilities for backward */
+    char shape[48];
+    snprintf(shape, sizeof shape, "B%d T%d H%d K%d drop%.1f", B, T, H, K, rate);
+    const double fl = 4.0 * B * H * T * T * K;
+    measure(o, "attention", shape, &x, attn_f, attn_b, fl, 2 * fl, 0, 0, calls, calls);
+    free_ctx(&x);
+}
+
+static void time_patch_conv(const bench_opts *o, int B, int S, int P, int D)
+{
+    const int N = (S / P) * (S / P), R = P * P * 3;
+    const size_t no = (size_t)B * N * D;
+    op_ctx x = {.B = B, .S = S, .P = P, .D = D};
+    x.a = bench_rand(no, 1), x.b = bench_rand((size_t)B * S * S * 3, 1);
+    x.c = bench_rand((size_t)R * D, 0.1f), x.d = bench_rand(D, 1);
+    x.e = bench_rand((size_t)R * D, 1), x.f = bench_rand(D, 1), x.g = bench_rand(no, 1);
+    char shape[48];
+    snprintf(shape, sizeof shape, "B%d S%d P%d D%d (M%d K%d N%d)", B, S, P, D, B * N, R, D);
+    const double fl = 2.0 * B * N * R * D;
+    measure(o, "patch_conv", shape, &x, conv_f, conv_b, fl, fl, 0, 0, 1, 1);
+    free_ctx(&x);
+}
+
+static void time_small(const bench_opts *o, const tlb_model_config *c, int B, double nb)
+{
+    const int C = c->chunk_size, D = c->embed_dim, N = model_num_patches(c), V = c->num_classes;
+    const size_t n = (size_t)B * C * D;
+    char shape[48];
+    {
+        op_ctx x = {.B = B, .n = (size_t)C * D, .rate = c->ffn_drop};
+        x.a = bench_rand(n, 1), x.b = bench_rand(n, 1), x.c = bench_rand(n, 1);
+        snprintf(shape, sizeof shape, "B%d x %d p%.1f", B, C * D, c->ffn_drop);
+        measure(o, "dropout", shape, &x, drop_f, drop_b, 0, 0, 8.0 * n, 12.0 * n, nb, nb);
+        free_ctx(&x);
+    }
+    {
+        op_ctx x = {.n = n};
+        x.a = bench_rand(n, 1), x.b = bench_rand(n, 1), x.c = bench_rand(n, 1);
+        snprintf(shape, sizeof shape, "n%zu", n);
+        measure(o, "residual", shape, &x, res_f, res_b, 0, 0, 12.0 * n, 12.0 * n, 2 * nb, nb);
+        free_ctx(&x);
+    }
+    {
+        const size_t m = (size_t)B * N * D;
+        op_ctx x = {.B = B, .N = N, .D = D};
+        x.a = bench_rand(m, 1), x.b = bench_rand((size_t)N * D, 1), x.c = bench_rand((size_t)N * D, 1);
+        snprintf(shape, sizeof shape, "B%d N%d D%d", B, N, D);
+        measure(o, "posemb", shape, &x, pos_f, pos_b, 0, 0, 8.0 * m, 4.0 * m, 1, 1);
+        free_ctx(&x);
+    }
+    {
+        op_ctx x = {.B = B, .T = C, .D = D};
+        x.a = bench_rand((size_t)B * D, 1), x.b = bench_rand(n, 1), x.c = bench_rand(n, 1);
+        snprintf(shape, sizeof shape, "B%d T%d D%d", B, C, D);
+        measure(o, "meanpool", shape, &x, pool_f, pool_b, 0, 0, 4.0 * (n + (size_t)B * D),
+                4.0 * (2.0 * n + (size_t)B * D), 1, 1);
+        free_ctx(&x);
+    }
+    {
+        op_ctx x = {.B = B, .N = V};
+        x.a = bench_rand(B, 1), x.b = bench_rand((size_t)B * V, 1), x.c = bench_rand((size_t)B * V, 3);
+        x.d = bench_rand((size_t)B * V, 1);
+        x.labels = malloc(B * sizeof(int));
+        for (int k = 0; k < B; k++) x.labels[k] = k % V;
+        snprintf(shape, sizeof shape, "B%d V%d", B, V);
+        measure(o, "softmax_xent", shape, &x, xent_f, xent_b, 0, 0, 4.0 * (2.0 * B * V + B),
+                12.0 * B * V, 1, 1);
+        free_ctx(&x);
+    }
+}
+
+void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_summary *sum)
+{
+    tlb_error err;
+    ops_select(NULL, &err); /* the automatic choice, for the markers */
+    const tlb_model_config c = model_config_seed();
+    model_layout l;
+    model_layout_build(&l, &c);
+    const int C = c.chunk_size, D = c.embed_dim, F = model_ffn_dim(&c), HK = model_hk(&c);
+    const double nb = (double)model_num_chunks(&c) * l.num_steps; /* block executions */
+    const int rq = mb * C;
+    nrows = 0;
+
+    printf("\n## Ops (micro-batch %d of the seed config, %d threads; %d block executions per "
+           "micro-batch = %d chunks x %d steps)\n\n",
+           mb, o->threads, (int)nb, model_num_chunks(&c), l.num_steps);
+    fflush(stdout);
+    time_dense(o, "qkvo", rq, D, HK, 4 * nb);
+    time_dense(o, "fc1", rq, D, F, nb);
+    time_dense(o, "fc2", rq, F, D, nb);
+    time_dense(o, "head", mb, D, c.num_classes, 1);
+    time_patch_conv(o, mb, c.image_size, c.patch_size, D);
+    time_layernorm(o, "block", rq, D, 4 * nb);
+    time_layernorm(o, "patch", mb * model_num_patches(&c), D, 1);
+    time_gelu(o, (size_t)rq * F, 2 * nb, nb); /* forward is recomputed in backward */
+    time_attention(o, mb, C, c.num_heads, c.key_dim, c.attn_drop, nb);
+    time_small(o, &c, mb, nb);
+
+    FILE *csv = bench_csv(o, "ops.csv",
+                          "op,shape,direction,backend,us_per_call,gflops,gbytes_per_s,pct_peak,"
+                          "speedup_vs_ref,auto,calls_per_microbatch");
+    printf("%-12s %-34s %-4s %-7s %10s %9s %7s %8s %s\n", "op", "shape", "dir", "backend",
+           "us/call", "rate", "%peak", "vs ref", "auto");
+    double mb_auto = 0, dense_auto = 0, mb_best = 0;
+    int slower_than_ref = 0, auto_off = 0;
+    char notes[4096] = "";
+    for (int r = 0; r < nrows; r++) {
+        const row *w = &rows[r];
+        const int id = ops_find(w->op);
+        const tlb_backend chosen = ops_chosen(id);
+        int fastest = -1;
+        for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
+            if (w->t[be] <= 0) continue;
+            if (fastest < 0 || w->t[be] < w->t[fastest]) fastest = be;
+            const int compute = w->flops > 0;
+            const double rate = compute ? w->flops / w->t[be] * 1e-9 : w->bytes / w->t[be] * 1e-9;
+            const double pct = 100.0 * rate / (compute ? m->fma_all : m->bw_triad);
+            const double vs = w->t[0] > 0 ? w->t[0] / w->t[be] : 0;
+            printf("%-12s %-34s %-4s %-7s %10.1f %6.1f %-2s %6.1f%% %7.2fx %s\n", w->op, w->shape,
+                   w->dir, backend_name((tlb_backend)be), w->t[be] * 1e6, rate,
+                   compute ? "GF" : "GB", pct, vs, be == (int)chosen ? "*" : "");
+            if (csv)
+                fprintf(csv, "%s,%s,%s,%s,%.3f,%.3f,%.3f,%.2f,%.3f,%d,%.0f\n", w->op, w->shape, w->dir,
+                        backend_name((tlb_backend)be), w->t[be] * 1e6, compute ? rate : 0,
+                        compute ? 0 : rate, pct, vs, be == (int)chosen, w->calls);
+            if (be != TLB_BACKEND_REF && vs < 1.0) {
+                slower_than_ref++;
+                snprintf(notes + strlen(notes), sizeof notes - strlen(notes),
+                         "  %s %s %s: %s is slower than ref (x%.2f)\n", w->op, w->shape, w->dir,
+                         backend_name((tlb_backend)be), vs);
+            }
+        }
+        if (fastest < 0) continue;
+        const double ta = w->t[chosen];
+        if (ta > 1.10 * w->t[fastest]) {
+            auto_off++;
+            snprintf(notes + strlen(notes), sizeof notes - strlen(notes),
+                     "  %s %s %s: auto (%s) is %.0f%% slower than %s\n", w->op, w->shape, w->dir,
+                     backend_name(chosen), 100.0 * (ta / w->t[fastest] - 1), backend_name((tlb_backend)fastest));
+        }
+        mb_auto += ta * w->calls;
+        mb_best += w->t[fastest] * w->calls;
+        if (strcmp(w->op, "dense") == 0) dense_auto += ta * w->calls;
+    }
+    if (csv) fclose(csv);
+    printf("\n(* = the automatic choice; rate in GFLOP/s (GF) against the %.0f GFLOP/s FMA peak, or\n"
+           " GB/s (GB) of bytes read + written against the %.1f GB/s triad bandwidth -- these\n"
+           " working sets mostly sit in L2/L3, so memory-bound ops can exceed 100%%)\n",
+           m->fma_all, m->bw_triad);
+    printf("\noptimized backends slower than ref: %d; automatic choice more than 10%% off the fastest: %d\n%s",
+           slower_than_ref, auto_off, notes);
+    /* The registry chooses one backend per op (both directions, every shape),
+     * so the choice that matters is the op's total over a micro-batch. */
+    printf("\nper op, summed over its shapes and directions x calls per micro-batch (ms):\n");
+    FILE *tot = bench_csv(o, "ops_total.csv", "op,backend,ms_per_microbatch,auto,pct_over_fastest");
+    for (int r = 0; r < nrows; r++) {
+        int seen = 0;
+        for (int q = 0; q < r; q++) seen |= strcmp(rows[q].op, rows[r].op) == 0;
+        if (seen) continue;
+        double total[TLB_BACKEND_COUNT] = {0};
+        int complete[TLB_BACKEND_COUNT];
+        for (int be = 0; be < TLB_BACKEND_COUNT; be++) complete[be] = 1;
+        for (int q = r; q < nrows; q++) {
+            if (strcmp(rows[q].op, rows[r].op)) continue;
+            for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
+                if (rows[q].t[be] <= 0) complete[be] = 0;
+                total[be] += rows[q].t[be] * rows[q].calls;
+            }
+        }
+        const tlb_backend chosen = ops_chosen(ops_find(rows[r].op));
+        int fastest = -1;
+        for (int be = 0; be < TLB_BACKEND_COUNT; be++)
+            if (complete[be] && (fastest < 0 || total[be] < total[fastest])) fastest = be;
+        printf("  %-12s", rows[r].op);
+        for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
+            if (!complete[be]) continue;
+            printf("  %s %.2f%s", backend_name((tlb_backend)be), total[be] * 1e3, be == (int)chosen ? "*" : "");
+            if (tot)
+                fprintf(tot, "%s,%s,%.4f,%d,%.1f\n", rows[r].op, backend_name((tlb_backend)be), total[be] * 1e3,
+                        be == (int)chosen, 100.0 * (total[be] / total[fastest] - 1));
+        }
+        const double off = 100.0 * (total[chosen] / total[fastest] - 1);
+        if (off <= 0.5) printf("   -> auto is the fastest\n");
+        else printf("   -> auto %.0f%% slower than %s: %s\n", off, backend_name((tlb_backend)fastest),
+                    off <= 10 ? "within 10%" : "MORE than 10% off");
+    }
+    if (tot) fclose(tot);
+    printf("\nsum of op time for one micro-batch forward+backward (calls x median, auto choice): "
+           "%.1f ms (fastest backend per op: %.1f ms), of which dense %.1f ms (%.0f%%)\n",
+           mb_auto * 1e3, mb_best * 1e3, dense_auto * 1e3, 100.0 * dense_auto / mb_auto);
+    sum->mb_seconds_auto = mb_auto;
+    sum->dense_seconds_auto = dense_auto;
+    model_layout_free(&l);
+}

@@ -1,0 +1,89 @@
+/* The machine probe: measured fp32 FMA peak (1 thread, all threads) and
+ * memory bandwidth (triad and copy over large buffers, all threads). These
+ * are the denominators of every "% of peak" in the other tables. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "ops/ops.h"
+
+/* GFLOP/s of `threads` threads each running the FMA loop for ~0.1 s; best of 5
+ * (the best run is the one least disturbed by anything else on the machine). */
+static double fma_rate(double (*loop)(long), int threads)
+{
+    long iters = 100000;
+    for (;;) { /* calibrate on one thread */
+        const double t0 = bench_now();
+        loop(iters);
+        const double t = bench_now() - t0;
+        if (t > 0.02) {
+            iters = (long)(iters * 0.1 / t) + 1;
+            break;
+        }
+        iters *= 4;
+    }
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double flops = 0;
+        const double t0 = bench_now();
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+        flops += loop(iters);
+        const double rate = flops / (bench_now() - t0) * 1e-9;
+        if (rate > best) best = rate;
+    }
+    return best;
+}
+
+static void bandwidth(size_t bytes, double *triad, double *copy)
+{
+    const size_t n = bytes / sizeof(float);
+    float *a = aligned_alloc(64, n * sizeof(float)), *b = aligned_alloc(64, n * sizeof(float)),
+          *c = aligned_alloc(64, n * sizeof(float));
+    if (!a || !b || !c) {
+        fprintf(stderr, "tlb_bench: no memory for the bandwidth probe\n");
+        exit(1);
+    }
+#pragma omp parallel for schedule(static) /* first touch by the thread that streams it */
+    for (size_t i = 0; i < n; i++) a[i] = 0.0f, b[i] = 1.0f, c[i] = 2.0f;
+    *triad = *copy = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        const float s = 0.5f + rep;
+        double t0 = bench_now();
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) a[i] = b[i] + s * c[i];
+        double t = bench_now() - t0;
+        if (3.0 * n * sizeof(float) / t * 1e-9 > *triad) *triad = 3.0 * n * sizeof(float) / t * 1e-9;
+        t0 = bench_now();
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) c[i] = a[i];
+        t = bench_now() - t0;
+        if (2.0 * n * sizeof(float) / t * 1e-9 > *copy) *copy = 2.0 * n * sizeof(float) / t * 1e-9;
+    }
+    volatile float sink = a[n / 2] + c[n / 3];
+    (void)sink;
+    free(a), free(b), free(c);
+}
+
+void bench_probe(const bench_opts *o, bench_machine *m)
+{
+    const int avx512 = backend_supported(TLB_BACKEND_AVX512);
+    double (*loop)(long) = avx512 ? probe_fma_avx512 : probe_fma_avx2;
+    m->fma_isa = avx512 ? "avx512 (16 zmm accumulators)" : "avx2 (12 ymm accumulators)";
+    m->fma_1t = fma_rate(loop, 1);
+    m->fma_all = fma_rate(loop, o->threads);
+    bandwidth(o->bw_bytes, &m->bw_triad, &m->bw_copy);
+
+    printf("\n## Machine probe\n\n");
+    printf("fp32 FMA peak, %s: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n",
+           m->fma_isa, m->fma_1t, m->fma_all, o->threads);
+    printf("memory bandwidth, %d threads, 3 buffers of %.0f MiB: triad %.1f GB/s, copy %.1f GB/s\n",
+           o->threads, o->bw_bytes / 1048576.0, m->bw_triad, m->bw_copy);
+    FILE *f = bench_csv(o, "probe.csv", "what,value,unit");
+    if (f) {
+        fprintf(f, "fma_peak_1_thread,%.2f,GFLOP/s\nfma_peak_%d_threads,%.2f,GFLOP/s\n", m->fma_1t,
+                o->threads, m->fma_all);
+        fprintf(f, "bandwidth_triad,%.2f,GB/s\nbandwidth_copy,%.2f,GB/s\n", m->bw_triad, m->bw_copy);
+        fclose(f);
+    }
+}

@@ -1,0 +1,286 @@
+/* The whole training step per backend choice at the seed config, batch 2048,
+ * fp32, as train/trainer.c runs it: zero the gradients, forward + backward
+ * per micro-batch (dropout on), one AdamW update. Each configuration runs in
+ * its own child process so its peak RSS (wait4's ru_maxrss) is its own. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "model/model.h"
+#include "ops/ops.h"
+#include "train/adamw.h"
+#include "train/init.h"
+
+/* Must match MICRO_BATCH_BUDGET and choose_micro_batch in train/trainer.c. */
+#define TRAINER_BUDGET ((size_t)1536 << 20)
+
+int bench_trainer_micro_batch(int batch)
+{
+    const tlb_model_config c = model_config_seed();
+    tlb_model m;
+    tlb_error err;
+    if (model_create(&m, &c, &err) != 0) return 0;
+    const size_t per_sample = model_plan_bytes(&m, 64) / 64 + 1;
+    model_destroy(&m);
+    int mb = (int)(TRAINER_BUDGET / per_sample);
+    if (mb < 1) mb = 1;
+    if (mb > batch) mb = batch;
+    const int parts = (batch + mb - 1) / mb;
+    return (batch + parts - 1) / parts;
+}
+
+/* Training FLOPs per image, counted from the wiring's schedule: every step
+ * runs one block (q, k, v, o projections; QK^T and PV; fc1, fc2) over one
+ * chunk; backward costs twice the forward of each matmul, except the patch
+ * convolution, whose input gradient is never needed (forward + dW only). */
+static double train_flops_per_image(const tlb_model_config *c, const model_layout *l, double *fwd)
+{
+    const double C = c->chunk_size, D = c->embed_dim, HK = model_hk(c), F = model_ffn_dim(c);
+    const double block = 2 * C * D * HK * 3 + 2 * C * HK * D /* q k v o */
+                         + 4 * c->num_heads * C * C * c->key_dim /* QK^T, PV */
+                         + 2 * C * D * F * 2;                    /* fc1, fc2 */
+    const double cell = block * l->num_steps * model_num_chunks(c);
+    const double P = c->patch_size;
+    const double conv = 2.0 * model_num_patches(c) * (P * P * 3) * D;
+    const double head = 2 * D * c->num_classes;
+    *fwd = cell + conv + head;
+    return 3 * (cell + head) + 2 * conv;
+}
+
+typedef struct {
+    double step_s;       /* seconds per full-batch step */
+    double mb_s;         /* seconds per micro-batch forward + backward */
+    double base_mib;     /* resident at the child's start (binary and libraries) */
+    double planned_mib;  /* params + grads + AdamW m, v + activation arena + input batch */
+    double hwm_mib;      /* VmHWM at the end, seen by the child itself */
+    int scaled;          /* 1: one micro-batch timed and scaled to the batch */
+    char backends[200];  /* op:backend as run */
+    char error[200];
+} step_result;
+
+static void run_child(const bench_opts *o, const tlb_model_config *c, const char *spec, int mb,
+                      int scaled, step_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->base_mib = bench_vm_rss_mib();
+    r->scaled = scaled;
+    tlb_error err;
+    if (ops_select(spec, &err) != 0) {
+        snprintf(r->error, sizeof r->error, "%.190s", err.msg);
+        return;
+    }
+    for (int op = 0; op < ops_count(); op++) {
+        const size_t at = strlen(r->backends);
+        snprintf(r->backends + at, sizeof r->backends - at, "%s%s:%s", op ? " " : "", ops_name(op),
+                 backend_name(ops_chosen(op)));
+    }
+    tlb_model m;
+    if (model_create(&m, c, &err) != 0) {
+        snprintf(r->error, sizeof r->error, "%.190s", err.msg);
+        return;
+    }
+    const size_t acts = model_plan(&m, mb, &err);
+    if (acts == 0) {
+        snprintf(r->error, sizeof r->error, "%.190s", err.msg);
+        return;
+    }
+    init_keras(&m, 1);
+    const size_t n = model_num_params(&m), per = (size_t)c->image_size * c->image_size * 3;
+    float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));
+    float *img = bench_rand((size_t)o->batch * per, 1);
+    int *labels = malloc(o->batch * sizeof(int));
+    if (!am || !av || !labels) {
+        snprintf(r->error, sizeof r->error, "out of memory");
+        return;
+    }
+    for (int b = 0; b < o->batch; b++) labels[b] = b % c->num_classes;
+    r->planned_mib = (4.0 * n * sizeof(float) + acts + (double)o->batch * per * sizeof(float)) / 1048576.0;
+    const adamw_hparams h = adamw_keras_defaults(1e-4f, 1e-4f);
+    long t = 1;
+
+    /* Warm-up: one micro-batch (first touch of the arena, oneDNN primitives,
+     * per-thread scratch) and one update; for the slow ref only the first
+     * touch of the arena. */
+    model_zero_grads(&m);
+    model_dropout d = {1, 1, 0};
+    if (scaled) {
+        memset(m.acts.base, 0, m.acts.capacity);
+    } else {
+        model_forward(&m, img, labels, mb, &d);
+        model_backward(&m, img, labels, mb, 1.0f / o->batch, &d);
+    }
+    adamw_step(m.params, am, av, m.grads, n, t++, &h);
+
+    if (scaled) { /* ref: one micro-batch, scaled to the batch */
+        double t0 = bench_now();
+        model_zero_grads(&m);
+        const double tz = bench_now() - t0;
+        t0 = bench_now();
+        model_forward(&m, img, labels, mb, &d);
+        model_backward(&m, img, labels, mb, 1.0f / o->batch, &d);
+        r->mb_s = bench_now() - t0;
+        t0 = bench_now();
+        adamw_step(m.params, am, av, m.grads, n, t++, &h);
+        const double ta = bench_now() - t0;
+        r->step_s = tz + r->mb_s * o->batch / mb + ta;
+    } else {
+        double best_mb = 1e30, times[16];
+        const int steps = o->steps < 16 ? o->steps : 16;
+        for (int s = 0; s < steps; s++) {
+            const double t0 = bench_now();
+            model_zero_grads(&m);
+            for (int at = 0; at < o->batch; at += mb) {
+                const int k = o->batch - at < mb ? o->batch - at : mb;
+                const model_dropout dd = {1, (uint64_t)t, at};
+                const double t1 = bench_now();
+                model_forward(&m, img + at * per, labels + at, k, &dd);
+                model_backward(&m, img + at * per, labels + at, k, 1.0f / o->batch, &dd);
+                if (k == mb && bench_now() - t1 < best_mb) best_mb = bench_now() - t1;
+            }
+            adamw_step(m.params, am, av, m.grads, n, t++, &h);
+            times[s] = bench_now() - t0;
+        }
+        for (int i = 1; i < steps; i++) /* insertion sort for the median */
+            for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+                const double x = times[j];
+                times[j] = times[j - 1], times[j - 1] = x;
+            }
+        r->step_s = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+        r->mb_s = best_mb;
+    }
+    r->hwm_mib = bench_vm_hwm_mib();
+    free(am), free(av), free(img), free(labels);
+    model_destroy(&m);
+}
+
+/* The child's side: `tlb_bench --step-child SPEC WIRING MB SCALED BATCH STEPS FD`
+ * (SPEC "-" = automatic) runs one configuration and writes a step_result to FD. */
+int bench_step_child(int argc, char **argv)
+{
+    if (argc < 9) return 2;
+    bench_opts o = {0};
+    const char *spec = strcmp(argv[2], "-") ? argv[2] : NULL;
+    tlb_model_config c = model_config_seed();
+    c.wiring = (tlb_wiring)atoi(argv[3]);
+    const int mb = atoi(argv[4]), scaled = atoi(argv[5]);
+    o.batch = atoi(argv[6]);
+    o.steps = atoi(argv[7]);
+    const int fd = atoi(argv[8]);
+    step_result r;
+    run_child(&o, &c, spec, mb, scaled, &r);
+    return write(fd, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1;
+}
+
+/* Runs one configuration in a fresh process (fork + exec of this binary, so
+ * the child starts with no OpenMP pool and no memory of ours; VmHWM read in
+ * the child is then its own peak). */
+static int measure(const bench_opts *o, const tlb_model_config *c, const char *spec, int mb,
+                   int scaled, step_result *r)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    char a_wiring[16], a_mb[16], a_scaled[16], a_batch[16], a_steps[16], a_fd[16];
+    snprintf(a_wiring, sizeof a_wiring, "%d", (int)c->wiring);
+    snprintf(a_mb, sizeof a_mb, "%d", mb);
+    snprintf(a_scaled, sizeof a_scaled, "%d", scaled);
+    snprintf(a_batch, sizeof a_batch, "%d", o->batch);
+    snprintf(a_steps, sizeof a_steps, "%d", o->steps);
+    snprintf(a_fd, sizeof a_fd, "%d", fds[1]);
+    char *argv[] = {"tlb_bench", "--step-child", (char *)(spec ? spec : "-"), a_wiring, a_mb,
+                    a_scaled, a_batch, a_steps, a_fd, NULL};
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        close(fds[0]);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    ssize_t got = 0;
+    while (got < (ssize_t)sizeof *r) {
+        const ssize_t k = read(fds[0], (char *)r + got, sizeof *r - got);
+        if (k <= 0) break;
+        got += k;
+    }
+    close(fds[0]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid || got != (ssize_t)sizeof *r) return -1;
+    return 0;
+}
+
+void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step_summary *out)
+{
+    const struct {
+        const char *label, *spec;
+        tlb_wiring wiring;
+        int scaled;
+    } configs[] = {
+        {"ref (all ops)", "ref", TLB_WIRING_KERAS, 1},
+        {"avx2", "avx2", TLB_WIRING_KERAS, 0},
+        {"avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0},
+        {"dnnl dense + automatic", "dense:dnnl", TLB_WIRING_KERAS, 0},
+        {"paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0},
+    };
+    const int nconf = sizeof configs / sizeof *configs;
+    printf("\n## Training step (seed config, batch %d in micro-batches of %d, fp32, %d threads; "
+           "median of %d steps after a one-micro-batch warm-up)\n\n",
+           o->batch, mb, o->threads, o->steps);
+    for (int w = 0; w < 2; w++) {
+        tlb_model_config c = model_config_seed();
+        c.wiring = (tlb_wiring)w;
+        model_layout l;
+        model_layout_build(&l, &c);
+        double fwd;
+        const double train = train_flops_per_image(&c, &l, &fwd);
+        printf("%s wiring: %d steps per chunk x %d chunks; FLOPs per image: forward %.4f G, "
+               "training %.4f G (forward + 2x backward, patch conv forward + dW only)\n",
+               wiring_name(c.wiring), l.num_steps, model_num_chunks(&c), fwd * 1e-9, train * 1e-9);
+        model_layout_free(&l);
+    }
+    printf("\n%-24s %9s %9s %9s %7s %9s %9s %9s %9s\n", "configuration", "step s", "img/s",
+           "eff GF/s", "%peak", "mb f+b s", "peak RSS", "planned", "base");
+    FILE *csv = bench_csv(o, "step.csv",
+                          "configuration,wiring,batch,micro_batch,step_seconds,images_per_second,"
+                          "gflop_per_image,effective_gflops,pct_fma_peak,peak_rss_mib,planned_mib,"
+                          "base_rss_mib,scaled_from_one_microbatch,microbatch_seconds,backends");
+    for (int i = 0; i < nconf; i++) {
+        tlb_model_config c = model_config_seed();
+        c.wiring = configs[i].wiring;
+        model_layout l;
+        model_layout_build(&l, &c);
+        double fwd;
+        const double fl = train_flops_per_image(&c, &l, &fwd);
+        model_layout_free(&l);
+        step_result r;
+        memset(&r, 0, sizeof r);
+        if (measure(o, &c, configs[i].spec, mb, configs[i].scaled, &r) != 0 || r.error[0]) {
+            printf("%-24s failed: %s\n", configs[i].label, r.error[0] ? r.error : "child process");
+            continue;
+        }
+        const double ips = o->batch / r.step_s, gf = fl * ips * 1e-9, rss = r.hwm_mib;
+        printf("%-24s %9.3f %9.1f %9.1f %6.1f%% %9.3f %5.0f MiB %5.0f MiB %4.0f MiB%s\n", configs[i].label,
+               r.step_s, ips, gf, 100 * gf / m->fma_all, r.mb_s, rss, r.planned_mib, r.base_mib,
+               r.scaled ? "  (one micro-batch timed, scaled)" : "");
+        printf("%-24s   ops: %s\n", "", r.backends);
+        if (csv)
+            fprintf(csv, "%s,%s,%d,%d,%.4f,%.2f,%.4f,%.2f,%.2f,%.1f,%.1f,%.1f,%d,%.4f,%s\n", configs[i].label,
+                    wiring_name(c.wiring), o->batch, mb, r.step_s, ips, fl * 1e-9, gf,
+                    100 * gf / m->fma_all, rss, r.planned_mib, r.base_mib, r.scaled, r.mb_s, r.backends);
+        if (!configs[i].spec && c.wiring == TLB_WIRING_KERAS) {
+            out->step_seconds = r.step_s, out->mb_seconds = r.mb_s;
+            printf("%-24s   targets (issue): >= 150 GFLOP/s effective (>= 340 img/s): %s; aim 200: %s;"
+                   " peak RSS <= 2 GiB: %s\n", "", gf >= 150 ? "met" : "NOT met",
+                   gf >= 200 ? "met" : "not met", rss <= 2048 ? "met" : "NOT met");
+        }
+        fflush(stdout);
+    }
+    if (csv) fclose(csv);
+    printf("\n(peak RSS = VmHWM of a fresh process per configuration: parameters, gradients,\n"
+           " AdamW m and v, the activation arena, the %d-image fp32 input batch, oneDNN's\n"
+           " primitives and scratch, plus 'base' = the process at start (binary, libraries);\n"
+           " 'planned' = what the step allocates; the trainer also holds the dataset)\n",
+           o->batch);
+}
