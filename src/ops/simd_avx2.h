@@ -1,5 +1,6 @@
-/* Vector macros for the generic kernels (dense_simd.h) in AVX2; include
- * only from *_avx2.c files, which are compiled for that ISA. */
+/* Vector macros for the generic kernels (*_simd.h) in AVX2; include only
+ * from *_avx2.c files, which are compiled for that ISA. A vmask is a lane
+ * mask (all-ones lanes), as maskload, blendv and testz take it. */
 #ifndef TLB_SIMD_AVX2_H
 #define TLB_SIMD_AVX2_H
 
@@ -14,9 +15,59 @@ typedef __m256i vmask;
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VFNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
 #define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VDIV(a, b) _mm256_div_ps(a, b)
+#define VMIN(a, b) _mm256_min_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VAND(a, b) _mm256_and_ps(a, b)
+#define VOR(a, b) _mm256_or_ps(a, b)
+#define VABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)
+#define VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VMLOAD(p, m) _mm256_maskload_ps(p, m)
 #define VMSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define VMLOAD_OR(p, m, src) _mm256_blendv_ps(src, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
+#define VMASKZ(m, v) _mm256_and_ps(v, _mm256_castsi256_ps(m))
+#define VCMPGE(a, b) _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GE_OQ))
+#define VNONE(m) _mm256_testz_ps(_mm256_castsi256_ps(m), _mm256_castsi256_ps(m))
+#define VBLEND(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m))
+
+/* vexp (vmath_simd.h): 2^n is built from the exponent bits, so x is clamped
+ * to where 2^n stays a normal float. */
+#define VEXP_LO (-87.3f)
+#define VEXP_HI 88.3f
+#define VSCALE2(e, n) \
+    _mm256_mul_ps(e, _mm256_castsi256_ps(_mm256_slli_epi32( \
+                         _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
+
+/* Mask of the first n lanes, any n (VMASK's compare already saturates). */
+static inline vmask vlanes(int n) { return VMASK(n); }
+
+static inline float vhsum(vec v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float vhmax(vec v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* r[l] = horizontal sum of v[l], l < VW (one 8-way transpose-add) */
+static inline vec vsums(const vec v[VW])
+{
+    const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+}
 
 #endif

@@ -1,5 +1,6 @@
-/* Vector macros for the generic kernels (dense_simd.h) in AVX512; include
- * only from *_avx512.c files, which are compiled for that ISA. */
+/* Vector macros for the generic kernels (*_simd.h) in AVX-512; include only
+ * from *_avx512.c files, which are compiled for that ISA. A vmask is a
+ * __mmask16 (bit l = lane l). */
 #ifndef TLB_SIMD_AVX512_H
 #define TLB_SIMD_AVX512_H
 
@@ -14,9 +15,56 @@ typedef __mmask16 vmask;
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VFNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
 #define VADD(a, b) _mm512_add_ps(a, b)
+#define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VDIV(a, b) _mm512_div_ps(a, b)
+#define VMIN(a, b) _mm512_min_ps(a, b)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VAND(a, b) _mm512_and_ps(a, b)
+#define VOR(a, b) _mm512_or_ps(a, b)
+#define VABS(x) _mm512_abs_ps(x)
+#define VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define VMASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define VMLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
 #define VMSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define VMLOAD_OR(p, m, src) _mm512_mask_loadu_ps(src, m, p)
+#define VMASKZ(m, v) _mm512_maskz_mov_ps(m, v)
+#define VCMPGE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
+#define VNONE(m) (!(m))
+#define VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
+
+/* vexp (vmath_simd.h): scalef takes any n; below VEXP_LO the result is 0. */
+#define VEXP_LO (-103.0f)
+#define VEXP_HI 88.7f
+#define VSCALE2(e, n) _mm512_scalef_ps(e, n)
+
+/* Mask of the first n lanes, any n. */
+static inline vmask vlanes(int n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+static inline float vhsum(vec v) { return _mm512_reduce_add_ps(v); }
+static inline float vhmax(vec v) { return _mm512_reduce_max_ps(v); }
+
+/* r[l] = horizontal sum of v[l], l < VW (one 16-way transpose-add) */
+static inline vec vsums(const vec v[VW])
+{
+    __m512 s[8], t[4];
+    for (int k = 0; k < 8; k++)
+        s[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]),
+                             _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+    for (int k = 0; k < 4; k++)
+        t[k] = _mm512_add_ps(_mm512_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                     _mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                     _mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
 
 #endif

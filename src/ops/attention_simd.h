@@ -1,0 +1,199 @@
+/* Attention core, one (sample, head) at a time like the reference: the
+ * Tq x Tk score (and dprob) dot products are formed VW at a time in the
+ * flattened [Tq*Tk] order of probs and reduced with one VW-way transpose-add
+ * (vsums); softmax, dropout and the row combinations (P V, dS K, ...) run over
+ * K in vector chunks with masked tails. Written once over the vector macros
+ * of simd_avx512.h / simd_avx2.h (include one first). The dropout mask is
+ * dropout_mask.h's: vectorized when the including file defines
+ * VKEEP(drop, key, elem0) (dropout_scale_at for VW elements), scalar if not. */
+#ifndef TLB_ATTENTION_SIMD_H
+#define TLB_ATTENTION_SIMD_H
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/dropout_mask.h"
+#include "ops/vmath_simd.h"
+
+/* out[i*Tk + j] = scale * <a_i, b_j> over K, rows `stride` floats apart. */
+static void pair_dots(float *out, const float *a, const float *b, size_t stride, int Tq, int Tk,
+                      int K, float scale)
+{
+    const int np = Tq * Tk;
+    for (int p0 = 0; p0 < np; p0 += VW) {
+        vec acc[VW];
+        const int cnt = np - p0 < VW ? np - p0 : VW;
+        for (int l = 0; l < VW; l++) {
+            acc[l] = VZERO;
+            if (l >= cnt) continue;
+            const float *x = a + (size_t)((p0 + l) / Tk) * stride;
+            const float *y = b + (size_t)((p0 + l) % Tk) * stride;
+            for (int c = 0; c < K; c += VW) {
+                const vmask m = vlanes(K - c);
+                acc[l] = VFMA(VMLOAD(x + c, m), VMLOAD(y + c, m), acc[l]);
+            }
+        }
+        VMSTORE(out + p0, vlanes(cnt), VMUL(vsums(acc), VSET1(scale)));
+    }
+}
+
+/* dst[0..K) (+)= sum_r coef[r * cs] * rows[r * rs + 0..K) */
+static void combine(float *dst, int accumulate, const float *coef, size_t cs, const float *rows,
+                    size_t rs, int nrows, int K)
+{
+    for (int c0 = 0; c0 < K; c0 += 4 * VW) {
+        vmask m[4];
+        vec acc[4];
+        for (int v = 0; v < 4; v++) {
+            m[v] = vlanes(K - c0 - VW * v);
+            acc[v] = accumulate ? VMLOAD(dst + c0 + VW * v, m[v]) : VZERO;
+        }
+        for (int r = 0; r < nrows; r++) {
+            const vec w = VSET1(coef[(size_t)r * cs]);
+            const float *row = rows + (size_t)r * rs + c0;
+            for (int v = 0; v < 4; v++) acc[v] = VFMA(w, VMLOAD(row + VW * v, m[v]), acc[v]);
+        }
+        for (int v = 0; v < 4; v++) VMSTORE(dst + c0 + VW * v, m[v], acc[v]);
+    }
+}
+
+/* y0[e] = x0[e] * keep_e and, if y1, y1[e] = x1[e] * keep_e for e < n, with
+ * keep_e = dropout_scale_at(drop, skey, elem0 + e); y0 may be x0. */
+static inline void dropout_apply(float *y0, const float *x0, float *y1, const float *x1, int n,
+                                 const dropout_ctx *drop, uint64_t skey, uint64_t elem0)
+{
+#ifdef VKEEP
+    for (int e0 = 0; e0 < n; e0 += VW) {
+        const vmask m = vlanes(n - e0);
+        const vec keep = VKEEP(drop, skey, elem0 + e0);
+        VMSTORE(y0 + e0, m, VMUL(VMLOAD(x0 + e0, m), keep));
+        if (y1) VMSTORE(y1 + e0, m, VMUL(VMLOAD(x1 + e0, m), keep));
+    }
+#else
+    for (int e = 0; e < n; e++) {
+        const float keep = dropout_scale_at(drop, skey, elem0 + e);
+        y0[e] = x0[e] * keep;
+        if (y1) y1[e] = x1[e] * keep;
+    }
+#endif
+}
+
+/* Per-thread scratch, grown on demand (no allocation in steady state). */
+static _Thread_local float *tbuf;
+static _Thread_local size_t tcap;
+
+static float *scratch(size_t n)
+{
+    if (n > tcap) {
+        free(tbuf);
+        tbuf = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+        if (!tbuf) abort();
+        tcap = n;
+    }
+    return tbuf;
+}
+
+static void softmax_rows(float *p, int Tq, int Tk)
+{
+    for (int i = 0; i < Tq; i++) {
+        float *row = p + (size_t)i * Tk;
+        vec mx = VSET1(-INFINITY);
+        for (int j = 0; j < Tk; j += VW)
+            mx = VMAX(mx, VMLOAD_OR(row + j, vlanes(Tk - j), mx));
+        const vec m = VSET1(vhmax(mx));
+        vec s = VZERO;
+        for (int j = 0; j < Tk; j += VW) {
+            const vmask k = vlanes(Tk - j);
+            const vec e = VMASKZ(k, vexp(VSUB(VMLOAD(row + j, k), m)));
+            s = VADD(s, e);
+            VMSTORE(row + j, k, e);
+        }
+        const vec sum = VSET1(vhsum(s));
+        for (int j = 0; j < Tk; j += VW) {
+            const vmask k = vlanes(Tk - j);
+            VMSTORE(row + j, k, VDIV(VMLOAD(row + j, k), sum));
+        }
+    }
+}
+
+static void attention_forward_simd(float *out, float *probs, const float *q, const float *k,
+                                   const float *v, int B, int Tq, int Tk, int H, int K,
+                                   const dropout_ctx *drop)
+{
+    const int HK = H * K, np = Tq * Tk;
+    const float scale = 1.0f / sqrtf((float)K);
+    const int active = dropout_active(drop);
+#pragma omp parallel for collapse(2) schedule(static) if (B * H > 1)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
+            const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
+            float *p = probs + ((size_t)b * H + h) * np;
+            pair_dots(p, q + qo, k + ko, HK, Tq, Tk, K, scale);
+            softmax_rows(p, Tq, Tk);
+            const float *pd = p;
+            if (active) { /* dropped-out copy of the probabilities */
+                float *buf = scratch((size_t)np);
+                dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b),
+                              (uint64_t)h * np);
+                pd = buf;
+            }
+            for (int i = 0; i < Tq; i++)
+                combine(out + qo + (size_t)i * HK, 0, pd + (size_t)i * Tk, 1, v + ko, HK, Tk, K);
+        }
+    }
+}
+
+static void attention_backward_simd(float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v,
+                                    const float *probs, int B, int Tq, int Tk, int H, int K,
+                                    const dropout_ctx *drop)
+{
+    const int HK = H * K, np = Tq * Tk;
+    const float scale = 1.0f / sqrtf((float)K);
+    const int active = dropout_active(drop);
+    if (!dq && !dk && !dv) return;
+#pragma omp parallel for collapse(2) schedule(static) if (B * H > 1)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
+            const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
+            const float *p = probs + ((size_t)b * H + h) * np;
+            float *ds = scratch(2 * (size_t)np), *pk = ds + np;
+            /* dp = dout v^T, then through dropout: dp *= keep, pk = p * keep */
+            pair_dots(ds, dout + qo, v + ko, HK, Tq, Tk, K, 1.0f);
+            if (active)
+                dropout_apply(ds, ds, pk, p, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
+            else
+                memcpy(pk, p, (size_t)np * sizeof *pk);
+            /* softmax backward: ds = p (dp - <dp, p>) scale, row by row */
+            for (int i = 0; i < Tq; i++) {
+                float *d = ds + (size_t)i * Tk;
+                const float *pr = p + (size_t)i * Tk;
+                vec acc = VZERO;
+                for (int j = 0; j < Tk; j += VW) {
+                    const vmask m = vlanes(Tk - j);
+                    acc = VFMA(VMLOAD(d + j, m), VMLOAD(pr + j, m), acc);
+                }
+                const vec dot = VSET1(vhsum(acc));
+                for (int j = 0; j < Tk; j += VW) {
+                    const vmask m = vlanes(Tk - j);
+                    const vec x = VMUL(VMLOAD(pr + j, m), VSUB(VMLOAD(d + j, m), dot));
+                    VMSTORE(d + j, m, VMUL(x, VSET1(scale)));
+                }
+            }
+            if (dv)
+                for (int j = 0; j < Tk; j++)
+                    combine(dv + ko + (size_t)j * HK, 1, pk + j, Tk, dout + qo, HK, Tq, K);
+            if (dq)
+                for (int i = 0; i < Tq; i++)
+                    combine(dq + qo + (size_t)i * HK, 1, ds + (size_t)i * Tk, 1, k + ko, HK, Tk, K);
+            if (dk)
+                for (int j = 0; j < Tk; j++)
+                    combine(dk + ko + (size_t)j * HK, 1, ds + j, Tk, q + qo, HK, Tq, K);
+        }
+    }
+}
+
+#endif
