@@ -141,8 +141,10 @@ Test(train, refuses_to_overwrite_a_run, .timeout = 120)
 
 static int run_tlb(const char *args)
 {
+    /* TLB_BIN: the binary under test (make test-sanitize runs build-san/tlb). */
+    const char *bin = getenv("TLB_BIN");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "./tlb %s >/dev/null 2>/tmp/tlb_cli_err.txt", args);
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>/tmp/tlb_cli_err.txt", bin && *bin ? bin : "./tlb", args);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

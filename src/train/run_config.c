@@ -196,6 +196,8 @@ static int parse_bool(scalar s, int *out)
     return -1;
 }
 
+static int yaml_round_trips(const char *s);
+
 /* Stores scalar s into key k of c; on failure reports at w. */
 static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err)
 {
@@ -233,6 +235,10 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
         size_t len = strlen(s.text);
         if (len >= KEYS[k].size)
             return fail_key(err, w, key, "longer than %zu characters", KEYS[k].size - 1);
+        /* config.cfg must read back the same (--resume). */
+        if (!yaml_round_trips(s.text))
+            return fail_key(err, w, key, "%s is not valid UTF-8 or holds a character YAML would not read back",
+                            got);
         memcpy(field(c, k), s.text, len + 1);
         return 0;
     }
@@ -686,6 +692,27 @@ static void put_string(out_buf *o, const char *s)
         else put(o, "%c", *p);
     }
     put(o, "\"");
+}
+
+/* Whether s, written by put_string, reads back as s: a --set value is raw
+ * bytes (maybe invalid UTF-8), and YAML folds some characters (NEL, U+2028)
+ * into spaces. */
+static int yaml_round_trips(const char *s)
+{
+    size_t n = 4 * strlen(s) + 3; /* every byte as \xNN, two quotes, NUL */
+    char *q = malloc(n);
+    if (!q) return 0;
+    out_buf o = {q, n, 0};
+    put_string(&o, s);
+    yaml_document_t doc;
+    int ok = 0;
+    if (load_document(&doc, q, o.len, "string", NULL) == 0) {
+        yaml_node_t *v = yaml_document_get_root_node(&doc);
+        ok = v && v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, s) == 0;
+        yaml_document_delete(&doc);
+    }
+    free(q);
+    return ok;
 }
 
 static void put_value(out_buf *o, const run_config *c, int k)

@@ -76,6 +76,16 @@ static const char *first_nonfinite_grad(const tlb_model *m)
     return NULL;
 }
 
+/* Test hook (tests/test_hardening.c, TLB_TEST_NAN_AT_STEP=k): a NaN in the
+ * middle parameter tensor's gradient and one in the last's at step k; the
+ * guard must name the middle one, the first in table order. */
+static void poison_grads(tlb_model *m)
+{
+    const param_table *t = &m->layout.table;
+    m->grads[t->entries[t->count / 2].offset] = NAN;
+    m->grads[t->entries[t->count - 1].offset] = NAN;
+}
+
 /* Loss and accuracy over a whole split, in micro-batches, without dropout. */
 static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
 {
@@ -133,6 +143,10 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
     const char *data_dir = c->data_dir[0] ? c->data_dir : cifar10_default_dir(dir, sizeof dir);
     /* Loading verifies every file's size and hash; fetch only when that fails. */
     if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) {
+        /* TLB_NO_FETCH=1: report the problem instead of downloading (tests, offline machines). */
+        const char *no_fetch = getenv("TLB_NO_FETCH");
+        if (no_fetch && strcmp(no_fetch, "0") != 0)
+            return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
         fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
         if (cifar10_fetch(data_dir, err) != 0) return -1;
         if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
@@ -218,6 +232,8 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
     const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     const int V = c->model.num_classes;
+    const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
+    const long nan_at_step = nan_env ? atol(nan_env) : 0;
     long images_total = 0;
     double compute_seconds = 0.0;
 
@@ -245,6 +261,7 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
                 model_backward(&s.model, batch->x + at * img_floats, batch->y + at, k,
                                1.0f / (float)batch->size, &d);
             }
+            if (nan_at_step == pos.step + 1) poison_grads(&s.model);
             /* The guard against NaN/Inf: stop before the update spoils the
              * parameters; the last checkpoint stays the good one. */
             const char *bad = !isfinite(batch_loss) ? "loss" : first_nonfinite_grad(&s.model);

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,8 @@ static int parse_entry(st_file *f, const cJSON *item, st_tensor *t, size_t data_
 
 static int parse_meta(st_file *f, const cJSON *meta, tlb_error *err)
 {
+    /* JSON allows a repeated key; a second map would overflow the first's arrays. */
+    if (f->meta_keys) return tlb_fail(err, "%s: __metadata__ appears twice", f->path);
     if (!cJSON_IsObject(meta)) return tlb_fail(err, "%s: __metadata__ is not an object", f->path);
     int n = cJSON_GetArraySize(meta);
     f->meta_keys = calloc((size_t)n + 1, sizeof *f->meta_keys);
@@ -341,6 +344,12 @@ int st_writer_save(const st_writer *w, const char *path, tlb_error *err)
         return tlb_fail(err, "%s: write failed: %s", path, strerror(e));
     }
     close(fd);
+    /* Test hook (tests/test_hardening.c): TLB_TEST_KILL_IN_CHECKPOINT=k kills
+     * the process at its k-th save, between the synced temporary file and
+     * the rename, to show a crash there leaves the previous file intact. */
+    static int saves;
+    const char *kill_at = getenv("TLB_TEST_KILL_IN_CHECKPOINT");
+    if (kill_at && ++saves == atoi(kill_at)) raise(SIGKILL);
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);

@@ -1,0 +1,683 @@
+/* Hardening: damaged checkpoints are refused with a message naming what is
+ * wrong; a run killed at any moment (even inside a checkpoint write) resumes
+ * to the same parameters, bit for bit; SIGINT/SIGTERM stop cleanly with
+ * 128 + signal; a NaN gradient stops the run and keeps the last good
+ * checkpoint; bad inputs get one line and their exit status.
+ *
+ * The process tests run the real binary (TLB_BIN, default ./tlb) with
+ * TLB_NO_FETCH=1, so a data problem is reported instead of downloaded; they
+ * use tiny models on one thread (fast on a busy machine, and under ASan). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/fetch.h"
+#include "model/model.h"
+#include "train/checkpoint.h"
+#include "train/run_config.h"
+#include "train/trainer.h"
+#include "util/safetensors.h"
+
+/* ------------------------------------------------------------------------ */
+/* Helpers */
+
+static void ensure_data(void)
+{
+    char dir[1024];
+    tlb_error err;
+    cifar10_default_dir(dir, sizeof dir);
+    if (cifar10_verify_all(dir, 0, NULL) != 0)
+        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
+}
+
+static const char *tlb_bin(void)
+{
+    const char *b = getenv("TLB_BIN");
+    return b && *b ? b : "./tlb";
+}
+
+/* A tiny model on one thread: 8 steps per epoch with train_limit 256. */
+static const char *tiny_cfg =
+    "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"
+    "ffn_drop: 0.1\nattn_drop: 0.1\nlearning_rate: 0.003\neval_limit: 64\nbatch_size: 32\nthreads: 1\n";
+
+static void slurp(const char *path, unsigned char **bytes, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "%s: %s", path, strerror(errno));
+    fseek(fp, 0, SEEK_END);
+    *n = (size_t)ftell(fp);
+    rewind(fp);
+    *bytes = malloc(*n + 1);
+    cr_assert_eq(fread(*bytes, 1, *n, fp), *n);
+    (*bytes)[*n] = '\0';
+    fclose(fp);
+}
+
+static void spit(const char *path, const void *bytes, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp, "%s: %s", path, strerror(errno));
+    cr_assert_eq(fwrite(bytes, 1, n, fp), n);
+    fclose(fp);
+}
+
+/* Writes dir/NAME.cfg (tiny model + extra, runs under dir/runs) into path;
+ * the run folder it will use goes to run_dir. */
+static void write_cfg(char *path, size_t n, char *run_dir, size_t rn, const char *dir, const char *name,
+                      const char *extra)
+{
+    snprintf(path, n, "%s/%s.cfg", dir, name);
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    fprintf(fp, "%s%sname: %s\nout_dir: %s/runs\n", tiny_cfg, extra, name, dir);
+    fclose(fp);
+    if (run_dir) {
+        run_config c;
+        tlb_error err;
+        cr_assert_eq(run_config_load(&c, path, &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+        run_config_run_dir(&c, run_dir, rn);
+    }
+}
+
+/* Starts `tlb ARGS...` (NULL-terminated) with stdout to /dev/null, stderr to
+ * errfile, TLB_NO_FETCH=1 and one extra "K=V" environment entry (or NULL). */
+static pid_t spawn_tlb(const char *errfile, const char *env, const char *const *args)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int out = open("/dev/null", O_WRONLY), e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || e < 0) _exit(126);
+        dup2(out, 1);
+        dup2(e, 2);
+        setenv("TLB_NO_FETCH", "1", 1);
+        if (env) putenv((char *)env);
+        char *argv[16];
+        int k = 0;
+        argv[k++] = (char *)tlb_bin();
+        for (; args[k - 1] && k < 15; k++) argv[k] = (char *)args[k - 1];
+        argv[k] = NULL;
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Exit status, or 1000 + signal number when killed by a signal. */
+static int wait_status(pid_t pid)
+{
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
+}
+
+static int run_tlb(const char *errfile, const char *env, const char *const *args)
+{
+    return wait_status(spawn_tlb(errfile, env, args));
+}
+
+/* stderr of the last run; *lines gets its number of lines. */
+static void read_text(const char *path, char *buf, size_t n, int *lines)
+{
+    FILE *fp = fopen(path, "r");
+    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
+    buf[k] = '\0';
+    if (fp) fclose(fp);
+    if (lines) {
+        *lines = 0;
+        for (size_t i = 0; i < k; i++) *lines += buf[i] == '\n';
+    }
+}
+
+static int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Waits (up to 120 s) for path to appear or the child to exit; returns 1 if it appeared. */
+static int wait_for_file(const char *path, pid_t pid)
+{
+    for (int i = 0; i < 120000; i++) {
+        if (file_exists(path)) return 1;
+        if (waitpid(pid, NULL, WNOHANG) == pid) return 0;
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* The data section of a checkpoint (parameters, moments, position). */
+static unsigned char *data_section(const char *run_dir, size_t *n)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+    st_file f;
+    tlb_error err;
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    *n = f.size - f.data_start;
+    unsigned char *b = malloc(*n);
+    memcpy(b, f.bytes + f.data_start, *n);
+    st_close(&f);
+    return b;
+}
+
+/* A model of a run folder's config, for checkpoint_load. */
+typedef struct {
+    run_config config;
+    tlb_model model;
+    float *m, *v;
+} loaded_run;
+
+static void open_run(loaded_run *r, const char *run_dir)
+{
+    tlb_error err;
+    cr_assert_eq(train_load_run_config(&r->config, run_dir, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_create(&r->model, &r->config.model, &err), 0, "%s", err.msg);
+    size_t n = model_num_params(&r->model);
+    r->m = calloc(n, sizeof(float));
+    r->v = calloc(n, sizeof(float));
+}
+
+static void close_run(loaded_run *r)
+{
+    free(r->m);
+    free(r->v);
+    model_destroy(&r->model);
+}
+
+static int load_run_checkpoint(loaded_run *r, const char *run_dir, train_position *pos, tlb_error *err)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+    return checkpoint_load(path, &r->model, r->m, r->v, pos, run_config_hash(&r->config), err);
+}
+
+static void expect_same_data(const char *dir_a, const char *dir_b)
+{
+    size_t na, nb;
+    unsigned char *a = data_section(dir_a, &na), *b = data_section(dir_b, &nb);
+    cr_assert_eq(na, nb);
+    cr_expect(memcmp(a, b, na) == 0, "%s and %s end with different parameters", dir_a, dir_b);
+    free(a);
+    free(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Damaged checkpoints (in-process: checkpoint_save, damage, checkpoint_load) */
+
+typedef struct {
+    char dir[64], path[128];
+    run_config config;
+    tlb_model model;
+    float *m, *v;            /* saved moments */
+    float *p2, *m2, *v2;     /* where loads go */
+    train_position pos;
+    uint64_t hash;
+    unsigned char *bytes;    /* the saved file */
+    size_t size, data_start;
+} saved_ckpt;
+
+static void save_tiny_checkpoint(saved_ckpt *s)
+{
+    snprintf(s->dir, sizeof s->dir, "/tmp/tlb_ckpt_XXXXXX");
+    cr_assert_not_null(mkdtemp(s->dir));
+    snprintf(s->path, sizeof s->path, "%s/checkpoint.safetensors", s->dir);
+    tlb_error err;
+    run_config_defaults(&s->config);
+    cr_assert_eq(run_config_parse(&s->config, tiny_cfg, strlen(tiny_cfg), "tiny", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&s->config, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_create(&s->model, &s->config.model, &err), 0, "%s", err.msg);
+    size_t n = model_num_params(&s->model);
+    s->m = malloc(n * sizeof(float));
+    s->v = malloc(n * sizeof(float));
+    s->p2 = malloc(n * sizeof(float));
+    s->m2 = malloc(n * sizeof(float));
+    s->v2 = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        s->model.params[i] = sinf((float)i);
+        s->m[i] = cosf((float)i) * 1e-3f;
+        s->v[i] = (float)(i % 97) * 1e-6f;
+    }
+    s->pos = (train_position){123, 4, 5};
+    s->hash = run_config_hash(&s->config);
+    char text[8192];
+    run_config_write_canonical(&s->config, text, sizeof text);
+    cr_assert_eq(checkpoint_save(s->path, &s->model, s->m, s->v, &s->pos, s->hash, text, &err), 0, "%s", err.msg);
+    slurp(s->path, &s->bytes, &s->size);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | s->bytes[i];
+    s->data_start = 8 + (size_t)hl;
+}
+
+/* Loads path into the second buffers; on success checks they equal what was saved. */
+static int load_and_compare(saved_ckpt *s, const char *path, tlb_error *err)
+{
+    float *params = s->model.params;
+    size_t n = model_num_params(&s->model);
+    float *keep = malloc(n * sizeof(float));
+    memcpy(keep, params, n * sizeof(float));
+    memset(params, 0xff, n * sizeof(float));
+    train_position pos = {-1, -1, -1};
+    int rc = checkpoint_load(path, &s->model, s->m2, s->v2, &pos, s->hash, err);
+    if (rc == 0) {
+        cr_expect(memcmp(params, keep, n * sizeof(float)) == 0, "accepted with different parameters");
+        cr_expect(memcmp(s->m2, s->m, n * sizeof(float)) == 0, "accepted with different moments");
+        cr_expect(memcmp(s->v2, s->v, n * sizeof(float)) == 0, "accepted with different moments");
+        cr_expect(pos.step == s->pos.step && pos.epoch == s->pos.epoch && pos.batch_in_epoch == s->pos.batch_in_epoch);
+    } else {
+        cr_expect(err->msg[0] != '\0' && !strchr(err->msg, '\n'), "refused without a one-line message");
+        cr_expect(strstr(err->msg, path) != NULL, "the message does not name the file: %s", err->msg);
+    }
+    memcpy(params, keep, n * sizeof(float));
+    free(keep);
+    return rc;
+}
+
+static void free_saved(saved_ckpt *s)
+{
+    free(s->m), free(s->v), free(s->p2), free(s->m2), free(s->v2), free(s->bytes);
+    model_destroy(&s->model);
+}
+
+/* Where a string sits in the header (first occurrence), or 0. */
+static size_t header_find(const saved_ckpt *s, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 8; i + k <= s->data_start; i++)
+        if (memcmp(s->bytes + i, needle, k) == 0) return i;
+    return 0;
+}
+
+Test(hardening, checkpoint_byte_flips_are_refused_or_harmless, .timeout = 120)
+{
+    saved_ckpt s;
+    save_tiny_checkpoint(&s);
+    tlb_error err;
+    cr_assert_eq(load_and_compare(&s, s.path, &err), 0, "the undamaged checkpoint: %s", err.msg);
+
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/flipped.safetensors", s.dir);
+    unsigned char *copy = malloc(s.size);
+    /* Every byte of the length, 400 offsets spread over the JSON header (it
+     * is a few KB), 200 over the data; each flipped two ways. */
+    int header_refused = 0, header_accepted = 0, data_refused = 0;
+    const size_t data_len = s.size - s.data_start, json_len = s.data_start - 8;
+    for (size_t k = 0; k < 8 + 400 + 200; k++) {
+        size_t off = k < 8 ? k
+                     : k < 408 ? 8 + (k - 8) * (json_len - 1) / 399
+                               : s.data_start + (k - 408) * (data_len - 1) / 199;
+        for (int which = 0; which < 2; which++) {
+            memcpy(copy, s.bytes, s.size);
+            copy[off] ^= which ? 0x80 : 0x01;
+            spit(bad, copy, s.size);
+            int rc = load_and_compare(&s, bad, &err);
+            if (off < 8) {
+                cr_expect_neq(rc, 0, "a flip in the header length (byte %zu) was accepted", off);
+            } else if (off >= s.data_start) {
+                cr_expect_neq(rc, 0, "a flip in the data (byte %zu) was accepted", off);
+                cr_expect(strstr(err.msg, "corrupted: data hash") != NULL, "byte %zu: %s", off, err.msg);
+                data_refused++;
+            } else {
+                if (rc == 0) header_accepted++;
+                else header_refused++;
+            }
+        }
+    }
+    cr_log_info("byte flips: header %d refused, %d accepted with identical data; data %d refused",
+                header_refused, header_accepted, data_refused);
+
+    /* Which header bytes may change harmlessly: the padding after the JSON
+     * (the parser reads one value and stops) and the informational "config"
+     * text. Those that carry meaning are refused, each with its reason. */
+    struct {
+        const char *where;
+        size_t delta; /* from the start of `where` */
+        const char *reason;
+    } cases[] = {
+        {"\"format\":\"tlb-c", 11, "not a tlb-c checkpoint"},
+        {"\"config_hash\":\"", 16, "written for config"},
+        {"\"data_xxh3\":\"", 14, "corrupted: data hash"},
+        {"\"dtype\":\"F32\"", 10, "unsupported dtype"},
+        {"\"shape\":[", 9, "bytes of data for"},
+        {"\"data_offsets\":[0,", 18, "bytes of data for"},
+        {"\"patch.conv.kernel\"", 3, "is missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t at = header_find(&s, cases[i].where);
+        cr_assert_neq(at, 0, "no %s in the header", cases[i].where);
+        memcpy(copy, s.bytes, s.size);
+        copy[at + cases[i].delta] ^= 0x01;
+        spit(bad, copy, s.size);
+        cr_expect_neq(load_and_compare(&s, bad, &err), 0, "flip in %s accepted", cases[i].where);
+        cr_expect(strstr(err.msg, cases[i].reason) != NULL, "flip in %s: %s", cases[i].where, err.msg);
+    }
+    size_t json_end = s.data_start;
+    while (s.bytes[json_end - 1] == ' ') json_end--;
+    cr_assert_lt(json_end, s.data_start, "the writer's header has no padding to test (change the config)");
+    memcpy(copy, s.bytes, s.size);
+    copy[json_end] = 'x';
+    spit(bad, copy, s.size);
+    cr_expect_eq(load_and_compare(&s, bad, &err), 0, "header padding changed: %s", err.msg);
+    free(copy);
+    free_saved(&s);
+}
+
+Test(hardening, truncated_checkpoint_is_refused, .timeout = 60)
+{
+    saved_ckpt s;
+    save_tiny_checkpoint(&s);
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/cut.safetensors", s.dir);
+    const size_t cuts[] = {0, 3, 7, 8, 9, s.data_start / 2, s.data_start - 1, s.data_start, s.data_start + 1,
+                           (s.data_start + s.size) / 2, s.size - 1};
+    const char *reasons[] = {"too short", "too short", "too short", "exceeds the file", "exceeds the file",
+                             "exceeds the file", "exceeds the file", "outside the", "outside the", "outside the",
+                             "outside the"};
+    tlb_error err;
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        spit(bad, s.bytes, cuts[i]);
+        cr_expect_neq(load_and_compare(&s, bad, &err), 0, "cut at %zu of %zu accepted", cuts[i], s.size);
+        cr_expect(strstr(err.msg, reasons[i]) != NULL, "cut at %zu: %s", cuts[i], err.msg);
+    }
+    /* Missing altogether. */
+    snprintf(bad, sizeof bad, "%s/none.safetensors", s.dir);
+    cr_expect_neq(load_and_compare(&s, bad, &err), 0);
+    cr_expect(strstr(err.msg, "cannot open") != NULL, "%s", err.msg);
+    free_saved(&s);
+}
+
+Test(hardening, checkpoint_of_another_config_is_refused)
+{
+    saved_ckpt s;
+    save_tiny_checkpoint(&s);
+    tlb_error err;
+    s.hash ^= 1;
+    cr_expect_neq(load_and_compare(&s, s.path, &err), 0);
+    cr_expect(strstr(err.msg, "written for config") && strstr(err.msg, "this run's config is"), "%s", err.msg);
+    free_saved(&s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Killed runs */
+
+/* An uninterrupted run of the same config, in its own folder. */
+static void reference_run(const char *name, const char *extra, char *run_dir, size_t rn)
+{
+    char dir[] = "/tmp/tlb_ref_XXXXXX", cfg[1200], errf[1200];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, rn, dir, name, extra);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
+}
+
+Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout = 180)
+{
+    ensure_data();
+    const char *extra = "train_limit: 256\nepochs: 3\n";
+    char ref[1300];
+    reference_run("killed_in_ckpt", extra, ref, sizeof ref);
+
+    char dir[] = "/tmp/tlb_kill_ckpt_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "killed_in_ckpt", extra);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    /* The second save (end of epoch 2) dies between its synced temp file and the rename. */
+    pid_t pid = spawn_tlb(errf, "TLB_TEST_KILL_IN_CHECKPOINT=2", (const char *[]){"train", cfg, NULL});
+    cr_assert_eq(wait_status(pid), 1000 + SIGKILL);
+    char tmp[1500];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", ckpt, (long)pid);
+    cr_expect(file_exists(tmp), "no temporary file %s: the kill was not inside the write", tmp);
+
+    /* The previous checkpoint (epoch 1) is intact and loads. */
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect_eq(pos.epoch, 1);
+    cr_expect_eq(pos.step, 8);
+    close_run(&r);
+
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+    expect_same_data(ref, run_dir);
+}
+
+Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
+{
+    ensure_data();
+    const char *extra = "train_limit: 1024\nepochs: 4\n";
+    char ref[1300];
+    reference_run("killed", extra, ref, sizeof ref);
+
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    srand(seed);
+    int delay_ms = 400;
+    for (int attempt = 0; attempt < 8; attempt++, delay_ms /= 2) {
+        char dir[] = "/tmp/tlb_kill_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+        cr_assert_not_null(mkdtemp(dir));
+        write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "killed", extra);
+        snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+        pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+        cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+        int wait_us = delay_ms > 0 ? rand() % (delay_ms * 1000) : 0;
+        usleep((useconds_t)wait_us);
+        kill(pid, SIGKILL);
+        int st = wait_status(pid);
+        if (st == 0) continue; /* finished before the kill: try sooner */
+        cr_assert_eq(st, 1000 + SIGKILL);
+        cr_log_info("killed %d us after the first checkpoint (seed %u, attempt %d)", wait_us, seed, attempt + 1);
+        cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+        expect_same_data(ref, run_dir);
+        return;
+    }
+    cr_assert_fail("every run finished before it could be killed");
+}
+
+static void stop_with(int signo)
+{
+    ensure_data();
+    char dir[] = "/tmp/tlb_sig_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled", "train_limit: 256\nepochs: 40\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+    kill(pid, signo);
+    cr_assert_eq(wait_status(pid), 128 + signo);
+    read_text(errf, msg, sizeof msg, NULL);
+    char expect[1500];
+    snprintf(expect, sizeof expect, "resume with: tlb train --resume %s\n", run_dir);
+    cr_expect(strstr(msg, expect) != NULL, "stderr: %s", msg);
+    /* The checkpoint it wrote on the way out loads, and records progress. */
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect_geq(pos.step, 9, "stopped at step %ld, before the first epoch's end", pos.step);
+    cr_expect_lt(pos.epoch, 40);
+    close_run(&r);
+}
+
+Test(hardening, sigint_checkpoints_and_exits_130, .timeout = 180) { stop_with(SIGINT); }
+Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(SIGTERM); }
+
+Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 180)
+{
+    ensure_data();
+    char dir[] = "/tmp/tlb_nan_XXXXXX", cfg[1200], run_dir[1300], errf[1200], msg[4096];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "nan", "train_limit: 256\nepochs: 3\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    /* Step 12 = epoch 2, batch 4 (8 steps an epoch); the hook poisons the
+     * middle tensor's gradient and the last one's. */
+    cr_assert_eq(run_tlb(errf, "TLB_TEST_NAN_AT_STEP=12", (const char *[]){"train", cfg, NULL}), 1);
+    read_text(errf, msg, sizeof msg, NULL);
+    loaded_run r;
+    open_run(&r, run_dir);
+    const param_table *t = &r.model.layout.table;
+    char expect[2048];
+    snprintf(expect, sizeof expect, "tlb train: step 12 (epoch 2, batch 4): non-finite gradient of %s; the last good checkpoint is %s/checkpoint.safetensors\n",
+             t->entries[t->count / 2].name, run_dir);
+    cr_expect(strstr(msg, expect) != NULL, "expected \"%s\" in stderr: %s", expect, msg);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect_eq(pos.step, 8);
+    cr_expect_eq(pos.epoch, 1);
+    for (size_t i = 0; i < model_num_params(&r.model); i++)
+        cr_assert(isfinite(r.model.params[i]), "parameter %zu of the kept checkpoint is not finite", i);
+    close_run(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bad inputs: one line on stderr and the documented exit status */
+
+/* Runs `tlb ARGS` and expects status and one stderr line containing each of the fragments. */
+static void expect_one_line(int status, const char *env, const char *const *args, const char *frag1,
+                            const char *frag2)
+{
+    char errf[] = "/tmp/tlb_bad_err_XXXXXX", msg[4096];
+    int fd = mkstemp(errf);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    int st = run_tlb(errf, env, args);
+    int lines;
+    read_text(errf, msg, sizeof msg, &lines);
+    cr_expect_eq(st, status, "`tlb %s %s`: status %d, expected %d; stderr: %s", args[0], args[1] ? args[1] : "",
+                 st, status, msg);
+    cr_expect_eq(lines, 1, "`tlb %s %s`: %d lines on stderr: %s", args[0], args[1] ? args[1] : "", lines, msg);
+    cr_expect(strstr(msg, frag1) != NULL, "\"%s\" not in: %s", frag1, msg);
+    if (frag2) cr_expect(strstr(msg, frag2) != NULL, "\"%s\" not in: %s", frag2, msg);
+    unlink(errf);
+}
+
+Test(hardening, bad_config_values, .timeout = 60)
+{
+    char dir[] = "/tmp/tlb_badcfg_XXXXXX", cfg[1200];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "epochs: -1\n");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "epochs:");
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "weight_decay: fast\n");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "weight_decay: expected a number", NULL);
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "backend: dense:nosuch\n");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "backend", "nosuch");
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, "--set", "threads=two", NULL}, "--set: threads:", NULL);
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, "--set", "backend=avx9", NULL}, "avx9", NULL);
+    spit(cfg, "epochs: [1\n", 11);
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "yaml");
+    char runs[1300];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    cr_expect(access(runs, F_OK) != 0, "a bad config created %s", runs);
+}
+
+Test(hardening, bad_data_dir_without_fetch, .timeout = 60)
+{
+    char dir[] = "/tmp/tlb_baddata_XXXXXX", cfg[1200], data[1200], extra[1400], file[1300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    cr_assert_eq(mkdir(data, 0755), 0);
+    /* Empty: named, with the command that fixes it. */
+    snprintf(extra, sizeof extra, "data_dir: %s\ntrain_limit: 256\nepochs: 1\n", data);
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "nodata", extra);
+    expect_one_line(1, NULL, (const char *[]){"train", cfg, NULL}, "data_batch_1.bin: cannot open", "tlb data fetch");
+    /* A truncated file. */
+    snprintf(file, sizeof file, "%s/data_batch_1.bin", data);
+    spit(file, "0123456789", 10);
+    expect_one_line(1, NULL, (const char *[]){"train", cfg, NULL}, "data_batch_1.bin: size 10 bytes, expected 30730000",
+                    "TLB_NO_FETCH");
+}
+
+Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
+{
+    ensure_data();
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", "/nonexistent/run", NULL}, "config.cfg", NULL);
+    char dir[] = "/tmp/tlb_badresume_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "badresume", "train_limit: 256\nepochs: 1\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    unsigned char *bytes;
+    size_t n;
+    slurp(ckpt, &bytes, &n);
+    /* A flipped data byte. */
+    bytes[n - 5] ^= 0x10;
+    spit(ckpt, bytes, n);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, "corrupted: data hash", ckpt);
+    /* Truncated. */
+    bytes[n - 5] ^= 0x10;
+    spit(ckpt, bytes, n / 2);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, ckpt, "outside the");
+    /* Missing. */
+    unlink(ckpt);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, ckpt, "cannot open");
+    free(bytes);
+}
+
+Test(hardening, unwritable_out_dir, .timeout = 60)
+{
+    /* A path under a regular file cannot be created (even by root). */
+    char dir[] = "/tmp/tlb_unwritable_XXXXXX", cfg[1200], file[1200], set[1300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/a_file", dir);
+    spit(file, "x", 1);
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "unwritable", "train_limit: 256\nepochs: 1\n");
+    snprintf(set, sizeof set, "out_dir=%s/runs", file);
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, "--set", set, NULL}, file, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* What the fuzzers found (fuzz/), kept fixed; the UB and overflow show
+ * under make test-sanitize. */
+
+Test(hardening, fuzz_findings_stay_fixed)
+{
+    tlb_error err;
+    /* safetensors: a second "__metadata__" map overflowed the first's arrays. */
+    const char json[] = "{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{\"c\":\"d\",\"e\":\"f\"}}";
+    size_t n = strlen(json);
+    unsigned char *bytes = malloc(8 + n);
+    for (int i = 0; i < 8; i++) bytes[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(bytes + 8, json, n);
+    st_file f;
+    cr_expect_neq(st_parse(&f, bytes, 8 + n, "twice.safetensors", &err), 0);
+    cr_expect(strstr(err.msg, "__metadata__ appears twice") != NULL, "%s", err.msg);
+
+    /* config: a --set string config.cfg could not read back (--resume failed). */
+    run_config c;
+    run_config_defaults(&c);
+    cr_expect_neq(run_config_set(&c, "data_dir=/tmp/\xff", &err), 0);
+    cr_expect(strstr(err.msg, "--set: data_dir:") && strstr(err.msg, "UTF-8"), "%s", err.msg);
+    cr_expect_neq(run_config_set(&c, "out_dir=a\xc2\x85" "b", &err), 0, "NEL reads back as a space");
+    cr_expect_eq(run_config_set(&c, "data_dir=/tmp/caf\xc3\xa9 \"x\"\\", &err), 0, "%s", err.msg);
+    /* Messages quoting input stay on one line. */
+    cr_expect_neq(run_config_set(&c, "epo\nchs=3", &err), 0);
+    cr_expect(strchr(err.msg, '\n') == NULL, "%s", err.msg);
+
+    /* labels JSON: 1e300 was cast to int (undefined) before the range check. */
+    char path[] = "/tmp/tlb_labels_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    spit(path, "[1, 1e300, 2]", 13);
+    uint8_t labels[3];
+    cr_expect_neq(cifar10_read_labels_json(labels, 3, path, &err), 0);
+    cr_expect(strstr(err.msg, "entry 1 is not an integer label") != NULL, "%s", err.msg);
+    unlink(path);
+}
