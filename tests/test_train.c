@@ -41,8 +41,14 @@ Test(train, short_run_learns, .timeout = 240)
     ensure_data();
     char out[] = "/tmp/tlb_train_XXXXXX";
     cr_assert_not_null(mkdtemp(out));
+    /* TLB_TEST_SMALL (make test-sanitize, where this is ~5x slower): a third
+     * of the images and half the evaluation set; the accuracy bar drops to
+     * 0.15, still 5 standard deviations above chance on 1000 images. */
+    const int small = getenv("TLB_TEST_SMALL") != NULL;
+    const double bar = small ? 0.15 : 0.2;
     char text[2048];
-    snprintf(text, sizeof text, "%sname: learn\ntrain_limit: 6144\neval_limit: 2000\nbatch_size: 64\nepochs: 3\n", tiny_model);
+    snprintf(text, sizeof text, "%sname: learn\ntrain_limit: %d\neval_limit: %d\nbatch_size: 64\nepochs: 3\n", tiny_model,
+             small ? 2048 : 6144, small ? 1000 : 2000);
     run_config c;
     make_config(&c, text, out);
     train_summary s;
@@ -65,8 +71,8 @@ Test(train, short_run_learns, .timeout = 240)
     cr_expect_eq(rows, 3);
     cr_expect_lt(last, first - 0.1, "train loss went from %.4f to %.4f", first, last);
     /* Chance is 0.10; with 2000 test images, 0.2 is far outside noise. */
-    cr_expect_gt(s.test_acc, 0.2, "test accuracy %.4f", s.test_acc);
-    cr_expect_gt(s.val_acc, 0.2, "validation accuracy %.4f", s.val_acc);
+    cr_expect_gt(s.test_acc, bar, "test accuracy %.4f", s.test_acc);
+    cr_expect_gt(s.val_acc, bar, "validation accuracy %.4f", s.val_acc);
     const char *files[] = {"config.cfg", "checkpoint.safetensors", "summary.json", "loss.png",
                            "accuracy.png", "attention.png"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
