@@ -150,14 +150,18 @@ static int run_tlb(const char *args)
     /* TLB_BIN: the binary under test (make test-sanitize runs build-san/tlb). */
     const char *bin = getenv("TLB_BIN");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>/tmp/tlb_cli_err.txt", bin && *bin ? bin : "./tlb", args);
+    /* One stderr file per test process: the cli tests run in parallel. */
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>/tmp/tlb_cli_err.%ld.txt", bin && *bin ? bin : "./tlb", args,
+             (long)getpid());
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void read_err(char *buf, size_t n)
 {
-    FILE *fp = fopen("/tmp/tlb_cli_err.txt", "r");
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/tlb_cli_err.%ld.txt", (long)getpid());
+    FILE *fp = fopen(path, "r");
     size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
     buf[k] = '\0';
     if (fp) fclose(fp);
