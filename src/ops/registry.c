@@ -23,7 +23,7 @@ typedef struct {
  * implements the op. */
 #define PREFER_DEFAULT {TLB_BACKEND_AVX512, TLB_BACKEND_DNNL, TLB_BACKEND_AVX2, TLB_BACKEND_REF}
 
-/* Measured (bench/ops_bench.c, 2 threads, Bm = 128): dense avx512 ~= dnnl
+/* Measured (make bench: bench/ops_time.c, 2 threads; BENCHMARKS.md): dense avx512 ~= dnnl
  * (avx512 ahead on the 64x64 and head shapes, dnnl ~10% ahead on fc1/fc2
  * backward) and avx512 is thread-count deterministic, so it leads; dnnl stays
  * ahead of our avx2 kernels for CPUs without AVX-512. */
