@@ -354,6 +354,10 @@ static void backend_shapes(void)
             add_shape("posemb", 2, Ms[m], Ds[d], 0, 0, 0, 0);
             add_shape("dropout", 3, Ms[m] * Ds[d], 1, 0, 0, 0, 0.3f);
         }
+    /* large enough for the threaded, row-blocked LayerNorm backward, and
+     * D above its blocked limit */
+    add_shape("layernorm", 301, 67, 0, 0, 0, 0, 0);
+    add_shape("layernorm", 7, 300, 0, 0, 0, 0, 0);
     add_shape("gelu", 1, 0, 0, 0, 0, 0, 0);
     add_shape("gelu", 1000, 0, 0, 0, 0, 0, 0);
     add_shape("residual", 1001, 0, 0, 0, 0, 0, 0);

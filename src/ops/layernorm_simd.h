@@ -39,37 +39,60 @@ static void layernorm_forward_simd(float *out, float *mean, float *rstd, const f
     }
 }
 
+/* dgamma/dbeta partial sums: rows split into a block count fixed by the
+ * shape (not the thread count), each block summed in one pass with the
+ * input gradient, blocks added in order -- deterministic, and one sweep over
+ * inp/dout instead of one column-strided sweep per vector of D. */
+#define LN_BLOCKS 16
+#define LN_MAX_D 256
+
+static void layernorm_row_backward(float *dx, float *sg, float *sb, const float *x,
+                                   const float *g, const float *gamma, float mean, float rstd,
+                                   int D)
+{
+    const vec mu = VSET1(mean), rs = VSET1(rstd);
+    vec a = VZERO, b = VZERO;
+    for (int d = 0; d < D; d += VW) {
+        const vmask k = vlanes(D - d);
+        /* tail lanes: dn = 0 and xh finite, so they add nothing */
+        const vec gd = VMLOAD(g + d, k);
+        const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
+        if (sg) {
+            VMSTORE(sg + d, k, VFMA(gd, xh, VMLOAD(sg + d, k)));
+            VMSTORE(sb + d, k, VADD(gd, VMLOAD(sb + d, k)));
+        }
+        if (dx) {
+            const vec dn = VMUL(gd, VMLOAD(gamma + d, k));
+            a = VADD(a, dn);
+            b = VFMA(dn, xh, b);
+        }
+    }
+    if (!dx) return;
+    const vec mdn = VSET1(vhsum(a) / (float)D);
+    const vec mdx = VSET1(vhsum(b) / (float)D);
+    for (int d = 0; d < D; d += VW) {
+        const vmask k = vlanes(D - d);
+        const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
+        const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
+        const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
+        VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
+    }
+}
+
 static void layernorm_backward_simd(float *dinp, float *dgamma, float *dbeta, const float *dout,
                                     const float *inp, const float *gamma, const float *mean,
                                     const float *rstd, int M, int D)
 {
-    if (dinp) {
+    const int want_params = dgamma || dbeta;
+    if (!want_params || D > LN_MAX_D) {
+        /* rare shapes: a row pass for dinp, then a column pass for the params */
+        if (dinp) {
 #pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
-        for (int m = 0; m < M; m++) {
-            const float *x = inp + (size_t)m * D, *g = dout + (size_t)m * D;
-            float *dx = dinp + (size_t)m * D;
-            const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
-            vec a = VZERO, b = VZERO;
-            for (int d = 0; d < D; d += VW) {
-                const vmask k = vlanes(D - d);
-                /* tail lanes: dn = 0 and xh finite, so they add nothing */
-                const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
-                const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
-                a = VADD(a, dn);
-                b = VFMA(dn, xh, b);
-            }
-            const vec mdn = VSET1(vhsum(a) / (float)D);
-            const vec mdx = VSET1(vhsum(b) / (float)D);
-            for (int d = 0; d < D; d += VW) {
-                const vmask k = vlanes(D - d);
-                const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
-                const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
-                const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
-                VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
-            }
+            for (int m = 0; m < M; m++)
+                layernorm_row_backward(dinp + (size_t)m * D, NULL, NULL, inp + (size_t)m * D,
+                                       dout + (size_t)m * D, gamma, mean[m], rstd[m], D);
         }
-    }
-    if (dgamma || dbeta) {
+        if (!want_params) return;
         for (int d = 0; d < D; d += VW) {
             const vmask k = vlanes(D - d);
             vec sg = dgamma ? VMLOAD(dgamma + d, k) : VZERO;
@@ -84,6 +107,28 @@ static void layernorm_backward_simd(float *dinp, float *dgamma, float *dbeta, co
             if (dgamma) VMSTORE(dgamma + d, k, sg);
             if (dbeta) VMSTORE(dbeta + d, k, sb);
         }
+        return;
+    }
+    const int blocks = (long)M * D >= PARALLEL_MIN ? (M < LN_BLOCKS ? M : LN_BLOCKS) : 1;
+    _Alignas(64) float partial[LN_BLOCKS][2][LN_MAX_D];
+#pragma omp parallel for schedule(static) if (blocks > 1)
+    for (int blk = 0; blk < blocks; blk++) {
+        float *sg = partial[blk][0], *sb = partial[blk][1];
+        for (int d = 0; d < D; d++) sg[d] = sb[d] = 0.0f;
+        const int m0 = (int)((long)M * blk / blocks), m1 = (int)((long)M * (blk + 1) / blocks);
+        for (int m = m0; m < m1; m++)
+            layernorm_row_backward(dinp ? dinp + (size_t)m * D : NULL, sg, sb,
+                                   inp + (size_t)m * D, dout + (size_t)m * D, gamma, mean[m],
+                                   rstd[m], D);
+    }
+    for (int d = 0; d < D; d++) {
+        float sg = 0.0f, sb = 0.0f;
+        for (int blk = 0; blk < blocks; blk++) {
+            sg += partial[blk][0][d];
+            sb += partial[blk][1][d];
+        }
+        if (dgamma) dgamma[d] += sg;
+        if (dbeta) dbeta[d] += sb;
     }
 }
 
