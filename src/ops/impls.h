@@ -16,6 +16,7 @@ extern const meanpool_op meanpool_ref;
 extern const softmax_xent_op softmax_xent_ref;
 extern const dropout_op dropout_ref;
 extern const dropout_op dropout_avx512;
+extern const dropout_op dropout_avx2;
 extern const residual_op residual_ref;
 
 extern const dense_op dense_dnnl;

@@ -41,7 +41,8 @@ static op_entry registry[] = {
     OP_ENTRY(posemb, {[TLB_BACKEND_REF] = &posemb_ref}, PREFER_DEFAULT),
     OP_ENTRY(meanpool, {[TLB_BACKEND_REF] = &meanpool_ref}, PREFER_DEFAULT),
     OP_ENTRY(softmax_xent, {[TLB_BACKEND_REF] = &softmax_xent_ref}, PREFER_DEFAULT),
-    OP_ENTRY(dropout, {[TLB_BACKEND_REF] = &dropout_ref, [TLB_BACKEND_AVX512] = &dropout_avx512}, PREFER_DEFAULT),
+    OP_ENTRY(dropout, {[TLB_BACKEND_REF] = &dropout_ref, [TLB_BACKEND_AVX512] = &dropout_avx512,
+                       [TLB_BACKEND_AVX2] = &dropout_avx2}, PREFER_DEFAULT),
     OP_ENTRY(residual, {[TLB_BACKEND_REF] = &residual_ref}, PREFER_DEFAULT),
 };
 
