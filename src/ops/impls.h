@@ -30,5 +30,13 @@ extern const attention_op attention_avx512;
 extern const attention_op attention_avx2;
 extern const patch_conv_op patch_conv_avx512;
 extern const patch_conv_op patch_conv_avx2;
+extern const posemb_op posemb_avx512;
+extern const posemb_op posemb_avx2;
+extern const meanpool_op meanpool_avx512;
+extern const meanpool_op meanpool_avx2;
+extern const softmax_xent_op softmax_xent_avx512;
+extern const softmax_xent_op softmax_xent_avx2;
+extern const residual_op residual_avx512;
+extern const residual_op residual_avx2;
 
 #endif

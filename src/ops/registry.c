@@ -38,12 +38,16 @@ static op_entry registry[] = {
                          [TLB_BACKEND_AVX2] = &attention_avx2}, PREFER_DEFAULT),
     OP_ENTRY(patch_conv, {[TLB_BACKEND_REF] = &patch_conv_ref, [TLB_BACKEND_AVX512] = &patch_conv_avx512,
                           [TLB_BACKEND_AVX2] = &patch_conv_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(posemb, {[TLB_BACKEND_REF] = &posemb_ref}, PREFER_DEFAULT),
-    OP_ENTRY(meanpool, {[TLB_BACKEND_REF] = &meanpool_ref}, PREFER_DEFAULT),
-    OP_ENTRY(softmax_xent, {[TLB_BACKEND_REF] = &softmax_xent_ref}, PREFER_DEFAULT),
+    OP_ENTRY(posemb, {[TLB_BACKEND_REF] = &posemb_ref, [TLB_BACKEND_AVX512] = &posemb_avx512,
+                      [TLB_BACKEND_AVX2] = &posemb_avx2}, PREFER_DEFAULT),
+    OP_ENTRY(meanpool, {[TLB_BACKEND_REF] = &meanpool_ref, [TLB_BACKEND_AVX512] = &meanpool_avx512,
+                        [TLB_BACKEND_AVX2] = &meanpool_avx2}, PREFER_DEFAULT),
+    OP_ENTRY(softmax_xent, {[TLB_BACKEND_REF] = &softmax_xent_ref, [TLB_BACKEND_AVX512] = &softmax_xent_avx512,
+                            [TLB_BACKEND_AVX2] = &softmax_xent_avx2}, PREFER_DEFAULT),
     OP_ENTRY(dropout, {[TLB_BACKEND_REF] = &dropout_ref, [TLB_BACKEND_AVX512] = &dropout_avx512,
                        [TLB_BACKEND_AVX2] = &dropout_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(residual, {[TLB_BACKEND_REF] = &residual_ref}, PREFER_DEFAULT),
+    OP_ENTRY(residual, {[TLB_BACKEND_REF] = &residual_ref, [TLB_BACKEND_AVX512] = &residual_avx512,
+                        [TLB_BACKEND_AVX2] = &residual_avx2}, PREFER_DEFAULT),
 };
 
 #define NUM_OPS ((int)(sizeof registry / sizeof registry[0]))

@@ -1,0 +1,7 @@
+/* Softmax cross-entropy with AVX2: 8 classes per step (see softmax_xent_simd.h). */
+#include "ops/impls.h"
+
+#include "ops/simd_avx2.h"
+#include "ops/softmax_xent_simd.h"
+
+const softmax_xent_op softmax_xent_avx2 = {softmax_xent_forward_simd, softmax_xent_backward_simd};
