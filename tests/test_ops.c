@@ -95,6 +95,36 @@ Test(ops_fd, softmax_xent) { fd_op("softmax_xent"); }
 Test(ops_fd, dropout) { fd_op("dropout"); }
 Test(ops_fd, residual) { fd_op("residual"); }
 
+/* The small ops' optimized backends get their own FD check too (cheap; the
+ * big ops' backends are held to ref by ops_backend instead). */
+Test(ops_fd, small_ops_every_backend)
+{
+    static const char *const small[] = {"posemb", "meanpool", "softmax_xent", "dropout",
+                                        "residual"};
+    int cases = 0;
+    for (size_t k = 0; k < sizeof small / sizeof small[0]; k++) {
+        const int op = ops_find(small[k]);
+        cr_assert(op >= 0, "op %s not registered", small[k]);
+        for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+            const void *impl = ops_impl(op, (tlb_backend)b);
+            if (b == TLB_BACKEND_REF || !impl || !backend_supported((tlb_backend)b)) continue;
+            for (size_t i = 0; i < N_FD_SHAPES; i++) {
+                if (!same_op(&fd_shapes[i], small[k])) continue;
+                op_case *c = opt_case(small[k], impl, backend_name((tlb_backend)b),
+                                      fd_shapes[i].dims, fd_shapes[i].rate, 1000 + i);
+                fd_report r;
+                fd_check(c, &fd_default_opts, &r);
+                cr_expect(r.checked > 0, "%s: nothing checked", c->label);
+                cr_expect(r.failures == 0, "%d of %d FD checks failed; first: %s", r.failures,
+                          r.checked, r.first);
+                opt_case_free(c);
+                cases++;
+            }
+        }
+    }
+    cr_log_info("%d (backend, shape) FD cases", cases);
+}
+
 Test(ops_fd, every_registered_op_has_fd_shapes)
 {
     for (int op = 0; op < ops_count(); op++) {
@@ -379,6 +409,13 @@ static void backend_shapes(void)
     static const int Vs[] = {1, 5, 10, 17, 64};
     for (int v = 0; v < 5; v++) add_shape("softmax_xent", 3, Vs[v], 0, 0, 0, 0, 0);
     add_shape("softmax_xent", 37, 10, 0, 0, 0, 0, 0);
+    add_shape("softmax_xent", 2, 33, 0, 0, 0, 0, 0);
+    /* above the SIMD backends' threading thresholds (32768 values), odd sizes:
+     * posemb's dpos in several 1024-value blocks plus a tail */
+    add_shape("residual", 40001, 0, 0, 0, 0, 0, 0);
+    add_shape("posemb", 5, 37, 181, 0, 0, 0, 0);
+    add_shape("meanpool", 2, 9, 67, 0, 0, 0, 0);
+    add_shape("dropout", 3, 1001, 12345, 0, 0, 0, 0.5f);
 }
 
 #define BACKEND_RTOL 1e-5
@@ -729,6 +766,54 @@ Test(ops_dropout, same_ctx_same_mask_other_key_other_mask)
     free(x);
     free(a);
     free(c);
+}
+
+/* The model's golden and micro-batch tests assume every backend draws the
+ * same mask: forward and backward of every backend equal ref bit for bit, on
+ * sizes with vector tails, a large sample0 and several rates. */
+Test(ops_dropout, every_backend_bit_identical_to_ref)
+{
+    const dropout_op *ref = ref_impl("dropout");
+    static const size_t pers[] = {1, 7, 9, 15, 17, 31, 33, 100, 1001};
+    static const float rates[] = {0.1f, 0.5f, 0.9f};
+    static const long sample0s[] = {0, 12345678901L};
+    const int B = 3;
+    const size_t cap = B * 1001;
+    float *x = malloc(cap * 4), *g0 = malloc(cap * 4), *yr = malloc(cap * 4), *y = malloc(cap * 4);
+    float *gr = malloc(cap * 4), *g = malloc(cap * 4);
+    opt_fill(x, cap, 1.0f, 21);
+    opt_fill(g0, cap, 1.0f, 22);
+    int compared = 0;
+    FOR_DROPOUT_BACKENDS(b, impl)
+    {
+        if (b == TLB_BACKEND_REF) continue;
+        for (size_t p = 0; p < sizeof pers / sizeof pers[0]; p++)
+            for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++)
+                for (size_t s = 0; s < sizeof sample0s / sizeof sample0s[0]; s++) {
+                    const size_t per = pers[p], n = B * per;
+                    const dropout_ctx d = {rates[r], 0x5eed + p, sample0s[s]};
+                    ref->forward(yr, x, B, per, &d);
+                    impl->forward(y, x, B, per, &d);
+                    memcpy(gr, g0, n * 4);
+                    memcpy(g, g0, n * 4);
+                    ref->backward(gr, x, B, per, &d);
+                    impl->backward(g, x, B, per, &d);
+                    cr_expect(memcmp(y, yr, n * 4) == 0,
+                              "dropout[%s] forward differs from ref: per_sample %zu rate %g sample0 %ld",
+                              backend_name((tlb_backend)b), per, rates[r], sample0s[s]);
+                    cr_expect(memcmp(g, gr, n * 4) == 0,
+                              "dropout[%s] backward differs from ref: per_sample %zu rate %g sample0 %ld",
+                              backend_name((tlb_backend)b), per, rates[r], sample0s[s]);
+                    compared++;
+                }
+    }
+    cr_log_info("dropout: %d (backend, shape) pairs bit-compared with ref", compared);
+    free(x);
+    free(g0);
+    free(yr);
+    free(y);
+    free(gr);
+    free(g);
 }
 
 Test(ops_dropout, microbatch_split_matches_one_call)
