@@ -44,21 +44,33 @@ static void softmax_xent_forward_simd(float *losses, float *probs, const float *
     }
 }
 
+#define XENT_ROWS 32 /* rows per backward block (their one-hot entries saved on the stack) */
+
+/* dlogits += probs * scale over a block of whole rows as one flat vector loop
+ * (V = 10 rows are not vector-aligned), then each row's label entry is redone
+ * as ref computes it, d + (p - 1) * scale, from its saved old value. */
 static void softmax_xent_backward_simd(float *dlogits, const float *probs, const int *labels,
                                        float scale, int B, int V)
 {
     if (!dlogits) return; /* NULL gradient = not needed (ops.h) */
     const vec sc = VSET1(scale);
-    for (int b = 0; b < B; b++) {
-        float *d = dlogits + (size_t)b * V;
-        const float *p = probs + (size_t)b * V;
-        const int y = labels[b];
-        const float d_label = d[y];
-        for (int v = 0; v < V; v += VW) {
-            const vmask m = vlanes(V - v);
-            VMSTORE(d + v, m, VADD(VMLOAD(d + v, m), VMUL(VMLOAD(p + v, m), sc)));
+    float old[XENT_ROWS];
+    for (int b0 = 0; b0 < B; b0 += XENT_ROWS) {
+        const int rows = B - b0 < XENT_ROWS ? B - b0 : XENT_ROWS;
+        float *d = dlogits + (size_t)b0 * V;
+        const float *p = probs + (size_t)b0 * V;
+        for (int r = 0; r < rows; r++) old[r] = d[(size_t)r * V + labels[b0 + r]];
+        const size_t n = (size_t)rows * V;
+        size_t i = 0;
+        for (; i + VW <= n; i += VW) VSTORE(d + i, VADD(VLOAD(d + i), VMUL(VLOAD(p + i), sc)));
+        if (i < n) {
+            const vmask m = VMASK((int)(n - i));
+            VMSTORE(d + i, m, VADD(VMLOAD(d + i, m), VMUL(VMLOAD(p + i, m), sc)));
         }
-        d[y] = d_label + (p[y] - 1.0f) * scale; /* the one-hot entry, as ref computes it */
+        for (int r = 0; r < rows; r++) {
+            const size_t at = (size_t)r * V + labels[b0 + r];
+            d[at] = old[r] + (p[at] - 1.0f) * scale;
+        }
     }
 }
 
