@@ -1,0 +1,83 @@
+/* What the oneDNN backends (*_dnnl.c) share: one engine and stream, error
+ * checks, and a small per-op cache of primitives keyed by shape.
+ *
+ * A cache entry holds one primitive, a memory object (without data) for each
+ * execution argument, a user-owned scratchpad and optionally a float work
+ * buffer of the entry's own (for results oneDNN overwrites but our backward
+ * contract accumulates). Everything is created on the first call with a
+ * shape; later calls only swap data handles and execute, so a training step
+ * allocates nothing after its first one. oneDNN here runs on the same OpenMP
+ * runtime (libgomp) as our code, so it uses our thread pool and count. */
+#ifndef TLB_OPS_DNNL_COMMON_H
+#define TLB_OPS_DNNL_COMMON_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+/* Aborts with the call, status and place on failure (a oneDNN failure here is
+ * a programming error: shapes are validated before they reach the ops). */
+#define TLB_DNNL_CHECK(call) tlb_dnnl_check((call), #call, __FILE__, __LINE__)
+void tlb_dnnl_check(dnnl_status_t st, const char *what, const char *file, int line);
+
+dnnl_engine_t tlb_dnnl_engine(void);
+dnnl_stream_t tlb_dnnl_stream(void);
+
+/* A 2-D f32/bf16/... descriptor of a strided view (transposes are strides). */
+void tlb_dnnl_md2d(dnnl_memory_desc_t *md, long rows, long cols, long rs, long cs,
+                   dnnl_data_type_t dt);
+/* The matmul operands of one product of a dense layer out[M,N] = inp[M,K] @ w[K,N],
+ * sources in data type dt, destination f32 (dense_dnnl.c; bench/mixed.c):
+ * product 0: out = inp @ w; 1: dinp = dout @ w^T; 2: dw = inp^T @ dout. */
+void tlb_dnnl_matmul_mds(int product, int M, int K, int N, dnnl_data_type_t dt,
+                         dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst);
+/* Primitive attributes: `accumulate` appends a sum post-op (dst = dst + result),
+ * `user_scratchpad` makes the caller own the scratchpad. Destroy after use. */
+dnnl_primitive_attr_t tlb_dnnl_attr(int accumulate, int user_scratchpad);
+
+#define TLB_DNNL_KEY 6
+#define TLB_DNNL_MAX_ARGS 10
+#define TLB_DNNL_CACHE 64
+
+typedef struct {
+    int key[TLB_DNNL_KEY];
+    dnnl_primitive_t prim;
+    int nargs;
+    dnnl_exec_arg_t args[TLB_DNNL_MAX_ARGS];
+    void *scratchpad;
+    float *work; /* work_n floats, 64-byte aligned, or NULL */
+    size_t work_n;
+    pthread_mutex_t lock; /* one execution at a time per entry: handles are shared */
+} tlb_dnnl_entry;
+
+typedef struct {
+    tlb_dnnl_entry entries[TLB_DNNL_CACHE];
+    int used;
+    pthread_mutex_t lock;
+} tlb_dnnl_cache;
+#define TLB_DNNL_CACHE_INIT {.used = 0, .lock = PTHREAD_MUTEX_INITIALIZER}
+
+/* Builds entry e for key: creates a primitive descriptor with user scratchpad
+ * (tlb_dnnl_attr(x, 1)) and hands it to tlb_dnnl_entry_init. */
+typedef void (*tlb_dnnl_build_fn)(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY]);
+
+/* Creates e's primitive from pd (which it then destroys), a memory object for
+ * each of the nargs execution arguments (their descriptors queried from pd),
+ * the scratchpad pd asks for, and work_n floats of work space. */
+void tlb_dnnl_entry_init(tlb_dnnl_entry *e, dnnl_primitive_desc_t pd, const int *args, int nargs,
+                         size_t work_n);
+
+/* The entry for key, built on first use, locked. The cache only grows (a model
+ * has a handful of shapes); past TLB_DNNL_CACHE shapes the entry is built into
+ * *transient and torn down by tlb_dnnl_release. */
+tlb_dnnl_entry *tlb_dnnl_acquire(tlb_dnnl_cache *c, const int key[TLB_DNNL_KEY],
+                                 tlb_dnnl_build_fn build, tlb_dnnl_entry *transient);
+void tlb_dnnl_release(tlb_dnnl_entry *e, tlb_dnnl_entry *transient);
+
+/* Points execution argument `arg` (DNNL_ARG_*) of e at data. */
+void tlb_dnnl_set(tlb_dnnl_entry *e, int arg, const void *data);
+/* Executes e's primitive with every argument (and its scratchpad) and waits. */
+void tlb_dnnl_execute(tlb_dnnl_entry *e);
+
+#endif
