@@ -1,5 +1,6 @@
 /* The op test suite:
- *   ops_fd       finite-difference checks of every ref backward, and that the
+ *   ops_fd       finite-difference checks of every ref backward (and of the
+ *                small ops' and the dnnl ops' other backends), and that the
  *                checker catches a 1% error in one element
  *   ops_forward  ref forwards against plain double-precision definitions
  *   ops_backend  every other backend against ref; += and NULL-gradient
@@ -123,6 +124,33 @@ Test(ops_fd, small_ops_every_backend)
         }
     }
     cr_log_info("%d (backend, shape) FD cases", cases);
+}
+
+/* oneDNN's kernels are not ours: every op with a dnnl backend gets its own FD
+ * check (its own erf approximation, its variance, its convolution), not only
+ * the comparison with ref. */
+Test(ops_fd, dnnl_every_op)
+{
+    int cases = 0;
+    for (int op = 0; op < ops_count(); op++) {
+        const void *impl = ops_impl(op, TLB_BACKEND_DNNL);
+        if (!impl || !backend_supported(TLB_BACKEND_DNNL)) continue;
+        for (size_t i = 0; i < N_FD_SHAPES; i++) {
+            if (!same_op(&fd_shapes[i], ops_name(op))) continue;
+            op_case *c = opt_case(ops_name(op), impl, "dnnl", fd_shapes[i].dims, fd_shapes[i].rate,
+                                  1000 + i);
+            fd_report r;
+            fd_check(c, &fd_default_opts, &r);
+            cr_expect(r.checked > 0, "%s: nothing checked", c->label);
+            cr_expect(r.failures == 0, "%d of %d FD checks failed; first: %s", r.failures,
+                      r.checked, r.first);
+            cr_log_info("%s: %d checks, worst error %.3f of tolerance", c->label, r.checked, r.worst);
+            opt_case_free(c);
+            cases++;
+        }
+    }
+    cr_expect(cases >= 4 * 4, "only %d dnnl FD cases (dense, layernorm, gelu, patch_conv expected)",
+              cases);
 }
 
 Test(ops_fd, every_registered_op_has_fd_shapes)
@@ -406,6 +434,7 @@ static void backend_shapes(void)
         add_shape("patch_conv", 3, 6, 3, Ds[d], 1, 0, 0);
     }
     add_shape("patch_conv", 1, 32, 4, 17, 0, 0, 0);
+    add_shape("patch_conv", 2, 7, 3, 5, 1, 0, 0); /* P does not divide S: border unused */
     static const int Vs[] = {1, 5, 10, 17, 64};
     for (int v = 0; v < 5; v++) add_shape("softmax_xent", 3, Vs[v], 0, 0, 0, 0, 0);
     add_shape("softmax_xent", 37, 10, 0, 0, 0, 0, 0);
