@@ -11,6 +11,7 @@
 
 #include "bench.h"
 #include "model/model.h"
+#include "ops/dnnl_common.h"
 #include "ops/impls.h"
 
 #define CHECK(call)                                                                        \
@@ -32,12 +33,6 @@ typedef struct {
     const char *impl;
 } prim_run;
 
-static void md2d(dnnl_memory_desc_t *md, long rows, long cols, long rs, long cs, dnnl_data_type_t dt)
-{
-    const dnnl_dims_t dims = {rows, cols}, strides = {rs, cs};
-    CHECK(dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides));
-}
-
 static dnnl_memory_t mem(const dnnl_memory_desc_t *md)
 {
     dnnl_memory_t m;
@@ -51,15 +46,7 @@ static dnnl_memory_t mem(const dnnl_memory_desc_t *md)
 static void build(prim_run *r, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
                   const dnnl_memory_desc_t *dst, int accumulate)
 {
-    dnnl_primitive_attr_t attr;
-    CHECK(dnnl_primitive_attr_create(&attr));
-    if (accumulate) {
-        dnnl_post_ops_t po;
-        CHECK(dnnl_post_ops_create(&po));
-        CHECK(dnnl_post_ops_append_sum(po, 1.0f));
-        CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
-        CHECK(dnnl_post_ops_destroy(po));
-    }
+    dnnl_primitive_attr_t attr = tlb_dnnl_attr(accumulate, 0); /* as dense_dnnl.c */
     dnnl_matmul_desc_t desc;
     CHECK(dnnl_matmul_desc_init(&desc, src, wei, NULL, dst));
     dnnl_primitive_desc_t pd;
@@ -76,8 +63,8 @@ static void build(prim_run *r, const dnnl_memory_desc_t *src, const dnnl_memory_
 static void build_reorder(prim_run *r, long rows, long cols)
 {
     dnnl_memory_desc_t f, b;
-    md2d(&f, rows, cols, cols, 1, dnnl_f32);
-    md2d(&b, rows, cols, cols, 1, dnnl_bf16);
+    tlb_dnnl_md2d(&f, rows, cols, cols, 1, dnnl_f32);
+    tlb_dnnl_md2d(&b, rows, cols, cols, 1, dnnl_bf16);
     dnnl_primitive_desc_t pd;
     CHECK(dnnl_reorder_primitive_desc_create(&pd, &f, engine, &b, engine, NULL));
     const char *info = NULL;
@@ -113,18 +100,18 @@ static double time_products(const bench_opts *o, int M, int K, int N, dnnl_data_
     dnnl_memory_desc_t s, w, d;
     prim_run r;
     /* forward */
-    md2d(&s, M, K, K, 1, dt), md2d(&w, K, N, N, 1, dt), md2d(&d, M, N, N, 1, dnnl_f32);
+    tlb_dnnl_matmul_mds(0, M, K, N, dt, &s, &w, &d);
     build(&r, &s, &w, &d, 0);
     t[0] = bench_median(exec, &r, o->seconds);
     *impl_fwd = strdup(r.impl);
     destroy(&r);
     /* dinp[M,K] += dout[M,N] @ w^T[N,K] */
-    md2d(&s, M, N, N, 1, dt), md2d(&w, N, K, 1, N, dt), md2d(&d, M, K, K, 1, dnnl_f32);
+    tlb_dnnl_matmul_mds(1, M, K, N, dt, &s, &w, &d);
     build(&r, &s, &w, &d, 1);
     t[1] = bench_median(exec, &r, o->seconds);
     destroy(&r);
     /* dw[K,N] += inp^T[K,M] @ dout[M,N] */
-    md2d(&s, K, M, 1, K, dt), md2d(&w, M, N, N, 1, dt), md2d(&d, K, N, N, 1, dnnl_f32);
+    tlb_dnnl_matmul_mds(2, M, K, N, dt, &s, &w, &d);
     build(&r, &s, &w, &d, 1);
     t[2] = bench_median(exec, &r, o->seconds);
     destroy(&r);
