@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ void model_destroy(tlb_model *m)
     free(m->steps);
     free(m->params);
     free(m->grads);
+    free(m->shard_grads);
     model_layout_free(&m->layout);
     memset(m, 0, sizeof *m);
 }
@@ -95,7 +97,30 @@ size_t model_plan(tlb_model *m, int B, tlb_error *err)
     }
     carve(m, &m->acts, B);
     m->capacity = B;
+
+    free(m->shard_grads);
+    m->shard_grads = NULL;
+    const int threads = omp_get_max_threads();
+    m->shards = threads < B ? threads : B;
+    if (m->shards > 1) {
+        const size_t n = (size_t)(m->shards - 1) * model_num_params(m);
+        m->shard_grads = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+        if (!m->shard_grads) {
+            tlb_fail(err, "out of memory for %d gradient shards", m->shards - 1);
+            return 0;
+        }
+        /* The ops run single-threaded inside a shard: no nested teams. */
+        omp_set_max_active_levels(1);
+    }
     return m->acts.capacity;
+}
+
+int model_shards_for(const tlb_model *m, int B)
+{
+    if (m->shards <= 1 || B <= 1 || omp_in_parallel()) return 1;
+    for (int op = 0; op < ops_count(); op++)
+        if (ops_chosen(op) == TLB_BACKEND_DNNL) return 1;
+    return m->shards < B ? m->shards : B;
 }
 
 static block_acts *step_acts(const tlb_model *m, int chunk, int step)
@@ -114,126 +139,234 @@ const float *model_trace_slow(const tlb_model *m, int chunk)
     return step_acts(m, chunk, m->layout.num_steps - 1)->out;
 }
 
-/* Each (chunk, step) has two dropout sites with keys drawn from the step's key. */
-static block_dropout step_dropout(const tlb_model *m, const model_dropout *drop, int chunk, int step)
+/* Each (chunk, step) has two dropout sites with keys drawn from the step's
+ * key; masks are indexed by global sample, so a shard starting at sample b0
+ * draws exactly the masks the whole micro-batch would. */
+static block_dropout step_dropout(const tlb_model *m, const model_dropout *drop, int chunk, int step,
+                                  int b0)
 {
     block_dropout bd;
     memset(&bd, 0, sizeof bd);
     if (!drop || !drop->training) return bd;
     const uint64_t site = rng_key(drop->key, (uint64_t)chunk * m->layout.num_steps + step);
-    bd.attn = (dropout_ctx){m->config.attn_drop, rng_key(site, 0), drop->sample0};
-    bd.ffn = (dropout_ctx){m->config.ffn_drop, rng_key(site, 1), drop->sample0};
+    bd.attn = (dropout_ctx){m->config.attn_drop, rng_key(site, 0), drop->sample0 + b0};
+    bd.ffn = (dropout_ctx){m->config.ffn_drop, rng_key(site, 1), drop->sample0 + b0};
     return bd;
 }
 
-/* Copies token rows [c*C, c*C+C) of every sample into chunk c's contiguous
- * [B, C, D] slab (forward), or adds them back (backward). */
-static void gather_chunks(float *chunks, const float *tokens, int B, int N, int C, int D)
+/* A shard's window on a block's activations: rows from sample b0 on. The
+ * recorded inputs x_q/x_kv are offset too when set (backward). */
+static block_acts acts_view(const block_acts *a, block_dims d, int b0, int Tq, int Tk)
 {
-    const int nchunks = N / C;
-    for (int c = 0; c < nchunks; c++)
-        for (int b = 0; b < B; b++)
+    const size_t q = (size_t)b0 * Tq, k = (size_t)b0 * Tk, HK = (size_t)d.H * d.K;
+    block_acts v = *a;
+    v.ln_q += q * d.D, v.ln_q_mean += q, v.ln_q_rstd += q;
+    v.ln_k += k * d.D, v.ln_k_mean += k, v.ln_k_rstd += k;
+    v.ln_v += k * d.D, v.ln_v_mean += k, v.ln_v_rstd += k;
+    v.q += q * HK, v.k += k * HK, v.v += k * HK;
+    v.probs += (size_t)b0 * d.H * Tq * Tk;
+    v.att += q * HK;
+    v.attn_out += q * d.D;
+    v.ln_f += q * d.D, v.ln_f_mean += q, v.ln_f_rstd += q;
+    v.h += q * d.F;
+    v.out += q * d.D;
+    if (v.x_q) v.x_q += q * d.D;
+    if (v.x_kv) v.x_kv += k * d.D;
+    return v;
+}
+
+static block_scratch scratch_view(const block_scratch *s, block_dims d, int b0, int Tq, int Tk)
+{
+    const size_t q = (size_t)b0 * Tq, k = (size_t)b0 * Tk, HK = (size_t)d.H * d.K;
+    block_scratch v = *s;
+    v.d_attn_out += q * d.D, v.d_ln_f += q * d.D, v.d_y2 += q * d.D;
+    v.d_h += q * d.F, v.d_g += q * d.F, v.g += q * d.F;
+    v.d_att += q * HK, v.d_q += q * HK;
+    v.d_k += k * HK, v.d_v += k * HK;
+    v.d_ln_q += q * d.D;
+    v.d_ln_k += k * d.D, v.d_ln_v += k * d.D;
+    return v;
+}
+
+/* Copies token rows [c*C, c*C+C) of samples [b0, b0+n) into chunk c's
+ * contiguous [B, C, D] slab. */
+static void gather_chunks(float *chunks, const float *tokens, int B, int b0, int n, int N, int C,
+                          int D)
+{
+    for (int c = 0; c < N / C; c++)
+        for (int b = b0; b < b0 + n; b++)
             memcpy(chunks + (((size_t)c * B + b) * C) * D, tokens + ((size_t)b * N + (size_t)c * C) * D,
                    (size_t)C * D * sizeof(float));
 }
 
-double model_forward(tlb_model *m, const float *img, const int *labels, int B,
-                     const model_dropout *drop)
+/* Forward of samples [b0, b0+n) of a micro-batch of B. */
+static void forward_shard(tlb_model *m, const float *img, const int *labels, int B, int b0, int n,
+                          const model_dropout *drop)
 {
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
     const float *w = m->params;
+    const size_t tok_at = (size_t)b0 * N * D, chunk_at = (size_t)b0 * C * D;
 
     /* 1. Patch embedding. */
-    tlb_ops.patch_conv.forward(m->tok, img, w + l->conv_kernel, w + l->conv_bias, B, S, P, D);
-    tlb_ops.posemb.forward(m->tok, m->tok, w + l->pos_emb, B, N, D);
-    tlb_ops.layernorm.forward(m->tokens, m->tok_mean, m->tok_rstd, m->tok, w + l->patch_ln_gamma,
-                              w + l->patch_ln_beta, B * N, D);
-    gather_chunks(m->chunks, m->tokens, B, N, C, D);
-    memset(m->slow0, 0, (size_t)B * C * D * sizeof(float));
+    float *tok = m->tok + tok_at, *tokens = m->tokens + tok_at;
+    tlb_ops.patch_conv.forward(tok, img + (size_t)b0 * S * S * 3, w + l->conv_kernel,
+                               w + l->conv_bias, n, S, P, D);
+    tlb_ops.posemb.forward(tok, tok, w + l->pos_emb, n, N, D);
+    tlb_ops.layernorm.forward(tokens, m->tok_mean + (size_t)b0 * N, m->tok_rstd + (size_t)b0 * N,
+                              tok, w + l->patch_ln_gamma, w + l->patch_ln_beta, n * N, D);
+    gather_chunks(m->chunks, m->tokens, B, b0, n, N, C, D);
+    memset(m->slow0 + chunk_at, 0, (size_t)n * C * D * sizeof(float));
 
     /* 2. The recurrent cell over the chunks. */
-    const float *slow = m->slow0;
+    const float *slow = m->slow0 + chunk_at, *fast_out = NULL;
+    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, C, C);
     for (int ch = 0; ch < nchunks; ch++) {
-        const float *stream[2] = {m->chunks + (size_t)ch * B * C * D, slow};
+        const float *stream[2] = {m->chunks + (size_t)ch * B * C * D + chunk_at, slow};
         for (int s = 0; s < l->num_steps; s++) {
             const cell_step *st = &l->steps[s];
-            block_acts *a = step_acts(m, ch, s);
-            block_dropout bd = step_dropout(m, drop, ch, s);
-            block_forward(a, &m->scratch, w, &l->attn[st->attn], &l->ffn[st->ffn], stream[st->query],
-                          stream[st->kv], m->dims, B, C, C, &bd);
-            stream[st->query] = a->out;
+            block_acts *full = step_acts(m, ch, s);
+            block_acts a = acts_view(full, m->dims, b0, C, C);
+            const block_dropout bd = step_dropout(m, drop, ch, s, b0);
+            block_forward(&a, &scratch, w, &l->attn[st->attn], &l->ffn[st->ffn],
+                          stream[st->query], stream[st->kv], m->dims, n, C, C, &bd);
+            if (b0 == 0) { /* the whole micro-batch's inputs start where shard 0's do */
+                full->x_q = a.x_q;
+                full->x_kv = a.x_kv;
+            }
+            if (s == l->num_steps - 1) fast_out = a.x_kv;
+            stream[st->query] = a.out;
         }
         slow = stream[STREAM_SLOW];
     }
 
     /* 3. Head on the last chunk's fast stream, and the loss. */
-    tlb_ops.meanpool.forward(m->pooled, model_trace_fast(m, nchunks - 1), B, C, D);
-    tlb_ops.dense.forward(m->logits, m->pooled, w + l->head_kernel, w + l->head_bias, B, D, V);
+    float *pooled = m->pooled + (size_t)b0 * D, *logits = m->logits + (size_t)b0 * V;
+    tlb_ops.meanpool.forward(pooled, fast_out, n, C, D);
+    tlb_ops.dense.forward(logits, pooled, w + l->head_kernel, w + l->head_bias, n, D, V);
+    if (labels)
+        tlb_ops.softmax_xent.forward(m->losses + b0, m->probs + (size_t)b0 * V, logits,
+                                     labels + b0, n, V);
+}
+
+static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
+
+double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+                     const model_dropout *drop)
+{
+    const int shards = model_shards_for(m, B);
+    if (shards == 1) {
+        forward_shard(m, img, labels, B, 0, B, drop);
+    } else {
+#pragma omp parallel for num_threads(shards) schedule(static, 1)
+        for (int s = 0; s < shards; s++) {
+            const int b0 = shard_start(B, shards, s);
+            forward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, drop);
+        }
+    }
     if (!labels) return 0.0;
-    tlb_ops.softmax_xent.forward(m->losses, m->probs, m->logits, labels, B, V);
     double sum = 0.0;
     for (int b = 0; b < B; b++) sum += m->losses[b];
     return sum;
 }
 
-void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
-                    const model_dropout *drop)
+/* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
+static void backward_shard(tlb_model *m, const float *img, const int *labels, int B, int b0, int n,
+                           float loss_scale, const model_dropout *drop, float *g)
 {
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
     const float *w = m->params;
-    float *g = m->grads;
-    const size_t stream_bytes = (size_t)B * C * D * sizeof(float);
+    const size_t tok_at = (size_t)b0 * N * D, chunk_at = (size_t)b0 * C * D;
+    const size_t stream_bytes = (size_t)n * C * D * sizeof(float);
+    (void)B;
 
     /* 3. Head. */
-    memset(m->d_logits, 0, (size_t)B * V * sizeof(float));
-    memset(m->d_pooled, 0, (size_t)B * D * sizeof(float));
-    tlb_ops.softmax_xent.backward(m->d_logits, m->probs, labels, loss_scale, B, V);
-    tlb_ops.dense.backward(m->d_pooled, g + l->head_kernel, g + l->head_bias, m->d_logits, m->pooled,
-                           w + l->head_kernel, B, D, V);
-    memset(m->d_stream[STREAM_FAST], 0, stream_bytes);
-    memset(m->d_stream[STREAM_SLOW], 0, stream_bytes);
-    tlb_ops.meanpool.backward(m->d_stream[STREAM_FAST], m->d_pooled, B, C, D);
+    float *d_logits = m->d_logits + (size_t)b0 * V, *d_pooled = m->d_pooled + (size_t)b0 * D;
+    memset(d_logits, 0, (size_t)n * V * sizeof(float));
+    memset(d_pooled, 0, (size_t)n * D * sizeof(float));
+    tlb_ops.softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
+                                  V);
+    tlb_ops.dense.backward(d_pooled, g + l->head_kernel, g + l->head_bias, d_logits,
+                           m->pooled + (size_t)b0 * D, w + l->head_kernel, n, D, V);
+    /* Local copies: the shard swaps its own stream-gradient buffers. */
+    float *d_stream[2] = {m->d_stream[STREAM_FAST] + chunk_at, m->d_stream[STREAM_SLOW] + chunk_at};
+    float *d_tmp = m->d_tmp + chunk_at;
+    memset(d_stream[STREAM_FAST], 0, stream_bytes);
+    memset(d_stream[STREAM_SLOW], 0, stream_bytes);
+    tlb_ops.meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
 
     /* 2. Backpropagation through time: chunks and steps in reverse. The last
      * chunk's slow update does not reach the loss, so it is skipped. */
-    memset(m->d_tokens, 0, (size_t)B * N * D * sizeof(float));
+    float *d_tokens = m->d_tokens + tok_at;
+    memset(d_tokens, 0, (size_t)n * N * D * sizeof(float));
+    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, C, C);
     for (int ch = nchunks - 1; ch >= 0; ch--) {
         const int last = (ch == nchunks - 1) ? l->num_steps - 1 : l->num_steps;
-        if (ch < nchunks - 1) memset(m->d_stream[STREAM_FAST], 0, stream_bytes);
+        if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, stream_bytes);
         for (int s = last - 1; s >= 0; s--) {
             const cell_step *st = &l->steps[s];
-            const block_acts *a = step_acts(m, ch, s);
-            block_dropout bd = step_dropout(m, drop, ch, s);
+            const block_acts a = acts_view(step_acts(m, ch, s), m->dims, b0, C, C);
+            const block_dropout bd = step_dropout(m, drop, ch, s, b0);
             /* The step replaced stream `query`: its gradient becomes d_tmp's,
              * and the key/value stream receives its share in place. */
-            memset(m->d_tmp, 0, stream_bytes);
-            float *d_kv = st->kv == st->query ? m->d_tmp : m->d_stream[st->kv];
-            block_backward(m->d_tmp, d_kv, g, m->d_stream[st->query], a, w, &l->attn[st->attn],
-                           &l->ffn[st->ffn], &m->scratch, m->dims, B, C, C, &bd);
-            float *swap = m->d_stream[st->query];
-            m->d_stream[st->query] = m->d_tmp;
-            m->d_tmp = swap;
+            memset(d_tmp, 0, stream_bytes);
+            float *d_kv = st->kv == st->query ? d_tmp : d_stream[st->kv];
+            block_backward(d_tmp, d_kv, g, d_stream[st->query], &a, w, &l->attn[st->attn],
+                           &l->ffn[st->ffn], &scratch, m->dims, n, C, C, &bd);
+            float *swap = d_stream[st->query];
+            d_stream[st->query] = d_tmp;
+            d_tmp = swap;
         }
         /* d_stream[FAST] is now the gradient of chunk ch's input tokens. */
-        const float *dchunk = m->d_stream[STREAM_FAST];
-        for (int b = 0; b < B; b++) {
-            float *dst = m->d_tokens + ((size_t)b * N + (size_t)ch * C) * D;
+        const float *dchunk = d_stream[STREAM_FAST];
+        for (int b = 0; b < n; b++) {
+            float *dst = d_tokens + ((size_t)b * N + (size_t)ch * C) * D;
             const float *src = dchunk + (size_t)b * C * D;
             for (int i = 0; i < C * D; i++) dst[i] += src[i];
         }
     }
 
     /* 1. Patch embedding. */
-    memset(m->d_tok, 0, (size_t)B * N * D * sizeof(float));
-    tlb_ops.layernorm.backward(m->d_tok, g + l->patch_ln_gamma, g + l->patch_ln_beta, m->d_tokens,
-                               m->tok, w + l->patch_ln_gamma, m->tok_mean, m->tok_rstd, B * N, D);
-    tlb_ops.posemb.backward(NULL, g + l->pos_emb, m->d_tok, B, N, D);
-    tlb_ops.patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, m->d_tok, img,
-                                w + l->conv_kernel, B, S, P, D);
+    float *d_tok = m->d_tok + tok_at;
+    memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
+    tlb_ops.layernorm.backward(d_tok, g + l->patch_ln_gamma, g + l->patch_ln_beta, d_tokens,
+                               m->tok + tok_at, w + l->patch_ln_gamma, m->tok_mean + (size_t)b0 * N,
+                               m->tok_rstd + (size_t)b0 * N, n * N, D);
+    tlb_ops.posemb.backward(NULL, g + l->pos_emb, d_tok, n, N, D);
+    tlb_ops.patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
+                                img + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, P, D);
+}
+
+void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+                    const model_dropout *drop)
+{
+    const int shards = model_shards_for(m, B);
+    if (shards == 1) {
+        backward_shard(m, img, labels, B, 0, B, loss_scale, drop, m->grads);
+        return;
+    }
+    const size_t np = model_num_params(m);
+#pragma omp parallel for num_threads(shards) schedule(static, 1)
+    for (int s = 0; s < shards; s++) {
+        float *g = m->grads;
+        if (s > 0) {
+            g = m->shard_grads + (size_t)(s - 1) * np;
+            memset(g, 0, np * sizeof(float));
+        }
+        const int b0 = shard_start(B, shards, s);
+        backward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale, drop,
+                       g);
+    }
+    /* Shards' weight gradients in shard order: deterministic for a shard count. */
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < np; i++) {
+        float sum = m->grads[i];
+        for (int s = 1; s < shards; s++) sum += m->shard_grads[(size_t)(s - 1) * np + i];
+        m->grads[i] = sum;
+    }
 }

@@ -40,6 +40,15 @@ typedef struct {
     float *d_tok;           /* [B*N, D] */
     float *d_pooled;        /* [B, D] */
     float *d_logits;        /* [B, V] */
+
+    /* Batch sharding: forward and backward split the micro-batch into up
+     * to `shards` contiguous sample ranges, one per OpenMP thread, each
+     * running the whole unrolled cell with single-threaded ops over
+     * row-offset views of the buffers above (every tensor is sample-major).
+     * Shard 0 accumulates its weight gradients into `grads`, shard s > 0
+     * into shard_grads[s-1], added in order afterwards. */
+    int shards;
+    float *shard_grads;     /* [(shards - 1) * num_params] */
 } tlb_model;
 
 /* Dropout for one forward/backward: off when rate == 0 or !training. The key
@@ -56,7 +65,10 @@ void model_destroy(tlb_model *m);
 size_t model_num_params(const tlb_model *m);
 
 /* Plans the activation arena for micro-batches of up to B samples; returns
- * the bytes it allocated, or 0 on failure. Re-planning frees the old plan. */
+ * the bytes it allocated, or 0 on failure. Re-planning frees the old plan.
+ * The shard count is fixed here: OpenMP's thread count at plan time, at most
+ * B (the weight-gradient summation order, and so the last bits of a
+ * result, depend on it; see README "Determinism"). */
 size_t model_plan(tlb_model *m, int B, tlb_error *err);
 /* Bytes the plan for B samples would take (without allocating). */
 size_t model_plan_bytes(const tlb_model *m, int B);
@@ -73,6 +85,11 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
                     const model_dropout *drop);
 
 void model_zero_grads(tlb_model *m);
+
+/* Shards a micro-batch of B samples runs in: 1 when any op's chosen backend
+ * is not re-entrant (oneDNN's stream and primitive cache), else
+ * min(shards, B). */
+int model_shards_for(const tlb_model *m, int B);
 
 /* The fast stream after chunk c's perceptual layers and the slow state after
  * chunk c's update, [B, C, D] (valid after a forward). */

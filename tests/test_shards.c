@@ -1,0 +1,129 @@
+/* Batch sharding (model.c): a micro-batch split over threads, each shard on
+ * row-offset views, gives the unsharded forward exactly and the unsharded
+ * weight gradients up to summation order; a fixed shard count repeats bit
+ * for bit; a backend that is not re-entrant (oneDNN) turns sharding off. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "ops/ops.h"
+#include "util/rng.h"
+
+#define B 7
+
+typedef struct {
+    double loss;
+    float logits[B * 5];
+    float *grads;
+    int shards;
+} run_result;
+
+static tlb_model_config small(tlb_wiring wiring)
+{
+    return (tlb_model_config){.image_size = 8, .patch_size = 2, .embed_dim = 20, .chunk_size = 4,
+                              .r = 2, .num_layers = 2, .num_heads = 2, .key_dim = 6, .ffn_mult = 2,
+                              .num_classes = 5, .wiring = wiring, .ffn_drop = 0.2f,
+                              .attn_drop = 0.2f};
+}
+
+/* One forward + backward of B samples, planned with `threads` OpenMP threads. */
+static run_result run(tlb_wiring wiring, int threads)
+{
+    const tlb_model_config c = small(wiring);
+    omp_set_num_threads(threads);
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    cr_assert_neq(model_plan(&m, B, &err), 0, "%s", err.msg);
+    rng_stream r = {17, 0};
+    const size_t n = model_num_params(&m);
+    for (size_t i = 0; i < n; i++) m.params[i] = 0.4f * (rng_next_uniform(&r) - 0.5f);
+    const size_t nimg = (size_t)B * 8 * 8 * 3;
+    float *img = malloc(nimg * sizeof(float));
+    int labels[B];
+    for (size_t i = 0; i < nimg; i++) img[i] = rng_next_uniform(&r);
+    for (int b = 0; b < B; b++) labels[b] = (int)rng_next_below(&r, 5);
+    const model_dropout d = {1, 4242, 100};
+
+    run_result res = {0};
+    res.shards = model_shards_for(&m, B);
+    model_zero_grads(&m);
+    res.loss = model_forward(&m, img, labels, B, &d);
+    model_backward(&m, img, labels, B, 1.0f / B, &d);
+    memcpy(res.logits, m.logits, sizeof res.logits);
+    res.grads = malloc(n * sizeof(float));
+    memcpy(res.grads, m.grads, n * sizeof(float));
+    free(img);
+    model_destroy(&m);
+    omp_set_num_threads(2);
+    return res;
+}
+
+static size_t num_params(tlb_wiring wiring)
+{
+    const tlb_model_config c = small(wiring);
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0);
+    const size_t n = model_num_params(&m);
+    model_destroy(&m);
+    return n;
+}
+
+static void sharded_matches_unsharded(tlb_wiring wiring)
+{
+    cr_assert_eq(ops_select(NULL, NULL), 0);
+    const run_result one = run(wiring, 1), three = run(wiring, 3), again = run(wiring, 3);
+    cr_assert_eq(one.shards, 1);
+    cr_assert_eq(three.shards, 3, "3 threads should give 3 shards, got %d", three.shards);
+    /* Forward: every op is row-local, so the logits do not depend on the split. */
+    cr_expect_eq(memcmp(one.logits, three.logits, sizeof one.logits), 0,
+                 "%s: sharded logits differ", wiring_name(wiring));
+    cr_expect_eq(one.loss, three.loss);
+    const size_t n = num_params(wiring);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)one.grads[i] - three.grads[i]));
+        scale = fmax(scale, fabs((double)one.grads[i]));
+    }
+    cr_expect_gt(scale, 0.0);
+    cr_expect_leq(worst, 1e-5 * scale, "%s: sharded gradient differs by %.3e (scale %.3e)",
+                  wiring_name(wiring), worst, scale);
+    cr_expect_eq(memcmp(three.grads, again.grads, n * sizeof(float)), 0,
+                 "%s: the same shard count must repeat bit for bit", wiring_name(wiring));
+    free(one.grads), free(three.grads), free(again.grads);
+}
+
+Test(shards, keras_sharded_matches_unsharded) { sharded_matches_unsharded(TLB_WIRING_KERAS); }
+Test(shards, paper_sharded_matches_unsharded) { sharded_matches_unsharded(TLB_WIRING_PAPER); }
+
+/* The comparison above must be able to fail: a shard's share lost (here
+ * half the gradient, as a missing reduction of two equal shards would leave)
+ * is far outside its tolerance. */
+Test(shards, comparison_detects_a_lost_shard)
+{
+    cr_assert_eq(ops_select(NULL, NULL), 0);
+    const run_result one = run(TLB_WIRING_KERAS, 1), two = run(TLB_WIRING_KERAS, 2);
+    cr_assert_eq(two.shards, 2);
+    const size_t n = num_params(TLB_WIRING_KERAS);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)one.grads[i] - 0.5 * two.grads[i]));
+        scale = fmax(scale, fabs((double)one.grads[i]));
+    }
+    cr_expect_gt(worst, 1e-5 * scale, "a halved gradient went unnoticed");
+    free(one.grads), free(two.grads);
+}
+
+Test(shards, dnnl_turns_sharding_off)
+{
+    tlb_error err;
+    cr_assert_eq(ops_select("dense:dnnl", &err), 0, "%s", err.msg);
+    const run_result r = run(TLB_WIRING_KERAS, 3);
+    cr_expect_eq(r.shards, 1, "oneDNN's stream is shared: no shards with dnnl (got %d)", r.shards);
+    free(r.grads);
+    cr_assert_eq(ops_select(NULL, NULL), 0);
+}
