@@ -412,9 +412,10 @@ static void backend_shapes(void)
             add_shape("posemb", 2, Ms[m], Ds[d], 0, 0, 0, 0);
             add_shape("dropout", 3, Ms[m] * Ds[d], 1, 0, 0, 0, 0.3f);
         }
-    /* large enough for the threaded, row-blocked LayerNorm backward, and
-     * D above its blocked limit */
+    /* large enough for the threaded, row-blocked LayerNorm backward (D above
+     * and below its in-register limit of 64), and D above its blocked limit */
     add_shape("layernorm", 301, 67, 0, 0, 0, 0, 0);
+    add_shape("layernorm", 400, 50, 0, 0, 0, 0, 0);
     add_shape("layernorm", 7, 300, 0, 0, 0, 0, 0);
     add_shape("gelu", 1, 0, 0, 0, 0, 0, 0);
     add_shape("gelu", 1000, 0, 0, 0, 0, 0, 0);

@@ -79,6 +79,55 @@ static void layernorm_row_backward(float *dx, float *sg, float *sb, const float 
     }
 }
 
+/* The blocked pass for D <= 64: dgamma/dbeta partials of rows [m0, m1)
+ * live in registers instead of being reloaded and stored for every row. */
+#define LN_RV (64 / VW)
+
+static void layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out,
+                                         const float *dout, const float *inp, const float *gamma,
+                                         const float *mean, const float *rstd, int m0, int m1,
+                                         int D)
+{
+    vec sg[LN_RV], sb[LN_RV];
+#pragma GCC unroll 8
+    for (int j = 0; j < LN_RV; j++) sg[j] = sb[j] = VZERO;
+    for (int m = m0; m < m1; m++) {
+        const float *x = inp + (size_t)m * D, *g = dout + (size_t)m * D;
+        const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
+        vec a = VZERO, b = VZERO;
+#pragma GCC unroll 8
+        for (int j = 0; j < LN_RV; j++) {
+            if (j * VW >= D) break;
+            const vmask k = vlanes(D - j * VW);
+            const vec gd = VMLOAD(g + j * VW, k);
+            const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
+            sg[j] = VFMA(gd, xh, sg[j]);
+            sb[j] = VADD(gd, sb[j]);
+            const vec dn = VMUL(gd, VMLOAD(gamma + j * VW, k));
+            a = VADD(a, dn);
+            b = VFMA(dn, xh, b);
+        }
+        if (!dinp) continue;
+        float *dx = dinp + (size_t)m * D;
+        const vec mdn = VSET1(vhsum(a) / (float)D);
+        const vec mdx = VSET1(vhsum(b) / (float)D);
+        for (int d = 0; d < D; d += VW) {
+            const vmask k = vlanes(D - d);
+            const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
+            const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
+            const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
+            VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < LN_RV; j++) {
+        if (j * VW >= D) break;
+        const vmask k = vlanes(D - j * VW);
+        VMSTORE(sg_out + j * VW, k, sg[j]);
+        VMSTORE(sb_out + j * VW, k, sb[j]);
+    }
+}
+
 static void layernorm_backward_simd(float *dinp, float *dgamma, float *dbeta, const float *dout,
                                     const float *inp, const float *gamma, const float *mean,
                                     const float *rstd, int M, int D)
@@ -114,8 +163,12 @@ static void layernorm_backward_simd(float *dinp, float *dgamma, float *dbeta, co
 #pragma omp parallel for schedule(static) if (blocks > 1)
     for (int blk = 0; blk < blocks; blk++) {
         float *sg = partial[blk][0], *sb = partial[blk][1];
-        for (int d = 0; d < D; d++) sg[d] = sb[d] = 0.0f;
         const int m0 = (int)((long)M * blk / blocks), m1 = (int)((long)M * (blk + 1) / blocks);
+        if (D <= LN_RV * VW) {
+            layernorm_rows_backward_regs(dinp, sg, sb, dout, inp, gamma, mean, rstd, m0, m1, D);
+            continue;
+        }
+        for (int d = 0; d < D; d++) sg[d] = sb[d] = 0.0f;
         for (int m = m0; m < m1; m++)
             layernorm_row_backward(dinp ? dinp + (size_t)m * D : NULL, sg, sb,
                                    inp + (size_t)m * D, dout + (size_t)m * D, gamma, mean[m],
