@@ -26,6 +26,7 @@
 #include "train/run_config.h"
 #include "train/trainer.h"
 #include "util/safetensors.h"
+#include "test_helpers.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers */
@@ -157,21 +158,6 @@ static int wait_for_file(const char *path, pid_t pid)
     return 0;
 }
 
-/* The data section of a checkpoint (parameters, moments, position). */
-static unsigned char *data_section(const char *run_dir, size_t *n)
-{
-    char path[1400];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
-    st_file f;
-    tlb_error err;
-    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
-    *n = f.size - f.data_start;
-    unsigned char *b = malloc(*n);
-    memcpy(b, f.bytes + f.data_start, *n);
-    st_close(&f);
-    return b;
-}
-
 /* A model of a run folder's config, for checkpoint_load. */
 typedef struct {
     run_config config;
@@ -206,7 +192,7 @@ static int load_run_checkpoint(loaded_run *r, const char *run_dir, train_positio
 static void expect_same_data(const char *dir_a, const char *dir_b)
 {
     size_t na, nb;
-    unsigned char *a = data_section(dir_a, &na), *b = data_section(dir_b, &nb);
+    unsigned char *a = test_checkpoint_data(dir_a, &na), *b = test_checkpoint_data(dir_b, &nb);
     cr_assert_eq(na, nb);
     cr_expect(memcmp(a, b, na) == 0, "%s and %s end with different parameters", dir_a, dir_b);
     free(a);

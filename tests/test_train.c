@@ -11,7 +11,7 @@
 
 #include "data/fetch.h"
 #include "train/trainer.h"
-#include "util/safetensors.h"
+#include "test_helpers.h"
 
 static void ensure_data(void)
 {
@@ -81,21 +81,6 @@ Test(train, short_run_learns, .timeout = 240)
     }
 }
 
-/* Returns the parameter bytes of a checkpoint (everything but the metadata). */
-static unsigned char *checkpoint_bytes(const char *run_dir, size_t *n)
-{
-    char path[1400];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
-    st_file f;
-    tlb_error err;
-    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
-    *n = f.size - f.data_start;
-    unsigned char *b = malloc(*n);
-    memcpy(b, f.bytes + f.data_start, *n);
-    st_close(&f);
-    return b;
-}
-
 Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
 {
     ensure_data();
@@ -120,7 +105,7 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
     cr_assert_eq(train_load_run_config(&again, sb.run_dir, &err), 0, "%s", err.msg);
     cr_assert_eq(train_run(&again, &resume, &sb, &err), 0, "%s", err.msg);
     size_t na, nb;
-    unsigned char *ba = checkpoint_bytes(sa.run_dir, &na), *bb = checkpoint_bytes(sb.run_dir, &nb);
+    unsigned char *ba = test_checkpoint_data(sa.run_dir, &na), *bb = test_checkpoint_data(sb.run_dir, &nb);
     cr_assert_eq(na, nb);
     cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run");
     cr_expect_float_eq(sa.test_acc, sb.test_acc, 0.0);
