@@ -12,23 +12,18 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/init.h"
+#include "train/trainer.h"
 
-/* Must match MICRO_BATCH_BUDGET and choose_micro_batch in train/trainer.c. */
-#define TRAINER_BUDGET ((size_t)1536 << 20)
-
+/* The trainer's own rule (train/trainer.c), for the seed model. */
 int bench_trainer_micro_batch(int batch)
 {
     const tlb_model_config c = model_config_seed();
     tlb_model m;
     tlb_error err;
     if (model_create(&m, &c, &err) != 0) return 0;
-    const size_t per_sample = model_plan_bytes(&m, 64) / 64 + 1;
+    const int mb = train_choose_micro_batch(&m, batch, 0);
     model_destroy(&m);
-    int mb = (int)(TRAINER_BUDGET / per_sample);
-    if (mb < 1) mb = 1;
-    if (mb > batch) mb = batch;
-    const int parts = (batch + mb - 1) / mb;
-    return (batch + parts - 1) / parts;
+    return mb;
 }
 
 /* Training FLOPs per image, counted from the wiring's schedule: every step

@@ -23,7 +23,8 @@
 #include "train/run_files.h"
 #include "util/rng.h"
 
-/* Activation memory for one micro-batch when the config leaves it to us. */
+/* Activation memory for one micro-batch when the config leaves it to us
+ * (train_choose_micro_batch). */
 #define MICRO_BATCH_BUDGET ((size_t)1536 << 20)
 
 static int mkdir_p(const char *path, tlb_error *err)
@@ -43,17 +44,15 @@ static int mkdir_p(const char *path, tlb_error *err)
     return 0;
 }
 
-/* Largest micro-batch within the budget, then evened out so the batch splits
- * into equal parts (the last one may be smaller by less than the count). */
-static int choose_micro_batch(const tlb_model *m, const run_config *c)
+int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
 {
-    if (c->micro_batch > 0) return c->micro_batch < c->batch_size ? c->micro_batch : c->batch_size;
+    if (requested > 0) return requested < batch_size ? requested : batch_size;
     const size_t per_sample = model_plan_bytes(m, 64) / 64 + 1;
     int mb = (int)(MICRO_BATCH_BUDGET / per_sample);
     if (mb < 1) mb = 1;
-    if (mb > c->batch_size) mb = c->batch_size;
-    const int parts = (c->batch_size + mb - 1) / mb;
-    return (c->batch_size + parts - 1) / parts;
+    if (mb > batch_size) mb = batch_size;
+    const int parts = (batch_size + mb - 1) / mb;
+    return (batch_size + parts - 1) / parts;
 }
 
 static int argmax(const float *x, int n)
@@ -200,7 +199,7 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
     s.adam_v = calloc(n, sizeof(float));
-    const int mb = choose_micro_batch(&s.model, c);
+    const int mb = train_choose_micro_batch(&s.model, c->batch_size, c->micro_batch);
     out->micro_batch = mb;
     if (!s.adam_m || !s.adam_v || model_plan(&s.model, mb, err) == 0) goto done;
 

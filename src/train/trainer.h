@@ -6,6 +6,7 @@
 
 #include <signal.h>
 
+#include "model/model.h"
 #include "train/run_config.h"
 
 typedef struct {
@@ -28,6 +29,13 @@ typedef struct {
  * when stopped by a signal after writing a checkpoint. */
 int train_run(const run_config *config, const train_options *opt, train_summary *out,
               tlb_error *err);
+
+/* The micro-batch a run uses: `requested` (the config's micro_batch) capped
+ * at the batch, or when it is 0 the largest whose activations fit a 1.5 GiB
+ * budget (model_plan_bytes), evened out so the batch splits into equal parts
+ * (the last one smaller by less than the number of parts). bench/step.c uses
+ * it too, so the benchmark times the trainer's split. */
+int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested);
 
 /* Reads RUN_DIR/config.cfg (as written by a run) for --resume. */
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err);
