@@ -6,22 +6,41 @@
 
 #include "ops/dropout_mask.h"
 
+/* Indexing shared by forward and backward. q, out, dout, dq are [B, Tq, H*K]
+ * and k, v, dk, dv [B, Tk, H*K]: head h's K features of token t of sample b
+ * start at tok(b, T, t, H, K, h). probs is [B, H, Tq, Tk]: the row of query
+ * i of (b, h) starts at probs_row(b, h, i, H, Tq, Tk). Sample b's dropout
+ * mask is indexed by (h, i, j) within the sample: drop_at. */
+static inline size_t tok(int b, int T, int t, int H, int K, int h)
+{
+    return ((size_t)b * T + t) * (H * K) + h * K;
+}
+
+static inline size_t probs_row(int b, int h, int i, int H, int Tq, int Tk)
+{
+    return (((size_t)b * H + h) * Tq + i) * Tk;
+}
+
+static inline size_t drop_at(int h, int i, int j, int Tq, int Tk)
+{
+    return ((size_t)h * Tq + i) * Tk + j;
+}
+
 static void attention_forward_ref(float *out, float *probs, const float *q, const float *k,
                                   const float *v, int B, int Tq, int Tk, int H, int K,
                                   const dropout_ctx *drop)
 {
-    const int HK = H * K;
     const float scale = 1.0f / sqrtf((float)K);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
             for (int i = 0; i < Tq; i++) {
-                const float *qi = q + ((size_t)b * Tq + i) * HK + h * K;
-                float *p = probs + (((size_t)b * H + h) * Tq + i) * Tk;
+                const float *qi = q + tok(b, Tq, i, H, K, h);
+                float *p = probs + probs_row(b, h, i, H, Tq, Tk);
                 float mx = -INFINITY;
                 for (int j = 0; j < Tk; j++) {
-                    const float *kj = k + ((size_t)b * Tk + j) * HK + h * K;
+                    const float *kj = k + tok(b, Tk, j, H, K, h);
                     float s = 0.0f;
                     for (int c = 0; c < K; c++) s += qi[c] * kj[c];
                     p[j] = s * scale;
@@ -33,12 +52,12 @@ static void attention_forward_ref(float *out, float *probs, const float *q, cons
                     sum += p[j];
                 }
                 for (int j = 0; j < Tk; j++) p[j] /= sum;
-                float *oi = out + ((size_t)b * Tq + i) * HK + h * K;
+                float *oi = out + tok(b, Tq, i, H, K, h);
                 for (int c = 0; c < K; c++) oi[c] = 0.0f;
                 for (int j = 0; j < Tk; j++) {
                     float pj = p[j];
-                    if (skey) pj *= dropout_scale_at(drop, skey, ((size_t)h * Tq + i) * Tk + j);
-                    const float *vj = v + ((size_t)b * Tk + j) * HK + h * K;
+                    if (skey) pj *= dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk));
+                    const float *vj = v + tok(b, Tk, j, H, K, h);
                     for (int c = 0; c < K; c++) oi[c] += pj * vj[c];
                 }
             }
@@ -51,7 +70,6 @@ static void attention_backward_ref(float *dq, float *dk, float *dv, const float 
                                    const float *probs, int B, int Tq, int Tk, int H, int K,
                                    const dropout_ctx *drop)
 {
-    const int HK = H * K;
     const float scale = 1.0f / sqrtf((float)K);
     /* Each (b, h) writes only its own rows and columns of dq, dk, dv. */
 #pragma omp parallel for collapse(2) schedule(static)
@@ -60,32 +78,32 @@ static void attention_backward_ref(float *dq, float *dk, float *dv, const float 
             const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
             float dp[TLB_MAX_KEYS];
             for (int i = 0; i < Tq; i++) {
-                const float *p = probs + (((size_t)b * H + h) * Tq + i) * Tk;
-                const float *gi = dout + ((size_t)b * Tq + i) * HK + h * K;
-                const float *qi = q + ((size_t)b * Tq + i) * HK + h * K;
+                const float *p = probs + probs_row(b, h, i, H, Tq, Tk);
+                const float *gi = dout + tok(b, Tq, i, H, K, h);
+                const float *qi = q + tok(b, Tq, i, H, K, h);
                 float dot = 0.0f;
                 for (int j = 0; j < Tk; j++) {
-                    const float keep = skey ? dropout_scale_at(drop, skey, ((size_t)h * Tq + i) * Tk + j) : 1.0f;
-                    const float *vj = v + ((size_t)b * Tk + j) * HK + h * K;
+                    const float keep = skey ? dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk)) : 1.0f;
+                    const float *vj = v + tok(b, Tk, j, H, K, h);
                     float s = 0.0f;
                     for (int c = 0; c < K; c++) s += gi[c] * vj[c];
                     dp[j] = s * keep; /* gradient wrt the pre-dropout probability */
                     dot += dp[j] * p[j];
                     if (dv) {
-                        float *dvj = dv + ((size_t)b * Tk + j) * HK + h * K;
+                        float *dvj = dv + tok(b, Tk, j, H, K, h);
                         const float pj = p[j] * keep;
                         for (int c = 0; c < K; c++) dvj[c] += pj * gi[c];
                     }
                 }
                 for (int j = 0; j < Tk; j++) {
                     const float ds = p[j] * (dp[j] - dot) * scale; /* softmax backward */
-                    const float *kj = k + ((size_t)b * Tk + j) * HK + h * K;
+                    const float *kj = k + tok(b, Tk, j, H, K, h);
                     if (dq) {
-                        float *dqi = dq + ((size_t)b * Tq + i) * HK + h * K;
+                        float *dqi = dq + tok(b, Tq, i, H, K, h);
                         for (int c = 0; c < K; c++) dqi[c] += ds * kj[c];
                     }
                     if (dk) {
-                        float *dkj = dk + ((size_t)b * Tk + j) * HK + h * K;
+                        float *dkj = dk + tok(b, Tk, j, H, K, h);
                         for (int c = 0; c < K; c++) dkj[c] += ds * qi[c];
                     }
                 }
