@@ -16,11 +16,14 @@ static inline vec gelu_cdf(vec x)
     return VFMA(VSET1(0.5f), e, VSET1(0.5f));
 }
 
-/* d/dx gelu = cdf(x) + x pdf(x) */
+/* d/dx gelu = cdf(x) + x pdf(x); one exp serves both: with z = x/sqrt2,
+ * pdf needs e^{-x^2/2} = e^{-z^2}, which erf(z)'s tail needs too. */
 static inline vec gelu_grad(vec x)
 {
-    const vec pdf = VMUL(VSET1(0.3989422804014327f), vexp(VMUL(VSET1(-0.5f), VMUL(x, x))));
-    return VFMA(x, pdf, gelu_cdf(x));
+    const vec e = vexp(VMUL(VSET1(-0.5f), VMUL(x, x)));
+    const vec erf = verf_given_exp(VMUL(x, VSET1(0.70710678118654752f)), e);
+    const vec cdf = VFMA(VSET1(0.5f), erf, VSET1(0.5f));
+    return VFMA(x, VMUL(VSET1(0.3989422804014327f), e), cdf);
 }
 
 static void gelu_forward_simd(float *out, const float *inp, size_t n)
