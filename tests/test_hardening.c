@@ -324,8 +324,9 @@ Test(hardening, checkpoint_byte_flips_are_refused_or_harmless, .timeout = 120)
                 header_refused, header_accepted, data_refused);
 
     /* Which header bytes may change harmlessly: the padding after the JSON
-     * (the parser reads one value and stops) and the informational "config"
-     * text. Those that carry meaning are refused, each with its reason. */
+     * (the parser reads one value and stops) and metadata keys nobody reads.
+     * Those that carry meaning are refused, each with its reason; the
+     * "config" text is covered by config_xxh3 (see checkpoint_config_text_is_hashed). */
     struct {
         const char *where;
         size_t delta; /* from the start of `where` */
@@ -334,6 +335,8 @@ Test(hardening, checkpoint_byte_flips_are_refused_or_harmless, .timeout = 120)
         {"\"format\":\"tlb-c", 11, "not a tlb-c checkpoint"},
         {"\"config_hash\":\"", 16, "written for config"},
         {"\"data_xxh3\":\"", 14, "corrupted: data hash"},
+        {"\"config\":\"", 12, "corrupted: config text hash"},
+        {"\"config_xxh3\":\"", 16, "corrupted: config text hash"},
         {"\"dtype\":\"F32\"", 10, "unsupported dtype"},
         {"\"shape\":[", 9, "bytes of data for"},
         {"\"data_offsets\":[0,", 18, "bytes of data for"},
@@ -391,6 +394,67 @@ Test(hardening, checkpoint_of_another_config_is_refused)
     s.hash ^= 1;
     cr_expect_neq(load_and_compare(&s, s.path, &err), 0);
     cr_expect(strstr(err.msg, "written for config") && strstr(err.msg, "this run's config is"), "%s", err.msg);
+    free_saved(&s);
+}
+
+/* The "config" text in the metadata carries its own XXH3-64 (config_xxh3,
+ * format 2): every byte of it flipped is refused, either by the JSON parser
+ * or by the hash, with one line naming the file. A format-1 file (before
+ * config_xxh3) still loads, its config text unchecked (resume reads
+ * config.cfg, so nothing it loads depends on that text); a format-2 file
+ * without the key is refused. */
+Test(hardening, checkpoint_config_text_is_hashed, .timeout = 120)
+{
+    saved_ckpt s;
+    save_tiny_checkpoint(&s);
+    tlb_error err;
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/flipped.safetensors", s.dir);
+    unsigned char *copy = malloc(s.size);
+    const size_t at = header_find(&s, "\"config\":\""), start = at + strlen("\"config\":\"");
+    cr_assert_neq(at, 0, "no config text in the header");
+    size_t end = start;
+    while (end < s.data_start && !(s.bytes[end] == '"' && s.bytes[end - 1] != '\\')) end++;
+    cr_assert_gt(end - start, 100, "config text of %zu bytes", end - start);
+    int by_hash = 0;
+    for (size_t off = start; off < end; off++)
+        for (int which = 0; which < 2; which++) {
+            memcpy(copy, s.bytes, s.size);
+            copy[off] ^= which ? 0x80 : 0x01;
+            spit(bad, copy, s.size);
+            cr_expect_neq(load_and_compare(&s, bad, &err), 0, "a flip in the config text (byte %zu) was accepted", off);
+            by_hash += strstr(err.msg, "corrupted: config text hash") != NULL;
+        }
+    cr_log_info("config text flips: %zu, %d refused by config_xxh3, the rest by the JSON parser",
+                2 * (end - start), by_hash);
+    cr_expect_gt(by_hash, (int)(end - start), "most flips should reach the hash check");
+    /* The message, in full. */
+    memcpy(copy, s.bytes, s.size);
+    copy[start + 2] ^= 0x01;
+    spit(bad, copy, s.size);
+    cr_expect_neq(load_and_compare(&s, bad, &err), 0);
+    char want[300];
+    snprintf(want, sizeof want, "%s: corrupted: config text hash ", bad);
+    cr_expect(strncmp(err.msg, want, strlen(want)) == 0 && strstr(err.msg, ", recorded "), "%s", err.msg);
+
+    /* Format 2 without config_xxh3 (key renamed, same length): refused. */
+    const size_t key = header_find(&s, "\"config_xxh3\"");
+    cr_assert_neq(key, 0);
+    memcpy(copy, s.bytes, s.size);
+    copy[key + 11] = 'X';
+    spit(bad, copy, s.size);
+    cr_expect_neq(load_and_compare(&s, bad, &err), 0, "format 2 without config_xxh3 accepted");
+    cr_expect(strstr(err.msg, "config text hash") && strstr(err.msg, "recorded none"), "%s", err.msg);
+    /* The same as format 1: loads, also with its config text changed. */
+    const size_t fmt = header_find(&s, "\"format\":\"tlb-c checkpoint 2\"");
+    cr_assert_neq(fmt, 0, "the writer's format is not 2");
+    copy[fmt + strlen("\"format\":\"tlb-c checkpoint ")] = '1';
+    spit(bad, copy, s.size);
+    cr_expect_eq(load_and_compare(&s, bad, &err), 0, "a format-1 checkpoint: %s", err.msg);
+    copy[start + 2] ^= 0x01;
+    spit(bad, copy, s.size);
+    cr_expect_eq(load_and_compare(&s, bad, &err), 0, "a format-1 checkpoint, config text changed: %s", err.msg);
+    free(copy);
     free_saved(&s);
 }
 

@@ -10,7 +10,12 @@
 
 #include "util/safetensors.h"
 
-#define CHECKPOINT_FORMAT "tlb-c checkpoint 1"
+/* Format 2 adds "config_xxh3", the XXH3-64 of the "config" text, and
+ * requires it. Format 1 (before config_xxh3) still loads: its data is
+ * covered by data_xxh3 and the config text is informational (resume reads
+ * config.cfg), so nothing loaded goes unchecked. */
+#define CHECKPOINT_FORMAT "tlb-c checkpoint 2"
+#define CHECKPOINT_FORMAT_1 "tlb-c checkpoint 1"
 
 /* The rename is durable only once the folder's entry is on disk. */
 static void fsync_parent(const char *path)
@@ -46,10 +51,13 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
         }
     const int64_t position[3] = {pos->step, pos->epoch, pos->batch_in_epoch};
     if (rc == 0) rc = st_writer_add(&w, "train.position", ST_I64, 1, (int64_t[]){3}, position);
+    if (!config_text) config_text = "";
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)config_hash);
     if (rc == 0) rc = st_writer_meta(&w, "format", CHECKPOINT_FORMAT);
     if (rc == 0) rc = st_writer_meta(&w, "config_hash", buf);
-    if (rc == 0) rc = st_writer_meta(&w, "config", config_text ? config_text : "");
+    if (rc == 0) rc = st_writer_meta(&w, "config", config_text);
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)XXH3_64bits(config_text, strlen(config_text)));
+    if (rc == 0) rc = st_writer_meta(&w, "config_xxh3", buf);
     if (rc != 0) {
         st_writer_free(&w);
         return tlb_fail(err, "%s: out of memory preparing the checkpoint", path);
@@ -73,13 +81,22 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
     int rc = 0;
     const char *format = st_meta(&f, "format"), *hash = st_meta(&f, "config_hash");
     const char *data_hash = st_meta(&f, "data_xxh3");
+    const char *config_text = st_meta(&f, "config"), *config_xxh3 = st_meta(&f, "config_xxh3");
     char buf[32];
-    if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
+    const int v1 = format && strcmp(format, CHECKPOINT_FORMAT_1) == 0;
+    if (!format || (!v1 && strcmp(format, CHECKPOINT_FORMAT) != 0))
         rc = tlb_fail(err, "%s: not a tlb-c checkpoint (format '%s')", path, format ? format : "missing");
     if (rc == 0) {
         snprintf(buf, sizeof buf, "%016llx", (unsigned long long)data_section_hash(&f));
         if (!data_hash || strcmp(data_hash, buf) != 0)
             rc = tlb_fail(err, "%s: corrupted: data hash %s, recorded %s", path, buf, data_hash ? data_hash : "none");
+    }
+    if (rc == 0 && !v1) {
+        if (!config_text) config_text = "";
+        snprintf(buf, sizeof buf, "%016llx", (unsigned long long)XXH3_64bits(config_text, strlen(config_text)));
+        if (!config_xxh3 || strcmp(config_xxh3, buf) != 0)
+            rc = tlb_fail(err, "%s: corrupted: config text hash %s, recorded %s", path, buf,
+                          config_xxh3 ? config_xxh3 : "none");
     }
     if (rc == 0) {
         snprintf(buf, sizeof buf, "%016llx", (unsigned long long)expected_hash);

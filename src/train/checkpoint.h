@@ -1,7 +1,8 @@
 /* Checkpoints: one safetensors file with the parameters (by their model
  * names), the AdamW moments ("adamw.m.<name>", "adamw.v.<name>") and the
- * training position. The metadata records the config hash and the resolved
- * config; the writer adds an XXH3-64 of the data section. Written atomically
+ * training position. The metadata records the config hash, the resolved
+ * config text with its XXH3-64 ("config_xxh3"); the writer adds an XXH3-64
+ * of the data section ("data_xxh3"). Written atomically
  * (temporary file, fsync, rename, fsync of the folder), so a crash at any
  * moment leaves the previous checkpoint intact. */
 #ifndef TLB_CHECKPOINT_H
@@ -22,8 +23,10 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
                     tlb_error *err);
 
 /* Loads into an existing model of the same config. Refuses (with a message
- * naming what is wrong) a truncated or corrupted file, a data hash mismatch,
- * a config hash other than `expected_hash`, or a missing/misshapen tensor. */
+ * naming the file and what is wrong) a truncated or corrupted file, a data
+ * hash or config text hash mismatch, a config hash other than
+ * `expected_hash`, or a missing/misshapen tensor. Files of format 1 (written
+ * before config_xxh3 existed) load without the config text check. */
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
                     train_position *pos, uint64_t expected_hash, tlb_error *err);
 
