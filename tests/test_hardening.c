@@ -502,6 +502,61 @@ Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout
 
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL}), 0);
     expect_same_data(ref, run_dir);
+    /* The resume removed the dead process's temporary file, and said so. */
+    cr_expect(!file_exists(tmp), "%s is still there after the resume", tmp);
+    char msg[4096], line[1600];
+    read_text(errf, msg, sizeof msg, NULL);
+    snprintf(line, sizeof line, "removed %s, left by process %ld which is gone\n", tmp, (long)pid);
+    cr_expect(strstr(msg, line) != NULL, "stderr: %s", msg);
+}
+
+/* checkpoint_remove_stale_tmp removes exactly PATH.tmp.PID of a process that
+ * is gone (or of this one) and keeps everything else. */
+Test(hardening, stale_checkpoint_tmp_files_are_removed)
+{
+    char dir[] = "/tmp/tlb_stale_XXXXXX", path[200], f[300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    pid_t dead = fork();
+    cr_assert_neq(dead, -1);
+    if (dead == 0) _exit(0);
+    cr_assert_eq(wait_status(dead), 0);
+    const long gone[] = {(long)dead, (long)getpid()};
+    const char *keep[] = {"checkpoint.safetensors", "checkpoint.safetensors.tmp.", "checkpoint.safetensors.tmp.12x",
+                          "checkpoint.safetensors.tmp.-5", "checkpoint.safetensors.tmp.99999999999999999999",
+                          "other.safetensors.tmp.1", "metrics.csv", NULL};
+    char live[64], dead_other[64];
+    snprintf(live, sizeof live, "checkpoint.safetensors.tmp.%ld", (long)getppid()); /* alive: kept */
+    snprintf(dead_other, sizeof dead_other, "other.safetensors.tmp.%ld", (long)dead); /* not ours: kept */
+    for (int i = 0; keep[i]; i++) {
+        snprintf(f, sizeof f, "%s/%s", dir, keep[i]);
+        spit(f, "x", 1);
+    }
+    snprintf(f, sizeof f, "%s/%s", dir, live);
+    spit(f, "x", 1);
+    snprintf(f, sizeof f, "%s/%s", dir, dead_other);
+    spit(f, "x", 1);
+    for (int i = 0; i < 2; i++) {
+        snprintf(f, sizeof f, "%s.tmp.%ld", path, gone[i]);
+        spit(f, "x", 1);
+    }
+    cr_expect_eq(checkpoint_remove_stale_tmp(path, NULL), 2);
+    for (int i = 0; i < 2; i++) {
+        snprintf(f, sizeof f, "%s.tmp.%ld", path, gone[i]);
+        cr_expect(!file_exists(f), "%s was kept", f);
+    }
+    for (int i = 0; keep[i]; i++) {
+        snprintf(f, sizeof f, "%s/%s", dir, keep[i]);
+        cr_expect(file_exists(f), "%s was removed", f);
+        unlink(f);
+    }
+    snprintf(f, sizeof f, "%s/%s", dir, live);
+    cr_expect(file_exists(f), "%s (a live process) was removed", f);
+    unlink(f);
+    snprintf(f, sizeof f, "%s/%s", dir, dead_other);
+    cr_expect(file_exists(f), "%s was removed", f);
+    unlink(f);
+    cr_expect_eq(rmdir(dir), 0, "%s holds more files than the test made", dir);
 }
 
 Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)

@@ -1,7 +1,10 @@
 #include "train/checkpoint.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +69,45 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
     st_writer_free(&w);
     if (rc == 0) fsync_parent(path);
     return rc;
+}
+
+int checkpoint_remove_stale_tmp(const char *path, FILE *log)
+{
+    char *copy_dir = strdup(path), *copy_base = strdup(path);
+    if (!copy_dir || !copy_base) {
+        free(copy_dir);
+        free(copy_base);
+        return 0;
+    }
+    const char *dir = dirname(copy_dir), *base = basename(copy_base);
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s.tmp.", base);
+    const size_t plen = strlen(prefix);
+    int removed = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, plen) != 0) continue;
+        const char *digits = e->d_name + plen;
+        char *end;
+        errno = 0;
+        const long pid = strtol(digits, &end, 10);
+        if (*digits < '0' || *digits > '9' || *end || errno || pid <= 0 || pid != (long)(pid_t)pid) continue;
+        /* Ours (nothing is in flight at start) or a process that is gone;
+         * a live other process may be writing it. */
+        const int gone = (pid_t)pid == getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
+        if (!gone) continue;
+        char full[4096];
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        if (unlink(full) == 0) {
+            removed++;
+            if (log) fprintf(log, "removed %s, left by process %ld which is gone\n", full, pid);
+        }
+    }
+    if (d) closedir(d);
+    free(copy_dir);
+    free(copy_base);
+    return removed;
 }
 
 static uint64_t data_section_hash(const st_file *f)

@@ -9,6 +9,7 @@
 #define TLB_CHECKPOINT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "model/model.h"
 
@@ -29,5 +30,11 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
  * before config_xxh3 existed) load without the config text check. */
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
                     train_position *pos, uint64_t expected_hash, tlb_error *err);
+
+/* Removes the temporary files PATH.tmp.PID that a save killed before its
+ * rename leaves behind, when PID is this process (call it before the first
+ * save) or no longer exists; a file of a live other process stays. Each
+ * removal gets a line on `log` (NULL: silent). Returns how many were removed. */
+int checkpoint_remove_stale_tmp(const char *path, FILE *log);
 
 #endif

@@ -193,6 +193,9 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
         return 2;
     }
     if (mkdir_p(out->run_dir, err) != 0) return 2;
+    /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
+     * checkpoint.safetensors.tmp.PID behind. */
+    checkpoint_remove_stale_tmp(ckpt, stderr);
 
     if (model_create(&s.model, &c->model, err) != 0) return 2;
     const size_t n = model_num_params(&s.model);
