@@ -1,9 +1,10 @@
-/* Attention core with AVX2 (see attention_simd.h). AVX2 has no 64-bit
- * multiply, so the dropout mask comes from the scalar dropout_scale_at
- * (identical by construction): no VKEEP here. */
+/* Attention core with AVX2 (see attention_simd.h); the dropout mask is
+ * generated 8 lanes at a time, bit-exactly (dropout_mask_avx2.h). */
 #include "ops/impls.h"
 
 #include "ops/simd_avx2.h"
+#include "ops/dropout_mask_avx2.h"
+#define VKEEP(drop, key, elem0) mask_keep_x8(drop, key, elem0)
 #include "ops/attention_simd.h"
 
 const attention_op attention_avx2 = {attention_forward_simd, attention_backward_simd};
