@@ -621,6 +621,43 @@ static void stop_with(int signo)
 Test(hardening, sigint_checkpoints_and_exits_130, .timeout = 180) { stop_with(SIGINT); }
 Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(SIGTERM); }
 
+/* A second signal while the first one's clean stop is under way exits at
+ * once with 128 + that signal: no stop checkpoint, no "resume with" line;
+ * the last end-of-epoch checkpoint stays and loads. The two signals differ
+ * (SIGINT, then SIGTERM) because two SIGINTs sent back to back may merge
+ * into one pending signal; the handler treats any second signal alike. Both
+ * are sent before the step in progress can end (a step plus a synced
+ * checkpoint write takes milliseconds, the two kill calls microseconds).
+ * Which handler runs second is up to the kernel (any thread of the process
+ * may take either), so the status is 143 or 130. */
+Test(hardening, second_signal_exits_at_once, .timeout = 180)
+{
+    ensure_data();
+    char dir[] = "/tmp/tlb_sig2_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled_twice", "train_limit: 256\nepochs: 40\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+    kill(pid, SIGINT);
+    kill(pid, SIGTERM);
+    const int status = wait_status(pid);
+    read_text(errf, msg, sizeof msg, NULL);
+    cr_assert(status == 128 + SIGTERM || status == 128 + SIGINT, "exit status %d; stderr: %s", status, msg);
+    cr_expect(strstr(msg, "stopped after step") == NULL && strstr(msg, "resume with") == NULL,
+              "the second signal did not stop at once; stderr: %s", msg);
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect_eq(pos.batch_in_epoch, 0, "a stop checkpoint was written (epoch %d, batch %d)", pos.epoch,
+                 pos.batch_in_epoch);
+    cr_expect_geq(pos.epoch, 1);
+    close_run(&r);
+}
+
 Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 180)
 {
     ensure_data();

@@ -2,6 +2,7 @@
  * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs) */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +13,15 @@
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_signal = 0;
+/* Signals seen. A process-directed signal may run its handler in any thread
+ * (loader, OpenMP), so two can be handled at once: the atomic count, not a
+ * test of stop_signal, decides which one is the second. */
+static atomic_int signals_seen;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler needs a lock-free atomic int");
 
 static void on_signal(int signo)
 {
-    if (stop_signal) _exit(128 + signo); /* a second signal: stop now */
+    if (atomic_fetch_add(&signals_seen, 1) > 0) _exit(128 + signo); /* a second signal: stop now */
     stop_signal = signo;
 }
 
