@@ -2,6 +2,7 @@
  * missing): a short run must learn, and a run stopped mid-epoch and resumed
  * must end bit-identical to one run straight through. */
 #include <criterion/criterion.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,36 @@ Test(train, refuses_to_overwrite_a_run, .timeout = 120)
     cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
     cr_assert_eq(train_run(&c, NULL, &s, &err), 2);
     cr_expect(strstr(err.msg, "--resume") != NULL, "%s", err.msg);
+}
+
+/* threads: 0 (all cores) is resolved before the run is hashed: the run
+ * folder's hash and its config.cfg hold the count the run used (results
+ * depend on it: it is the shard count), and a resume reads that count back. */
+Test(train, threads_0_is_hashed_and_recorded_resolved, .timeout = 120)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_threads0_XXXXXX";
+    cr_assert_not_null(mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: threads0\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
+    run_config c;
+    make_config(&c, text, out);
+    c.threads = 0;
+    omp_set_num_threads(2); /* what threads: 0 resolves to in this process */
+    run_config resolved = c, unresolved = c;
+    resolved.threads = 2;
+    char want[1300], other[1300];
+    run_config_run_dir(&resolved, want, sizeof want);
+    run_config_run_dir(&unresolved, other, sizeof other);
+    cr_assert_str_neq(want, other);
+    train_summary s;
+    tlb_error err;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(s.run_dir, want);
+    run_config back;
+    cr_assert_eq(train_load_run_config(&back, s.run_dir, &err), 0, "%s", err.msg);
+    cr_expect_eq(back.threads, 2, "config.cfg records threads: %d", back.threads);
+    cr_expect_eq(run_config_hash(&back), run_config_hash(&resolved));
 }
 
 static int run_tlb(const char *args)

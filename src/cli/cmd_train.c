@@ -70,6 +70,7 @@ int cmd_train(int argc, char **argv)
             fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
+        train_resolve_threads(&config); /* the sweep folder's hash as the runs' */
     }
 
     struct sigaction sa;

@@ -114,7 +114,8 @@ size_t run_config_write_canonical(const run_config *c, char *buf, size_t n);
 
 /* XXH3-64 of the canonical text of the keys that affect results: every key
  * except out_dir, data_dir and name (threads and micro_batch stay in: they
- * can change reduction order). */
+ * can change reduction order; a new run resolves threads: 0 to its count
+ * first, train_resolve_threads). */
 uint64_t run_config_hash(const run_config *c);
 
 /* "<out_dir>/<name>-<16 hex digits of the hash>"; snprintf semantics. */

@@ -171,7 +171,12 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
     return 0;
 }
 
-int train_run(const run_config *c, const train_options *opt, train_summary *out, tlb_error *err)
+void train_resolve_threads(run_config *c)
+{
+    if (c->threads == 0) c->threads = omp_get_max_threads();
+}
+
+int train_run(const run_config *config, const train_options *opt, train_summary *out, tlb_error *err)
 {
     run_state s;
     memset(&s, 0, sizeof s);
@@ -179,6 +184,13 @@ int train_run(const run_config *c, const train_options *opt, train_summary *out,
     const double t_start = progress_now();
     int status = 1;
 
+    /* A new run records the thread count it uses (the shard count orders the
+     * gradient sums), in its hash and config.cfg, so a resume runs with the
+     * same count. A run folder from before that may hold threads: 0: it
+     * resumes as it was written (all cores), its hash unchanged. */
+    run_config resolved = *config;
+    if (!(opt && opt->resume_dir)) train_resolve_threads(&resolved);
+    const run_config *c = &resolved;
     if (c->threads > 0) omp_set_num_threads(c->threads);
     if (ops_select(c->backend, err) != 0) return 2;
 

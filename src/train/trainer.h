@@ -25,6 +25,13 @@ typedef struct {
     int micro_batch;
 } train_summary;
 
+/* threads: 0 (all cores) becomes the count OpenMP would use
+ * (omp_get_max_threads: OMP_NUM_THREADS, else the cores available). Results
+ * depend on the thread count (it is the shard count, which orders the
+ * weight-gradient sums), so a new run hashes and records the resolved
+ * count; train_run does this itself, cmd_train also for the sweep folder. */
+void train_resolve_threads(run_config *c);
+
 /* Exit statuses: 0 done, 1 failure (message in err), 2 bad input, 128 + signal
  * when stopped by a signal after writing a checkpoint. */
 int train_run(const run_config *config, const train_options *opt, train_summary *out,
