@@ -46,6 +46,22 @@ static void layernorm_forward_simd(float *out, float *mean, float *rstd, const f
 #define LN_BLOCKS 16
 #define LN_MAX_D 256
 
+/* dx += rstd (dn - mean(dn) - xh mean(dn xh)), dn = g gamma, given the
+ * row's sums a = sum(dn) and b = sum(dn xh) as vectors. */
+static inline void layernorm_row_dx(float *dx, const float *x, const float *g,
+                                    const float *gamma, vec mu, vec rs, vec a, vec b, int D)
+{
+    const vec mdn = VSET1(vhsum(a) / (float)D);
+    const vec mdx = VSET1(vhsum(b) / (float)D);
+    for (int d = 0; d < D; d += VW) {
+        const vmask k = vlanes(D - d);
+        const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
+        const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
+        const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
+        VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
+    }
+}
+
 static void layernorm_row_backward(float *dx, float *sg, float *sb, const float *x,
                                    const float *g, const float *gamma, float mean, float rstd,
                                    int D)
@@ -68,15 +84,7 @@ static void layernorm_row_backward(float *dx, float *sg, float *sb, const float 
         }
     }
     if (!dx) return;
-    const vec mdn = VSET1(vhsum(a) / (float)D);
-    const vec mdx = VSET1(vhsum(b) / (float)D);
-    for (int d = 0; d < D; d += VW) {
-        const vmask k = vlanes(D - d);
-        const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
-        const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
-        const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
-        VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
-    }
+    layernorm_row_dx(dx, x, g, gamma, mu, rs, a, b, D);
 }
 
 /* The blocked pass for D <= 64: dgamma/dbeta partials of rows [m0, m1)
@@ -109,15 +117,7 @@ static void layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_o
         }
         if (!dinp) continue;
         float *dx = dinp + (size_t)m * D;
-        const vec mdn = VSET1(vhsum(a) / (float)D);
-        const vec mdx = VSET1(vhsum(b) / (float)D);
-        for (int d = 0; d < D; d += VW) {
-            const vmask k = vlanes(D - d);
-            const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
-            const vec xh = VMUL(VSUB(VMLOAD(x + d, k), mu), rs);
-            const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
-            VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
-        }
+        layernorm_row_dx(dx, x, g, gamma, mu, rs, a, b, D);
     }
 #pragma GCC unroll 8
     for (int j = 0; j < LN_RV; j++) {
