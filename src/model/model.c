@@ -118,8 +118,6 @@ size_t model_plan(tlb_model *m, int B, tlb_error *err)
 int model_shards_for(const tlb_model *m, int B)
 {
     if (m->shards <= 1 || B <= 1 || omp_in_parallel()) return 1;
-    for (int op = 0; op < ops_count(); op++)
-        if (ops_chosen(op) == TLB_BACKEND_DNNL) return 1;
     return m->shards < B ? m->shards : B;
 }
 
@@ -253,6 +251,11 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels, int
 
 static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
 
+/* Inside a shard the ops run on one thread. Nested regions are already
+ * inactive (max_active_levels 1), but oneDNN sizes its work split from
+ * omp_get_max_threads(): this task's count must say 1 too. */
+static void shard_single_threaded(void) { omp_set_num_threads(1); }
+
 double model_forward(tlb_model *m, const float *img, const int *labels, int B,
                      const model_dropout *drop)
 {
@@ -262,6 +265,7 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
         for (int s = 0; s < shards; s++) {
+            shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
             forward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, drop);
         }
@@ -353,6 +357,7 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
     const size_t np = model_num_params(m);
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
     for (int s = 0; s < shards; s++) {
+        shard_single_threaded();
         float *g = m->grads;
         if (s > 0) {
             g = m->shard_grads + (size_t)(s - 1) * np;

@@ -86,9 +86,9 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
 
 void model_zero_grads(tlb_model *m);
 
-/* Shards a micro-batch of B samples runs in: 1 when any op's chosen backend
- * is not re-entrant (oneDNN's stream and primitive cache), else
- * min(shards, B). */
+/* Shards a micro-batch of B samples runs in: min(shards, B), or 1 when
+ * already inside a parallel region. Every backend is re-entrant (oneDNN's
+ * streams and primitive caches are per thread). */
 int model_shards_for(const tlb_model *m, int B);
 
 /* The fast stream after chunk c's perceptual layers and the slow state after

@@ -7,7 +7,7 @@
 
 enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS };
 
-static tlb_dnnl_cache cache = TLB_DNNL_CACHE_INIT;
+TLB_DNNL_THREAD_CACHE cache = TLB_DNNL_CACHE_INIT;
 
 /* Row-major operands and transposes are plain strided views: bwd-data reads
  * w[K,N] as w^T[N,K]; bwd-weights reads inp[M,K] as inp^T[K,M]. */

@@ -7,7 +7,12 @@
  * contract accumulates). Everything is created on the first call with a
  * shape; later calls only swap data handles and execute, so a training step
  * allocates nothing after its first one. oneDNN here runs on the same OpenMP
- * runtime (libgomp) as our code, so it uses our thread pool and count. */
+ * runtime (libgomp) as our code, so it uses our thread pool and count.
+ *
+ * Re-entrancy: the model runs batch shards on concurrent threads, each with
+ * an OpenMP thread count of 1 (model.c). Every thread gets its own stream and,
+ * since the backends declare their caches _Thread_local, its own primitives,
+ * memory objects and scratchpads: nothing is shared between shards. */
 #ifndef TLB_OPS_DNNL_COMMON_H
 #define TLB_OPS_DNNL_COMMON_H
 
@@ -42,6 +47,7 @@ dnnl_primitive_attr_t tlb_dnnl_attr(int accumulate, int user_scratchpad);
 
 typedef struct {
     int key[TLB_DNNL_KEY];
+    int threads; /* omp_get_max_threads() when built: part of the key */
     dnnl_primitive_t prim;
     int nargs;
     dnnl_exec_arg_t args[TLB_DNNL_MAX_ARGS];
@@ -57,6 +63,8 @@ typedef struct {
     pthread_mutex_t lock;
 } tlb_dnnl_cache;
 #define TLB_DNNL_CACHE_INIT {.used = 0, .lock = PTHREAD_MUTEX_INITIALIZER}
+/* Each backend's cache: one per thread (see above). */
+#define TLB_DNNL_THREAD_CACHE static _Thread_local tlb_dnnl_cache
 
 /* Builds entry e for key: creates a primitive descriptor with user scratchpad
  * (tlb_dnnl_attr(x, 1)) and hands it to tlb_dnnl_entry_init. */
