@@ -55,9 +55,11 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int micro_batch,
  * config (the largest within 1.5 GiB of activations, evened out). */
 int bench_trainer_micro_batch(int batch);
 int bench_step_child(int argc, char **argv);
-/* The automatic choice's step (keras wiring), zeros if not measured. */
+/* The automatic choice's step (keras wiring) and the same with mixed
+ * precision (bf16 dense), zeros if not measured. */
 typedef struct {
     double step_seconds, mb_seconds;
+    double bf16_step_seconds;
 } bench_step_summary;
 void bench_steps(const bench_opts *o, const bench_machine *m, int micro_batch,
                  bench_step_summary *out);

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 
     bench_machine m = {0};
     bench_op_summary sum = {0};
-    bench_step_summary step = {0, 0};
+    bench_step_summary step = {0, 0, 0};
     if (strstr(only, "probe")) bench_probe(&o, &m);
     else m = (bench_machine){1, 1, "none", 1, 1};
     if (strstr(only, "ops")) bench_ops(&o, &m, mb, &sum);

@@ -1,5 +1,5 @@
-/* The whole training step per backend choice at the seed config, batch 2048,
- * fp32, as train/trainer.c runs it: zero the gradients, forward + backward
+/* The whole training step per backend choice and precision at the seed
+ * config, batch 2048, as train/trainer.c runs it: zero the gradients, forward + backward
  * per micro-batch (dropout on), one AdamW update. Each configuration runs in
  * its own child process so its peak RSS (wait4's ru_maxrss) is its own. */
 #include <stdlib.h>
@@ -62,14 +62,22 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
     r->base_mib = bench_vm_rss_mib();
     r->scaled = scaled;
     tlb_error err;
+    /* "bf16" or "bf16,SPEC": mixed precision over the automatic choice or SPEC */
+    const int mixed = spec && strncmp(spec, "bf16", 4) == 0;
+    if (mixed) spec = spec[4] == ',' ? spec + 5 : NULL;
     if (ops_select(spec, &err) != 0) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
         return;
     }
+    if (mixed && ops_set_mixed_precision(1) != 0) {
+        snprintf(r->error, sizeof r->error, "mixed precision needs AVX512_BF16");
+        return;
+    }
     for (int op = 0; op < ops_count(); op++) {
         const size_t at = strlen(r->backends);
+        const int bf16 = mixed && strcmp(ops_name(op), "dense") == 0;
         snprintf(r->backends + at, sizeof r->backends - at, "%s%s:%s", op ? " " : "", ops_name(op),
-                 backend_name(ops_chosen(op)));
+                 bf16 ? "bf16" : backend_name(ops_chosen(op)));
     }
     tlb_model m;
     if (model_create(&m, c, &err) != 0) {
@@ -216,12 +224,13 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         {"ref (all ops)", "ref", TLB_WIRING_KERAS, 1},
         {"avx2", "avx2", TLB_WIRING_KERAS, 0},
         {"avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0},
-        /* oneDNN is not re-entrant here, so the model runs it unsharded */
-        {"dnnl dense, unsharded", "dense:dnnl", TLB_WIRING_KERAS, 0},
+        {"dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0},
+        {"mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0},
         {"paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0},
+        {"paper wiring, bf16 dense", "bf16", TLB_WIRING_PAPER, 0},
     };
     const int nconf = sizeof configs / sizeof *configs;
-    printf("\n## Training step (seed config, batch %d in micro-batches of %d, fp32, %d threads; "
+    printf("\n## Training step (seed config, batch %d in micro-batches of %d, fp32 unless bf16, %d threads; "
            "median of %d steps after a one-micro-batch warm-up)\n\n",
            o->batch, mb, o->threads, o->steps);
     for (int w = 0; w < 2; w++) {
@@ -265,6 +274,8 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
             fprintf(csv, "%s,%s,%d,%d,%.4f,%.2f,%.4f,%.2f,%.2f,%.1f,%.1f,%.1f,%d,%.4f,%s\n", configs[i].label,
                     wiring_name(c.wiring), o->batch, mb, r.step_s, ips, fl * 1e-9, gf,
                     100 * gf / m->fma_all, rss, r.planned_mib, r.base_mib, r.scaled, r.mb_s, r.backends);
+        if (configs[i].spec && strcmp(configs[i].spec, "bf16") == 0 && c.wiring == TLB_WIRING_KERAS)
+            out->bf16_step_seconds = r.step_s;
         if (!configs[i].spec && c.wiring == TLB_WIRING_KERAS) {
             out->step_seconds = r.step_s, out->mb_seconds = r.mb_s;
             printf("%-24s   targets (issue): >= 150 GFLOP/s effective (>= 340 img/s): %s; aim 200: %s;"

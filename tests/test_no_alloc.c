@@ -1,7 +1,8 @@
 /* "No allocation in the training step's hot loop": after one warm-up step
  * (oneDNN primitives and per-thread kernel scratch are created once per
  * shape), further steps -- forward, backward and AdamW over micro-batches,
- * with dropout -- must not call malloc at all, on every backend. */
+ * with dropout -- must not call malloc at all, on every backend and with
+ * mixed precision. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
@@ -51,6 +52,15 @@ Test(no_alloc, training_step_on_every_backend)
         for (long t = 2; t <= 3; t++) step(&m, am, av, img, labels, B, mb, t);
         cr_expect_eq(alloc_count() - before, 0, "backend %s: %ld allocations in two training steps",
                      backend_name((tlb_backend)b), alloc_count() - before);
+    }
+    if (ops_mixed_precision_supported()) { /* bf16 dense: its operand staging is per shape too */
+        cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(ops_set_mixed_precision(1), 0);
+        step(&m, am, av, img, labels, B, mb, 1);
+        const long before = alloc_count();
+        for (long t = 2; t <= 3; t++) step(&m, am, av, img, labels, B, mb, t);
+        cr_expect_eq(alloc_count() - before, 0, "mixed precision: %ld allocations in two training steps",
+                     alloc_count() - before);
     }
     ops_select(NULL, &err);
     free(am), free(av), free(img), free(labels);

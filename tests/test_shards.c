@@ -178,3 +178,28 @@ Test(shards, dnnl_primitive_per_thread_count)
     }
     free(inp), free(w), free(want), free(got[0]), free(got[1]);
 }
+
+/* Mixed precision shards the same way: a fixed shard count repeats bit for
+ * bit, and the split changes results only at bf16 level. */
+Test(shards, bf16_runs_sharded)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    cr_assert_eq(ops_select(NULL, NULL), 0);
+    cr_assert_eq(ops_set_mixed_precision(1), 0);
+    const run_result one = run(TLB_WIRING_KERAS, 1), three = run(TLB_WIRING_KERAS, 3),
+                     again = run(TLB_WIRING_KERAS, 3);
+    cr_assert_eq(ops_mixed_precision(), 1, "the precision survived the runs");
+    cr_assert_eq(ops_select(NULL, NULL), 0);
+    cr_expect_eq(three.shards, 3);
+    const size_t n = num_params(TLB_WIRING_KERAS);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)one.grads[i] - three.grads[i]));
+        scale = fmax(scale, fabs((double)one.grads[i]));
+    }
+    cr_expect_leq(worst, 2e-2 * scale, "bf16: sharded gradient differs by %.3e (scale %.3e)", worst,
+                  scale);
+    cr_expect_eq(memcmp(three.grads, again.grads, n * sizeof(float)), 0,
+                 "bf16: the same shard count must repeat bit for bit");
+    free(one.grads), free(three.grads), free(again.grads);
+}

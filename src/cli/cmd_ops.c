@@ -29,5 +29,9 @@ int cmd_ops(int argc, char **argv)
     printf("\nyes: implemented and runnable here; no-cpu: implemented, this CPU lacks the ISA;"
            " -: not implemented.\nOverride with TLB_BACKEND=ref or TLB_BACKEND=dense:dnnl,gelu:ref"
            " (or the config key `backend`).\n");
+    printf("\nmixed_precision: true runs dense in bf16 (oneDNN, fp32 accumulation) in place of the\n"
+           "chosen dense: %s\n",
+           ops_mixed_precision_supported() ? "available (AVX512_BF16)"
+                                           : "not on this CPU (no AVX512_BF16): runs fp32");
     return 0;
 }

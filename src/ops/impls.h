@@ -20,6 +20,7 @@ extern const dropout_op dropout_avx2;
 extern const residual_op residual_ref;
 
 extern const dense_op dense_dnnl;
+extern const dense_op dense_bf16; /* mixed precision: bf16 operands, f32 accumulation */
 extern const layernorm_op layernorm_dnnl;
 extern const gelu_op gelu_dnnl;
 extern const patch_conv_op patch_conv_dnnl;

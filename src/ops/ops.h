@@ -156,6 +156,17 @@ int ops_select(const char *spec, tlb_error *err);
  * The message names the unknown or unsupported op or backend. */
 int ops_spec_check(const char *spec, tlb_error *err);
 
+/* Mixed precision (the config's mixed_precision): dense layers multiply bf16
+ * operands with f32 accumulation on oneDNN (dense_bf16.c), in place of the
+ * dense backend chosen above; every other op, and every stored tensor, stays
+ * fp32. Available where the CPU has AVX512_BF16, the only place it was
+ * measured faster (BENCHMARKS.md). ops_select() turns it off again. */
+int ops_mixed_precision_supported(void);
+/* on = 1 installs the bf16 dense (-1 if unsupported); on = 0 restores the
+ * chosen backend's fp32 dense. */
+int ops_set_mixed_precision(int on);
+int ops_mixed_precision(void);
+
 /* Forces one op to one backend (tests and benchmarks). Returns -1 if that
  * backend does not implement the op or the CPU cannot run it. */
 int ops_force(int op, tlb_backend b);

@@ -1,4 +1,5 @@
 /* The op x backend table and the run-time choice of each op's backend. */
+#include "ops/bf16.h"
 #include "ops/impls.h"
 
 #include <stddef.h>
@@ -53,6 +54,7 @@ static op_entry registry[] = {
 #define NUM_OPS ((int)(sizeof registry / sizeof registry[0]))
 
 static tlb_backend chosen[NUM_OPS];
+static int mixed_precision; /* dense runs dense_bf16 instead of chosen[dense] */
 
 static const char *const backend_names[TLB_BACKEND_COUNT] = {"ref", "avx2", "avx512", "dnnl"};
 
@@ -95,6 +97,20 @@ int ops_force(int op, tlb_backend b)
     if (!registry[op].impl[b] || !backend_supported(b)) return -1;
     memcpy((char *)&tlb_ops + registry[op].offset, registry[op].impl[b], registry[op].size);
     chosen[op] = b;
+    if (registry[op].offset == offsetof(op_table, dense)) mixed_precision = 0;
+    return 0;
+}
+
+int ops_mixed_precision_supported(void) { return bf16_native(); }
+int ops_mixed_precision(void) { return mixed_precision; }
+
+int ops_set_mixed_precision(int on)
+{
+    const int dense = ops_find("dense");
+    if (!on) return ops_force(dense, chosen[dense]);
+    if (!ops_mixed_precision_supported()) return -1;
+    tlb_ops.dense = dense_bf16;
+    mixed_precision = 1;
     return 0;
 }
 

@@ -191,6 +191,7 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "peak_rss_mib", s->peak_rss_mib);
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
+    cJSON_AddStringToObject(j, "precision", s->precision ? s->precision : "fp32");
     cJSON_AddStringToObject(j, "wiring", wiring_name(m->config.wiring));
     cJSON_AddNumberToObject(j, "r", m->config.r);
     cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);

@@ -193,6 +193,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     const run_config *c = &resolved;
     if (c->threads > 0) omp_set_num_threads(c->threads);
     if (ops_select(c->backend, err) != 0) return 2;
+    /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
+    const int bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
+    out->precision = bf16 ? "bf16 dense" : "fp32";
 
     /* The run folder: new, or the one being resumed. */
     if (opt && opt->resume_dir) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
@@ -236,9 +239,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
-    if (c->mixed_precision)
-        fprintf(stderr, "note: mixed_precision is accepted for compatibility with the Keras config;"
-                        " training runs in fp32 (see BENCHMARKS.md, \"Mixed precision\")\n");
+    if (bf16)
+        fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
+                        " weights, optimizer state and every other op stay fp32\n");
+    else if (c->mixed_precision)
+        fprintf(stderr, "note: mixed_precision needs AVX512_BF16, which this CPU lacks;"
+                        " training runs in fp32 (BENCHMARKS.md, \"Mixed precision\")\n");
     if (resuming)
         fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
 

@@ -23,6 +23,7 @@ typedef struct {
     double peak_rss_mib;    /* the process's peak resident memory */
     size_t num_params;
     int micro_batch;
+    const char *precision;  /* "bf16 dense" (mixed_precision on this CPU) or "fp32" */
 } train_summary;
 
 /* threads: 0 (all cores) becomes the count OpenMP would use

@@ -1,0 +1,60 @@
+/* fp32 -> bf16 conversion (bf16.h). */
+#include "ops/bf16.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+int bf16_native(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512bf16");
+}
+
+uint16_t bf16_from_f32(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000); /* denormal: signed zero */
+    u += 0x7fffu + ((u >> 16) & 1u); /* ties to even; overflow rounds to inf as it should */
+    return (uint16_t)(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h)
+{
+    const uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* Compiled for AVX512_BF16 by attribute, so the file needs no special flags
+ * and the binary still runs on CPUs without it (bf16_native() gates it). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+    if (i < n) { /* the tail under a mask: no scalar loop, same rounding */
+        const __mmask16 lo = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+        const __mmask16 hi = (__mmask16)(n - i > 16 ? (1u << (n - i - 16)) - 1 : 0);
+        const __m256bh a = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lo, src + i));
+        _mm256_mask_storeu_epi16(dst + i, lo, (__m256i)a);
+        if (hi) {
+            const __m256bh b = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(hi, src + i + 16));
+            _mm256_mask_storeu_epi16(dst + i + 16, hi, (__m256i)b);
+        }
+    }
+}
+
+void bf16_convert(uint16_t *dst, const float *src, size_t n)
+{
+    if (bf16_native()) {
+        convert_avx512bf16(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_from_f32(src[i]);
+}

@@ -1,0 +1,23 @@
+/* fp32 -> bf16 conversion for the mixed-precision dense layer (dense_bf16.c):
+ * round to nearest, ties to even, denormal inputs to signed zero, NaN kept a
+ * (quiet) NaN: exactly what VCVTNEPS2BF16 does, so both paths agree bit for bit.
+ * bf16 values are stored as uint16_t (the top half of the fp32 bits). */
+#ifndef TLB_OPS_BF16_H
+#define TLB_OPS_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Whether this CPU converts and multiplies bf16 natively (AVX512_BF16): the
+ * condition for mixed precision to pay here (BENCHMARKS.md). */
+int bf16_native(void);
+
+/* One value, in plain C: the reference the vector path is tested against. */
+uint16_t bf16_from_f32(float x);
+float bf16_to_f32(uint16_t h);
+
+/* dst[i] = bf16(src[i]) for n values: vectorized with AVX512_BF16 when the
+ * CPU has it, the scalar rule otherwise. */
+void bf16_convert(uint16_t *dst, const float *src, size_t n);
+
+#endif
