@@ -1,9 +1,11 @@
 /* Mixed precision on this CPU: (a) oneDNN matmul in f32 against bf16
  * (bf16 sources, f32 accumulation and destination) at the model's dense
- * shapes, forward and both backward products, with the cost of converting
- * the fp32 tensors we hold into bf16 (oneDNN reorders), next to our own
- * avx512 f32 kernel; (b) a bandwidth-bound op on bf16 storage against fp32;
- * then what bf16 dense could save of a training step. */
+ * shapes as a batch shard runs them (1 thread, a shard's rows), forward and
+ * both backward products, with the cost of converting the fp32 tensors we
+ * hold into bf16 (ops/bf16.c, as dense_bf16.c does), next to our own avx512
+ * f32 kernel; (b) a bandwidth-bound op on bf16 storage against fp32; then
+ * what bf16 dense could save of a training step, and what it did save. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +13,7 @@
 
 #include "bench.h"
 #include "model/model.h"
+#include "ops/bf16.h"
 #include "ops/dnnl_common.h"
 #include "ops/impls.h"
 
@@ -60,27 +63,11 @@ static void build(prim_run *r, const dnnl_memory_desc_t *src, const dnnl_memory_
     r->src = mem(src), r->wei = mem(wei), r->dst = mem(dst);
 }
 
-static void build_reorder(prim_run *r, long rows, long cols)
-{
-    dnnl_memory_desc_t f, b;
-    tlb_dnnl_md2d(&f, rows, cols, cols, 1, dnnl_f32);
-    tlb_dnnl_md2d(&b, rows, cols, cols, 1, dnnl_bf16);
-    dnnl_primitive_desc_t pd;
-    CHECK(dnnl_reorder_primitive_desc_create(&pd, &f, engine, &b, engine, NULL));
-    const char *info = NULL;
-    CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info));
-    r->impl = strdup(info ? info : "?");
-    CHECK(dnnl_primitive_create(&r->prim, pd));
-    CHECK(dnnl_primitive_desc_destroy(pd));
-    r->src = mem(&f), r->dst = mem(&b), r->wei = NULL;
-}
-
 static void exec(void *p)
 {
     prim_run *r = p;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, r->src}, {DNNL_ARG_DST, r->dst}, {DNNL_ARG_WEIGHTS, r->wei}};
-    if (!r->wei) args[0].arg = DNNL_ARG_FROM, args[1].arg = DNNL_ARG_TO;
-    CHECK(dnnl_primitive_execute(r->prim, stream, r->wei ? 3 : 2, args));
+    CHECK(dnnl_primitive_execute(r->prim, stream, 3, args));
     CHECK(dnnl_stream_wait(stream));
 }
 
@@ -89,7 +76,7 @@ static void destroy(prim_run *r)
     dnnl_primitive_destroy(r->prim);
     dnnl_memory_destroy(r->src);
     dnnl_memory_destroy(r->dst);
-    if (r->wei) dnnl_memory_destroy(r->wei);
+    dnnl_memory_destroy(r->wei);
     free((void *)r->impl);
 }
 
@@ -118,12 +105,24 @@ static double time_products(const bench_opts *o, int M, int K, int N, dnnl_data_
     return t[0] + t[1] + t[2];
 }
 
-static double time_reorder(const bench_opts *o, long rows, long cols)
+typedef struct {
+    size_t n;
+    float *src;
+    uint16_t *dst;
+} convert_ctx;
+static void convert(void *p)
 {
-    prim_run r;
-    build_reorder(&r, rows, cols);
-    const double t = bench_median(exec, &r, o->seconds);
-    destroy(&r);
+    const convert_ctx *c = p;
+    bf16_convert(c->dst, c->src, c->n);
+}
+
+/* What dense_bf16.c pays to round an fp32 tensor of rows x cols to bf16. */
+static double time_convert(const bench_opts *o, long rows, long cols)
+{
+    convert_ctx c = {(size_t)rows * cols, bench_rand((size_t)rows * cols, 1), NULL};
+    c.dst = aligned_alloc(64, ((c.n * sizeof(uint16_t)) + 63) & ~(size_t)63);
+    const double t = bench_median(convert, &c, o->seconds);
+    free(c.src), free(c.dst);
     return t;
 }
 
@@ -149,16 +148,21 @@ void bench_mixed(const bench_opts *o, const bench_machine *m, int mb, const benc
     CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
     const tlb_model_config c = model_config_seed();
-    const int M = mb * c.chunk_size, D = c.embed_dim, F = model_ffn_dim(&c);
+    /* The model splits a micro-batch into one shard per thread, each run on
+     * one thread (model.c): time the products the way a shard sees them. */
+    const int threads = omp_get_max_threads(), shard = (mb + threads - 1) / threads;
+    const int M = shard * c.chunk_size, D = c.embed_dim, F = model_ffn_dim(&c);
     const struct { const char *tag; int K, N; double calls; } shapes[] = {
         {"qkvo", D, D, 4}, {"fc1", D, F, 1}, {"fc2", F, D, 1}};
     const tlb_backend own = backend_supported(TLB_BACKEND_AVX512) ? TLB_BACKEND_AVX512 : TLB_BACKEND_AVX2;
 
     printf("\n## Mixed precision (bf16)\n\n");
-    printf("(a) oneDNN %d.%d matmul at M = %d (micro-batch %d x chunk %d), f32 vs bf16 sources with f32\n"
-           "    accumulation/destination; cvt = reorder f32 -> bf16 of the fp32 tensor we hold;\n"
+    printf("(a) oneDNN %d.%d matmul as a batch shard runs it: 1 thread, M = %d (a shard of %d samples of the\n"
+           "    micro-batch of %d, x chunk %d); f32 vs bf16 sources with f32 accumulation/destination;\n"
+           "    cvt = bf16_convert (ops/bf16.c) of the fp32 tensor we hold, as dense_bf16.c does;\n"
            "    fwd = inp @ w, bwd = dinp += dout @ w^T and dW += inp^T @ dout; us per call (GFLOP/s)\n\n",
-           (int)dnnl_version()->major, (int)dnnl_version()->minor, M, mb, c.chunk_size);
+           (int)dnnl_version()->major, (int)dnnl_version()->minor, M, shard, mb, c.chunk_size);
+    omp_set_num_threads(1);
     printf("%-5s %-8s %17s %17s %17s | %9s %9s %9s | %8s %8s\n", "shape", "K x N", "own f32 (GF/s)", "dnnl f32",
            "dnnl bf16", "cvt inp", "cvt dout", "cvt w", "bf16/f32", "+cvt");
     FILE *csv = bench_csv(o, "mixed.csv",
@@ -171,8 +175,8 @@ void bench_mixed(const bench_opts *o, const bench_machine *m, int mb, const benc
         const char *impl32, *impl16;
         time_products(o, M, K, N, dnnl_f32, t32, &impl32);
         time_products(o, M, K, N, dnnl_bf16, t16, &impl16);
-        const double cvt_inp = time_reorder(o, M, K), cvt_dout = time_reorder(o, M, N),
-                     cvt_w = time_reorder(o, K, N);
+        const double cvt_inp = time_convert(o, M, K), cvt_dout = time_convert(o, M, N),
+                     cvt_w = time_convert(o, K, N);
         own_ctx oc = {M, K, N, bench_rand((size_t)M * K, 1), bench_rand((size_t)K * N, 0.1f),
                       bench_rand(N, 1), bench_rand((size_t)M * N, 1), bench_rand((size_t)M * K, 1),
                       bench_rand((size_t)K * N, 1), NULL, bench_rand((size_t)M * N, 1),
@@ -182,31 +186,31 @@ void bench_mixed(const bench_opts *o, const bench_machine *m, int mb, const benc
         const double fl = 2.0 * M * K * N;
         const double f32_fb = t32[0] + t32[1] + t32[2], bf_fb = t16[0] + t16[1] + t16[2];
         const double best32 = own_f + own_bw < f32_fb ? own_f + own_bw : f32_fb;
-        /* per layer and micro-batch: inp converted in forward (and kept for dW),
-         * dout once for both backward products, w once per step (amortised over
-         * the micro-batches, counted here per micro-batch to be conservative) */
-        const double cvt = cvt_inp + cvt_dout + cvt_w;
+        /* as dense_bf16.c converts, per layer and shard: inp and w in forward,
+         * dout, w and inp again in backward (nothing kept between the calls) */
+        const double cvt_fwd = cvt_inp + cvt_w, cvt_bwd = cvt_dout + cvt_w + cvt_inp;
+        const double cvt = cvt_fwd + cvt_bwd;
         char kn[16];
         snprintf(kn, sizeof kn, "%dx%d", K, N);
         printf("%-5s %-8s fwd %7.1f (%4.0f) %7.1f (%4.0f)  %7.1f (%4.0f)  | %9.1f %9s %9.1f | %7.2fx %7.2fx\n",
                shapes[s].tag, kn, own_f * 1e6, fl / own_f * 1e-9, t32[0] * 1e6, fl / t32[0] * 1e-9,
                t16[0] * 1e6, fl / t16[0] * 1e-9, cvt_inp * 1e6, "", cvt_w * 1e6, t32[0] / t16[0],
-               own_f < t32[0] ? own_f / (t16[0] + cvt_inp + cvt_w) : t32[0] / (t16[0] + cvt_inp + cvt_w));
+               (own_f < t32[0] ? own_f : t32[0]) / (t16[0] + cvt_fwd));
         printf("%-5s %-8s bwd %7.1f (%4.0f) %7.1f (%4.0f)  %7.1f (%4.0f)  | %9s %9.1f %9s | %7.2fx %7.2fx\n", "",
                "", own_bw * 1e6, 2 * fl / own_bw * 1e-9, (t32[1] + t32[2]) * 1e6,
                2 * fl / (t32[1] + t32[2]) * 1e-9, (t16[1] + t16[2]) * 1e6, 2 * fl / (t16[1] + t16[2]) * 1e-9,
                "", cvt_dout * 1e6, "", (t32[1] + t32[2]) / (t16[1] + t16[2]),
-               (own_bw < t32[1] + t32[2] ? own_bw : t32[1] + t32[2]) / (t16[1] + t16[2] + cvt_dout));
+               (own_bw < t32[1] + t32[2] ? own_bw : t32[1] + t32[2]) / (t16[1] + t16[2] + cvt_bwd));
         printf("%-5s %-8s     dnnl f32: %s; bf16: %s\n", "", "", impl32, impl16);
         if (csv) {
             fprintf(csv, "%s,%d,%d,%d,fwd,%.3f,%.3f,%.3f,%.3f,%s,%s\n", shapes[s].tag, M, K, N, own_f * 1e6,
-                    t32[0] * 1e6, t16[0] * 1e6, (cvt_inp + cvt_w) * 1e6, impl32, impl16);
+                    t32[0] * 1e6, t16[0] * 1e6, cvt_fwd * 1e6, impl32, impl16);
             fprintf(csv, "%s,%d,%d,%d,bwd_data,,%.3f,%.3f,%.3f,%s,%s\n", shapes[s].tag, M, K, N,
                     t32[1] * 1e6, t16[1] * 1e6, cvt_dout * 1e6, impl32, impl16);
             fprintf(csv, "%s,%d,%d,%d,bwd_weights,,%.3f,%.3f,0,%s,%s\n", shapes[s].tag, M, K, N,
                     t32[2] * 1e6, t16[2] * 1e6, impl32, impl16);
             fprintf(csv, "%s,%d,%d,%d,bwd_both,%.3f,%.3f,%.3f,%.3f,%s,%s\n", shapes[s].tag, M, K, N,
-                    own_bw * 1e6, (t32[1] + t32[2]) * 1e6, (t16[1] + t16[2]) * 1e6, cvt_dout * 1e6,
+                    own_bw * 1e6, (t32[1] + t32[2]) * 1e6, (t16[1] + t16[2]) * 1e6, cvt_bwd * 1e6,
                     impl32, impl16);
         }
         tot_best32 += shapes[s].calls * best32;
@@ -214,6 +218,7 @@ void bench_mixed(const bench_opts *o, const bench_machine *m, int mb, const benc
         tot_bf16_cvt += shapes[s].calls * (bf_fb + cvt);
         free((void *)impl32), free((void *)impl16);
     }
+    omp_set_num_threads(threads);
     printf("\n(the last two columns: dnnl bf16 over dnnl f32 for the products alone, and the\n"
            " best f32 (own or dnnl) over bf16 + the conversions that direction needs)\n");
     const double speed_nocvt = tot_best32 / tot_bf16, speed_cvt = tot_best32 / tot_bf16_cvt;
