@@ -62,6 +62,18 @@ static run_result run(tlb_wiring wiring, int threads)
     return res;
 }
 
+/* max_i |a[i] - b_scale * b[i]|, and max_i |a[i]| in *scale. */
+static double max_diff(const float *a, const float *b, size_t n, double b_scale, double *scale)
+{
+    double worst = 0;
+    *scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - b_scale * b[i]));
+        *scale = fmax(*scale, fabs((double)a[i]));
+    }
+    return worst;
+}
+
 static size_t num_params(tlb_wiring wiring)
 {
     const tlb_model_config c = small(wiring);
@@ -84,11 +96,8 @@ static void sharded_matches_unsharded(tlb_wiring wiring)
                  "%s: sharded logits differ", wiring_name(wiring));
     cr_expect_eq(one.loss, three.loss);
     const size_t n = num_params(wiring);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)one.grads[i] - three.grads[i]));
-        scale = fmax(scale, fabs((double)one.grads[i]));
-    }
+    double scale;
+    const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_gt(scale, 0.0);
     cr_expect_leq(worst, 1e-5 * scale, "%s: sharded gradient differs by %.3e (scale %.3e)",
                   wiring_name(wiring), worst, scale);
@@ -109,11 +118,8 @@ Test(shards, comparison_detects_a_lost_shard)
     const run_result one = run(TLB_WIRING_KERAS, 1), two = run(TLB_WIRING_KERAS, 2);
     cr_assert_eq(two.shards, 2);
     const size_t n = num_params(TLB_WIRING_KERAS);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)one.grads[i] - 0.5 * two.grads[i]));
-        scale = fmax(scale, fabs((double)one.grads[i]));
-    }
+    double scale;
+    const double worst = max_diff(one.grads, two.grads, n, 0.5, &scale);
     cr_expect_gt(worst, 1e-5 * scale, "a halved gradient went unnoticed");
     free(one.grads), free(two.grads);
 }
@@ -130,11 +136,8 @@ Test(shards, dnnl_runs_sharded)
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_expect_eq(three.shards, 3, "dnnl should shard like the others (got %d)", three.shards);
     const size_t n = num_params(TLB_WIRING_KERAS);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)one.grads[i] - three.grads[i]));
-        scale = fmax(scale, fabs((double)one.grads[i]));
-    }
+    double scale;
+    const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_gt(scale, 0.0);
     cr_expect_leq(worst, 1e-5 * scale, "dnnl: sharded gradient differs by %.3e (scale %.3e)", worst,
                   scale);
@@ -192,11 +195,8 @@ Test(shards, bf16_runs_sharded)
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_expect_eq(three.shards, 3);
     const size_t n = num_params(TLB_WIRING_KERAS);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)one.grads[i] - three.grads[i]));
-        scale = fmax(scale, fabs((double)one.grads[i]));
-    }
+    double scale;
+    const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_leq(worst, 2e-2 * scale, "bf16: sharded gradient differs by %.3e (scale %.3e)", worst,
                   scale);
     cr_expect_eq(memcmp(three.grads, again.grads, n * sizeof(float)), 0,

@@ -1,11 +1,11 @@
 /* Dense layer on oneDNN matmul. Primitives (and their memory objects and a
- * user-owned scratchpad) are created once per (kind, M, K, N) and kept in a
- * small cache (dnnl_common.h); a call only swaps data handles and executes.
- * Gradients accumulate through the sum post-op (dst = 1 * dst + product). */
+ * user-owned scratchpad) are created once per (kind, M, K, N, source type)
+ * and kept in a small per-thread cache (dnnl_common.h); a call only swaps
+ * data handles and executes. Gradients accumulate through the sum post-op
+ * (dst = 1 * dst + product). The products also serve the bf16 dense of
+ * mixed precision (dense_bf16.c), with bf16 sources. */
 #include "ops/dnnl_common.h"
 #include "ops/impls.h"
-
-enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS };
 
 TLB_DNNL_THREAD_CACHE cache = TLB_DNNL_CACHE_INIT;
 
@@ -36,30 +36,31 @@ void tlb_dnnl_matmul_mds(int product, int M, int K, int N, dnnl_data_type_t dt,
 static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
 {
     const int kind = key[0], M = key[1], K = key[2], N = key[3];
+    const dnnl_data_type_t dt = (dnnl_data_type_t)key[4];
     dnnl_memory_desc_t src, wei, bias, dst;
-    const int product = kind == KIND_BWD_DATA ? 1 : kind == KIND_BWD_WEIGHTS ? 2 : 0;
-    tlb_dnnl_matmul_mds(product, M, K, N, dnnl_f32, &src, &wei, &dst);
+    const int product = kind == TLB_DENSE_BWD_DATA ? 1 : kind == TLB_DENSE_BWD_WEIGHTS ? 2 : 0;
+    tlb_dnnl_matmul_mds(product, M, K, N, dt, &src, &wei, &dst);
     tlb_dnnl_md2d(&bias, 1, N, N, 1, dnnl_f32);
     dnnl_primitive_attr_t attr = tlb_dnnl_attr(product != 0, 1);
     dnnl_matmul_desc_t desc;
-    TLB_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &src, &wei, kind == KIND_FWD_BIAS ? &bias : NULL, &dst));
+    TLB_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &src, &wei, kind == TLB_DENSE_FWD_BIAS ? &bias : NULL, &dst));
     dnnl_primitive_desc_t pd;
     TLB_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, tlb_dnnl_engine(), NULL));
     TLB_DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
     const int args[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
-    tlb_dnnl_entry_init(e, pd, args, kind == KIND_FWD_BIAS ? 4 : 3, 0);
+    tlb_dnnl_entry_init(e, pd, args, kind == TLB_DENSE_FWD_BIAS ? 4 : 3, 0);
 }
 
-static void run(int kind, int M, int K, int N, const float *src, const float *wei,
-                const float *bias, float *dst)
+void tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
+                            const void *wei, const float *bias, float *dst)
 {
-    const int key[TLB_DNNL_KEY] = {kind, M, K, N};
+    const int key[TLB_DNNL_KEY] = {kind, M, K, N, (int)dt};
     tlb_dnnl_entry transient;
     tlb_dnnl_entry *e = tlb_dnnl_acquire(&cache, key, build, &transient);
     tlb_dnnl_set(e, DNNL_ARG_SRC, src);
     tlb_dnnl_set(e, DNNL_ARG_WEIGHTS, wei);
     tlb_dnnl_set(e, DNNL_ARG_DST, dst);
-    if (kind == KIND_FWD_BIAS) tlb_dnnl_set(e, DNNL_ARG_BIAS, bias);
+    if (kind == TLB_DENSE_FWD_BIAS) tlb_dnnl_set(e, DNNL_ARG_BIAS, bias);
     tlb_dnnl_execute(e);
     tlb_dnnl_release(e, &transient);
 }
@@ -73,15 +74,15 @@ static void dense_forward_dnnl(float *out, const float *inp, const float *w, con
             for (int n = 0; n < N; n++) out[(size_t)m * N + n] = bias ? bias[n] : 0.0f;
         return;
     }
-    run(bias ? KIND_FWD_BIAS : KIND_FWD, M, K, N, inp, w, bias, out);
+    tlb_dnnl_dense_product(bias ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, K, N, dnnl_f32, inp, w, bias, out);
 }
 
 static void dense_backward_dnnl(float *dinp, float *dw, float *dbias, const float *dout,
                                 const float *inp, const float *w, int M, int K, int N)
 {
     if (M <= 0 || N <= 0) return;
-    if (dinp && K > 0) run(KIND_BWD_DATA, M, K, N, dout, w, NULL, dinp);
-    if (dw && K > 0) run(KIND_BWD_WEIGHTS, M, K, N, inp, dout, NULL, dw);
+    if (dinp && K > 0) tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA, M, K, N, dnnl_f32, dout, w, NULL, dinp);
+    if (dw && K > 0) tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, K, N, dnnl_f32, inp, dout, NULL, dw);
     if (dbias) {
         for (int m = 0; m < M; m++) {
             const float *g = dout + (size_t)m * N;

@@ -37,6 +37,15 @@ void tlb_dnnl_md2d(dnnl_memory_desc_t *md, long rows, long cols, long rs, long c
  * product 0: out = inp @ w; 1: dinp = dout @ w^T; 2: dw = inp^T @ dout. */
 void tlb_dnnl_matmul_mds(int product, int M, int K, int N, dnnl_data_type_t dt,
                          dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei, dnnl_memory_desc_t *dst);
+/* One product of a dense layer (dense_dnnl.c) with sources of type dt (f32,
+ * or bf16 for mixed precision) and an f32 destination, on the calling
+ * thread's primitive cache: TLB_DENSE_FWD(_BIAS) writes out = inp @ w (+ bias);
+ * TLB_DENSE_BWD_DATA accumulates dinp += dout @ w^T (src = dout, wei = w);
+ * TLB_DENSE_BWD_WEIGHTS accumulates dw += inp^T @ dout (src = inp, wei = dout). */
+enum { TLB_DENSE_FWD, TLB_DENSE_FWD_BIAS, TLB_DENSE_BWD_DATA, TLB_DENSE_BWD_WEIGHTS };
+void tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
+                            const void *wei, const float *bias, float *dst);
+
 /* Primitive attributes: `accumulate` appends a sum post-op (dst = dst + result),
  * `user_scratchpad` makes the caller own the scratchpad. Destroy after use. */
 dnnl_primitive_attr_t tlb_dnnl_attr(int accumulate, int user_scratchpad);
