@@ -14,6 +14,7 @@ extern const patch_conv_op patch_conv_ref;
 extern const posemb_op posemb_ref;
 extern const meanpool_op meanpool_ref;
 extern const softmax_xent_op softmax_xent_ref;
+extern const softmax_xent_op softmax_xent_dnnl;
 extern const dropout_op dropout_ref;
 extern const dropout_op dropout_avx512;
 extern const dropout_op dropout_avx2;
