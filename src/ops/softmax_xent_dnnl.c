@@ -56,7 +56,6 @@ static void softmax_xent_backward_dnnl(float *dlogits, const float *probs, const
 {
     if (!dlogits) return; /* NULL gradient = not needed (ops.h) */
     const size_t n = (size_t)B * V;
-#pragma omp simd
     for (size_t i = 0; i < n; i++) dlogits[i] += probs[i] * scale;
     for (int b = 0; b < B; b++) dlogits[(size_t)b * V + labels[b]] -= scale;
 }
