@@ -147,7 +147,7 @@ static void dense_case(int M, int K, int N)
     for (int i = 0; i < K * N; i++) dw[i] = 0.5f;
     for (int i = 0; i < N; i++) dbias[i] = 0.5f;
     op.backward(dinp, dw, dbias, dout, inp, w, M, K, N);
-    float *wt = malloc(sizeof(float) * K * N); /* w^T as a row-major [N,K] */
+    float *wt = calloc((size_t)K * N, sizeof(float)); /* w^T as a row-major [N,K] */
     for (int k = 0; k < K; k++)
         for (int n = 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
     ref_product(want, absum, dout, N, 1, wt, M, N, K);
