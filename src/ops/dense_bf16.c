@@ -25,7 +25,7 @@ static uint16_t *staging_for(size_t n)
 {
     if (n > staging.capacity) {
         free(staging.data);
-        staging.data = aligned_alloc(64, n * sizeof(uint16_t));
+        staging.data = aligned_alloc(64, round_to_64_bytes(n) * sizeof(uint16_t)); /* size: a multiple of 64 */
         if (!staging.data) {
             fprintf(stderr, "dense bf16: out of memory (%zu bf16 values)\n", n);
             abort();
