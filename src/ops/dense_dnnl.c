@@ -7,7 +7,7 @@
 #include "ops/dnnl_common.h"
 #include "ops/impls.h"
 
-TLB_DNNL_THREAD_CACHE cache = TLB_DNNL_CACHE_INIT;
+TLB_DNNL_THREAD_CACHE cache;
 
 /* Row-major operands and transposes are plain strided views: bwd-data reads
  * w[K,N] as w^T[N,K]; bwd-weights reads inp[M,K] as inp^T[K,M]. */

@@ -2,6 +2,7 @@
 #include "ops/dnnl_common.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,6 @@ void tlb_dnnl_entry_init(tlb_dnnl_entry *e, dnnl_primitive_desc_t pd, const int 
     TLB_DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
     e->work_n = work_n;
     e->work = work_n ? alloc64(work_n * sizeof(float)) : NULL;
-    pthread_mutex_init(&e->lock, NULL);
 }
 
 static void entry_destroy(tlb_dnnl_entry *e)
@@ -106,7 +106,6 @@ static void entry_destroy(tlb_dnnl_entry *e)
     for (int i = 0; i < e->nargs; i++) dnnl_memory_destroy(e->args[i].memory);
     free(e->scratchpad);
     free(e->work);
-    pthread_mutex_destroy(&e->lock);
 }
 
 tlb_dnnl_entry *tlb_dnnl_acquire(tlb_dnnl_cache *c, const int key[TLB_DNNL_KEY],
@@ -117,28 +116,20 @@ tlb_dnnl_entry *tlb_dnnl_acquire(tlb_dnnl_cache *c, const int key[TLB_DNNL_KEY],
      * each count gets its own primitive (f32 matmul measured right either way
      * on oneDNN 2.6; this is insurance, and costs one build per count). */
     const int threads = omp_get_max_threads();
-    pthread_mutex_lock(&c->lock);
     for (int i = 0; i < c->used; i++) {
         tlb_dnnl_entry *e = &c->entries[i];
-        if (e->threads == threads && memcmp(e->key, key, sizeof e->key) == 0) {
-            pthread_mutex_unlock(&c->lock);
-            pthread_mutex_lock(&e->lock);
-            return e;
-        }
+        if (e->threads == threads && memcmp(e->key, key, sizeof e->key) == 0) return e;
     }
     tlb_dnnl_entry *e = c->used < TLB_DNNL_CACHE ? &c->entries[c->used] : transient;
     memcpy(e->key, key, sizeof e->key);
     e->threads = threads;
     build(e, key);
     if (e != transient) c->used++;
-    pthread_mutex_lock(&e->lock);
-    pthread_mutex_unlock(&c->lock);
     return e;
 }
 
 void tlb_dnnl_release(tlb_dnnl_entry *e, tlb_dnnl_entry *transient)
 {
-    pthread_mutex_unlock(&e->lock);
     if (e == transient) entry_destroy(e);
 }
 

@@ -16,7 +16,6 @@
 #ifndef TLB_OPS_DNNL_COMMON_H
 #define TLB_OPS_DNNL_COMMON_H
 
-#include <pthread.h>
 #include <stddef.h>
 
 #include <oneapi/dnnl/dnnl.h>
@@ -63,16 +62,15 @@ typedef struct {
     void *scratchpad;
     float *work; /* work_n floats, 64-byte aligned, or NULL */
     size_t work_n;
-    pthread_mutex_t lock; /* one execution at a time per entry: handles are shared */
 } tlb_dnnl_entry;
 
+/* A cache is only ever used by its own thread (TLB_DNNL_THREAD_CACHE), so it
+ * needs no locks. */
 typedef struct {
     tlb_dnnl_entry entries[TLB_DNNL_CACHE];
     int used;
-    pthread_mutex_t lock;
 } tlb_dnnl_cache;
-#define TLB_DNNL_CACHE_INIT {.used = 0, .lock = PTHREAD_MUTEX_INITIALIZER}
-/* Each backend's cache: one per thread (see above). */
+/* Each backend's cache: one per thread (see above), zero-initialised. */
 #define TLB_DNNL_THREAD_CACHE static _Thread_local tlb_dnnl_cache
 
 /* Builds entry e for key: creates a primitive descriptor with user scratchpad
@@ -85,7 +83,7 @@ typedef void (*tlb_dnnl_build_fn)(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY]
 void tlb_dnnl_entry_init(tlb_dnnl_entry *e, dnnl_primitive_desc_t pd, const int *args, int nargs,
                          size_t work_n);
 
-/* The entry for key, built on first use, locked. The cache only grows (a model
+/* The entry for key, built on first use. The cache only grows (a model
  * has a handful of shapes); past TLB_DNNL_CACHE shapes the entry is built into
  * *transient and torn down by tlb_dnnl_release. */
 tlb_dnnl_entry *tlb_dnnl_acquire(tlb_dnnl_cache *c, const int key[TLB_DNNL_KEY],

@@ -7,7 +7,7 @@
 
 enum { KIND_FWD, KIND_BWD };
 
-TLB_DNNL_THREAD_CACHE cache = TLB_DNNL_CACHE_INIT;
+TLB_DNNL_THREAD_CACHE cache;
 
 static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
 {

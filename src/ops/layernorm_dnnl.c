@@ -17,7 +17,7 @@
 
 enum { KIND_FWD, KIND_BWD };
 
-TLB_DNNL_THREAD_CACHE cache = TLB_DNNL_CACHE_INIT;
+TLB_DNNL_THREAD_CACHE cache;
 
 static const unsigned ln_flags = dnnl_use_scale | dnnl_use_shift;
 

@@ -12,7 +12,7 @@
 
 enum { KIND_FWD, KIND_FWD_BIAS, KIND_BWD_DATA, KIND_BWD_WEIGHTS, KIND_BWD_WEIGHTS_BIAS };
 
-TLB_DNNL_THREAD_CACHE cache = TLB_DNNL_CACHE_INIT;
+TLB_DNNL_THREAD_CACHE cache;
 
 typedef struct {
     dnnl_memory_desc_t src, wei, bias, dst;
