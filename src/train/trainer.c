@@ -18,7 +18,9 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/grad_clip.h"
 #include "train/init.h"
+#include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
 #include "util/rng.h"
@@ -248,7 +250,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (resuming)
         fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
 
-    const adamw_hparams h = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay);
+    adamw_hparams h = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay);
+    const lr_schedule lr = {c->lr_schedule, c->learning_rate, c->min_lr, c->warmup_epochs,
+                            loader_num_batches(s.train), (long)c->epochs * loader_num_batches(s.train)};
     const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     const int V = c->model.num_classes;
@@ -275,11 +279,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             for (int at = 0; at < batch->size; at += mb) {
                 const int k = batch->size - at < mb ? batch->size - at : mb;
                 const model_dropout d = {1, rng_key(dropout_root, (uint64_t)pos.step), at};
-                batch_loss += model_forward(&s.model, batch->x + at * img_floats, batch->y + at, k, &d);
+                const model_targets t = {NULL, NULL, (float)c->label_smoothing};
+                batch_loss += model_forward_targets(&s.model, batch->x + at * img_floats, batch->y + at, &t, k, &d);
                 for (int i = 0; i < k; i++)
                     correct += argmax(s.model.logits + (size_t)i * V, V) == batch->y[at + i];
-                model_backward(&s.model, batch->x + at * img_floats, batch->y + at, k,
-                               1.0f / (float)batch->size, &d);
+                model_backward_targets(&s.model, batch->x + at * img_floats, batch->y + at, &t, k,
+                                       1.0f / (float)batch->size, &d);
             }
             if (nan_at_step == pos.step + 1) poison_grads(&s.model);
             /* The guard against NaN/Inf: stop before the update spoils the
@@ -291,6 +296,8 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                          pos.step + 1, epoch + 1, step + 1, strcmp(bad, "loss") ? "gradient of " : "", bad, ckpt);
                 goto done;
             }
+            grad_clip_global(s.model.grads, n, c->grad_clip);
+            h.lr = (float)lr_at_step(&lr, pos.step);
             adamw_step(s.model.params, s.adam_m, s.adam_v, s.model.grads, n, pos.step + 1, &h);
             pos.step++;
             compute_seconds += progress_now() - t0;
