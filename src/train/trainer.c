@@ -18,6 +18,7 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/data_config.h"
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
@@ -160,9 +161,7 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
     const int S = c->model.image_size;
     /* One worker thread prepares batches ahead; evaluation batches are
      * smaller so their buffers stay small. */
-    loader_config train_cfg = {.batch_size = c->batch_size, .image_size = S, .train = 1,
-                               .shuffle = c->shuffle == SHUFFLE_ONCE ? LOADER_SHUFFLE_ONCE : LOADER_SHUFFLE_EPOCH,
-                               .drop_last = 1, .num_threads = 1, .depth = 3, .seed = c->seed};
+    loader_config train_cfg = train_loader_config(c); /* with the run's augmentation */
     loader_config eval_cfg = {.batch_size = 500, .image_size = S, .train = 0, .shuffle = LOADER_SHUFFLE_NONE,
                               .drop_last = 0, .num_threads = 1, .depth = 3, .seed = c->seed};
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
