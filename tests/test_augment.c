@@ -3,12 +3,16 @@
  * synthetic images, no dataset needed. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "data/augment.h"
+#include "data/fetch.h"
 #include "data/loader.h"
 #include "data/mix.h"
 #include "data/random_erase.h"
@@ -510,4 +514,65 @@ Test(augment, per_image_cost_is_small)
     }
     cr_log_info("per 48x48 image: crop+flip %.1f us, + RandAugment(2, 9) + erase(0.25) %.1f us", us[0], us[1]);
     cr_expect(us[1] < 1000.0, "%.1f us per image", us[1]);
+}
+
+/* ---- tlb data show ---- */
+
+static int run_tlb(const char *args, const char *err_path)
+{
+    const char *bin = getenv("TLB_BIN");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin && *bin ? bin : "./tlb", args, err_path);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int png_size(const char *path, int *w, int *h)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    unsigned char hd[24];
+    const int ok = fread(hd, 1, 24, fp) == 24 && !memcmp(hd, "\x89PNG\r\n\x1a\n", 8) && !memcmp(hd + 12, "IHDR", 4);
+    fclose(fp);
+    if (!ok) return -1;
+    *w = hd[16] << 24 | hd[17] << 16 | hd[18] << 8 | hd[19];
+    *h = hd[20] << 24 | hd[21] << 16 | hd[22] << 8 | hd[23];
+    return 0;
+}
+
+Test(show, data_show_writes_the_grid_and_refuses_bad_input, .timeout = 120)
+{
+    char dir[] = "/tmp/tlb_show_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char out[128], errf[128], args[1024], msg[1024] = {0};
+    snprintf(out, sizeof out, "%s/grid.png", dir);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+
+    /* Bad input: exit 2, one line naming the key, nothing written. */
+    snprintf(args, sizeof args, "data show experiments/tiny_smoke.cfg --set randaugment_n=99 --out %s", out);
+    cr_expect_eq(run_tlb(args, errf), 2);
+    FILE *fp = fopen(errf, "r");
+    cr_assert_not_null(fp);
+    cr_assert(fread(msg, 1, sizeof msg - 1, fp) > 0);
+    fclose(fp);
+    cr_expect_not_null(strstr(msg, "randaugment_n"), "%s", msg);
+    cr_expect_neq(access(out, F_OK), 0, "nothing written on bad input");
+
+    char buf[4096];
+    const char *data = cifar10_default_dir(buf, sizeof buf);
+    if (!data || cifar10_verify_all(data, 0, NULL) != 0) {
+        unlink(errf), rmdir(dir);
+        cr_skip_test("CIFAR-10 is not in the cache");
+    }
+    /* tiny_smoke: 16 px images, batch 64 -> an 8 x 8 grid of 96 px cells. */
+    snprintf(args, sizeof args,
+             "data show experiments/tiny_smoke.cfg --set randaugment_n=2 --set random_erase=0.5 "
+             "--set mixup_alpha=0.2 --set cutmix_alpha=1 --out %s",
+             out);
+    cr_assert_eq(run_tlb(args, errf), 0);
+    int w = 0, h = 0;
+    cr_assert_eq(png_size(out, &w, &h), 0, "%s is not a PNG", out);
+    cr_expect_eq(w, 32 + 8 * 96 + 7 * 8);
+    cr_expect_eq(h, 40 + 8 * (12 + 96 + 8) - 8 + 16);
+    unlink(out), unlink(errf), rmdir(dir);
 }
