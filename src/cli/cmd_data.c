@@ -10,15 +10,6 @@
 #include "data/loader.h"
 #include "train/data_config.h"
 #include "train/run_config.h"
-#include "util/plot.h"
-
-#define SHOW_IMAGES 64
-#define SHOW_COLS 8
-
-static const char *const class_names[10] = {"airplane", "automobile", "bird", "cat",  "deer",
-                                            "dog",      "frog",       "horse", "ship", "truck"};
-
-static const char *class_name(int y) { return y >= 0 && y < 10 ? class_names[y] : "?"; }
 
 /* The first 64 images of training batch 0 of epoch 0, as the model is fed
  * them (the run's augmentation, mixing included), in an 8 x 8 grid. */
@@ -59,21 +50,8 @@ static int show(const char *config_path, const char **sets, int nsets, const cha
     lc.num_threads = 0; /* batches do not depend on it */
     if (train.count < lc.batch_size) lc.batch_size = train.count;
     if (loader_create(&l, &train, &lc, &err) != 0) goto done;
-    loader_start_epoch(l, 0);
-    const loader_batch *b = loader_next(l);
-    const int n = b->size < SHOW_IMAGES ? b->size : SHOW_IMAGES;
-    static char text[SHOW_IMAGES][64];
-    const char *captions[SHOW_IMAGES];
-    for (int i = 0; i < n; i++) {
-        if (b->lam && b->lam[i] < 1.0f)
-            snprintf(text[i], sizeof text[i], "%.4s %.2f %.4s", class_name(b->y[i]), b->lam[i], class_name(b->y2[i]));
-        else snprintf(text[i], sizeof text[i], "%s", class_name(b->y[i]));
-        captions[i] = text[i];
-    }
-    char title[256];
-    snprintf(title, sizeof title, "%s: epoch 1, batch 1, images 1-%d", c.name, n);
-    if (plot_images_png(out, title, b->x, n, c.model.image_size, SHOW_COLS, captions, &err) != 0) goto done;
-    fprintf(stderr, "wrote %s (%d augmented training images)\n", out, n);
+    if (train_plot_first_batch(out, l, &c, &err) != 0) goto done;
+    fprintf(stderr, "wrote %s\n", out);
     status = 0;
 done:
     if (status) fprintf(stderr, "tlb data show: %s\n", err.msg);

@@ -235,6 +235,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         goto done;
     }
     if (open_data(&s, c, err) != 0) goto done;
+    char grid[sizeof out->run_dir + 16];
+    snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
+    if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
