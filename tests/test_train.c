@@ -75,7 +75,7 @@ Test(train, short_run_learns, .timeout = 240)
     cr_expect_gt(s.test_acc, bar, "test accuracy %.4f", s.test_acc);
     cr_expect_gt(s.val_acc, bar, "validation accuracy %.4f", s.val_acc);
     const char *files[] = {"config.cfg", "checkpoint.safetensors", "summary.json", "loss.png",
-                           "accuracy.png", "attention.png"};
+                           "accuracy.png", "attention.png", "augmented.png"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", s.run_dir, files[i]);
         cr_expect_eq(access(path, R_OK), 0, "%s missing", path);
@@ -127,11 +127,11 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
 
 /* The recipe keys resume bit-exact too: a warmup-cosine schedule (8 steps
  * per epoch; the stop after step 5 falls inside the 6-step warmup), label
- * smoothing and clipping; and together they change the run (the trainer uses
- * them). */
+ * smoothing, clipping and mixup's soft targets; and together they change the
+ * run (the trainer uses them). */
 Test(train, recipe_stop_and_resume_is_bit_exact, .timeout = 480)
 {
-    const char *recipe = "lr_schedule: cosine\nwarmup_epochs: 0.75\nmin_lr: 0.00001\nlabel_smoothing: 0.1\ngrad_clip: 0.05\n";
+    const char *recipe = "lr_schedule: cosine\nwarmup_epochs: 0.75\nmin_lr: 0.00001\nlabel_smoothing: 0.1\ngrad_clip: 0.05\nmixup_alpha: 0.4\n";
     size_t n_recipe, n_seed;
     unsigned char *with = stop_and_resume(recipe, &n_recipe);
     unsigned char *seed = stop_and_resume("", &n_seed);

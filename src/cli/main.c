@@ -13,7 +13,8 @@ static const struct {
     {"report", cmd_report, "report --out DIR RUN_DIR...  results table and plot of finished runs"},
     {"check", cmd_check, "check FILE.safetensors...   compare the model with golden vectors"},
     {"ops", cmd_ops, "ops                          the op x backend table of this CPU"},
-    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10"},
+    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10\n"
+                       "  tlb data show CONFIG [--set k=v]... [--out FILE.png]  grid of augmented training images"},
 };
 
 static int usage(FILE *out)

@@ -18,6 +18,7 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/data_config.h"
 #include "train/grad_clip.h"
 #include "train/init.h"
 #include "train/lr_schedule.h"
@@ -162,9 +163,7 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
     const int S = c->model.image_size;
     /* One worker thread prepares batches ahead; evaluation batches are
      * smaller so their buffers stay small. */
-    loader_config train_cfg = {.batch_size = c->batch_size, .image_size = S, .train = 1,
-                               .shuffle = c->shuffle == SHUFFLE_ONCE ? LOADER_SHUFFLE_ONCE : LOADER_SHUFFLE_EPOCH,
-                               .drop_last = 1, .num_threads = 1, .depth = 3, .seed = c->seed};
+    loader_config train_cfg = train_loader_config(c); /* with the run's augmentation */
     loader_config eval_cfg = {.batch_size = 500, .image_size = S, .train = 0, .shuffle = LOADER_SHUFFLE_NONE,
                               .drop_last = 0, .num_threads = 1, .depth = 3, .seed = c->seed};
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
@@ -238,6 +237,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         goto done;
     }
     if (open_data(&s, c, err) != 0) goto done;
+    char grid[sizeof out->run_dir + 16];
+    snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
+    if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
@@ -279,7 +281,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             for (int at = 0; at < batch->size; at += mb) {
                 const int k = batch->size - at < mb ? batch->size - at : mb;
                 const model_dropout d = {1, rng_key(dropout_root, (uint64_t)pos.step), at};
-                const model_targets t = {NULL, NULL, (float)c->label_smoothing};
+                /* Mixup/cutmix partners (NULL when off) and label smoothing. */
+                const model_targets t = {batch->y2 ? batch->y2 + at : NULL, batch->lam ? batch->lam + at : NULL,
+                                         (float)c->label_smoothing};
                 batch_loss += model_forward_targets(&s.model, batch->x + at * img_floats, batch->y + at, &t, k, &d);
                 for (int i = 0; i < k; i++)
                     correct += argmax(s.model.logits + (size_t)i * V, V) == batch->y[at + i];
