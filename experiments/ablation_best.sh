@@ -6,8 +6,9 @@
 #   experiments/ablation_best.sh [--epochs N] [--train-limit N] [--eval-limit N]
 #       [--from K] [--out DIR]
 #
-# Row k applies changes 1..k on top of r2_chunk8.cfg; the warmup is scaled to
-# the budget (2 of 30 epochs in best_30ep.cfg). --from K skips rows before K
+# Row k applies changes 1..k on top of r2_chunk8.cfg (row 6 is best_30ep.cfg
+# at the budget; row 7 is row 6 back at 48x48); the warmup is scaled to the
+# budget (2 of 30 epochs in best_30ep.cfg). --from K skips rows before K
 # (a resumed campaign). Runs one at a time with nice -n 10; DIR gets a log per
 # row and, at the end, one line per row in DIR/ablation.tsv
 # (row, change, val_acc, test_acc, train images/s, seconds).
@@ -38,14 +39,16 @@ names=("seed (r2_chunk8.cfg)"
        "cosine schedule, warmup, min_lr 1e-5"
        "weight_decay 0.05"
        "label_smoothing 0.1"
-       "dropout 0.1 (ffn, attn)")
+       "dropout 0.1 (ffn, attn)"
+       "row 6 at image_size 48 (upscaled, 2.25x the work): the size check")
 changes=(""
          "image_size=32"
          "batch_size=128 learning_rate=0.001"
          "lr_schedule=cosine warmup_epochs=$warmup min_lr=0.00001"
          "weight_decay=0.05"
          "label_smoothing=0.1"
-         "ffn_drop=0.1 attn_drop=0.1")
+         "ffn_drop=0.1 attn_drop=0.1"
+         "image_size=48")
 
 sets=(--set "epochs=$epochs" --set "train_limit=$train_limit" --set "eval_limit=$eval_limit" --set "out_dir=$out/runs")
 for k in "${!changes[@]}"; do
