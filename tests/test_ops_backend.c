@@ -124,6 +124,17 @@ static void backend_vs_ref(const char *op_name)
 TLB_OP_LIST(BACKEND_TEST)
 #undef BACKEND_TEST
 
+/* Every backend (ref included) on a few odd shapes per op. */
+static const shape contract_shapes[] = {
+    {"dense", {3, 17, 5, 1}, 0},          {"dense", {37, 64, 17, 0}, 0},
+    {"layernorm", {3, 17}, 0},            {"layernorm", {37, 64}, 0},
+    {"gelu", {37}, 0},                    {"attention", {3, 3, 5, 3, 5, 0}, 0.3f},
+    {"attention", {3, 8, 8, 1, 64, 0}, -1}, {"patch_conv", {2, 6, 3, 17, 1}, 0},
+    {"posemb", {2, 3, 17}, 0},            {"meanpool", {3, 5, 17}, 0},
+    {"softmax_xent", {3, 17}, 0},         {"dropout", {3, 37, 0}, 0.3f},
+    {"residual", {37}, 0},
+};
+
 /* The harness must not silently test nothing: every op has ref, a case
  * builder, backend shapes and its own test above. */
 Test(ops_backend, ref_exists_for_every_op)
@@ -142,6 +153,10 @@ Test(ops_backend, ref_exists_for_every_op)
         for (int s = 0; s < n_be_shapes; s++) shapes += same_op(&be_shapes[s], name);
         cr_expect(listed, "op %s has no ops_backend test", name);
         cr_expect(shapes > 0, "op %s has no backend comparison shapes", name);
+        int contracts = 0;
+        for (size_t s = 0; s < sizeof contract_shapes / sizeof contract_shapes[0]; s++)
+            contracts += same_op(&contract_shapes[s], name);
+        cr_expect(contracts > 0, "op %s has no contract shapes (+=, NULL gradients)", name);
         const int dims[6] = {1, 1, 1, 1, 1, 0};
         op_case *c = opt_case(name, ops_impl(op, TLB_BACKEND_REF), "ref", dims, 0, 1);
         cr_expect_not_null(c, "op %s has no case builder in tests/op_testing.c", name);
@@ -175,16 +190,6 @@ Test(ops_backend, comparison_detects_and_names_mismatch)
     opt_case_free(c);
 }
 
-/* Every backend (ref included) on a few odd shapes per op. */
-static const shape contract_shapes[] = {
-    {"dense", {3, 17, 5, 1}, 0},          {"dense", {37, 64, 17, 0}, 0},
-    {"layernorm", {3, 17}, 0},            {"layernorm", {37, 64}, 0},
-    {"gelu", {37}, 0},                    {"attention", {3, 3, 5, 3, 5, 0}, 0.3f},
-    {"attention", {3, 8, 8, 1, 64, 0}, -1}, {"patch_conv", {2, 6, 3, 17, 1}, 0},
-    {"posemb", {2, 3, 17}, 0},            {"meanpool", {3, 5, 17}, 0},
-    {"softmax_xent", {3, 17}, 0},         {"dropout", {3, 37, 0}, 0.3f},
-    {"residual", {37}, 0},
-};
 
 /* backward twice from zero == 2 x backward once; from random g0 == g0 + once. */
 static void accumulates(const char *op_name)
