@@ -3,7 +3,7 @@
 CC      ?= gcc
 OPT     ?= -O3
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -MMD -MP
-LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -lyaml -lm -lpthread
+LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -ljpeg -lyaml -lm -lpthread
 BUILD   ?= build
 
 # One binary runs on any x86-64: only the files named *_avx2.c / *_avx512.c are
