@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/augment.h"
 #include "data/cifar10.h"
 
 static int size_ok(const char *path, long w, long h, tlb_error *err)
@@ -232,4 +233,11 @@ void image_to_cifar32(uint8_t *planar, const image_rgb *im)
             }
         }
     }
+}
+
+void image_model_input(float *out, const image_rgb *im, int size)
+{
+    uint8_t planar[CIFAR10_PIXELS];
+    image_to_cifar32(planar, im);
+    augment_eval(out, planar, size);
 }

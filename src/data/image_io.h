@@ -34,4 +34,9 @@ void image_free(image_rgb *im);
  * cropped. */
 void image_to_cifar32(uint8_t *planar, const image_rgb *im);
 
+/* The model's input [size, size, 3]: image_to_cifar32, then the evaluation
+ * pipeline's resize of a CIFAR-10 record (augment_eval), so a 32x32 image
+ * is seen exactly as a test image would be. */
+void image_model_input(float *out, const image_rgb *im, int size);
+
 #endif
