@@ -1,0 +1,323 @@
+/* Using a trained model: image decoding and resampling (src/data/image_io.c),
+ * the evaluation metrics, the slow-state attention maps, and the `tlb eval`
+ * and `tlb predict` commands on a tiny run trained here, including every
+ * bad input they must refuse (exit 2, one line naming the file, nothing
+ * written). Test images are written with libpng and libjpeg. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <png.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/augment.h"
+#include "data/cifar10_classes.h"
+#include "data/fetch.h"
+#include "data/image_io.h"
+#include "model/attention_map.h"
+#include "ops/ops.h"
+#include "train/eval_metrics.h"
+#include "train/init.h"
+#include "train/trainer.h"
+
+/* ------------------------------------------------------------------------ */
+/* Writing test images */
+
+static void write_png(const char *path, int w, int h, const uint8_t *rgb)
+{
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    cr_assert(png && info);
+    cr_assert_eq(setjmp(png_jmpbuf(png)), 0);
+    png_init_io(png, fp);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) png_write_row(png, rgb + (size_t)y * w * 3);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    fclose(fp);
+}
+
+static void write_jpeg(const char *path, int w, int h, const uint8_t *rgb)
+{
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    struct jpeg_compress_struct j;
+    struct jpeg_error_mgr e;
+    j.err = jpeg_std_error(&e);
+    jpeg_create_compress(&j);
+    jpeg_stdio_dest(&j, fp);
+    j.image_width = (JDIMENSION)w, j.image_height = (JDIMENSION)h;
+    j.input_components = 3, j.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&j);
+    jpeg_set_quality(&j, 95, TRUE);
+    jpeg_start_compress(&j, TRUE);
+    while (j.next_scanline < j.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)j.next_scanline * w * 3);
+        jpeg_write_scanlines(&j, &row, 1);
+    }
+    jpeg_finish_compress(&j);
+    jpeg_destroy_compress(&j);
+    fclose(fp);
+}
+
+/* A smooth colourful picture, so JPEG keeps it close. */
+static uint8_t *test_picture(int w, int h)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t *p = rgb + ((size_t)y * w + x) * 3;
+            p[0] = (uint8_t)(255 * x / (w > 1 ? w - 1 : 1));
+            p[1] = (uint8_t)(255 * y / (h > 1 ? h - 1 : 1));
+            p[2] = (uint8_t)(128 + 100 * sin(0.2 * (x + y)));
+        }
+    return rgb;
+}
+
+static void truncate_copy(const char *src, const char *dst, long keep)
+{
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    cr_assert(in && out);
+    for (long i = 0; i < keep; i++) {
+        const int c = fgetc(in);
+        cr_assert_neq(c, EOF);
+        fputc(c, out);
+    }
+    fclose(in), fclose(out);
+}
+
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static char tmp[64];
+static void make_tmp(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/tlb_use_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+static void remove_tmp(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoding and resampling */
+
+TestSuite(image_io, .init = make_tmp, .fini = remove_tmp);
+
+Test(image_io, png_and_jpeg_decode)
+{
+    char png_path[128], jpg_path[128];
+    snprintf(png_path, sizeof png_path, "%s/a.png", tmp);
+    snprintf(jpg_path, sizeof jpg_path, "%s/a.jpg", tmp);
+    uint8_t *rgb = test_picture(37, 21);
+    write_png(png_path, 37, 21, rgb);
+    write_jpeg(jpg_path, 37, 21, rgb);
+    image_rgb im;
+    tlb_error err;
+    cr_assert_eq(image_read(&im, png_path, &err), 0, "%s", err.msg);
+    cr_expect(im.w == 37 && im.h == 21);
+    cr_expect_eq(memcmp(im.rgb, rgb, (size_t)37 * 21 * 3), 0, "PNG is lossless");
+    image_free(&im);
+    cr_assert_eq(image_read(&im, jpg_path, &err), 0, "%s", err.msg);
+    cr_expect(im.w == 37 && im.h == 21);
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)37 * 21 * 3; i++) worst = fmax(worst, fabs((double)im.rgb[i] - rgb[i]));
+    cr_expect_lt(worst, 40, "JPEG at quality 95 is off by %.0f", worst);
+    image_free(&im);
+    free(rgb);
+}
+
+/* A 32x32 image is copied exactly, so predict sees what eval sees. */
+Test(image_io, cifar_sized_image_is_the_record)
+{
+    uint8_t *rgb = test_picture(32, 32), planar[CIFAR10_PIXELS];
+    image_rgb im = {32, 32, rgb};
+    image_to_cifar32(planar, &im);
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 1024; i++) cr_assert_eq(planar[c * 1024 + i], rgb[3 * i + c]);
+    float a[48 * 48 * 3], b[48 * 48 * 3];
+    image_model_input(a, &im, 48);
+    augment_eval(b, planar, 48);
+    cr_expect_eq(memcmp(a, b, sizeof a), 0);
+    free(rgb);
+}
+
+/* Shrinking averages areas: 2x2 blocks of one value each become that value,
+ * a fine checkerboard becomes its mean (bilinear sampling would alias it). */
+Test(image_io, shrinking_averages_areas)
+{
+    enum { W = 64 };
+    uint8_t rgb[W * W * 3], planar[CIFAR10_PIXELS];
+    for (int y = 0; y < W; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *p = rgb + ((size_t)y * W + x) * 3;
+            p[0] = (uint8_t)(((x / 2) * 7 + (y / 2) * 3) % 256); /* constant per 2x2 block */
+            p[1] = (x + y) % 2 ? 200 : 0;                       /* checkerboard, mean 100 */
+            p[2] = 9;
+        }
+    image_rgb im = {W, W, rgb};
+    image_to_cifar32(planar, &im);
+    for (int y = 0; y < 32; y++)
+        for (int x = 0; x < 32; x++) {
+            cr_assert_eq(planar[y * 32 + x], (uint8_t)((x * 7 + y * 3) % 256));
+            cr_assert_eq(planar[1024 + y * 32 + x], 100);
+            cr_assert_eq(planar[2048 + y * 32 + x], 9);
+        }
+    /* Enlarging a constant image keeps it constant; a non-square one is stretched. */
+    uint8_t small[5 * 3 * 3];
+    memset(small, 77, sizeof small);
+    image_rgb tiny = {5, 3, small};
+    image_to_cifar32(planar, &tiny);
+    for (int i = 0; i < CIFAR10_PIXELS; i++) cr_assert_eq(planar[i], 77);
+}
+
+Test(image_io, bad_files_are_refused_with_their_name)
+{
+    char png_path[128], jpg_path[128], bad[128];
+    snprintf(png_path, sizeof png_path, "%s/a.png", tmp);
+    snprintf(jpg_path, sizeof jpg_path, "%s/a.jpg", tmp);
+    uint8_t *rgb = test_picture(64, 64);
+    write_png(png_path, 64, 64, rgb);
+    write_jpeg(jpg_path, 64, 64, rgb);
+    free(rgb);
+    image_rgb im;
+    tlb_error err;
+    struct {
+        const char *src, *what;
+        long keep;
+    } cut[] = {{png_path, "PNG", file_size(png_path) / 2}, {jpg_path, "JPEG", file_size(jpg_path) / 2},
+               {jpg_path, "JPEG", 200}, {png_path, "PNG", 40}};
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        snprintf(bad, sizeof bad, "%s/cut%zu", tmp, i);
+        truncate_copy(cut[i].src, bad, cut[i].keep);
+        cr_expect_eq(image_read(&im, bad, &err), -1, "%s cut to %ld bytes was accepted", cut[i].what, cut[i].keep);
+        cr_expect(strstr(err.msg, bad) && strstr(err.msg, "truncated or corrupt") && strstr(err.msg, cut[i].what),
+                  "%s", err.msg);
+        cr_expect_null(strchr(err.msg, '\n'));
+        cr_expect_null(im.rgb);
+    }
+    cr_expect_eq(image_read(&im, "tests/test_use.c", &err), -1);
+    cr_expect(strstr(err.msg, "tests/test_use.c: not a PNG or JPEG"), "%s", err.msg);
+    cr_expect_eq(image_read(&im, tmp, &err), -1);
+    cr_expect(strstr(err.msg, "is a directory"), "%s", err.msg);
+    snprintf(bad, sizeof bad, "%s/missing.png", tmp);
+    cr_expect_eq(image_read(&im, bad, &err), -1);
+    cr_expect(strstr(err.msg, bad) && strstr(err.msg, "cannot open"), "%s", err.msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metrics and class names */
+
+Test(eval_metrics, ranks_top5_and_confusion)
+{
+    const float x[10] = {0.1f, 3, 2, 2, -1, 0, 0, 0, 5, 1};
+    cr_expect_eq(class_rank(x, 10, 8), 0);
+    cr_expect_eq(class_rank(x, 10, 1), 1);
+    cr_expect_eq(class_rank(x, 10, 2), 2); /* tie with 3: index order */
+    cr_expect_eq(class_rank(x, 10, 3), 3);
+    cr_expect_eq(class_rank(x, 10, 4), 9);
+    eval_metrics e;
+    tlb_error err;
+    cr_assert_eq(eval_metrics_init(&e, 10, &err), 0);
+    const int labels[3] = {8, 3, 4};
+    float logits[30];
+    for (int i = 0; i < 3; i++) memcpy(logits + 10 * i, x, sizeof x);
+    const float losses[3] = {1, 2, 3};
+    eval_metrics_add(&e, logits, labels, losses, 3);
+    cr_expect_eq(e.top1, 1);
+    cr_expect_eq(e.top5, 2);
+    cr_expect_float_eq(eval_loss(&e), 2.0, 1e-12);
+    cr_expect_eq(e.confusion[8 * 10 + 8], 1);
+    cr_expect_eq(e.confusion[3 * 10 + 8], 1);
+    cr_expect_eq(e.confusion[4 * 10 + 8], 1);
+    cr_expect_float_eq(eval_class_accuracy(&e, 8), 1.0, 0);
+    cr_expect_float_eq(eval_class_accuracy(&e, 3), 0.0, 0);
+    cr_expect(isnan(eval_class_accuracy(&e, 0)));
+    eval_metrics_free(&e);
+    double p[10], sum = 0;
+    class_softmax(p, x, 10);
+    for (int i = 0; i < 10; i++) sum += p[i];
+    cr_expect_float_eq(sum, 1.0, 1e-12);
+    cr_expect_float_eq(p[8] / p[1], exp(2.0), 1e-9);
+}
+
+Test(eval_metrics, class_names_from_metadata_or_built_in, .init = make_tmp, .fini = remove_tmp)
+{
+    cifar10_classes k;
+    cifar10_classes_load(&k, tmp);
+    cr_expect_eq(k.from_metadata, 0);
+    cr_expect_str_eq(k.names[0], "airplane");
+    cr_expect_str_eq(k.ptr[9], "truck");
+    char path[128];
+    snprintf(path, sizeof path, "%s/batches.meta.txt", tmp);
+    FILE *fp = fopen(path, "w");
+    for (int i = 0; i < 10; i++) fprintf(fp, "name%d\n", i);
+    fprintf(fp, "\n\n");
+    fclose(fp);
+    cifar10_classes_load(&k, tmp);
+    cr_expect_eq(k.from_metadata, 1);
+    cr_expect_str_eq(k.names[3], "name3");
+    fp = fopen(path, "w");
+    fprintf(fp, "only\ntwo\n");
+    fclose(fp);
+    cifar10_classes_load(&k, tmp);
+    cr_expect_eq(k.from_metadata, 0, "a metadata file of 2 names was used");
+    cr_expect_str_eq(k.names[3], "cat");
+}
+
+/* ------------------------------------------------------------------------ */
+/* The slow state's attention maps */
+
+/* With the seed's zero initial state every state row is the same vector
+ * (issue 10), so every row's map is identical; each row is a softmax over a
+ * chunk's tokens, so its values over each chunk sum to 1; the max map is at
+ * least every row's, and equal to them when the rows are identical. */
+Test(attention_map, rows_of_a_collapsed_state_are_identical)
+{
+    tlb_error err;
+    cr_assert_eq(ops_select("ref", &err), 0, "%s", err.msg);
+    tlb_model_config c = model_config_seed();
+    c.image_size = 16, c.embed_dim = 16, c.key_dim = 8, c.num_heads = 2, c.chunk_size = 4, c.num_layers = 2;
+    tlb_model m;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    init_keras(&m, 7);
+    cr_assert_neq(model_plan(&m, 2, &err), 0, "%s", err.msg);
+    const int Ns = model_state_rows(&m), N = model_num_patches(&c), C = c.chunk_size;
+    cr_assert_eq(Ns, c.chunk_size);
+    float img[2 * 16 * 16 * 3];
+    for (size_t i = 0; i < sizeof img / sizeof img[0]; i++) img[i] = (float)((i * 37) % 101) / 100.0f;
+    model_forward(&m, img, NULL, 2, NULL);
+    float rows[16 * 64], mx[64];
+    model_slow_attention(&m, 1, rows, mx);
+    double spread = 0;
+    for (int t = 0; t < N; t++) {
+        for (int i = 1; i < Ns; i++) cr_expect_float_eq(rows[i * N + t], rows[t], 1e-6, "row %d token %d", i, t);
+        double lo = 1, hi = 0;
+        for (int i = 0; i < Ns; i++) lo = fmin(lo, rows[i * N + t]), hi = fmax(hi, rows[i * N + t]);
+        cr_expect_geq(mx[t] + 1e-6, hi);
+        cr_expect_float_eq(mx[t], rows[t], 1e-6, "identical rows: the max is any row");
+        spread = fmax(spread, fabs(rows[t] - 1.0 / C));
+    }
+    for (int ch = 0; ch < N / C; ch++) {
+        double sum = 0;
+        for (int j = 0; j < C; j++) sum += rows[ch * C + j];
+        cr_expect_float_eq(sum, 1.0, 1e-5, "chunk %d sums to %f", ch, sum);
+    }
+    cr_expect_gt(spread, 1e-4, "the maps are uniform: the test would not see a wrong index");
+    model_destroy(&m);
+}
