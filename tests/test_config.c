@@ -479,16 +479,20 @@ Test(config, canonical_text_is_fixed)
                      "image_size: 48\npatch_size: 4\nembed_dim: 64\nchunk_size: 8\nr: 2\n"
                      "num_layers: 4\nnum_heads: 1\nkey_dim: 64\nffn_mult: 4\nnum_classes: 10\n"
                      "wiring: keras\nffn_drop: 0.2\nattn_drop: 0.2\n"
+                     "num_state_tokens: 0\nstate_init: zeros\nreadout: last_fast\n"
                      "\n# data\n"
                      "dataset: \"cifar10\"\ntrain_slice: 40000\ntrain_limit: 0\neval_limit: 0\n"
                      "shuffle: epoch\ndata_dir: \"\"\n"
+                     "\n# augmentation beyond crop and flip (all off by default)\n"
+                     "mixup_alpha: 0\ncutmix_alpha: 0\nrandom_erase: 0\nrandaugment_n: 0\nrandaugment_m: 9\n"
                      "\n# optimisation\n"
                      "mixed_precision: true\nbatch_size: 2048\nmicro_batch: 0\n"
                      "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
+                     "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\n"
                      "\n# system\n"
                      "threads: 0\nbackend: \"\"\n"
                      "\n# output\n"
-                     "out_dir: \"runs\"\nname: \"run\"\n");
+                     "out_dir: \"runs\"\nname: \"run\"\ncheckpoint_every: 0\n");
     /* Truncation follows snprintf. */
     char small[10];
     size_t len = run_config_write_canonical(&c, small, sizeof small);
@@ -513,12 +517,54 @@ Test(config, hash_tracks_result_keys_only)
 
     const char *changes[] = {"learning_rate=0.0002", "r=4", "threads=2", "chunk_size=16",
                              "seed=43", "mixed_precision=false", "backend=ref", "micro_batch=256",
-                             "ffn_drop=0.1", "wiring=paper", "train_limit=100", "shuffle=once"};
+                             "ffn_drop=0.1", "wiring=paper", "train_limit=100", "shuffle=once",
+                             "num_state_tokens=4", "state_init=learned", "readout=state",
+                             "lr_schedule=cosine", "warmup_epochs=1", "min_lr=1e-6",
+                             "label_smoothing=0.1", "grad_clip=1", "mixup_alpha=0.2",
+                             "cutmix_alpha=1", "random_erase=0.25", "randaugment_n=2",
+                             "randaugment_m=5"};
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         b = a;
         cr_assert_eq(run_config_set(&b, changes[i], &err), 0, "%s", err.msg);
         cr_assert_neq(run_config_hash(&b), h, "%s must change the hash", changes[i]);
     }
+}
+
+/* Keys added after the seed are hashed only away from their default: the
+ * seed config's folder is the one earlier versions wrote (pinned here), so
+ * old runs still resume and land in the same place. */
+Test(config, new_keys_at_default_keep_old_hashes)
+{
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, "experiments/r2_chunk8.cfg", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    c.threads = 2;
+    cr_assert_eq(run_config_hash(&c), 0x8bc31219b2eab0d2ULL, "hash of the seed config, 2 threads");
+    const char *at_default[] = {"num_state_tokens=0", "state_init=zeros", "readout=last_fast",
+                                "lr_schedule=constant", "warmup_epochs=0", "label_smoothing=0",
+                                "randaugment_m=9", "checkpoint_every=100"};
+    for (size_t i = 0; i < sizeof at_default / sizeof at_default[0]; i++) {
+        run_config b = c;
+        cr_assert_eq(run_config_set(&b, at_default[i], &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_hash(&b), 0x8bc31219b2eab0d2ULL, "%s must keep the hash", at_default[i]);
+    }
+}
+
+Test(config, new_keys_refuse_bad_values)
+{
+    expect_error("state_init: random\n", ":1: state_init: expected zeros, learned or sinusoid, got 'random'");
+    expect_error("readout: \"state\"\n", ":1: readout: expected last_fast or state, got the string \"state\"");
+    expect_error("lr_schedule: linear\n", ":1: lr_schedule: expected constant or cosine, got 'linear'");
+    expect_error("epochs: 3\nwarmup_epochs: 4\n", ":2: warmup_epochs: 4 is out of range [0, epochs = 3]");
+    expect_error("min_lr: 0.01\n", ":1: min_lr: 0.01 is out of range [0, learning_rate = 0.0001]");
+    expect_error("label_smoothing: 1\n", ":1: label_smoothing: 1 is out of range [0, 0.999]");
+    expect_error("grad_clip: -1\n", ":1: grad_clip: -1 is out of range [0, 1e+30]");
+    expect_error("random_erase: 1.5\n", ":1: random_erase: 1.5 is out of range [0, 1]");
+    expect_error("randaugment_n: 17\n", ":1: randaugment_n: 17 is out of range [0, 16]");
+    expect_error("num_state_tokens: -1\n", ":1: num_state_tokens: -1 is out of range [0, 1024]");
+    expect_error("embed_dim: 5\nkey_dim: 4\nstate_init: sinusoid\n",
+                 ":3: state_init: sinusoid needs an even embed_dim >= 4, got 5");
 }
 
 Test(config, run_dir)

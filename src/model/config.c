@@ -22,6 +22,39 @@ int wiring_parse(const char *name, tlb_wiring *out)
     return -1;
 }
 
+static const char *const STATE_INIT_NAMES[] = {"zeros", "learned", "sinusoid"};
+static const char *const READOUT_NAMES[] = {"last_fast", "state"};
+
+static int name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0) return i;
+    return -1;
+}
+
+const char *state_init_name(tlb_state_init s)
+{
+    return (unsigned)s < 3 ? STATE_INIT_NAMES[s] : "?";
+}
+
+int state_init_parse(const char *name, tlb_state_init *out)
+{
+    const int i = name_index(STATE_INIT_NAMES, 3, name);
+    if (i < 0) return -1;
+    *out = (tlb_state_init)i;
+    return 0;
+}
+
+const char *readout_name(tlb_readout r) { return (unsigned)r < 2 ? READOUT_NAMES[r] : "?"; }
+
+int readout_parse(const char *name, tlb_readout *out)
+{
+    const int i = name_index(READOUT_NAMES, 2, name);
+    if (i < 0) return -1;
+    *out = (tlb_readout)i;
+    return 0;
+}
+
 int model_config_validate(const tlb_model_config *c, tlb_error *err)
 {
     struct { const char *key; int value, min, max; } ranges[] = {
@@ -30,6 +63,7 @@ int model_config_validate(const tlb_model_config *c, tlb_error *err)
         {"r", c->r, 1, 1 << 20},                {"num_layers", c->num_layers, 1, 1024},
         {"num_heads", c->num_heads, 1, 1024},   {"key_dim", c->key_dim, 1, 8192},
         {"ffn_mult", c->ffn_mult, 1, 64},       {"num_classes", c->num_classes, 2, 1 << 20},
+        {"num_state_tokens", c->num_state_tokens, 0, TLB_MAX_KEYS},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
         if (ranges[i].value < ranges[i].min || ranges[i].value > ranges[i].max)
@@ -48,5 +82,11 @@ int model_config_validate(const tlb_model_config *c, tlb_error *err)
         return tlb_fail(err, "attn_drop: %g is out of range [0, 1)", c->attn_drop);
     if (c->wiring != TLB_WIRING_KERAS && c->wiring != TLB_WIRING_PAPER)
         return tlb_fail(err, "wiring: must be keras or paper");
+    if ((unsigned)c->state_init > STATE_INIT_SINUSOID)
+        return tlb_fail(err, "state_init: must be zeros, learned or sinusoid");
+    if ((unsigned)c->readout > READOUT_STATE) return tlb_fail(err, "readout: must be last_fast or state");
+    /* The sinusoid table puts sines in the first D/2 columns, cosines in the rest. */
+    if (c->state_init == STATE_INIT_SINUSOID && (c->embed_dim % 2 != 0 || c->embed_dim < 4))
+        return tlb_fail(err, "state_init: sinusoid needs an even embed_dim >= 4, got %d", c->embed_dim);
     return 0;
 }

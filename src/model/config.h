@@ -8,11 +8,18 @@
 
 typedef enum { TLB_WIRING_KERAS = 0, TLB_WIRING_PAPER = 1 } tlb_wiring;
 
+/* How the slow state starts (golden README, "Slow-state options"); the
+ * values are the golden files' config.state_init codes. */
+typedef enum { STATE_INIT_ZEROS = 0, STATE_INIT_LEARNED = 1, STATE_INIT_SINUSOID = 2 } tlb_state_init;
+/* What the head pools: the last chunk's fast stream (the Keras example) or
+ * the final slow state through a LayerNorm of its own (the authors' code). */
+typedef enum { READOUT_LAST_FAST = 0, READOUT_STATE = 1 } tlb_readout;
+
 typedef struct {
     int image_size;   /* S: input is S x S x 3 */
     int patch_size;   /* P: conv kernel = stride */
     int embed_dim;    /* D */
-    int chunk_size;   /* C: tokens per chunk = slow-state tokens */
+    int chunk_size;   /* C: tokens per chunk */
     int r;            /* cross-attention period */
     int num_layers;   /* L */
     int num_heads;    /* H */
@@ -22,6 +29,9 @@ typedef struct {
     tlb_wiring wiring;
     float ffn_drop;   /* dropout on the FFN output before its residual add */
     float attn_drop;  /* dropout on the attention probabilities */
+    int num_state_tokens;      /* Ns, slow-state rows; 0 = chunk_size (the Keras tie) */
+    tlb_state_init state_init; /* zeros (the seed) | learned | sinusoid */
+    tlb_readout readout;       /* last_fast (the seed) | state */
 } tlb_model_config;
 
 /* The seed configuration of the Keras example. */
@@ -35,9 +45,17 @@ static inline int model_num_patches(const tlb_model_config *c) { return model_gr
 static inline int model_num_chunks(const tlb_model_config *c) { return model_num_patches(c) / c->chunk_size; }
 static inline int model_hk(const tlb_model_config *c) { return c->num_heads * c->key_dim; }
 static inline int model_ffn_dim(const tlb_model_config *c) { return c->ffn_mult * c->embed_dim; }
+static inline int model_num_state(const tlb_model_config *c)
+{
+    return c->num_state_tokens > 0 ? c->num_state_tokens : c->chunk_size;
+}
 
 const char *wiring_name(tlb_wiring w);
 /* Returns 0 and sets *out, or -1 for an unknown name. */
 int wiring_parse(const char *name, tlb_wiring *out);
+const char *state_init_name(tlb_state_init s);
+int state_init_parse(const char *name, tlb_state_init *out);
+const char *readout_name(tlb_readout r);
+int readout_parse(const char *name, tlb_readout *out);
 
 #endif

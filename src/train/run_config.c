@@ -14,7 +14,7 @@
 /* ------------------------------------------------------------------------ */
 /* The key table: one row per key, in canonical order. */
 
-typedef enum { K_INT, K_SWEEP, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE } key_type;
+typedef enum { K_INT, K_SWEEP, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE, K_ENUM } key_type;
 
 typedef struct {
     const char *name;
@@ -24,41 +24,66 @@ typedef struct {
     size_t sweep_off; /* K_SWEEP: of the run_sweep */
     int hashed;       /* affects results, so part of run_config_hash */
     const char *group; /* comment line written before the first key of a group */
+    /* Keys added after the seed are hashed only when not at their default,
+     * so configs written before them keep their run hashes (and folders). */
+    int hashed_unless_default;
+    const char *const *names; /* K_ENUM: the accepted words, stored as their index */
 } key_def;
 
 #define OFF(f) offsetof(run_config, f)
 #define MOFF(f) (offsetof(run_config, model) + offsetof(tlb_model_config, f))
+/* Words of the enumerated keys, in the order of their C enums. */
+static const char *const STATE_INIT_WORDS[] = {"zeros", "learned", "sinusoid", NULL};
+static const char *const READOUT_WORDS[] = {"last_fast", "state", NULL};
+static const char *const LR_SCHEDULE_WORDS[] = {"constant", "cosine", NULL};
+#define NEW_KEY(key, type, off, group) {key, type, off, 0, 0, 1, group, 1, NULL}
+#define NEW_ENUM(key, off, words) {key, K_ENUM, off, 0, 0, 1, NULL, 1, words}
 static const key_def KEYS[] = {
-    {"image_size", K_INT, MOFF(image_size), 0, 0, 1, "model"},
-    {"patch_size", K_INT, MOFF(patch_size), 0, 0, 1, NULL},
-    {"embed_dim", K_INT, MOFF(embed_dim), 0, 0, 1, NULL},
-    {"chunk_size", K_SWEEP, MOFF(chunk_size), 0, OFF(sweep_chunk_size), 1, NULL},
-    {"r", K_SWEEP, MOFF(r), 0, OFF(sweep_r), 1, NULL},
-    {"num_layers", K_SWEEP, MOFF(num_layers), 0, OFF(sweep_num_layers), 1, NULL},
-    {"num_heads", K_INT, MOFF(num_heads), 0, 0, 1, NULL},
-    {"key_dim", K_INT, MOFF(key_dim), 0, 0, 1, NULL},
-    {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 0, 1, NULL},
-    {"num_classes", K_INT, MOFF(num_classes), 0, 0, 1, NULL},
-    {"wiring", K_WIRING, MOFF(wiring), 0, 0, 1, NULL},
-    {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 0, 1, NULL},
-    {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 0, 1, NULL},
-    {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 0, 1, "data"},
-    {"train_slice", K_INT, OFF(train_slice), 0, 0, 1, NULL},
-    {"train_limit", K_INT, OFF(train_limit), 0, 0, 1, NULL},
-    {"eval_limit", K_INT, OFF(eval_limit), 0, 0, 1, NULL},
-    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 0, 1, NULL},
-    {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, 0, NULL},
-    {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 0, 1, "optimisation"},
-    {"batch_size", K_INT, OFF(batch_size), 0, 0, 1, NULL},
-    {"micro_batch", K_INT, OFF(micro_batch), 0, 0, 1, NULL},
-    {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 0, 1, NULL},
-    {"weight_decay", K_DOUBLE, OFF(weight_decay), 0, 0, 1, NULL},
-    {"epochs", K_INT, OFF(epochs), 0, 0, 1, NULL},
-    {"seed", K_U64, OFF(seed), 0, 0, 1, NULL},
-    {"threads", K_INT, OFF(threads), 0, 0, 1, "system"},
-    {"backend", K_STR, OFF(backend), sizeof(((run_config *)0)->backend), 0, 1, NULL},
-    {"out_dir", K_STR, OFF(out_dir), sizeof(((run_config *)0)->out_dir), 0, 0, "output"},
-    {"name", K_STR, OFF(name), sizeof(((run_config *)0)->name), 0, 0, NULL},
+    {"image_size", K_INT, MOFF(image_size), 0, 0, 1, "model", 0, NULL},
+    {"patch_size", K_INT, MOFF(patch_size), 0, 0, 1, NULL, 0, NULL},
+    {"embed_dim", K_INT, MOFF(embed_dim), 0, 0, 1, NULL, 0, NULL},
+    {"chunk_size", K_SWEEP, MOFF(chunk_size), 0, OFF(sweep_chunk_size), 1, NULL, 0, NULL},
+    {"r", K_SWEEP, MOFF(r), 0, OFF(sweep_r), 1, NULL, 0, NULL},
+    {"num_layers", K_SWEEP, MOFF(num_layers), 0, OFF(sweep_num_layers), 1, NULL, 0, NULL},
+    {"num_heads", K_INT, MOFF(num_heads), 0, 0, 1, NULL, 0, NULL},
+    {"key_dim", K_INT, MOFF(key_dim), 0, 0, 1, NULL, 0, NULL},
+    {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 0, 1, NULL, 0, NULL},
+    {"num_classes", K_INT, MOFF(num_classes), 0, 0, 1, NULL, 0, NULL},
+    {"wiring", K_WIRING, MOFF(wiring), 0, 0, 1, NULL, 0, NULL},
+    {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 0, 1, NULL, 0, NULL},
+    {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 0, 1, NULL, 0, NULL},
+    NEW_KEY("num_state_tokens", K_INT, MOFF(num_state_tokens), NULL),
+    NEW_ENUM("state_init", MOFF(state_init), STATE_INIT_WORDS),
+    NEW_ENUM("readout", MOFF(readout), READOUT_WORDS),
+    {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 0, 1, "data", 0, NULL},
+    {"train_slice", K_INT, OFF(train_slice), 0, 0, 1, NULL, 0, NULL},
+    {"train_limit", K_INT, OFF(train_limit), 0, 0, 1, NULL, 0, NULL},
+    {"eval_limit", K_INT, OFF(eval_limit), 0, 0, 1, NULL, 0, NULL},
+    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 0, 1, NULL, 0, NULL},
+    {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, 0, NULL, 0, NULL},
+    NEW_KEY("mixup_alpha", K_DOUBLE, OFF(mixup_alpha), "augmentation beyond crop and flip (all off by default)"),
+    NEW_KEY("cutmix_alpha", K_DOUBLE, OFF(cutmix_alpha), NULL),
+    NEW_KEY("random_erase", K_DOUBLE, OFF(random_erase), NULL),
+    NEW_KEY("randaugment_n", K_INT, OFF(randaugment_n), NULL),
+    NEW_KEY("randaugment_m", K_INT, OFF(randaugment_m), NULL),
+    {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 0, 1, "optimisation", 0, NULL},
+    {"batch_size", K_INT, OFF(batch_size), 0, 0, 1, NULL, 0, NULL},
+    {"micro_batch", K_INT, OFF(micro_batch), 0, 0, 1, NULL, 0, NULL},
+    {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 0, 1, NULL, 0, NULL},
+    {"weight_decay", K_DOUBLE, OFF(weight_decay), 0, 0, 1, NULL, 0, NULL},
+    {"epochs", K_INT, OFF(epochs), 0, 0, 1, NULL, 0, NULL},
+    {"seed", K_U64, OFF(seed), 0, 0, 1, NULL, 0, NULL},
+    NEW_ENUM("lr_schedule", OFF(lr_schedule), LR_SCHEDULE_WORDS),
+    NEW_KEY("warmup_epochs", K_DOUBLE, OFF(warmup_epochs), NULL),
+    NEW_KEY("min_lr", K_DOUBLE, OFF(min_lr), NULL),
+    NEW_KEY("label_smoothing", K_DOUBLE, OFF(label_smoothing), NULL),
+    NEW_KEY("grad_clip", K_DOUBLE, OFF(grad_clip), NULL),
+    {"threads", K_INT, OFF(threads), 0, 0, 1, "system", 0, NULL},
+    {"backend", K_STR, OFF(backend), sizeof(((run_config *)0)->backend), 0, 1, NULL, 0, NULL},
+    {"out_dir", K_STR, OFF(out_dir), sizeof(((run_config *)0)->out_dir), 0, 0, "output", 0, NULL},
+    {"name", K_STR, OFF(name), sizeof(((run_config *)0)->name), 0, 0, NULL, 0, NULL},
+    /* Not hashed: checkpoints at any period resume bit-exact. */
+    {"checkpoint_every", K_INT, OFF(checkpoint_every), 0, 0, 0, NULL, 1, NULL},
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 _Static_assert(sizeof KEYS / sizeof KEYS[0] == RUN_CONFIG_NUM_KEYS, "update RUN_CONFIG_NUM_KEYS");
@@ -128,6 +153,7 @@ void run_config_defaults(run_config *c)
     strcpy(c->out_dir, "runs");
     strcpy(c->name, "run");
     c->shuffle = SHUFFLE_EVERY_EPOCH;
+    c->randaugment_m = 9; /* RandAugment's usual magnitude; used only when randaugment_n > 0 */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -252,6 +278,19 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
         else if (strcmp(s.text, "once") == 0) *m = SHUFFLE_ONCE;
         else return fail_key(err, w, key, "expected epoch or once, got %s", got);
         return 0;
+    }
+    case K_ENUM: {
+        const char *const *names = KEYS[k].names;
+        for (int i = 0; names[i]; i++)
+            if (!s.quoted && strcmp(s.text, names[i]) == 0) {
+                *(int *)field(c, k) = i;
+                return 0;
+            }
+        char expected[128] = "";
+        for (int i = 0; names[i]; i++)
+            snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s",
+                     i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
+        return fail_key(err, w, key, "expected %s, got %s", expected, got);
     }
     }
     return fail_key(err, w, key, "internal: unknown key type");
@@ -528,6 +567,16 @@ static int check_range(const run_config *c, const char *key, long long v, long l
     return fail_key(err, key_where(c, key_index(key)), key, "%lld is out of range [%lld, %lld]", v, lo, hi);
 }
 
+/* A real-valued key in [lo, hi]; `hi_key` names the key hi comes from. */
+static int check_number(const run_config *c, const char *key, double v, double lo, double hi,
+                        const char *hi_key, tlb_error *err)
+{
+    if (v >= lo && v <= hi) return 0;
+    where w = key_where(c, key_index(key));
+    if (hi_key) return fail_key(err, w, key, "%g is out of range [%g, %s = %g]", v, lo, hi_key, hi);
+    return fail_key(err, w, key, "%g is out of range [%g, %g]", v, lo, hi);
+}
+
 /* model_config_validate says "key: problem"; put the key's origin in front. */
 static int check_model(const run_config *c, const tlb_model_config *m, tlb_error *err)
 {
@@ -593,6 +642,16 @@ int run_config_validate(run_config *c, tlb_error *err)
         return fail_key(err, key_where(c, key_index("weight_decay")), "weight_decay",
                         "must be >= 0, got %g", c->weight_decay);
     if (check_range(c, "epochs", c->epochs, 1, 1 << 20, err)) return -1;
+    if (check_number(c, "warmup_epochs", c->warmup_epochs, 0, c->epochs, "epochs", err)) return -1;
+    if (check_number(c, "min_lr", c->min_lr, 0, c->learning_rate, "learning_rate", err)) return -1;
+    if (check_number(c, "label_smoothing", c->label_smoothing, 0, 0.999, NULL, err)) return -1;
+    if (check_number(c, "grad_clip", c->grad_clip, 0, 1e30, NULL, err)) return -1;
+    if (check_number(c, "mixup_alpha", c->mixup_alpha, 0, 1e3, NULL, err)) return -1;
+    if (check_number(c, "cutmix_alpha", c->cutmix_alpha, 0, 1e3, NULL, err)) return -1;
+    if (check_number(c, "random_erase", c->random_erase, 0, 1, NULL, err)) return -1;
+    if (check_range(c, "randaugment_n", c->randaugment_n, 0, 16, err)) return -1;
+    if (check_range(c, "randaugment_m", c->randaugment_m, 0, 30, err)) return -1;
+    if (check_range(c, "checkpoint_every", c->checkpoint_every, 0, 1 << 30, err)) return -1;
     if (check_range(c, "threads", c->threads, 0, 4096, err)) return -1;
     if (!c->name[0])
         return fail_key(err, key_where(c, key_index("name")), "name", "must not be empty");
@@ -742,7 +801,21 @@ static void put_value(out_buf *o, const run_config *c, int k)
     case K_STR: put_string(o, (const char *)f); break;
     case K_WIRING: put(o, "%s", wiring_name(*(const tlb_wiring *)f)); break;
     case K_SHUFFLE: put(o, "%s", *(const shuffle_mode *)f == SHUFFLE_ONCE ? "once" : "epoch"); break;
+    case K_ENUM: put(o, "%s", KEYS[k].names[*(const int *)f]); break;
     }
+}
+
+/* Whether key k of c holds its default value (compared as canonical text). */
+static int at_default(const run_config *c, int k)
+{
+    static run_config defaults;
+    static int ready;
+    if (!ready) { run_config_defaults(&defaults); ready = 1; }
+    char a[256], b[256];
+    out_buf oa = {a, sizeof a, 0}, ob = {b, sizeof b, 0};
+    put_value(&oa, c, k);
+    put_value(&ob, &defaults, k);
+    return oa.len == ob.len && oa.len < sizeof a && memcmp(a, b, oa.len) == 0;
 }
 
 static size_t write_keys(const run_config *c, char *buf, size_t n, int hashed_only)
@@ -751,6 +824,7 @@ static size_t write_keys(const run_config *c, char *buf, size_t n, int hashed_on
     if (n) buf[0] = '\0';
     for (int k = 0; k < NKEYS; k++) {
         if (hashed_only && !KEYS[k].hashed) continue;
+        if (hashed_only && KEYS[k].hashed_unless_default && at_default(c, k)) continue;
         if (KEYS[k].group && !hashed_only) put(&o, "%s# %s\n", k ? "\n" : "", KEYS[k].group);
         put(&o, "%s: ", KEYS[k].name);
         put_value(&o, c, k);

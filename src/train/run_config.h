@@ -32,6 +32,9 @@
 #include "util/error.h"
 
 typedef enum { SHUFFLE_EVERY_EPOCH, SHUFFLE_ONCE } shuffle_mode;
+/* constant: learning_rate at every step (the seed); cosine: linear warmup
+ * from 0 over warmup_epochs, then cosine decay to min_lr at the last step. */
+typedef enum { LR_CONSTANT = 0, LR_COSINE = 1 } lr_schedule_kind;
 
 /* A swept key's values; n == 0 means "not swept" (the scalar in the model
  * config holds the value). Only r, chunk_size and num_layers can be swept. */
@@ -42,7 +45,7 @@ typedef struct {
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 30
+#define RUN_CONFIG_NUM_KEYS 44
 
 typedef struct {
     tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
@@ -63,6 +66,20 @@ typedef struct {
     char out_dir[1024];      /* "runs" */
     char name[128];          /* default: the config file's basename without .cfg */
     shuffle_mode shuffle;    /* "epoch" (default) | "once" */
+
+    /* Training recipe beyond the seed (all off / constant by default). */
+    lr_schedule_kind lr_schedule; /* constant (default) | cosine */
+    double warmup_epochs;    /* linear warmup from 0 over this many epochs (may be fractional) */
+    double min_lr;           /* cosine's final learning rate */
+    double label_smoothing;  /* target (1 - e) one-hot + e / classes; 0 = off */
+    double grad_clip;        /* clip the global L2 norm of the gradient to this; 0 = off */
+    /* Augmentation beyond the seed's crop and flip (src/data; 0 = off). */
+    double mixup_alpha;      /* mixup's Beta(alpha, alpha) */
+    double cutmix_alpha;     /* cutmix's Beta(alpha, alpha) */
+    double random_erase;     /* probability of erasing one random rectangle */
+    int randaugment_n;       /* RandAugment: ops per image */
+    int randaugment_m;       /* RandAugment: magnitude 0..30 (default 9) */
+    int checkpoint_every;    /* steps between checkpoints; 0 = at each epoch's end */
 
     /* Sweeps: a list in the file makes a grid (run_config_expand). */
     run_sweep sweep_r, sweep_chunk_size, sweep_num_layers;
