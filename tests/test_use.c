@@ -321,3 +321,294 @@ Test(attention_map, rows_of_a_collapsed_state_are_identical)
     cr_expect_gt(spread, 1e-4, "the maps are uniform: the test would not see a wrong index");
     model_destroy(&m);
 }
+
+/* ------------------------------------------------------------------------ */
+/* tlb eval and tlb predict on a tiny trained run */
+
+#include <cjson/cJSON.h>
+
+#include "train/trained_run.h"
+
+static void ensure_data(void)
+{
+    char dir[1024];
+    tlb_error err;
+    cifar10_default_dir(dir, sizeof dir);
+    if (cifar10_verify_all(dir, 0, NULL) != 0)
+        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
+}
+
+/* Trains a tiny model for 8 steps into tmp/runs; its folder goes to run_dir. */
+static void train_tiny(char *run_dir, size_t n, const char *name, double lr)
+{
+    ensure_data();
+    char text[1024];
+    snprintf(text, sizeof text,
+             "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"
+             "learning_rate: %g\neval_limit: 300\nbatch_size: 32\ntrain_limit: 256\nepochs: 1\nthreads: 1\n"
+             "name: %s\nout_dir: %s/runs\n",
+             lr, name, tmp);
+    run_config c;
+    tlb_error err;
+    run_config_defaults(&c);
+    cr_assert_eq(run_config_parse(&c, text, strlen(text), "tiny.cfg", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    train_summary s;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    snprintf(run_dir, n, "%s", s.run_dir);
+}
+
+/* Runs `tlb ARGS` with stdout and stderr into tmp/out.txt and tmp/err.txt. */
+static int run_tlb(const char *args)
+{
+    const char *bin = getenv("TLB_BIN");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "TLB_NO_FETCH=1 %s %s >%s/out.txt 2>%s/err.txt", bin && *bin ? bin : "./tlb", args, tmp,
+             tmp);
+    const int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *read_all(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp, "%s", path);
+    static char buf[1 << 16];
+    const size_t k = fread(buf, 1, sizeof buf - 1, fp);
+    buf[k] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static double summary_number(const char *run_dir, const char *key)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/summary.json", run_dir);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    char buf[8192];
+    const size_t k = fread(buf, 1, sizeof buf - 1, fp);
+    buf[k] = '\0';
+    fclose(fp);
+    cJSON *j = cJSON_Parse(buf);
+    const double v = cJSON_GetNumberValue(cJSON_GetObjectItem(j, key));
+    cJSON_Delete(j);
+    return v;
+}
+
+TestSuite(use, .init = make_tmp, .fini = remove_tmp, .timeout = 180);
+
+/* tlb eval measures what training measured on the same split (the same
+ * accuracy and loss as summary.json), prints every class by name and
+ * writes the confusion matrix. */
+Test(use, eval_prints_classes_and_writes_the_confusion_png)
+{
+    char run[1300], args[1600], png[1400];
+    train_tiny(run, sizeof run, "evalme", 0.003);
+    snprintf(args, sizeof args, "eval %s", run);
+    cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    const char *out = read_all("out.txt");
+    cr_expect(strstr(out, "accuracy: ") && strstr(out, "top-5 accuracy: "), "%s", out);
+    const char *names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+    for (int k = 0; k < 10; k++) {
+        char row[64];
+        snprintf(row, sizeof row, "\n%-12s ", names[k]);
+        cr_expect(strstr(out, row), "no per-class row for %s in:\n%s", names[k], out);
+    }
+    cr_expect(strstr(out, "confusion matrix"), "%s", out);
+    cr_expect(strstr(read_all("err.txt"), "300/300 images"), "no progress on stderr: %s", read_all("err.txt"));
+    snprintf(png, sizeof png, "%s/confusion-val.png", run);
+    cr_expect_gt(file_size(png), 1000, "%s missing", png);
+
+    const char *splits[2] = {"val", "test"};
+    for (int s = 0; s < 2; s++) {
+        snprintf(args, sizeof args, "eval %s --split %s --json", run, splits[s]);
+        cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+        cJSON *j = cJSON_Parse(read_all("out.txt"));
+        cr_assert_not_null(j, "--json output does not parse");
+        char key[64];
+        snprintf(key, sizeof key, "%s_accuracy", s ? "test" : "validation");
+        /* Not bit for bit: training evaluated in micro-batches of 32 on one
+         * thread, eval in batches of 500 sharded over the threads, and
+         * oneDNN's matmul (the automatic dense on an AVX2-only CPU) sums in
+         * an order that depends on the row count. So: the loss to float
+         * rounding, the accuracy within one image (a near tie may flip). */
+        cr_expect_float_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "accuracy")), summary_number(run, key),
+                           1.5 / 300, "%s accuracy differs from the run's summary", splits[s]);
+        snprintf(key, sizeof key, "%s_loss", s ? "test" : "validation");
+        cr_expect_float_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "loss")), summary_number(run, key), 1e-5,
+                           "%s loss %.9f, the run's summary %.9f", splits[s],
+                           cJSON_GetNumberValue(cJSON_GetObjectItem(j, "loss")), summary_number(run, key));
+        cr_expect_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "images")), 300);
+        const double top5 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "top5_accuracy"));
+        cr_expect(top5 >= cJSON_GetNumberValue(cJSON_GetObjectItem(j, "accuracy")) && top5 <= 1);
+        cJSON *conf = cJSON_GetObjectItem(j, "confusion");
+        double total = 0;
+        for (int i = 0; i < 10; i++)
+            for (int k = 0; k < 10; k++) total += cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetArrayItem(conf, i), k));
+        cr_expect_eq(total, 300);
+        cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "classes"), 3), "name")), "cat");
+        cJSON_Delete(j);
+    }
+    snprintf(png, sizeof png, "%s/confusion-test.png", run);
+    cr_expect_gt(file_size(png), 1000, "%s missing", png);
+}
+
+/* tlb predict: a 32x32 PNG of a CIFAR-10 record gets exactly the
+ * probabilities the model gives that record through the evaluation
+ * pipeline; a larger JPEG is resampled (and says so); --attention writes
+ * the picture. */
+Test(use, predict_png_and_jpeg_print_classes_with_probabilities)
+{
+    char run[1300], args[4000], png[128], jpg[128], att[128];
+    train_tiny(run, sizeof run, "predictme", 0.003);
+    cifar10_set slice;
+    tlb_error err;
+    cr_assert_eq(cifar10_read_records(&slice, "tests/data/cifar10_batch1_r0_r1_r9999.bin", &err), 0, "%s", err.msg);
+    uint8_t rgb[32 * 32 * 3];
+    for (int i = 0; i < 1024; i++)
+        for (int c = 0; c < 3; c++) rgb[3 * i + c] = slice.pixels[c * 1024 + i];
+    snprintf(png, sizeof png, "%s/record0.png", tmp);
+    write_png(png, 32, 32, rgb);
+    uint8_t *photo = test_picture(120, 80);
+    snprintf(jpg, sizeof jpg, "%s/photo.jpg", tmp);
+    write_jpeg(jpg, 120, 80, photo);
+    free(photo);
+    snprintf(att, sizeof att, "%s/attention.png", tmp);
+
+    snprintf(args, sizeof args, "predict %s %s %s --attention %s", run, png, jpg, att);
+    cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    const char *out = read_all("out.txt");
+    cr_expect_eq(count_lines(out), 2, "one line per image:\n%s", out);
+    const char *names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+    char *line2 = strchr(out, '\n');
+    cr_assert_not_null(line2);
+    int named[2] = {0, 0};
+    for (int k = 0; k < 10; k++) {
+        const char *at = strstr(out, names[k]);
+        if (at && at < line2) named[0] = 1;
+        if (strstr(line2, names[k])) named[1] = 1;
+    }
+    cr_expect(named[0] && named[1], "a line without a class name:\n%s", out);
+    cr_expect(strstr(out, png) == out, "the first line does not start with the file: %s", out);
+    const char *errs = read_all("err.txt");
+    cr_expect(strstr(errs, "photo.jpg: 120x80, resampled to 32x32"), "%s", errs);
+    cr_expect_null(strstr(errs, "record0.png:"), "a 32x32 image was said to be resampled: %s", errs);
+    cr_expect_gt(file_size(att), 1000, "no attention picture");
+
+    snprintf(args, sizeof args, "predict %s %s --json --top 10", run, png);
+    cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    cJSON *j = cJSON_Parse(read_all("out.txt"));
+    cr_assert_not_null(j);
+    cJSON *probs = cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "probabilities");
+    cr_assert_not_null(probs);
+
+    /* The same record through the library: augment_eval and a forward. */
+    trained_run r;
+    cr_assert_eq(trained_run_open(&r, run, NULL, 1, &err), 0, "%s", err.msg);
+    float x[16 * 16 * 3];
+    augment_eval(x, slice.pixels, 16);
+    model_forward(&r.model, x, NULL, 1, NULL);
+    double want[10], sum = 0;
+    class_softmax(want, r.model.logits, 10);
+    for (int k = 0; k < 10; k++) {
+        const double got = cJSON_GetNumberValue(cJSON_GetObjectItem(probs, names[k]));
+        cr_expect_float_eq(got, want[k], 1e-6, "%s: predict %.9f, the evaluation pipeline %.9f", names[k], got, want[k]);
+        sum += got;
+    }
+    cr_expect_float_eq(sum, 1.0, 1e-9);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "top")), 10);
+    cJSON_Delete(j);
+    trained_run_close(&r);
+    cifar10_free(&slice);
+}
+
+/* Each bad input: exit 2, one line on stderr naming the file and the
+ * reason, nothing written (no attention picture, no confusion matrix). */
+Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
+{
+    char run[1300], other[1300], args[4000], att[128], good[128], path[1400];
+    train_tiny(run, sizeof run, "bad", 0.003);
+    train_tiny(other, sizeof other, "other", 0.001);
+    snprintf(att, sizeof att, "%s/att.png", tmp);
+    snprintf(good, sizeof good, "%s/good.png", tmp);
+    uint8_t *pic = test_picture(40, 40);
+    write_png(good, 40, 40, pic);
+    char jpg[128], cut_png[128], cut_jpg[128], text[128], empty_run[128];
+    snprintf(jpg, sizeof jpg, "%s/good.jpg", tmp);
+    write_jpeg(jpg, 40, 40, pic);
+    free(pic);
+    snprintf(cut_png, sizeof cut_png, "%s/cut.png", tmp);
+    truncate_copy(good, cut_png, file_size(good) / 2);
+    snprintf(cut_jpg, sizeof cut_jpg, "%s/cut.jpg", tmp);
+    truncate_copy(jpg, cut_jpg, file_size(jpg) / 2);
+    snprintf(text, sizeof text, "%s/notes.png", tmp);
+    FILE *fp = fopen(text, "w");
+    fprintf(fp, "not an image\n");
+    fclose(fp);
+    /* A run folder whose training never reached a checkpoint. */
+    snprintf(empty_run, sizeof empty_run, "%s/fresh", tmp);
+    cr_assert_eq(mkdir(empty_run, 0755), 0);
+    snprintf(args, sizeof args, "cp %s/config.cfg %s/", run, empty_run);
+    cr_assert_eq(system(args), 0);
+
+    struct {
+        const char *cmd, *named, *reason;
+    } cases[] = {
+        {"predict %s %s", text, "not a PNG or JPEG"},
+        {"predict %s %s", cut_png, "truncated or corrupt PNG"},
+        {"predict %s %s", cut_jpg, "truncated or corrupt JPEG"},
+        {"predict %s %s", tmp, "is a directory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* A good image first: nothing is written even when only a later one is bad. */
+        snprintf(args, sizeof args, "predict %s %s %s --attention %s", run, good, cases[i].named, att);
+        cr_expect_eq(run_tlb(args), 2, "%s", args);
+        const char *e = read_all("err.txt");
+        cr_expect(strstr(e, cases[i].named) && strstr(e, cases[i].reason), "%s: %s", args, e);
+        cr_expect_eq(count_lines(e), 1, "%s: not one line: %s", args, e);
+        cr_expect_str_eq(read_all("out.txt"), "", "%s printed results", args);
+        cr_expect_lt(file_size(att), 0, "%s wrote the attention picture", args);
+    }
+
+    /* Run folders: no checkpoint, a checkpoint of another config, no folder. */
+    char nosuch[128];
+    snprintf(nosuch, sizeof nosuch, "%s/nosuch", tmp);
+    for (int c = 0; c < 2; c++) {
+        /* c = 0: tlb eval; c = 1: tlb predict of a good image, with --attention. */
+        char tail[400];
+        snprintf(tail, sizeof tail, c ? " %s --attention %s" : "", good, att);
+        struct {
+            const char *dir, *opt, *named, *reason;
+        } runs[] = {{empty_run, "", empty_run, "no checkpoint yet"},
+                    {run, " --checkpoint ", other, "written for config"},
+                    {nosuch, "", nosuch, "cannot open run folder"}};
+        for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+            char ckpt[1400] = "";
+            if (*runs[i].opt) snprintf(ckpt, sizeof ckpt, "%s%s/checkpoint.safetensors", runs[i].opt, other);
+            snprintf(args, sizeof args, "%s %s%s%s", c ? "predict" : "eval", runs[i].dir, ckpt, tail);
+            cr_expect_eq(run_tlb(args), 2, "%s", args);
+            const char *e = read_all("err.txt");
+            cr_expect(strstr(e, runs[i].named) && strstr(e, runs[i].reason), "%s: %s", args, e);
+            cr_expect_eq(count_lines(e), 1, "%s: not one line: %s", args, e);
+        }
+    }
+    cr_expect_lt(file_size(att), 0, "an attention picture was written");
+    snprintf(path, sizeof path, "%s/confusion-val.png", run);
+    cr_expect_lt(file_size(path), 0, "a refused eval wrote %s", path);
+    snprintf(path, sizeof path, "%s/confusion-val.png", empty_run);
+    cr_expect_lt(file_size(path), 0, "a refused eval wrote %s", path);
+
+    /* The good files themselves pass (the refusals above are the bad ones'). */
+    snprintf(args, sizeof args, "predict %s %s %s", run, good, jpg);
+    cr_expect_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+}

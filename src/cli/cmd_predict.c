@@ -1,4 +1,4 @@
-/* tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png]
+/* tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE]
  * A trained model on the user's own PNG or JPEG files: the K most likely
  * classes with their probabilities, one line per image (or JSON), and
  * optionally the Keras example's picture for these images: each image
@@ -22,7 +22,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png]\n");
+    fprintf(stderr, "usage: tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE]\n");
     return 2;
 }
 
@@ -48,13 +48,14 @@ static void attention_maps(float *maps, const tlb_model *m, int b)
 
 int cmd_predict(int argc, char **argv)
 {
-    const char *run_dir = NULL, *attention_png = NULL;
+    const char *run_dir = NULL, *attention_png = NULL, *checkpoint = NULL;
     const char **files = calloc((size_t)argc, sizeof *files);
     int nfiles = 0, json = 0, top = 3;
     if (!files) return 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--attention") == 0 && i + 1 < argc) attention_png = argv[++i];
+        else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) checkpoint = argv[++i];
         else if (strcmp(argv[i], "--top") == 0 && i + 1 < argc) {
             char *end;
             top = (int)strtol(argv[++i], &end, 10);
@@ -79,7 +80,7 @@ int cmd_predict(int argc, char **argv)
     tlb_error err;
     trained_run r;
     const int mb = nfiles < PREDICT_BATCH ? nfiles : PREDICT_BATCH;
-    if (trained_run_open(&r, run_dir, NULL, mb, &err) != 0) {
+    if (trained_run_open(&r, run_dir, checkpoint, mb, &err) != 0) {
         fprintf(stderr, "tlb predict: %s\n", err.msg);
         trained_run_close(&r);
         free(files);
@@ -100,19 +101,32 @@ int cmd_predict(int argc, char **argv)
         status = 1;
         goto done;
     }
+    int *sizes = calloc((size_t)nfiles * 2, sizeof *sizes);
+    if (!sizes) {
+        fprintf(stderr, "tlb predict: out of memory for %d images\n", nfiles);
+        status = 1;
+        goto done;
+    }
     for (int i = 0; i < nfiles; i++) {
         image_rgb im;
         if (image_read(&im, files[i], &err) != 0) {
             fprintf(stderr, "tlb predict: %s\n", err.msg);
+            free(sizes);
             goto done;
         }
-        if (im.w != CIFAR10_SIDE || im.h != CIFAR10_SIDE)
-            fprintf(stderr, "%s: %dx%d, resampled to %dx%d (area average%s) before the evaluation resize to %dx%d\n",
-                    files[i], im.w, im.h, CIFAR10_SIDE, CIFAR10_SIDE, im.w != im.h ? ", stretched: not square" : "",
-                    S, S);
+        sizes[2 * i] = im.w, sizes[2 * i + 1] = im.h;
         image_model_input(inputs + (size_t)i * img_floats, &im, S);
         image_free(&im);
     }
+    for (int i = 0; i < nfiles; i++) {
+        const int w = sizes[2 * i], h = sizes[2 * i + 1];
+        if (w != CIFAR10_SIDE || h != CIFAR10_SIDE)
+            fprintf(stderr,
+                    "%s: %dx%d, resampled to %dx%d (area average where it shrinks, bilinear where it grows%s),"
+                    " then resized to %dx%d as evaluation does\n",
+                    files[i], w, h, CIFAR10_SIDE, CIFAR10_SIDE, w != h ? "; stretched: not square" : "", S, S);
+    }
+    free(sizes);
 
     for (int at = 0; at < nfiles; at += mb) {
         const int n = nfiles - at < mb ? nfiles - at : mb;

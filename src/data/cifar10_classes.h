@@ -8,7 +8,8 @@
 
 typedef struct {
     char names[CIFAR10_NUM_CLASSES][CIFAR10_CLASS_NAME_MAX];
-    const char *ptr[CIFAR10_NUM_CLASSES]; /* names[i], for APIs taking const char *const * */
+    const char *ptr[CIFAR10_NUM_CLASSES]; /* names[i], for APIs taking const char *const *
+                                             (points into this struct: load it in place, do not copy it) */
     int from_metadata;                    /* 1: read from data_dir/batches.meta.txt */
 } cifar10_classes;
 
