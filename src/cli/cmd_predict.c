@@ -128,8 +128,9 @@ int cmd_predict(int argc, char **argv)
     }
     free(sizes);
 
-    for (int at = 0; at < nfiles; at += mb) {
-        const int n = nfiles - at < mb ? nfiles - at : mb;
+    const int cap = r.model.capacity;
+    for (int at = 0; at < nfiles; at += cap) {
+        const int n = nfiles - at < cap ? nfiles - at : cap;
         model_forward(&r.model, inputs + (size_t)at * img_floats, NULL, n, NULL);
         for (int b = 0; b < n; b++) {
             class_softmax(probs + (size_t)(at + b) * V, r.model.logits + (size_t)b * V, V);

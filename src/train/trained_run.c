@@ -48,7 +48,9 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
                                    run_config_hash(c), err);
     free(moments);
     if (rc != 0) return -1;
-    if (model_plan(&r->model, micro_batch, err) == 0) return -1;
+    /* The plan holds the training activations too: the trainer's memory
+     * budget caps the samples per forward (callers loop over capacity). */
+    if (model_plan(&r->model, train_choose_micro_batch(&r->model, micro_batch, 0), err) == 0) return -1;
 
     if (c->data_dir[0]) snprintf(r->data_dir, sizeof r->data_dir, "%s", c->data_dir);
     else if (!cifar10_default_dir(r->data_dir, sizeof r->data_dir)) r->data_dir[0] = '\0';

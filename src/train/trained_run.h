@@ -21,7 +21,8 @@ typedef struct {
 } trained_run;
 
 /* Opens run_dir (checkpoint NULL: run_dir/checkpoint.safetensors) and plans
- * the model for up to micro_batch samples. Every refusal is bad input (exit
+ * the model for up to micro_batch samples (fewer when their activations
+ * would pass the trainer's memory budget: see model.capacity). Every refusal is bad input (exit
  * 2) with one line naming the file: no such folder, no config.cfg, no
  * checkpoint yet, a checkpoint of another config or a damaged one. */
 int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int micro_batch,
