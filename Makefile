@@ -75,7 +75,7 @@ test-sanitize:
 
 # libFuzzer targets (clang): fuzz/fuzz_*.c against the library built with
 # -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
-FUZZ_TARGETS := config safetensors cifar10
+FUZZ_TARGETS := config safetensors cifar10 image
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_BINS := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 FUZZ_SECONDS ?= 600
