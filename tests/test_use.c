@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <png.h>
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <jpeglib.h>
@@ -93,6 +94,47 @@ static void truncate_copy(const char *src, const char *dst, long keep)
         fputc(c, out);
     }
     fclose(in), fclose(out);
+}
+
+/* Whether libjpeg with its default message handling (warnings only counted)
+ * decodes every scanline of path: the behaviour image_read must not have. */
+static jmp_buf jpeg_default_jmp;
+static void jpeg_default_exit(j_common_ptr j)
+{
+    (void)j;
+    longjmp(jpeg_default_jmp, 1);
+}
+static void jpeg_silent(j_common_ptr j, int level)
+{
+    if (level < 0) j->err->num_warnings++; /* what the default handler counts, without printing */
+}
+
+static int default_libjpeg_decodes(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp);
+    static struct jpeg_decompress_struct j;
+    static struct jpeg_error_mgr e;
+    static uint8_t row[64 * 3];
+    j.err = jpeg_std_error(&e);
+    e.error_exit = jpeg_default_exit;
+    e.emit_message = jpeg_silent;
+    int ok = 0;
+    if (setjmp(jpeg_default_jmp) == 0) {
+        jpeg_create_decompress(&j);
+        jpeg_stdio_src(&j, fp);
+        jpeg_read_header(&j, TRUE);
+        jpeg_start_decompress(&j);
+        while (j.output_scanline < j.output_height) {
+            JSAMPROW r = row;
+            jpeg_read_scanlines(&j, &r, 1);
+        }
+        jpeg_finish_decompress(&j);
+        ok = e.num_warnings > 0 ? 1 : 2; /* 1: decoded, with warnings */
+    }
+    jpeg_destroy_decompress(&j);
+    fclose(fp);
+    return ok;
 }
 
 static long file_size(const char *path)
@@ -211,6 +253,12 @@ Test(image_io, bad_files_are_refused_with_their_name)
         cr_expect_null(strchr(err.msg, '\n'));
         cr_expect_null(im.rgb);
     }
+    /* Negative control: libjpeg left to itself decodes the half JPEG (with a
+     * warning, the rest grey), so the refusal above is image_read's policy. */
+    snprintf(bad, sizeof bad, "%s/cut1", tmp);
+    const int plain = default_libjpeg_decodes(bad);
+    cr_expect_eq(plain, 1, "plain libjpeg on the truncated file: %d (0 error, 2 no warning)", plain);
+    cr_expect_eq(default_libjpeg_decodes(jpg_path), 2, "plain libjpeg warned about the intact file");
     cr_expect_eq(image_read(&im, "tests/test_use.c", &err), -1);
     cr_expect(strstr(err.msg, "tests/test_use.c: not a PNG or JPEG"), "%s", err.msg);
     cr_expect_eq(image_read(&im, tmp, &err), -1);

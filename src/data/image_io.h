@@ -9,7 +9,7 @@
 #include "util/error.h"
 
 #define IMAGE_MAX_SIDE 16384
-#define IMAGE_MAX_PIXELS (1L << 28)
+#define IMAGE_MAX_PIXELS (1L << 26) /* 67 megapixels: 192 MiB of RGB */
 
 typedef struct {
     int w, h;
