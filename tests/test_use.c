@@ -25,6 +25,7 @@
 #include "train/eval_metrics.h"
 #include "train/init.h"
 #include "train/trainer.h"
+#include "test_helpers.h"
 
 /* ------------------------------------------------------------------------ */
 /* Writing test images */
@@ -143,23 +144,18 @@ static long file_size(const char *path)
     return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
 }
 
+/* Each test's folder, removed when its process exits (test_mkdtemp). */
 static char tmp[64];
 static void make_tmp(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/tlb_use_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp));
-}
-static void remove_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    cr_expect_eq(system(cmd), 0);
+    cr_assert_not_null(test_mkdtemp(tmp));
 }
 
 /* ------------------------------------------------------------------------ */
 /* Decoding and resampling */
 
-TestSuite(image_io, .init = make_tmp, .fini = remove_tmp);
+TestSuite(image_io, .init = make_tmp);
 
 Test(image_io, png_and_jpeg_decode)
 {
@@ -304,7 +300,7 @@ Test(eval_metrics, ranks_top5_and_confusion)
     cr_expect_float_eq(p[8] / p[1], exp(2.0), 1e-9);
 }
 
-Test(eval_metrics, class_names_from_metadata_or_built_in, .init = make_tmp, .fini = remove_tmp)
+Test(eval_metrics, class_names_from_metadata_or_built_in, .init = make_tmp)
 {
     cifar10_classes k;
     cifar10_classes_load(&k, tmp);
@@ -406,15 +402,23 @@ static void train_tiny(char *run_dir, size_t n, const char *name, double lr)
     snprintf(run_dir, n, "%s", s.run_dir);
 }
 
-/* Runs `tlb ARGS` with stdout and stderr into tmp/out.txt and tmp/err.txt. */
-static int run_tlb(const char *args)
+/* Runs `tlb ARGS` (split at spaces: no path here has one) with stdout and
+ * stderr into tmp/out.txt and tmp/err.txt. */
+static int run_args(const char *args)
 {
-    const char *bin = getenv("TLB_BIN");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "TLB_NO_FETCH=1 %s %s >%s/out.txt 2>%s/err.txt", bin && *bin ? bin : "./tlb", args, tmp,
-             tmp);
-    const int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    static char buf[8192];
+    const char *argv[15];
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", args);
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        cr_assert_lt(n, 14, "too many arguments: %s", args);
+        argv[n++] = t;
+    }
+    argv[n] = NULL;
+    char out[128], err[128];
+    snprintf(out, sizeof out, "%s/out.txt", tmp);
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    return run_tlb_out(out, err, NULL, argv);
 }
 
 static char *read_all(const char *name)
@@ -453,7 +457,7 @@ static double summary_number(const char *run_dir, const char *key)
     return v;
 }
 
-TestSuite(use, .init = make_tmp, .fini = remove_tmp, .timeout = 180);
+TestSuite(use, .init = make_tmp, .timeout = 180);
 
 /* tlb eval measures what training measured on the same split (the same
  * accuracy and loss as summary.json), prints every class by name and
@@ -463,7 +467,7 @@ Test(use, eval_prints_classes_and_writes_the_confusion_png)
     char run[1300], args[1600], png[1400];
     train_tiny(run, sizeof run, "evalme", 0.003);
     snprintf(args, sizeof args, "eval %s", run);
-    cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    cr_assert_eq(run_args(args), 0, "%s", read_all("err.txt"));
     const char *out = read_all("out.txt");
     cr_expect(strstr(out, "accuracy: ") && strstr(out, "top-5 accuracy: "), "%s", out);
     const char *names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
@@ -480,7 +484,7 @@ Test(use, eval_prints_classes_and_writes_the_confusion_png)
     const char *splits[2] = {"val", "test"};
     for (int s = 0; s < 2; s++) {
         snprintf(args, sizeof args, "eval %s --split %s --json", run, splits[s]);
-        cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+        cr_assert_eq(run_args(args), 0, "%s", read_all("err.txt"));
         cJSON *j = cJSON_Parse(read_all("out.txt"));
         cr_assert_not_null(j, "--json output does not parse");
         char key[64];
@@ -534,7 +538,7 @@ Test(use, predict_png_and_jpeg_print_classes_with_probabilities)
     snprintf(att, sizeof att, "%s/attention.png", tmp);
 
     snprintf(args, sizeof args, "predict %s %s %s --attention %s", run, png, jpg, att);
-    cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    cr_assert_eq(run_args(args), 0, "%s", read_all("err.txt"));
     const char *out = read_all("out.txt");
     cr_expect_eq(count_lines(out), 2, "one line per image:\n%s", out);
     const char *names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
@@ -554,7 +558,7 @@ Test(use, predict_png_and_jpeg_print_classes_with_probabilities)
     cr_expect_gt(file_size(att), 1000, "no attention picture");
 
     snprintf(args, sizeof args, "predict %s %s --json --top 10", run, png);
-    cr_assert_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    cr_assert_eq(run_args(args), 0, "%s", read_all("err.txt"));
     cJSON *j = cJSON_Parse(read_all("out.txt"));
     cr_assert_not_null(j);
     cJSON *probs = cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "probabilities");
@@ -606,8 +610,9 @@ Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
     /* A run folder whose training never reached a checkpoint. */
     snprintf(empty_run, sizeof empty_run, "%s/fresh", tmp);
     cr_assert_eq(mkdir(empty_run, 0755), 0);
-    snprintf(args, sizeof args, "cp %s/config.cfg %s/", run, empty_run);
-    cr_assert_eq(system(args), 0);
+    snprintf(path, sizeof path, "%s/config.cfg", run);
+    snprintf(args, sizeof args, "%s/config.cfg", empty_run);
+    truncate_copy(path, args, file_size(path));
 
     struct {
         const char *cmd, *named, *reason;
@@ -620,7 +625,7 @@ Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         /* A good image first: nothing is written even when only a later one is bad. */
         snprintf(args, sizeof args, "predict %s %s %s --attention %s", run, good, cases[i].named, att);
-        cr_expect_eq(run_tlb(args), 2, "%s", args);
+        cr_expect_eq(run_args(args), 2, "%s", args);
         const char *e = read_all("err.txt");
         cr_expect(strstr(e, cases[i].named) && strstr(e, cases[i].reason), "%s: %s", args, e);
         cr_expect_eq(count_lines(e), 1, "%s: not one line: %s", args, e);
@@ -644,7 +649,7 @@ Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
             char ckpt[1400] = "";
             if (*runs[i].opt) snprintf(ckpt, sizeof ckpt, "%s%s/checkpoint.safetensors", runs[i].opt, other);
             snprintf(args, sizeof args, "%s %s%s%s", c ? "predict" : "eval", runs[i].dir, ckpt, tail);
-            cr_expect_eq(run_tlb(args), 2, "%s", args);
+            cr_expect_eq(run_args(args), 2, "%s", args);
             const char *e = read_all("err.txt");
             cr_expect(strstr(e, runs[i].named) && strstr(e, runs[i].reason), "%s: %s", args, e);
             cr_expect_eq(count_lines(e), 1, "%s: not one line: %s", args, e);
@@ -658,5 +663,5 @@ Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
 
     /* The good files themselves pass (the refusals above are the bad ones'). */
     snprintf(args, sizeof args, "predict %s %s %s", run, good, jpg);
-    cr_expect_eq(run_tlb(args), 0, "%s", read_all("err.txt"));
+    cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
 }
