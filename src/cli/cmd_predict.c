@@ -46,6 +46,44 @@ static void attention_maps(float *maps, const tlb_model *m, int b)
     model_slow_attention(m, b, maps + N, maps);
 }
 
+/* The picture: a row per image, the model's input beside its overlays
+ * (max over the state rows, then each row), captioned with the file's name
+ * and its most likely class. */
+static int write_attention(const char *path, const trained_run *r, const char *const *files, int nfiles,
+                           const float *inputs, const float *maps, const double *probs, tlb_error *err)
+{
+    const tlb_model_config *c = &r->config.model;
+    const int V = c->num_classes, Ns = model_state_rows(&r->model), nmaps = 1 + Ns;
+    char **captions = calloc((size_t)nfiles, sizeof *captions);
+    const char **labels = calloc((size_t)nmaps, sizeof *labels);
+    char (*label_text)[32] = calloc((size_t)nmaps, sizeof *label_text);
+    int rc = captions && labels && label_text ? 0 : tlb_fail(err, "out of memory");
+    for (int i = 0; rc == 0 && i < nfiles; i++) {
+        if (!(captions[i] = malloc(300))) {
+            rc = tlb_fail(err, "out of memory");
+            break;
+        }
+        const double *p = probs + (size_t)i * V;
+        int order[CIFAR10_NUM_CLASSES];
+        rank_classes(order, p, V);
+        const char *base = strrchr(files[i], '/');
+        snprintf(captions[i], 300, "%s: %s %.2f", base ? base + 1 : files[i], r->classes.names[order[0]], p[order[0]]);
+    }
+    if (rc == 0) {
+        snprintf(label_text[0], sizeof label_text[0], "max over %d rows", Ns);
+        for (int k = 1; k < nmaps; k++) snprintf(label_text[k], sizeof label_text[k], "state row %d", k - 1);
+        for (int k = 0; k < nmaps; k++) labels[k] = label_text[k];
+        const plot_overlays o = {.images = inputs, .count = nfiles, .S = c->image_size, .maps = maps,
+                                 .nmaps = nmaps, .G = model_grid(c), .map_labels = labels,
+                                 .captions = (const char *const *)captions, .beside = 1};
+        rc = plot_overlays_png(path, "TLB attention: the slow state's attention over the tokens (mean over heads)",
+                               &o, err);
+    }
+    for (int i = 0; captions && i < nfiles; i++) free(captions[i]);
+    free(captions), free(labels), free(label_text);
+    return rc;
+}
+
 int cmd_predict(int argc, char **argv)
 {
     const char *run_dir = NULL, *attention_png = NULL, *checkpoint = NULL;
@@ -88,7 +126,7 @@ int cmd_predict(int argc, char **argv)
     }
     const tlb_model_config *c = &r.config.model;
     const int S = c->image_size, V = c->num_classes, N = model_num_patches(c);
-    const int Ns = model_state_rows(&r.model), nmaps = 1 + Ns;
+    const int nmaps = 1 + model_state_rows(&r.model);
     const size_t img_floats = (size_t)S * S * 3;
 
     /* Decode everything first: a bad file stops the command before any output. */
@@ -138,38 +176,10 @@ int cmd_predict(int argc, char **argv)
         }
     }
 
-    if (attention_png) {
-        char **captions = calloc((size_t)nfiles, sizeof *captions);
-        const char **labels = calloc((size_t)nmaps, sizeof *labels);
-        char (*label_text)[32] = calloc((size_t)nmaps, sizeof *label_text);
-        int rc = -1;
-        if (captions && labels && label_text) {
-            snprintf(label_text[0], sizeof label_text[0], "max over %d rows", Ns);
-            for (int k = 1; k < nmaps; k++) snprintf(label_text[k], sizeof label_text[k], "state row %d", k - 1);
-            for (int k = 0; k < nmaps; k++) labels[k] = label_text[k];
-            for (int i = 0; i < nfiles && (captions[i] = malloc(300)); i++) {
-                const double *p = probs + (size_t)i * V;
-                int order[CIFAR10_NUM_CLASSES];
-                rank_classes(order, p, V);
-                const char *base = strrchr(files[i], '/');
-                snprintf(captions[i], 300, "%s: %s %.2f", base ? base + 1 : files[i], r.classes.names[order[0]],
-                         p[order[0]]);
-            }
-            const plot_overlays o = {.images = inputs, .count = nfiles, .S = S, .maps = maps, .nmaps = nmaps,
-                                     .G = model_grid(c), .map_labels = labels,
-                                     .captions = (const char *const *)captions, .beside = 1};
-            rc = plot_overlays_png(attention_png, "TLB attention: the slow state's attention over the tokens (mean over heads)",
-                                   &o, &err);
-        } else {
-            tlb_fail(&err, "out of memory");
-        }
-        for (int i = 0; captions && i < nfiles; i++) free(captions[i]);
-        free(captions), free(labels), free(label_text);
-        if (rc != 0) {
-            fprintf(stderr, "tlb predict: %s\n", err.msg);
-            status = 1;
-            goto done;
-        }
+    if (attention_png && write_attention(attention_png, &r, files, nfiles, inputs, maps, probs, &err) != 0) {
+        fprintf(stderr, "tlb predict: %s\n", err.msg);
+        status = 1;
+        goto done;
     }
 
     cJSON *all = json ? cJSON_CreateArray() : NULL;
