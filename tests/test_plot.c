@@ -284,3 +284,42 @@ Test(plot, confusion_png_shades_by_row_share)
     cr_expect_eq(plot_confusion_png(path, "t", counts, 0, names, &err), -1);
     cr_expect(no_leftovers(), "a temporary file was left behind");
 }
+
+/* 64 images of 48 px in rows of 8 (the `tlb data show` grid): the size the
+ * header states, and each image's top-left pixel where the layout puts it. */
+Test(plot, images_png_grid_size_and_placement)
+{
+    enum { C = 64, S = 48 };
+    static float img[C * S * S * 3];
+    const char *caps[C];
+    for (int b = 0; b < C; b++) {
+        caps[b] = b % 2 ? "cat 0.62 dog" : NULL;
+        for (int i = 0; i < S * S; i++) img[(b * S * S + i) * 3] = (float)b / 63.0f, img[(b * S * S + i) * 3 + 2] = 1.0f;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/augmented.png", dir);
+    tlb_error err = {{0}};
+    cr_assert_eq(plot_images_png(path, "augmented", img, C, S, 8, caps, &err), 0, "%s", err.msg);
+    image im = read_png(path);
+    /* cell = 48 * 2 = 96: w = 32 + 8 * 96 + 7 * 8, h = 40 + 8 * (12 + 96 + 8) - 8 + 16 */
+    cr_expect_eq(im.w, 856);
+    cr_expect_eq(im.h, 976);
+    int w, h;
+    plot_images_size(C, S, 8, 1, 1, &w, &h);
+    cr_expect(w == im.w && h == im.h, "plot_images_size says %dx%d", w, h);
+    for (int b = 0; b < C; b++) {
+        const int x = 16 + (b % 8) * 104, y = 40 + (b / 8) * 116 + 12;
+        const unsigned char want[3] = {(unsigned char)lrintf((float)b / 63.0f * 255.0f), 0, 255};
+        cr_expect_eq(memcmp(pixel(&im, x, y), want, 3), 0, "image %d's first pixel", b);
+        cr_expect_eq(memcmp(pixel(&im, x + 95, y + 95), want, 3), 0, "image %d's last pixel", b);
+        cr_expect_eq(pixel(&im, x + 96, y)[1], 255, "gap right of image %d is white", b);
+    }
+    free(im.px);
+    /* No caption, no title, fewer images than a row. */
+    cr_assert_eq(plot_images_png(path, NULL, img, 3, S, 8, NULL, &err), 0, "%s", err.msg);
+    im = read_png(path);
+    cr_expect_eq(im.w, 32 + 3 * 96 + 2 * 8);
+    cr_expect_eq(im.h, 16 + 96 + 16);
+    free(im.px);
+    cr_expect(no_leftovers(), "a temporary file was left behind");
+}

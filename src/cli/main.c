@@ -15,7 +15,8 @@ static const struct {
     {"predict", cmd_predict, "predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png]   classify PNG/JPEG files"},
     {"check", cmd_check, "check FILE.safetensors...   compare the model with golden vectors"},
     {"ops", cmd_ops, "ops                          the op x backend table of this CPU"},
-    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10"},
+    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10\n"
+                       "  tlb data show CONFIG [--set k=v]... [--out FILE.png]  grid of augmented training images"},
 };
 
 static int usage(FILE *out)

@@ -18,6 +18,7 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/data_config.h"
 #include "train/evaluate.h"
 #include "train/init.h"
 #include "train/progress.h"
@@ -119,11 +120,8 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
     if (c->train_limit > 0 && c->train_limit < train.count) train.count = c->train_limit;
     if (train.count < c->batch_size)
         return tlb_fail(err, "batch_size: %d is larger than the %d training images", c->batch_size, train.count);
-    const int S = c->model.image_size;
-    /* One worker thread prepares batches ahead. */
-    loader_config train_cfg = {.batch_size = c->batch_size, .image_size = S, .train = 1,
-                               .shuffle = c->shuffle == SHUFFLE_ONCE ? LOADER_SHUFFLE_ONCE : LOADER_SHUFFLE_EPOCH,
-                               .drop_last = 1, .num_threads = 1, .depth = 3, .seed = c->seed};
+    /* One worker thread prepares batches ahead, with the run's augmentation. */
+    const loader_config train_cfg = train_loader_config(c);
     const loader_config eval_cfg = evaluate_loader_config(c);
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
     if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
@@ -196,6 +194,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         goto done;
     }
     if (open_data(&s, c, err) != 0) goto done;
+    char grid[sizeof out->run_dir + 16];
+    snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
+    if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());

@@ -720,3 +720,61 @@ int plot_confusion_png(const char *path, const char *title, const long *counts, 
     free(c.px);
     return rc;
 }
+
+enum { GRID_MARGIN = 16, GRID_GAP = 8, GRID_CELL = 96 };
+
+static int grid_up(int S) { return S >= GRID_CELL ? 1 : (GRID_CELL + S / 2) / S; }
+
+void plot_images_size(int count, int S, int cols, int titled, int captioned, int *w, int *h)
+{
+    if (cols < 1) cols = 1;
+    if (count < 1) count = 1; /* room for "no images" */
+    const int cell = S * grid_up(S), rows = (count + cols - 1) / cols;
+    const int shown = count < cols ? count : cols;
+    *w = 2 * GRID_MARGIN + shown * cell + (shown - 1) * GRID_GAP;
+    *h = (titled ? 40 : GRID_MARGIN) + rows * ((captioned ? 12 : 0) + cell + GRID_GAP) - GRID_GAP + GRID_MARGIN;
+}
+
+int plot_images_png(const char *path, const char *title, const float *images, int count, int S, int cols,
+                    const char *const *captions, tlb_error *err)
+{
+    if (count < 0 || count > 4096) return tlb_fail(err, "%s: image count %d out of range 0..4096", path, count);
+    if (S < 1 || S > 4096) return tlb_fail(err, "%s: image size %d out of range 1..4096", path, S);
+    if (count > 0 && !images) return tlb_fail(err, "%s: no image data", path);
+    if (cols < 1) cols = 1;
+    int any_caption = 0;
+    for (int b = 0; captions && b < count; b++) any_caption |= captions[b] && *captions[b];
+    const int has_title = title && *title;
+    int w, h;
+    plot_images_size(count, S, cols, has_title, any_caption, &w, &h);
+    canvas c;
+    if (canvas_init(&c, w, h, err) != 0) return tlb_fail_prefix(err, "%s", path);
+    char buf[512];
+    if (has_title) {
+        /* The grid sets the width; a long title shrinks, then is cut. */
+        const int scale = text_width(title, 2) <= w - 2 * GRID_MARGIN ? 2 : 1;
+        fit_text(buf, sizeof buf, title, scale, w - 2 * GRID_MARGIN);
+        draw_text_centered(&c, w / 2, 12, buf, scale, TEXT);
+    }
+    const int top = has_title ? 40 : GRID_MARGIN, up = grid_up(S), cell = S * up;
+    const int cap_h = any_caption ? 12 : 0;
+    if (count == 0) draw_text_centered(&c, w / 2, top + cell / 2 - 4, "no images", 1, MUTED);
+    for (int b = 0; b < count; b++) {
+        const int bx = GRID_MARGIN + (b % cols) * (cell + GRID_GAP);
+        const int by = top + (b / cols) * (cap_h + cell + GRID_GAP);
+        if (captions && captions[b] && *captions[b]) {
+            fit_text(buf, sizeof buf, captions[b], 1, cell);
+            draw_text_centered(&c, bx + cell / 2, by + 2, buf, 1, TEXT);
+        }
+        const float *img = images + (size_t)b * S * S * 3;
+        for (int y = 0; y < cell; y++)
+            for (int x = 0; x < cell; x++) {
+                const float *p = img + ((size_t)(y / up) * S + x / up) * 3;
+                const unsigned char rgb[3] = {to_byte(p[0]), to_byte(p[1]), to_byte(p[2])};
+                fill_rect(&c, bx + x, by + cap_h + y, 1, 1, rgb);
+            }
+    }
+    const int rc = write_png_atomic(path, &c, err);
+    free(c.px);
+    return rc;
+}

@@ -63,4 +63,19 @@ int plot_overlays_png(const char *path, const char *title, const plot_overlays *
 int plot_confusion_png(const char *path, const char *title, const long *counts, int n,
                        const char *const *labels, tlb_error *err);
 
+/* images: [count, S, S, 3] floats in [0,1] (clamped), channels last.
+ * One PNG: the title (if any) on top, then the images in rows of `cols`,
+ * each upsampled by nearest neighbour by up = max(1, round(96 / S)) with
+ * its caption (if any) above it, in the 5x7 font cut to the cell's width.
+ * plot_images_size gives the picture's size: with cell = S * up,
+ * k = min(count, cols) images a row and rows = ceil(count / cols),
+ *   w = 32 + k * cell + (k - 1) * 8
+ *   h = top + rows * (cap + cell + 8) - 8 + 16,
+ * top = 40 with a title else 16, cap = 12 with any caption else 0
+ * (count 0 is laid out as one empty cell reading "no images"). */
+void plot_images_size(int count, int S, int cols, int titled, int captioned, int *w, int *h);
+int plot_images_png(const char *path, const char *title, const float *images, int count, int S, int cols,
+                    const char *const *captions, tlb_error *err);
+
+
 #endif
