@@ -228,7 +228,7 @@ static void train_losses(double *loss, int steps, int mixed)
                              .hparams = adamw_keras_defaults(1e-3f, 1e-4f), .micro_batch = B};
     for (int t = 1; t <= steps; t++) {
         train_step_result res;
-        cr_assert_eq(train_step(&s, img, labels, B, t, (uint64_t)t, 1e-3f, &res, &err), 0, "%s", err.msg);
+        cr_assert_eq(train_step(&s, img, labels, NULL, B, t, (uint64_t)t, 1e-3f, &res, &err), 0, "%s", err.msg);
         loss[t - 1] = res.loss / B;
     }
     ops_select(NULL, NULL);

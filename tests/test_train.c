@@ -82,21 +82,25 @@ Test(train, short_run_learns, .timeout = 240)
     }
 }
 
-Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
+/* Trains `extra` on the tiny model straight through (into sa) and stopped
+ * after step 5 of 16 (mid-epoch 1), then resumed (into sb); returns the
+ * uninterrupted run's checkpoint data (*n bytes) after checking the resumed
+ * one is identical. */
+static unsigned char *stop_and_resume(const char *extra, size_t *n)
 {
     ensure_data();
     char out_a[] = "/tmp/tlb_resume_a_XXXXXX", out_b[] = "/tmp/tlb_resume_b_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out_a));
     cr_assert_not_null(test_mkdtemp(out_b));
     char text[2048];
-    snprintf(text, sizeof text, "%sname: resume\ntrain_limit: 1024\neval_limit: 256\nbatch_size: 128\nmicro_batch: 48\nepochs: 2\n", tiny_model);
+    snprintf(text, sizeof text, "%sname: resume\ntrain_limit: 1024\neval_limit: 256\nbatch_size: 128\nmicro_batch: 48\nepochs: 2\n%s",
+             tiny_model, extra);
     run_config a, b;
     make_config(&a, text, out_a);
     make_config(&b, text, out_b);
     train_summary sa, sb;
     tlb_error err;
     cr_assert_eq(train_run(&a, NULL, &sa, &err), 0, "%s", err.msg);
-    /* Stop after step 5 of 16 (mid-epoch 1), then resume from the folder. */
     train_options stop = {NULL, NULL, 5};
     cr_assert_eq(train_run(&b, &stop, &sb, &err), 128, "%s", err.msg);
     char dir[sizeof sb.run_dir];
@@ -108,10 +112,33 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
     size_t na, nb;
     unsigned char *ba = test_checkpoint_data(sa.run_dir, &na), *bb = test_checkpoint_data(sb.run_dir, &nb);
     cr_assert_eq(na, nb);
-    cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run");
+    cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run (%s)", extra);
     cr_expect_float_eq(sa.test_acc, sb.test_acc, 0.0);
-    free(ba);
     free(bb);
+    *n = na;
+    return ba;
+}
+
+Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
+{
+    size_t n;
+    free(stop_and_resume("", &n));
+}
+
+/* The recipe keys resume bit-exact too: a warmup-cosine schedule (8 steps
+ * per epoch; the stop after step 5 falls inside the 6-step warmup), label
+ * smoothing, clipping and mixup's soft targets; and together they change the
+ * run (the trainer uses them). */
+Test(train, recipe_stop_and_resume_is_bit_exact, .timeout = 480)
+{
+    const char *recipe = "lr_schedule: cosine\nwarmup_epochs: 0.75\nmin_lr: 0.00001\nlabel_smoothing: 0.1\ngrad_clip: 0.05\nmixup_alpha: 0.4\n";
+    size_t n_recipe, n_seed;
+    unsigned char *with = stop_and_resume(recipe, &n_recipe);
+    unsigned char *seed = stop_and_resume("", &n_seed);
+    cr_assert_eq(n_recipe, n_seed);
+    cr_expect(memcmp(with, seed, n_seed) != 0, "the recipe keys changed nothing");
+    free(with);
+    free(seed);
 }
 
 /* A new run refuses a folder that already holds a checkpoint. */

@@ -198,8 +198,8 @@ static void gather_chunks(float *chunks, const float *tokens, int B, int b0, int
 }
 
 /* Forward of samples [b0, b0+n) of a micro-batch of B. */
-static void forward_shard(tlb_model *m, const float *img, const int *labels, int B, int b0, int n,
-                          const model_dropout *drop)
+static void forward_shard(tlb_model *m, const float *img, const int *labels,
+                          const model_targets *targets, int B, int b0, int n, const model_dropout *drop)
 {
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
@@ -244,9 +244,11 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels, int
     float *pooled = m->pooled + (size_t)b0 * D, *logits = m->logits + (size_t)b0 * V;
     tlb_ops.meanpool.forward(pooled, fast_out, n, C, D);
     tlb_ops.dense.forward(logits, pooled, w + l->head_kernel, w + l->head_bias, n, D, V);
-    if (labels)
-        tlb_ops.softmax_xent.forward(m->losses + b0, m->probs + (size_t)b0 * V, logits,
-                                     labels + b0, n, V);
+    if (!labels) return;
+    tlb_ops.softmax_xent.forward(m->losses + b0, m->probs + (size_t)b0 * V, logits, labels + b0, n, V);
+    for (int b = b0; b < b0 + n; b++)
+        if (targets_soft(targets, b))
+            m->losses[b] = (float)targets_loss(m->logits + (size_t)b * V, V, labels[b], targets, b);
 }
 
 static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
@@ -256,18 +258,18 @@ static int shard_start(int B, int shards, int s) { return (int)((long)B * s / sh
  * omp_get_max_threads(): this task's count must say 1 too. */
 static void shard_single_threaded(void) { omp_set_num_threads(1); }
 
-double model_forward(tlb_model *m, const float *img, const int *labels, int B,
-                     const model_dropout *drop)
+double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+                             const model_targets *targets, int B, const model_dropout *drop)
 {
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        forward_shard(m, img, labels, B, 0, B, drop);
+        forward_shard(m, img, labels, targets, B, 0, B, drop);
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
         for (int s = 0; s < shards; s++) {
             shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
-            forward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, drop);
+            forward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, drop);
         }
     }
     if (!labels) return 0.0;
@@ -276,9 +278,16 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
     return sum;
 }
 
+double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+                     const model_dropout *drop)
+{
+    return model_forward_targets(m, img, labels, NULL, B, drop);
+}
+
 /* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
-static void backward_shard(tlb_model *m, const float *img, const int *labels, int B, int b0, int n,
-                           float loss_scale, const model_dropout *drop, float *g)
+static void backward_shard(tlb_model *m, const float *img, const int *labels,
+                           const model_targets *targets, int B, int b0, int n, float loss_scale,
+                           const model_dropout *drop, float *g)
 {
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
@@ -295,6 +304,9 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels, in
     memset(d_pooled, 0, (size_t)n * D * sizeof(float));
     tlb_ops.softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
                                   V);
+    for (int b = b0; b < b0 + n; b++)
+        if (targets_soft(targets, b))
+            targets_grad_correction(m->d_logits + (size_t)b * V, V, labels[b], targets, b, loss_scale);
     tlb_ops.dense.backward(d_pooled, g + l->head_kernel, g + l->head_bias, d_logits,
                            m->pooled + (size_t)b0 * D, w + l->head_kernel, n, D, V);
     /* Local copies: the shard swaps its own stream-gradient buffers. */
@@ -346,12 +358,13 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels, in
                                 img + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, P, D);
 }
 
-void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
-                    const model_dropout *drop)
+void model_backward_targets(tlb_model *m, const float *img, const int *labels,
+                            const model_targets *targets, int B, float loss_scale,
+                            const model_dropout *drop)
 {
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        backward_shard(m, img, labels, B, 0, B, loss_scale, drop, m->grads);
+        backward_shard(m, img, labels, targets, B, 0, B, loss_scale, drop, m->grads);
         return;
     }
     const size_t np = model_num_params(m);
@@ -364,8 +377,8 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
             memset(g, 0, np * sizeof(float));
         }
         const int b0 = shard_start(B, shards, s);
-        backward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale, drop,
-                       g);
+        backward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
+                       drop, g);
     }
     /* Shards' weight gradients in shard order: deterministic for a shard count. */
 #pragma omp parallel for schedule(static)
@@ -374,4 +387,10 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
         for (int s = 1; s < shards; s++) sum += m->shard_grads[(size_t)(s - 1) * np + i];
         m->grads[i] = sum;
     }
+}
+
+void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+                    const model_dropout *drop)
+{
+    model_backward_targets(m, img, labels, NULL, B, loss_scale, drop);
 }

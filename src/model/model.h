@@ -11,6 +11,7 @@
 
 #include "model/block.h"
 #include "model/config.h"
+#include "model/targets.h"
 #include "model/wiring.h"
 
 typedef struct {
@@ -83,6 +84,16 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
  * the mean loss), accumulating into m->grads. Requires the forward just run. */
 void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
                     const model_dropout *drop);
+
+/* The same with a soft target (model/targets.h: label smoothing, mixup and
+ * cutmix); targets' arrays are indexed like labels. NULL targets, or
+ * smoothing 0 with lam 1 (or no y2), is model_forward/model_backward bit for
+ * bit. */
+double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+                             const model_targets *targets, int B, const model_dropout *drop);
+void model_backward_targets(tlb_model *m, const float *img, const int *labels,
+                            const model_targets *targets, int B, float loss_scale,
+                            const model_dropout *drop);
 
 void model_zero_grads(tlb_model *m);
 

@@ -21,6 +21,7 @@
 #include "train/data_config.h"
 #include "train/evaluate.h"
 #include "train/init.h"
+#include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
 #include "train/train_step.h"
@@ -209,11 +210,14 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (resuming)
         fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
 
+    /* The rate of each step is a function of the step alone (a resume sees the same rates). */
+    const lr_schedule lr = {c->lr_schedule, c->learning_rate, c->min_lr, c->warmup_epochs,
+                            loader_num_batches(s.train), (long)c->epochs * loader_num_batches(s.train)};
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
     const train_stepper stepper = {
         .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
         .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
-        .micro_batch = mb, .nan_at_step = nan_env ? atol(nan_env) : 0};
+        .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0};
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     long images_total = 0;
     double compute_seconds = 0.0;
@@ -231,9 +235,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         for (int step = first; step < steps; step++) {
             const loader_batch *batch = loader_next(s.train);
             const double t0 = progress_now();
+            /* Mixup/cutmix partners (NULL when off) and label smoothing. */
+            const model_targets targets = {batch->y2, batch->lam, (float)c->label_smoothing};
             train_step_result r;
-            if (train_step(&stepper, batch->x, batch->y, batch->size, pos.step + 1,
-                           rng_key(dropout_root, (uint64_t)pos.step), (float)c->learning_rate, &r, err) != 0) {
+            if (train_step(&stepper, batch->x, batch->y, &targets, batch->size, pos.step + 1,
+                           rng_key(dropout_root, (uint64_t)pos.step), (float)lr_at_step(&lr, pos.step), &r,
+                           err) != 0) {
                 fputc('\n', stdout);
                 if (r.nonfinite)
                     tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
