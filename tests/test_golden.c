@@ -30,6 +30,10 @@ Test(golden, tiny_keras) { expect_pass("tests/data/tiny_keras.safetensors"); }
 Test(golden, tiny_paper) { expect_pass("tests/data/tiny_paper.safetensors"); }
 Test(golden, seed_keras) { expect_pass("tests/data/seed_keras.safetensors"); }
 Test(golden, unit_block) { expect_pass("tests/data/unit_block.safetensors"); }
+/* The slow-state options (golden README, "Slow-state options"). */
+Test(golden, state_learned_keras) { expect_pass("tests/data/state_learned_keras.safetensors"); }
+Test(golden, state_sinusoid_paper) { expect_pass("tests/data/state_sinusoid_paper.safetensors"); }
+Test(golden, state_zeros_readout_keras) { expect_pass("tests/data/state_zeros_readout_keras.safetensors"); }
 
 /* Every backend the CPU supports must pass the golden vectors too. */
 Test(golden, every_backend)
@@ -41,6 +45,9 @@ Test(golden, every_backend)
         expect_pass("tests/data/tiny_keras.safetensors");
         expect_pass("tests/data/tiny_paper.safetensors");
         expect_pass("tests/data/unit_block.safetensors");
+        expect_pass("tests/data/state_learned_keras.safetensors");
+        expect_pass("tests/data/state_sinusoid_paper.safetensors");
+        expect_pass("tests/data/state_zeros_readout_keras.safetensors");
     }
     ops_select(NULL, &err);
 }

@@ -16,6 +16,7 @@ void init_keras(tlb_model *m, uint64_t seed)
         case INIT_ZEROS: limit = 0.0f; break;
         case INIT_ONES: limit = 0.0f; break;
         case INIT_POS_EMB: limit = 0.05f; break;
+        case INIT_STATE: limit = 0.05f; break;
         case INIT_GLOROT: limit = sqrtf(6.0f / (float)(t->fans[i][0] + t->fans[i][1])); break;
         }
         for (size_t k = 0; k < e->numel; k++) {

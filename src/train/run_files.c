@@ -133,14 +133,15 @@ void attention_token_scores(const tlb_model *m, int b, float *out)
 {
     const tlb_model_config *c = &m->config;
     const int C = c->chunk_size, H = c->num_heads, nchunks = model_num_chunks(c);
+    const int Ns = model_num_state(c); /* the slow update's queries */
     const int last = m->layout.num_steps - 1; /* the slow update: query slow, keys = chunk tokens */
     for (int ch = 0; ch < nchunks; ch++) {
-        const float *p = m->steps[(size_t)ch * m->layout.num_steps + last].probs + (size_t)b * H * C * C;
+        const float *p = m->steps[(size_t)ch * m->layout.num_steps + last].probs + (size_t)b * H * Ns * C;
         for (int j = 0; j < C; j++) {
             float mean = 0.0f;
             for (int h = 0; h < H; h++) {
                 float mx = 0.0f;
-                for (int i = 0; i < C; i++) mx = fmaxf(mx, p[((size_t)h * C + i) * C + j]);
+                for (int i = 0; i < Ns; i++) mx = fmaxf(mx, p[((size_t)h * Ns + i) * C + j]);
                 mean += mx / (float)H;
             }
             out[ch * C + j] = mean;
