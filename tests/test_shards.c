@@ -153,7 +153,6 @@ static void state_options_shard(const char *spec)
 
 Test(shards, slow_state_options_sharded) { state_options_shard(NULL); }
 Test(shards, slow_state_options_sharded_on_ref) { state_options_shard("ref"); }
-}
 
 /* The comparison above must be able to fail: a shard's share lost (here
  * half the gradient, as a missing reduction of two equal shards would leave)
