@@ -472,14 +472,14 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
     }
 }
 
-state_diversity model_state_diversity(const tlb_model *m, int B)
+state_diversity model_state_diversity(const tlb_model *m, int B, double *work)
 {
     const tlb_model_config *c = &m->config;
     const int Ns = model_num_state(c);
-    double *work = malloc((size_t)Ns * Ns * sizeof *work);
-    if (!work) return (state_diversity){NAN, NAN};
-    const state_diversity d =
-        state_diversity_of(model_trace_slow(m, model_num_chunks(c) - 1), B, Ns, c->embed_dim, work);
-    free(work);
+    double *own = work ? NULL : malloc((size_t)Ns * Ns * sizeof *own);
+    if (!work && !own) return (state_diversity){NAN, NAN};
+    const state_diversity d = state_diversity_of(model_trace_slow(m, model_num_chunks(c) - 1), B, Ns,
+                                                 c->embed_dim, work ? work : own);
+    free(own);
     return d;
 }

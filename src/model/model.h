@@ -105,8 +105,9 @@ int model_shards_for(const tlb_model *m, int B);
 const float *model_trace_fast(const tlb_model *m, int chunk);
 const float *model_trace_slow(const tlb_model *m, int chunk);
 
-/* The same for the final slow state of the last forward; allocates its
- * Ns x Ns work space (call outside the training step). */
-state_diversity model_state_diversity(const tlb_model *m, int B);
+/* The same for the final slow state of the last forward over B samples;
+ * work holds Ns * Ns doubles, or is NULL to allocate it here (outside the
+ * training step). */
+state_diversity model_state_diversity(const tlb_model *m, int B, double *work);
 
 #endif

@@ -85,8 +85,8 @@ void model_layout_build(model_layout *l, const tlb_model_config *c)
     l->pos_emb = param_table_add(t, "patch.pos_emb", 2, (int[]){N, D}, INIT_POS_EMB, 0, 0);
     l->patch_ln_gamma = param_table_add(t, "patch.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
     l->patch_ln_beta = param_table_add(t, "patch.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
-    /* A learned initial state must start random: a zero one gets the same
-     * gradient in every row and stays collapsed (golden README). */
+    /* A learned initial state must start random (train/init.c): a zero one
+     * gets the same gradient in every row and stays collapsed (golden README). */
     if (c->state_init == STATE_INIT_LEARNED)
         l->state_init = param_table_add(t, "state.init", 2, (int[]){model_num_state(c), D},
                                         INIT_STATE, 0, 0);

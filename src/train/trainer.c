@@ -85,11 +85,14 @@ static void poison_grads(tlb_model *m)
     m->grads[t->entries[t->count - 1].offset] = NAN;
 }
 
-/* Loss and accuracy over a whole split, in micro-batches, without dropout. */
-static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
+/* Loss and accuracy over a whole split, in micro-batches, without dropout;
+ * with div, also the final slow state's diversity averaged over the images. */
+static void evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div)
 {
-    double sum = 0.0;
+    double sum = 0.0, cos_sum = 0.0, rank_sum = 0.0;
     long correct = 0, seen = 0;
+    const int Ns = model_num_state(&m->config);
+    double *work = div ? malloc((size_t)Ns * Ns * sizeof *work) : NULL;
     loader_start_epoch(l, 0);
     for (int b = 0; b < loader_num_batches(l); b++) {
         const loader_batch *batch = loader_next(l);
@@ -100,11 +103,21 @@ static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
             for (int i = 0; i < n; i++)
                 correct += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
                            batch->y[at + i];
+            if (work) {
+                const state_diversity d = model_state_diversity(m, n, work);
+                cos_sum += d.cosine * n;
+                rank_sum += d.rank * n;
+            }
         }
         seen += batch->size;
     }
     *loss = seen ? sum / seen : NAN;
     *acc = seen ? (double)correct / seen : NAN;
+    if (div) {
+        div->cosine = work && seen ? cos_sum / seen : NAN;
+        div->rank = work && seen ? rank_sum / seen : NAN;
+    }
+    free(work);
 }
 
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
@@ -315,9 +328,14 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        evaluate(&s.model, s.val, &row.val_loss, &row.val_acc);
-        char extra[128];
-        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
+        state_diversity div;
+        evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, &div);
+        row.state_cosine = div.cosine;
+        row.state_rank = div.rank;
+        char extra[160];
+        /* The slow state's rows after the last chunk: cosine 1 and rank 1 = collapsed. */
+        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f - state_cos: %.3f - state_rank: %.2f",
+                 row.val_loss, row.val_acc, row.state_cosine, row.state_rank);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
@@ -332,8 +350,11 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    evaluate(&s.model, s.val, &out->val_loss, &out->val_acc);
-    evaluate(&s.model, s.test, &out->test_loss, &out->test_acc);
+    state_diversity div;
+    evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, &div);
+    out->state_cosine = div.cosine;
+    out->state_rank = div.rank;
+    evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, NULL);
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;
