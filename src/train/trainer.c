@@ -59,12 +59,14 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     return (batch_size + parts - 1) / parts;
 }
 
-/* Loss and accuracy over a whole split (evaluate.c). */
-static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_error *err)
+/* Loss and accuracy over a whole split (evaluate.c); with div, also the
+ * final slow state's diversity averaged over the images. */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div,
+                    tlb_error *err)
 {
     eval_metrics e;
     if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
-    evaluate_run(m, l, &e, NULL, NULL);
+    evaluate_run(m, l, &e, div, NULL, NULL);
     *loss = eval_loss(&e);
     *acc = eval_accuracy(&e);
     eval_metrics_free(&e);
@@ -275,9 +277,14 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, err) != 0) goto done;
-        char extra[128];
-        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
+        state_diversity div;
+        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
+        row.state_cosine = div.cosine;
+        row.state_rank = div.rank;
+        char extra[160];
+        /* The slow state's rows after the last chunk: cosine 1 and rank 1 = collapsed. */
+        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f - state_cos: %.3f - state_rank: %.2f",
+                 row.val_loss, row.val_acc, row.state_cosine, row.state_rank);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
@@ -292,9 +299,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, err) != 0 ||
-        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, err) != 0)
+    state_diversity div;
+    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
+        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
         goto done;
+    out->state_cosine = div.cosine;
+    out->state_rank = div.rank;
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;
