@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "data/fetch.h"
 #include "train/sweep_report.h"
 #include "train/trainer.h"
 
@@ -30,6 +31,25 @@ static int usage(void)
     fprintf(stderr, "usage: tlb train CONFIG [--set key=value]...\n"
                     "       tlb train --resume RUN_DIR\n");
     return 2;
+}
+
+/* train_run, and when it reports CIFAR-10 missing or invalid, fetch it and
+ * run again (unless TLB_NO_FETCH is set: tests, offline machines). */
+static int train_run_fetching(const run_config *run, const train_options *opt, train_summary *summary,
+                              tlb_error *err)
+{
+    int status = train_run(run, opt, summary, err);
+    if (status != 1 || !summary->data_missing) return status;
+    const char *no_fetch = getenv("TLB_NO_FETCH");
+    if (no_fetch && strcmp(no_fetch, "0") != 0) {
+        tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
+        return 1;
+    }
+    fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
+    char data_dir[sizeof summary->data_dir];
+    snprintf(data_dir, sizeof data_dir, "%s", summary->data_dir);
+    if (cifar10_fetch(data_dir, err) != 0) return 1;
+    return train_run(run, opt, summary, err);
 }
 
 int cmd_train(int argc, char **argv)
@@ -88,7 +108,7 @@ int cmd_train(int argc, char **argv)
         if (runs > 1) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
         train_options opt = {resume, &stop_signal, 0};
         train_summary summary;
-        status = train_run(&run, &opt, &summary, &err);
+        status = train_run_fetching(&run, &opt, &summary, &err);
         if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);
         dirs[i] = strdup(summary.run_dir);
     }

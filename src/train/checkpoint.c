@@ -20,17 +20,15 @@
 #define CHECKPOINT_FORMAT "tlb-c checkpoint 2"
 #define CHECKPOINT_FORMAT_1 "tlb-c checkpoint 1"
 
-/* The rename is durable only once the folder's entry is on disk. */
-static void fsync_parent(const char *path)
+/* Test hook (tests/test_hardening.c): TLB_TEST_KILL_IN_CHECKPOINT=k kills
+ * the process at its k-th checkpoint save, between the synced temporary file
+ * and the rename, to show a crash there leaves the previous file intact. */
+static void kill_hook(void *ctx, const char *tmp_path)
 {
-    char *copy = strdup(path);
-    if (!copy) return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
+    (void)ctx, (void)tmp_path;
+    static int saves;
+    const char *kill_at = getenv("TLB_TEST_KILL_IN_CHECKPOINT");
+    if (kill_at && ++saves == atoi(kill_at)) raise(SIGKILL);
 }
 
 int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, const float *adam_v,
@@ -65,9 +63,8 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
         st_writer_free(&w);
         return tlb_fail(err, "%s: out of memory preparing the checkpoint", path);
     }
-    rc = st_writer_save(&w, path, err);
+    rc = st_writer_save(&w, path, kill_hook, NULL, err);
     st_writer_free(&w);
-    if (rc == 0) fsync_parent(path);
     return rc;
 }
 

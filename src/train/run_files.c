@@ -9,33 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "util/plot.h"
 
 static const char *const cifar10_classes[10] = {"airplane", "automobile", "bird", "cat", "deer",
                                                  "dog", "frog", "horse", "ship", "truck"};
-
-int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err)
-{
-    char tmp[1400];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return tlb_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t k = write(fd, text + done, len - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    const int ok = done == len && fsync(fd) == 0;
-    const int e = errno;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return tlb_fail(err, "%s: write failed: %s", path, strerror(ok ? errno : e));
-    }
-    return 0;
-}
 
 static int load_rows(run_files *f, int keep_epochs)
 {
@@ -69,7 +47,7 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
     run_config_write_canonical(c, f->config_text, len + 1);
     char path[1300];
     snprintf(path, sizeof path, "%s/config.cfg", dir);
-    if (write_file_atomic(path, f->config_text, len, err) != 0) return -1;
+    if (fs_write_file_atomic(path, f->config_text, len, err) != 0) return -1;
     return load_rows(f, keep_epochs);
 }
 
@@ -88,7 +66,7 @@ static int write_metrics(const run_files *f, tlb_error *err)
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
-    int rc = write_file_atomic(path, buf, len, err);
+    int rc = fs_write_file_atomic(path, buf, len, err);
     free(buf);
     return rc;
 }
@@ -201,7 +179,7 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     if (!text) return tlb_fail(err, "out of memory");
     char path[1300];
     snprintf(path, sizeof path, "%s/summary.json", f->dir);
-    int rc = write_file_atomic(path, text, strlen(text), err);
+    int rc = fs_write_file_atomic(path, text, strlen(text), err);
     free(text);
     if (rc == 0) rc = write_attention(f, m, test, err);
     return rc;

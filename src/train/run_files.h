@@ -38,7 +38,4 @@ void run_files_close(run_files *f);
  * queries, mean over heads; out has num_patches values in token order. */
 void attention_token_scores(const tlb_model *m, int b, float *out);
 
-/* Writes `text` to path atomically (temporary file, fsync, rename). */
-int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err);
-
 #endif

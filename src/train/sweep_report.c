@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "train/run_files.h"
+#include "util/fs.h"
 #include "util/plot.h"
 
 typedef struct {
@@ -87,9 +88,9 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
     char path[1300];
     int rc = 0;
     snprintf(path, sizeof path, "%s/results.csv", out_dir);
-    rc = write_file_atomic(path, csv, lc, err);
+    rc = fs_write_file_atomic(path, csv, lc, err);
     snprintf(path, sizeof path, "%s/results.md", out_dir);
-    if (rc == 0) rc = write_file_atomic(path, md, lm, err);
+    if (rc == 0) rc = fs_write_file_atomic(path, md, lm, err);
 
     /* One series per swept axis: test accuracy against the axis's value. */
     double *x[3], *y[3];

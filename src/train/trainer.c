@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "data/cifar10.h"
-#include "data/fetch.h"
+#include "data/fetch.h" /* cifar10_default_dir */
 #include "data/loader.h"
 #include "model/model.h"
 #include "ops/ops.h"
@@ -22,28 +22,12 @@
 #include "train/progress.h"
 #include "train/run_files.h"
 #include "train/train_step.h"
+#include "util/fs.h"
 #include "util/rng.h"
 
 /* Activation memory for one micro-batch when the config leaves it to us
  * (train_choose_micro_batch). */
 #define MICRO_BATCH_BUDGET ((size_t)1536 << 20)
-
-static int mkdir_p(const char *path, tlb_error *err)
-{
-    char buf[1200];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return tlb_fail(err, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return tlb_fail(err, "%s: cannot create folder: %s", buf, strerror(errno));
-    if (access(buf, W_OK) != 0) return tlb_fail(err, "%s: folder is not writable", buf);
-    return 0;
-}
 
 int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
 {
@@ -115,19 +99,20 @@ static void run_state_free(run_state *s)
     run_files_close(&s->files);
 }
 
-static int open_data(run_state *s, const run_config *c, tlb_error *err)
+/* The data, or -1 with *missing set when CIFAR-10 is missing or fails its
+ * checks (the command line layer decides whether to fetch it and retry). */
+static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_error *err)
 {
-    char dir[1024];
+    char dir[sizeof out->data_dir];
     const char *data_dir = c->data_dir[0] ? c->data_dir : cifar10_default_dir(dir, sizeof dir);
-    /* Loading verifies every file's size and hash; fetch only when that fails. */
+    if (!data_dir)
+        return tlb_fail(err, "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME");
+    if (snprintf(out->data_dir, sizeof out->data_dir, "%s", data_dir) >= (int)sizeof out->data_dir)
+        return tlb_fail(err, "data_dir: longer than %zu bytes", sizeof out->data_dir - 1);
+    /* Loading verifies every file's size and hash. */
     if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) {
-        /* TLB_NO_FETCH=1: report the problem instead of downloading (tests, offline machines). */
-        const char *no_fetch = getenv("TLB_NO_FETCH");
-        if (no_fetch && strcmp(no_fetch, "0") != 0)
-            return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
-        fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
-        if (cifar10_fetch(data_dir, err) != 0) return -1;
-        if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
+        out->data_missing = 1;
+        return -1;
     }
     cifar10_view train, val, test = cifar10_view_all(&s->test_set);
     if (cifar10_split(&train, &val, &s->train_set, c->train_slice, err) != 0) return -1;
@@ -186,7 +171,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir, out->run_dir);
         return 2;
     }
-    if (mkdir_p(out->run_dir, err) != 0) return 2;
+    /* The data before anything is written: a missing CIFAR-10 leaves no run folder. */
+    if (open_data(&s, c, out, err) != 0) goto done;
+    if (fs_mkdir_p(out->run_dir, err) != 0) {
+        status = 2;
+        goto done;
+    }
     /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
      * checkpoint.safetensors.tmp.PID behind. */
     checkpoint_remove_stale_tmp(ckpt, stderr);
@@ -214,7 +204,6 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         status = 2;
         goto done;
     }
-    if (open_data(&s, c, err) != 0) goto done;
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());

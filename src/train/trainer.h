@@ -24,6 +24,8 @@ typedef struct {
     size_t num_params;
     int micro_batch;
     const char *precision;  /* "bf16 dense" (mixed_precision on this CPU) or "fp32" */
+    char data_dir[1024];    /* where the run looked for CIFAR-10 */
+    int data_missing;       /* status 1 because CIFAR-10 is missing or invalid there: fetch and retry */
 } train_summary;
 
 /* threads: 0 (all cores) becomes the count OpenMP would use
