@@ -22,6 +22,7 @@
 
 #include "data/fetch.h"
 #include "model/model.h"
+#include "ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
@@ -147,6 +148,13 @@ static int file_exists(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+static void remove_tree(const char *dir)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
+}
+
 /* Waits (up to 120 s) for path to appear or the child to exit; returns 1 if it appeared. */
 static int wait_for_file(const char *path, pid_t pid)
 {
@@ -186,7 +194,7 @@ static int load_run_checkpoint(loaded_run *r, const char *run_dir, train_positio
 {
     char path[1400];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
-    return checkpoint_load(path, &r->model, r->m, r->v, pos, run_config_hash(&r->config), err);
+    return checkpoint_load(path, &r->model, r->m, r->v, pos, run_config_hash(&r->config), NULL, err);
 }
 
 static void expect_same_data(const char *dir_a, const char *dir_b)
@@ -239,7 +247,7 @@ static void save_tiny_checkpoint(saved_ckpt *s)
     s->hash = run_config_hash(&s->config);
     char text[8192];
     run_config_write_canonical(&s->config, text, sizeof text);
-    cr_assert_eq(checkpoint_save(s->path, &s->model, s->m, s->v, &s->pos, s->hash, text, &err), 0, "%s", err.msg);
+    cr_assert_eq(checkpoint_save(s->path, &s->model, s->m, s->v, &s->pos, s->hash, text, NULL, &err), 0, "%s", err.msg);
     slurp(s->path, &s->bytes, &s->size);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | s->bytes[i];
@@ -255,7 +263,7 @@ static int load_and_compare(saved_ckpt *s, const char *path, tlb_error *err)
     memcpy(keep, params, n * sizeof(float));
     memset(params, 0xff, n * sizeof(float));
     train_position pos = {-1, -1, -1};
-    int rc = checkpoint_load(path, &s->model, s->m2, s->v2, &pos, s->hash, err);
+    int rc = checkpoint_load(path, &s->model, s->m2, s->v2, &pos, s->hash, NULL, err);
     if (rc == 0) {
         cr_expect(memcmp(params, keep, n * sizeof(float)) == 0, "accepted with different parameters");
         cr_expect(memcmp(s->m2, s->m, n * sizeof(float)) == 0, "accepted with different moments");
@@ -822,4 +830,74 @@ Test(hardening, fuzz_findings_stay_fixed)
     cr_expect_neq(cifar10_read_labels_json(labels, 3, path, &err), 0);
     cr_expect(strstr(err.msg, "entry 1 is not an integer label") != NULL, "%s", err.msg);
     unlink(path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run's numerics: summary.json and the checkpoint name the backend each
+ * op ran on and the precision; a resume that would compute differently (here
+ * TLB_BACKEND=ref) is refused unless --accept-numerics; a checkpoint from
+ * before these fields still resumes. */
+
+Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
+{
+    ensure_data();
+    char dir[] = "/tmp/tlb_numerics_XXXXXX", cfg[1200], run_dir[1300], errf[1200], path[1400];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "numerics", "train_limit: 64\nepochs: 1\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
+
+    /* What ran, by the registry itself (this process chooses as tlb did). */
+    tlb_error err;
+    cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
+    run_numerics now;
+    numerics_current(&now);
+    unsigned char *json;
+    size_t n;
+    snprintf(path, sizeof path, "%s/summary.json", run_dir);
+    slurp(path, &json, &n);
+    char want[64];
+    snprintf(want, sizeof want, "\"dense\":\t\"%s\"", backend_name(ops_chosen(ops_find("dense"))));
+    cr_expect(strstr((char *)json, want) != NULL, "%s not in summary.json: %s", want, json);
+    cr_expect(strstr((char *)json, "\"precision\":\t\"fp32\"") != NULL, "%s", json);
+    free(json);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+    st_file f;
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(st_meta(&f, "backends"), now.backends);
+    cr_expect_str_eq(st_meta(&f, "precision"), "fp32");
+    st_close(&f);
+
+    expect_one_line(2, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL},
+                    "resuming would change the numerics: dense ran on", "pass --accept-numerics");
+    cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, "--accept-numerics", NULL}),
+                 0);
+    char msg[4096];
+    read_text(errf, msg, sizeof msg, NULL);
+    cr_expect(strstr(msg, "note: resuming with different numerics") != NULL, "%s", msg);
+    cr_expect_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, "--accept-numerics", NULL}), 2,
+                 "--accept-numerics is for --resume only");
+
+    /* Written in bf16 (as on a CPU with AVX512_BF16), resumed here in fp32;
+     * then a checkpoint written before the fields existed: resumes, unchecked. */
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    char text[8192];
+    run_config_write_canonical(&r.config, text, sizeof text);
+    run_numerics bf16 = now;
+    snprintf(bf16.precision, sizeof bf16.precision, "bf16 dense");
+    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &bf16, &err), 0,
+                 "%s", err.msg);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL},
+                    "numerics: precision was bf16 dense, now fp32 (", "pass --accept-numerics");
+    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, NULL, &err), 0,
+                 "%s", err.msg);
+    close_run(&r);
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    cr_expect_null(st_meta(&f, "backends"));
+    st_close(&f);
+    cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+    remove_tree(dir);
 }

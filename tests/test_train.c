@@ -97,11 +97,11 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
     tlb_error err;
     cr_assert_eq(train_run(&a, NULL, &sa, &err), 0, "%s", err.msg);
     /* Stop after step 5 of 16 (mid-epoch 1), then resume from the folder. */
-    train_options stop = {NULL, NULL, 5};
+    train_options stop = {.stop_after_steps = 5};
     cr_assert_eq(train_run(&b, &stop, &sb, &err), 128, "%s", err.msg);
     char dir[sizeof sb.run_dir];
     memcpy(dir, sb.run_dir, sizeof dir); /* train_run clears its summary */
-    train_options resume = {dir, NULL, 0};
+    train_options resume = {.resume_dir = dir};
     run_config again;
     cr_assert_eq(train_load_run_config(&again, sb.run_dir, &err), 0, "%s", err.msg);
     cr_assert_eq(train_run(&again, &resume, &sb, &err), 0, "%s", err.msg);

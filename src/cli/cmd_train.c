@@ -1,4 +1,4 @@
-/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR
+/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR [--accept-numerics]
  * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs) */
 #include <errno.h>
 #include <signal.h>
@@ -29,7 +29,7 @@ static void on_signal(int signo)
 static int usage(void)
 {
     fprintf(stderr, "usage: tlb train CONFIG [--set key=value]...\n"
-                    "       tlb train --resume RUN_DIR\n");
+                    "       tlb train --resume RUN_DIR [--accept-numerics]\n");
     return 2;
 }
 
@@ -56,18 +56,19 @@ int cmd_train(int argc, char **argv)
 {
     const char *config_path = NULL, *resume = NULL;
     const char *sets[256];
-    int nsets = 0;
+    int nsets = 0, accept_numerics = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
         else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
+        else if (strcmp(argv[i], "--accept-numerics") == 0) accept_numerics = 1;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "tlb train: unknown option '%s'\n", argv[i]);
             return usage();
         } else if (!config_path) config_path = argv[i];
         else return usage();
     }
-    if (!config_path == !resume) return usage();
+    if (!config_path == !resume || (accept_numerics && !resume)) return usage();
 
     tlb_error err;
     run_config config;
@@ -106,7 +107,7 @@ int cmd_train(int argc, char **argv)
         run_config run;
         run_config_expand(&config, i, &run);
         if (runs > 1) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
-        train_options opt = {resume, &stop_signal, 0};
+        train_options opt = {resume, &stop_signal, 0, accept_numerics};
         train_summary summary;
         status = train_run_fetching(&run, &opt, &summary, &err);
         if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);

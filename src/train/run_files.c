@@ -170,6 +170,15 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
     cJSON_AddStringToObject(j, "precision", s->precision ? s->precision : "fp32");
+    cJSON *backends = cJSON_AddObjectToObject(j, "backends");
+    char pair[64];
+    for (const char *p = s->numerics.backends; *p;) { /* "op:backend,..." -> {"op": "backend"} */
+        const size_t k = strcspn(p, ",");
+        snprintf(pair, sizeof pair, "%.*s", (int)k, p);
+        char *colon = strchr(pair, ':');
+        if (colon) *colon = '\0', cJSON_AddStringToObject(backends, pair, colon + 1);
+        p += k + (p[k] == ',');
+    }
     cJSON_AddStringToObject(j, "wiring", wiring_name(m->config.wiring));
     cJSON_AddNumberToObject(j, "r", m->config.r);
     cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);

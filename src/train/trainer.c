@@ -160,6 +160,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
     const int bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
     out->precision = bf16 ? "bf16 dense" : "fp32";
+    numerics_current(&out->numerics);
 
     /* The run folder: new, or the one being resumed. */
     if (opt && opt->resume_dir) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
@@ -193,9 +194,22 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     train_position pos = {0, 0, 0};
     const uint64_t hash = run_config_hash(c);
     if (resuming) {
-        if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, err) != 0) {
+        run_numerics was;
+        if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, &was, err) != 0) {
             status = 2;
             goto done;
+        }
+        /* Another backend or precision changes the numbers: the resumed run
+         * would not continue the interrupted one bit for bit. */
+        char why[400];
+        if (numerics_differ(&was, &out->numerics, why, sizeof why)) {
+            if (!opt->accept_numerics) {
+                tlb_fail(err, "%s: resuming would change the numerics: %s (TLB_BACKEND or another CPU);"
+                              " pass --accept-numerics to resume anyway", out->run_dir, why);
+                status = 2;
+                goto done;
+            }
+            fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
         }
     } else {
         init_keras(&s.model, c->seed);
@@ -264,7 +278,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                 pos.epoch = epoch;
                 pos.batch_in_epoch = step + 1;
                 fputc('\n', stdout);
-                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, &out->numerics, err) != 0)
                     goto done;
                 fprintf(stderr, "stopped after step %ld; resume with: tlb train --resume %s\n", pos.step, out->run_dir);
                 status = signalled ? 128 + (int)*opt->stop_signal : 128;
@@ -282,7 +296,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
         if (run_files_add_epoch(&s.files, &row, err) != 0) goto done;
-        if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+        if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, &out->numerics, err) != 0)
             goto done;
         out->train_loss = row.train_loss;
         out->train_acc = row.train_acc;
