@@ -230,10 +230,6 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels, int
             const block_dropout bd = step_dropout(m, drop, ch, s, b0);
             block_forward(&a, &scratch, w, &l->attn[st->attn], &l->ffn[st->ffn],
                           stream[st->query], stream[st->kv], m->dims, n, C, C, &bd);
-            if (b0 == 0) { /* the whole micro-batch's inputs start where shard 0's do */
-                full->x_q = a.x_q;
-                full->x_kv = a.x_kv;
-            }
             if (s == l->num_steps - 1) fast_out = a.x_kv;
             stream[st->query] = a.out;
         }
@@ -249,6 +245,27 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels, int
                                      labels + b0, n, V);
 }
 
+/* Each (chunk, step)'s inputs for the whole micro-batch of B, which backward
+ * reads (offset per shard). Set here, before any shard runs: written inside
+ * the shards, by shard 0, they raced with the other shards' copies of the
+ * same struct (acts_view). */
+static void record_step_inputs(tlb_model *m, int B)
+{
+    const int C = m->config.chunk_size, D = m->config.embed_dim;
+    const float *slow = m->slow0;
+    for (int ch = 0; ch < model_num_chunks(&m->config); ch++) {
+        const float *stream[2] = {m->chunks + (size_t)ch * B * C * D, slow};
+        for (int s = 0; s < m->layout.num_steps; s++) {
+            const cell_step *st = &m->layout.steps[s];
+            block_acts *full = step_acts(m, ch, s);
+            full->x_q = stream[st->query];
+            full->x_kv = stream[st->kv];
+            stream[st->query] = full->out;
+        }
+        slow = stream[STREAM_SLOW];
+    }
+}
+
 static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
 
 /* Inside a shard the ops run on one thread. Nested regions are already
@@ -260,6 +277,7 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
                      const model_dropout *drop)
 {
     const int shards = model_shards_for(m, B);
+    record_step_inputs(m, B);
     if (shards == 1) {
         forward_shard(m, img, labels, B, 0, B, drop);
     } else {
