@@ -901,3 +901,15 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}), 0);
     remove_tree(dir);
 }
+
+/* A path that does not fit a buffer is refused with a message, never
+ * silently cut to a different path. */
+Test(hardening, paths_too_long_are_refused, .timeout = 60)
+{
+    char longdir[1500];
+    memset(longdir, 'a', sizeof longdir - 1);
+    longdir[0] = '/';
+    longdir[sizeof longdir - 1] = '\0';
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", longdir, NULL}, "path longer than", NULL);
+    expect_one_line(1, NULL, (const char *[]){"report", "--out", "/tmp", longdir, NULL}, "path longer than", NULL);
+}

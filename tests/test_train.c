@@ -12,6 +12,7 @@
 
 #include "data/fetch.h"
 #include "train/trainer.h"
+#include "alloc_counter.h"
 #include "test_helpers.h"
 
 static void ensure_data(void)
@@ -220,4 +221,31 @@ Test(cli, check_passes_golden_and_fails_garbage)
 {
     cr_expect_eq(run_tlb("check tests/data/tiny_paper.safetensors"), 0);
     cr_expect_eq(run_tlb("check tests/test_train.c"), 1);
+}
+
+/* Out of memory for the AdamW moments: status 1 with a message (it was left
+ * unset). The test binary's allocator fails exactly that calloc. */
+Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_oom_XXXXXX";
+    cr_assert_not_null(mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: oom\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
+    run_config c;
+    make_config(&c, text, out);
+    tlb_model m;
+    tlb_error err = {{0}};
+    cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
+    const size_t n = model_num_params(&m);
+    model_destroy(&m);
+    train_summary s;
+    alloc_fail_calloc_of(n * sizeof(float));
+    const int status = train_run(&c, NULL, &s, &err);
+    alloc_fail_calloc_of(0);
+    cr_expect_eq(status, 1);
+    cr_expect(strstr(err.msg, "out of memory for the AdamW moments") != NULL, "message: '%s'", err.msg);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+    cr_expect_eq(system(cmd), 0);
 }

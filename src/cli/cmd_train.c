@@ -102,6 +102,10 @@ int cmd_train(int argc, char **argv)
 
     const int runs = run_config_num_runs(&config);
     char **dirs = calloc((size_t)runs, sizeof *dirs);
+    if (!dirs) {
+        fprintf(stderr, "tlb train: out of memory for %d runs\n", runs);
+        return 1;
+    }
     int status = 0;
     for (int i = 0; i < runs && status == 0; i++) {
         run_config run;
@@ -111,7 +115,10 @@ int cmd_train(int argc, char **argv)
         train_summary summary;
         status = train_run_fetching(&run, &opt, &summary, &err);
         if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);
-        dirs[i] = strdup(summary.run_dir);
+        if (!(dirs[i] = strdup(summary.run_dir)) && status == 0) {
+            fprintf(stderr, "tlb train: out of memory\n");
+            status = 1;
+        }
     }
     if (status == 0 && runs > 1) {
         char out[1400];

@@ -11,7 +11,10 @@ int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
     memset(m, 0, sizeof *m);
     if (model_config_validate(c, err) != 0) return -1;
     m->config = *c;
-    model_layout_build(&m->layout, c);
+    if (model_layout_build(&m->layout, c) != 0) {
+        model_destroy(m);
+        return tlb_fail(err, "out of memory building the parameter table");
+    }
     m->dims = (block_dims){c->embed_dim, c->num_heads, c->key_dim, model_ffn_dim(c)};
     const size_t n = m->layout.table.total;
     m->params = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
@@ -73,6 +76,7 @@ size_t model_plan_bytes(const tlb_model *m, int B)
     tlb_model probe = *m;
     probe.steps = calloc((size_t)model_num_chunks(&m->config) * m->layout.num_steps,
                          sizeof *probe.steps);
+    if (!probe.steps) return 0; /* unknown: model_plan will report the shortage */
     arena a = {0};
     carve(&probe, &a, B);
     free(probe.steps);

@@ -15,7 +15,7 @@
 static const char *const cifar10_classes[10] = {"airplane", "automobile", "bird", "cat", "deer",
                                                  "dog", "frog", "horse", "ship", "truck"};
 
-static int load_rows(run_files *f, int keep_epochs)
+static int load_rows(run_files *f, int keep_epochs, tlb_error *err)
 {
     char path[1300], line[512];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
@@ -27,9 +27,13 @@ static int load_rows(run_files *f, int keep_epochs)
                    &r.val_acc, &r.seconds, &r.images_per_second) != 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
+            run_epoch_metrics *rows = realloc(f->rows, (size_t)(f->capacity ? 2 * f->capacity : 64) * sizeof *rows);
+            if (!rows) {
+                fclose(fp);
+                return tlb_fail(err, "%s: out of memory reading it", path);
+            }
+            f->rows = rows;
             f->capacity = f->capacity ? 2 * f->capacity : 64;
-            f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
-            if (!f->rows) abort();
         }
         f->rows[f->num_rows++] = r;
     }
@@ -48,7 +52,7 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
     char path[1300];
     snprintf(path, sizeof path, "%s/config.cfg", dir);
     if (fs_write_file_atomic(path, f->config_text, len, err) != 0) return -1;
-    return load_rows(f, keep_epochs);
+    return load_rows(f, keep_epochs, err);
 }
 
 static int write_metrics(const run_files *f, tlb_error *err)
@@ -75,7 +79,13 @@ static int write_curves(const run_files *f, tlb_error *err)
 {
     const int n = f->num_rows;
     double *x = malloc(n * sizeof *x), *y[4];
-    for (int k = 0; k < 4; k++) y[k] = malloc(n * sizeof *y[k]);
+    int ok = x != NULL;
+    for (int k = 0; k < 4; k++) ok &= (y[k] = malloc(n * sizeof *y[k])) != NULL;
+    if (!ok) {
+        free(x);
+        for (int k = 0; k < 4; k++) free(y[k]);
+        return tlb_fail(err, "out of memory for the curves");
+    }
     for (int i = 0; i < n; i++) {
         x[i] = f->rows[i].epoch;
         y[0][i] = f->rows[i].train_loss;
@@ -98,9 +108,10 @@ static int write_curves(const run_files *f, tlb_error *err)
 int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *err)
 {
     if (f->num_rows == f->capacity) {
+        run_epoch_metrics *rows = realloc(f->rows, (size_t)(f->capacity ? 2 * f->capacity : 64) * sizeof *rows);
+        if (!rows) return tlb_fail(err, "out of memory");
+        f->rows = rows;
         f->capacity = f->capacity ? 2 * f->capacity : 64;
-        f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
-        if (!f->rows) return tlb_fail(err, "out of memory");
     }
     f->rows[f->num_rows++] = *row;
     if (write_metrics(f, err) != 0) return -1;

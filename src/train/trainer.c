@@ -73,7 +73,7 @@ static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
 {
     char path[1300];
-    snprintf(path, sizeof path, "%s/config.cfg", run_dir);
+    if (fs_join(path, sizeof path, run_dir, "config.cfg", err) != 0) return -1;
     if (run_config_load(config, path, err) != 0) return -1;
     return run_config_validate(config, err);
 }
@@ -163,10 +163,16 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     numerics_current(&out->numerics);
 
     /* The run folder: new, or the one being resumed. */
-    if (opt && opt->resume_dir) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
-    else run_config_run_dir(c, out->run_dir, sizeof out->run_dir);
+    if (opt && opt->resume_dir) {
+        if (snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir) >= (int)sizeof out->run_dir) {
+            tlb_fail(err, "%.200s...: run folder path longer than %zu bytes", opt->resume_dir, sizeof out->run_dir - 1);
+            return 2;
+        }
+    } else {
+        run_config_run_dir(c, out->run_dir, sizeof out->run_dir); /* out_dir and name are bounded: it fits */
+    }
     char ckpt[1300];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir); /* run_dir < 1200 bytes */
     const int resuming = opt && opt->resume_dir;
     if (!resuming && access(ckpt, F_OK) == 0) {
         tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir, out->run_dir);
@@ -182,14 +188,21 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
      * checkpoint.safetensors.tmp.PID behind. */
     checkpoint_remove_stale_tmp(ckpt, stderr);
 
-    if (model_create(&s.model, &c->model, err) != 0) return 2;
+    if (model_create(&s.model, &c->model, err) != 0) {
+        status = 2;
+        goto done;
+    }
     const size_t n = model_num_params(&s.model);
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
     s.adam_v = calloc(n, sizeof(float));
+    if (!s.adam_m || !s.adam_v) {
+        tlb_fail(err, "out of memory for the AdamW moments (2 x %zu floats)", n);
+        goto done;
+    }
     const int mb = train_choose_micro_batch(&s.model, c->batch_size, c->micro_batch);
     out->micro_batch = mb;
-    if (!s.adam_m || !s.adam_v || model_plan(&s.model, mb, err) == 0) goto done;
+    if (model_plan(&s.model, mb, err) == 0) goto done;
 
     train_position pos = {0, 0, 0};
     const uint64_t hash = run_config_hash(c);

@@ -25,6 +25,12 @@ int fs_mkdir_p(const char *path, tlb_error *err)
     return 0;
 }
 
+int fs_join(char *buf, size_t n, const char *dir, const char *name, tlb_error *err)
+{
+    if (snprintf(buf, n, "%s/%s", dir, name) < (int)n) return 0;
+    return tlb_fail(err, "%.200s.../%s: path longer than %zu bytes", dir, name, n - 1);
+}
+
 int fs_fsync_dir(const char *dir)
 {
     const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

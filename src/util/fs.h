@@ -16,6 +16,10 @@
  * create folder: REASON" / "PATH: folder is not writable". */
 int fs_mkdir_p(const char *path, tlb_error *err);
 
+/* DIR/NAME into buf, or -1 with "DIR/NAME: path longer than N bytes" when it
+ * does not fit (never a silently truncated path). */
+int fs_join(char *buf, size_t n, const char *dir, const char *name, tlb_error *err);
+
 /* fsync of a folder (its entries: a rename is durable only then); of the
  * folder holding `path`. Return 0 or -1 (errno). */
 int fs_fsync_dir(const char *dir);
