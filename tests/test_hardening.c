@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,12 +40,6 @@ static void ensure_data(void)
     cifar10_default_dir(dir, sizeof dir);
     if (cifar10_verify_all(dir, 0, NULL) != 0)
         cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
-
-static const char *tlb_bin(void)
-{
-    const char *b = getenv("TLB_BIN");
-    return b && *b ? b : "./tlb";
 }
 
 /* A tiny model on one thread: 8 steps per epoch with train_limit 256. */
@@ -92,67 +87,10 @@ static void write_cfg(char *path, size_t n, char *run_dir, size_t rn, const char
     }
 }
 
-/* Starts `tlb ARGS...` (NULL-terminated) with stdout to /dev/null, stderr to
- * errfile, TLB_NO_FETCH=1 and one extra "K=V" environment entry (or NULL). */
-static pid_t spawn_tlb(const char *errfile, const char *env, const char *const *args)
-{
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int out = open("/dev/null", O_WRONLY), e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (out < 0 || e < 0) _exit(126);
-        dup2(out, 1);
-        dup2(e, 2);
-        setenv("TLB_NO_FETCH", "1", 1);
-        if (env) putenv((char *)env);
-        char *argv[16];
-        int k = 0;
-        argv[k++] = (char *)tlb_bin();
-        for (; args[k - 1] && k < 15; k++) argv[k] = (char *)args[k - 1];
-        argv[k] = NULL;
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Exit status, or 1000 + signal number when killed by a signal. */
-static int wait_status(pid_t pid)
-{
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
-}
-
-static int run_tlb(const char *errfile, const char *env, const char *const *args)
-{
-    return wait_status(spawn_tlb(errfile, env, args));
-}
-
-/* stderr of the last run; *lines gets its number of lines. */
-static void read_text(const char *path, char *buf, size_t n, int *lines)
-{
-    FILE *fp = fopen(path, "r");
-    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
-    buf[k] = '\0';
-    if (fp) fclose(fp);
-    if (lines) {
-        *lines = 0;
-        for (size_t i = 0; i < k; i++) *lines += buf[i] == '\n';
-    }
-}
-
 static int file_exists(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static void remove_tree(const char *dir)
-{
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0, "%s", cmd);
 }
 
 /* Waits (up to 120 s) for path to appear or the child to exit; returns 1 if it appeared. */
@@ -225,7 +163,7 @@ typedef struct {
 static void save_tiny_checkpoint(saved_ckpt *s)
 {
     snprintf(s->dir, sizeof s->dir, "/tmp/tlb_ckpt_XXXXXX");
-    cr_assert_not_null(mkdtemp(s->dir));
+    cr_assert_not_null(test_mkdtemp(s->dir));
     snprintf(s->path, sizeof s->path, "%s/checkpoint.safetensors", s->dir);
     tlb_error err;
     run_config_defaults(&s->config);
@@ -473,7 +411,7 @@ Test(hardening, checkpoint_config_text_is_hashed, .timeout = 120)
 static void reference_run(const char *name, const char *extra, char *run_dir, size_t rn)
 {
     char dir[] = "/tmp/tlb_ref_XXXXXX", cfg[1200], errf[1200];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, rn, dir, name, extra);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
@@ -487,7 +425,7 @@ Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout
     reference_run("killed_in_ckpt", extra, ref, sizeof ref);
 
     char dir[] = "/tmp/tlb_kill_ckpt_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "killed_in_ckpt", extra);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -523,7 +461,7 @@ Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout
 Test(hardening, stale_checkpoint_tmp_files_are_removed)
 {
     char dir[] = "/tmp/tlb_stale_XXXXXX", path[200], f[300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
     pid_t dead = fork();
     cr_assert_neq(dead, -1);
@@ -579,7 +517,7 @@ Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
     int delay_ms = 400;
     for (int attempt = 0; attempt < 8; attempt++, delay_ms /= 2) {
         char dir[] = "/tmp/tlb_kill_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-        cr_assert_not_null(mkdtemp(dir));
+        cr_assert_not_null(test_mkdtemp(dir));
         write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "killed", extra);
         snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
         snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -603,7 +541,7 @@ static void stop_with(int signo)
 {
     ensure_data();
     char dir[] = "/tmp/tlb_sig_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled", "train_limit: 256\nepochs: 40\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -642,7 +580,7 @@ Test(hardening, second_signal_exits_at_once, .timeout = 180)
 {
     ensure_data();
     char dir[] = "/tmp/tlb_sig2_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled_twice", "train_limit: 256\nepochs: 40\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -670,7 +608,7 @@ Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 18
 {
     ensure_data();
     char dir[] = "/tmp/tlb_nan_XXXXXX", cfg[1200], run_dir[1300], errf[1200], msg[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "nan", "train_limit: 256\nepochs: 3\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     /* Step 12 = epoch 2, batch 4 (8 steps an epoch); the hook poisons the
@@ -719,7 +657,7 @@ static void expect_one_line(int status, const char *env, const char *const *args
 Test(hardening, bad_config_values, .timeout = 60)
 {
     char dir[] = "/tmp/tlb_badcfg_XXXXXX", cfg[1200];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "epochs: -1\n");
     expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "epochs:");
     write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "weight_decay: fast\n");
@@ -739,7 +677,7 @@ Test(hardening, bad_config_values, .timeout = 60)
 Test(hardening, bad_data_dir_without_fetch, .timeout = 60)
 {
     char dir[] = "/tmp/tlb_baddata_XXXXXX", cfg[1200], data[1200], extra[1400], file[1300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     snprintf(data, sizeof data, "%s/data", dir);
     cr_assert_eq(mkdir(data, 0755), 0);
     /* Empty: named, with the command that fixes it. */
@@ -758,7 +696,7 @@ Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
     ensure_data();
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", "/nonexistent/run", NULL}, "config.cfg", NULL);
     char dir[] = "/tmp/tlb_badresume_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "badresume", "train_limit: 256\nepochs: 1\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
@@ -774,9 +712,10 @@ Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
     bytes[n - 5] ^= 0x10;
     spit(ckpt, bytes, n / 2);
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, ckpt, "outside the");
-    /* Missing. */
+    /* Missing (a run stopped before its first checkpoint): says so, and what to do. */
     unlink(ckpt);
-    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, ckpt, "cannot open");
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, "has no checkpoint yet",
+                    "start it again with `tlb train");
     free(bytes);
 }
 
@@ -784,7 +723,7 @@ Test(hardening, unwritable_out_dir, .timeout = 60)
 {
     /* A path under a regular file cannot be created (even by root). */
     char dir[] = "/tmp/tlb_unwritable_XXXXXX", cfg[1200], file[1200], set[1300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     snprintf(file, sizeof file, "%s/a_file", dir);
     spit(file, "x", 1);
     write_cfg(cfg, sizeof cfg, NULL, 0, dir, "unwritable", "train_limit: 256\nepochs: 1\n");
@@ -842,7 +781,7 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
 {
     ensure_data();
     char dir[] = "/tmp/tlb_numerics_XXXXXX", cfg[1200], run_dir[1300], errf[1200], path[1400];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "numerics", "train_limit: 64\nepochs: 1\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
@@ -899,7 +838,6 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     cr_expect_null(st_meta(&f, "backends"));
     st_close(&f);
     cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}), 0);
-    remove_tree(dir);
 }
 
 /* A path that does not fit a buffer is refused with a message, never
@@ -912,4 +850,103 @@ Test(hardening, paths_too_long_are_refused, .timeout = 60)
     longdir[sizeof longdir - 1] = '\0';
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", longdir, NULL}, "path longer than", NULL);
     expect_one_line(1, NULL, (const char *[]){"report", "--out", "/tmp", longdir, NULL}, "path longer than", NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faults found by trying them */
+
+/* A run folder belongs to one process: a second `tlb train` of the same
+ * config and a `--resume` of the running folder are refused, naming the
+ * owner; the lock dies with its process. */
+Test(hardening, run_folder_belongs_to_one_process, .timeout = 180)
+{
+    ensure_data();
+    char dir[] = "/tmp/tlb_lock_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+    cr_assert_not_null(test_mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "locked", "train_limit: 256\nepochs: 400\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+    char want[1500];
+    snprintf(want, sizeof want, "%s is in use by process %ld", run_dir, (long)pid);
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, want, NULL);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, NULL);
+    cr_expect_eq(waitpid(pid, NULL, WNOHANG), 0, "the first run stopped");
+    kill(pid, SIGKILL);
+    cr_expect_eq(wait_status(pid), 1000 + SIGKILL);
+    /* Unlocked now: the folder's contents decide again. */
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "already holds a run", NULL);
+}
+
+/* checkpoint_every: 3 saves mid-epoch; a kill inside the second save loses
+ * steps 4-6 only. A resume under a file-size limit too small for a
+ * checkpoint ends like a full disk (exit 1, a line, the step-3 checkpoint
+ * intact, no temporary left), and the final resume ends bit-identical to an
+ * uninterrupted run. */
+Test(hardening, checkpoint_every_and_file_size_limit, .timeout = 240)
+{
+    ensure_data();
+    const char *extra = "train_limit: 256\nepochs: 2\ncheckpoint_every: 3\n";
+    char ref[1300];
+    reference_run("every3", extra, ref, sizeof ref);
+    char dir[] = "/tmp/tlb_every_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
+    cr_assert_not_null(test_mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "every3", extra);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    cr_assert_eq(run_tlb(errf, "TLB_TEST_KILL_IN_CHECKPOINT=2", (const char *[]){"train", cfg, NULL}), 1000 + SIGKILL);
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect(pos.step == 3 && pos.epoch == 0 && pos.batch_in_epoch == 3, "checkpoint at step %ld (epoch %d, batch %d)",
+              pos.step, pos.epoch, pos.batch_in_epoch);
+
+    /* RLIMIT_FSIZE below a checkpoint's size (about 200 KB), above the other files'. */
+    struct rlimit old, small = {96 << 10, 96 << 10};
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    const int st = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL});
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    read_text(errf, msg, sizeof msg, NULL);
+    cr_expect_eq(st, 1, "status %d under a file-size limit (1000 + %d = killed by SIGXFSZ); stderr: %s", st, SIGXFSZ, msg);
+    cr_expect(strstr(msg, "checkpoint.safetensors: write failed: File too large") != NULL, "stderr: %s", msg);
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect_eq(pos.step, 3, "the last good checkpoint was replaced");
+    close_run(&r);
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q tmp", run_dir);
+    cr_expect_neq(system(cmd), 0, "a temporary file was left in %s", run_dir);
+
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+    expect_same_data(ref, run_dir);
+}
+
+/* tlb check of a file whose tensors hold NaN or Inf: bad input (exit 2),
+ * naming the tensor, not a model mismatch. */
+Test(hardening, check_refuses_nonfinite_golden_files, .timeout = 60)
+{
+    char dir[] = "/tmp/tlb_nanfile_XXXXXX", path[200];
+    cr_assert_not_null(test_mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    float x[4] = {1, 2, 3, 4};
+    x[2] = NAN;
+    st_writer w;
+    st_writer_init(&w);
+    cr_assert_eq(st_writer_add(&w, "config.embed_dim", ST_F32, 1, (int64_t[]){4}, x), 0);
+    tlb_error err;
+    cr_assert_eq(st_writer_save(&w, path, NULL, NULL, &err), 0, "%s", err.msg);
+    expect_one_line(2, NULL, (const char *[]){"check", path, NULL}, "tensor 'config.embed_dim' holds NaN at element 2",
+                    NULL);
+    x[2] = 3, x[3] = -INFINITY;
+    st_writer_free(&w);
+    st_writer_init(&w);
+    cr_assert_eq(st_writer_add(&w, "logits", ST_F32, 1, (int64_t[]){4}, x), 0);
+    cr_assert_eq(st_writer_save(&w, path, NULL, NULL, &err), 0, "%s", err.msg);
+    st_writer_free(&w);
+    expect_one_line(2, NULL, (const char *[]){"check", "tests/data/tiny_keras.safetensors", path, NULL},
+                    "tensor 'logits' holds Inf at element 3", NULL);
 }

@@ -21,6 +21,7 @@
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
+#include "train/run_lock.h"
 #include "train/train_step.h"
 #include "util/fs.h"
 #include "util/rng.h"
@@ -84,6 +85,7 @@ typedef struct {
     cifar10_set train_set, test_set;
     loader *train, *val, *test;
     run_files files;
+    run_lock lock;
 } run_state;
 
 static void run_state_free(run_state *s)
@@ -97,6 +99,7 @@ static void run_state_free(run_state *s)
     free(s->adam_v);
     model_destroy(&s->model);
     run_files_close(&s->files);
+    run_lock_release(&s->lock);
 }
 
 /* The data, or -1 with *missing set when CIFAR-10 is missing or fails its
@@ -144,6 +147,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
 {
     run_state s;
     memset(&s, 0, sizeof s);
+    s.lock.fd = -1;
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
     int status = 1;
@@ -174,13 +178,25 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     char ckpt[1300];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir); /* run_dir < 1200 bytes */
     const int resuming = opt && opt->resume_dir;
+    /* One process per run folder: lock it before looking at what it holds. */
+    if (access(out->run_dir, F_OK) == 0 && run_lock_acquire(&s.lock, out->run_dir, err) != 0) {
+        status = 2;
+        goto done;
+    }
     if (!resuming && access(ckpt, F_OK) == 0) {
         tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir, out->run_dir);
-        return 2;
+        status = 2;
+        goto done;
+    }
+    if (resuming && access(ckpt, F_OK) != 0 && errno == ENOENT) {
+        tlb_fail(err, "%s has no checkpoint yet (the run stopped before its first one): start it again with"
+                      " `tlb train %s/config.cfg`, or remove the folder", out->run_dir, out->run_dir);
+        status = 2;
+        goto done;
     }
     /* The data before anything is written: a missing CIFAR-10 leaves no run folder. */
     if (open_data(&s, c, out, err) != 0) goto done;
-    if (fs_mkdir_p(out->run_dir, err) != 0) {
+    if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) {
         status = 2;
         goto done;
     }
@@ -286,6 +302,16 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             images_total += batch->size;
             progress_update(&bar, step + 1 - first, seen, loss_sum / seen, (double)correct / seen);
 
+            /* checkpoint_every: a kill loses at most that many steps. The
+             * epoch's last step is saved at the epoch's end, after evaluation. */
+            if (c->checkpoint_every > 0 && pos.step % c->checkpoint_every == 0 && step + 1 < steps) {
+                const train_position at = {pos.step, epoch, step + 1};
+                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &at, hash, s.files.config_text,
+                                    &out->numerics, err) != 0) {
+                    fputc('\n', stdout);
+                    goto done;
+                }
+            }
             const int signalled = opt && opt->stop_signal && *opt->stop_signal;
             if (signalled || (opt && opt->stop_after_steps && pos.step >= opt->stop_after_steps)) {
                 pos.epoch = epoch;
