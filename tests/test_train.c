@@ -76,7 +76,7 @@ Test(train, short_run_learns, .timeout = 240)
     cr_expect_gt(s.test_acc, bar, "test accuracy %.4f", s.test_acc);
     cr_expect_gt(s.val_acc, bar, "validation accuracy %.4f", s.val_acc);
     const char *files[] = {"config.cfg", "checkpoint.safetensors", "summary.json", "loss.png",
-                           "accuracy.png", "attention.png"};
+                           "accuracy.png", "attention.png", "augmented.png"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", s.run_dir, files[i]);
         cr_expect_eq(access(path, R_OK), 0, "%s missing", path);

@@ -18,6 +18,8 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/data_config.h"
+#include "train/evaluate.h"
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
@@ -41,34 +43,16 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     return (batch_size + parts - 1) / parts;
 }
 
-static int argmax(const float *x, int n)
+/* Loss and accuracy over a whole split (evaluate.c). */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_error *err)
 {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-/* Loss and accuracy over a whole split, in micro-batches, without dropout. */
-static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
-{
-    double sum = 0.0;
-    long correct = 0, seen = 0;
-    loader_start_epoch(l, 0);
-    for (int b = 0; b < loader_num_batches(l); b++) {
-        const loader_batch *batch = loader_next(l);
-        for (int at = 0; at < batch->size; at += m->capacity) {
-            const int n = batch->size - at < m->capacity ? batch->size - at : m->capacity;
-            const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
-            sum += model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
-            for (int i = 0; i < n; i++)
-                correct += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
-                           batch->y[at + i];
-        }
-        seen += batch->size;
-    }
-    *loss = seen ? sum / seen : NAN;
-    *acc = seen ? (double)correct / seen : NAN;
+    eval_metrics e;
+    if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
+    evaluate_run(m, l, &e, NULL, NULL);
+    *loss = eval_loss(&e);
+    *acc = eval_accuracy(&e);
+    eval_metrics_free(&e);
+    return 0;
 }
 
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
@@ -117,21 +101,16 @@ static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_
         out->data_missing = 1;
         return -1;
     }
-    cifar10_view train, val, test = cifar10_view_all(&s->test_set);
-    if (cifar10_split(&train, &val, &s->train_set, c->train_slice, err) != 0) return -1;
+    cifar10_view train, val, test, unused;
+    if (cifar10_split(&train, &unused, &s->train_set, c->train_slice, err) != 0) return -1;
+    if (evaluate_view(&val, c, &s->train_set, &s->test_set, EVAL_SPLIT_VAL, err) != 0) return -1;
+    if (evaluate_view(&test, c, &s->train_set, &s->test_set, EVAL_SPLIT_TEST, err) != 0) return -1;
     if (c->train_limit > 0 && c->train_limit < train.count) train.count = c->train_limit;
-    if (c->eval_limit > 0 && c->eval_limit < val.count) val.count = c->eval_limit;
-    if (c->eval_limit > 0 && c->eval_limit < test.count) test.count = c->eval_limit;
     if (train.count < c->batch_size)
         return tlb_fail(err, "batch_size: %d is larger than the %d training images", c->batch_size, train.count);
-    const int S = c->model.image_size;
-    /* One worker thread prepares batches ahead; evaluation batches are
-     * smaller so their buffers stay small. */
-    loader_config train_cfg = {.batch_size = c->batch_size, .image_size = S, .train = 1,
-                               .shuffle = c->shuffle == SHUFFLE_ONCE ? LOADER_SHUFFLE_ONCE : LOADER_SHUFFLE_EPOCH,
-                               .drop_last = 1, .num_threads = 1, .depth = 3, .seed = c->seed};
-    loader_config eval_cfg = {.batch_size = 500, .image_size = S, .train = 0, .shuffle = LOADER_SHUFFLE_NONE,
-                              .drop_last = 0, .num_threads = 1, .depth = 3, .seed = c->seed};
+    /* One worker thread prepares batches ahead, with the run's augmentation. */
+    const loader_config train_cfg = train_loader_config(c);
+    const loader_config eval_cfg = evaluate_loader_config(c);
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
     if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
     if (loader_create(&s->test, &test, &eval_cfg, err) != 0) return -1;
@@ -247,6 +226,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         status = 2;
         goto done;
     }
+    char grid[sizeof out->run_dir + 16];
+    snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
+    if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
@@ -328,7 +310,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        evaluate(&s.model, s.val, &row.val_loss, &row.val_acc);
+        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, err) != 0) goto done;
         char extra[128];
         snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
@@ -345,8 +327,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    evaluate(&s.model, s.val, &out->val_loss, &out->val_acc);
-    evaluate(&s.model, s.test, &out->test_loss, &out->test_acc);
+    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, err) != 0 ||
+        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, err) != 0)
+        goto done;
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;
