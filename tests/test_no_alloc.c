@@ -32,10 +32,8 @@ static void step(tlb_model *m, float *am, float *av, const float *img, const int
         cr_assert_fail("%s", err.msg);
 }
 
-Test(no_alloc, training_step_on_every_backend)
+static void no_alloc_on_every_backend(tlb_model_config c)
 {
-    tlb_model_config c = model_config_seed();
-    c.image_size = 16; /* 16 tokens, 2 chunks: small but every path runs */
     const int B = 20, mb = 8;
     tlb_model m;
     tlb_error err;
@@ -70,6 +68,28 @@ Test(no_alloc, training_step_on_every_backend)
     ops_select(NULL, &err);
     free(am), free(av), free(img), free(labels);
     model_destroy(&m);
+}
+
+Test(no_alloc, training_step_on_every_backend)
+{
+    tlb_model_config c = model_config_seed();
+    c.image_size = 16; /* 16 tokens, 2 chunks: small but every path runs */
+    no_alloc_on_every_backend(c);
+}
+
+/* The slow-state options' buffers (the per-chunk state + table, the readout
+ * LayerNorm) are planned with the rest. */
+Test(no_alloc, slow_state_options_on_every_backend)
+{
+    tlb_model_config c = model_config_seed();
+    c.image_size = 16;
+    c.num_state_tokens = 5;
+    c.readout = READOUT_STATE;
+    c.state_init = STATE_INIT_LEARNED;
+    no_alloc_on_every_backend(c);
+    c.state_init = STATE_INIT_SINUSOID;
+    c.num_state_tokens = 11;
+    no_alloc_on_every_backend(c);
 }
 
 /* The counter sees the library's allocations (the test above cannot pass

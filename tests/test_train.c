@@ -12,6 +12,7 @@
 
 #include "data/fetch.h"
 #include "train/trainer.h"
+#include "alloc_counter.h"
 #include "test_helpers.h"
 
 static void ensure_data(void)
@@ -101,11 +102,12 @@ static unsigned char *stop_and_resume(const char *extra, size_t *n)
     train_summary sa, sb;
     tlb_error err;
     cr_assert_eq(train_run(&a, NULL, &sa, &err), 0, "%s", err.msg);
-    train_options stop = {NULL, NULL, 5};
+    /* Stop after step 5 of 16 (mid-epoch 1), then resume from the folder. */
+    train_options stop = {.stop_after_steps = 5};
     cr_assert_eq(train_run(&b, &stop, &sb, &err), 128, "%s", err.msg);
     char dir[sizeof sb.run_dir];
     memcpy(dir, sb.run_dir, sizeof dir); /* train_run clears its summary */
-    train_options resume = {dir, NULL, 0};
+    train_options resume = {.resume_dir = dir};
     run_config again;
     cr_assert_eq(train_load_run_config(&again, sb.run_dir, &err), 0, "%s", err.msg);
     cr_assert_eq(train_run(&again, &resume, &sb, &err), 0, "%s", err.msg);
@@ -139,6 +141,60 @@ Test(train, recipe_stop_and_resume_is_bit_exact, .timeout = 480)
     cr_expect(memcmp(with, seed, n_seed) != 0, "the recipe keys changed nothing");
     free(with);
     free(seed);
+}
+
+/* The slow state's diversity after each epoch, in the epoch's metrics.csv
+ * row (two new columns at the end) and summary.json: the seed's zero state
+ * is collapsed (cosine 1, rank 1), a learned one is not. */
+static train_summary diversity_run(const char *state_init, const char *out)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%sname: div_%s\nstate_init: %s\ntrain_limit: 256\neval_limit: 128\nbatch_size: 64\nepochs: 1\n",
+             tiny_model, state_init, state_init);
+    run_config c;
+    make_config(&c, text, out);
+    train_summary s;
+    tlb_error err;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    char path[1400], line[512];
+    snprintf(path, sizeof path, "%s/metrics.csv", s.run_dir);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    cr_assert_not_null(fgets(line, sizeof line, fp));
+    cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank\n") != NULL, "header: %s", line);
+    cr_assert_not_null(fgets(line, sizeof line, fp));
+    double v[8];
+    int epoch;
+    cr_expect_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &epoch, &v[0], &v[1], &v[2], &v[3],
+                        &v[4], &v[5], &v[6], &v[7]), 9, "row: %s", line);
+    cr_expect_float_eq(v[6], s.state_cosine, 1e-5, "%s: csv cosine %.6f, summary %.6f", state_init, v[6], s.state_cosine);
+    cr_expect_float_eq(v[7], s.state_rank, 1e-3);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/summary.json", s.run_dir);
+    fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    char json[4096];
+    const size_t n = fread(json, 1, sizeof json - 1, fp);
+    json[n] = 0;
+    fclose(fp);
+    cr_expect(strstr(json, "\"state_cosine\"") && strstr(json, "\"state_rank\""), "%s", json);
+    cr_log_info("state_init %s after one epoch: state_cosine %.6f, state_rank %.2f", state_init,
+                s.state_cosine, s.state_rank);
+    return s;
+}
+
+Test(train, state_diversity_shows_the_collapse, .timeout = 240)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_div_XXXXXX";
+    cr_assert_not_null(mkdtemp(out));
+    const train_summary zeros = diversity_run("zeros", out);
+    cr_expect_geq(zeros.state_cosine, 1.0 - 1e-6, "zeros: cosine %.9f", zeros.state_cosine);
+    cr_expect_eq(zeros.state_rank, 1.0, "zeros: rank %.2f", zeros.state_rank);
+    const train_summary learned = diversity_run("learned", out);
+    cr_expect_lt(learned.state_cosine, 0.99, "learned: cosine %.6f", learned.state_cosine);
+    cr_expect_gt(learned.state_rank, 1.5, "learned: rank %.2f", learned.state_rank);
 }
 
 /* A new run refuses a folder that already holds a checkpoint. */
@@ -239,4 +295,28 @@ Test(cli, check_passes_golden_and_fails_garbage)
 {
     cr_expect_eq(cli((const char *[]){"check", "tests/data/tiny_paper.safetensors", NULL}), 0);
     cr_expect_eq(cli((const char *[]){"check", "tests/test_train.c", NULL}), 1);
+}
+
+/* Out of memory for the AdamW moments: status 1 with a message (it was left
+ * unset). The test binary's allocator fails exactly that calloc. */
+Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_oom_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: oom\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
+    run_config c;
+    make_config(&c, text, out);
+    tlb_model m;
+    tlb_error err = {{0}};
+    cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
+    const size_t n = model_num_params(&m);
+    model_destroy(&m);
+    train_summary s;
+    alloc_fail_calloc_of(n * sizeof(float));
+    const int status = train_run(&c, NULL, &s, &err);
+    alloc_fail_calloc_of(0);
+    cr_expect_eq(status, 1);
+    cr_expect(strstr(err.msg, "out of memory for the AdamW moments") != NULL, "message: '%s'", err.msg);
 }

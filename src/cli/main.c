@@ -1,4 +1,5 @@
 /* tlb: one binary, one subcommand per job. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,8 @@ static const struct {
 } commands[] = {
     {"train", cmd_train, "train CONFIG [--set key=value]... | train --resume RUN_DIR"},
     {"report", cmd_report, "report --out DIR RUN_DIR...  results table and plot of finished runs"},
+    {"eval", cmd_eval, "eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json]   a trained model on a split"},
+    {"predict", cmd_predict, "predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png]   classify PNG/JPEG files"},
     {"check", cmd_check, "check FILE.safetensors...   compare the model with golden vectors"},
     {"ops", cmd_ops, "ops                          the op x backend table of this CPU"},
     {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10\n"
@@ -27,6 +30,9 @@ static int usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* A file-size limit (ulimit -f) then fails the write with EFBIG, which
+     * every writer reports, as it does a full disk, instead of killing us. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) return usage(stderr);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)
         return usage(stdout);

@@ -53,6 +53,8 @@ double mix_beta(uint64_t key, uint64_t *counter, double a)
     return x / (x + y);
 }
 
+static inline int clip(int v, int S) { return v < 0 ? 0 : v > S ? S : v; }
+
 mix_params mix_draw(uint64_t key, int S, double mixup_alpha, double cutmix_alpha)
 {
     mix_params p = {MIX_NONE, 1.0f, 0, 0, 0, 0};
@@ -69,10 +71,8 @@ mix_params mix_draw(uint64_t key, int S, double mixup_alpha, double cutmix_alpha
     const int ch = (int)(S * rat), cw = (int)(S * rat);
     rng_stream s = {key, counter};
     const int cy = (int)rng_next_below(&s, (uint32_t)S), cx = (int)rng_next_below(&s, (uint32_t)S);
-#define CLIP(v) ((v) < 0 ? 0 : (v) > S ? S : (v))
-    p.y0 = CLIP(cy - ch / 2), p.y1 = CLIP(cy + ch / 2);
-    p.x0 = CLIP(cx - cw / 2), p.x1 = CLIP(cx + cw / 2);
-#undef CLIP
+    p.y0 = clip(cy - ch / 2, S), p.y1 = clip(cy + ch / 2, S);
+    p.x0 = clip(cx - cw / 2, S), p.x1 = clip(cx + cw / 2, S);
     p.lam = (float)(1.0 - (double)(p.y1 - p.y0) * (p.x1 - p.x0) / ((double)S * S));
     return p;
 }

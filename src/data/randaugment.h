@@ -26,7 +26,7 @@ typedef enum {
     RA_SHARPNESS,   /* factor 1 +- 0.9: blend with a 3x3 smoothing (border kept) */
     RA_POSTERIZE,   /* keep 8 down to 4 bits per channel */
     RA_SOLARIZE,    /* invert values above 1 - level */
-    RA_AUTOCONTRAST,/* stretch each channel to [0, 1] (no magnitude) */
+    RA_AUTOCONTRAST, /* stretch each channel to [0, 1] (no magnitude) */
     RA_EQUALIZE,    /* PIL's per-channel histogram equalisation on 8-bit values (no magnitude) */
     RA_NUM_OPS
 } randaugment_op;

@@ -9,35 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/fetch.h"
+#include "model/attention_map.h"
+#include "util/fs.h"
 #include "util/plot.h"
 
-static const char *const cifar10_classes[10] = {"airplane", "automobile", "bird", "cat", "deer",
-                                                 "dog", "frog", "horse", "ship", "truck"};
-
-int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err)
-{
-    char tmp[1400];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return tlb_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t k = write(fd, text + done, len - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    const int ok = done == len && fsync(fd) == 0;
-    const int e = errno;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return tlb_fail(err, "%s: write failed: %s", path, strerror(ok ? errno : e));
-    }
-    return 0;
-}
-
-static int load_rows(run_files *f, int keep_epochs)
+static int load_rows(run_files *f, int keep_epochs, tlb_error *err)
 {
     char path[1300], line[512];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
@@ -45,13 +22,20 @@ static int load_rows(run_files *f, int keep_epochs)
     if (!fp) return 0;
     while (fgets(line, sizeof line, fp)) {
         run_epoch_metrics r;
-        if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.val_loss,
-                   &r.val_acc, &r.seconds, &r.images_per_second) != 7 || r.epoch > keep_epochs)
+        r.state_cosine = r.state_rank = NAN; /* absent from files written before these columns */
+        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
+                               &r.train_acc, &r.val_loss, &r.val_acc, &r.seconds, &r.images_per_second,
+                               &r.state_cosine, &r.state_rank);
+        if (got < 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
+            run_epoch_metrics *rows = realloc(f->rows, (size_t)(f->capacity ? 2 * f->capacity : 64) * sizeof *rows);
+            if (!rows) {
+                fclose(fp);
+                return tlb_fail(err, "%s: out of memory reading it", path);
+            }
+            f->rows = rows;
             f->capacity = f->capacity ? 2 * f->capacity : 64;
-            f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
-            if (!f->rows) abort();
         }
         f->rows[f->num_rows++] = r;
     }
@@ -63,32 +47,35 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", dir);
+    char data_dir[1024];
+    cifar10_classes_load(&f->classes, c->data_dir[0] ? c->data_dir : cifar10_default_dir(data_dir, sizeof data_dir));
     size_t len = run_config_write_canonical(c, NULL, 0);
     f->config_text = malloc(len + 1);
     if (!f->config_text) return tlb_fail(err, "out of memory");
     run_config_write_canonical(c, f->config_text, len + 1);
     char path[1300];
     snprintf(path, sizeof path, "%s/config.cfg", dir);
-    if (write_file_atomic(path, f->config_text, len, err) != 0) return -1;
-    return load_rows(f, keep_epochs);
+    if (fs_write_file_atomic(path, f->config_text, len, err) != 0) return -1;
+    return load_rows(f, keep_epochs, err);
 }
 
 static int write_metrics(const run_files *f, tlb_error *err)
 {
-    size_t cap = 128 + (size_t)f->num_rows * 160, len = 0;
+    size_t cap = 128 + (size_t)f->num_rows * 256, len = 0;
     char *buf = malloc(cap);
     if (!buf) return tlb_fail(err, "out of memory");
     len += (size_t)snprintf(buf + len, cap - len,
-                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second\n");
+                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second,"
+                            "state_cosine,state_rank\n");
     for (int i = 0; i < f->num_rows; i++) {
         const run_epoch_metrics *r = &f->rows[i];
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f\n", r->epoch,
-                                r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->seconds,
-                                r->images_per_second);
+        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f\n",
+                                r->epoch, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank);
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
-    int rc = write_file_atomic(path, buf, len, err);
+    int rc = fs_write_file_atomic(path, buf, len, err);
     free(buf);
     return rc;
 }
@@ -97,7 +84,13 @@ static int write_curves(const run_files *f, tlb_error *err)
 {
     const int n = f->num_rows;
     double *x = malloc(n * sizeof *x), *y[4];
-    for (int k = 0; k < 4; k++) y[k] = malloc(n * sizeof *y[k]);
+    int ok = x != NULL;
+    for (int k = 0; k < 4; k++) ok &= (y[k] = malloc(n * sizeof *y[k])) != NULL;
+    if (!ok) {
+        free(x);
+        for (int k = 0; k < 4; k++) free(y[k]);
+        return tlb_fail(err, "out of memory for the curves");
+    }
     for (int i = 0; i < n; i++) {
         x[i] = f->rows[i].epoch;
         y[0][i] = f->rows[i].train_loss;
@@ -120,34 +113,19 @@ static int write_curves(const run_files *f, tlb_error *err)
 int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *err)
 {
     if (f->num_rows == f->capacity) {
+        run_epoch_metrics *rows = realloc(f->rows, (size_t)(f->capacity ? 2 * f->capacity : 64) * sizeof *rows);
+        if (!rows) return tlb_fail(err, "out of memory");
+        f->rows = rows;
         f->capacity = f->capacity ? 2 * f->capacity : 64;
-        f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
-        if (!f->rows) return tlb_fail(err, "out of memory");
     }
     f->rows[f->num_rows++] = *row;
     if (write_metrics(f, err) != 0) return -1;
     return write_curves(f, err);
 }
 
-void attention_token_scores(const tlb_model *m, int b, float *out)
-{
-    const tlb_model_config *c = &m->config;
-    const int C = c->chunk_size, H = c->num_heads, nchunks = model_num_chunks(c);
-    const int last = m->layout.num_steps - 1; /* the slow update: query slow, keys = chunk tokens */
-    for (int ch = 0; ch < nchunks; ch++) {
-        const float *p = m->steps[(size_t)ch * m->layout.num_steps + last].probs + (size_t)b * H * C * C;
-        for (int j = 0; j < C; j++) {
-            float mean = 0.0f;
-            for (int h = 0; h < H; h++) {
-                float mx = 0.0f;
-                for (int i = 0; i < C; i++) mx = fmaxf(mx, p[((size_t)h * C + i) * C + j]);
-                mean += mx / (float)H;
-            }
-            out[ch * C + j] = mean;
-        }
-    }
-}
-
+/* The first (up to 4) test images, each above its overlays: the slow
+ * state's attention, max over the state rows (the seed's picture), then
+ * every row on its own, so a collapsed state shows identical rows. */
 static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_error *err)
 {
     const tlb_model_config *c = &m->config;
@@ -157,22 +135,31 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     if (count > m->capacity) count = m->capacity;
     if (count < 1) return 0;
     const int G = model_grid(c), N = model_num_patches(c), S = c->image_size;
+    const int Ns = model_state_rows(m), nmaps = 1 + Ns;
     model_forward(m, batch->x, batch->y, count, NULL);
-    float *maps = malloc((size_t)count * N * sizeof *maps);
-    if (!maps) return tlb_fail(err, "out of memory");
+    float *maps = malloc((size_t)count * nmaps * N * sizeof *maps);
+    char (*labels)[32] = malloc((size_t)nmaps * sizeof *labels);
+    const char **label_ptr = malloc((size_t)nmaps * sizeof *label_ptr);
+    if (!maps || !labels || !label_ptr) {
+        free(maps), free(labels), free(label_ptr);
+        return tlb_fail(err, "out of memory");
+    }
+    snprintf(labels[0], sizeof labels[0], "max over %d rows", Ns);
+    for (int k = 1; k < nmaps; k++) snprintf(labels[k], sizeof labels[k], "state row %d", k - 1);
+    for (int k = 0; k < nmaps; k++) label_ptr[k] = labels[k];
     const char *captions[4];
-    char text[4][64];
     for (int b = 0; b < count; b++) {
-        attention_token_scores(m, b, maps + (size_t)b * N);
+        float *mb = maps + (size_t)b * nmaps * N;
+        model_slow_attention(m, b, mb + N, mb);
         const int label = batch->y[b];
-        snprintf(text[b], sizeof text[b], "%s", c->num_classes == 10 ? cifar10_classes[label] : "");
-        captions[b] = text[b];
+        captions[b] = label >= 0 && label < CIFAR10_NUM_CLASSES ? f->classes.names[label] : "";
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/attention.png", f->dir);
-    int rc = plot_heatmaps_png(path, "TLB attention over tokens (max over slow queries, mean over heads)",
-                               batch->x, count, S, maps, G, captions, err);
-    free(maps);
+    const plot_overlays o = {.images = batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
+                             .map_labels = label_ptr, .captions = captions};
+    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads)", &o, err);
+    free(maps), free(labels), free(label_ptr);
     return rc;
 }
 
@@ -192,16 +179,31 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
     cJSON_AddStringToObject(j, "precision", s->precision ? s->precision : "fp32");
+    cJSON *backends = cJSON_AddObjectToObject(j, "backends");
+    char pair[64];
+    for (const char *p = s->numerics.backends; *p;) { /* "op:backend,..." -> {"op": "backend"} */
+        const size_t k = strcspn(p, ",");
+        snprintf(pair, sizeof pair, "%.*s", (int)k, p);
+        char *colon = strchr(pair, ':');
+        if (colon) *colon = '\0', cJSON_AddStringToObject(backends, pair, colon + 1);
+        p += k + (p[k] == ',');
+    }
     cJSON_AddStringToObject(j, "wiring", wiring_name(m->config.wiring));
     cJSON_AddNumberToObject(j, "r", m->config.r);
     cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);
     cJSON_AddNumberToObject(j, "num_layers", m->config.num_layers);
+    cJSON_AddNumberToObject(j, "num_state_tokens", model_num_state(&m->config));
+    cJSON_AddStringToObject(j, "state_init", state_init_name(m->config.state_init));
+    cJSON_AddStringToObject(j, "readout", readout_name(m->config.readout));
+    /* The final state's diversity on the validation images (1 / 1 = collapsed). */
+    cJSON_AddNumberToObject(j, "state_cosine", s->state_cosine);
+    cJSON_AddNumberToObject(j, "state_rank", s->state_rank);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) return tlb_fail(err, "out of memory");
     char path[1300];
     snprintf(path, sizeof path, "%s/summary.json", f->dir);
-    int rc = write_file_atomic(path, text, strlen(text), err);
+    int rc = fs_write_file_atomic(path, text, strlen(text), err);
     free(text);
     if (rc == 0) rc = write_attention(f, m, test, err);
     return rc;

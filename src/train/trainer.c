@@ -12,40 +12,26 @@
 #include <unistd.h>
 
 #include "data/cifar10.h"
-#include "data/fetch.h"
+#include "data/fetch.h" /* cifar10_default_dir */
 #include "data/loader.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/data_config.h"
+#include "train/evaluate.h"
 #include "train/init.h"
 #include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
+#include "train/run_lock.h"
 #include "train/train_step.h"
+#include "util/fs.h"
 #include "util/rng.h"
 
 /* Activation memory for one micro-batch when the config leaves it to us
  * (train_choose_micro_batch). */
 #define MICRO_BATCH_BUDGET ((size_t)1536 << 20)
-
-static int mkdir_p(const char *path, tlb_error *err)
-{
-    char buf[1200];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return tlb_fail(err, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return tlb_fail(err, "%s: cannot create folder: %s", buf, strerror(errno));
-    if (access(buf, W_OK) != 0) return tlb_fail(err, "%s: folder is not writable", buf);
-    return 0;
-}
 
 int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
 {
@@ -58,40 +44,24 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     return (batch_size + parts - 1) / parts;
 }
 
-static int argmax(const float *x, int n)
+/* Loss and accuracy over a whole split (evaluate.c); with div, also the
+ * final slow state's diversity averaged over the images. */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div,
+                    tlb_error *err)
 {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-/* Loss and accuracy over a whole split, in micro-batches, without dropout. */
-static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
-{
-    double sum = 0.0;
-    long correct = 0, seen = 0;
-    loader_start_epoch(l, 0);
-    for (int b = 0; b < loader_num_batches(l); b++) {
-        const loader_batch *batch = loader_next(l);
-        for (int at = 0; at < batch->size; at += m->capacity) {
-            const int n = batch->size - at < m->capacity ? batch->size - at : m->capacity;
-            const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
-            sum += model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
-            for (int i = 0; i < n; i++)
-                correct += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
-                           batch->y[at + i];
-        }
-        seen += batch->size;
-    }
-    *loss = seen ? sum / seen : NAN;
-    *acc = seen ? (double)correct / seen : NAN;
+    eval_metrics e;
+    if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
+    evaluate_run(m, l, &e, div, NULL, NULL);
+    *loss = eval_loss(&e);
+    *acc = eval_accuracy(&e);
+    eval_metrics_free(&e);
+    return 0;
 }
 
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
 {
     char path[1300];
-    snprintf(path, sizeof path, "%s/config.cfg", run_dir);
+    if (fs_join(path, sizeof path, run_dir, "config.cfg", err) != 0) return -1;
     if (run_config_load(config, path, err) != 0) return -1;
     return run_config_validate(config, err);
 }
@@ -102,6 +72,7 @@ typedef struct {
     cifar10_set train_set, test_set;
     loader *train, *val, *test;
     run_files files;
+    run_lock lock;
 } run_state;
 
 static void run_state_free(run_state *s)
@@ -115,35 +86,34 @@ static void run_state_free(run_state *s)
     free(s->adam_v);
     model_destroy(&s->model);
     run_files_close(&s->files);
+    run_lock_release(&s->lock);
 }
 
-static int open_data(run_state *s, const run_config *c, tlb_error *err)
+/* The data, or -1 with *missing set when CIFAR-10 is missing or fails its
+ * checks (the command line layer decides whether to fetch it and retry). */
+static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_error *err)
 {
-    char dir[1024];
+    char dir[sizeof out->data_dir];
     const char *data_dir = c->data_dir[0] ? c->data_dir : cifar10_default_dir(dir, sizeof dir);
-    /* Loading verifies every file's size and hash; fetch only when that fails. */
+    if (!data_dir)
+        return tlb_fail(err, "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME");
+    if (snprintf(out->data_dir, sizeof out->data_dir, "%s", data_dir) >= (int)sizeof out->data_dir)
+        return tlb_fail(err, "data_dir: longer than %zu bytes", sizeof out->data_dir - 1);
+    /* Loading verifies every file's size and hash. */
     if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) {
-        /* TLB_NO_FETCH=1: report the problem instead of downloading (tests, offline machines). */
-        const char *no_fetch = getenv("TLB_NO_FETCH");
-        if (no_fetch && strcmp(no_fetch, "0") != 0)
-            return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
-        fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
-        if (cifar10_fetch(data_dir, err) != 0) return -1;
-        if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
+        out->data_missing = 1;
+        return -1;
     }
-    cifar10_view train, val, test = cifar10_view_all(&s->test_set);
-    if (cifar10_split(&train, &val, &s->train_set, c->train_slice, err) != 0) return -1;
+    cifar10_view train, val, test, unused;
+    if (cifar10_split(&train, &unused, &s->train_set, c->train_slice, err) != 0) return -1;
+    if (evaluate_view(&val, c, &s->train_set, &s->test_set, EVAL_SPLIT_VAL, err) != 0) return -1;
+    if (evaluate_view(&test, c, &s->train_set, &s->test_set, EVAL_SPLIT_TEST, err) != 0) return -1;
     if (c->train_limit > 0 && c->train_limit < train.count) train.count = c->train_limit;
-    if (c->eval_limit > 0 && c->eval_limit < val.count) val.count = c->eval_limit;
-    if (c->eval_limit > 0 && c->eval_limit < test.count) test.count = c->eval_limit;
     if (train.count < c->batch_size)
         return tlb_fail(err, "batch_size: %d is larger than the %d training images", c->batch_size, train.count);
-    const int S = c->model.image_size;
-    /* One worker thread prepares batches ahead; evaluation batches are
-     * smaller so their buffers stay small. */
-    loader_config train_cfg = train_loader_config(c); /* with the run's augmentation */
-    loader_config eval_cfg = {.batch_size = 500, .image_size = S, .train = 0, .shuffle = LOADER_SHUFFLE_NONE,
-                              .drop_last = 0, .num_threads = 1, .depth = 3, .seed = c->seed};
+    /* One worker thread prepares batches ahead, with the run's augmentation. */
+    const loader_config train_cfg = train_loader_config(c);
+    const loader_config eval_cfg = evaluate_loader_config(c);
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
     if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
     if (loader_create(&s->test, &test, &eval_cfg, err) != 0) return -1;
@@ -159,6 +129,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
 {
     run_state s;
     memset(&s, 0, sizeof s);
+    s.lock.fd = -1;
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
     int status = 1;
@@ -175,37 +146,81 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
     const int bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
     out->precision = bf16 ? "bf16 dense" : "fp32";
+    numerics_current(&out->numerics);
 
     /* The run folder: new, or the one being resumed. */
-    if (opt && opt->resume_dir) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
-    else run_config_run_dir(c, out->run_dir, sizeof out->run_dir);
+    if (opt && opt->resume_dir) {
+        if (snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir) >= (int)sizeof out->run_dir) {
+            tlb_fail(err, "%.200s...: run folder path longer than %zu bytes", opt->resume_dir, sizeof out->run_dir - 1);
+            return 2;
+        }
+    } else {
+        run_config_run_dir(c, out->run_dir, sizeof out->run_dir); /* out_dir and name are bounded: it fits */
+    }
     char ckpt[1300];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir); /* run_dir < 1200 bytes */
     const int resuming = opt && opt->resume_dir;
+    /* One process per run folder: lock it before looking at what it holds. */
+    if (access(out->run_dir, F_OK) == 0 && run_lock_acquire(&s.lock, out->run_dir, err) != 0) {
+        status = 2;
+        goto done;
+    }
     if (!resuming && access(ckpt, F_OK) == 0) {
         tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir, out->run_dir);
-        return 2;
+        status = 2;
+        goto done;
     }
-    if (mkdir_p(out->run_dir, err) != 0) return 2;
+    if (resuming && access(ckpt, F_OK) != 0 && errno == ENOENT) {
+        tlb_fail(err, "%s has no checkpoint yet (the run stopped before its first one): start it again with"
+                      " `tlb train %s/config.cfg`, or remove the folder", out->run_dir, out->run_dir);
+        status = 2;
+        goto done;
+    }
+    /* The data before anything is written: a missing CIFAR-10 leaves no run folder. */
+    if (open_data(&s, c, out, err) != 0) goto done;
+    if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) {
+        status = 2;
+        goto done;
+    }
     /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
      * checkpoint.safetensors.tmp.PID behind. */
     checkpoint_remove_stale_tmp(ckpt, stderr);
 
-    if (model_create(&s.model, &c->model, err) != 0) return 2;
+    if (model_create(&s.model, &c->model, err) != 0) {
+        status = 2;
+        goto done;
+    }
     const size_t n = model_num_params(&s.model);
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
     s.adam_v = calloc(n, sizeof(float));
+    if (!s.adam_m || !s.adam_v) {
+        tlb_fail(err, "out of memory for the AdamW moments (2 x %zu floats)", n);
+        goto done;
+    }
     const int mb = train_choose_micro_batch(&s.model, c->batch_size, c->micro_batch);
     out->micro_batch = mb;
-    if (!s.adam_m || !s.adam_v || model_plan(&s.model, mb, err) == 0) goto done;
+    if (model_plan(&s.model, mb, err) == 0) goto done;
 
     train_position pos = {0, 0, 0};
     const uint64_t hash = run_config_hash(c);
     if (resuming) {
-        if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, err) != 0) {
+        run_numerics was;
+        if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, &was, err) != 0) {
             status = 2;
             goto done;
+        }
+        /* Another backend or precision changes the numbers: the resumed run
+         * would not continue the interrupted one bit for bit. */
+        char why[400];
+        if (numerics_differ(&was, &out->numerics, why, sizeof why)) {
+            if (!opt->accept_numerics) {
+                tlb_fail(err, "%s: resuming would change the numerics: %s (TLB_BACKEND or another CPU);"
+                              " pass --accept-numerics to resume anyway", out->run_dir, why);
+                status = 2;
+                goto done;
+            }
+            fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
         }
     } else {
         init_keras(&s.model, c->seed);
@@ -214,7 +229,6 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         status = 2;
         goto done;
     }
-    if (open_data(&s, c, err) != 0) goto done;
     char grid[sizeof out->run_dir + 16];
     snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
     if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
@@ -279,12 +293,22 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             images_total += batch->size;
             progress_update(&bar, step + 1 - first, seen, loss_sum / seen, (double)correct / seen);
 
+            /* checkpoint_every: a kill loses at most that many steps. The
+             * epoch's last step is saved at the epoch's end, after evaluation. */
+            if (c->checkpoint_every > 0 && pos.step % c->checkpoint_every == 0 && step + 1 < steps) {
+                const train_position at = {pos.step, epoch, step + 1};
+                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &at, hash, s.files.config_text,
+                                    &out->numerics, err) != 0) {
+                    fputc('\n', stdout);
+                    goto done;
+                }
+            }
             const int signalled = opt && opt->stop_signal && *opt->stop_signal;
             if (signalled || (opt && opt->stop_after_steps && pos.step >= opt->stop_after_steps)) {
                 pos.epoch = epoch;
                 pos.batch_in_epoch = step + 1;
                 fputc('\n', stdout);
-                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, &out->numerics, err) != 0)
                     goto done;
                 fprintf(stderr, "stopped after step %ld; resume with: tlb train --resume %s\n", pos.step, out->run_dir);
                 status = signalled ? 128 + (int)*opt->stop_signal : 128;
@@ -295,14 +319,19 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        evaluate(&s.model, s.val, &row.val_loss, &row.val_acc);
-        char extra[128];
-        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
+        state_diversity div;
+        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
+        row.state_cosine = div.cosine;
+        row.state_rank = div.rank;
+        char extra[160];
+        /* The slow state's rows after the last chunk: cosine 1 and rank 1 = collapsed. */
+        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f - state_cos: %.3f - state_rank: %.2f",
+                 row.val_loss, row.val_acc, row.state_cosine, row.state_rank);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
         if (run_files_add_epoch(&s.files, &row, err) != 0) goto done;
-        if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+        if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, &out->numerics, err) != 0)
             goto done;
         out->train_loss = row.train_loss;
         out->train_acc = row.train_acc;
@@ -312,8 +341,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    evaluate(&s.model, s.val, &out->val_loss, &out->val_acc);
-    evaluate(&s.model, s.test, &out->test_loss, &out->test_acc);
+    state_diversity div;
+    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
+        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
+        goto done;
+    out->state_cosine = div.cosine;
+    out->state_rank = div.rank;
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;
