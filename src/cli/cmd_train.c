@@ -1,5 +1,9 @@
-/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR
- * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs) */
+/* tlb train CONFIG [--set key=value]... [--run I | --list] | tlb train --resume RUN_DIR
+ * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs)
+ *
+ * --list prints a sweep's runs, one "I<TAB>RUN_DIR" line each, and trains
+ * nothing; --run I trains run I (0-based) of it alone: what a Slurm array
+ * task or a GNU parallel job runs (experiments/sweep.sh). */
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,18 +31,20 @@ static void on_signal(int signo)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: tlb train CONFIG [--set key=value]...\n"
+    fprintf(stderr, "usage: tlb train CONFIG [--set key=value]... [--run I | --list]\n"
                     "       tlb train --resume RUN_DIR\n");
     return 2;
 }
 
 int cmd_train(int argc, char **argv)
 {
-    const char *config_path = NULL, *resume = NULL;
+    const char *config_path = NULL, *resume = NULL, *only = NULL;
     const char *sets[256];
-    int nsets = 0;
+    int nsets = 0, list = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
+        else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--list") == 0) list = 1;
         else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
         else if (argv[i][0] == '-') {
@@ -47,7 +53,7 @@ int cmd_train(int argc, char **argv)
         } else if (!config_path) config_path = argv[i];
         else return usage();
     }
-    if (!config_path == !resume) return usage();
+    if (!config_path == !resume || ((only || list) && resume) || (only && list)) return usage();
 
     tlb_error err;
     run_config config;
@@ -80,9 +86,30 @@ int cmd_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     const int runs = run_config_num_runs(&config);
+    if (list) {
+        for (int i = 0; i < runs; i++) {
+            run_config run;
+            char dir[1400];
+            run_config_expand(&config, i, &run);
+            run_config_run_dir(&run, dir, sizeof dir);
+            printf("%d\t%s\n", i, dir);
+        }
+        return 0;
+    }
+    int first = 0, last = runs - 1;
+    if (only) {
+        char *end;
+        errno = 0;
+        const long i = strtol(only, &end, 10);
+        if (errno || *end || end == only || i < 0 || i >= runs) {
+            fprintf(stderr, "tlb train: --run: '%.40s' is not a run index in [0, %d]\n", only, runs - 1);
+            return 2;
+        }
+        first = last = (int)i;
+    }
     char **dirs = calloc((size_t)runs, sizeof *dirs);
     int status = 0;
-    for (int i = 0; i < runs && status == 0; i++) {
+    for (int i = first; i <= last && status == 0; i++) {
         run_config run;
         run_config_expand(&config, i, &run);
         if (runs > 1) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
@@ -92,7 +119,7 @@ int cmd_train(int argc, char **argv)
         if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);
         dirs[i] = strdup(summary.run_dir);
     }
-    if (status == 0 && runs > 1) {
+    if (status == 0 && runs > 1 && !only) {
         char out[1400];
         char hash[32];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)run_config_hash(&config));

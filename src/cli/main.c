@@ -9,7 +9,7 @@ static const struct {
     int (*run)(int, char **);
     const char *help;
 } commands[] = {
-    {"train", cmd_train, "train CONFIG [--set key=value]... | train --resume RUN_DIR"},
+    {"train", cmd_train, "train CONFIG [--set key=value]... [--run I | --list] | train --resume RUN_DIR"},
     {"report", cmd_report, "report --out DIR RUN_DIR...  results table and plot of finished runs"},
     {"check", cmd_check, "check FILE.safetensors...   compare the model with golden vectors"},
     {"ops", cmd_ops, "ops                          the op x backend table of this CPU"},
