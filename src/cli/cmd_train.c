@@ -154,6 +154,6 @@ int cmd_report(int argc, char **argv)
         fprintf(stderr, "tlb report: %s\n", err.msg);
         return 1;
     }
-    printf("%s/results.csv, results.md, results.png\n", argv[2]);
+    printf("%s/results.csv, runs.csv, results.md, results.png\n", argv[2]);
     return 0;
 }
