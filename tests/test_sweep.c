@@ -112,3 +112,24 @@ Test(sweep, slurm_array_script_runs_task_by_task, .timeout = 180)
     cr_assert_eq(same_results("local", "slurm"), 0);
     cr_assert_eq(sh("cmp <(ls %s/local/runs) <(ls %s/slurm/runs)", tmpdir, tmpdir), 0, "same run folders (names, hashes)");
 }
+
+/* The same array on a real single-node Slurm (tests/slurm_local.sh starts
+ * munged, slurmctld and slurmd in a temp dir on the loopback), the report
+ * as a job depending on it (afterok). */
+Test(sweep, real_slurm_runs_the_array_then_the_report, .timeout = 240)
+{
+    cr_assert_eq(sweep("local", ""), 0, "see %s/local.out", tmpdir);
+    const int rc = sh("TLB_BIN=%s TLB_NO_FETCH=1 tests/slurm_local.sh %s/real -- --config experiments/tiny_smoke.cfg"
+                      " --r \"1 2\" --seeds \"1 2\" --epochs 1 --train-limit 128 --eval-limit 64 --threads 1"
+                      " >%s/real.out 2>&1",
+                      tlb_bin(), tmpdir, tmpdir);
+    if (rc == 77) {
+        sh("cat %s/real.out >&2", tmpdir);
+        cr_skip_test("Slurm cannot run here (see above; README, \"Sweeps\")");
+    }
+    cr_assert_eq(rc, 0, "see %s/real.out", tmpdir);
+    cr_assert_eq(sh("ls %s/real/logs/slurm-*_3.out >/dev/null && ls %s/real/logs/slurm-report-*.out >/dev/null", tmpdir,
+                    tmpdir), 0, "four array tasks and the report job ran under Slurm");
+    cr_assert_eq(same_results("local", "real"), 0);
+    cr_assert_eq(sh("cmp <(ls %s/local/runs) <(ls %s/real/runs)", tmpdir, tmpdir), 0);
+}
