@@ -21,6 +21,7 @@
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
+#include "train/train_step.h"
 #include "util/rng.h"
 
 /* Activation memory for one micro-batch when the config leaves it to us
@@ -61,28 +62,6 @@ static int argmax(const float *x, int n)
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
-}
-
-/* The first parameter-gradient tensor holding a NaN or Inf, or NULL. */
-static const char *first_nonfinite_grad(const tlb_model *m)
-{
-    const param_table *t = &m->layout.table;
-    for (int i = 0; i < t->count; i++) {
-        const float *g = m->grads + t->entries[i].offset;
-        for (size_t k = 0; k < t->entries[i].numel; k++)
-            if (!isfinite(g[k])) return t->entries[i].name;
-    }
-    return NULL;
-}
-
-/* Test hook (tests/test_hardening.c, TLB_TEST_NAN_AT_STEP=k): a NaN in the
- * middle parameter tensor's gradient and one in the last's at step k; the
- * guard must name the middle one, the first in table order. */
-static void poison_grads(tlb_model *m)
-{
-    const param_table *t = &m->layout.table;
-    m->grads[t->entries[t->count / 2].offset] = NAN;
-    m->grads[t->entries[t->count - 1].offset] = NAN;
 }
 
 /* Loss and accuracy over a whole split, in micro-batches, without dropout. */
@@ -248,12 +227,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (resuming)
         fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
 
-    const adamw_hparams h = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay);
-    const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
-    const uint64_t dropout_root = rng_key(c->seed, 0xd7);
-    const int V = c->model.num_classes;
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
-    const long nan_at_step = nan_env ? atol(nan_env) : 0;
+    const train_stepper stepper = {
+        .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
+        .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
+        .micro_batch = mb, .nan_at_step = nan_env ? atol(nan_env) : 0};
+    const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     long images_total = 0;
     double compute_seconds = 0.0;
 
@@ -270,28 +249,20 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         for (int step = first; step < steps; step++) {
             const loader_batch *batch = loader_next(s.train);
             const double t0 = progress_now();
-            model_zero_grads(&s.model);
-            double batch_loss = 0.0;
-            for (int at = 0; at < batch->size; at += mb) {
-                const int k = batch->size - at < mb ? batch->size - at : mb;
-                const model_dropout d = {1, rng_key(dropout_root, (uint64_t)pos.step), at};
-                batch_loss += model_forward(&s.model, batch->x + at * img_floats, batch->y + at, k, &d);
-                for (int i = 0; i < k; i++)
-                    correct += argmax(s.model.logits + (size_t)i * V, V) == batch->y[at + i];
-                model_backward(&s.model, batch->x + at * img_floats, batch->y + at, k,
-                               1.0f / (float)batch->size, &d);
-            }
-            if (nan_at_step == pos.step + 1) poison_grads(&s.model);
-            /* The guard against NaN/Inf: stop before the update spoils the
-             * parameters; the last checkpoint stays the good one. */
-            const char *bad = !isfinite(batch_loss) ? "loss" : first_nonfinite_grad(&s.model);
-            if (bad) {
+            train_step_result r;
+            if (train_step(&stepper, batch->x, batch->y, batch->size, pos.step + 1,
+                           rng_key(dropout_root, (uint64_t)pos.step), (float)c->learning_rate, &r, err) != 0) {
                 fputc('\n', stdout);
-                tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
-                         pos.step + 1, epoch + 1, step + 1, strcmp(bad, "loss") ? "gradient of " : "", bad, ckpt);
+                if (r.nonfinite)
+                    tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
+                             pos.step + 1, epoch + 1, step + 1, strcmp(r.nonfinite, "loss") ? "gradient of " : "",
+                             r.nonfinite, ckpt);
+                else
+                    tlb_fail_prefix(err, "step %ld (epoch %d, batch %d)", pos.step + 1, epoch + 1, step + 1);
                 goto done;
             }
-            adamw_step(s.model.params, s.adam_m, s.adam_v, s.model.grads, n, pos.step + 1, &h);
+            correct += r.correct;
+            const double batch_loss = r.loss;
             pos.step++;
             compute_seconds += progress_now() - t0;
             loss_sum += batch_loss;
