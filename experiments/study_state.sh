@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --lr-epochs) lr_epochs=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
         --full) train_limit=0; eval_limit=0; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "study_state.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done

@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
         --slurm) mode=slurm; slurm=$2; shift 2 ;;
         --slurm-opt) slurm_opts+=("$2"); shift 2 ;;
         --submit) submit=1; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "sweep.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
