@@ -24,7 +24,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test bench clean test-sanitize fuzz fuzz-smoke fuzz-build
+.PHONY: all test layers bench clean test-sanitize fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -57,9 +57,18 @@ $(BUILD)/tlb_bench: $(BENCH_OBJS) $(BUILD)/libtlb.a
 
 # Tests run from the repository root so tests/data/ paths resolve. The cli
 # tests run $(TLB) (TLB_BIN); the fuzz targets then run over their corpora.
-test: $(TLB) $(BUILD)/tlb_tests
+test: $(TLB) $(BUILD)/tlb_tests layers
 	TLB_BIN=./$(TLB) $(BUILD)/tlb_tests $(TEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-smoke
+
+# Layers point down (tests/layers.sh); the planted upward include must fail.
+layers:
+	tests/layers.sh
+	@d=$$(mktemp -d) && mkdir -p $$d/src/ops && \
+	  echo '#include "model/model.h"' > $$d/src/ops/planted.c && \
+	  if tests/layers.sh $$d >/dev/null; then rm -rf $$d; \
+	    echo "tests/layers.sh missed a planted upward include"; exit 1; fi; \
+	  rm -rf $$d; echo "tests/layers.sh: planted upward include caught"
 
 # The whole suite and the binary under AddressSanitizer + UBSan (gcc, -O1),
 # in build-san/. LSan suppressions cover third-party frames only. TLB_TEST_SMALL

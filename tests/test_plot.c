@@ -8,31 +8,17 @@
 #include <unistd.h>
 
 #include "util/plot.h"
+#include "test_helpers.h"
 
 static char dir[64];
 
 static void make_dir(void)
 {
     snprintf(dir, sizeof dir, "/tmp/tlb_test_plot_XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
+    cr_assert(test_mkdtemp(dir) != NULL); /* removed when the test ends */
 }
 
-static void remove_dir(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
-
-TestSuite(plot, .init = make_dir, .fini = remove_dir);
+TestSuite(plot, .init = make_dir);
 
 typedef struct {
     int w, h, depth, color_type;
