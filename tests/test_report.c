@@ -7,25 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_helpers.h"
 #include "train/run_config.h"
 #include "train/sweep_report.h"
 
 static char tmpdir[256];
 
+/* A fresh folder per test, removed when the test's process exits. */
 static void make_tmpdir(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tlb_report_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(test_mkdtemp(tmpdir));
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd)) {}
-}
-
-TestSuite(report, .init = make_tmpdir, .fini = remove_tmpdir);
+TestSuite(report, .init = make_tmpdir);
 
 static char *dirs[64];
 static int ndirs;

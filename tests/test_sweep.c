@@ -10,22 +10,18 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "test_helpers.h"
+
 static char tmpdir[256];
 
+/* A fresh folder per test, removed when the test's process exits. */
 static void make_tmpdir(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tlb_sweep_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(test_mkdtemp(tmpdir));
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd)) {}
-}
-
-TestSuite(sweep, .init = make_tmpdir, .fini = remove_tmpdir);
+TestSuite(sweep, .init = make_tmpdir);
 
 /* Runs a bash command (from the repository root); its exit status. */
 __attribute__((format(printf, 1, 2)))
@@ -39,12 +35,6 @@ static int sh(const char *fmt, ...)
     snprintf(full, sizeof full, "bash -c '%s'", cmd);
     const int st = system(full);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static const char *tlb_bin(void)
-{
-    const char *b = getenv("TLB_BIN");
-    return b ? b : "./tlb";
 }
 
 /* 2 r x 2 seeds; extra selects the path. */
