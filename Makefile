@@ -3,7 +3,7 @@
 CC      ?= gcc
 OPT     ?= -O3
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -MMD -MP
-LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -lyaml -lm -lpthread
+LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -ljpeg -lyaml -lm -lpthread
 BUILD   ?= build
 
 # One binary runs on any x86-64: only the files named *_avx2.c / *_avx512.c are
@@ -84,7 +84,7 @@ test-sanitize:
 
 # libFuzzer targets (clang): fuzz/fuzz_*.c against the library built with
 # -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
-FUZZ_TARGETS := config safetensors cifar10
+FUZZ_TARGETS := config safetensors cifar10 image
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_BINS := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 FUZZ_SECONDS ?= 600

@@ -3,7 +3,7 @@
 # Shared by ./run and .ci/run.
 set -euo pipefail
 packages=(build-essential libdnnl-dev libxxhash-dev libcriterion-dev libcjson-dev
-          libpng-dev libyaml-dev curl ca-certificates
+          libpng-dev libjpeg-dev libyaml-dev curl ca-certificates
           clang libclang-rt-14-dev libomp-dev   # clang: the libFuzzer targets (make fuzz, fuzz-smoke)
           parallel slurm-wlm munge)             # sweeps: GNU parallel, Slurm (tests/slurm_local.sh)
 missing=()

@@ -21,10 +21,16 @@ const char *tlb_bin(void)
 
 pid_t spawn_tlb(const char *errfile, const char *env, const char *const *args)
 {
+    return spawn_tlb_out(NULL, errfile, env, args);
+}
+
+pid_t spawn_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args)
+{
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
-        int out = open("/dev/null", O_WRONLY), e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int out = outfile ? open(outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644) : open("/dev/null", O_WRONLY);
+        int e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (out < 0 || e < 0) _exit(126);
         dup2(out, 1);
         dup2(e, 2);
@@ -51,6 +57,11 @@ int wait_status(pid_t pid)
 int run_tlb(const char *errfile, const char *env, const char *const *args)
 {
     return wait_status(spawn_tlb(errfile, env, args));
+}
+
+int run_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args)
+{
+    return wait_status(spawn_tlb_out(outfile, errfile, env, args));
 }
 
 void read_text(const char *path, char *buf, size_t n, int *lines)

@@ -23,6 +23,11 @@ int wait_status(pid_t pid);
 /* spawn_tlb, then wait_status. */
 int run_tlb(const char *errfile, const char *env, const char *const *args);
 
+/* The same with stdout to outfile (NULL: /dev/null), for commands whose
+ * output is the result (tlb eval, tlb predict). */
+pid_t spawn_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args);
+int run_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args);
+
 /* The text of path (stderr of a run) into buf; *lines gets its number of
  * lines (lines may be NULL). A missing file reads as empty. */
 void read_text(const char *path, char *buf, size_t n, int *lines);

@@ -9,10 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/fetch.h"
+#include "model/attention_map.h"
 #include "util/plot.h"
-
-static const char *const cifar10_classes[10] = {"airplane", "automobile", "bird", "cat", "deer",
-                                                 "dog", "frog", "horse", "ship", "truck"};
 
 int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err)
 {
@@ -45,8 +44,11 @@ static int load_rows(run_files *f, int keep_epochs)
     if (!fp) return 0;
     while (fgets(line, sizeof line, fp)) {
         run_epoch_metrics r;
-        if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.val_loss,
-                   &r.val_acc, &r.seconds, &r.images_per_second) != 7 || r.epoch > keep_epochs)
+        r.state_cosine = r.state_rank = NAN; /* absent from files written before these columns */
+        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
+                               &r.train_acc, &r.val_loss, &r.val_acc, &r.seconds, &r.images_per_second,
+                               &r.state_cosine, &r.state_rank);
+        if (got < 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
             f->capacity = f->capacity ? 2 * f->capacity : 64;
@@ -63,6 +65,8 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", dir);
+    char data_dir[1024];
+    cifar10_classes_load(&f->classes, c->data_dir[0] ? c->data_dir : cifar10_default_dir(data_dir, sizeof data_dir));
     size_t len = run_config_write_canonical(c, NULL, 0);
     f->config_text = malloc(len + 1);
     if (!f->config_text) return tlb_fail(err, "out of memory");
@@ -75,16 +79,17 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 
 static int write_metrics(const run_files *f, tlb_error *err)
 {
-    size_t cap = 128 + (size_t)f->num_rows * 160, len = 0;
+    size_t cap = 128 + (size_t)f->num_rows * 256, len = 0;
     char *buf = malloc(cap);
     if (!buf) return tlb_fail(err, "out of memory");
     len += (size_t)snprintf(buf + len, cap - len,
-                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second\n");
+                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second,"
+                            "state_cosine,state_rank\n");
     for (int i = 0; i < f->num_rows; i++) {
         const run_epoch_metrics *r = &f->rows[i];
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f\n", r->epoch,
-                                r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->seconds,
-                                r->images_per_second);
+        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f\n",
+                                r->epoch, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank);
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
@@ -129,25 +134,9 @@ int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *e
     return write_curves(f, err);
 }
 
-void attention_token_scores(const tlb_model *m, int b, float *out)
-{
-    const tlb_model_config *c = &m->config;
-    const int C = c->chunk_size, H = c->num_heads, nchunks = model_num_chunks(c);
-    const int last = m->layout.num_steps - 1; /* the slow update: query slow, keys = chunk tokens */
-    for (int ch = 0; ch < nchunks; ch++) {
-        const float *p = m->steps[(size_t)ch * m->layout.num_steps + last].probs + (size_t)b * H * C * C;
-        for (int j = 0; j < C; j++) {
-            float mean = 0.0f;
-            for (int h = 0; h < H; h++) {
-                float mx = 0.0f;
-                for (int i = 0; i < C; i++) mx = fmaxf(mx, p[((size_t)h * C + i) * C + j]);
-                mean += mx / (float)H;
-            }
-            out[ch * C + j] = mean;
-        }
-    }
-}
-
+/* The first (up to 4) test images, each above its overlays: the slow
+ * state's attention, max over the state rows (the seed's picture), then
+ * every row on its own, so a collapsed state shows identical rows. */
 static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_error *err)
 {
     const tlb_model_config *c = &m->config;
@@ -157,22 +146,31 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     if (count > m->capacity) count = m->capacity;
     if (count < 1) return 0;
     const int G = model_grid(c), N = model_num_patches(c), S = c->image_size;
+    const int Ns = model_state_rows(m), nmaps = 1 + Ns;
     model_forward(m, batch->x, batch->y, count, NULL);
-    float *maps = malloc((size_t)count * N * sizeof *maps);
-    if (!maps) return tlb_fail(err, "out of memory");
+    float *maps = malloc((size_t)count * nmaps * N * sizeof *maps);
+    char (*labels)[32] = malloc((size_t)nmaps * sizeof *labels);
+    const char **label_ptr = malloc((size_t)nmaps * sizeof *label_ptr);
+    if (!maps || !labels || !label_ptr) {
+        free(maps), free(labels), free(label_ptr);
+        return tlb_fail(err, "out of memory");
+    }
+    snprintf(labels[0], sizeof labels[0], "max over %d rows", Ns);
+    for (int k = 1; k < nmaps; k++) snprintf(labels[k], sizeof labels[k], "state row %d", k - 1);
+    for (int k = 0; k < nmaps; k++) label_ptr[k] = labels[k];
     const char *captions[4];
-    char text[4][64];
     for (int b = 0; b < count; b++) {
-        attention_token_scores(m, b, maps + (size_t)b * N);
+        float *mb = maps + (size_t)b * nmaps * N;
+        model_slow_attention(m, b, mb + N, mb);
         const int label = batch->y[b];
-        snprintf(text[b], sizeof text[b], "%s", c->num_classes == 10 ? cifar10_classes[label] : "");
-        captions[b] = text[b];
+        captions[b] = label >= 0 && label < CIFAR10_NUM_CLASSES ? f->classes.names[label] : "";
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/attention.png", f->dir);
-    int rc = plot_heatmaps_png(path, "TLB attention over tokens (max over slow queries, mean over heads)",
-                               batch->x, count, S, maps, G, captions, err);
-    free(maps);
+    const plot_overlays o = {.images = batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
+                             .map_labels = label_ptr, .captions = captions};
+    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads)", &o, err);
+    free(maps), free(labels), free(label_ptr);
     return rc;
 }
 
@@ -196,6 +194,12 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "r", m->config.r);
     cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);
     cJSON_AddNumberToObject(j, "num_layers", m->config.num_layers);
+    cJSON_AddNumberToObject(j, "num_state_tokens", model_num_state(&m->config));
+    cJSON_AddStringToObject(j, "state_init", state_init_name(m->config.state_init));
+    cJSON_AddStringToObject(j, "readout", readout_name(m->config.readout));
+    /* The final state's diversity on the validation images (1 / 1 = collapsed). */
+    cJSON_AddNumberToObject(j, "state_cosine", s->state_cosine);
+    cJSON_AddNumberToObject(j, "state_rank", s->state_rank);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) return tlb_fail(err, "out of memory");

@@ -18,7 +18,10 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/data_config.h"
+#include "train/evaluate.h"
 #include "train/init.h"
+#include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
 #include "train/train_step.h"
@@ -56,34 +59,18 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     return (batch_size + parts - 1) / parts;
 }
 
-static int argmax(const float *x, int n)
+/* Loss and accuracy over a whole split (evaluate.c); with div, also the
+ * final slow state's diversity averaged over the images. */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div,
+                    tlb_error *err)
 {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-/* Loss and accuracy over a whole split, in micro-batches, without dropout. */
-static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
-{
-    double sum = 0.0;
-    long correct = 0, seen = 0;
-    loader_start_epoch(l, 0);
-    for (int b = 0; b < loader_num_batches(l); b++) {
-        const loader_batch *batch = loader_next(l);
-        for (int at = 0; at < batch->size; at += m->capacity) {
-            const int n = batch->size - at < m->capacity ? batch->size - at : m->capacity;
-            const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
-            sum += model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
-            for (int i = 0; i < n; i++)
-                correct += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
-                           batch->y[at + i];
-        }
-        seen += batch->size;
-    }
-    *loss = seen ? sum / seen : NAN;
-    *acc = seen ? (double)correct / seen : NAN;
+    eval_metrics e;
+    if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
+    evaluate_run(m, l, &e, div, NULL, NULL);
+    *loss = eval_loss(&e);
+    *acc = eval_accuracy(&e);
+    eval_metrics_free(&e);
+    return 0;
 }
 
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
@@ -129,21 +116,16 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
         if (cifar10_fetch(data_dir, err) != 0) return -1;
         if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
     }
-    cifar10_view train, val, test = cifar10_view_all(&s->test_set);
-    if (cifar10_split(&train, &val, &s->train_set, c->train_slice, err) != 0) return -1;
+    cifar10_view train, val, test, unused;
+    if (cifar10_split(&train, &unused, &s->train_set, c->train_slice, err) != 0) return -1;
+    if (evaluate_view(&val, c, &s->train_set, &s->test_set, EVAL_SPLIT_VAL, err) != 0) return -1;
+    if (evaluate_view(&test, c, &s->train_set, &s->test_set, EVAL_SPLIT_TEST, err) != 0) return -1;
     if (c->train_limit > 0 && c->train_limit < train.count) train.count = c->train_limit;
-    if (c->eval_limit > 0 && c->eval_limit < val.count) val.count = c->eval_limit;
-    if (c->eval_limit > 0 && c->eval_limit < test.count) test.count = c->eval_limit;
     if (train.count < c->batch_size)
         return tlb_fail(err, "batch_size: %d is larger than the %d training images", c->batch_size, train.count);
-    const int S = c->model.image_size;
-    /* One worker thread prepares batches ahead; evaluation batches are
-     * smaller so their buffers stay small. */
-    loader_config train_cfg = {.batch_size = c->batch_size, .image_size = S, .train = 1,
-                               .shuffle = c->shuffle == SHUFFLE_ONCE ? LOADER_SHUFFLE_ONCE : LOADER_SHUFFLE_EPOCH,
-                               .drop_last = 1, .num_threads = 1, .depth = 3, .seed = c->seed};
-    loader_config eval_cfg = {.batch_size = 500, .image_size = S, .train = 0, .shuffle = LOADER_SHUFFLE_NONE,
-                              .drop_last = 0, .num_threads = 1, .depth = 3, .seed = c->seed};
+    /* One worker thread prepares batches ahead, with the run's augmentation. */
+    const loader_config train_cfg = train_loader_config(c);
+    const loader_config eval_cfg = evaluate_loader_config(c);
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
     if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
     if (loader_create(&s->test, &test, &eval_cfg, err) != 0) return -1;
@@ -215,6 +197,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         goto done;
     }
     if (open_data(&s, c, err) != 0) goto done;
+    char grid[sizeof out->run_dir + 16];
+    snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
+    if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
 
     fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
             out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
@@ -227,11 +212,14 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (resuming)
         fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
 
+    /* The rate of each step is a function of the step alone (a resume sees the same rates). */
+    const lr_schedule lr = {c->lr_schedule, c->learning_rate, c->min_lr, c->warmup_epochs,
+                            loader_num_batches(s.train), (long)c->epochs * loader_num_batches(s.train)};
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
     const train_stepper stepper = {
         .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
         .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
-        .micro_batch = mb, .nan_at_step = nan_env ? atol(nan_env) : 0};
+        .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0};
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     long images_total = 0;
     double compute_seconds = 0.0;
@@ -249,9 +237,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         for (int step = first; step < steps; step++) {
             const loader_batch *batch = loader_next(s.train);
             const double t0 = progress_now();
+            /* Mixup/cutmix partners (NULL when off) and label smoothing. */
+            const model_targets targets = {batch->y2, batch->lam, (float)c->label_smoothing};
             train_step_result r;
-            if (train_step(&stepper, batch->x, batch->y, batch->size, pos.step + 1,
-                           rng_key(dropout_root, (uint64_t)pos.step), (float)c->learning_rate, &r, err) != 0) {
+            if (train_step(&stepper, batch->x, batch->y, &targets, batch->size, pos.step + 1,
+                           rng_key(dropout_root, (uint64_t)pos.step), (float)lr_at_step(&lr, pos.step), &r,
+                           err) != 0) {
                 fputc('\n', stdout);
                 if (r.nonfinite)
                     tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
@@ -286,9 +277,14 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        evaluate(&s.model, s.val, &row.val_loss, &row.val_acc);
-        char extra[128];
-        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
+        state_diversity div;
+        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
+        row.state_cosine = div.cosine;
+        row.state_rank = div.rank;
+        char extra[160];
+        /* The slow state's rows after the last chunk: cosine 1 and rank 1 = collapsed. */
+        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f - state_cos: %.3f - state_rank: %.2f",
+                 row.val_loss, row.val_acc, row.state_cosine, row.state_rank);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
@@ -303,8 +299,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    evaluate(&s.model, s.val, &out->val_loss, &out->val_acc);
-    evaluate(&s.model, s.test, &out->test_loss, &out->test_acc);
+    state_diversity div;
+    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
+        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
+        goto done;
+    out->state_cosine = div.cosine;
+    out->state_rank = div.rank;
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;

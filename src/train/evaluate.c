@@ -1,0 +1,57 @@
+#include "train/evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int evaluate_view(cifar10_view *out, const run_config *c, const cifar10_set *train_set,
+                  const cifar10_set *test_set, eval_split split, tlb_error *err)
+{
+    if (split == EVAL_SPLIT_TEST) {
+        *out = cifar10_view_all(test_set);
+    } else {
+        cifar10_view train;
+        if (cifar10_split(&train, out, train_set, c->train_slice, err) != 0) return -1;
+    }
+    if (c->eval_limit > 0 && c->eval_limit < out->count) out->count = c->eval_limit;
+    return 0;
+}
+
+loader_config evaluate_loader_config(const run_config *c)
+{
+    /* One worker prepares batches ahead. */
+    return (loader_config){.batch_size = EVALUATE_BATCH, .image_size = c->model.image_size, .train = 0,
+                           .shuffle = LOADER_SHUFFLE_NONE, .drop_last = 0, .num_threads = 1, .depth = 3,
+                           .seed = c->seed};
+}
+
+void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div,
+                  void (*progress)(void *, long, long), void *arg)
+{
+    const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
+    const long total = loader_num_images(l);
+    const int Ns = model_num_state(&m->config);
+    double *work = div ? malloc((size_t)Ns * Ns * sizeof *work) : NULL;
+    double cos_sum = 0.0, rank_sum = 0.0;
+    long seen = 0;
+    loader_start_epoch(l, 0);
+    for (int b = 0; b < loader_num_batches(l); b++) {
+        const loader_batch *batch = loader_next(l);
+        for (int at = 0; at < batch->size; at += m->capacity) {
+            const int n = batch->size - at < m->capacity ? batch->size - at : m->capacity;
+            model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
+            eval_metrics_add(e, m->logits, batch->y + at, m->losses, n);
+            if (work) {
+                const state_diversity d = model_state_diversity(m, n, work);
+                cos_sum += d.cosine * n;
+                rank_sum += d.rank * n;
+                seen += n;
+            }
+        }
+        if (progress) progress(arg, e->count, total);
+    }
+    if (div) {
+        div->cosine = work && seen ? cos_sum / seen : NAN;
+        div->rank = work && seen ? rank_sum / seen : NAN;
+    }
+    free(work);
+}
