@@ -16,12 +16,12 @@
 # Each stage is an experiments/sweep.sh run (finished runs are skipped, so
 # the script resumes where it stopped), under nice -n 10.
 # Default budget (reduced, for a shared 2-core machine): 10 epochs of the
-# first 1024 training images, batch 64 (160 steps), 500 validation and 500 test images.
+# first 640 training images, batch 64 (100 steps), 500 validation and 500 test images.
 # --full: the issue's budget, 10 epochs on all 40,000 training images and the
 # full validation (10,000) and test (10,000) sets (still batch 64: add --set batch_size=N to sweep.sh for more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=runs/study_state; epochs=10; train_limit=1024; eval_limit=500
+out=runs/study_state; epochs=10; train_limit=640; eval_limit=500
 lrs="5e-4 1e-3 2e-3"; lr_epochs=3; jobs=1
 while [ $# -gt 0 ]; do
     case "$1" in
