@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "train/dist.h"
 #include "train/sweep_report.h"
 #include "train/trainer.h"
 
@@ -32,7 +33,30 @@ static int usage(void)
     return 2;
 }
 
+/* An error line; a process other than rank 0 names itself. */
+static void print_error(const tlb_error *err)
+{
+    if (!err->msg[0]) return; /* another process reports it */
+    if (dist_rank() > 0) fprintf(stderr, "tlb train: rank %d: %s\n", dist_rank(), err->msg);
+    else fprintf(stderr, "tlb train: %s\n", err->msg);
+}
+
+static int train_command(int argc, char **argv);
+
+/* Under mpirun every process runs this; each one reads the config itself. */
 int cmd_train(int argc, char **argv)
+{
+    tlb_error err;
+    if (dist_init(&argc, &argv, &err) != 0) {
+        fprintf(stderr, "tlb train: %s\n", err.msg);
+        return 2;
+    }
+    const int status = train_command(argc, argv);
+    dist_finalize();
+    return status;
+}
+
+static int train_command(int argc, char **argv)
 {
     const char *config_path = NULL, *resume = NULL;
     const char *sets[256];
@@ -53,24 +77,28 @@ int cmd_train(int argc, char **argv)
     run_config config;
     if (resume) {
         if (train_load_run_config(&config, resume, &err) != 0) {
-            fprintf(stderr, "tlb train: %s\n", err.msg);
+            if (dist_rank() == 0) fprintf(stderr, "tlb train: %s\n", err.msg);
             return 2;
         }
     } else {
         if (run_config_load(&config, config_path, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
+            if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
         for (int i = 0; i < nsets; i++)
             if (run_config_set(&config, sets[i], &err) != 0) {
-                fprintf(stderr, "%s\n", err.msg);
+                if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
                 return 2;
             }
         if (run_config_validate(&config, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
+            if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
         train_resolve_threads(&config); /* the sweep folder's hash as the runs' */
+        if (train_resolve_world(&config, NULL, &err) != 0) {
+            if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
+            return 2;
+        }
     }
 
     struct sigaction sa;
@@ -85,14 +113,14 @@ int cmd_train(int argc, char **argv)
     for (int i = 0; i < runs && status == 0; i++) {
         run_config run;
         run_config_expand(&config, i, &run);
-        if (runs > 1) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
+        if (runs > 1 && dist_rank() == 0) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
         train_options opt = {resume, &stop_signal, 0};
         train_summary summary;
         status = train_run(&run, &opt, &summary, &err);
-        if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);
+        if (status == 1 || status == 2) print_error(&err);
         dirs[i] = strdup(summary.run_dir);
     }
-    if (status == 0 && runs > 1) {
+    if (status == 0 && runs > 1 && dist_rank() == 0) {
         char out[1400];
         char hash[32];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)run_config_hash(&config));

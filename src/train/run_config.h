@@ -45,7 +45,7 @@ typedef struct {
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 44
+#define RUN_CONFIG_NUM_KEYS 45
 
 typedef struct {
     tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
@@ -60,6 +60,7 @@ typedef struct {
     int epochs;              /* 30 */
     unsigned long long seed; /* 42 */
     int threads;             /* 0 = all cores */
+    int world_size;          /* MPI processes (mpirun -np); a new run records its count (train_resolve_world) */
     char backend[256];       /* "" = automatic; else an ops_select() spec */
     char data_dir[1024];     /* "" = default cache */
     int micro_batch;         /* 0 = automatic from a memory budget */

@@ -18,10 +18,13 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/dist.h"
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
 #include "util/rng.h"
+
+#include <xxhash.h>
 
 /* Activation memory for one micro-batch when the config leaves it to us
  * (train_choose_micro_batch). */
@@ -85,26 +88,82 @@ static void poison_grads(tlb_model *m)
     m->grads[t->entries[t->count - 1].offset] = NAN;
 }
 
-/* Loss and accuracy over a whole split, in micro-batches, without dropout. */
-static void evaluate(tlb_model *m, loader *l, double *loss, double *acc)
+/* This process's rows of a batch of n: [rank*n/N, (rank+1)*n/N), the rows
+ * shard `rank` of N takes in model.c, so N ranks x 1 thread sum what 1
+ * process x N threads does. */
+static void rank_rows(int n, int *first, int *count)
 {
-    double sum = 0.0;
-    long correct = 0, seen = 0;
+    const int r = dist_rank(), N = dist_size();
+    *first = (int)((long)n * r / N);
+    *count = (int)((long)n * (r + 1) / N) - *first;
+}
+
+/* Loss and accuracy over a whole split, in micro-batches, without dropout;
+ * each process evaluates its rows of every batch, the sums are reduced. */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_error *err)
+{
+    double sum[2] = {0.0, 0.0}; /* loss, correct */
+    long seen = 0;
     loader_start_epoch(l, 0);
     for (int b = 0; b < loader_num_batches(l); b++) {
         const loader_batch *batch = loader_next(l);
-        for (int at = 0; at < batch->size; at += m->capacity) {
-            const int n = batch->size - at < m->capacity ? batch->size - at : m->capacity;
+        int first, count;
+        rank_rows(batch->size, &first, &count);
+        for (int at = first; at < first + count; at += m->capacity) {
+            const int n = first + count - at < m->capacity ? first + count - at : m->capacity;
             const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
-            sum += model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
+            sum[0] += model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
             for (int i = 0; i < n; i++)
-                correct += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
-                           batch->y[at + i];
+                sum[1] += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
+                          batch->y[at + i];
         }
         seen += batch->size;
     }
-    *loss = seen ? sum / seen : NAN;
-    *acc = seen ? (double)correct / seen : NAN;
+    if (dist_sum_doubles(sum, 2, err) != 0) return -1;
+    *loss = seen ? sum[0] / seen : NAN;
+    *acc = seen ? sum[1] / seen : NAN;
+    return 0;
+}
+
+/* A failure on rank 0 while the others go on to the next collective: print
+ * it and end every process (a single process just returns its status). */
+static void abort_all(tlb_error *err)
+{
+    if (dist_size() == 1) return;
+    fprintf(stderr, "tlb train: %s\n", err->msg);
+    dist_abort(1);
+}
+
+/* The processes' local statuses (0, or an exit status) agreed on: the
+ * highest. When rank 0 failed, its message stands for all (the others'
+ * would repeat it: same config, same checks); otherwise the processes that
+ * failed keep theirs and rank 0 says that another one failed. */
+static int agree_status(int local, tlb_error *err)
+{
+    const int lead = dist_rank() == 0;
+    int v[2] = {local, lead && local != 0};
+    tlb_error e2;
+    if (dist_max_ints(v, 2, &e2) != 0) {
+        *err = e2;
+        return 1;
+    }
+    if (local == 0 || (v[1] && !lead)) err->msg[0] = '\0';
+    if (lead && local == 0 && v[0] != 0) tlb_fail(err, "stopped: another process failed (it says why above)");
+    return v[0];
+}
+
+/* Every rank must hold rank 0's parameters, bit for bit: they all take the
+ * same AdamW step on the same reduced gradient. Checked at checkpoints. */
+static int check_ranks_agree(const tlb_model *m, const float *adam_m, long step, tlb_error *err)
+{
+    const size_t n = model_num_params(m);
+    const uint64_t digest = XXH3_64bits(m->params, n * sizeof(float)) ^ XXH3_64bits(adam_m, n * sizeof(float));
+    int same;
+    if (dist_agree_u64(digest, &same, err) != 0) return -1;
+    if (!same)
+        return tlb_fail(err, "after step %ld the %d processes hold different parameters (rank %d: %016llx)",
+                        step, dist_size(), dist_rank(), (unsigned long long)digest);
+    return 0;
 }
 
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
@@ -176,6 +235,25 @@ void train_resolve_threads(run_config *c)
     if (c->threads == 0) c->threads = omp_get_max_threads();
 }
 
+int train_resolve_world(run_config *c, const char *resume_dir, tlb_error *err)
+{
+    const int N = dist_size();
+    if (resume_dir && c->world_size != N) {
+        char how[64] = "one process: ";
+        if (c->world_size > 1) snprintf(how, sizeof how, "mpirun -np %d ", c->world_size);
+        return tlb_fail(err, "%s/config.cfg: world_size: %d: the run was trained by %d process%s, this is %d;"
+                             " resume it with %stlb train --resume %s",
+                        resume_dir, c->world_size, c->world_size, c->world_size > 1 ? "es" : "", N, how,
+                        resume_dir);
+    }
+    if (c->world_size != 1 && c->world_size != N)
+        return tlb_fail(err, "world_size: %d, but %d process%s started; start it with mpirun -np %d,"
+                             " or leave world_size at 1 (the count mpirun starts is recorded)",
+                        c->world_size, N, N > 1 ? "es" : "", c->world_size);
+    c->world_size = N;
+    return 0;
+}
+
 int train_run(const run_config *config, const train_options *opt, train_summary *out, tlb_error *err)
 {
     run_state s;
@@ -183,75 +261,108 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
     int status = 1;
+    const int rank = dist_rank(), lead = rank == 0;
+    /* Rank 0 alone prints; the others' progress goes nowhere. */
+    FILE *console = lead ? stdout : fopen("/dev/null", "w");
+    if (!console) return tlb_fail(err, "/dev/null: %s", strerror(errno)), 1;
 
     /* A new run records the thread count it uses (the shard count orders the
      * gradient sums), in its hash and config.cfg, so a resume runs with the
      * same count. A run folder from before that may hold threads: 0: it
-     * resumes as it was written (all cores), its hash unchanged. */
+     * resumes as it was written (all cores), its hash unchanged. The MPI
+     * process count is recorded the same way (world_size, hashed when not 1). */
     run_config resolved = *config;
-    if (!(opt && opt->resume_dir)) train_resolve_threads(&resolved);
+    const int resuming = opt && opt->resume_dir;
+    if (!resuming) train_resolve_threads(&resolved);
     const run_config *c = &resolved;
+    train_position pos = {0, 0, 0};
+    char ckpt[1300];
+    int mb = 0, bf16 = 0, share_first = 0, share = 0;
+    size_t n = 0;
+    uint64_t hash = 0;
+    /* Setup: a failure on any process stops all of them (agree_status); the
+     * run folder is rank 0's alone. */
+    int local = 2;
+    if (train_resolve_world(&resolved, resuming ? opt->resume_dir : NULL, err) != 0) goto agree;
     if (c->threads > 0) omp_set_num_threads(c->threads);
-    if (ops_select(c->backend, err) != 0) return 2;
+    if (ops_select(c->backend, err) != 0) goto agree;
     /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
-    const int bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
+    bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
     out->precision = bf16 ? "bf16 dense" : "fp32";
 
     /* The run folder: new, or the one being resumed. */
-    if (opt && opt->resume_dir) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
+    if (resuming) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
     else run_config_run_dir(c, out->run_dir, sizeof out->run_dir);
-    char ckpt[1300];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir);
-    const int resuming = opt && opt->resume_dir;
-    if (!resuming && access(ckpt, F_OK) == 0) {
-        tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir, out->run_dir);
-        return 2;
+    if (lead) {
+        if (!resuming && access(ckpt, F_OK) == 0) {
+            tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir,
+                     out->run_dir);
+            goto agree;
+        }
+        if (mkdir_p(out->run_dir, err) != 0) goto agree;
+        /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
+         * checkpoint.safetensors.tmp.PID behind. */
+        checkpoint_remove_stale_tmp(ckpt, stderr);
     }
-    if (mkdir_p(out->run_dir, err) != 0) return 2;
-    /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
-     * checkpoint.safetensors.tmp.PID behind. */
-    checkpoint_remove_stale_tmp(ckpt, stderr);
 
-    if (model_create(&s.model, &c->model, err) != 0) return 2;
-    const size_t n = model_num_params(&s.model);
+    if (model_create(&s.model, &c->model, err) != 0) goto agree;
+    n = model_num_params(&s.model);
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
     s.adam_v = calloc(n, sizeof(float));
-    const int mb = train_choose_micro_batch(&s.model, c->batch_size, c->micro_batch);
+    /* Each process plans for its share of the batch. */
+    rank_rows(c->batch_size, &share_first, &share);
+    mb = train_choose_micro_batch(&s.model, share, c->micro_batch);
     out->micro_batch = mb;
-    if (!s.adam_m || !s.adam_v || model_plan(&s.model, mb, err) == 0) goto done;
+    local = 1;
+    if (!s.adam_m || !s.adam_v || model_plan(&s.model, mb, err) == 0) goto agree;
 
-    train_position pos = {0, 0, 0};
-    const uint64_t hash = run_config_hash(c);
-    if (resuming) {
-        if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, err) != 0) {
-            status = 2;
-            goto done;
+    hash = run_config_hash(c);
+    local = 2;
+    if (lead) {
+        if (resuming) {
+            if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, err) != 0) goto agree;
+        } else {
+            init_keras(&s.model, c->seed);
         }
-    } else {
-        init_keras(&s.model, c->seed);
+        if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) goto agree;
     }
-    if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) {
-        status = 2;
+    local = 1;
+    if (open_data(&s, c, err) != 0) goto agree;
+    local = 0;
+agree:
+    status = agree_status(local, err);
+    if (status != 0) goto done;
+    status = 1;
+    /* Every rank starts from rank 0's parameters, moments and position. */
+    if (dist_broadcast(s.model.params, n * sizeof(float), err) != 0 ||
+        dist_broadcast(s.adam_m, n * sizeof(float), err) != 0 ||
+        dist_broadcast(s.adam_v, n * sizeof(float), err) != 0 || dist_broadcast(&pos, sizeof pos, err) != 0)
         goto done;
-    }
-    if (open_data(&s, c, err) != 0) goto done;
 
-    fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
-            out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
-    if (bf16)
-        fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
-                        " weights, optimizer state and every other op stay fp32\n");
-    else if (c->mixed_precision)
-        fprintf(stderr, "note: mixed_precision needs AVX512_BF16, which this CPU lacks;"
-                        " training runs in fp32 (BENCHMARKS.md, \"Mixed precision\")\n");
-    if (resuming)
-        fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
+    if (lead) {
+        fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads", out->run_dir, n,
+                c->batch_size, mb, omp_get_max_threads());
+        if (dist_size() > 1) fprintf(stderr, " in each of %d processes (%d samples each)", dist_size(), share);
+        fputc('\n', stderr);
+        if (bf16)
+            fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
+                            " weights, optimizer state and every other op stay fp32\n");
+        else if (c->mixed_precision)
+            fprintf(stderr, "note: mixed_precision needs AVX512_BF16, which this CPU lacks;"
+                            " training runs in fp32 (BENCHMARKS.md, \"Mixed precision\")\n");
+        if (resuming)
+            fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch,
+                    pos.step);
+    }
 
     const adamw_hparams h = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay);
     const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     const int V = c->model.num_classes;
+    char world_cmd[32] = "";
+    snprintf(world_cmd, sizeof world_cmd, "mpirun -np %d ", dist_size());
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
     const long nan_at_step = nan_env ? atol(nan_env) : 0;
     long images_total = 0;
@@ -260,8 +371,8 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     for (int epoch = pos.epoch; epoch < c->epochs; epoch++) {
         const int steps = loader_num_batches(s.train);
         progress bar;
-        progress_begin(&bar, stdout, steps);
-        fprintf(stdout, "Epoch %d/%d\n", epoch + 1, c->epochs);
+        progress_begin(&bar, console, steps);
+        fprintf(console, "Epoch %d/%d\n", epoch + 1, c->epochs);
         double loss_sum = 0.0;
         long correct = 0, seen = 0;
         const int first = epoch == pos.epoch ? pos.batch_in_epoch : 0;
@@ -272,23 +383,34 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             const double t0 = progress_now();
             model_zero_grads(&s.model);
             double batch_loss = 0.0;
-            for (int at = 0; at < batch->size; at += mb) {
-                const int k = batch->size - at < mb ? batch->size - at : mb;
+            long batch_correct = 0;
+            int r0, rn;
+            rank_rows(batch->size, &r0, &rn);
+            for (int at = r0; at < r0 + rn; at += mb) {
+                const int k = r0 + rn - at < mb ? r0 + rn - at : mb;
                 const model_dropout d = {1, rng_key(dropout_root, (uint64_t)pos.step), at};
                 batch_loss += model_forward(&s.model, batch->x + at * img_floats, batch->y + at, k, &d);
                 for (int i = 0; i < k; i++)
-                    correct += argmax(s.model.logits + (size_t)i * V, V) == batch->y[at + i];
+                    batch_correct += argmax(s.model.logits + (size_t)i * V, V) == batch->y[at + i];
                 model_backward(&s.model, batch->x + at * img_floats, batch->y + at, k,
                                1.0f / (float)batch->size, &d);
             }
+            if (dist_size() > 1) {
+                double sums[2] = {batch_loss, (double)batch_correct};
+                if (dist_sum_floats(s.model.grads, n, err) != 0 || dist_sum_doubles(sums, 2, err) != 0) goto done;
+                batch_loss = sums[0];
+                batch_correct = (long)sums[1];
+            }
+            correct += batch_correct;
             if (nan_at_step == pos.step + 1) poison_grads(&s.model);
             /* The guard against NaN/Inf: stop before the update spoils the
              * parameters; the last checkpoint stays the good one. */
             const char *bad = !isfinite(batch_loss) ? "loss" : first_nonfinite_grad(&s.model);
             if (bad) {
-                fputc('\n', stdout);
+                fputc('\n', console);
                 tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
                          pos.step + 1, epoch + 1, step + 1, strcmp(bad, "loss") ? "gradient of " : "", bad, ckpt);
+                if (!lead) err->msg[0] = '\0'; /* the same on every process: rank 0 says it */
                 goto done;
             }
             adamw_step(s.model.params, s.adam_m, s.adam_v, s.model.grads, n, pos.step + 1, &h);
@@ -299,15 +421,22 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             images_total += batch->size;
             progress_update(&bar, step + 1 - first, seen, loss_sum / seen, (double)correct / seen);
 
-            const int signalled = opt && opt->stop_signal && *opt->stop_signal;
+            /* A signal may reach one process only: the highest signal
+             * number seen anywhere stops every process after this step. */
+            int signalled = opt && opt->stop_signal ? (int)*opt->stop_signal : 0;
+            if (dist_max_ints(&signalled, 1, err) != 0) goto done;
             if (signalled || (opt && opt->stop_after_steps && pos.step >= opt->stop_after_steps)) {
                 pos.epoch = epoch;
                 pos.batch_in_epoch = step + 1;
-                fputc('\n', stdout);
-                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
-                    goto done;
-                fprintf(stderr, "stopped after step %ld; resume with: tlb train --resume %s\n", pos.step, out->run_dir);
-                status = signalled ? 128 + (int)*opt->stop_signal : 128;
+                fputc('\n', console);
+                if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
+                if (lead) {
+                    if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+                        goto done; /* the others stop here too */
+                    fprintf(stderr, "stopped after step %ld; resume with: %stlb train --resume %s\n", pos.step,
+                            dist_size() > 1 ? world_cmd : "", out->run_dir);
+                }
+                status = signalled ? 128 + signalled : 128;
                 goto done;
             }
         }
@@ -315,15 +444,21 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        evaluate(&s.model, s.val, &row.val_loss, &row.val_acc);
+        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, err) != 0) goto done;
         char extra[128];
         snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
-        if (run_files_add_epoch(&s.files, &row, err) != 0) goto done;
-        if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+        if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
+        /* Rank 0 writes; if that fails the others would wait in the next
+         * step's reduction, so it ends them all. */
+        if (lead && (run_files_add_epoch(&s.files, &row, err) != 0 ||
+                     checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0))
+        {
+            abort_all(err);
             goto done;
+        }
         out->train_loss = row.train_loss;
         out->train_acc = row.train_acc;
         out->val_loss = row.val_loss;
@@ -332,17 +467,19 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    evaluate(&s.model, s.val, &out->val_loss, &out->val_acc);
-    evaluate(&s.model, s.test, &out->test_loss, &out->test_acc);
+    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, err) != 0 ||
+        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, err) != 0)
+        goto done;
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;
     if (getrusage(RUSAGE_SELF, &usage) == 0) out->peak_rss_mib = (double)usage.ru_maxrss / 1024.0;
-    fprintf(stdout, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,
+    fprintf(console, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,
             out->test_acc, out->val_acc, out->wall_seconds);
-    if (run_files_finish(&s.files, out, &s.model, s.test, err) != 0) goto done;
+    if (lead && run_files_finish(&s.files, out, &s.model, s.test, err) != 0) goto done;
     status = 0;
 done:
     run_state_free(&s);
+    if (console != stdout) fclose(console);
     return status;
 }
