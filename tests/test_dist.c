@@ -6,11 +6,13 @@
  *     process x 2 threads: a rank's rows are the shard's, and 2-rank
  *     MPI_Allreduce sums a + b as the shards' sum does (one micro-batch a step);
  *   - the world size is hashed and recorded; --resume with another checks it;
- *   - SIGTERM to one rank stops every rank after the same step, one checkpoint.
+ *   - SIGTERM to one rank stops every rank after the same step, one checkpoint,
+ *     and a 2-rank --resume ends bit for bit where an uninterrupted run does.
  * Skipped (not failed) when this build has no MPI or mpirun is missing. CI
  * runs as root: the OMPI_ALLOW_RUN_AS_ROOT variables and --oversubscribe. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,11 +51,11 @@ static void need_mpirun(void)
     if (system("command -v mpirun >/dev/null 2>&1") != 0) cr_skip_test("mpirun is not installed");
 }
 
-/* A tiny model; 4 steps an epoch of 32 images (one micro-batch each), 3 epochs. */
+/* A tiny model; 4 steps an epoch of 32 images (one micro-batch each). */
 static const char *tiny_cfg =
     "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"
     "ffn_drop: 0.1\nattn_drop: 0.1\nlearning_rate: 0.003\ntrain_limit: 128\neval_limit: 64\n"
-    "batch_size: 32\nepochs: 3\nmixed_precision: false\n";
+    "batch_size: 32\nmixed_precision: false\n";
 
 static void write_cfg(char *path, size_t n, const char *dir, const char *name, const char *extra)
 {
@@ -143,7 +145,7 @@ Test(dist, two_ranks_match_one_process, .timeout = 300)
     ensure_data();
     char dir[] = "/tmp/tlb_dist_XXXXXX", cfg[1200], one[1300], two_threads[1300], ranks[1300], log[1300];
     cr_assert_not_null(mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, dir, "dp", "");
+    write_cfg(cfg, sizeof cfg, dir, "dp", "epochs: 3\n");
     snprintf(log, sizeof log, "%s/log.txt", dir);
     run_dir_of(cfg, "threads=1", one, sizeof one);
     run_dir_of(cfg, "threads=2", two_threads, sizeof two_threads);
@@ -195,7 +197,7 @@ Test(dist, world_size_must_match_the_processes)
 {
     char dir[] = "/tmp/tlb_dist_ws_XXXXXX", cfg[1200], log[1300], out[4096];
     cr_assert_not_null(mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, dir, "ws", "world_size: 2\n");
+    write_cfg(cfg, sizeof cfg, dir, "ws", "epochs: 1\nworld_size: 2\n");
     snprintf(log, sizeof log, "%s/log.txt", dir);
     cr_expect_eq(sh("TLB_NO_FETCH=1 %s train %s >%s 2>&1", tlb_bin(), cfg, log), 2);
     read_text(log, out, sizeof out);
@@ -204,4 +206,92 @@ Test(dist, world_size_must_match_the_processes)
     snprintf(runs, sizeof runs, "%s/runs", dir);
     struct stat sb;
     cr_expect(stat(runs, &sb) != 0, "a run folder was written");
+}
+
+/* Starts `mpirun -np 2 tlb train CFG --set threads=1` (stdout to /dev/null,
+ * stderr to errfile); returns mpirun's pid. */
+static pid_t spawn_mpirun(const char *errfile, const char *cfg)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int out = open("/dev/null", O_WRONLY), e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || e < 0) _exit(126);
+        dup2(out, 1);
+        dup2(e, 2);
+        setenv("TLB_NO_FETCH", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        execlp("mpirun", "mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2", tlb_bin(), "train", cfg,
+               "--set", "threads=1", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The last of mpirun's child processes (one of the two ranks), or -1. */
+static pid_t a_rank_of(pid_t mpirun)
+{
+    char path[128], buf[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)mpirun, (int)mpirun);
+    read_text(path, buf, sizeof buf);
+    pid_t last = -1;
+    for (char *p = strtok(buf, " \n"); p; p = strtok(NULL, " \n")) last = (pid_t)atoi(p);
+    return last;
+}
+
+/* SIGTERM to one rank: every rank stops after the same step (the stop flag
+ * is reduced each step), rank 0 writes the one checkpoint, and a 2-rank
+ * --resume ends bit for bit where an uninterrupted 2-rank run does. */
+Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
+{
+    need_mpirun();
+    ensure_data();
+    char dir[] = "/tmp/tlb_dist_sig_XXXXXX", ref_dir[] = "/tmp/tlb_dist_ref_XXXXXX";
+    char cfg[1200], ref_cfg[1200], errf[1300], ckpt[1500], msg[8192];
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(ref_dir));
+    write_cfg(cfg, sizeof cfg, dir, "sig", "epochs: 12\n");
+    write_cfg(ref_cfg, sizeof ref_cfg, ref_dir, "sig", "epochs: 12\n");
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, cfg, &err), 0, "%s", err.msg);
+    c.threads = 1;
+    c.world_size = 2;
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    char run_dir[1300], ref_run[1300];
+    run_config_run_dir(&c, run_dir, sizeof run_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+
+    const pid_t mpirun = spawn_mpirun(errf, cfg);
+    struct stat sb;
+    int appeared = 0;
+    for (int i = 0; i < 120000 && !appeared; i++) {
+        appeared = stat(ckpt, &sb) == 0;
+        if (!appeared) usleep(1000);
+    }
+    cr_assert(appeared, "no first checkpoint");
+    const pid_t rank = a_rank_of(mpirun);
+    cr_assert_gt(rank, 0, "no rank process under mpirun %d", (int)mpirun);
+    kill(rank, SIGTERM);
+    int st;
+    cr_assert_eq(waitpid(mpirun, &st, 0), mpirun);
+    read_text(errf, msg, sizeof msg);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM, "mpirun status %d; stderr: %s", st, msg);
+    const char *stop = strstr(msg, "stopped after step");
+    cr_assert_not_null(stop, "no stop message: %s", msg);
+    cr_expect_null(strstr(stop + 1, "stopped after step"), "more than one process reported the stop: %s", msg);
+    char expect[1500];
+    snprintf(expect, sizeof expect, "resume with: mpirun -np 2 tlb train --resume %s\n", run_dir);
+    cr_expect(strstr(msg, expect) != NULL, "stderr: %s", msg);
+
+    const int resumed = sh("TLB_NO_FETCH=1 %s -np 2 %s train --resume %s >/dev/null 2>%s", MPIRUN, tlb_bin(),
+                           run_dir, errf);
+    read_text(errf, msg, sizeof msg);
+    cr_assert_eq(resumed, 0, "resume: %s", msg);
+    cr_assert_eq(sh("TLB_NO_FETCH=1 %s -np 2 %s train %s --set threads=1 >/dev/null 2>%s", MPIRUN, tlb_bin(),
+                    ref_cfg, errf), 0, "the uninterrupted run failed");
+    snprintf(ref_run, sizeof ref_run, "%s/runs/%s", ref_dir, strrchr(run_dir, '/') + 1);
+    cr_expect(same_checkpoint_data(run_dir, ref_run), "the resumed 2-rank run ended elsewhere than an uninterrupted one");
 }
