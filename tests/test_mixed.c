@@ -15,6 +15,7 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/init.h"
+#include "train/train_step.h"
 #include "util/rng.h"
 
 static uint16_t bits16(float x) { return bf16_from_f32(x); }
@@ -223,13 +224,12 @@ static void train_losses(double *loss, int steps, int mixed)
     rng_stream r = {21, 0};
     for (size_t i = 0; i < B * per; i++) img[i] = rng_next_uniform(&r);
     for (int b = 0; b < B; b++) labels[b] = b % 10;
-    const adamw_hparams h = adamw_keras_defaults(1e-3f, 1e-4f);
+    const train_stepper s = {.model = &m, .adam_m = am, .adam_v = av,
+                             .hparams = adamw_keras_defaults(1e-3f, 1e-4f), .micro_batch = B};
     for (int t = 1; t <= steps; t++) {
-        const model_dropout d = {1, (uint64_t)t, 0};
-        model_zero_grads(&m);
-        loss[t - 1] = model_forward(&m, img, labels, B, &d) / B;
-        model_backward(&m, img, labels, B, 1.0f / B, &d);
-        adamw_step(m.params, am, av, m.grads, n, t, &h);
+        train_step_result res;
+        cr_assert_eq(train_step(&s, img, labels, B, t, (uint64_t)t, 1e-3f, &res, &err), 0, "%s", err.msg);
+        loss[t - 1] = res.loss / B;
     }
     ops_select(NULL, NULL);
     free(am), free(av), free(img);

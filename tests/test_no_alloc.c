@@ -1,7 +1,7 @@
 /* "No allocation in the training step's hot loop": after one warm-up step
  * (oneDNN primitives and per-thread kernel scratch are created once per
- * shape), further steps -- forward, backward and AdamW over micro-batches,
- * with dropout -- must not call malloc at all, on every backend and with
+ * shape), further train_steps -- forward, backward, the guard and AdamW over
+ * micro-batches, with dropout -- must not call malloc at all, on every backend and with
  * mixed precision. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -11,20 +11,17 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/init.h"
+#include "train/train_step.h"
 #include "util/rng.h"
 
+/* The trainer's step (train/train_step.c): micro-batches, guard, AdamW. */
 static void step(tlb_model *m, float *am, float *av, const float *img, const int *labels, int B, int mb, long t)
 {
-    const adamw_hparams h = adamw_keras_defaults(1e-3f, 1e-4f);
-    const size_t per = (size_t)m->config.image_size * m->config.image_size * 3;
-    model_zero_grads(m);
-    for (int at = 0; at < B; at += mb) {
-        const int k = B - at < mb ? B - at : mb;
-        const model_dropout d = {1, (uint64_t)t, at};
-        model_forward(m, img + at * per, labels + at, k, &d);
-        model_backward(m, img + at * per, labels + at, k, 1.0f / B, &d);
-    }
-    adamw_step(m->params, am, av, m->grads, model_num_params(m), t, &h);
+    const train_stepper s = {.model = m, .adam_m = am, .adam_v = av,
+                             .hparams = adamw_keras_defaults(1e-3f, 1e-4f), .micro_batch = mb};
+    train_step_result r;
+    tlb_error err;
+    if (train_step(&s, img, labels, B, t, (uint64_t)t, 1e-3f, &r, &err) != 0) cr_assert_fail("%s", err.msg);
 }
 
 Test(no_alloc, training_step_on_every_backend)

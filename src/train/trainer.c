@@ -22,6 +22,7 @@
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
+#include "train/train_step.h"
 #include "util/rng.h"
 
 #include <xxhash.h>
@@ -66,28 +67,6 @@ static int argmax(const float *x, int n)
     return best;
 }
 
-/* The first parameter-gradient tensor holding a NaN or Inf, or NULL. */
-static const char *first_nonfinite_grad(const tlb_model *m)
-{
-    const param_table *t = &m->layout.table;
-    for (int i = 0; i < t->count; i++) {
-        const float *g = m->grads + t->entries[i].offset;
-        for (size_t k = 0; k < t->entries[i].numel; k++)
-            if (!isfinite(g[k])) return t->entries[i].name;
-    }
-    return NULL;
-}
-
-/* Test hook (tests/test_hardening.c, TLB_TEST_NAN_AT_STEP=k): a NaN in the
- * middle parameter tensor's gradient and one in the last's at step k; the
- * guard must name the middle one, the first in table order. */
-static void poison_grads(tlb_model *m)
-{
-    const param_table *t = &m->layout.table;
-    m->grads[t->entries[t->count / 2].offset] = NAN;
-    m->grads[t->entries[t->count - 1].offset] = NAN;
-}
-
 /* This process's rows of a batch of n: [rank*n/N, (rank+1)*n/N), the rows
  * shard `rank` of N takes in model.c, so N ranks x 1 thread sum what 1
  * process x N threads does. */
@@ -122,6 +101,18 @@ static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_erro
     if (dist_sum_doubles(sum, 2, err) != 0) return -1;
     *loss = seen ? sum[0] / seen : NAN;
     *acc = seen ? sum[1] / seen : NAN;
+    return 0;
+}
+
+/* train_step's reduction in a data-parallel run: one MPI_Allreduce of the
+ * flat gradient buffer, then the batch's loss and correct count. */
+static int reduce_across_processes(void *ctx, float *grads, size_t n, train_step_result *r, tlb_error *err)
+{
+    (void)ctx;
+    double sums[2] = {r->loss, (double)r->correct};
+    if (dist_sum_floats(grads, n, err) != 0 || dist_sum_doubles(sums, 2, err) != 0) return -1;
+    r->loss = sums[0];
+    r->correct = (long)sums[1];
     return 0;
 }
 
@@ -357,14 +348,17 @@ agree:
                     pos.step);
     }
 
-    const adamw_hparams h = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay);
-    const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
-    const uint64_t dropout_root = rng_key(c->seed, 0xd7);
-    const int V = c->model.num_classes;
     char world_cmd[32] = "";
     snprintf(world_cmd, sizeof world_cmd, "mpirun -np %d ", dist_size());
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
-    const long nan_at_step = nan_env ? atol(nan_env) : 0;
+    const train_stepper stepper = {
+        .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
+        .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
+        .micro_batch = mb, .nan_at_step = nan_env ? atol(nan_env) : 0,
+        .reduce = dist_size() > 1 ? reduce_across_processes : NULL,
+        .first_row = share_first, .global_batch = c->batch_size};
+    const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
+    const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     long images_total = 0;
     double compute_seconds = 0.0;
 
@@ -381,39 +375,25 @@ agree:
         for (int step = first; step < steps; step++) {
             const loader_batch *batch = loader_next(s.train);
             const double t0 = progress_now();
-            model_zero_grads(&s.model);
-            double batch_loss = 0.0;
-            long batch_correct = 0;
-            int r0, rn;
-            rank_rows(batch->size, &r0, &rn);
-            for (int at = r0; at < r0 + rn; at += mb) {
-                const int k = r0 + rn - at < mb ? r0 + rn - at : mb;
-                const model_dropout d = {1, rng_key(dropout_root, (uint64_t)pos.step), at};
-                batch_loss += model_forward(&s.model, batch->x + at * img_floats, batch->y + at, k, &d);
-                for (int i = 0; i < k; i++)
-                    batch_correct += argmax(s.model.logits + (size_t)i * V, V) == batch->y[at + i];
-                model_backward(&s.model, batch->x + at * img_floats, batch->y + at, k,
-                               1.0f / (float)batch->size, &d);
-            }
-            if (dist_size() > 1) {
-                double sums[2] = {batch_loss, (double)batch_correct};
-                if (dist_sum_floats(s.model.grads, n, err) != 0 || dist_sum_doubles(sums, 2, err) != 0) goto done;
-                batch_loss = sums[0];
-                batch_correct = (long)sums[1];
-            }
-            correct += batch_correct;
-            if (nan_at_step == pos.step + 1) poison_grads(&s.model);
-            /* The guard against NaN/Inf: stop before the update spoils the
-             * parameters; the last checkpoint stays the good one. */
-            const char *bad = !isfinite(batch_loss) ? "loss" : first_nonfinite_grad(&s.model);
-            if (bad) {
+            train_step_result r;
+            /* This process's rows (drop_last: every training batch is batch_size). */
+            if (train_step(&stepper, batch->x + (size_t)share_first * img_floats, batch->y + share_first, share,
+                           pos.step + 1, rng_key(dropout_root, (uint64_t)pos.step), (float)c->learning_rate, &r,
+                           err) != 0) {
                 fputc('\n', console);
-                tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
-                         pos.step + 1, epoch + 1, step + 1, strcmp(bad, "loss") ? "gradient of " : "", bad, ckpt);
-                if (!lead) err->msg[0] = '\0'; /* the same on every process: rank 0 says it */
+                if (r.nonfinite)
+                    tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
+                             pos.step + 1, epoch + 1, step + 1, strcmp(r.nonfinite, "loss") ? "gradient of " : "",
+                             r.nonfinite, ckpt);
+                else
+                    tlb_fail_prefix(err, "step %ld (epoch %d, batch %d)", pos.step + 1, epoch + 1, step + 1);
+                /* The guard sees the reduced loss and gradients, the same on
+                 * every process: rank 0 reports it. */
+                if (r.nonfinite && !lead) err->msg[0] = '\0';
                 goto done;
             }
-            adamw_step(s.model.params, s.adam_m, s.adam_v, s.model.grads, n, pos.step + 1, &h);
+            correct += r.correct;
+            const double batch_loss = r.loss;
             pos.step++;
             compute_seconds += progress_now() - t0;
             loss_sum += batch_loss;

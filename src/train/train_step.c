@@ -1,0 +1,81 @@
+#include "train/train_step.h"
+
+#include <math.h>
+#include <string.h>
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* The first parameter-gradient tensor holding a NaN or Inf, or NULL. */
+static const char *first_nonfinite_grad(const tlb_model *m)
+{
+    const param_table *t = &m->layout.table;
+    for (int i = 0; i < t->count; i++) {
+        const float *g = m->grads + t->entries[i].offset;
+        for (size_t k = 0; k < t->entries[i].numel; k++)
+            if (!isfinite(g[k])) return t->entries[i].name;
+    }
+    return NULL;
+}
+
+/* Test hook (tests/test_hardening.c, TLB_TEST_NAN_AT_STEP=k): a NaN in the
+ * middle parameter tensor's gradient and one in the last's at step k; the
+ * guard must name the middle one, the first in table order. */
+static void poison_grads(tlb_model *m)
+{
+    const param_table *t = &m->layout.table;
+    m->grads[t->entries[t->count / 2].offset] = NAN;
+    m->grads[t->entries[t->count - 1].offset] = NAN;
+}
+
+static double clip_grads(float *g, size_t n, float max_norm)
+{
+    double sq = 0.0;
+    for (size_t i = 0; i < n; i++) sq += (double)g[i] * g[i];
+    const double norm = sqrt(sq);
+    if (norm > max_norm) {
+        const float scale = (float)(max_norm / norm);
+        for (size_t i = 0; i < n; i++) g[i] *= scale;
+    }
+    return norm;
+}
+
+int train_step(const train_stepper *s, const float *x, const int *y, int batch_size, long t,
+               uint64_t dropout_key, float lr, train_step_result *out, tlb_error *err)
+{
+    tlb_model *m = s->model;
+    const size_t n = model_num_params(m);
+    const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
+    const int V = m->config.num_classes, mb = s->micro_batch;
+    memset(out, 0, sizeof *out);
+
+    const float scale = 1.0f / (float)(s->global_batch > 0 ? s->global_batch : batch_size);
+    model_zero_grads(m);
+    for (int at = 0; at < batch_size; at += mb) {
+        const int k = batch_size - at < mb ? batch_size - at : mb;
+        const model_dropout d = {1, dropout_key, s->first_row + at};
+        out->loss += model_forward(m, x + at * img, y + at, k, &d);
+        for (int i = 0; i < k; i++) out->correct += argmax(m->logits + (size_t)i * V, V) == y[at + i];
+        model_backward(m, x + at * img, y + at, k, scale, &d);
+    }
+    if (s->reduce && s->reduce(s->reduce_ctx, m->grads, n, out, err) != 0) return -1;
+    if (s->nan_at_step == t) poison_grads(m);
+    /* The guard against NaN/Inf: stop before the update spoils the
+     * parameters (the caller's last checkpoint stays the good one). */
+    out->nonfinite = !isfinite(out->loss) ? "loss" : first_nonfinite_grad(m);
+    if (out->nonfinite)
+        return tlb_fail(err, "non-finite %s%s", strcmp(out->nonfinite, "loss") ? "gradient of " : "",
+                        out->nonfinite);
+    /* Clipping (and any rescaling of the summed gradients) goes here:
+     * after the reduction and the guard, before the update. */
+    if (s->grad_clip > 0) out->grad_norm = clip_grads(m->grads, n, s->grad_clip);
+    adamw_hparams h = s->hparams;
+    h.lr = lr;
+    adamw_step(m->params, s->adam_m, s->adam_v, m->grads, n, t, &h);
+    return 0;
+}
