@@ -295,3 +295,50 @@ Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
     snprintf(ref_run, sizeof ref_run, "%s/runs/%s", ref_dir, strrchr(run_dir, '/') + 1);
     cr_expect(same_checkpoint_data(run_dir, ref_run), "the resumed 2-rank run ended elsewhere than an uninterrupted one");
 }
+
+/* SIGUSR1 to mpirun itself: mpirun forwards it to every rank (SIGINT and
+ * SIGTERM it follows with SIGKILL within a second), and the run stops with
+ * a checkpoint, status 128 + SIGUSR1. */
+Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
+{
+    need_mpirun();
+    ensure_data();
+    char dir[] = "/tmp/tlb_dist_usr1_XXXXXX", cfg[1200], errf[1300], ckpt[1500], msg[8192];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, dir, "usr1", "epochs: 40\n");
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, cfg, &err), 0, "%s", err.msg);
+    c.threads = 1;
+    c.world_size = 2;
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    char run_dir[1300];
+    run_config_run_dir(&c, run_dir, sizeof run_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    const pid_t mpirun = spawn_mpirun(errf, cfg);
+    struct stat sb;
+    int appeared = 0;
+    for (int i = 0; i < 120000 && !appeared; i++) {
+        appeared = stat(ckpt, &sb) == 0;
+        if (!appeared) usleep(1000);
+    }
+    cr_assert(appeared, "no first checkpoint");
+    kill(mpirun, SIGUSR1);
+    int st;
+    cr_assert_eq(waitpid(mpirun, &st, 0), mpirun);
+    read_text(errf, msg, sizeof msg);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1, "mpirun status %d; stderr: %s", st, msg);
+    cr_expect(strstr(msg, "stopped after step") != NULL, "stderr: %s", msg);
+    train_position pos = {0, 0, 0};
+    tlb_model m;
+    cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
+    const size_t n = model_num_params(&m);
+    float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));
+    cr_assert_eq(checkpoint_load(ckpt, &m, am, av, &pos, run_config_hash(&c), &err), 0, "%s", err.msg);
+    cr_expect(pos.epoch < 40 && pos.batch_in_epoch > 0, "no stop checkpoint (epoch %d, batch %d)", pos.epoch,
+              pos.batch_in_epoch);
+    free(am);
+    free(av);
+    model_destroy(&m);
+}

@@ -620,6 +620,8 @@ static void stop_with(int signo)
 
 Test(hardening, sigint_checkpoints_and_exits_130, .timeout = 180) { stop_with(SIGINT); }
 Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(SIGTERM); }
+/* SIGUSR1 stops the same way: mpirun forwards it to the ranks (test_dist.c). */
+Test(hardening, sigusr1_checkpoints_and_exits_138, .timeout = 180) { stop_with(SIGUSR1); }
 
 /* A second signal while the first one's clean stop is under way exits at
  * once with 128 + that signal: no stop checkpoint, no "resume with" line;

@@ -106,6 +106,10 @@ static int train_command(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank without killing them (it follows
+     * SIGINT/SIGTERM with SIGKILL after odls_base_sigkill_timeout, 1 s), and
+     * Slurm sends it ahead of a time limit with --signal=USR1@SECONDS. */
+    sigaction(SIGUSR1, &sa, NULL);
 
     const int runs = run_config_num_runs(&config);
     char **dirs = calloc((size_t)runs, sizeof *dirs);
