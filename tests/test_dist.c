@@ -78,9 +78,12 @@ static void run_dir_of(const char *cfg, const char *set, char *out, size_t n)
 }
 
 /* The mpirun prefix: root allowed, more ranks than cores allowed, no pinning
- * (the machine is shared; one thread per rank). */
-static const char *MPIRUN = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1"
-                            " mpirun --oversubscribe --bind-to none";
+ * (the machine is shared; one thread per rank). Under make test-sanitize the
+ * ranks keep ASan and UBSan but not LeakSanitizer: OpenMPI leaves its
+ * startup allocations in components it has unloaded by exit, which no
+ * suppression can name; our own leaks are checked by the 1-process tests. */
+static const char *MPIRUN = "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\""
+                            " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe --bind-to none";
 
 /* Runs a shell command line; its exit status, or 1000 + signal. */
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -222,6 +225,10 @@ static pid_t spawn_mpirun(const char *errfile, const char *cfg)
         setenv("TLB_NO_FETCH", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        char asan[1024];
+        const char *prev = getenv("ASAN_OPTIONS");
+        snprintf(asan, sizeof asan, "%s:detect_leaks=0", prev ? prev : "");
+        setenv("ASAN_OPTIONS", asan, 1); /* as in MPIRUN */
         execlp("mpirun", "mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2", tlb_bin(), "train", cfg,
                "--set", "threads=1", (char *)NULL);
         _exit(127);
