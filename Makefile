@@ -3,7 +3,7 @@
 CC      ?= gcc
 OPT     ?= -O3
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -MMD -MP
-LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -lyaml -lm -lpthread
+LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -ljpeg -lyaml -lm -lpthread
 BUILD   ?= build
 
 # One binary runs on any x86-64: only the files named *_avx2.c / *_avx512.c are
@@ -37,7 +37,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test bench clean test-sanitize fuzz fuzz-smoke fuzz-build
+.PHONY: all test layers bench clean test-sanitize fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -84,9 +84,18 @@ $(BUILD)/bench_allreduce: bench/mpi/allreduce.c $(BUILD)/libtlb.a
 
 # Tests run from the repository root so tests/data/ paths resolve. The cli
 # tests run $(TLB) (TLB_BIN); the fuzz targets then run over their corpora.
-test: $(TLB) $(BUILD)/tlb_tests
+test: $(TLB) $(BUILD)/tlb_tests layers
 	TLB_BIN=./$(TLB) $(BUILD)/tlb_tests $(TEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-smoke
+
+# Layers point down (tests/layers.sh); the planted upward include must fail.
+layers:
+	tests/layers.sh
+	@d=$$(mktemp -d) && mkdir -p $$d/src/ops && \
+	  echo '#include "model/model.h"' > $$d/src/ops/planted.c && \
+	  if tests/layers.sh $$d >/dev/null; then rm -rf $$d; \
+	    echo "tests/layers.sh missed a planted upward include"; exit 1; fi; \
+	  rm -rf $$d; echo "tests/layers.sh: planted upward include caught"
 
 # The whole suite and the binary under AddressSanitizer + UBSan (gcc, -O1),
 # in build-san/. LSan suppressions cover third-party frames only. TLB_TEST_SMALL
@@ -102,7 +111,7 @@ test-sanitize:
 
 # libFuzzer targets (clang): fuzz/fuzz_*.c against the library built with
 # -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
-FUZZ_TARGETS := config safetensors cifar10
+FUZZ_TARGETS := config safetensors cifar10 image
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_BINS := $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 FUZZ_SECONDS ?= 600

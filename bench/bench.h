@@ -1,5 +1,5 @@
 /* tlb_bench: the machine probe, the op x backend table, the training step per
- * backend choice and the mixed-precision (bf16) measurements. `make bench`
+ * backend choice, the mixed-precision (bf16) measurements and inference. `make bench`
  * runs all of them; main.c has the flags. */
 #ifndef TLB_BENCH_H
 #define TLB_BENCH_H
@@ -66,6 +66,10 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int micro_batch,
 
 void bench_mixed(const bench_opts *o, const bench_machine *m, int micro_batch,
                  const bench_op_summary *sum, const bench_step_summary *step);
+/* Forward-only images/s of the seed model at batch 256 on 2 threads, fp32
+ * and bf16 dense (bench/infer.c). */
+void bench_infer(const bench_opts *o);
+
 /* bf16 storage vs fp32 for a bandwidth-bound elementwise op (y = x*a + b over n
  * values): seconds per pass for each; returns 0, or -1 without AVX512_BF16. */
 int mixed_bf16_stream(size_t n, double seconds, double *t_f32, double *t_bf16);

@@ -11,12 +11,12 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: tlb_bench check                    every backend against ref on odd shapes\n"
-            "       tlb_bench [flags]                  probe, ops, step, mixed (the `make bench` run)\n"
-            "  --only LIST      comma list of probe,ops,step,mixed (default: all)\n"
+            "       tlb_bench [flags]                  probe, ops, step, mixed, infer (the `make bench` run)\n"
+            "  --only LIST      comma list of probe,ops,step,mixed,infer (default: all)\n"
             "  --out DIR        CSV files (default build/bench)\n"
             "  --seconds S      time budget per op measurement (default 0.3)\n"
             "  --micro-batch N  default: the trainer's rule for batch 2048 (228)\n"
-            "  --batch N        training-step batch (default 2048)\n"
+            "  --batch N        training-step batch (default 2048); also caps the inference batch (256)\n"
             "  --steps N        timed training steps per configuration (default 5)\n"
             "  --bw-mib N       MiB per bandwidth-probe buffer (default 1024)\n"
             "  --quick          tiny sizes and timings, for development\n");
@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "check") == 0) return bench_check();
     bench_opts o = {.out_dir = "build/bench", .seconds = 0.3, .batch = 2048, .steps = 5,
                     .bw_bytes = (size_t)1024 << 20, .threads = omp_get_max_threads()};
-    const char *only = "probe,ops,step,mixed";
+    const char *only = "probe,ops,step,mixed,infer";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--quick") == 0) {
@@ -73,5 +73,6 @@ int main(int argc, char **argv)
     if (strstr(only, "ops")) bench_ops(&o, &m, mb, &sum);
     if (strstr(only, "step")) bench_steps(&o, &m, mb, &step);
     if (strstr(only, "mixed")) bench_mixed(&o, &m, mb, &sum, &step);
+    if (strstr(only, "infer")) bench_infer(&o);
     return 0;
 }

@@ -180,7 +180,7 @@ void bench_mixed(const bench_opts *o, const bench_machine *m, int mb, const benc
         own_ctx oc = {M, K, N, bench_rand((size_t)M * K, 1), bench_rand((size_t)K * N, 0.1f),
                       bench_rand(N, 1), bench_rand((size_t)M * N, 1), bench_rand((size_t)M * K, 1),
                       bench_rand((size_t)K * N, 1), NULL, bench_rand((size_t)M * N, 1),
-                      ops_impl(ops_find("dense"), own)};
+                      ops_impl_dense(own)};
         const double own_f = bench_median(own_fwd, &oc, o->seconds), own_bw = bench_median(own_bwd, &oc, o->seconds);
         free(oc.x), free(oc.w), free(oc.b), free(oc.o), free(oc.dx), free(oc.dw), free(oc.g);
         const double fl = 2.0 * M * K * N;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "ops/impls.h"
+#include "ops/ops.h"
 
 static uint64_t seed = 12345;
 static float frand(void) /* uniform in [-1, 1) */
@@ -50,20 +50,20 @@ static void cmp(const char *what, const char *be, const float *a, const float *b
     }
 }
 
-#define FOR_BACKENDS(op_id, T, impl)                                            \
+/* Every supported non-ref backend of op `name`, typed: name_op *impl. */
+#define FOR_BACKENDS(name, impl)                                                \
     for (int be_ = 1; be_ < TLB_BACKEND_COUNT; be_++)                           \
-        for (const T *impl = ops_impl(op_id, (tlb_backend)be_);                 \
+        for (const name##_op *impl = ops_impl_##name((tlb_backend)be_);         \
              impl && backend_supported((tlb_backend)be_); impl = NULL)
 
 #define BE backend_name((tlb_backend)be_)
 
 static void check_dense(void)
 {
-    int op = ops_find("dense");
     const int Ms[] = {1, 3, 37, 130};
     const int Ks[] = {1, 5, 17, 64, 256};
     const int Ns[] = {1, 5, 17, 64, 256, 10, 33};
-    const dense_op *ref = ops_impl(op, TLB_BACKEND_REF);
+    const dense_op *ref = ops_impl_dense(TLB_BACKEND_REF);
     for (unsigned mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
         for (unsigned ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
             for (unsigned ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
@@ -77,7 +77,7 @@ static void check_dense(void)
                 ref->forward(o0, x, w, b, M, K, N);
                 ref->backward(dx0, dw0, db0, g, x, w, M, K, N);
                 char what[64];
-                FOR_BACKENDS(op, dense_op, d)
+                FOR_BACKENDS(dense, d)
                 {
                     for (int withb = 0; withb < 2; withb++) {
                         memcpy(o1, o0, sizeof(float) * M * N);
@@ -118,10 +118,9 @@ static void check_dense(void)
 
 static void check_layernorm(void)
 {
-    int op = ops_find("layernorm");
     const int Ms[] = {1, 3, 37};
     const int Ds[] = {1, 5, 17, 64, 256, 100};
-    const layernorm_op *ref = ops_impl(op, TLB_BACKEND_REF);
+    const layernorm_op *ref = ops_impl_layernorm(TLB_BACKEND_REF);
     for (unsigned mi = 0; mi < 3; mi++)
         for (unsigned di = 0; di < sizeof Ds / sizeof *Ds; di++) {
             int M = Ms[mi], D = Ds[di];
@@ -135,7 +134,7 @@ static void check_layernorm(void)
             ref->forward(o0, mu0, rs0, x, ga, be, M, D);
             ref->backward(dx0, dg0, db0, g, x, ga, mu0, rs0, M, D);
             char what[64];
-            FOR_BACKENDS(op, layernorm_op, d)
+            FOR_BACKENDS(layernorm, d)
             {
                 float *dx = dup(dx1, n), *dg = dup(dg1, D), *db = dup(db1, D);
                 d->forward(o1, mu1, rs1, x, ga, be, M, D);
@@ -159,8 +158,7 @@ static void check_layernorm(void)
 
 static void check_gelu(void)
 {
-    int op = ops_find("gelu");
-    const gelu_op *ref = ops_impl(op, TLB_BACKEND_REF);
+    const gelu_op *ref = ops_impl_gelu(TLB_BACKEND_REF);
     const size_t ns[] = {1, 3, 17, 37, 1000, 4099};
     for (unsigned i = 0; i < sizeof ns / sizeof *ns; i++) {
         size_t n = ns[i];
@@ -169,7 +167,7 @@ static void check_gelu(void)
         ref->forward(o0, x, n);
         ref->backward(dx0, g, x, n);
         char what[64];
-        FOR_BACKENDS(op, gelu_op, d)
+        FOR_BACKENDS(gelu, d)
         {
             float *dx = dup(dx1, n);
             d->forward(o1, x, n);
@@ -189,7 +187,7 @@ static void check_gelu(void)
     for (size_t i = 0; i < n; i++) x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1), one[i] = 1;
     ref->forward(o0, x, n);
     ref->backward(d0, one, x, n);
-    FOR_BACKENDS(op, gelu_op, d)
+    FOR_BACKENDS(gelu, d)
     {
         float *o1 = malloc(n * sizeof(float)), *d1 = calloc(n, sizeof(float));
         d->forward(o1, x, n);
@@ -210,8 +208,7 @@ static void check_gelu(void)
 
 static void check_attention(void)
 {
-    int op = ops_find("attention");
-    const attention_op *ref = ops_impl(op, TLB_BACKEND_REF);
+    const attention_op *ref = ops_impl_attention(TLB_BACKEND_REF);
     const int shapes[][5] = {/* B Tq Tk H K */
                              {1, 1, 1, 1, 1},  {3, 8, 8, 1, 64}, {2, 3, 5, 2, 17},
                              {5, 8, 16, 4, 16}, {2, 7, 33, 1, 64}, {3, 8, 8, 2, 5},
@@ -231,7 +228,7 @@ static void check_attention(void)
             ref->forward(o0, p0, q, k, v, B, Tq, Tk, H, K, &drop);
             ref->backward(dq0, dk0, dv0, g, q, k, v, p0, B, Tq, Tk, H, K, &drop);
             char what[80];
-            FOR_BACKENDS(op, attention_op, d)
+            FOR_BACKENDS(attention, d)
             {
                 float *dq = dup(dq1, nq), *dk = dup(dk1, nk), *dv = dup(dv1, nk);
                 d->forward(o1, p1, q, k, v, B, Tq, Tk, H, K, &drop);
@@ -256,8 +253,7 @@ static void check_attention(void)
 
 static void check_patch_conv(void)
 {
-    int op = ops_find("patch_conv");
-    const patch_conv_op *ref = ops_impl(op, TLB_BACKEND_REF);
+    const patch_conv_op *ref = ops_impl_patch_conv(TLB_BACKEND_REF);
     const int shapes[][4] = {{1, 4, 4, 1}, {2, 12, 4, 64}, {3, 10, 5, 17}, {2, 8, 2, 33}};
     for (unsigned s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int B = shapes[s][0], S = shapes[s][1], P = shapes[s][2], D = shapes[s][3];
@@ -270,7 +266,7 @@ static void check_patch_conv(void)
         ref->forward(o0, img, w, b, B, S, P, D);
         ref->backward(di0, dw0, db0, g, img, w, B, S, P, D);
         char what[64];
-        FOR_BACKENDS(op, patch_conv_op, d)
+        FOR_BACKENDS(patch_conv, d)
         {
             float *di = dup(di1, ni), *dw = dup(dw1, (size_t)R * D), *db = dup(db1, D);
             d->forward(o1, img, w, b, B, S, P, D);

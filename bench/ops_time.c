@@ -9,10 +9,10 @@
 
 #include "bench.h"
 #include "model/model.h"
-#include "ops/impls.h"
+#include "ops/ops.h"
 
 typedef struct {
-    const void *impl;
+    tlb_backend be;           /* whose implementation the closures call */
     int M, K, N;              /* dense */
     int B, S, P, D, T, H;     /* others */
     size_t n;
@@ -25,107 +25,107 @@ typedef struct {
 static void dense_f(void *p)
 {
     op_ctx *x = p;
-    ((const dense_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->M, x->K, x->N);
+    ops_impl_dense(x->be)->forward(x->a, x->b, x->c, x->d, x->M, x->K, x->N);
 }
 static void dense_b(void *p)
 {
     op_ctx *x = p;
-    ((const dense_op *)x->impl)->backward(x->e, x->f, x->g, x->h, x->b, x->c, x->M, x->K, x->N);
+    ops_impl_dense(x->be)->backward(x->e, x->f, x->g, x->h, x->b, x->c, x->M, x->K, x->N);
 }
 static void ln_f(void *p)
 {
     op_ctx *x = p;
-    ((const layernorm_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->e, x->f, x->M, x->D);
+    ops_impl_layernorm(x->be)->forward(x->a, x->b, x->c, x->d, x->e, x->f, x->M, x->D);
 }
 static void ln_b(void *p)
 {
     op_ctx *x = p;
-    ((const layernorm_op *)x->impl)->backward(x->g, x->h, x->i, x->j, x->d, x->e, x->b, x->c, x->M, x->D);
+    ops_impl_layernorm(x->be)->backward(x->g, x->h, x->i, x->j, x->d, x->e, x->b, x->c, x->M, x->D);
 }
 static void gelu_f(void *p)
 {
     op_ctx *x = p;
-    ((const gelu_op *)x->impl)->forward(x->a, x->b, x->n);
+    ops_impl_gelu(x->be)->forward(x->a, x->b, x->n);
 }
 static void gelu_b(void *p)
 {
     op_ctx *x = p;
-    ((const gelu_op *)x->impl)->backward(x->c, x->d, x->b, x->n);
+    ops_impl_gelu(x->be)->backward(x->c, x->d, x->b, x->n);
 }
 static void attn_f(void *p)
 {
     op_ctx *x = p;
     const dropout_ctx drop = {x->rate, 99, 0};
-    ((const attention_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->e, x->B, x->T, x->T, x->H, x->K, &drop);
+    ops_impl_attention(x->be)->forward(x->a, x->b, x->c, x->d, x->e, x->B, x->T, x->T, x->H, x->K, &drop);
 }
 static void attn_b(void *p)
 {
     op_ctx *x = p;
     const dropout_ctx drop = {x->rate, 99, 0};
-    ((const attention_op *)x->impl)->backward(x->f, x->g, x->h, x->i, x->c, x->d, x->e, x->b, x->B, x->T, x->T,
+    ops_impl_attention(x->be)->backward(x->f, x->g, x->h, x->i, x->c, x->d, x->e, x->b, x->B, x->T, x->T,
                                               x->H, x->K, &drop);
 }
 static void conv_f(void *p)
 {
     op_ctx *x = p;
-    ((const patch_conv_op *)x->impl)->forward(x->a, x->b, x->c, x->d, x->B, x->S, x->P, x->D);
+    ops_impl_patch_conv(x->be)->forward(x->a, x->b, x->c, x->d, x->B, x->S, x->P, x->D);
 }
 static void conv_b(void *p) /* as the model calls it: no image gradient */
 {
     op_ctx *x = p;
-    ((const patch_conv_op *)x->impl)->backward(NULL, x->e, x->f, x->g, x->b, x->c, x->B, x->S, x->P, x->D);
+    ops_impl_patch_conv(x->be)->backward(NULL, x->e, x->f, x->g, x->b, x->c, x->B, x->S, x->P, x->D);
 }
 static void drop_f(void *p)
 {
     op_ctx *x = p;
     const dropout_ctx drop = {x->rate, 77, 0};
-    ((const dropout_op *)x->impl)->forward(x->a, x->a, x->B, x->n, &drop);
+    ops_impl_dropout(x->be)->forward(x->a, x->a, x->B, x->n, &drop);
 }
 static void drop_b(void *p)
 {
     op_ctx *x = p;
     const dropout_ctx drop = {x->rate, 77, 0};
-    ((const dropout_op *)x->impl)->backward(x->b, x->c, x->B, x->n, &drop);
+    ops_impl_dropout(x->be)->backward(x->b, x->c, x->B, x->n, &drop);
 }
 static void res_f(void *p)
 {
     op_ctx *x = p;
-    ((const residual_op *)x->impl)->forward(x->a, x->a, x->b, x->n);
+    ops_impl_residual(x->be)->forward(x->a, x->a, x->b, x->n);
 }
 static void res_b(void *p) /* as the model calls it: one input gradient */
 {
     op_ctx *x = p;
-    ((const residual_op *)x->impl)->backward(x->c, NULL, x->b, x->n);
+    ops_impl_residual(x->be)->backward(x->c, NULL, x->b, x->n);
 }
 static void pos_f(void *p)
 {
     op_ctx *x = p;
-    ((const posemb_op *)x->impl)->forward(x->a, x->a, x->b, x->B, x->N, x->D);
+    ops_impl_posemb(x->be)->forward(x->a, x->a, x->b, x->B, x->N, x->D);
 }
 static void pos_b(void *p)
 {
     op_ctx *x = p;
-    ((const posemb_op *)x->impl)->backward(NULL, x->c, x->a, x->B, x->N, x->D);
+    ops_impl_posemb(x->be)->backward(NULL, x->c, x->a, x->B, x->N, x->D);
 }
 static void pool_f(void *p)
 {
     op_ctx *x = p;
-    ((const meanpool_op *)x->impl)->forward(x->a, x->b, x->B, x->T, x->D);
+    ops_impl_meanpool(x->be)->forward(x->a, x->b, x->B, x->T, x->D);
 }
 static void pool_b(void *p)
 {
     op_ctx *x = p;
-    ((const meanpool_op *)x->impl)->backward(x->c, x->a, x->B, x->T, x->D);
+    ops_impl_meanpool(x->be)->backward(x->c, x->a, x->B, x->T, x->D);
 }
 static void xent_f(void *p)
 {
     op_ctx *x = p;
-    ((const softmax_xent_op *)x->impl)->forward(x->a, x->b, x->c, x->labels, x->B, x->N);
+    ops_impl_softmax_xent(x->be)->forward(x->a, x->b, x->c, x->labels, x->B, x->N);
 }
 static void xent_b(void *p)
 {
     op_ctx *x = p;
-    ((const softmax_xent_op *)x->impl)->backward(x->d, x->b, x->labels, 1.0f / 2048, x->B, x->N);
+    ops_impl_softmax_xent(x->be)->backward(x->d, x->b, x->labels, 1.0f / 2048, x->B, x->N);
 }
 
 /* ---- the table ---- */
@@ -153,8 +153,8 @@ static void measure(const bench_opts *o, const char *op, const char *shape, op_c
     snprintf(rf->shape, sizeof rf->shape, "%s", shape);
     snprintf(rb->shape, sizeof rb->shape, "%s", shape);
     for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
-        x->impl = ops_impl(id, (tlb_backend)be);
-        if (!x->impl || !backend_supported((tlb_backend)be)) continue;
+        x->be = (tlb_backend)be;
+        if (!ops_impl(id, x->be) || !backend_supported(x->be)) continue;
         rf->t[be] = bench_median(fwd, x, o->seconds);
         rb->t[be] = bench_median(bwd, x, o->seconds);
     }
@@ -189,7 +189,7 @@ static void time_layernorm(const bench_opts *o, const char *tag, int M, int D, d
     x.a = bench_rand(n, 1), x.b = bench_rand(M, 1), x.c = bench_rand(M, 1);
     x.d = bench_rand(n, 2), x.e = bench_rand(D, 1), x.f = bench_rand(D, 1);
     x.g = bench_rand(n, 1), x.h = bench_rand(D, 1), x.i = bench_rand(D, 1), x.j = bench_rand(n, 1);
-    ln_f(&(op_ctx){.impl = &layernorm_ref, .a = x.a, .b = x.b, .c = x.c, .d = x.d, .e = x.e, .f = x.f,
+    ln_f(&(op_ctx){.be = TLB_BACKEND_REF, .a = x.a, .b = x.b, .c = x.c, .d = x.d, .e = x.e, .f = x.f,
                    .M = M, .D = D}); /* real mean/rstd for backward */
     char shape[48];
     snprintf(shape, sizeof shape, "%s M%d D%d", tag, M, D);
@@ -215,7 +215,7 @@ static void time_attention(const bench_opts *o, int B, int T, int H, int K, floa
     x.a = bench_rand(n, 1), x.b = bench_rand(np, 1), x.c = bench_rand(n, 1), x.d = bench_rand(n, 1);
     x.e = bench_rand(n, 1), x.f = bench_rand(n, 1), x.g = bench_rand(n, 1), x.h = bench_rand(n, 1);
     x.i = bench_rand(n, 1);
-    x.impl = &attention_ref;
+    x.be = TLB_BACKEND_REF;
     attn_f(&x); /* real probabilities for backward */
     char shape[48];
     snprintf(shape, sizeof shape, "B%d T%d H%d K%d drop%.1f", B, T, H, K, rate);

@@ -3,7 +3,7 @@
 # Shared by ./run and .ci/run.
 set -euo pipefail
 packages=(build-essential libdnnl-dev libxxhash-dev libcriterion-dev libcjson-dev
-          libpng-dev libyaml-dev curl ca-certificates
+          libpng-dev libjpeg-dev libyaml-dev curl ca-certificates
           clang libclang-rt-14-dev libomp-dev   # clang: the libFuzzer targets (make fuzz, fuzz-smoke)
           libopenmpi-dev openmpi-bin)           # data-parallel training (mpirun -np N ./tlb train)
 missing=()

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/ops.h"
 
@@ -99,5 +100,19 @@ int opt_compare(const char *what, const float *ref, const float *got, size_t n, 
  * shape (ref first). Returns mismatching buffers; msg names the first. */
 int opt_compare_cases(const op_case *ref, const op_case *got, double rtol, double atol, char *msg,
                       size_t cap);
+
+/* One shape of one op, for the suites' shape tables (tests/test_ops_*.c). */
+typedef struct {
+    const char *op;
+    int dims[6];
+    float rate; /* attention / dropout: < 0 passes a NULL ctx */
+} shape;
+
+static inline const void *ref_impl(const char *op)
+{
+    return ops_impl(ops_find(op), TLB_BACKEND_REF);
+}
+
+static inline int same_op(const shape *s, const char *op) { return strcmp(s->op, op) == 0; }
 
 #endif

@@ -8,23 +8,17 @@
 #include <unistd.h>
 
 #include "train/run_config.h"
+#include "test_helpers.h"
 
 static char tmpdir[256];
 
 static void make_tmpdir(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tlb_config_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(test_mkdtemp(tmpdir)); /* removed when the test ends */
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd)) {} /* best effort */
-}
-
-TestSuite(config, .init = make_tmpdir, .fini = remove_tmpdir);
+TestSuite(config, .init = make_tmpdir);
 
 /* Writes text to tmpdir/name; returns the path (static buffer per call site is fine). */
 static const char *write_cfg(const char *name, const char *text)

@@ -14,6 +14,7 @@
 #include "data/cifar10.h"
 #include "data/fetch.h"
 #include "data/loader.h"
+#include "test_helpers.h"
 
 #define SLICE "tests/data/cifar10_batch1_r0_r1_r9999.bin"
 #define SLICE_XXH3 0xebbeac2d1e305b7cULL /* xxh3 of the vendored slice */
@@ -24,7 +25,7 @@ static char *make_tmpdir(void)
 {
     static char dir[64];
     strcpy(dir, "/tmp/tlb-test-data-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir)); /* removed when the test ends */
     return dir;
 }
 

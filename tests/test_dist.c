@@ -29,12 +29,6 @@
 #include "train/trainer.h"
 #include "test_helpers.h"
 
-static const char *tlb_bin(void)
-{
-    const char *b = getenv("TLB_BIN");
-    return b && *b ? b : "./tlb";
-}
-
 static void ensure_data(void)
 {
     char dir[1024];
@@ -98,14 +92,6 @@ static int sh(const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
 }
 
-static void read_text(const char *path, char *buf, size_t n)
-{
-    FILE *fp = fopen(path, "r");
-    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
-    buf[k] = '\0';
-    if (fp) fclose(fp);
-}
-
 /* metrics.csv's training losses, one per epoch; returns how many. */
 static int train_losses(const char *run_dir, double *loss, int max)
 {
@@ -147,7 +133,7 @@ Test(dist, two_ranks_match_one_process, .timeout = 300)
     need_mpirun();
     ensure_data();
     char dir[] = "/tmp/tlb_dist_XXXXXX", cfg[1200], one[1300], two_threads[1300], ranks[1300], log[1300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, dir, "dp", "epochs: 3\n");
     snprintf(log, sizeof log, "%s/log.txt", dir);
     run_dir_of(cfg, "threads=1", one, sizeof one);
@@ -164,7 +150,7 @@ Test(dist, two_ranks_match_one_process, .timeout = 300)
     cr_assert_eq(sh("TLB_NO_FETCH=1 %s train %s --set threads=2 >%s 2>&1", tlb_bin(), cfg, log), 0, "1 x 2");
     const int st = sh("TLB_NO_FETCH=1 %s -np 2 %s train %s --set threads=1 >%s 2>&1", MPIRUN, tlb_bin(), cfg, log);
     char out[8192];
-    read_text(log, out, sizeof out);
+    read_text(log, out, sizeof out, NULL);
     cr_assert_eq(st, 0, "mpirun -np 2 exited %d: %s", st, out);
     /* Rank 0 alone prints: one "Epoch 1/3" line. */
     const char *first = strstr(out, "Epoch 1/3");
@@ -191,7 +177,7 @@ Test(dist, two_ranks_match_one_process, .timeout = 300)
     cr_assert_eq(train_load_run_config(&back, ranks, &err), 0, "%s", err.msg);
     cr_expect_eq(back.world_size, 2);
     cr_expect_eq(sh("TLB_NO_FETCH=1 %s train --resume %s >%s 2>&1", tlb_bin(), ranks, log), 2);
-    read_text(log, out, sizeof out);
+    read_text(log, out, sizeof out, NULL);
     cr_expect(strstr(out, "world_size") && strstr(out, "mpirun -np 2"), "resume with 1 process: %s", out);
 }
 
@@ -199,11 +185,11 @@ Test(dist, two_ranks_match_one_process, .timeout = 300)
 Test(dist, world_size_must_match_the_processes)
 {
     char dir[] = "/tmp/tlb_dist_ws_XXXXXX", cfg[1200], log[1300], out[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, dir, "ws", "epochs: 1\nworld_size: 2\n");
     snprintf(log, sizeof log, "%s/log.txt", dir);
     cr_expect_eq(sh("TLB_NO_FETCH=1 %s train %s >%s 2>&1", tlb_bin(), cfg, log), 2);
-    read_text(log, out, sizeof out);
+    read_text(log, out, sizeof out, NULL);
     cr_expect(strstr(out, "world_size: 2") != NULL, "message: %s", out);
     char runs[1300];
     snprintf(runs, sizeof runs, "%s/runs", dir);
@@ -241,7 +227,7 @@ static pid_t a_rank_of(pid_t mpirun)
 {
     char path[128], buf[256] = "";
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)mpirun, (int)mpirun);
-    read_text(path, buf, sizeof buf);
+    read_text(path, buf, sizeof buf, NULL);
     pid_t last = -1;
     for (char *p = strtok(buf, " \n"); p; p = strtok(NULL, " \n")) last = (pid_t)atoi(p);
     return last;
@@ -256,8 +242,8 @@ Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
     ensure_data();
     char dir[] = "/tmp/tlb_dist_sig_XXXXXX", ref_dir[] = "/tmp/tlb_dist_ref_XXXXXX";
     char cfg[1200], ref_cfg[1200], errf[1300], ckpt[1500], msg[8192];
-    cr_assert_not_null(mkdtemp(dir));
-    cr_assert_not_null(mkdtemp(ref_dir));
+    cr_assert_not_null(test_mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(ref_dir));
     write_cfg(cfg, sizeof cfg, dir, "sig", "epochs: 12\n");
     write_cfg(ref_cfg, sizeof ref_cfg, ref_dir, "sig", "epochs: 12\n");
     run_config c;
@@ -284,7 +270,7 @@ Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
     kill(rank, SIGTERM);
     int st;
     cr_assert_eq(waitpid(mpirun, &st, 0), mpirun);
-    read_text(errf, msg, sizeof msg);
+    read_text(errf, msg, sizeof msg, NULL);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM, "mpirun status %d; stderr: %s", st, msg);
     const char *stop = strstr(msg, "stopped after step");
     cr_assert_not_null(stop, "no stop message: %s", msg);
@@ -295,7 +281,7 @@ Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
 
     const int resumed = sh("TLB_NO_FETCH=1 %s -np 2 %s train --resume %s >/dev/null 2>%s", MPIRUN, tlb_bin(),
                            run_dir, errf);
-    read_text(errf, msg, sizeof msg);
+    read_text(errf, msg, sizeof msg, NULL);
     cr_assert_eq(resumed, 0, "resume: %s", msg);
     cr_assert_eq(sh("TLB_NO_FETCH=1 %s -np 2 %s train %s --set threads=1 >/dev/null 2>%s", MPIRUN, tlb_bin(),
                     ref_cfg, errf), 0, "the uninterrupted run failed");
@@ -311,7 +297,7 @@ Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
     need_mpirun();
     ensure_data();
     char dir[] = "/tmp/tlb_dist_usr1_XXXXXX", cfg[1200], errf[1300], ckpt[1500], msg[8192];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, dir, "usr1", "epochs: 40\n");
     run_config c;
     tlb_error err;
@@ -334,7 +320,7 @@ Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
     kill(mpirun, SIGUSR1);
     int st;
     cr_assert_eq(waitpid(mpirun, &st, 0), mpirun);
-    read_text(errf, msg, sizeof msg);
+    read_text(errf, msg, sizeof msg, NULL);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1, "mpirun status %d; stderr: %s", st, msg);
     cr_expect(strstr(msg, "stopped after step") != NULL, "stderr: %s", msg);
     train_position pos = {0, 0, 0};

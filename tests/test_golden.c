@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/golden.h"
+#include "train/golden.h"
 #include "ops/ops.h"
 
 static void expect_pass(const char *path)

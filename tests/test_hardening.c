@@ -40,12 +40,6 @@ static void ensure_data(void)
         cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
 }
 
-static const char *tlb_bin(void)
-{
-    const char *b = getenv("TLB_BIN");
-    return b && *b ? b : "./tlb";
-}
-
 /* A tiny model on one thread: 8 steps per epoch with train_limit 256. */
 static const char *tiny_cfg =
     "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"
@@ -88,56 +82,6 @@ static void write_cfg(char *path, size_t n, char *run_dir, size_t rn, const char
         cr_assert_eq(run_config_load(&c, path, &err), 0, "%s", err.msg);
         cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
         run_config_run_dir(&c, run_dir, rn);
-    }
-}
-
-/* Starts `tlb ARGS...` (NULL-terminated) with stdout to /dev/null, stderr to
- * errfile, TLB_NO_FETCH=1 and one extra "K=V" environment entry (or NULL). */
-static pid_t spawn_tlb(const char *errfile, const char *env, const char *const *args)
-{
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int out = open("/dev/null", O_WRONLY), e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (out < 0 || e < 0) _exit(126);
-        dup2(out, 1);
-        dup2(e, 2);
-        setenv("TLB_NO_FETCH", "1", 1);
-        if (env) putenv((char *)env);
-        char *argv[16];
-        int k = 0;
-        argv[k++] = (char *)tlb_bin();
-        for (; args[k - 1] && k < 15; k++) argv[k] = (char *)args[k - 1];
-        argv[k] = NULL;
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Exit status, or 1000 + signal number when killed by a signal. */
-static int wait_status(pid_t pid)
-{
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
-}
-
-static int run_tlb(const char *errfile, const char *env, const char *const *args)
-{
-    return wait_status(spawn_tlb(errfile, env, args));
-}
-
-/* stderr of the last run; *lines gets its number of lines. */
-static void read_text(const char *path, char *buf, size_t n, int *lines)
-{
-    FILE *fp = fopen(path, "r");
-    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
-    buf[k] = '\0';
-    if (fp) fclose(fp);
-    if (lines) {
-        *lines = 0;
-        for (size_t i = 0; i < k; i++) *lines += buf[i] == '\n';
     }
 }
 
@@ -217,7 +161,7 @@ typedef struct {
 static void save_tiny_checkpoint(saved_ckpt *s)
 {
     snprintf(s->dir, sizeof s->dir, "/tmp/tlb_ckpt_XXXXXX");
-    cr_assert_not_null(mkdtemp(s->dir));
+    cr_assert_not_null(test_mkdtemp(s->dir));
     snprintf(s->path, sizeof s->path, "%s/checkpoint.safetensors", s->dir);
     tlb_error err;
     run_config_defaults(&s->config);
@@ -465,7 +409,7 @@ Test(hardening, checkpoint_config_text_is_hashed, .timeout = 120)
 static void reference_run(const char *name, const char *extra, char *run_dir, size_t rn)
 {
     char dir[] = "/tmp/tlb_ref_XXXXXX", cfg[1200], errf[1200];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, rn, dir, name, extra);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
@@ -479,7 +423,7 @@ Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout
     reference_run("killed_in_ckpt", extra, ref, sizeof ref);
 
     char dir[] = "/tmp/tlb_kill_ckpt_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "killed_in_ckpt", extra);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -515,7 +459,7 @@ Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout
 Test(hardening, stale_checkpoint_tmp_files_are_removed)
 {
     char dir[] = "/tmp/tlb_stale_XXXXXX", path[200], f[300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
     pid_t dead = fork();
     cr_assert_neq(dead, -1);
@@ -571,7 +515,7 @@ Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
     int delay_ms = 400;
     for (int attempt = 0; attempt < 8; attempt++, delay_ms /= 2) {
         char dir[] = "/tmp/tlb_kill_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-        cr_assert_not_null(mkdtemp(dir));
+        cr_assert_not_null(test_mkdtemp(dir));
         write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "killed", extra);
         snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
         snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -595,7 +539,7 @@ static void stop_with(int signo)
 {
     ensure_data();
     char dir[] = "/tmp/tlb_sig_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled", "train_limit: 256\nepochs: 40\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -636,7 +580,7 @@ Test(hardening, second_signal_exits_at_once, .timeout = 180)
 {
     ensure_data();
     char dir[] = "/tmp/tlb_sig2_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled_twice", "train_limit: 256\nepochs: 40\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
@@ -664,7 +608,7 @@ Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 18
 {
     ensure_data();
     char dir[] = "/tmp/tlb_nan_XXXXXX", cfg[1200], run_dir[1300], errf[1200], msg[4096];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "nan", "train_limit: 256\nepochs: 3\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     /* Step 12 = epoch 2, batch 4 (8 steps an epoch); the hook poisons the
@@ -713,7 +657,7 @@ static void expect_one_line(int status, const char *env, const char *const *args
 Test(hardening, bad_config_values, .timeout = 60)
 {
     char dir[] = "/tmp/tlb_badcfg_XXXXXX", cfg[1200];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "epochs: -1\n");
     expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "epochs:");
     write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "weight_decay: fast\n");
@@ -733,7 +677,7 @@ Test(hardening, bad_config_values, .timeout = 60)
 Test(hardening, bad_data_dir_without_fetch, .timeout = 60)
 {
     char dir[] = "/tmp/tlb_baddata_XXXXXX", cfg[1200], data[1200], extra[1400], file[1300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     snprintf(data, sizeof data, "%s/data", dir);
     cr_assert_eq(mkdir(data, 0755), 0);
     /* Empty: named, with the command that fixes it. */
@@ -752,7 +696,7 @@ Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
     ensure_data();
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", "/nonexistent/run", NULL}, "config.cfg", NULL);
     char dir[] = "/tmp/tlb_badresume_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "badresume", "train_limit: 256\nepochs: 1\n");
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
@@ -778,7 +722,7 @@ Test(hardening, unwritable_out_dir, .timeout = 60)
 {
     /* A path under a regular file cannot be created (even by root). */
     char dir[] = "/tmp/tlb_unwritable_XXXXXX", cfg[1200], file[1200], set[1300];
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(test_mkdtemp(dir));
     snprintf(file, sizeof file, "%s/a_file", dir);
     spit(file, "x", 1);
     write_cfg(cfg, sizeof cfg, NULL, 0, dir, "unwritable", "train_limit: 256\nepochs: 1\n");

@@ -1,11 +1,117 @@
 #include "test_helpers.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "util/safetensors.h"
+
+/* ---- the tlb binary as a subprocess ---------------------------------------- */
+
+const char *tlb_bin(void)
+{
+    const char *b = getenv("TLB_BIN");
+    return b && *b ? b : "./tlb";
+}
+
+pid_t spawn_tlb(const char *errfile, const char *env, const char *const *args)
+{
+    return spawn_tlb_out(NULL, errfile, env, args);
+}
+
+pid_t spawn_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int out = outfile ? open(outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644) : open("/dev/null", O_WRONLY);
+        int e = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || e < 0) _exit(126);
+        dup2(out, 1);
+        dup2(e, 2);
+        setenv("TLB_NO_FETCH", "1", 1);
+        if (env) putenv((char *)env);
+        char *argv[16];
+        int k = 0;
+        argv[k++] = (char *)tlb_bin();
+        for (; args[k - 1] && k < 15; k++) argv[k] = (char *)args[k - 1];
+        argv[k] = NULL;
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int wait_status(pid_t pid)
+{
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
+}
+
+int run_tlb(const char *errfile, const char *env, const char *const *args)
+{
+    return wait_status(spawn_tlb(errfile, env, args));
+}
+
+int run_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args)
+{
+    return wait_status(spawn_tlb_out(outfile, errfile, env, args));
+}
+
+void read_text(const char *path, char *buf, size_t n, int *lines)
+{
+    FILE *fp = fopen(path, "r");
+    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
+    buf[k] = '\0';
+    if (fp) fclose(fp);
+    if (lines) {
+        *lines = 0;
+        for (size_t i = 0; i < k; i++) *lines += buf[i] == '\n';
+    }
+}
+
+/* ---- temporary folders ------------------------------------------------------ */
+
+#define MAX_TMPDIRS 64
+static char tmpdirs[MAX_TMPDIRS][256];
+static int n_tmpdirs;
+static pid_t tmpdir_owner; /* the process that made them (not a forked child) */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int test_rmtree(const char *path) { return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void remove_tmpdirs(void)
+{
+    if (getpid() != tmpdir_owner) return;
+    for (int i = 0; i < n_tmpdirs; i++) test_rmtree(tmpdirs[i]);
+    n_tmpdirs = 0;
+}
+
+char *test_mkdtemp(char *tmpl)
+{
+    if (!mkdtemp(tmpl)) return NULL;
+    if (tmpdir_owner != getpid()) { /* first folder of this test process */
+        tmpdir_owner = getpid();
+        n_tmpdirs = 0;
+        atexit(remove_tmpdirs);
+    }
+    if (n_tmpdirs < MAX_TMPDIRS && strlen(tmpl) < sizeof tmpdirs[0])
+        strcpy(tmpdirs[n_tmpdirs++], tmpl);
+    return tmpl;
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
 
 unsigned char *test_checkpoint_data(const char *run_dir, size_t *n)
 {

@@ -1,8 +1,48 @@
-/* Helpers shared by the Criterion suites (test_train.c, test_hardening.c). */
+/* Helpers shared by the Criterion suites: the `tlb` binary as a subprocess
+ * (test_train.c, test_hardening.c), temporary folders that remove
+ * themselves, and checkpoint bytes. */
 #ifndef TLB_TESTS_TEST_HELPERS_H
 #define TLB_TESTS_TEST_HELPERS_H
 
 #include <stddef.h>
+#include <sys/types.h>
+
+/* ---- the tlb binary as a subprocess ---------------------------------------- */
+
+/* The binary under test: TLB_BIN (make test-sanitize runs build-san/tlb), or ./tlb. */
+const char *tlb_bin(void);
+
+/* Starts `tlb ARGS...` (NULL-terminated, at most 14) with stdout to
+ * /dev/null, stderr to errfile, TLB_NO_FETCH=1 and one extra "K=V"
+ * environment entry (or NULL). */
+pid_t spawn_tlb(const char *errfile, const char *env, const char *const *args);
+
+/* Exit status, or 1000 + signal number when killed by a signal. */
+int wait_status(pid_t pid);
+
+/* spawn_tlb, then wait_status. */
+int run_tlb(const char *errfile, const char *env, const char *const *args);
+
+/* The same with stdout to outfile (NULL: /dev/null), for commands whose
+ * output is the result (tlb eval, tlb predict). */
+pid_t spawn_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args);
+int run_tlb_out(const char *outfile, const char *errfile, const char *env, const char *const *args);
+
+/* The text of path (stderr of a run) into buf; *lines gets its number of
+ * lines (lines may be NULL). A missing file reads as empty. */
+void read_text(const char *path, char *buf, size_t n, int *lines);
+
+/* ---- temporary folders ------------------------------------------------------ */
+
+/* mkdtemp(tmpl), and the folder with everything in it is removed when the
+ * test process that made it exits (Criterion runs each test in its own
+ * process; a forked child exiting leaves it alone). NULL on failure. */
+char *test_mkdtemp(char *tmpl);
+
+/* Removes path and, if it is a folder, everything below it. 0 on success. */
+int test_rmtree(const char *path);
+
+/* ---- checkpoints ------------------------------------------------------------ */
 
 /* A malloc'd copy of the data section of RUN_DIR/checkpoint.safetensors
  * (parameters, AdamW moments, position; not the JSON header), its length in

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/golden.h"
+#include "train/golden.h"
 #include "model/model.h"
 #include "ops/bf16.h"
 #include "ops/ops.h"

@@ -8,31 +8,17 @@
 #include <unistd.h>
 
 #include "util/plot.h"
+#include "test_helpers.h"
 
 static char dir[64];
 
 static void make_dir(void)
 {
     snprintf(dir, sizeof dir, "/tmp/tlb_test_plot_XXXXXX");
-    cr_assert(mkdtemp(dir) != NULL);
+    cr_assert(test_mkdtemp(dir) != NULL); /* removed when the test ends */
 }
 
-static void remove_dir(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
-
-TestSuite(plot, .init = make_dir, .fini = remove_dir);
+TestSuite(plot, .init = make_dir);
 
 typedef struct {
     int w, h, depth, color_type;
@@ -229,4 +215,111 @@ Test(plot, inferno_endpoints)
     plot_inferno(2, b);
     cr_expect_eq(memcmp(a, b, 3), 0);
     cr_expect_gt(a[0] + a[1] + a[2], 600, "inferno(1) should be bright");
+}
+
+/* Several maps per image: stacked (a column per image, the image above its
+ * overlays) and beside (a row per image); each map is normalised on its
+ * own, so a map hot in one corner shows hot pixels wherever it is drawn. */
+Test(plot, overlays_png_stacked_and_beside)
+{
+    enum { C = 2, S = 8, G = 2, M = 3 };
+    float img[C * S * S * 3], maps[C * M * G * G];
+    for (int i = 0; i < C * S * S; i++) img[3 * i] = 0, img[3 * i + 1] = 1, img[3 * i + 2] = 0;
+    for (int i = 0; i < C * M * G * G; i++) maps[i] = i % (G * G) == (i / (G * G)) % (G * G) ? 1.0f : 0.0f;
+    const char *labels[M] = {"max", "row 0", "row 1"}, *caps[C] = {"cat: 0.9", "dog"};
+    char path[128];
+    snprintf(path, sizeof path, "%s/overlays.png", dir);
+    tlb_error err = {{0}};
+    const unsigned char green[3] = {0, 255, 0};
+    unsigned char hot[3], mix_hot[3];
+    plot_inferno(1, hot);
+    for (int k = 0; k < 3; k++) mix_hot[k] = (hot[k] + green[k]) / 2;
+    for (int beside = 0; beside < 2; beside++) {
+        const plot_overlays o = {.images = img, .count = C, .S = S, .maps = maps, .nmaps = M, .G = G,
+                                 .map_labels = labels, .captions = caps, .beside = beside};
+        cr_assert_eq(plot_overlays_png(path, "t", &o, &err), 0, "%s", err.msg);
+        image im = read_png(path);
+        const int cell = S * 16; /* 8 px images are upsampled to 128 */
+        if (beside) {
+            cr_expect_geq(im.w, (1 + M) * cell);
+            cr_expect_lt(im.h, (1 + M) * cell);
+        } else {
+            cr_expect_geq(im.h, (1 + M) * cell);
+            cr_expect_geq(im.w, C * cell);
+        }
+        /* Every overlay has a hot quarter; the plain images stay green. */
+        cr_expect_geq(count_color(&im, mix_hot, 1), (long)C * M * cell * cell / 20, "beside %d", beside);
+        cr_expect_geq(count_color(&im, green, 0), (long)C * cell * cell, "beside %d", beside);
+        free(im.px);
+    }
+    const plot_overlays none = {.images = img, .count = C, .S = S, .maps = maps, .nmaps = 0, .G = G};
+    cr_expect_eq(plot_overlays_png(path, "t", &none, &err), -1);
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "maps per image"), "%s", err.msg);
+    cr_expect(no_leftovers(), "a temporary file was left behind");
+}
+
+/* A perfect 3-class matrix: the diagonal cells are the full series colour,
+ * the others white; row shares, not counts, set the shade. */
+Test(plot, confusion_png_shades_by_row_share)
+{
+    const long counts[9] = {50, 0, 0, 0, 7, 0, 0, 0, 1000};
+    const char *names[3] = {"cat", "dog", "automobile"};
+    char path[128];
+    snprintf(path, sizeof path, "%s/confusion.png", dir);
+    tlb_error err = {{0}};
+    cr_assert_eq(plot_confusion_png(path, "Confusion", counts, 3, names, &err), 0, "%s", err.msg);
+    image im = read_png(path);
+    /* Three 40x40 cells (less their grid lines and digits) in the full colour. */
+    cr_expect_geq(count_color(&im, plot_palette[0], 0), 3L * 36 * 30);
+    cr_expect_lt(count_color(&im, plot_palette[0], 0), 4L * 40 * 40);
+    free(im.px);
+    const long half[4] = {1, 1, 0, 2};
+    cr_assert_eq(plot_confusion_png(path, NULL, half, 2, NULL, &err), 0, "%s", err.msg);
+    im = read_png(path);
+    cr_expect_geq(count_color(&im, plot_palette[0], 0), 36L * 30, "the 2/2 cell");
+    unsigned char mid[3];
+    for (int k = 0; k < 3; k++) mid[k] = (unsigned char)lrint(255 + 0.5 * (plot_palette[0][k] - 255));
+    cr_expect_geq(count_color(&im, mid, 1), 2L * 36 * 30, "the two 1/2 cells");
+    free(im.px);
+    cr_expect_eq(plot_confusion_png(path, "t", counts, 0, names, &err), -1);
+    cr_expect(no_leftovers(), "a temporary file was left behind");
+}
+
+/* 64 images of 48 px in rows of 8 (the `tlb data show` grid): the size the
+ * header states, and each image's top-left pixel where the layout puts it. */
+Test(plot, images_png_grid_size_and_placement)
+{
+    enum { C = 64, S = 48 };
+    static float img[C * S * S * 3];
+    const char *caps[C];
+    for (int b = 0; b < C; b++) {
+        caps[b] = b % 2 ? "cat 0.62 dog" : NULL;
+        for (int i = 0; i < S * S; i++) img[(b * S * S + i) * 3] = (float)b / 63.0f, img[(b * S * S + i) * 3 + 2] = 1.0f;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/augmented.png", dir);
+    tlb_error err = {{0}};
+    cr_assert_eq(plot_images_png(path, "augmented", img, C, S, 8, caps, &err), 0, "%s", err.msg);
+    image im = read_png(path);
+    /* cell = 48 * 2 = 96: w = 32 + 8 * 96 + 7 * 8, h = 40 + 8 * (12 + 96 + 8) - 8 + 16 */
+    cr_expect_eq(im.w, 856);
+    cr_expect_eq(im.h, 976);
+    int w, h;
+    plot_images_size(C, S, 8, 1, 1, &w, &h);
+    cr_expect(w == im.w && h == im.h, "plot_images_size says %dx%d", w, h);
+    for (int b = 0; b < C; b++) {
+        const int x = 16 + (b % 8) * 104, y = 40 + (b / 8) * 116 + 12;
+        const unsigned char want[3] = {(unsigned char)lrintf((float)b / 63.0f * 255.0f), 0, 255};
+        cr_expect_eq(memcmp(pixel(&im, x, y), want, 3), 0, "image %d's first pixel", b);
+        cr_expect_eq(memcmp(pixel(&im, x + 95, y + 95), want, 3), 0, "image %d's last pixel", b);
+        cr_expect_eq(pixel(&im, x + 96, y)[1], 255, "gap right of image %d is white", b);
+    }
+    free(im.px);
+    /* No caption, no title, fewer images than a row. */
+    cr_assert_eq(plot_images_png(path, NULL, img, 3, S, 8, NULL, &err), 0, "%s", err.msg);
+    im = read_png(path);
+    cr_expect_eq(im.w, 32 + 3 * 96 + 2 * 8);
+    cr_expect_eq(im.h, 16 + 96 + 16);
+    free(im.px);
+    cr_expect(no_leftovers(), "a temporary file was left behind");
 }

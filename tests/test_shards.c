@@ -177,8 +177,8 @@ Test(shards, dnnl_runs_sharded)
 Test(shards, dnnl_primitive_per_thread_count)
 {
     enum { M = 1024, K = 64, N = 48 };
-    const dense_op *dnnl = ops_impl(ops_find("dense"), TLB_BACKEND_DNNL);
-    const dense_op *ref = ops_impl(ops_find("dense"), TLB_BACKEND_REF);
+    const dense_op *dnnl = ops_impl_dense(TLB_BACKEND_DNNL);
+    const dense_op *ref = ops_impl_dense(TLB_BACKEND_REF);
     float *inp = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * K * N);
     float *want = calloc(M * N, sizeof(float)), *got[2] = {calloc(M * N, sizeof(float)),
                                                           calloc(M * N, sizeof(float))};

@@ -41,7 +41,7 @@ Test(train, short_run_learns, .timeout = 240)
 {
     ensure_data();
     char out[] = "/tmp/tlb_train_XXXXXX";
-    cr_assert_not_null(mkdtemp(out));
+    cr_assert_not_null(test_mkdtemp(out));
     /* TLB_TEST_SMALL (make test-sanitize, where this is ~5x slower): a third
      * of the images and half the evaluation set; the accuracy bar drops to
      * 0.15, still 5 standard deviations above chance on 1000 images. */
@@ -75,7 +75,7 @@ Test(train, short_run_learns, .timeout = 240)
     cr_expect_gt(s.test_acc, bar, "test accuracy %.4f", s.test_acc);
     cr_expect_gt(s.val_acc, bar, "validation accuracy %.4f", s.val_acc);
     const char *files[] = {"config.cfg", "checkpoint.safetensors", "summary.json", "loss.png",
-                           "accuracy.png", "attention.png"};
+                           "accuracy.png", "attention.png", "augmented.png"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", s.run_dir, files[i]);
         cr_expect_eq(access(path, R_OK), 0, "%s missing", path);
@@ -86,8 +86,8 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
 {
     ensure_data();
     char out_a[] = "/tmp/tlb_resume_a_XXXXXX", out_b[] = "/tmp/tlb_resume_b_XXXXXX";
-    cr_assert_not_null(mkdtemp(out_a));
-    cr_assert_not_null(mkdtemp(out_b));
+    cr_assert_not_null(test_mkdtemp(out_a));
+    cr_assert_not_null(test_mkdtemp(out_b));
     char text[2048];
     snprintf(text, sizeof text, "%sname: resume\ntrain_limit: 1024\neval_limit: 256\nbatch_size: 128\nmicro_batch: 48\nepochs: 2\n", tiny_model);
     run_config a, b;
@@ -119,7 +119,7 @@ Test(train, refuses_to_overwrite_a_run, .timeout = 120)
 {
     ensure_data();
     char out[] = "/tmp/tlb_twice_XXXXXX";
-    cr_assert_not_null(mkdtemp(out));
+    cr_assert_not_null(test_mkdtemp(out));
     char text[2048];
     snprintf(text, sizeof text, "%sname: twice\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
     run_config c;
@@ -138,7 +138,7 @@ Test(train, threads_0_is_hashed_and_recorded_resolved, .timeout = 120)
 {
     ensure_data();
     char out[] = "/tmp/tlb_threads0_XXXXXX";
-    cr_assert_not_null(mkdtemp(out));
+    cr_assert_not_null(test_mkdtemp(out));
     char text[2048];
     snprintf(text, sizeof text, "%sname: threads0\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
     run_config c;
@@ -161,40 +161,33 @@ Test(train, threads_0_is_hashed_and_recorded_resolved, .timeout = 120)
     cr_expect_eq(run_config_hash(&back), run_config_hash(&resolved));
 }
 
-static int run_tlb(const char *args)
+/* `tlb ARGS...` through the shared harness (test_helpers.h); stderr goes to
+ * a file in this test's own temp folder, for read_err. */
+static char err_path[1400];
+
+static int cli(const char *const *args)
 {
-    /* TLB_BIN: the binary under test (make test-sanitize runs build-san/tlb). */
-    const char *bin = getenv("TLB_BIN");
-    char cmd[4096];
-    /* One stderr file per test process: the cli tests run in parallel. */
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>/tmp/tlb_cli_err.%ld.txt", bin && *bin ? bin : "./tlb", args,
-             (long)getpid());
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (!err_path[0]) {
+        static char dir[] = "/tmp/tlb_cli_err_XXXXXX";
+        cr_assert_not_null(test_mkdtemp(dir));
+        snprintf(err_path, sizeof err_path, "%s/stderr.txt", dir);
+    }
+    return run_tlb(err_path, NULL, args);
 }
 
-static void read_err(char *buf, size_t n)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/tlb_cli_err.%ld.txt", (long)getpid());
-    FILE *fp = fopen(path, "r");
-    size_t k = fp ? fread(buf, 1, n - 1, fp) : 0;
-    buf[k] = '\0';
-    if (fp) fclose(fp);
-}
+static void read_err(char *buf, size_t n) { read_text(err_path, buf, n, NULL); }
 
 /* Bad input: one line naming file, line and key; exit 2; nothing written. */
 Test(cli, bad_config_exits_2_and_writes_nothing)
 {
     char dir[] = "/tmp/tlb_cli_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char cfg[1200], args[2600], msg[2048];
+    cr_assert_not_null(test_mkdtemp(dir));
+    char cfg[1200], msg[2048];
     snprintf(cfg, sizeof cfg, "%s/bad.cfg", dir);
     FILE *fp = fopen(cfg, "w");
     fprintf(fp, "embed_dim: 64\nchunk_sise: 8\nout_dir: %s/runs\n", dir);
     fclose(fp);
-    snprintf(args, sizeof args, "train %s", cfg);
-    cr_expect_eq(run_tlb(args), 2);
+    cr_expect_eq(cli((const char *[]){"train", cfg, NULL}), 2);
     read_err(msg, sizeof msg);
     cr_expect(strstr(msg, "bad.cfg:2: chunk_sise: unknown key") != NULL, "message: %s", msg);
     cr_expect(strstr(msg, "chunk_size") != NULL, "no suggestion in: %s", msg);
@@ -203,21 +196,20 @@ Test(cli, bad_config_exits_2_and_writes_nothing)
     struct stat sb;
     cr_expect_neq(stat(runs, &sb), 0, "a run folder was created for a bad config");
 
-    snprintf(args, sizeof args, "train %s --set backend=avx9", cfg);
     fp = fopen(cfg, "w");
     fprintf(fp, "out_dir: %s/runs\n", dir);
     fclose(fp);
-    cr_expect_eq(run_tlb(args), 2);
+    cr_expect_eq(cli((const char *[]){"train", cfg, "--set", "backend=avx9", NULL}), 2);
     read_err(msg, sizeof msg);
     cr_expect(strstr(msg, "backend") && strstr(msg, "avx9"), "message: %s", msg);
     cr_expect_neq(stat(runs, &sb), 0);
 
-    cr_expect_eq(run_tlb("train /nonexistent/x.cfg"), 2);
-    cr_expect_eq(run_tlb("frobnicate"), 2);
+    cr_expect_eq(cli((const char *[]){"train", "/nonexistent/x.cfg", NULL}), 2);
+    cr_expect_eq(cli((const char *[]){"frobnicate", NULL}), 2);
 }
 
 Test(cli, check_passes_golden_and_fails_garbage)
 {
-    cr_expect_eq(run_tlb("check tests/data/tiny_paper.safetensors"), 0);
-    cr_expect_eq(run_tlb("check tests/test_train.c"), 1);
+    cr_expect_eq(cli((const char *[]){"check", "tests/data/tiny_paper.safetensors", NULL}), 0);
+    cr_expect_eq(cli((const char *[]){"check", "tests/test_train.c", NULL}), 1);
 }

@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "cli/commands.h"
-#include "model/golden.h"
+#include "train/golden.h"
 #include "ops/ops.h"
 
 int cmd_check(int argc, char **argv)

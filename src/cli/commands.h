@@ -5,8 +5,10 @@
 
 int cmd_check(int argc, char **argv); /* tlb check FILE.safetensors... */
 int cmd_ops(int argc, char **argv);   /* tlb ops: op x backend table */
-int cmd_data(int argc, char **argv);  /* tlb data fetch|verify [--data-dir DIR] */
+int cmd_data(int argc, char **argv);  /* tlb data fetch|verify [--data-dir DIR] | data show CONFIG */
 int cmd_train(int argc, char **argv); /* tlb train CONFIG [--set k=v]... | --resume DIR */
 int cmd_report(int argc, char **argv); /* tlb report --out DIR RUN_DIR... */
+int cmd_eval(int argc, char **argv);   /* tlb eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json] */
+int cmd_predict(int argc, char **argv); /* tlb predict RUN_DIR IMAGE... [--json] [--attention OUT.png] */
 
 #endif

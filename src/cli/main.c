@@ -11,9 +11,12 @@ static const struct {
 } commands[] = {
     {"train", cmd_train, "train CONFIG [--set key=value]... | train --resume RUN_DIR"},
     {"report", cmd_report, "report --out DIR RUN_DIR...  results table and plot of finished runs"},
+    {"eval", cmd_eval, "eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json]   a trained model on a split"},
+    {"predict", cmd_predict, "predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png]   classify PNG/JPEG files"},
     {"check", cmd_check, "check FILE.safetensors...   compare the model with golden vectors"},
     {"ops", cmd_ops, "ops                          the op x backend table of this CPU"},
-    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10"},
+    {"data", cmd_data, "data fetch|verify [--data-dir DIR]   get and verify CIFAR-10\n"
+                       "  tlb data show CONFIG [--set k=v]... [--out FILE.png]  grid of augmented training images"},
 };
 
 static int usage(FILE *out)

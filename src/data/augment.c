@@ -1,13 +1,22 @@
 #include "data/augment.h"
 
 #include "data/cifar10.h"
+#include "data/random_erase.h"
+#include "data/randaugment.h"
 #include "util/rng.h"
 
 #define AUGMENT_RNG_SITE 0x617567ULL /* "aug": separates these draws from other uses of the run seed */
+#define RANDAUGMENT_RNG_SITE 0x72616e64ULL /* "rand" */
+#define ERASE_RNG_SITE 0x6572617365ULL     /* "erase" */
+
+static uint64_t image_key(uint64_t seed, uint64_t site, int epoch, int64_t index)
+{
+    return rng_key(rng_key(rng_key(seed, site), (uint64_t)epoch), (uint64_t)index);
+}
 
 augment_params augment_draw(uint64_t seed, int epoch, int64_t index, int max_offset)
 {
-    uint64_t key = rng_key(rng_key(rng_key(seed, AUGMENT_RNG_SITE), (uint64_t)epoch), (uint64_t)index);
+    uint64_t key = image_key(seed, AUGMENT_RNG_SITE, epoch, index);
     uint64_t n = (uint64_t)max_offset + 1;
     augment_params p;
     p.oy = (int)(((rng_u64(key, 0) >> 32) * n) >> 32);
@@ -60,6 +69,16 @@ void augment_train(float *out, const uint8_t *pixels, int size, uint64_t seed, i
 {
     augment_params p = augment_draw(seed, epoch, index, AUGMENT_TRAIN_PAD);
     augment_resize_crop(out, pixels, CIFAR10_SIDE, size + AUGMENT_TRAIN_PAD, size, p);
+}
+
+void augment_train_with(float *out, float *scratch, const uint8_t *pixels, int size, const augment_options *o,
+                        uint64_t seed, int epoch, int64_t index)
+{
+    augment_train(out, pixels, size, seed, epoch, index);
+    if (o->randaugment_n > 0)
+        randaugment(out, scratch, size, o->randaugment_n, o->randaugment_m,
+                    image_key(seed, RANDAUGMENT_RNG_SITE, epoch, index));
+    if (o->random_erase > 0) random_erase(out, size, o->random_erase, image_key(seed, ERASE_RNG_SITE, epoch, index));
 }
 
 void augment_eval(float *out, const uint8_t *pixels, int size)

@@ -35,6 +35,23 @@ void augment_resize_crop(float *out, const uint8_t *pixels, int in_size, int res
  * crop and flip drawn by augment_draw. */
 void augment_train(float *out, const uint8_t *pixels, int size, uint64_t seed, int epoch, int64_t index);
 
+/* Augmentation beyond the seed's crop and flip; all zero (the default)
+ * leaves augment_train's output as it is, bit for bit. */
+typedef struct {
+    int randaugment_n;   /* RandAugment ops per image (randaugment.h); 0 = off */
+    int randaugment_m;   /* their magnitude, 0..30 */
+    double random_erase; /* probability of erasing one rectangle (random_erase.h) */
+    double mixup_alpha;  /* batch level, in the loader (mix.h); 0 = off */
+    double cutmix_alpha;
+} augment_options;
+
+static inline int augment_mixes(const augment_options *o) { return o->mixup_alpha > 0 || o->cutmix_alpha > 0; }
+
+/* augment_train, then RandAugment, then random erasing (timm's order), each
+ * keyed on (seed, epoch, index) under its own site. scratch: [size*size*3]. */
+void augment_train_with(float *out, float *scratch, const uint8_t *pixels, int size, const augment_options *o,
+                        uint64_t seed, int epoch, int64_t index);
+
 /* Evaluation view of a 32x32 record: resize to size x size. */
 void augment_eval(float *out, const uint8_t *pixels, int size);
 

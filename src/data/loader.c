@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "data/augment.h"
+#include "data/mix.h"
 #include "util/rng.h"
 
 #define LOADER_RNG_SITE 0x73687566ULL /* "shuf" */
@@ -24,6 +25,10 @@ struct loader {
     int *ready;          /* [depth]: batch index held complete in the slot, -1 if none */
     float *x_all;
     int *y_all, *idx_all;
+    int *y2_all;      /* mixing only */
+    float *lam_all;   /* mixing only */
+    int *perm_all;    /* [depth, B] mixing partners, mixing only */
+    float *scratch;   /* [depth, S*S*3]: a slot's worker owns its scratch */
 
     /* Shared with workers, under mu. */
     pthread_mutex_t mu;
@@ -59,11 +64,14 @@ static void prepare(loader *l, int k)
     loader_batch *b = &l->slots[k % l->cfg.depth];
     const int B = l->cfg.batch_size, S = l->cfg.image_size;
     const size_t img = (size_t)S * S * 3;
+    const int slot = k % l->cfg.depth;
+    float *scratch = l->scratch + (size_t)slot * img;
     int first = k * B, size = l->n - first < B ? l->n - first : B;
     for (int i = 0; i < size; i++) {
         int id = l->perm[first + i];
         const uint8_t *px = l->split.pixels + (size_t)id * CIFAR10_PIXELS;
-        if (l->cfg.train) augment_train(b->x + i * img, px, S, l->cfg.seed, l->epoch, id);
+        if (l->cfg.train)
+            augment_train_with(b->x + i * img, scratch, px, S, &l->cfg.aug, l->cfg.seed, l->epoch, id);
         else augment_eval(b->x + i * img, px, S);
         b->y[i] = l->split.labels[id];
         b->idx[i] = id;
@@ -73,6 +81,18 @@ static void prepare(loader *l, int k)
     if (size < B) {
         memset(b->x + size * img, 0, (size_t)(B - size) * img * sizeof(float));
         for (int i = size; i < B; i++) b->y[i] = b->idx[i] = -1;
+    }
+    if (b->y2) {
+        const uint64_t key = mix_key(l->cfg.seed, l->epoch, k);
+        const mix_params mp = mix_draw(key, S, l->cfg.aug.mixup_alpha, l->cfg.aug.cutmix_alpha);
+        int *partner = l->perm_all + (size_t)slot * B;
+        mix_partners(partner, size, key);
+        mix_apply(b->x, scratch, partner, size, S, &mp);
+        for (int i = 0; i < size; i++) {
+            b->y2[i] = b->y[partner[i]];
+            b->lam[i] = mp.lam;
+        }
+        for (int i = size; i < B; i++) b->y2[i] = -1, b->lam[i] = 1.0f;
     }
     b->size = size;
     b->index = k;
@@ -115,6 +135,14 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
     if (cfg->depth < 2 && cfg->num_threads > 0)
         return tlb_fail(err, "loader: depth %d, expected >= 2 with worker threads", cfg->depth);
     if (cfg->limit < 0) return tlb_fail(err, "loader: limit %d, expected >= 0", cfg->limit);
+    const augment_options *a = &cfg->aug;
+    if (a->randaugment_n < 0 || a->randaugment_n > 16 || a->randaugment_m < 0 || a->randaugment_m > 30)
+        return tlb_fail(err, "loader: randaugment n %d m %d, expected 0..16 and 0..30", a->randaugment_n,
+                        a->randaugment_m);
+    if (!(a->random_erase >= 0 && a->random_erase <= 1))
+        return tlb_fail(err, "loader: random_erase %g, expected 0..1", a->random_erase);
+    if (!(a->mixup_alpha >= 0) || !(a->cutmix_alpha >= 0))
+        return tlb_fail(err, "loader: mixup/cutmix alpha %g/%g, expected >= 0", a->mixup_alpha, a->cutmix_alpha);
     int n = cfg->limit > 0 && cfg->limit < split->count ? cfg->limit : split->count;
     if (n < 1) return tlb_fail(err, "loader: the split is empty");
 
@@ -133,7 +161,15 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
     l->x_all = malloc((size_t)D * B * img * sizeof(float));
     l->y_all = malloc((size_t)D * B * sizeof(int));
     l->idx_all = malloc((size_t)D * B * sizeof(int));
-    if (!l->perm || !l->slots || !l->ready || !l->x_all || !l->y_all || !l->idx_all) {
+    l->scratch = malloc((size_t)D * img * sizeof(float));
+    const int mixing = cfg->train && augment_mixes(&cfg->aug);
+    if (mixing) {
+        l->y2_all = malloc((size_t)D * B * sizeof(int));
+        l->lam_all = malloc((size_t)D * B * sizeof(float));
+        l->perm_all = malloc((size_t)D * B * sizeof(int));
+    }
+    if (!l->perm || !l->slots || !l->ready || !l->x_all || !l->y_all || !l->idx_all || !l->scratch ||
+        (mixing && (!l->y2_all || !l->lam_all || !l->perm_all))) {
         loader_destroy(l);
         return tlb_fail(err, "loader: out of memory for %d slots of %d images of %dx%dx3", D, B, cfg->image_size,
                         cfg->image_size);
@@ -142,6 +178,10 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
         l->slots[s].x = l->x_all + (size_t)s * B * img;
         l->slots[s].y = l->y_all + (size_t)s * B;
         l->slots[s].idx = l->idx_all + (size_t)s * B;
+        if (mixing) {
+            l->slots[s].y2 = l->y2_all + (size_t)s * B;
+            l->slots[s].lam = l->lam_all + (size_t)s * B;
+        }
         l->ready[s] = -1;
     }
     /* No epoch started yet: nothing is claimable until loader_start_epoch. */
@@ -234,5 +274,9 @@ void loader_destroy(loader *l)
     free(l->x_all);
     free(l->y_all);
     free(l->idx_all);
+    free(l->y2_all);
+    free(l->lam_all);
+    free(l->perm_all);
+    free(l->scratch);
     free(l);
 }

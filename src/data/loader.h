@@ -2,12 +2,15 @@
  * of worker threads into a ring of preallocated buffers while the step runs.
  * Batch k of epoch e is a pure function of (split, config, e, k): which
  * images (the epoch order) and how they are augmented (augment_draw) never
- * depend on thread timing or the number of workers. */
+ * depend on thread timing or the number of workers. Training batches get the
+ * augmentations of cfg.aug: per image on the workers (augment_train_with),
+ * then mixup/cutmix across the batch (mix.h, keyed on (seed, epoch, k)). */
 #ifndef TLB_DATA_LOADER_H
 #define TLB_DATA_LOADER_H
 
 #include <stdint.h>
 
+#include "data/augment.h"
 #include "data/cifar10.h"
 #include "util/error.h"
 
@@ -29,12 +32,15 @@ typedef struct {
     int num_threads;        /* worker threads; 0 = prepare each batch in loader_next */
     int depth;              /* ring slots (batches prepared ahead + the one in use); >= 2 */
     uint64_t seed;          /* run seed: shuffles and augmentation */
+    augment_options aug;    /* training only; all zero = the seed's crop and flip */
 } loader_config;
 
 typedef struct {
     float *x;  /* [B, S, S, 3]; rows past `size` are zeros */
     int *y;    /* [B] labels; -1 past `size` */
     int *idx;  /* [B] index of each image in the split; -1 past `size` */
+    int *y2;   /* [B] mixup/cutmix partner's label (-1 past `size`); NULL when mixing is off */
+    float *lam;/* [B] weight of y in the target lam onehot(y) + (1 - lam) onehot(y2); NULL likewise */
     int size;  /* images in this batch: B, or fewer for a last partial batch */
     int index; /* batch number within the epoch */
 } loader_batch;

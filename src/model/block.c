@@ -26,6 +26,7 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->h = arena_take(a, rq * d.F);
     acts->out = arena_take(a, rq * d.D);
     acts->x_q = acts->x_kv = NULL;
+    acts->Tq = Tq, acts->Tk = Tk;
 }
 
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk)

@@ -26,6 +26,7 @@ typedef struct {
     float *h;                              /* [B*Tq, F] pre-GELU (GELU is recomputed, not stored) */
     float *out;                            /* [B*Tq, D] the block's output */
     const float *x_q, *x_kv;               /* inputs, recorded by the forward */
+    int Tq, Tk;                            /* rows of the query / key-value stream, from the plan */
 } block_acts;
 
 /* Scratch for one block forward or backward, reused by every block. */

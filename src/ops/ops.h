@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops/op_list.h"
 #include "util/error.h"
 
 /* Dropout draws are a pure function of (key, global sample index, element
@@ -95,33 +96,6 @@ typedef void (*dropout_backward_fn)(float *dinp, const float *dout, int B, size_
 typedef void (*residual_forward_fn)(float *out, const float *a, const float *b, size_t n);
 typedef void (*residual_backward_fn)(float *da, float *db, const float *dout, size_t n);
 
-typedef struct { dense_forward_fn forward; dense_backward_fn backward; } dense_op;
-typedef struct { layernorm_forward_fn forward; layernorm_backward_fn backward; } layernorm_op;
-typedef struct { gelu_forward_fn forward; gelu_backward_fn backward; } gelu_op;
-typedef struct { attention_forward_fn forward; attention_backward_fn backward; } attention_op;
-typedef struct { patch_conv_forward_fn forward; patch_conv_backward_fn backward; } patch_conv_op;
-typedef struct { posemb_forward_fn forward; posemb_backward_fn backward; } posemb_op;
-typedef struct { meanpool_forward_fn forward; meanpool_backward_fn backward; } meanpool_op;
-typedef struct { softmax_xent_forward_fn forward; softmax_xent_backward_fn backward; } softmax_xent_op;
-typedef struct { dropout_forward_fn forward; dropout_backward_fn backward; } dropout_op;
-typedef struct { residual_forward_fn forward; residual_backward_fn backward; } residual_op;
-
-/* The chosen implementation of every op. */
-typedef struct {
-    dense_op dense;
-    layernorm_op layernorm;
-    gelu_op gelu;
-    attention_op attention;
-    patch_conv_op patch_conv;
-    posemb_op posemb;
-    meanpool_op meanpool;
-    softmax_xent_op softmax_xent;
-    dropout_op dropout;
-    residual_op residual;
-} op_table;
-
-extern op_table tlb_ops;
-
 typedef enum {
     TLB_BACKEND_REF,
     TLB_BACKEND_AVX2,
@@ -130,6 +104,35 @@ typedef enum {
     TLB_BACKEND_COUNT
 } tlb_backend;
 
+/* From the op list (op_list.h): per op a struct `name_op` of its typed
+ * forward/backward pair, an id TLB_OP_name, and a slot in the dispatch table. */
+#define TLB_OP_STRUCT(name, ...) \
+    typedef struct { name##_forward_fn forward; name##_backward_fn backward; } name##_op;
+TLB_OP_LIST(TLB_OP_STRUCT)
+#undef TLB_OP_STRUCT
+
+typedef enum {
+#define TLB_OP_ID(name, ...) TLB_OP_##name,
+    TLB_OP_LIST(TLB_OP_ID)
+#undef TLB_OP_ID
+    TLB_OP_COUNT
+} tlb_op;
+
+/* The chosen implementation of every op. */
+typedef struct {
+#define TLB_OP_SLOT(name, ...) name##_op name;
+    TLB_OP_LIST(TLB_OP_SLOT)
+#undef TLB_OP_SLOT
+} op_table;
+
+extern op_table tlb_ops;
+
+/* The implementation of one op in backend b, typed (NULL where that backend
+ * lacks the op): ops_impl_dense(TLB_BACKEND_REF) and so on. */
+#define TLB_OP_IMPL_FN(name, ...) const name##_op *ops_impl_##name(tlb_backend b);
+TLB_OP_LIST(TLB_OP_IMPL_FN)
+#undef TLB_OP_IMPL_FN
+
 const char *backend_name(tlb_backend b);
 /* Whether this CPU (and this build) can run backend b at all. */
 int backend_supported(tlb_backend b);
@@ -137,8 +140,10 @@ int backend_supported(tlb_backend b);
 /* Registry introspection, for `tlb ops`, the tests and the benchmarks. */
 int ops_count(void);
 const char *ops_name(int op);
-/* The implementation of op `op` in backend b (a pointer to its *_op struct),
- * or NULL if that backend does not implement the op. */
+/* The implementation of op `op` (a tlb_op) in backend b as a pointer to its
+ * *_op struct, or NULL if that backend does not implement the op: for code
+ * that treats every op alike (`tlb ops`, the test harness); the typed
+ * ops_impl_<name>() above is for code that calls the op. */
 const void *ops_impl(int op, tlb_backend b);
 tlb_backend ops_chosen(int op);
 int ops_find(const char *name);

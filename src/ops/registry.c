@@ -8,51 +8,36 @@
 
 op_table tlb_ops;
 
-typedef struct {
-    const char *name;
-    size_t offset;                     /* where the chosen impl goes in op_table */
-    size_t size;                       /* sizeof the op's *_op struct */
-    const void *impl[TLB_BACKEND_COUNT];
-    tlb_backend preference[TLB_BACKEND_COUNT]; /* automatic choice, best first */
-} op_entry;
-
-#define OP_ENTRY(op, ...) \
-    {#op, offsetof(op_table, op), sizeof(op##_op), __VA_ARGS__}
-
-/* Preference orders come from `make bench` on the development machine
+/* Preference order of the automatic choice, best first (the same for every
+ * op today). It comes from `make bench` on the development machine
  * (BENCHMARKS.md); the registry takes the first supported backend that
- * implements the op. */
-#define PREFER_DEFAULT {TLB_BACKEND_AVX512, TLB_BACKEND_DNNL, TLB_BACKEND_AVX2, TLB_BACKEND_REF}
-
-/* Measured (make bench: bench/ops_time.c, 2 threads; BENCHMARKS.md): dense avx512 ~= dnnl
- * (avx512 ahead on the 64x64 and head shapes, dnnl ~10% ahead on fc1/fc2
+ * implements the op. Measured (bench/ops_time.c, 2 threads): dense avx512 ~=
+ * dnnl (avx512 ahead on the 64x64 and head shapes, dnnl ~10% ahead on fc1/fc2
  * backward) and avx512 is thread-count deterministic, so it leads; dnnl stays
  * ahead of our avx2 kernels for CPUs without AVX-512. */
-static op_entry registry[] = {
-    OP_ENTRY(dense, {[TLB_BACKEND_REF] = &dense_ref, [TLB_BACKEND_DNNL] = &dense_dnnl,
-                     [TLB_BACKEND_AVX512] = &dense_avx512, [TLB_BACKEND_AVX2] = &dense_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(layernorm, {[TLB_BACKEND_REF] = &layernorm_ref, [TLB_BACKEND_AVX512] = &layernorm_avx512,
-                         [TLB_BACKEND_AVX2] = &layernorm_avx2, [TLB_BACKEND_DNNL] = &layernorm_dnnl}, PREFER_DEFAULT),
-    OP_ENTRY(gelu, {[TLB_BACKEND_REF] = &gelu_ref, [TLB_BACKEND_AVX512] = &gelu_avx512,
-                    [TLB_BACKEND_AVX2] = &gelu_avx2, [TLB_BACKEND_DNNL] = &gelu_dnnl}, PREFER_DEFAULT),
-    OP_ENTRY(attention, {[TLB_BACKEND_REF] = &attention_ref, [TLB_BACKEND_AVX512] = &attention_avx512,
-                         [TLB_BACKEND_AVX2] = &attention_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(patch_conv, {[TLB_BACKEND_REF] = &patch_conv_ref, [TLB_BACKEND_AVX512] = &patch_conv_avx512,
-                          [TLB_BACKEND_AVX2] = &patch_conv_avx2, [TLB_BACKEND_DNNL] = &patch_conv_dnnl}, PREFER_DEFAULT),
-    OP_ENTRY(posemb, {[TLB_BACKEND_REF] = &posemb_ref, [TLB_BACKEND_AVX512] = &posemb_avx512,
-                      [TLB_BACKEND_AVX2] = &posemb_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(meanpool, {[TLB_BACKEND_REF] = &meanpool_ref, [TLB_BACKEND_AVX512] = &meanpool_avx512,
-                        [TLB_BACKEND_AVX2] = &meanpool_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(softmax_xent, {[TLB_BACKEND_REF] = &softmax_xent_ref, [TLB_BACKEND_AVX512] = &softmax_xent_avx512,
-                            [TLB_BACKEND_AVX2] = &softmax_xent_avx2, [TLB_BACKEND_DNNL] = &softmax_xent_dnnl},
-             PREFER_DEFAULT),
-    OP_ENTRY(dropout, {[TLB_BACKEND_REF] = &dropout_ref, [TLB_BACKEND_AVX512] = &dropout_avx512,
-                       [TLB_BACKEND_AVX2] = &dropout_avx2}, PREFER_DEFAULT),
-    OP_ENTRY(residual, {[TLB_BACKEND_REF] = &residual_ref, [TLB_BACKEND_AVX512] = &residual_avx512,
-                        [TLB_BACKEND_AVX2] = &residual_avx2}, PREFER_DEFAULT),
-};
+static const tlb_backend preference[TLB_BACKEND_COUNT] = {TLB_BACKEND_AVX512, TLB_BACKEND_DNNL,
+                                                          TLB_BACKEND_AVX2, TLB_BACKEND_REF};
 
-#define NUM_OPS ((int)(sizeof registry / sizeof registry[0]))
+/* One typed row per op: name_impls[backend] is a `const name_op *`, so a
+ * row can only hold implementations of its own op. */
+#define IMPL_ROW(name, ref, avx2, avx512, dnnl)                                  \
+    static const name##_op *const name##_impls[TLB_BACKEND_COUNT] = {           \
+        [TLB_BACKEND_REF] = TLB_PICK(ref, &name##_ref),                         \
+        [TLB_BACKEND_AVX2] = TLB_PICK(avx2, &name##_avx2),                      \
+        [TLB_BACKEND_AVX512] = TLB_PICK(avx512, &name##_avx512),                \
+        [TLB_BACKEND_DNNL] = TLB_PICK(dnnl, &name##_dnnl)};                     \
+    const name##_op *ops_impl_##name(tlb_backend b)                             \
+    {                                                                           \
+        return b < TLB_BACKEND_COUNT ? name##_impls[b] : NULL;                  \
+    }
+TLB_OP_LIST(IMPL_ROW)
+#undef IMPL_ROW
+
+#define OP_NAME(name, ...) #name,
+static const char *const op_names[] = {TLB_OP_LIST(OP_NAME)};
+#undef OP_NAME
+
+#define NUM_OPS TLB_OP_COUNT
 
 static tlb_backend chosen[NUM_OPS];
 static int mixed_precision; /* dense runs dense_bf16 instead of chosen[dense] */
@@ -76,29 +61,40 @@ int backend_supported(tlb_backend b)
 }
 
 int ops_count(void) { return NUM_OPS; }
-const char *ops_name(int op) { return op >= 0 && op < NUM_OPS ? registry[op].name : NULL; }
+const char *ops_name(int op) { return op >= 0 && op < NUM_OPS ? op_names[op] : NULL; }
 tlb_backend ops_chosen(int op) { return chosen[op]; }
 
 const void *ops_impl(int op, tlb_backend b)
 {
     if (op < 0 || op >= NUM_OPS || b >= TLB_BACKEND_COUNT) return NULL;
-    return registry[op].impl[b];
+    switch ((tlb_op)op) {
+#define IMPL_CASE(name, ...) case TLB_OP_##name: return name##_impls[b];
+        TLB_OP_LIST(IMPL_CASE)
+#undef IMPL_CASE
+    default: return NULL;
+    }
 }
 
 int ops_find(const char *name)
 {
     for (int i = 0; i < NUM_OPS; i++)
-        if (strcmp(registry[i].name, name) == 0) return i;
+        if (strcmp(op_names[i], name) == 0) return i;
     return -1;
 }
 
 int ops_force(int op, tlb_backend b)
 {
     if (op < 0 || op >= NUM_OPS || b >= TLB_BACKEND_COUNT) return -1;
-    if (!registry[op].impl[b] || !backend_supported(b)) return -1;
-    memcpy((char *)&tlb_ops + registry[op].offset, registry[op].impl[b], registry[op].size);
+    if (!ops_impl(op, b) || !backend_supported(b)) return -1;
+    switch ((tlb_op)op) { /* a typed copy into the op's own slot */
+#define INSTALL(name, ...) \
+    case TLB_OP_##name: tlb_ops.name = *name##_impls[b]; break;
+        TLB_OP_LIST(INSTALL)
+#undef INSTALL
+    default: return -1;
+    }
     chosen[op] = b;
-    if (registry[op].offset == offsetof(op_table, dense)) mixed_precision = 0;
+    if (op == TLB_OP_dense) mixed_precision = 0;
     return 0;
 }
 
@@ -107,8 +103,7 @@ int ops_mixed_precision(void) { return mixed_precision; }
 
 int ops_set_mixed_precision(int on)
 {
-    const int dense = ops_find("dense");
-    if (!on) return ops_force(dense, chosen[dense]);
+    if (!on) return ops_force(TLB_OP_dense, chosen[TLB_OP_dense]);
     if (!ops_mixed_precision_supported()) return -1;
     tlb_ops.dense = dense_bf16;
     mixed_precision = 1;
@@ -118,7 +113,7 @@ int ops_set_mixed_precision(int on)
 static void choose_automatic(int op)
 {
     for (int i = 0; i < TLB_BACKEND_COUNT; i++)
-        if (ops_force(op, registry[op].preference[i]) == 0) return;
+        if (ops_force(op, preference[i]) == 0) return;
     ops_force(op, TLB_BACKEND_REF);
 }
 
@@ -171,15 +166,15 @@ static int apply_spec(const char *spec, tlb_error *err)
             size_t oplen = (size_t)(colon - p);
             int op = -1;
             for (int i = 0; i < NUM_OPS; i++)
-                if (strlen(registry[i].name) == oplen && strncmp(registry[i].name, p, oplen) == 0)
+                if (strlen(op_names[i]) == oplen && strncmp(op_names[i], p, oplen) == 0)
                     op = i;
             if (op < 0) return tlb_fail(err, "unknown op '%.*s'", (int)oplen, p);
             if (parse_backend(colon + 1, len - oplen - 1, &b) != 0)
                 return tlb_fail(err, "unknown backend '%.*s' for op %s",
-                                (int)(len - oplen - 1), colon + 1, registry[op].name);
+                                (int)(len - oplen - 1), colon + 1, op_names[op]);
             if (ops_force(op, b) != 0)
                 return tlb_fail(err, "op %s has no %s backend on this CPU",
-                                registry[op].name, backend_name(b));
+                                op_names[op], backend_name(b));
         }
         p += len + (end ? 1 : 0);
     }

@@ -9,10 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/fetch.h"
+#include "model/attention_map.h"
 #include "util/plot.h"
-
-static const char *const cifar10_classes[10] = {"airplane", "automobile", "bird", "cat", "deer",
-                                                 "dog", "frog", "horse", "ship", "truck"};
 
 int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err)
 {
@@ -63,6 +62,8 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", dir);
+    char data_dir[1024];
+    cifar10_classes_load(&f->classes, c->data_dir[0] ? c->data_dir : cifar10_default_dir(data_dir, sizeof data_dir));
     size_t len = run_config_write_canonical(c, NULL, 0);
     f->config_text = malloc(len + 1);
     if (!f->config_text) return tlb_fail(err, "out of memory");
@@ -129,25 +130,9 @@ int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *e
     return write_curves(f, err);
 }
 
-void attention_token_scores(const tlb_model *m, int b, float *out)
-{
-    const tlb_model_config *c = &m->config;
-    const int C = c->chunk_size, H = c->num_heads, nchunks = model_num_chunks(c);
-    const int last = m->layout.num_steps - 1; /* the slow update: query slow, keys = chunk tokens */
-    for (int ch = 0; ch < nchunks; ch++) {
-        const float *p = m->steps[(size_t)ch * m->layout.num_steps + last].probs + (size_t)b * H * C * C;
-        for (int j = 0; j < C; j++) {
-            float mean = 0.0f;
-            for (int h = 0; h < H; h++) {
-                float mx = 0.0f;
-                for (int i = 0; i < C; i++) mx = fmaxf(mx, p[((size_t)h * C + i) * C + j]);
-                mean += mx / (float)H;
-            }
-            out[ch * C + j] = mean;
-        }
-    }
-}
-
+/* The first (up to 4) test images, each above its overlays: the slow
+ * state's attention, max over the state rows (the seed's picture), then
+ * every row on its own, so a collapsed state shows identical rows. */
 static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_error *err)
 {
     const tlb_model_config *c = &m->config;
@@ -157,22 +142,31 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     if (count > m->capacity) count = m->capacity;
     if (count < 1) return 0;
     const int G = model_grid(c), N = model_num_patches(c), S = c->image_size;
+    const int Ns = model_state_rows(m), nmaps = 1 + Ns;
     model_forward(m, batch->x, batch->y, count, NULL);
-    float *maps = malloc((size_t)count * N * sizeof *maps);
-    if (!maps) return tlb_fail(err, "out of memory");
+    float *maps = malloc((size_t)count * nmaps * N * sizeof *maps);
+    char (*labels)[32] = malloc((size_t)nmaps * sizeof *labels);
+    const char **label_ptr = malloc((size_t)nmaps * sizeof *label_ptr);
+    if (!maps || !labels || !label_ptr) {
+        free(maps), free(labels), free(label_ptr);
+        return tlb_fail(err, "out of memory");
+    }
+    snprintf(labels[0], sizeof labels[0], "max over %d rows", Ns);
+    for (int k = 1; k < nmaps; k++) snprintf(labels[k], sizeof labels[k], "state row %d", k - 1);
+    for (int k = 0; k < nmaps; k++) label_ptr[k] = labels[k];
     const char *captions[4];
-    char text[4][64];
     for (int b = 0; b < count; b++) {
-        attention_token_scores(m, b, maps + (size_t)b * N);
+        float *mb = maps + (size_t)b * nmaps * N;
+        model_slow_attention(m, b, mb + N, mb);
         const int label = batch->y[b];
-        snprintf(text[b], sizeof text[b], "%s", c->num_classes == 10 ? cifar10_classes[label] : "");
-        captions[b] = text[b];
+        captions[b] = label >= 0 && label < CIFAR10_NUM_CLASSES ? f->classes.names[label] : "";
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/attention.png", f->dir);
-    int rc = plot_heatmaps_png(path, "TLB attention over tokens (max over slow queries, mean over heads)",
-                               batch->x, count, S, maps, G, captions, err);
-    free(maps);
+    const plot_overlays o = {.images = batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
+                             .map_labels = label_ptr, .captions = captions};
+    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads)", &o, err);
+    free(maps), free(labels), free(label_ptr);
     return rc;
 }
 

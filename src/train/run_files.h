@@ -1,11 +1,13 @@
 /* The run folder runs/<name>-<hash>/: config.cfg (the canonical resolved
  * config), metrics.csv (a row per epoch), checkpoint.safetensors (by the
- * trainer), summary.json, curves.png (loss and accuracy) and attention.png
- * (the slow stream's attention over each chunk's tokens). Every file is
+ * trainer), summary.json, loss.png and accuracy.png, and attention.png
+ * (the slow state's attention over each chunk's tokens: max over the state
+ * rows and each row). Every file is
  * rewritten whole and atomically, so a crash never leaves half a file. */
 #ifndef TLB_RUN_FILES_H
 #define TLB_RUN_FILES_H
 
+#include "data/cifar10_classes.h"
 #include "data/loader.h"
 #include "model/model.h"
 #include "train/trainer.h"
@@ -20,6 +22,7 @@ typedef struct {
     char *config_text;
     run_epoch_metrics *rows;
     int num_rows, capacity;
+    cifar10_classes classes; /* for captions */
 } run_files;
 
 /* Writes config.cfg; keeps the first `keep_epochs` rows of an existing
@@ -32,11 +35,6 @@ int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *e
 int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader *test,
                      tlb_error *err);
 void run_files_close(run_files *f);
-
-/* Token scores of the slow update's attention for sample b after a forward:
- * for every chunk, the probabilities over its C tokens, max over the slow
- * queries, mean over heads; out has num_patches values in token order. */
-void attention_token_scores(const tlb_model *m, int b, float *out);
 
 /* Writes `text` to path atomically (temporary file, fsync, rename). */
 int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err);

@@ -18,7 +18,9 @@
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/data_config.h"
 #include "train/dist.h"
+#include "train/evaluate.h"
 #include "train/init.h"
 #include "train/progress.h"
 #include "train/run_files.h"
@@ -59,14 +61,6 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     return (batch_size + parts - 1) / parts;
 }
 
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 /* This process's rows of a batch of n: [rank*n/N, (rank+1)*n/N), the rows
  * shard `rank` of N takes in model.c, so N ranks x 1 thread sum what 1
  * process x N threads does. */
@@ -75,33 +69,6 @@ static void rank_rows(int n, int *first, int *count)
     const int r = dist_rank(), N = dist_size();
     *first = (int)((long)n * r / N);
     *count = (int)((long)n * (r + 1) / N) - *first;
-}
-
-/* Loss and accuracy over a whole split, in micro-batches, without dropout;
- * each process evaluates its rows of every batch, the sums are reduced. */
-static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_error *err)
-{
-    double sum[2] = {0.0, 0.0}; /* loss, correct */
-    long seen = 0;
-    loader_start_epoch(l, 0);
-    for (int b = 0; b < loader_num_batches(l); b++) {
-        const loader_batch *batch = loader_next(l);
-        int first, count;
-        rank_rows(batch->size, &first, &count);
-        for (int at = first; at < first + count; at += m->capacity) {
-            const int n = first + count - at < m->capacity ? first + count - at : m->capacity;
-            const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
-            sum[0] += model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
-            for (int i = 0; i < n; i++)
-                sum[1] += argmax(m->logits + (size_t)i * m->config.num_classes, m->config.num_classes) ==
-                          batch->y[at + i];
-        }
-        seen += batch->size;
-    }
-    if (dist_sum_doubles(sum, 2, err) != 0) return -1;
-    *loss = seen ? sum[0] / seen : NAN;
-    *acc = seen ? sum[1] / seen : NAN;
-    return 0;
 }
 
 /* train_step's reduction in a data-parallel run: one MPI_Allreduce of the
@@ -157,6 +124,24 @@ static int check_ranks_agree(const tlb_model *m, const float *adam_m, long step,
     return 0;
 }
 
+/* Loss and accuracy over a whole split (evaluate.c: each process runs its
+ * rows of every batch), summed over the processes. */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_error *err)
+{
+    eval_metrics e;
+    if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
+    evaluate_run(m, l, &e, NULL, NULL);
+    double sums[3] = {(double)e.count, e.loss_sum, (double)e.top1};
+    const int rc = dist_sum_doubles(sums, 3, err);
+    e.count = (long)sums[0];
+    e.loss_sum = sums[1];
+    e.top1 = (long)sums[2];
+    *loss = eval_loss(&e);
+    *acc = eval_accuracy(&e);
+    eval_metrics_free(&e);
+    return rc;
+}
+
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
 {
     char path[1300];
@@ -200,21 +185,16 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
         if (cifar10_fetch(data_dir, err) != 0) return -1;
         if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
     }
-    cifar10_view train, val, test = cifar10_view_all(&s->test_set);
-    if (cifar10_split(&train, &val, &s->train_set, c->train_slice, err) != 0) return -1;
+    cifar10_view train, val, test, unused;
+    if (cifar10_split(&train, &unused, &s->train_set, c->train_slice, err) != 0) return -1;
+    if (evaluate_view(&val, c, &s->train_set, &s->test_set, EVAL_SPLIT_VAL, err) != 0) return -1;
+    if (evaluate_view(&test, c, &s->train_set, &s->test_set, EVAL_SPLIT_TEST, err) != 0) return -1;
     if (c->train_limit > 0 && c->train_limit < train.count) train.count = c->train_limit;
-    if (c->eval_limit > 0 && c->eval_limit < val.count) val.count = c->eval_limit;
-    if (c->eval_limit > 0 && c->eval_limit < test.count) test.count = c->eval_limit;
     if (train.count < c->batch_size)
         return tlb_fail(err, "batch_size: %d is larger than the %d training images", c->batch_size, train.count);
-    const int S = c->model.image_size;
-    /* One worker thread prepares batches ahead; evaluation batches are
-     * smaller so their buffers stay small. */
-    loader_config train_cfg = {.batch_size = c->batch_size, .image_size = S, .train = 1,
-                               .shuffle = c->shuffle == SHUFFLE_ONCE ? LOADER_SHUFFLE_ONCE : LOADER_SHUFFLE_EPOCH,
-                               .drop_last = 1, .num_threads = 1, .depth = 3, .seed = c->seed};
-    loader_config eval_cfg = {.batch_size = 500, .image_size = S, .train = 0, .shuffle = LOADER_SHUFFLE_NONE,
-                              .drop_last = 0, .num_threads = 1, .depth = 3, .seed = c->seed};
+    /* One worker thread prepares batches ahead, with the run's augmentation. */
+    const loader_config train_cfg = train_loader_config(c);
+    const loader_config eval_cfg = evaluate_loader_config(c);
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
     if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
     if (loader_create(&s->test, &test, &eval_cfg, err) != 0) return -1;
@@ -321,6 +301,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     local = 1;
     if (open_data(&s, c, err) != 0) goto agree;
+    char grid[sizeof out->run_dir + 16];
+    snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
+    if (lead && !resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto agree; /* what the model is fed */
     local = 0;
 agree:
     status = agree_status(local, err);

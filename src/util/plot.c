@@ -494,34 +494,78 @@ static unsigned char to_byte(float v)
 
 enum { MAX_COLS = 8, CELL_TARGET = 128, GAP = 12, MARGIN = 16, MAX_W = 1200 };
 
-int plot_heatmaps_png(const char *path, const char *title, const float *images, int count, int S,
-                      const float *maps, int G, const char *const *captions, tlb_error *err)
+/* Draws image b's overlay of map m (or the plain image, m == NULL) at (x, y). */
+static void draw_overlay_cell(canvas *c, int x0, int y0, const float *img, int S, int up, int cell,
+                              const float *norm, int G)
 {
+    for (int y = 0; y < cell; y++) {
+        /* Pixel-centre mapping (align_corners = false), edges clamped. */
+        const double v = (y + 0.5) * G / cell - 0.5;
+        const int v0 = v < 0 ? 0 : (int)v, v1 = v0 + 1 < G ? v0 + 1 : G - 1;
+        const double fv = v < 0 ? 0 : v - v0;
+        for (int x = 0; x < cell; x++) {
+            const float *p = img + ((size_t)(y / up) * S + x / up) * 3;
+            const unsigned char rgb[3] = {to_byte(p[0]), to_byte(p[1]), to_byte(p[2])};
+            fill_rect(c, x0 + x, y0 + y, 1, 1, rgb);
+            if (!norm) continue;
+            const double u = (x + 0.5) * G / cell - 0.5;
+            const int u0 = u < 0 ? 0 : (int)u, u1 = u0 + 1 < G ? u0 + 1 : G - 1;
+            const double fu = u < 0 ? 0 : u - u0;
+            const double t = (1 - fv) * ((1 - fu) * norm[v0 * G + u0] + fu * norm[v0 * G + u1]) +
+                             fv * ((1 - fu) * norm[v1 * G + u0] + fu * norm[v1 * G + u1]);
+            unsigned char heat[3];
+            plot_inferno(t, heat);
+            blend(c, x0 + x, y0 + y, heat, 0.5);
+        }
+    }
+}
+
+int plot_overlays_png(const char *path, const char *title, const plot_overlays *o, tlb_error *err)
+{
+    int count = o->count, S = o->S, G = o->G;
+    const int nmaps = o->nmaps;
     if (count < 0) return tlb_fail(err, "%s: negative image count %d", path, count);
     if (count > 0 && (S < 1 || S > 4096 || G < 1 || G > 4096))
         return tlb_fail(err, "%s: image size %d / map size %d out of range 1..4096", path, S, G);
-    if (count > 0 && (!images || !maps)) return tlb_fail(err, "%s: no image or map data", path);
+    if (count > 0 && (nmaps < 1 || nmaps > 256))
+        return tlb_fail(err, "%s: %d maps per image, expected 1..256", path, nmaps);
+    if (count > 0 && (!o->images || !o->maps)) return tlb_fail(err, "%s: no image or map data", path);
     if (count > 4096) return tlb_fail(err, "%s: %d images is too many for one picture", path, count);
 
     if (count == 0) S = 1, G = 1; /* only the title and "no images" */
     const int up = S >= CELL_TARGET ? 1 : (CELL_TARGET + S / 2) / S, cell = S * up;
-    const int cols = count < 1 ? 1 : count < MAX_COLS ? count : MAX_COLS;
-    const int rows = count < 1 ? 0 : (count + cols - 1) / cols;
+    const int slots = 1 + (count > 0 ? nmaps : 1); /* the plain image, then each overlay */
+    /* Stacked: a column per image (up to MAX_COLS, then wrap), captions on
+     * top, slot labels on the left. Beside: a row per image, slot labels on
+     * top, captions on the left. */
+    const int beside = o->beside;
+    const int cols = beside ? 1 : count < 1 ? 1 : count < MAX_COLS ? count : MAX_COLS;
+    const int rows = count < 1 ? 0 : beside ? count : (count + cols - 1) / cols;
 
-    int cap_scale = 2, any_caption = 0;
-    for (int b = 0; captions && b < count; b++)
-        if (captions[b] && *captions[b]) {
+    const char *slot_label[257];
+    slot_label[0] = "image";
+    for (int k = 1; k < slots; k++)
+        slot_label[k] = o->map_labels && o->map_labels[k - 1] ? o->map_labels[k - 1] : "attention";
+    int cap_scale = 2, any_caption = 0, caption_w = 0, slot_w = 0;
+    for (int b = 0; o->captions && b < count; b++)
+        if (o->captions[b] && *o->captions[b]) {
             any_caption = 1;
-            if (text_width(captions[b], 2) > cell) cap_scale = 1;
+            if (text_width(o->captions[b], 2) > cell) cap_scale = 1;
         }
-    const int label_w = text_width("attention", 1) + 12;
-    const int cap_h = any_caption ? 8 * cap_scale + 6 : 0;
-    const int block_h = cap_h + cell + 6 + cell + 18;
-    const int grid_w = cols * cell + (cols - 1) * GAP;
+    for (int b = 0; o->captions && b < count; b++)
+        if (o->captions[b] && text_width(o->captions[b], 1) > caption_w) caption_w = text_width(o->captions[b], 1);
+    for (int k = 0; k < slots; k++)
+        if (text_width(slot_label[k], 1) > slot_w) slot_w = text_width(slot_label[k], 1);
+    if (beside) cap_scale = 1;
+    int label_w = (beside ? (caption_w < 240 ? caption_w : 240) : slot_w) + 12;
+    if (label_w < text_width("attention", 1) + 12) label_w = text_width("attention", 1) + 12;
+    const int cap_h = beside ? 14 : any_caption ? 8 * cap_scale + 6 : 0;
+    const int block_h = beside ? cell + 6 : cap_h + slots * (cell + 6) + 12;
+    const int grid_w = beside ? slots * cell + (slots - 1) * GAP : cols * cell + (cols - 1) * GAP;
 
     const int has_title = title && *title;
     int title_scale = 2, w = MARGIN + label_w + grid_w + MARGIN;
-    const char *bar_text = "attention, min-max per image:";
+    const char *bar_text = "attention, min-max per map:";
     const int bar_len = 160, bar_row_w = text_width(bar_text, 1) + 8 + 24 + 4 + bar_len + 4 + 24;
     if (w < bar_row_w + 2 * MARGIN) w = bar_row_w + 2 * MARGIN;
     /* Widen for the title up to MAX_W; past that, a smaller font, then a cut. */
@@ -535,7 +579,7 @@ int plot_heatmaps_png(const char *path, const char *title, const float *images, 
         }
     }
     if (w < MARGIN + label_w + grid_w + MARGIN) w = MARGIN + label_w + grid_w + MARGIN;
-    const int top = has_title ? 12 + 8 * title_scale + 12 : MARGIN;
+    const int top = (has_title ? 12 + 8 * title_scale + 12 : MARGIN) + (beside && count > 0 ? cap_h : 0);
     const int h = top + (rows > 0 ? rows * block_h : 40) + 26;
 
     canvas c;
@@ -551,56 +595,48 @@ int plot_heatmaps_png(const char *path, const char *title, const float *images, 
         fit_text(buf, sizeof buf, title, title_scale, w - 2 * MARGIN);
         draw_text_centered(&c, w / 2, 12, buf, title_scale, TEXT);
     }
-    /* Row labels and grid are centred together; x0 is the grid's left. */
+    /* Labels and grid are centred together; x0 is the grid's left. */
     const int x0 = (w - label_w - grid_w) / 2 + label_w;
     if (count == 0) draw_text_centered(&c, w / 2, top + 16, "no images", 1, MUTED);
+    if (beside && count > 0)
+        for (int k = 0; k < slots; k++) {
+            fit_text(buf, sizeof buf, slot_label[k], 1, cell);
+            draw_text_centered(&c, x0 + k * (cell + GAP) + cell / 2, top - cap_h, buf, 1, MUTED);
+        }
 
     for (int b = 0; b < count; b++) {
         const int r = b / cols, col = b % cols;
         const int bx = x0 + col * (cell + GAP), by = top + r * block_h;
-        const int iy = by + cap_h, oy = iy + cell + 6;
-        if (col == 0) {
-            draw_text(&c, x0 - 12 - text_width("image", 1), iy + cell / 2 - 4, "image", 1, MUTED, 0);
-            draw_text(&c, x0 - 12 - text_width("attention", 1), oy + cell / 2 - 4, "attention", 1, MUTED, 0);
-        }
-        if (captions && captions[b] && *captions[b]) {
-            fit_text(buf, sizeof buf, captions[b], cap_scale, cell);
+        const char *caption = o->captions && o->captions[b] && *o->captions[b] ? o->captions[b] : NULL;
+        if (beside && caption) {
+            fit_text(buf, sizeof buf, caption, 1, label_w - 12);
+            draw_text(&c, x0 - 12 - text_width(buf, 1), by + cell / 2 - 4, buf, 1, TEXT, 0);
+        } else if (caption) {
+            fit_text(buf, sizeof buf, caption, cap_scale, cell);
             draw_text_centered(&c, bx + cell / 2, by, buf, cap_scale, TEXT);
         }
-
-        /* Normalise the map first: bilinear interpolation commutes with it. */
-        const float *m = maps + (size_t)b * G * G;
-        float mn = INFINITY, mx = -INFINITY;
-        for (int i = 0; i < G * G; i++)
-            if (isfinite(m[i])) mn = fminf(mn, m[i]), mx = fmaxf(mx, m[i]);
-        for (int i = 0; i < G * G; i++)
-            norm[i] = isfinite(m[i]) && mx > mn ? (m[i] - mn) / (mx - mn) : 0.0f;
-
-        const float *img = images + (size_t)b * S * S * 3;
-        for (int y = 0; y < cell; y++) {
-            /* Pixel-centre mapping (align_corners = false), edges clamped. */
-            const double v = (y + 0.5) * G / cell - 0.5;
-            const int v0 = v < 0 ? 0 : (int)v, v1 = v0 + 1 < G ? v0 + 1 : G - 1;
-            const double fv = v < 0 ? 0 : v - v0;
-            for (int x = 0; x < cell; x++) {
-                const float *p = img + ((size_t)(y / up) * S + x / up) * 3;
-                const unsigned char rgb[3] = {to_byte(p[0]), to_byte(p[1]), to_byte(p[2])};
-                fill_rect(&c, bx + x, iy + y, 1, 1, rgb);
-
-                const double u = (x + 0.5) * G / cell - 0.5;
-                const int u0 = u < 0 ? 0 : (int)u, u1 = u0 + 1 < G ? u0 + 1 : G - 1;
-                const double fu = u < 0 ? 0 : u - u0;
-                const double t = (1 - fv) * ((1 - fu) * norm[v0 * G + u0] + fu * norm[v0 * G + u1]) +
-                                 fv * ((1 - fu) * norm[v1 * G + u0] + fu * norm[v1 * G + u1]);
-                unsigned char heat[3];
-                plot_inferno(t, heat);
-                fill_rect(&c, bx + x, oy + y, 1, 1, rgb);
-                blend(&c, bx + x, oy + y, heat, 0.5);
+        const float *img = o->images + (size_t)b * S * S * 3;
+        for (int k = 0; k < slots; k++) {
+            const int cx = beside ? bx + k * (cell + GAP) : bx;
+            const int cy = beside ? by : by + cap_h + k * (cell + 6);
+            if (!beside && col == 0)
+                draw_text(&c, x0 - 12 - text_width(slot_label[k], 1), cy + cell / 2 - 4, slot_label[k], 1, MUTED, 0);
+            if (k == 0) {
+                draw_overlay_cell(&c, cx, cy, img, S, up, cell, NULL, G);
+                continue;
             }
+            /* Normalise the map first: bilinear interpolation commutes with it. */
+            const float *m = o->maps + ((size_t)b * nmaps + (k - 1)) * G * G;
+            float mn = INFINITY, mx = -INFINITY;
+            for (int i = 0; i < G * G; i++)
+                if (isfinite(m[i])) mn = fminf(mn, m[i]), mx = fmaxf(mx, m[i]);
+            for (int i = 0; i < G * G; i++)
+                norm[i] = isfinite(m[i]) && mx > mn ? (m[i] - mn) / (mx - mn) : 0.0f;
+            draw_overlay_cell(&c, cx, cy, img, S, up, cell, norm, G);
         }
     }
 
-    /* Colour bar: "attention, min-max per image: low [====] high". */
+    /* Colour bar: "attention, min-max per map: low [====] high". */
     const int bar_y = h - 22, tx = (w - bar_row_w) / 2;
     draw_text(&c, tx, bar_y, bar_text, 1, MUTED, 0);
     const int lx = tx + text_width(bar_text, 1) + 8;
@@ -615,5 +651,130 @@ int plot_heatmaps_png(const char *path, const char *title, const float *images, 
 
     const int rc = write_png_atomic(path, &c, err);
     free(c.px), free(norm);
+    return rc;
+}
+
+int plot_heatmaps_png(const char *path, const char *title, const float *images, int count, int S,
+                      const float *maps, int G, const char *const *captions, tlb_error *err)
+{
+    const plot_overlays o = {.images = images, .count = count, .S = S, .maps = maps, .nmaps = 1, .G = G,
+                             .captions = captions};
+    return plot_overlays_png(path, title, &o, err);
+}
+
+/* ---- confusion matrix ---- */
+
+int plot_confusion_png(const char *path, const char *title, const long *counts, int n,
+                       const char *const *labels, tlb_error *err)
+{
+    if (n < 1 || n > 256 || !counts) return tlb_fail(err, "%s: confusion matrix of %d classes", path, n);
+    enum { CELL = 40 };
+    int label_w = 0;
+    for (int i = 0; i < n; i++)
+        if (labels && labels[i] && text_width(labels[i], 1) > label_w) label_w = text_width(labels[i], 1);
+    if (label_w < text_width("99", 1)) label_w = text_width("99", 1);
+    const int has_title = title && *title;
+    const int top = (has_title ? 12 + 16 + 12 : MARGIN) + 12 + label_w + 8; /* "predicted", vertical labels */
+    const int left = MARGIN + 12 + label_w + 8;                               /* "true", row labels */
+    const int acc_w = text_width("100.0%", 1) + 16;
+    int w = left + n * CELL + 8 + acc_w + MARGIN;
+    if (has_title && text_width(title, 2) + 2 * MARGIN > w) w = text_width(title, 2) + 2 * MARGIN;
+    const int h = top + n * CELL + MARGIN;
+    canvas c;
+    if (canvas_init(&c, w, h, err) != 0) return tlb_fail_prefix(err, "%s", path);
+    char buf[64];
+    if (has_title) {
+        char t[512];
+        fit_text(t, sizeof t, title, 2, w - 2 * MARGIN);
+        draw_text_centered(&c, w / 2, 12, t, 2, TEXT);
+    }
+    draw_text_centered(&c, left + n * CELL / 2, top - label_w - 8 - 12, "predicted", 1, MUTED);
+    draw_text(&c, MARGIN, top + n * CELL / 2 + text_width("true", 1) / 2, "true", 1, MUTED, 1);
+    draw_text(&c, left + n * CELL + 8, top - 12, "recall", 1, MUTED, 0);
+    for (int i = 0; i < n; i++) {
+        const char *name = labels && labels[i] ? labels[i] : NULL;
+        if (!name) snprintf(buf, sizeof buf, "%d", i), name = buf;
+        draw_text(&c, left - 8 - text_width(name, 1), top + i * CELL + CELL / 2 - 4, name, 1, TEXT, 0);
+        draw_text(&c, left + i * CELL + CELL / 2 - 4, top - 8, name, 1, TEXT, 1);
+    }
+    for (int i = 0; i < n; i++) {
+        long total = 0;
+        for (int j = 0; j < n; j++) total += counts[(size_t)i * n + j];
+        for (int j = 0; j < n; j++) {
+            const long k = counts[(size_t)i * n + j];
+            const double share = total > 0 ? (double)k / total : 0.0;
+            const int x = left + j * CELL, y = top + i * CELL;
+            fill_rect(&c, x, y, CELL, CELL, WHITE);
+            for (int yy = y; yy < y + CELL; yy++)
+                for (int xx = x; xx < x + CELL; xx++) blend(&c, xx, yy, plot_palette[0], share);
+            stroke_rect(&c, x, y, CELL + 1, CELL + 1, GRID);
+            snprintf(buf, sizeof buf, "%ld", k);
+            draw_text_centered(&c, x + CELL / 2, y + CELL / 2 - 4, buf, 1, share > 0.5 ? WHITE : TEXT);
+        }
+        if (total > 0) snprintf(buf, sizeof buf, "%.1f%%", 100.0 * counts[(size_t)i * n + i] / total);
+        else snprintf(buf, sizeof buf, "-");
+        draw_text(&c, left + n * CELL + 8, top + i * CELL + CELL / 2 - 4, buf, 1, TEXT, 0);
+    }
+    stroke_rect(&c, left, top, n * CELL + 1, n * CELL + 1, FRAME);
+    const int rc = write_png_atomic(path, &c, err);
+    free(c.px);
+    return rc;
+}
+
+enum { GRID_MARGIN = 16, GRID_GAP = 8, GRID_CELL = 96 };
+
+static int grid_up(int S) { return S >= GRID_CELL ? 1 : (GRID_CELL + S / 2) / S; }
+
+void plot_images_size(int count, int S, int cols, int titled, int captioned, int *w, int *h)
+{
+    if (cols < 1) cols = 1;
+    if (count < 1) count = 1; /* room for "no images" */
+    const int cell = S * grid_up(S), rows = (count + cols - 1) / cols;
+    const int shown = count < cols ? count : cols;
+    *w = 2 * GRID_MARGIN + shown * cell + (shown - 1) * GRID_GAP;
+    *h = (titled ? 40 : GRID_MARGIN) + rows * ((captioned ? 12 : 0) + cell + GRID_GAP) - GRID_GAP + GRID_MARGIN;
+}
+
+int plot_images_png(const char *path, const char *title, const float *images, int count, int S, int cols,
+                    const char *const *captions, tlb_error *err)
+{
+    if (count < 0 || count > 4096) return tlb_fail(err, "%s: image count %d out of range 0..4096", path, count);
+    if (S < 1 || S > 4096) return tlb_fail(err, "%s: image size %d out of range 1..4096", path, S);
+    if (count > 0 && !images) return tlb_fail(err, "%s: no image data", path);
+    if (cols < 1) cols = 1;
+    int any_caption = 0;
+    for (int b = 0; captions && b < count; b++) any_caption |= captions[b] && *captions[b];
+    const int has_title = title && *title;
+    int w, h;
+    plot_images_size(count, S, cols, has_title, any_caption, &w, &h);
+    canvas c;
+    if (canvas_init(&c, w, h, err) != 0) return tlb_fail_prefix(err, "%s", path);
+    char buf[512];
+    if (has_title) {
+        /* The grid sets the width; a long title shrinks, then is cut. */
+        const int scale = text_width(title, 2) <= w - 2 * GRID_MARGIN ? 2 : 1;
+        fit_text(buf, sizeof buf, title, scale, w - 2 * GRID_MARGIN);
+        draw_text_centered(&c, w / 2, 12, buf, scale, TEXT);
+    }
+    const int top = has_title ? 40 : GRID_MARGIN, up = grid_up(S), cell = S * up;
+    const int cap_h = any_caption ? 12 : 0;
+    if (count == 0) draw_text_centered(&c, w / 2, top + cell / 2 - 4, "no images", 1, MUTED);
+    for (int b = 0; b < count; b++) {
+        const int bx = GRID_MARGIN + (b % cols) * (cell + GRID_GAP);
+        const int by = top + (b / cols) * (cap_h + cell + GRID_GAP);
+        if (captions && captions[b] && *captions[b]) {
+            fit_text(buf, sizeof buf, captions[b], 1, cell);
+            draw_text_centered(&c, bx + cell / 2, by + 2, buf, 1, TEXT);
+        }
+        const float *img = images + (size_t)b * S * S * 3;
+        for (int y = 0; y < cell; y++)
+            for (int x = 0; x < cell; x++) {
+                const float *p = img + ((size_t)(y / up) * S + x / up) * 3;
+                const unsigned char rgb[3] = {to_byte(p[0]), to_byte(p[1]), to_byte(p[2])};
+                fill_rect(&c, bx + x, by + cap_h + y, 1, 1, rgb);
+            }
+    }
+    const int rc = write_png_atomic(path, &c, err);
+    free(c.px);
     return rc;
 }

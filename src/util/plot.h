@@ -42,4 +42,40 @@ int plot_lines_png(const char *path, const char *title, const char *xlabel, cons
 int plot_heatmaps_png(const char *path, const char *title, const float *images, int count, int S,
                       const float *maps, int G, const char *const *captions, tlb_error *err);
 
+/* Several maps per image (e.g. the attention of each slow-state row and
+ * their max), each drawn as its own overlay the way plot_heatmaps_png
+ * draws one. */
+typedef struct {
+    const float *images;            /* [count, S, S, 3] */
+    int count, S;
+    const float *maps;              /* [count, nmaps, G, G] */
+    int nmaps, G;
+    const char *const *map_labels;  /* nmaps labels of the overlays (NULL: "attention") */
+    const char *const *captions;    /* count captions (may be NULL) */
+    int beside;                     /* 0: a column per image, the image above its overlays;
+                                       1: a row per image, the image left of its overlays */
+} plot_overlays;
+int plot_overlays_png(const char *path, const char *title, const plot_overlays *o, tlb_error *err);
+
+/* A confusion matrix: counts[n][n] (row = true class, column = predicted),
+ * each cell shaded by its share of its row, the count printed in it; class
+ * labels on both axes; row totals and per-class accuracy at the right. */
+int plot_confusion_png(const char *path, const char *title, const long *counts, int n,
+                       const char *const *labels, tlb_error *err);
+
+/* images: [count, S, S, 3] floats in [0,1] (clamped), channels last.
+ * One PNG: the title (if any) on top, then the images in rows of `cols`,
+ * each upsampled by nearest neighbour by up = max(1, round(96 / S)) with
+ * its caption (if any) above it, in the 5x7 font cut to the cell's width.
+ * plot_images_size gives the picture's size: with cell = S * up,
+ * k = min(count, cols) images a row and rows = ceil(count / cols),
+ *   w = 32 + k * cell + (k - 1) * 8
+ *   h = top + rows * (cap + cell + 8) - 8 + 16,
+ * top = 40 with a title else 16, cap = 12 with any caption else 0
+ * (count 0 is laid out as one empty cell reading "no images"). */
+void plot_images_size(int count, int S, int cols, int titled, int captioned, int *w, int *h);
+int plot_images_png(const char *path, const char *title, const float *images, int count, int S, int cols,
+                    const char *const *captions, tlb_error *err);
+
+
 #endif

@@ -1,4 +1,4 @@
-#include "model/golden.h"
+#include "train/golden.h"
 
 #include <math.h>
 #include <stdio.h>

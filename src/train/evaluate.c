@@ -1,0 +1,44 @@
+#include "train/evaluate.h"
+
+#include "train/dist.h"
+
+int evaluate_view(cifar10_view *out, const run_config *c, const cifar10_set *train_set,
+                  const cifar10_set *test_set, eval_split split, tlb_error *err)
+{
+    if (split == EVAL_SPLIT_TEST) {
+        *out = cifar10_view_all(test_set);
+    } else {
+        cifar10_view train;
+        if (cifar10_split(&train, out, train_set, c->train_slice, err) != 0) return -1;
+    }
+    if (c->eval_limit > 0 && c->eval_limit < out->count) out->count = c->eval_limit;
+    return 0;
+}
+
+loader_config evaluate_loader_config(const run_config *c)
+{
+    /* One worker prepares batches ahead. */
+    return (loader_config){.batch_size = EVALUATE_BATCH, .image_size = c->model.image_size, .train = 0,
+                           .shuffle = LOADER_SHUFFLE_NONE, .drop_last = 0, .num_threads = 1, .depth = 3,
+                           .seed = c->seed};
+}
+
+void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, void (*progress)(void *, long, long), void *arg)
+{
+    const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
+    const long total = loader_num_images(l);
+    loader_start_epoch(l, 0);
+    /* Data parallel (mpirun): this process's rows of each batch, [rank*n/N,
+     * (rank+1)*n/N); the caller sums the metrics. Alone: every row. */
+    const int r = dist_rank(), N = dist_size();
+    for (int b = 0; b < loader_num_batches(l); b++) {
+        const loader_batch *batch = loader_next(l);
+        const int lo = (int)((long)batch->size * r / N), hi = (int)((long)batch->size * (r + 1) / N);
+        for (int at = lo; at < hi; at += m->capacity) {
+            const int n = hi - at < m->capacity ? hi - at : m->capacity;
+            model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
+            eval_metrics_add(e, m->logits, batch->y + at, m->losses, n);
+        }
+        if (progress) progress(arg, e->count, total);
+    }
+}

@@ -1,0 +1,65 @@
+#include "train/trained_run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/fetch.h"
+#include "ops/ops.h"
+#include "train/trainer.h"
+
+int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int micro_batch,
+                     tlb_error *err)
+{
+    memset(r, 0, sizeof *r);
+    struct stat sb;
+    if (stat(run_dir, &sb) != 0) return tlb_fail(err, "%s: cannot open run folder: %s", run_dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return tlb_fail(err, "%s: not a run folder (not a directory)", run_dir);
+    if (train_load_run_config(&r->config, run_dir, err) != 0) return -1;
+    const run_config *c = &r->config;
+    if (c->model.num_classes != CIFAR10_NUM_CLASSES)
+        return tlb_fail(err, "%s/config.cfg: num_classes: %d, but CIFAR-10 has %d classes to name", run_dir,
+                        c->model.num_classes, CIFAR10_NUM_CLASSES);
+
+    if (checkpoint) {
+        if (snprintf(r->checkpoint, sizeof r->checkpoint, "%s", checkpoint) >= (int)sizeof r->checkpoint)
+            return tlb_fail(err, "%s: path too long", checkpoint);
+        if (stat(checkpoint, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return tlb_fail(err, "%s: is a directory, not a checkpoint", checkpoint);
+    } else {
+        if (snprintf(r->checkpoint, sizeof r->checkpoint, "%s/checkpoint.safetensors", run_dir) >=
+            (int)sizeof r->checkpoint)
+            return tlb_fail(err, "%s: path too long", run_dir);
+        if (stat(r->checkpoint, &sb) != 0)
+            return tlb_fail(err, "%s: no checkpoint yet (%s is missing): train or resume the run first, or name one with --checkpoint FILE",
+                            run_dir, r->checkpoint);
+    }
+
+    if (ops_select(c->backend, err) != 0) return tlb_fail_prefix(err, "%s/config.cfg: backend", run_dir);
+    r->precision = c->mixed_precision && ops_set_mixed_precision(1) == 0 ? "bf16 dense" : "fp32";
+    if (model_create(&r->model, &c->model, err) != 0) return -1;
+    const size_t n = model_num_params(&r->model);
+    /* checkpoint_load reads the AdamW moments too; inference drops them. */
+    float *moments = malloc(2 * n * sizeof(float));
+    if (!moments) return tlb_fail(err, "out of memory for %zu parameters", n);
+    const int rc = checkpoint_load(r->checkpoint, &r->model, moments, moments + n, &r->position,
+                                   run_config_hash(c), err);
+    free(moments);
+    if (rc != 0) return -1;
+    /* The plan holds the training activations too: the trainer's memory
+     * budget caps the samples per forward (callers loop over capacity). */
+    if (model_plan(&r->model, train_choose_micro_batch(&r->model, micro_batch, 0), err) == 0) return -1;
+
+    if (c->data_dir[0]) snprintf(r->data_dir, sizeof r->data_dir, "%s", c->data_dir);
+    else if (!cifar10_default_dir(r->data_dir, sizeof r->data_dir)) r->data_dir[0] = '\0';
+    cifar10_classes_load(&r->classes, r->data_dir[0] ? r->data_dir : NULL);
+    return 0;
+}
+
+void trained_run_close(trained_run *r)
+{
+    model_destroy(&r->model);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,32 @@
+/* A finished (or interrupted) run folder opened for inference: its
+ * config.cfg, the parameters of its checkpoint (or of another checkpoint of
+ * the same config), the backend and precision the run asked for, and the
+ * dataset's class names. Used by `tlb eval` and `tlb predict`. */
+#ifndef TLB_TRAINED_RUN_H
+#define TLB_TRAINED_RUN_H
+
+#include "data/cifar10_classes.h"
+#include "model/model.h"
+#include "train/checkpoint.h"
+#include "train/run_config.h"
+
+typedef struct {
+    run_config config;
+    tlb_model model;
+    char checkpoint[1300];
+    char data_dir[1024];
+    train_position position; /* where the checkpoint's training stopped */
+    const char *precision;   /* "bf16 dense" or "fp32", as training would run here */
+    cifar10_classes classes;
+} trained_run;
+
+/* Opens run_dir (checkpoint NULL: run_dir/checkpoint.safetensors) and plans
+ * the model for up to micro_batch samples (fewer when their activations
+ * would pass the trainer's memory budget: see model.capacity). Every refusal is bad input (exit
+ * 2) with one line naming the file: no such folder, no config.cfg, no
+ * checkpoint yet, a checkpoint of another config or a damaged one. */
+int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int micro_batch,
+                     tlb_error *err);
+void trained_run_close(trained_run *r);
+
+#endif
