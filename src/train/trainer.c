@@ -181,6 +181,10 @@ static int open_data(run_state *s, const run_config *c, tlb_error *err)
         const char *no_fetch = getenv("TLB_NO_FETCH");
         if (no_fetch && strcmp(no_fetch, "0") != 0)
             return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
+        /* Ranks sharing a machine would download into one folder at once. */
+        if (dist_size() > 1)
+            return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid; a data-parallel run does not fetch it:"
+                                        " run `tlb data fetch` on every machine first");
         fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
         if (cifar10_fetch(data_dir, err) != 0) return -1;
         if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
