@@ -114,7 +114,7 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
         memset(m.acts.base, 0, m.acts.capacity);
         model_zero_grads(&m);
         adamw_step(m.params, am, av, m.grads, n, t++, &stepper.hparams);
-    } else if (train_step(&stepper, img, labels, mb, t++, 1, 1e-4f, &res, &err) != 0) {
+    } else if (train_step(&stepper, img, labels, NULL, mb, t++, 1, 1e-4f, &res, &err) != 0) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
         return;
     }
@@ -136,7 +136,7 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
         const int steps = o->steps < 16 ? o->steps : 16;
         for (int s = 0; s < steps; s++) {
             const double t0 = bench_now();
-            if (train_step(&stepper, img, labels, o->batch, t, (uint64_t)t, 1e-4f, &res, &err) != 0) {
+            if (train_step(&stepper, img, labels, NULL, o->batch, t, (uint64_t)t, 1e-4f, &res, &err) != 0) {
                 snprintf(r->error, sizeof r->error, "%.190s", err.msg);
                 return;
             }

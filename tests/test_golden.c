@@ -30,6 +30,10 @@ Test(golden, tiny_keras) { expect_pass("tests/data/tiny_keras.safetensors"); }
 Test(golden, tiny_paper) { expect_pass("tests/data/tiny_paper.safetensors"); }
 Test(golden, seed_keras) { expect_pass("tests/data/seed_keras.safetensors"); }
 Test(golden, unit_block) { expect_pass("tests/data/unit_block.safetensors"); }
+/* The slow-state options (golden README, "Slow-state options"). */
+Test(golden, state_learned_keras) { expect_pass("tests/data/state_learned_keras.safetensors"); }
+Test(golden, state_sinusoid_paper) { expect_pass("tests/data/state_sinusoid_paper.safetensors"); }
+Test(golden, state_zeros_readout_keras) { expect_pass("tests/data/state_zeros_readout_keras.safetensors"); }
 
 /* Every backend the CPU supports must pass the golden vectors too. */
 Test(golden, every_backend)
@@ -41,6 +45,9 @@ Test(golden, every_backend)
         expect_pass("tests/data/tiny_keras.safetensors");
         expect_pass("tests/data/tiny_paper.safetensors");
         expect_pass("tests/data/unit_block.safetensors");
+        expect_pass("tests/data/state_learned_keras.safetensors");
+        expect_pass("tests/data/state_sinusoid_paper.safetensors");
+        expect_pass("tests/data/state_zeros_readout_keras.safetensors");
     }
     ops_select(NULL, &err);
 }
@@ -82,4 +89,68 @@ Test(golden, detects_a_wrong_logit)
     unlink(path);
     free(hdr);
     free(buf);
+}
+
+/* A copy of `src` with the first 4 data bytes of tensor `name` set to the
+ * I32 `value`, at `path` (a mkstemp template). */
+static void copy_with_i32(const char *src, const char *name, int value, char *path)
+{
+    FILE *in = fopen(src, "rb");
+    cr_assert(in);
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n);
+    cr_assert_eq(fread(buf, 1, (size_t)n, in), (size_t)n);
+    fclose(in);
+    unsigned long long hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | buf[i];
+    char *hdr = strndup((char *)buf + 8, hl);
+    char quoted[80];
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
+    char *at = strstr(hdr, quoted);
+    cr_assert(at, "%s not in %s", name, src);
+    at = strstr(at, "data_offsets");
+    unsigned long long begin;
+    cr_assert_eq(sscanf(strchr(at, '[') + 1, "%llu", &begin), 1);
+    memcpy(buf + 8 + hl + begin, &value, 4); /* little-endian, as the files */
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *out = fdopen(fd, "wb");
+    fwrite(buf, 1, (size_t)n, out);
+    fclose(out);
+    free(hdr);
+    free(buf);
+}
+
+/* The slow-state scalars are read and checked: an unknown code is refused
+ * with the file and tensor named; a valid but wrong one (the learned file
+ * read as zeros) fails the comparison, so the options are not ignored. */
+Test(golden, slow_state_scalars_are_read)
+{
+    const char *src = "tests/data/state_learned_keras.safetensors";
+    const struct { const char *name; int value; const char *msg; } bad[] = {
+        {"config.state_init", 3, "config.state_init must be"},
+        {"config.readout", -1, "config.readout must be"},
+        {"config.num_state_tokens", -2, "num_state_tokens"},
+    };
+    golden_report r;
+    tlb_error err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[] = "/tmp/tlb_golden_state_XXXXXX";
+        copy_with_i32(src, bad[i].name, bad[i].value, path);
+        cr_expect_neq(golden_check(path, &r, &err), 0, "%s = %d accepted", bad[i].name, bad[i].value);
+        cr_expect(strstr(err.msg, path) && strstr(err.msg, bad[i].msg), "message: %s", err.msg);
+        unlink(path);
+    }
+    char path[] = "/tmp/tlb_golden_state_XXXXXX";
+    copy_with_i32(src, "config.state_init", 0, path);
+    cr_assert_eq(golden_check(path, &r, &err), 0, "%s", err.msg);
+    cr_expect_not(r.passed, "the learned file passed as state_init zeros");
+    unlink(path);
+    char path2[] = "/tmp/tlb_golden_state_XXXXXX";
+    copy_with_i32(src, "config.readout", 0, path2);
+    cr_assert_eq(golden_check(path2, &r, &err), 0, "%s", err.msg);
+    cr_expect_not(r.passed, "the state-readout file passed as readout last_fast");
+    unlink(path2);
 }

@@ -674,6 +674,25 @@ Test(hardening, bad_config_values, .timeout = 60)
     cr_expect(access(runs, F_OK) != 0, "a bad config created %s", runs);
 }
 
+/* The slow-state keys: a bad value is one file:line:key line, status 2, no run folder. */
+Test(hardening, bad_slow_state_values, .timeout = 60)
+{
+    char dir[] = "/tmp/tlb_badstate_XXXXXX", cfg[1200];
+    cr_assert_not_null(mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "state_init: random\n");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "state_init: expected zeros, learned or sinusoid");
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "readout: states\n");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "readout: expected last_fast or state");
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "num_state_tokens: -3\n");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "bad.cfg:", "num_state_tokens:");
+    write_cfg(cfg, sizeof cfg, NULL, 0, dir, "bad", "");
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, "--set", "num_state_tokens=many", NULL},
+                    "--set: num_state_tokens:", NULL);
+    char runs[1300];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    cr_expect(access(runs, F_OK) != 0, "a bad config created %s", runs);
+}
+
 Test(hardening, bad_data_dir_without_fetch, .timeout = 60)
 {
     char dir[] = "/tmp/tlb_baddata_XXXXXX", cfg[1200], data[1200], extra[1400], file[1300];

@@ -175,14 +175,13 @@ Test(mixed, dense_fc_shape) { dense_case(136, 256, 64); }
 /* The golden seed case (keras wiring, the seed sizes) in mixed precision.
  * Stated tolerance, as max-norm error over max|ref| per tensor: loss 1e-3,
  * logits and traces 2e-2, gradients 1e-1 (measured: see BENCHMARKS.md). */
-Test(mixed, golden_seed_keras_within_tolerance)
+static void golden_within_bf16_tolerance(const char *path)
 {
-    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_assert_eq(ops_set_mixed_precision(1), 0);
     tlb_error err = {{0}};
     golden_report rep;
-    cr_assert_eq(golden_check("tests/data/seed_keras.safetensors", &rep, &err), 0, "%s", err.msg);
+    cr_assert_eq(golden_check(path, &rep, &err), 0, "%s", err.msg);
     ops_select(NULL, NULL);
     int seen = 0;
     for (int g = 0; g < rep.num_groups; g++) {
@@ -193,14 +192,31 @@ Test(mixed, golden_seed_keras_within_tolerance)
         else if (strcmp(x->name, "grad") == 0) tol = 1e-1;
         else continue;
         seen++;
-        cr_log_info("mixed precision, golden seed_keras: %-6s worst %.3e (%s)", x->name, x->worst_rel,
+        cr_log_info("mixed precision, golden %s: %-6s worst %.3e (%s)", path, x->name, x->worst_rel,
                     x->worst_tensor);
-        cr_expect_leq(x->worst_rel, tol, "%s: %s off by %.3e of its scale (tolerance %.0e)", x->name,
-                      x->worst_tensor, x->worst_rel, tol);
+        cr_expect_leq(x->worst_rel, tol, "%s: %s: %s off by %.3e of its scale (tolerance %.0e)", path,
+                      x->name, x->worst_tensor, x->worst_rel, tol);
         if (strcmp(x->name, "grad") == 0)
-            cr_expect_gt(x->worst_rel, 2e-5, "gradients at fp32 level: was bf16 used?");
+            cr_expect_gt(x->worst_rel, 2e-5, "%s: gradients at fp32 level: was bf16 used?", path);
     }
-    cr_expect_eq(seen, 4, "expected loss, logits, trace and grad groups, saw %d", seen);
+    cr_expect_eq(seen, 4, "%s: expected loss, logits, trace and grad groups, saw %d", path, seen);
+}
+
+Test(mixed, golden_seed_keras_within_tolerance)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    golden_within_bf16_tolerance("tests/data/seed_keras.safetensors");
+}
+
+/* The slow-state options (learned state, sinusoid table, state readout,
+ * Ns != C) in mixed precision, with the seed case's tolerances. (Written on
+ * a machine without AVX512_BF16: it has not run yet where it skips.) */
+Test(mixed, golden_state_files_within_tolerance)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    golden_within_bf16_tolerance("tests/data/state_learned_keras.safetensors");
+    golden_within_bf16_tolerance("tests/data/state_sinusoid_paper.safetensors");
+    golden_within_bf16_tolerance("tests/data/state_zeros_readout_keras.safetensors");
 }
 
 /* Along a short training run (a small model, 12 AdamW steps at a high rate on
@@ -228,7 +244,7 @@ static void train_losses(double *loss, int steps, int mixed)
                              .hparams = adamw_keras_defaults(1e-3f, 1e-4f), .micro_batch = B};
     for (int t = 1; t <= steps; t++) {
         train_step_result res;
-        cr_assert_eq(train_step(&s, img, labels, B, t, (uint64_t)t, 1e-3f, &res, &err), 0, "%s", err.msg);
+        cr_assert_eq(train_step(&s, img, labels, NULL, B, t, (uint64_t)t, 1e-3f, &res, &err), 0, "%s", err.msg);
         loss[t - 1] = res.loss / B;
     }
     ops_select(NULL, NULL);

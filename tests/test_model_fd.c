@@ -124,6 +124,65 @@ Test(model_fd, paper_r1_one_head)
     run_fd(c, 2, 0);
 }
 
+/* The slow-state options, dropout on: a learned state (its gradient is the
+ * batch sum), the sinusoid table, the state readout (the last chunk's
+ * update then reaches the loss) and Ns != C in both directions. */
+static tlb_model_config with_state(tlb_model_config c, int ns, tlb_state_init init, tlb_readout ro)
+{
+    c.num_state_tokens = ns;
+    c.state_init = init;
+    c.readout = ro;
+    return c;
+}
+
+Test(model_fd, keras_learned_state_readout_dropout)
+{
+    run_fd(with_state(tiny(TLB_WIRING_KERAS, 0.3f), 3, STATE_INIT_LEARNED, READOUT_STATE), 3, 1);
+}
+Test(model_fd, paper_learned_one_state_token_dropout)
+{
+    run_fd(with_state(tiny(TLB_WIRING_PAPER, 0.3f), 1, STATE_INIT_LEARNED, READOUT_LAST_FAST), 3, 1);
+}
+Test(model_fd, keras_sinusoid_dropout)
+{
+    run_fd(with_state(tiny(TLB_WIRING_KERAS, 0.3f), 5, STATE_INIT_SINUSOID, READOUT_LAST_FAST), 3, 1);
+}
+Test(model_fd, paper_sinusoid_readout_dropout)
+{
+    run_fd(with_state(tiny(TLB_WIRING_PAPER, 0.3f), 3, STATE_INIT_SINUSOID, READOUT_STATE), 3, 1);
+}
+Test(model_fd, paper_zeros_readout_dropout)
+{
+    run_fd(with_state(tiny(TLB_WIRING_PAPER, 0.3f), 4, STATE_INIT_ZEROS, READOUT_STATE), 3, 1);
+}
+
+/* Negative control for the new path: dropping the learned state's gradient
+ * (as a backward that forgot the batch sum would) is caught. */
+Test(model_fd, detects_a_missing_state_gradient)
+{
+    tlb_model_config c = with_state(tiny(TLB_WIRING_KERAS, 0.0f), 3, STATE_INIT_LEARNED, READOUT_STATE);
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    cr_assert_neq(model_plan(&m, 3, &err), 0);
+    randomize(&m, 42);
+    float img[3 * 8 * 8 * 3];
+    int labels[3] = {0, 3, 1};
+    rng_stream r = {9, 0};
+    for (size_t i = 0; i < sizeof img / sizeof img[0]; i++) img[i] = rng_next_uniform(&r);
+    model_zero_grads(&m);
+    loss_at(&m, img, labels, 3, NULL);
+    model_backward(&m, img, labels, 3, 1.0f / 3, NULL);
+    float *bias = calloc(m.layout.table.total, sizeof(float));
+    const param_entry *e = param_table_find(&m.layout.table, "state.init");
+    cr_assert(e);
+    for (size_t k = 0; k < e->numel; k++) bias[e->offset + k] = -m.grads[e->offset + k];
+    fd_result res = fd_check(&m, img, labels, 3, NULL, bias);
+    cr_expect_gt(res.worst, 1.0, "a missing state.init gradient went unnoticed (worst ratio %.2f)", res.worst);
+    free(bias);
+    model_destroy(&m);
+}
+
 /* The checker must be able to fail: a 5% error in one gradient is caught. */
 Test(model_fd, detects_a_wrong_gradient)
 {

@@ -30,9 +30,8 @@ static tlb_model_config small(tlb_wiring wiring)
 }
 
 /* One forward + backward of B samples, planned with `threads` OpenMP threads. */
-static run_result run(tlb_wiring wiring, int threads)
+static run_result run(tlb_model_config c, int threads)
 {
-    const tlb_model_config c = small(wiring);
     omp_set_num_threads(threads);
     tlb_model m;
     tlb_error err;
@@ -74,9 +73,8 @@ static double max_diff(const float *a, const float *b, size_t n, double b_scale,
     return worst;
 }
 
-static size_t num_params(tlb_wiring wiring)
+static size_t num_params(tlb_model_config c)
 {
-    const tlb_model_config c = small(wiring);
     tlb_model m;
     tlb_error err;
     cr_assert_eq(model_create(&m, &c, &err), 0);
@@ -86,10 +84,11 @@ static size_t num_params(tlb_wiring wiring)
 }
 
 /* spec: the backend choice (NULL = automatic). */
-static void sharded_matches_unsharded(tlb_wiring wiring, const char *spec)
+static void sharded_matches_unsharded(tlb_model_config c, const char *spec)
 {
+    const tlb_wiring wiring = c.wiring;
     cr_assert_eq(ops_select(spec, NULL), 0);
-    const run_result one = run(wiring, 1), three = run(wiring, 3), again = run(wiring, 3);
+    const run_result one = run(c, 1), three = run(c, 3), again = run(c, 3);
     cr_assert_eq(one.shards, 1);
     cr_assert_eq(three.shards, 3, "3 threads should give 3 shards, got %d", three.shards);
     /* Forward: every op is row-local, so the logits do not depend on the
@@ -106,7 +105,7 @@ static void sharded_matches_unsharded(tlb_wiring wiring, const char *spec)
                      "%s: sharded logits differ", wiring_name(wiring));
         cr_expect_eq(one.loss, three.loss);
     }
-    const size_t n = num_params(wiring);
+    const size_t n = num_params(c);
     double scale;
     const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_gt(scale, 0.0);
@@ -115,20 +114,45 @@ static void sharded_matches_unsharded(tlb_wiring wiring, const char *spec)
     cr_expect_eq(memcmp(three.grads, again.grads, n * sizeof(float)), 0,
                  "%s: the same shard count must repeat bit for bit", wiring_name(wiring));
     free(one.grads), free(three.grads), free(again.grads);
+    ops_select(NULL, NULL);
 }
 
-Test(shards, keras_sharded_matches_unsharded) { sharded_matches_unsharded(TLB_WIRING_KERAS, NULL); }
-Test(shards, paper_sharded_matches_unsharded) { sharded_matches_unsharded(TLB_WIRING_PAPER, NULL); }
+Test(shards, keras_sharded_matches_unsharded) { sharded_matches_unsharded(small(TLB_WIRING_KERAS), NULL); }
+Test(shards, paper_sharded_matches_unsharded) { sharded_matches_unsharded(small(TLB_WIRING_PAPER), NULL); }
 /* Our own kernels everywhere (whatever the automatic choice is on this CPU):
  * the bit-identical logits claim is tested on every machine. */
 Test(shards, own_kernels_logits_bit_identical)
 {
     const char *own = backend_supported(TLB_BACKEND_AVX512) ? "avx512" : backend_supported(TLB_BACKEND_AVX2) ? "avx2" : "ref";
-    sharded_matches_unsharded(TLB_WIRING_KERAS, own);
-    sharded_matches_unsharded(TLB_WIRING_PAPER, own);
-    sharded_matches_unsharded(TLB_WIRING_KERAS, "ref");
+    sharded_matches_unsharded(small(TLB_WIRING_KERAS), own);
+    sharded_matches_unsharded(small(TLB_WIRING_PAPER), own);
+    sharded_matches_unsharded(small(TLB_WIRING_KERAS), "ref");
     cr_assert_eq(ops_select(NULL, NULL), 0);
 }
+
+/* The slow-state options shard too: the learned state's batch-sum gradient
+ * is reduced across shards like any weight, and Ns != C moves the shard
+ * windows of the stream-gradient buffers (sized max(C, Ns) rows a sample).
+ * On the automatic backends and, bit for bit, on ref. */
+static tlb_model_config with_state(tlb_wiring wiring, int ns, tlb_state_init init, tlb_readout ro)
+{
+    tlb_model_config c = small(wiring);
+    c.num_state_tokens = ns;
+    c.state_init = init;
+    c.readout = ro;
+    return c;
+}
+
+static void state_options_shard(const char *spec)
+{
+    sharded_matches_unsharded(with_state(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE), spec);
+    sharded_matches_unsharded(with_state(TLB_WIRING_PAPER, 3, STATE_INIT_SINUSOID, READOUT_LAST_FAST), spec);
+    sharded_matches_unsharded(with_state(TLB_WIRING_PAPER, 5, STATE_INIT_SINUSOID, READOUT_STATE), spec);
+    sharded_matches_unsharded(with_state(TLB_WIRING_KERAS, 1, STATE_INIT_LEARNED, READOUT_LAST_FAST), spec);
+}
+
+Test(shards, slow_state_options_sharded) { state_options_shard(NULL); }
+Test(shards, slow_state_options_sharded_on_ref) { state_options_shard("ref"); }
 
 /* The comparison above must be able to fail: a shard's share lost (here
  * half the gradient, as a missing reduction of two equal shards would leave)
@@ -136,9 +160,9 @@ Test(shards, own_kernels_logits_bit_identical)
 Test(shards, comparison_detects_a_lost_shard)
 {
     cr_assert_eq(ops_select(NULL, NULL), 0);
-    const run_result one = run(TLB_WIRING_KERAS, 1), two = run(TLB_WIRING_KERAS, 2);
+    const run_result one = run(small(TLB_WIRING_KERAS), 1), two = run(small(TLB_WIRING_KERAS), 2);
     cr_assert_eq(two.shards, 2);
-    const size_t n = num_params(TLB_WIRING_KERAS);
+    const size_t n = num_params(small(TLB_WIRING_KERAS));
     double scale;
     const double worst = max_diff(one.grads, two.grads, n, 0.5, &scale);
     cr_expect_gt(worst, 1e-5 * scale, "a halved gradient went unnoticed");
@@ -152,11 +176,11 @@ Test(shards, dnnl_runs_sharded)
 {
     tlb_error err;
     cr_assert_eq(ops_select("dnnl", &err), 0, "%s", err.msg);
-    const run_result one = run(TLB_WIRING_KERAS, 1), three = run(TLB_WIRING_KERAS, 3),
-                     again = run(TLB_WIRING_KERAS, 3);
+    const run_result one = run(small(TLB_WIRING_KERAS), 1), three = run(small(TLB_WIRING_KERAS), 3),
+                     again = run(small(TLB_WIRING_KERAS), 3);
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_expect_eq(three.shards, 3, "dnnl should shard like the others (got %d)", three.shards);
-    const size_t n = num_params(TLB_WIRING_KERAS);
+    const size_t n = num_params(small(TLB_WIRING_KERAS));
     double scale;
     const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_gt(scale, 0.0);
@@ -210,12 +234,12 @@ Test(shards, bf16_runs_sharded)
     if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_assert_eq(ops_set_mixed_precision(1), 0);
-    const run_result one = run(TLB_WIRING_KERAS, 1), three = run(TLB_WIRING_KERAS, 3),
-                     again = run(TLB_WIRING_KERAS, 3);
+    const run_result one = run(small(TLB_WIRING_KERAS), 1), three = run(small(TLB_WIRING_KERAS), 3),
+                     again = run(small(TLB_WIRING_KERAS), 3);
     cr_assert_eq(ops_mixed_precision(), 1, "the precision survived the runs");
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_expect_eq(three.shards, 3);
-    const size_t n = num_params(TLB_WIRING_KERAS);
+    const size_t n = num_params(small(TLB_WIRING_KERAS));
     double scale;
     const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_leq(worst, 2e-2 * scale, "bf16: sharded gradient differs by %.3e (scale %.3e)", worst,

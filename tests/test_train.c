@@ -82,21 +82,25 @@ Test(train, short_run_learns, .timeout = 240)
     }
 }
 
-Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
+/* Trains `extra` on the tiny model straight through (into sa) and stopped
+ * after step 5 of 16 (mid-epoch 1), then resumed (into sb); returns the
+ * uninterrupted run's checkpoint data (*n bytes) after checking the resumed
+ * one is identical. */
+static unsigned char *stop_and_resume(const char *extra, size_t *n)
 {
     ensure_data();
     char out_a[] = "/tmp/tlb_resume_a_XXXXXX", out_b[] = "/tmp/tlb_resume_b_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out_a));
     cr_assert_not_null(test_mkdtemp(out_b));
     char text[2048];
-    snprintf(text, sizeof text, "%sname: resume\ntrain_limit: 1024\neval_limit: 256\nbatch_size: 128\nmicro_batch: 48\nepochs: 2\n", tiny_model);
+    snprintf(text, sizeof text, "%sname: resume\ntrain_limit: 1024\neval_limit: 256\nbatch_size: 128\nmicro_batch: 48\nepochs: 2\n%s",
+             tiny_model, extra);
     run_config a, b;
     make_config(&a, text, out_a);
     make_config(&b, text, out_b);
     train_summary sa, sb;
     tlb_error err;
     cr_assert_eq(train_run(&a, NULL, &sa, &err), 0, "%s", err.msg);
-    /* Stop after step 5 of 16 (mid-epoch 1), then resume from the folder. */
     train_options stop = {NULL, NULL, 5};
     cr_assert_eq(train_run(&b, &stop, &sb, &err), 128, "%s", err.msg);
     char dir[sizeof sb.run_dir];
@@ -108,10 +112,87 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
     size_t na, nb;
     unsigned char *ba = test_checkpoint_data(sa.run_dir, &na), *bb = test_checkpoint_data(sb.run_dir, &nb);
     cr_assert_eq(na, nb);
-    cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run");
+    cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run (%s)", extra);
     cr_expect_float_eq(sa.test_acc, sb.test_acc, 0.0);
-    free(ba);
     free(bb);
+    *n = na;
+    return ba;
+}
+
+Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
+{
+    size_t n;
+    free(stop_and_resume("", &n));
+}
+
+/* The recipe keys resume bit-exact too: a warmup-cosine schedule (8 steps
+ * per epoch; the stop after step 5 falls inside the 6-step warmup), label
+ * smoothing, clipping and mixup's soft targets; and together they change the
+ * run (the trainer uses them). */
+Test(train, recipe_stop_and_resume_is_bit_exact, .timeout = 480)
+{
+    const char *recipe = "lr_schedule: cosine\nwarmup_epochs: 0.75\nmin_lr: 0.00001\nlabel_smoothing: 0.1\ngrad_clip: 0.05\nmixup_alpha: 0.4\n";
+    size_t n_recipe, n_seed;
+    unsigned char *with = stop_and_resume(recipe, &n_recipe);
+    unsigned char *seed = stop_and_resume("", &n_seed);
+    cr_assert_eq(n_recipe, n_seed);
+    cr_expect(memcmp(with, seed, n_seed) != 0, "the recipe keys changed nothing");
+    free(with);
+    free(seed);
+}
+
+/* The slow state's diversity after each epoch, in the epoch's metrics.csv
+ * row (two new columns at the end) and summary.json: the seed's zero state
+ * is collapsed (cosine 1, rank 1), a learned one is not. */
+static train_summary diversity_run(const char *state_init, const char *out)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%sname: div_%s\nstate_init: %s\ntrain_limit: 256\neval_limit: 128\nbatch_size: 64\nepochs: 1\n",
+             tiny_model, state_init, state_init);
+    run_config c;
+    make_config(&c, text, out);
+    train_summary s;
+    tlb_error err;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    char path[1400], line[512];
+    snprintf(path, sizeof path, "%s/metrics.csv", s.run_dir);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    cr_assert_not_null(fgets(line, sizeof line, fp));
+    cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank\n") != NULL, "header: %s", line);
+    cr_assert_not_null(fgets(line, sizeof line, fp));
+    double v[8];
+    int epoch;
+    cr_expect_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &epoch, &v[0], &v[1], &v[2], &v[3],
+                        &v[4], &v[5], &v[6], &v[7]), 9, "row: %s", line);
+    cr_expect_float_eq(v[6], s.state_cosine, 1e-5, "%s: csv cosine %.6f, summary %.6f", state_init, v[6], s.state_cosine);
+    cr_expect_float_eq(v[7], s.state_rank, 1e-3);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/summary.json", s.run_dir);
+    fp = fopen(path, "r");
+    cr_assert_not_null(fp);
+    char json[4096];
+    const size_t n = fread(json, 1, sizeof json - 1, fp);
+    json[n] = 0;
+    fclose(fp);
+    cr_expect(strstr(json, "\"state_cosine\"") && strstr(json, "\"state_rank\""), "%s", json);
+    cr_log_info("state_init %s after one epoch: state_cosine %.6f, state_rank %.2f", state_init,
+                s.state_cosine, s.state_rank);
+    return s;
+}
+
+Test(train, state_diversity_shows_the_collapse, .timeout = 240)
+{
+    ensure_data();
+    char out[] = "/tmp/tlb_div_XXXXXX";
+    cr_assert_not_null(mkdtemp(out));
+    const train_summary zeros = diversity_run("zeros", out);
+    cr_expect_geq(zeros.state_cosine, 1.0 - 1e-6, "zeros: cosine %.9f", zeros.state_cosine);
+    cr_expect_eq(zeros.state_rank, 1.0, "zeros: rank %.2f", zeros.state_rank);
+    const train_summary learned = diversity_run("learned", out);
+    cr_expect_lt(learned.state_cosine, 0.99, "learned: cosine %.6f", learned.state_cosine);
+    cr_expect_gt(learned.state_rank, 1.5, "learned: rank %.2f", learned.state_rank);
 }
 
 /* A new run refuses a folder that already holds a checkpoint. */

@@ -81,7 +81,7 @@ Test(train_step, reduce_hook_sees_the_whole_gradient_once)
     const train_stepper s = stepper(&f, 4, &h);
     train_step_result r;
     tlb_error err;
-    cr_assert_eq(train_step(&s, f.img, f.labels, B, 1, 7, 1e-3f, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(train_step(&s, f.img, f.labels, NULL, B, 1, 7, 1e-3f, &r, &err), 0, "%s", err.msg);
     cr_expect_eq(h.calls, 1);
     cr_expect_eq(h.seen, f.m.grads);
     cr_expect_eq(h.n, f.n);
@@ -100,14 +100,14 @@ Test(train_step, failing_hook_or_nonfinite_gradient_leaves_params)
     train_stepper s = stepper(&f, B, &h);
     train_step_result r;
     tlb_error err = {{0}};
-    cr_expect_eq(train_step(&s, f.img, f.labels, B, 1, 7, 1e-3f, &r, &err), -1);
+    cr_expect_eq(train_step(&s, f.img, f.labels, NULL, B, 1, 7, 1e-3f, &r, &err), -1);
     cr_expect_str_eq(err.msg, "reduce: peer went away");
     cr_expect_null(r.nonfinite);
     cr_expect_eq(memcmp(f.before, f.m.params, f.n * sizeof(float)), 0);
 
     hook_log p = {.poison = 1};
     s = stepper(&f, B, &p);
-    cr_expect_eq(train_step(&s, f.img, f.labels, B, 1, 7, 1e-3f, &r, &err), -1);
+    cr_expect_eq(train_step(&s, f.img, f.labels, NULL, B, 1, 7, 1e-3f, &r, &err), -1);
     const param_table *t = &f.m.layout.table;
     cr_expect_str_eq(r.nonfinite, t->entries[t->count - 1].name);
     char want[200];
@@ -125,7 +125,7 @@ Test(train_step, grad_clip_bounds_the_global_norm)
     s.grad_clip = 1e-3f;
     train_step_result r;
     tlb_error err;
-    cr_assert_eq(train_step(&s, f.img, f.labels, B, 1, 7, 1e-3f, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(train_step(&s, f.img, f.labels, NULL, B, 1, 7, 1e-3f, &r, &err), 0, "%s", err.msg);
     double sq = 0;
     for (size_t i = 0; i < f.n; i++) sq += (double)f.m.grads[i] * f.m.grads[i];
     cr_expect_gt(r.grad_norm, 1e-3, "the test needs a norm above the clip (%g)", r.grad_norm);
@@ -146,7 +146,7 @@ Test(train_step, micro_batches_sum_to_the_whole_batch)
         const train_stepper s = stepper(&f, mb, NULL);
         train_step_result r;
         tlb_error err;
-        cr_assert_eq(train_step(&s, f.img, f.labels, B, 1, 7, 1e-3f, &r, &err), 0, "%s", err.msg);
+        cr_assert_eq(train_step(&s, f.img, f.labels, NULL, B, 1, 7, 1e-3f, &r, &err), 0, "%s", err.msg);
         loss[k] = r.loss, correct[k] = r.correct;
         teardown(&f);
     }

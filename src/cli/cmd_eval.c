@@ -155,7 +155,7 @@ int cmd_eval(int argc, char **argv)
             r.position.epoch, r.position.step, split_name, view.count, r.precision,
             r.classes.from_metadata ? "from batches.meta.txt" : "built in (no batches.meta.txt in the data folder)");
     eval_progress p = {isatty(2), -1, progress_now()};
-    evaluate_run(&r.model, l, &e, on_progress, &p);
+    evaluate_run(&r.model, l, &e, NULL, on_progress, &p);
 
     char png[1400], title[128];
     snprintf(png, sizeof png, "%s/confusion-%s.png", run_dir, split_name);

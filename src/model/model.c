@@ -1,10 +1,36 @@
 #include "model/model.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/rng.h"
+
+/* The authors' fixed table (golden README, "Slow-state options"): sines in
+ * the first D/2 columns, cosines in the rest, w_i = 10000^(-i / (D/2 - 1)). */
+static void sinusoid_table(float *pe, int Ns, int D)
+{
+    const int h = D / 2;
+    for (int n = 0; n < Ns; n++)
+        for (int i = 0; i < h; i++) {
+            const double w = exp(-log(10000.0) * i / (h - 1));
+            pe[(size_t)n * D + i] = (float)sin(n * w);
+            pe[(size_t)n * D + h + i] = (float)cos(n * w);
+        }
+}
+
+/* Rows of a stream: the fast one has C tokens, the slow state Ns. */
+static int stream_rows(const tlb_model_config *c, stream_id s)
+{
+    return s == STREAM_SLOW ? model_num_state(c) : c->chunk_size;
+}
+
+static int stream_rows_max(const tlb_model_config *c)
+{
+    const int Ns = model_num_state(c);
+    return Ns > c->chunk_size ? Ns : c->chunk_size;
+}
 
 int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
 {
@@ -22,6 +48,15 @@ int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
     }
     memset(m->params, 0, n * sizeof(float));
     memset(m->grads, 0, n * sizeof(float));
+    if (c->state_init == STATE_INIT_SINUSOID) {
+        const int Ns = model_num_state(c);
+        m->state_pe = malloc((size_t)Ns * c->embed_dim * sizeof(float));
+        if (!m->state_pe) {
+            model_destroy(m);
+            return tlb_fail(err, "out of memory for the state's sinusoid table");
+        }
+        sinusoid_table(m->state_pe, Ns, c->embed_dim);
+    }
     return 0;
 }
 
@@ -32,6 +67,7 @@ void model_destroy(tlb_model *m)
     free(m->params);
     free(m->grads);
     free(m->shard_grads);
+    free(m->state_pe);
     model_layout_free(&m->layout);
     memset(m, 0, sizeof *m);
 }
@@ -44,24 +80,36 @@ void model_zero_grads(tlb_model *m) { memset(m->grads, 0, model_num_params(m) * 
 static void carve(tlb_model *m, arena *a, int B)
 {
     const tlb_model_config *c = &m->config;
-    const size_t N = (size_t)model_num_patches(c), D = (size_t)c->embed_dim, C = (size_t)c->chunk_size;
+    const size_t N = (size_t)model_num_patches(c), D = (size_t)c->embed_dim;
     const size_t V = (size_t)c->num_classes, nchunks = (size_t)model_num_chunks(c);
+    const size_t Ns = (size_t)model_num_state(c), T = (size_t)stream_rows_max(c);
+    const model_layout *l = &m->layout;
     m->tok = arena_take(a, (size_t)B * N * D);
     m->tok_mean = arena_take(a, (size_t)B * N);
     m->tok_rstd = arena_take(a, (size_t)B * N);
     m->tokens = arena_take(a, (size_t)B * N * D);
     m->chunks = arena_take(a, (size_t)B * N * D);
-    m->slow0 = arena_take(a, (size_t)B * C * D);
-    for (size_t i = 0; i < nchunks * (size_t)m->layout.num_steps; i++)
-        block_acts_plan(&m->steps[i], a, m->dims, B, (int)C, (int)C);
+    m->slow0 = arena_take(a, (size_t)B * Ns * D);
+    m->slow_in = c->state_init == STATE_INIT_SINUSOID ? arena_take(a, nchunks * B * Ns * D) : NULL;
+    for (size_t ch = 0; ch < nchunks; ch++)
+        for (int s = 0; s < l->num_steps; s++)
+            block_acts_plan(&m->steps[ch * l->num_steps + s], a, m->dims, B,
+                            stream_rows(c, l->steps[s].query), stream_rows(c, l->steps[s].kv));
+    m->readout_ln = m->readout_mean = m->readout_rstd = m->d_readout = NULL;
+    if (c->readout == READOUT_STATE) {
+        m->readout_ln = arena_take(a, (size_t)B * Ns * D);
+        m->readout_mean = arena_take(a, (size_t)B * Ns);
+        m->readout_rstd = arena_take(a, (size_t)B * Ns);
+        m->d_readout = arena_take(a, (size_t)B * Ns * D);
+    }
     m->pooled = arena_take(a, (size_t)B * D);
     m->logits = arena_take(a, (size_t)B * V);
     m->probs = arena_take(a, (size_t)B * V);
     m->losses = arena_take(a, (size_t)B);
-    block_scratch_plan(&m->scratch, a, m->dims, B, (int)C, (int)C);
-    m->d_stream[STREAM_FAST] = arena_take(a, (size_t)B * C * D);
-    m->d_stream[STREAM_SLOW] = arena_take(a, (size_t)B * C * D);
-    m->d_tmp = arena_take(a, (size_t)B * C * D);
+    block_scratch_plan(&m->scratch, a, m->dims, B, (int)T, (int)T);
+    m->d_stream[STREAM_FAST] = arena_take(a, (size_t)B * T * D);
+    m->d_stream[STREAM_SLOW] = arena_take(a, (size_t)B * T * D);
+    m->d_tmp = arena_take(a, (size_t)B * T * D);
     m->d_tokens = arena_take(a, (size_t)B * N * D);
     m->d_tok = arena_take(a, (size_t)B * N * D);
     m->d_pooled = arena_take(a, (size_t)B * D);
@@ -198,15 +246,17 @@ static void gather_chunks(float *chunks, const float *tokens, int B, int b0, int
 }
 
 /* Forward of samples [b0, b0+n) of a micro-batch of B. */
-static void forward_shard(tlb_model *m, const float *img, const int *labels, int B, int b0, int n,
-                          const model_dropout *drop)
+static void forward_shard(tlb_model *m, const float *img, const int *labels,
+                          const model_targets *targets, int B, int b0, int n, const model_dropout *drop)
 {
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
+    const int Ns = model_num_state(c), T = stream_rows_max(c);
     const float *w = m->params;
     const size_t tok_at = (size_t)b0 * N * D, chunk_at = (size_t)b0 * C * D;
+    const size_t state_at = (size_t)b0 * Ns * D, state_len = (size_t)Ns * D;
 
     /* 1. Patch embedding. */
     float *tok = m->tok + tok_at, *tokens = m->tokens + tok_at;
@@ -216,20 +266,33 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels, int
     tlb_ops.layernorm.forward(tokens, m->tok_mean + (size_t)b0 * N, m->tok_rstd + (size_t)b0 * N,
                               tok, w + l->patch_ln_gamma, w + l->patch_ln_beta, n * N, D);
     gather_chunks(m->chunks, m->tokens, B, b0, n, N, C, D);
-    memset(m->slow0 + chunk_at, 0, (size_t)n * C * D * sizeof(float));
+    float *slow0 = m->slow0 + state_at;
+    for (int b = 0; b < n; b++) {
+        float *dst = slow0 + (size_t)b * state_len;
+        if (c->state_init == STATE_INIT_LEARNED) memcpy(dst, w + l->state_init, state_len * sizeof(float));
+        else memset(dst, 0, state_len * sizeof(float));
+    }
 
     /* 2. The recurrent cell over the chunks. */
-    const float *slow = m->slow0 + chunk_at, *fast_out = NULL;
-    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, C, C);
+    const float *slow = slow0, *fast_out = NULL;
+    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, T, T);
     for (int ch = 0; ch < nchunks; ch++) {
+        if (m->state_pe) { /* sinusoid: the table is added before the chunk reads the state */
+            float *in = m->slow_in + (size_t)ch * B * state_len + state_at;
+            for (int b = 0; b < n; b++)
+                for (size_t k = 0; k < state_len; k++)
+                    in[b * state_len + k] = slow[b * state_len + k] + m->state_pe[k];
+            slow = in;
+        }
         const float *stream[2] = {m->chunks + (size_t)ch * B * C * D + chunk_at, slow};
         for (int s = 0; s < l->num_steps; s++) {
             const cell_step *st = &l->steps[s];
+            const int Tq = stream_rows(c, st->query), Tk = stream_rows(c, st->kv);
             block_acts *full = step_acts(m, ch, s);
-            block_acts a = acts_view(full, m->dims, b0, C, C);
+            block_acts a = acts_view(full, m->dims, b0, Tq, Tk);
             const block_dropout bd = step_dropout(m, drop, ch, s, b0);
             block_forward(&a, &scratch, w, &l->attn[st->attn], &l->ffn[st->ffn],
-                          stream[st->query], stream[st->kv], m->dims, n, C, C, &bd);
+                          stream[st->query], stream[st->kv], m->dims, n, Tq, Tk, &bd);
             if (b0 == 0) { /* the whole micro-batch's inputs start where shard 0's do */
                 full->x_q = a.x_q;
                 full->x_kv = a.x_kv;
@@ -240,13 +303,22 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels, int
         slow = stream[STREAM_SLOW];
     }
 
-    /* 3. Head on the last chunk's fast stream, and the loss. */
+    /* 3. Head on the last chunk's fast stream or the final state, and the loss. */
     float *pooled = m->pooled + (size_t)b0 * D, *logits = m->logits + (size_t)b0 * V;
-    tlb_ops.meanpool.forward(pooled, fast_out, n, C, D);
+    if (c->readout == READOUT_STATE) {
+        float *ro = m->readout_ln + state_at;
+        tlb_ops.layernorm.forward(ro, m->readout_mean + (size_t)b0 * Ns, m->readout_rstd + (size_t)b0 * Ns,
+                                  slow, w + l->readout_ln_gamma, w + l->readout_ln_beta, n * Ns, D);
+        tlb_ops.meanpool.forward(pooled, ro, n, Ns, D);
+    } else {
+        tlb_ops.meanpool.forward(pooled, fast_out, n, C, D);
+    }
     tlb_ops.dense.forward(logits, pooled, w + l->head_kernel, w + l->head_bias, n, D, V);
-    if (labels)
-        tlb_ops.softmax_xent.forward(m->losses + b0, m->probs + (size_t)b0 * V, logits,
-                                     labels + b0, n, V);
+    if (!labels) return;
+    tlb_ops.softmax_xent.forward(m->losses + b0, m->probs + (size_t)b0 * V, logits, labels + b0, n, V);
+    for (int b = b0; b < b0 + n; b++)
+        if (targets_soft(targets, b))
+            m->losses[b] = (float)targets_loss(m->logits + (size_t)b * V, V, labels[b], targets, b);
 }
 
 static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
@@ -256,18 +328,18 @@ static int shard_start(int B, int shards, int s) { return (int)((long)B * s / sh
  * omp_get_max_threads(): this task's count must say 1 too. */
 static void shard_single_threaded(void) { omp_set_num_threads(1); }
 
-double model_forward(tlb_model *m, const float *img, const int *labels, int B,
-                     const model_dropout *drop)
+double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+                             const model_targets *targets, int B, const model_dropout *drop)
 {
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        forward_shard(m, img, labels, B, 0, B, drop);
+        forward_shard(m, img, labels, targets, B, 0, B, drop);
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
         for (int s = 0; s < shards; s++) {
             shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
-            forward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, drop);
+            forward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, drop);
         }
     }
     if (!labels) return 0.0;
@@ -276,17 +348,27 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
     return sum;
 }
 
+double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+                     const model_dropout *drop)
+{
+    return model_forward_targets(m, img, labels, NULL, B, drop);
+}
+
 /* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
-static void backward_shard(tlb_model *m, const float *img, const int *labels, int B, int b0, int n,
-                           float loss_scale, const model_dropout *drop, float *g)
+static void backward_shard(tlb_model *m, const float *img, const int *labels,
+                           const model_targets *targets, int B, int b0, int n, float loss_scale,
+                           const model_dropout *drop, float *g)
 {
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
+    const int Ns = model_num_state(c), T = stream_rows_max(c);
     const float *w = m->params;
-    const size_t tok_at = (size_t)b0 * N * D, chunk_at = (size_t)b0 * C * D;
-    const size_t stream_bytes = (size_t)n * C * D * sizeof(float);
+    const size_t tok_at = (size_t)b0 * N * D, state_at = (size_t)b0 * Ns * D;
+    const size_t stream_at = (size_t)b0 * T * D; /* the stream-gradient buffers' shard window */
+    const size_t fast_bytes = (size_t)n * C * D * sizeof(float);
+    const size_t slow_bytes = (size_t)n * Ns * D * sizeof(float);
     (void)B;
 
     /* 3. Head. */
@@ -295,33 +377,51 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels, in
     memset(d_pooled, 0, (size_t)n * D * sizeof(float));
     tlb_ops.softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
                                   V);
+    for (int b = b0; b < b0 + n; b++)
+        if (targets_soft(targets, b))
+            targets_grad_correction(m->d_logits + (size_t)b * V, V, labels[b], targets, b, loss_scale);
     tlb_ops.dense.backward(d_pooled, g + l->head_kernel, g + l->head_bias, d_logits,
                            m->pooled + (size_t)b0 * D, w + l->head_kernel, n, D, V);
     /* Local copies: the shard swaps its own stream-gradient buffers. */
-    float *d_stream[2] = {m->d_stream[STREAM_FAST] + chunk_at, m->d_stream[STREAM_SLOW] + chunk_at};
-    float *d_tmp = m->d_tmp + chunk_at;
-    memset(d_stream[STREAM_FAST], 0, stream_bytes);
-    memset(d_stream[STREAM_SLOW], 0, stream_bytes);
-    tlb_ops.meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
+    float *d_stream[2] = {m->d_stream[STREAM_FAST] + stream_at, m->d_stream[STREAM_SLOW] + stream_at};
+    float *d_tmp = m->d_tmp + stream_at;
+    memset(d_stream[STREAM_FAST], 0, fast_bytes);
+    memset(d_stream[STREAM_SLOW], 0, slow_bytes);
+    if (c->readout == READOUT_STATE) {
+        float *d_ro = m->d_readout + state_at;
+        memset(d_ro, 0, slow_bytes);
+        tlb_ops.meanpool.backward(d_ro, d_pooled, n, Ns, D);
+        tlb_ops.layernorm.backward(d_stream[STREAM_SLOW], g + l->readout_ln_gamma, g + l->readout_ln_beta,
+                                   d_ro, model_trace_slow(m, nchunks - 1) + state_at,
+                                   w + l->readout_ln_gamma, m->readout_mean + (size_t)b0 * Ns,
+                                   m->readout_rstd + (size_t)b0 * Ns, n * Ns, D);
+    } else {
+        tlb_ops.meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
+    }
 
-    /* 2. Backpropagation through time: chunks and steps in reverse. The last
-     * chunk's slow update does not reach the loss, so it is skipped. */
+    /* 2. Backpropagation through time: chunks and steps in reverse. Reading
+     * the last fast stream, the last chunk's slow update does not reach the
+     * loss, so it is skipped. */
     float *d_tokens = m->d_tokens + tok_at;
     memset(d_tokens, 0, (size_t)n * N * D * sizeof(float));
-    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, C, C);
+    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, T, T);
     for (int ch = nchunks - 1; ch >= 0; ch--) {
-        const int last = (ch == nchunks - 1) ? l->num_steps - 1 : l->num_steps;
-        if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, stream_bytes);
+        const int skip_update = ch == nchunks - 1 && c->readout == READOUT_LAST_FAST;
+        const int last = skip_update ? l->num_steps - 1 : l->num_steps;
+        if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, fast_bytes);
         for (int s = last - 1; s >= 0; s--) {
             const cell_step *st = &l->steps[s];
-            const block_acts a = acts_view(step_acts(m, ch, s), m->dims, b0, C, C);
+            const int Tq = stream_rows(c, st->query), Tk = stream_rows(c, st->kv);
+            const block_acts a = acts_view(step_acts(m, ch, s), m->dims, b0, Tq, Tk);
             const block_dropout bd = step_dropout(m, drop, ch, s, b0);
             /* The step replaced stream `query`: its gradient becomes d_tmp's,
-             * and the key/value stream receives its share in place. */
-            memset(d_tmp, 0, stream_bytes);
+             * and the key/value stream receives its share in place. (With
+             * sinusoid, the table is a constant: the gradient of the state a
+             * chunk read is the gradient of the state before it.) */
+            memset(d_tmp, 0, (size_t)n * Tq * D * sizeof(float));
             float *d_kv = st->kv == st->query ? d_tmp : d_stream[st->kv];
             block_backward(d_tmp, d_kv, g, d_stream[st->query], &a, w, &l->attn[st->attn],
-                           &l->ffn[st->ffn], &scratch, m->dims, n, C, C, &bd);
+                           &l->ffn[st->ffn], &scratch, m->dims, n, Tq, Tk, &bd);
             float *swap = d_stream[st->query];
             d_stream[st->query] = d_tmp;
             d_tmp = swap;
@@ -335,6 +435,14 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels, in
         }
     }
 
+    /* The learned initial state is shared by the batch: its gradient is the sum. */
+    if (c->state_init == STATE_INIT_LEARNED)
+        for (int b = 0; b < n; b++) {
+            const float *src = d_stream[STREAM_SLOW] + (size_t)b * Ns * D;
+            float *dst = g + l->state_init;
+            for (size_t k = 0; k < (size_t)Ns * D; k++) dst[k] += src[k];
+        }
+
     /* 1. Patch embedding. */
     float *d_tok = m->d_tok + tok_at;
     memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
@@ -346,12 +454,13 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels, in
                                 img + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, P, D);
 }
 
-void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
-                    const model_dropout *drop)
+void model_backward_targets(tlb_model *m, const float *img, const int *labels,
+                            const model_targets *targets, int B, float loss_scale,
+                            const model_dropout *drop)
 {
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        backward_shard(m, img, labels, B, 0, B, loss_scale, drop, m->grads);
+        backward_shard(m, img, labels, targets, B, 0, B, loss_scale, drop, m->grads);
         return;
     }
     const size_t np = model_num_params(m);
@@ -364,8 +473,8 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
             memset(g, 0, np * sizeof(float));
         }
         const int b0 = shard_start(B, shards, s);
-        backward_shard(m, img, labels, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale, drop,
-                       g);
+        backward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
+                       drop, g);
     }
     /* Shards' weight gradients in shard order: deterministic for a shard count. */
 #pragma omp parallel for schedule(static)
@@ -374,4 +483,22 @@ void model_backward(tlb_model *m, const float *img, const int *labels, int B, fl
         for (int s = 1; s < shards; s++) sum += m->shard_grads[(size_t)(s - 1) * np + i];
         m->grads[i] = sum;
     }
+}
+
+void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+                    const model_dropout *drop)
+{
+    model_backward_targets(m, img, labels, NULL, B, loss_scale, drop);
+}
+
+state_diversity model_state_diversity(const tlb_model *m, int B, double *work)
+{
+    const tlb_model_config *c = &m->config;
+    const int Ns = model_num_state(c);
+    double *own = work ? NULL : malloc((size_t)Ns * Ns * sizeof *own);
+    if (!work && !own) return (state_diversity){NAN, NAN};
+    const state_diversity d = state_diversity_of(model_trace_slow(m, model_num_chunks(c) - 1), B, Ns,
+                                                 c->embed_dim, work ? work : own);
+    free(own);
+    return d;
 }

@@ -11,6 +11,8 @@
 
 #include "model/block.h"
 #include "model/config.h"
+#include "model/targets.h"
+#include "model/state_diversity.h"
 #include "model/wiring.h"
 
 typedef struct {
@@ -27,15 +29,21 @@ typedef struct {
     float *tok_mean, *tok_rstd;
     float *tokens;          /* [B*N, D] after the patch LayerNorm */
     float *chunks;          /* [num_chunks][B, C, D] each chunk contiguous */
-    float *slow0;           /* [B, C, D] zeros: the initial slow state */
+    float *slow0;           /* [B, Ns, D] the initial slow state (zeros or state.init) */
+    float *slow_in;         /* [num_chunks][B, Ns, D] state + pe read by chunk c (sinusoid only) */
     block_acts *steps;      /* [num_chunks * num_steps] */
+    float *readout_ln, *readout_mean, *readout_rstd; /* [B, Ns, D], [B*Ns] x2 (readout: state) */
     float *pooled;          /* [B, D] */
     float *logits, *probs;  /* [B, V] */
     float *losses;          /* [B] */
     /* Backward scratch. */
     block_scratch scratch;
-    float *d_stream[2];     /* [B, C, D] gradient of the fast / slow stream */
-    float *d_tmp;           /* [B, C, D] */
+    /* The three stream-gradient buffers trade roles (fast, slow, tmp) step
+     * by step, so each holds [B, T, D] for T = max(C, Ns); a shard's window
+     * starts at sample b0 * T rows whatever the role. */
+    float *d_stream[2];     /* gradient of the fast [B, C, D] / slow [B, Ns, D] stream */
+    float *d_tmp;
+    float *d_readout;       /* [B, Ns, D] (readout: state) */
     float *d_tokens;        /* [B*N, D] */
     float *d_tok;           /* [B*N, D] */
     float *d_pooled;        /* [B, D] */
@@ -49,6 +57,8 @@ typedef struct {
      * into shard_grads[s-1], added in order afterwards. */
     int shards;
     float *shard_grads;     /* [(shards - 1) * num_params] */
+
+    float *state_pe;        /* [Ns, D] the fixed sinusoid table (state_init: sinusoid), not a parameter */
 } tlb_model;
 
 /* Dropout for one forward/backward: off when rate == 0 or !training. The key
@@ -84,6 +94,16 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
 void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
                     const model_dropout *drop);
 
+/* The same with a soft target (model/targets.h: label smoothing, mixup and
+ * cutmix); targets' arrays are indexed like labels. NULL targets, or
+ * smoothing 0 with lam 1 (or no y2), is model_forward/model_backward bit for
+ * bit. */
+double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+                             const model_targets *targets, int B, const model_dropout *drop);
+void model_backward_targets(tlb_model *m, const float *img, const int *labels,
+                            const model_targets *targets, int B, float loss_scale,
+                            const model_dropout *drop);
+
 void model_zero_grads(tlb_model *m);
 
 /* Shards a micro-batch of B samples runs in: min(shards, B), or 1 when
@@ -91,9 +111,14 @@ void model_zero_grads(tlb_model *m);
  * streams and primitive caches are per thread). */
 int model_shards_for(const tlb_model *m, int B);
 
-/* The fast stream after chunk c's perceptual layers and the slow state after
- * chunk c's update, [B, C, D] (valid after a forward). */
+/* The fast stream after chunk c's perceptual layers, [B, C, D], and the
+ * slow state after chunk c's update, [B, Ns, D] (valid after a forward). */
 const float *model_trace_fast(const tlb_model *m, int chunk);
 const float *model_trace_slow(const tlb_model *m, int chunk);
+
+/* The same for the final slow state of the last forward over B samples;
+ * work holds Ns * Ns doubles, or is NULL to allocate it here (outside the
+ * training step). */
+state_diversity model_state_diversity(const tlb_model *m, int B, double *work);
 
 #endif

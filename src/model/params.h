@@ -34,6 +34,7 @@ typedef enum {
     INIT_ONES,
     INIT_POS_EMB,        /* uniform [-0.05, 0.05] */
     INIT_GLOROT,         /* fans given explicitly in the entry */
+    INIT_STATE,          /* the learned initial slow state: uniform [-sqrt 3, sqrt 3], unit variance */
 } init_kind;
 
 typedef struct {

@@ -85,6 +85,11 @@ void model_layout_build(model_layout *l, const tlb_model_config *c)
     l->pos_emb = param_table_add(t, "patch.pos_emb", 2, (int[]){N, D}, INIT_POS_EMB, 0, 0);
     l->patch_ln_gamma = param_table_add(t, "patch.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
     l->patch_ln_beta = param_table_add(t, "patch.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
+    /* A learned initial state must start random (train/init.c): a zero one
+     * gets the same gradient in every row and stays collapsed (golden README). */
+    if (c->state_init == STATE_INIT_LEARNED)
+        l->state_init = param_table_add(t, "state.init", 2, (int[]){model_num_state(c), D},
+                                        INIT_STATE, 0, 0);
 
     if (c->wiring == TLB_WIRING_KERAS) build_keras(l, c);
     else build_paper(l, c);
@@ -94,6 +99,10 @@ void model_layout_build(model_layout *l, const tlb_model_config *c)
     int tlb_ffn = push_ffn(l, c, "tlb.ffn");
     push_step(l, tlb_attn, tlb_ffn, STREAM_SLOW, STREAM_FAST);
 
+    if (c->readout == READOUT_STATE) {
+        l->readout_ln_gamma = param_table_add(t, "readout.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
+        l->readout_ln_beta = param_table_add(t, "readout.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
+    }
     l->head_kernel = param_table_add(t, "head.kernel", 2, (int[]){D, c->num_classes}, INIT_GLOROT,
                                      D, c->num_classes);
     l->head_bias = param_table_add(t, "head.bias", 1, (int[]){c->num_classes}, INIT_ZEROS, 0, 0);

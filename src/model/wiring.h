@@ -20,6 +20,8 @@ typedef struct {
 typedef struct {
     param_table table;
     size_t conv_kernel, conv_bias, pos_emb, patch_ln_gamma, patch_ln_beta;
+    size_t state_init;                         /* [Ns, D], only with state_init: learned */
+    size_t readout_ln_gamma, readout_ln_beta;  /* [D], only with readout: state */
     size_t head_kernel, head_bias;
     attn_params *attn;
     int num_attn;

@@ -1,5 +1,8 @@
 #include "train/evaluate.h"
 
+#include <math.h>
+#include <stdlib.h>
+
 #include "train/dist.h"
 
 int evaluate_view(cifar10_view *out, const run_config *c, const cifar10_set *train_set,
@@ -23,10 +26,15 @@ loader_config evaluate_loader_config(const run_config *c)
                            .seed = c->seed};
 }
 
-void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, void (*progress)(void *, long, long), void *arg)
+void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div,
+                  void (*progress)(void *, long, long), void *arg)
 {
     const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
     const long total = loader_num_images(l);
+    const int Ns = model_num_state(&m->config);
+    double *work = div ? malloc((size_t)Ns * Ns * sizeof *work) : NULL;
+    double cos_sum = 0.0, rank_sum = 0.0;
+    long seen = 0;
     loader_start_epoch(l, 0);
     /* Data parallel (mpirun): this process's rows of each batch, [rank*n/N,
      * (rank+1)*n/N); the caller sums the metrics. Alone: every row. */
@@ -38,7 +46,18 @@ void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, void (*progress)(voi
             const int n = hi - at < m->capacity ? hi - at : m->capacity;
             model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
             eval_metrics_add(e, m->logits, batch->y + at, m->losses, n);
+            if (work) {
+                const state_diversity d = model_state_diversity(m, n, work);
+                cos_sum += d.cosine * n;
+                rank_sum += d.rank * n;
+                seen += n;
+            }
         }
         if (progress) progress(arg, e->count, total);
     }
+    if (div) {
+        div->cosine = work && seen ? cos_sum / seen : NAN;
+        div->rank = work && seen ? rank_sum / seen : NAN;
+    }
+    free(work);
 }

@@ -44,8 +44,11 @@ static int load_rows(run_files *f, int keep_epochs)
     if (!fp) return 0;
     while (fgets(line, sizeof line, fp)) {
         run_epoch_metrics r;
-        if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.val_loss,
-                   &r.val_acc, &r.seconds, &r.images_per_second) != 7 || r.epoch > keep_epochs)
+        r.state_cosine = r.state_rank = NAN; /* absent from files written before these columns */
+        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
+                               &r.train_acc, &r.val_loss, &r.val_acc, &r.seconds, &r.images_per_second,
+                               &r.state_cosine, &r.state_rank);
+        if (got < 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
             f->capacity = f->capacity ? 2 * f->capacity : 64;
@@ -76,16 +79,17 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 
 static int write_metrics(const run_files *f, tlb_error *err)
 {
-    size_t cap = 128 + (size_t)f->num_rows * 160, len = 0;
+    size_t cap = 128 + (size_t)f->num_rows * 256, len = 0;
     char *buf = malloc(cap);
     if (!buf) return tlb_fail(err, "out of memory");
     len += (size_t)snprintf(buf + len, cap - len,
-                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second\n");
+                            "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second,"
+                            "state_cosine,state_rank\n");
     for (int i = 0; i < f->num_rows; i++) {
         const run_epoch_metrics *r = &f->rows[i];
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f\n", r->epoch,
-                                r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->seconds,
-                                r->images_per_second);
+        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f\n",
+                                r->epoch, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank);
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
@@ -190,6 +194,12 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "r", m->config.r);
     cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);
     cJSON_AddNumberToObject(j, "num_layers", m->config.num_layers);
+    cJSON_AddNumberToObject(j, "num_state_tokens", model_num_state(&m->config));
+    cJSON_AddStringToObject(j, "state_init", state_init_name(m->config.state_init));
+    cJSON_AddStringToObject(j, "readout", readout_name(m->config.readout));
+    /* The final state's diversity on the validation images (1 / 1 = collapsed). */
+    cJSON_AddNumberToObject(j, "state_cosine", s->state_cosine);
+    cJSON_AddNumberToObject(j, "state_rank", s->state_rank);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) return tlb_fail(err, "out of memory");

@@ -15,6 +15,9 @@
 typedef struct {
     int epoch;
     double train_loss, train_acc, val_loss, val_acc, seconds, images_per_second;
+    /* The slow state's diversity on the validation images after the last
+     * chunk (model/state_diversity.h); NaN in rows of older metrics.csv. */
+    double state_cosine, state_rank;
 } run_epoch_metrics;
 
 typedef struct {

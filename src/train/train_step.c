@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "train/grad_clip.h"
+
 static int argmax(const float *x, int n)
 {
     int best = 0;
@@ -33,20 +35,9 @@ static void poison_grads(tlb_model *m)
     m->grads[t->entries[t->count - 1].offset] = NAN;
 }
 
-static double clip_grads(float *g, size_t n, float max_norm)
-{
-    double sq = 0.0;
-    for (size_t i = 0; i < n; i++) sq += (double)g[i] * g[i];
-    const double norm = sqrt(sq);
-    if (norm > max_norm) {
-        const float scale = (float)(max_norm / norm);
-        for (size_t i = 0; i < n; i++) g[i] *= scale;
-    }
-    return norm;
-}
-
-int train_step(const train_stepper *s, const float *x, const int *y, int batch_size, long t,
-               uint64_t dropout_key, float lr, train_step_result *out, tlb_error *err)
+int train_step(const train_stepper *s, const float *x, const int *y, const model_targets *targets,
+               int batch_size, long t, uint64_t dropout_key, float lr, train_step_result *out,
+               tlb_error *err)
 {
     tlb_model *m = s->model;
     const size_t n = model_num_params(m);
@@ -59,9 +50,17 @@ int train_step(const train_stepper *s, const float *x, const int *y, int batch_s
     for (int at = 0; at < batch_size; at += mb) {
         const int k = batch_size - at < mb ? batch_size - at : mb;
         const model_dropout d = {1, dropout_key, s->first_row + at};
-        out->loss += model_forward(m, x + at * img, y + at, k, &d);
+        /* The micro-batch's view of the targets. */
+        model_targets mt = {0};
+        if (targets) {
+            mt = *targets;
+            if (mt.y2) mt.y2 += at;
+            if (mt.lam) mt.lam += at;
+        }
+        const model_targets *tk = targets ? &mt : NULL;
+        out->loss += model_forward_targets(m, x + at * img, y + at, tk, k, &d);
         for (int i = 0; i < k; i++) out->correct += argmax(m->logits + (size_t)i * V, V) == y[at + i];
-        model_backward(m, x + at * img, y + at, k, scale, &d);
+        model_backward_targets(m, x + at * img, y + at, tk, k, scale, &d);
     }
     if (s->reduce && s->reduce(s->reduce_ctx, m->grads, n, out, err) != 0) return -1;
     if (s->nan_at_step == t) poison_grads(m);
@@ -73,7 +72,7 @@ int train_step(const train_stepper *s, const float *x, const int *y, int batch_s
                         out->nonfinite);
     /* Clipping (and any rescaling of the summed gradients) goes here:
      * after the reduction and the guard, before the update. */
-    if (s->grad_clip > 0) out->grad_norm = clip_grads(m->grads, n, s->grad_clip);
+    if (s->grad_clip > 0) out->grad_norm = grad_clip_global(m->grads, n, s->grad_clip);
     adamw_hparams h = s->hparams;
     h.lr = lr;
     adamw_step(m->params, s->adam_m, s->adam_v, m->grads, n, t, &h);

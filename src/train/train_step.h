@@ -45,12 +45,15 @@ typedef struct {
 } train_stepper;
 
 /* Step t (1-based, AdamW's bias correction) over the batch x[batch_size
- * images], y[batch_size], in micro-batches of s->micro_batch, dropout keyed
+ * images], y[batch_size], against targets (model/targets.h: mixup/cutmix
+ * partners and weights indexed like y, label smoothing; NULL = the one-hot
+ * of y), in micro-batches of s->micro_batch, dropout keyed
  * by dropout_key (offset by each micro-batch's first sample), at learning
  * rate lr. Returns 0 after the update; -1 with err set and the parameters
  * untouched when the reduction fails or the loss or a gradient is not finite
  * (out->nonfinite names which; err reads "non-finite gradient of TENSOR"). */
-int train_step(const train_stepper *s, const float *x, const int *y, int batch_size, long t,
-               uint64_t dropout_key, float lr, train_step_result *out, tlb_error *err);
+int train_step(const train_stepper *s, const float *x, const int *y, const model_targets *targets,
+               int batch_size, long t, uint64_t dropout_key, float lr, train_step_result *out,
+               tlb_error *err);
 
 #endif

@@ -22,6 +22,7 @@
 #include "train/dist.h"
 #include "train/evaluate.h"
 #include "train/init.h"
+#include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
 #include "train/train_step.h"
@@ -125,17 +126,25 @@ static int check_ranks_agree(const tlb_model *m, const float *adam_m, long step,
 }
 
 /* Loss and accuracy over a whole split (evaluate.c: each process runs its
- * rows of every batch), summed over the processes. */
-static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, tlb_error *err)
+ * rows of every batch), summed over the processes; with div, also the final
+ * slow state's diversity averaged over the images. */
+static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div,
+                    tlb_error *err)
 {
     eval_metrics e;
     if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
-    evaluate_run(m, l, &e, NULL, NULL);
-    double sums[3] = {(double)e.count, e.loss_sum, (double)e.top1};
-    const int rc = dist_sum_doubles(sums, 3, err);
+    evaluate_run(m, l, &e, div, NULL, NULL);
+    /* The diversity is a mean over this process's images: weight it by them. */
+    const double w = (double)e.count;
+    double sums[5] = {w, e.loss_sum, (double)e.top1, div ? div->cosine * w : 0.0, div ? div->rank * w : 0.0};
+    const int rc = dist_sum_doubles(sums, 5, err);
     e.count = (long)sums[0];
     e.loss_sum = sums[1];
     e.top1 = (long)sums[2];
+    if (div && dist_size() > 1) {
+        div->cosine = sums[0] > 0 ? sums[3] / sums[0] : NAN;
+        div->rank = sums[0] > 0 ? sums[4] / sums[0] : NAN;
+    }
     *loss = eval_loss(&e);
     *acc = eval_accuracy(&e);
     eval_metrics_free(&e);
@@ -335,13 +344,16 @@ agree:
                     pos.step);
     }
 
+    /* The rate of each step is a function of the step alone (a resume sees the same rates). */
+    const lr_schedule lr = {c->lr_schedule, c->learning_rate, c->min_lr, c->warmup_epochs,
+                            loader_num_batches(s.train), (long)c->epochs * loader_num_batches(s.train)};
     char world_cmd[32] = "";
     snprintf(world_cmd, sizeof world_cmd, "mpirun -np %d ", dist_size());
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
     const train_stepper stepper = {
         .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
         .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
-        .micro_batch = mb, .nan_at_step = nan_env ? atol(nan_env) : 0,
+        .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0,
         .reduce = dist_size() > 1 ? reduce_across_processes : NULL,
         .first_row = share_first, .global_batch = c->batch_size};
     const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
@@ -362,11 +374,16 @@ agree:
         for (int step = first; step < steps; step++) {
             const loader_batch *batch = loader_next(s.train);
             const double t0 = progress_now();
+            /* Mixup/cutmix partners (NULL when off) and label smoothing. */
+            const model_targets targets = {batch->y2, batch->lam, (float)c->label_smoothing};
             train_step_result r;
             /* This process's rows (drop_last: every training batch is batch_size). */
-            if (train_step(&stepper, batch->x + (size_t)share_first * img_floats, batch->y + share_first, share,
-                           pos.step + 1, rng_key(dropout_root, (uint64_t)pos.step), (float)c->learning_rate, &r,
-                           err) != 0) {
+            const model_targets share_targets = {batch->y2 ? batch->y2 + share_first : NULL,
+                                                 batch->lam ? batch->lam + share_first : NULL,
+                                                 targets.smoothing};
+            if (train_step(&stepper, batch->x + (size_t)share_first * img_floats, batch->y + share_first,
+                           &share_targets, share, pos.step + 1, rng_key(dropout_root, (uint64_t)pos.step),
+                           (float)lr_at_step(&lr, pos.step), &r, err) != 0) {
                 fputc('\n', console);
                 if (r.nonfinite)
                     tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
@@ -411,9 +428,14 @@ agree:
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
-        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, err) != 0) goto done;
-        char extra[128];
-        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f", row.val_loss, row.val_acc);
+        state_diversity div;
+        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
+        row.state_cosine = div.cosine;
+        row.state_rank = div.rank;
+        char extra[160];
+        /* The slow state's rows after the last chunk: cosine 1 and rank 1 = collapsed. */
+        snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f - state_cos: %.3f - state_rank: %.2f",
+                 row.val_loss, row.val_acc, row.state_cosine, row.state_rank);
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
@@ -434,9 +456,12 @@ agree:
     }
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
-    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, err) != 0 ||
-        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, err) != 0)
+    state_diversity div;
+    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
+        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
         goto done;
+    out->state_cosine = div.cosine;
+    out->state_rank = div.rank;
     out->wall_seconds = progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;

@@ -19,6 +19,7 @@ typedef struct {
     char run_dir[1200];
     int epochs_done;
     double train_loss, train_acc, val_loss, val_acc, test_loss, test_acc;
+    double state_cosine, state_rank; /* the final slow state's diversity on the validation images */
     double wall_seconds, images_per_second;
     double peak_rss_mib;    /* the process's peak resident memory */
     size_t num_params;
