@@ -71,13 +71,16 @@ static void run_dir_of(const char *cfg, const char *set, char *out, size_t n)
     run_config_run_dir(&c, out, n);
 }
 
+/* Containers often forbid the cross-process copies (CMA) OpenMPI's shared
+ * memory transport uses by default: copy through the shared segment. */
+#define MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none"
+
 /* The mpirun prefix: root allowed, more ranks than cores allowed, no pinning
  * (the machine is shared; one thread per rank). Under make test-sanitize the
  * ranks keep ASan and UBSan but not LeakSanitizer: OpenMPI leaves its
  * startup allocations in components it has unloaded by exit, which no
  * suppression can name; our own leaks are checked by the 1-process tests. */
-static const char *MPIRUN = "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\""
-                            " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe --bind-to none";
+static const char *MPIRUN = "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" " MPI_ENV " mpirun --oversubscribe --bind-to none";
 
 /* Runs a shell command line; its exit status, or 1000 + signal. */
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -211,6 +214,7 @@ static pid_t spawn_mpirun(const char *errfile, const char *cfg)
         setenv("TLB_NO_FETCH", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1); /* as in MPI_ENV */
         char asan[1024];
         const char *prev = getenv("ASAN_OPTIONS");
         snprintf(asan, sizeof asan, "%s:detect_leaks=0", prev ? prev : "");
