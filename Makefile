@@ -37,7 +37,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test layers bench clean test-sanitize fuzz fuzz-smoke fuzz-build
+.PHONY: all test layers bench clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -109,6 +109,24 @@ test-sanitize:
 	$(MAKE) --no-print-directory BUILD=build-san TLB=build-san/tlb OPT="$(SAN_FLAGS)" build-san/tlb build-san/tlb_tests
 	$(SAN_ENV) TLB_BIN=./build-san/tlb build-san/tlb_tests $(TEST_ARGS)
 
+# ThreadSanitizer, in build-tsan/: clang with libomp and its Archer tool,
+# which tells TSan about OpenMP's fork, join and barriers (gcc's libgomp is
+# not instrumented: every parallel region reported as a race). oneDNN is
+# built against libgomp, so build-tsan/libgomp.so.1 points it at libomp too:
+# one OpenMP runtime, all of it visible. Criterion cannot run under TSan, so
+# tests/tsan_run.sh runs the binary (sharded training, golden checks).
+# .ci/tsan.supp only silences locks taken inside oneDNN and libomp. Archer's
+# advice to set ignore_noninstrumented_modules=1 is not taken: with it this
+# TSan missed the shard race in model.c that it reports without it.
+TSAN_LIBOMP := $(realpath $(shell clang -print-file-name=libomp.so.5))
+TSAN_ENV := LD_LIBRARY_PATH=build-tsan OMP_TOOL_LIBRARIES=$(dir $(TSAN_LIBOMP))libarcher.so \
+	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/.ci/tsan.supp TLB_NO_FETCH=1 OMP_WAIT_POLICY=passive
+test-tsan:
+	$(MAKE) --no-print-directory CC=clang BUILD=build-tsan TLB=build-tsan/tlb \
+	  OPT="-O1 -fsanitize=thread -fno-omit-frame-pointer" LDLIBS="-fsanitize=thread $(LDLIBS)" build-tsan/tlb
+	ln -sf $(TSAN_LIBOMP) build-tsan/libgomp.so.1
+	$(TSAN_ENV) tests/tsan_run.sh build-tsan/tlb
+
 # libFuzzer targets (clang): fuzz/fuzz_*.c against the library built with
 # -fsanitize=fuzzer-no-link,address,undefined in build-fuzz/.
 FUZZ_TARGETS := config safetensors cifar10 image
@@ -139,6 +157,6 @@ bench: $(BUILD)/tlb_bench
 	$(BUILD)/tlb_bench --out $(BUILD)/bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) tlb build-san build-fuzz
+	rm -rf $(BUILD) tlb build-san build-fuzz build-tsan
 
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)

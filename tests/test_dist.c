@@ -332,7 +332,7 @@ Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
     cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
     const size_t n = model_num_params(&m);
     float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));
-    cr_assert_eq(checkpoint_load(ckpt, &m, am, av, &pos, run_config_hash(&c), &err), 0, "%s", err.msg);
+    cr_assert_eq(checkpoint_load(ckpt, &m, am, av, &pos, run_config_hash(&c), NULL, &err), 0, "%s", err.msg);
     cr_expect(pos.epoch < 40 && pos.batch_in_epoch > 0, "no stop checkpoint (epoch %d, batch %d)", pos.epoch,
               pos.batch_in_epoch);
     free(am);

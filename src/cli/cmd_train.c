@@ -1,4 +1,4 @@
-/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR
+/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR [--accept-numerics]
  * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs) */
 #include <errno.h>
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "data/fetch.h"
 #include "train/dist.h"
 #include "train/sweep_report.h"
 #include "train/trainer.h"
@@ -29,7 +30,7 @@ static void on_signal(int signo)
 static int usage(void)
 {
     fprintf(stderr, "usage: tlb train CONFIG [--set key=value]...\n"
-                    "       tlb train --resume RUN_DIR\n");
+                    "       tlb train --resume RUN_DIR [--accept-numerics]\n");
     return 2;
 }
 
@@ -39,6 +40,32 @@ static void print_error(const tlb_error *err)
     if (!err->msg[0]) return; /* another process reports it */
     if (dist_rank() > 0) fprintf(stderr, "tlb train: rank %d: %s\n", dist_rank(), err->msg);
     else fprintf(stderr, "tlb train: %s\n", err->msg);
+}
+
+/* train_run, and when it reports CIFAR-10 missing or invalid, fetch it and
+ * run again (unless TLB_NO_FETCH is set: tests, offline machines). */
+static int train_run_fetching(const run_config *run, const train_options *opt, train_summary *summary,
+                              tlb_error *err)
+{
+    int status = train_run(run, opt, summary, err);
+    if (status != 1 || !summary->data_missing) return status;
+    const char *no_fetch = getenv("TLB_NO_FETCH");
+    if (no_fetch && strcmp(no_fetch, "0") != 0) {
+        if (err->msg[0]) tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
+        return 1;
+    }
+    /* Ranks sharing a machine would download into one folder at once. */
+    if (dist_size() > 1) {
+        if (err->msg[0])
+            tlb_fail_prefix(err, "CIFAR-10 is missing or invalid; a data-parallel run does not fetch it:"
+                                 " run `tlb data fetch` on every machine first");
+        return 1;
+    }
+    fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
+    char data_dir[sizeof summary->data_dir];
+    snprintf(data_dir, sizeof data_dir, "%s", summary->data_dir);
+    if (cifar10_fetch(data_dir, err) != 0) return 1;
+    return train_run(run, opt, summary, err);
 }
 
 static int train_command(int argc, char **argv);
@@ -60,18 +87,19 @@ static int train_command(int argc, char **argv)
 {
     const char *config_path = NULL, *resume = NULL;
     const char *sets[256];
-    int nsets = 0;
+    int nsets = 0, accept_numerics = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
         else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
+        else if (strcmp(argv[i], "--accept-numerics") == 0) accept_numerics = 1;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "tlb train: unknown option '%s'\n", argv[i]);
             return usage();
         } else if (!config_path) config_path = argv[i];
         else return usage();
     }
-    if (!config_path == !resume) return usage();
+    if (!config_path == !resume || (accept_numerics && !resume)) return usage();
 
     tlb_error err;
     run_config config;
@@ -113,16 +141,23 @@ static int train_command(int argc, char **argv)
 
     const int runs = run_config_num_runs(&config);
     char **dirs = calloc((size_t)runs, sizeof *dirs);
+    if (!dirs) {
+        fprintf(stderr, "tlb train: out of memory for %d runs\n", runs);
+        return 1;
+    }
     int status = 0;
     for (int i = 0; i < runs && status == 0; i++) {
         run_config run;
         run_config_expand(&config, i, &run);
         if (runs > 1 && dist_rank() == 0) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
-        train_options opt = {resume, &stop_signal, 0};
+        train_options opt = {resume, &stop_signal, 0, accept_numerics};
         train_summary summary;
-        status = train_run(&run, &opt, &summary, &err);
+        status = train_run_fetching(&run, &opt, &summary, &err);
         if (status == 1 || status == 2) print_error(&err);
-        dirs[i] = strdup(summary.run_dir);
+        if (!(dirs[i] = strdup(summary.run_dir)) && status == 0) {
+            fprintf(stderr, "tlb train: out of memory\n");
+            status = 1;
+        }
     }
     if (status == 0 && runs > 1 && dist_rank() == 0) {
         char out[1400];

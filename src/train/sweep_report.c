@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "train/run_files.h"
+#include "util/fs.h"
 #include "util/plot.h"
 
 typedef struct {
@@ -24,7 +25,7 @@ static double num(const cJSON *j, const char *key)
 static int read_summary(sweep_row *row, const char *dir, tlb_error *err)
 {
     char path[1300];
-    snprintf(path, sizeof path, "%s/summary.json", dir);
+    if (fs_join(path, sizeof path, dir, "summary.json", err) != 0) return -1;
     FILE *fp = fopen(path, "rb");
     if (!fp) return tlb_fail(err, "%s: missing (did the run finish?)", path);
     char buf[8192];
@@ -85,11 +86,10 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
                                r->test_acc, r->test_loss, r->seconds, r->ips);
     }
     char path[1300];
-    int rc = 0;
-    snprintf(path, sizeof path, "%s/results.csv", out_dir);
-    rc = write_file_atomic(path, csv, lc, err);
-    snprintf(path, sizeof path, "%s/results.md", out_dir);
-    if (rc == 0) rc = write_file_atomic(path, md, lm, err);
+    int rc = fs_join(path, sizeof path, out_dir, "results.csv", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, csv, lc, err);
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.md", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, md, lm, err);
 
     /* One series per swept axis: test accuracy against the axis's value. */
     double *x[3], *y[3];
@@ -99,6 +99,10 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
     for (int axis = 0; axis < 3; axis++) {
         x[axis] = malloc((size_t)count * sizeof(double));
         y[axis] = malloc((size_t)count * sizeof(double));
+        if (!x[axis] || !y[axis]) {
+            if (rc == 0) rc = tlb_fail(err, "out of memory for the results plot");
+            continue;
+        }
         int distinct = 0;
         for (int i = 0; i < count; i++) {
             const double v = axis == 0 ? rows[i].r : axis == 1 ? rows[i].chunk : rows[i].layers;
@@ -108,7 +112,7 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
         }
         if (distinct) series[ns++] = (plot_series){labels[axis], x[axis], y[axis], count};
     }
-    snprintf(path, sizeof path, "%s/results.png", out_dir);
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.png", err);
     if (rc == 0 && ns > 0) rc = plot_lines_png(path, "Test accuracy against the swept value", "value", "test accuracy", series, ns, err);
     for (int axis = 0; axis < 3; axis++) free(x[axis]), free(y[axis]);
     free(csv);

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "data/cifar10.h"
-#include "data/fetch.h"
+#include "data/fetch.h" /* cifar10_default_dir */
 #include "data/loader.h"
 #include "model/model.h"
 #include "ops/ops.h"
@@ -25,7 +25,9 @@
 #include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
+#include "train/run_lock.h"
 #include "train/train_step.h"
+#include "util/fs.h"
 #include "util/rng.h"
 
 #include <xxhash.h>
@@ -33,23 +35,6 @@
 /* Activation memory for one micro-batch when the config leaves it to us
  * (train_choose_micro_batch). */
 #define MICRO_BATCH_BUDGET ((size_t)1536 << 20)
-
-static int mkdir_p(const char *path, tlb_error *err)
-{
-    char buf[1200];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return tlb_fail(err, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return tlb_fail(err, "%s: cannot create folder: %s", buf, strerror(errno));
-    if (access(buf, W_OK) != 0) return tlb_fail(err, "%s: folder is not writable", buf);
-    return 0;
-}
 
 int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
 {
@@ -154,7 +139,7 @@ static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_di
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
 {
     char path[1300];
-    snprintf(path, sizeof path, "%s/config.cfg", run_dir);
+    if (fs_join(path, sizeof path, run_dir, "config.cfg", err) != 0) return -1;
     if (run_config_load(config, path, err) != 0) return -1;
     return run_config_validate(config, err);
 }
@@ -165,6 +150,7 @@ typedef struct {
     cifar10_set train_set, test_set;
     loader *train, *val, *test;
     run_files files;
+    run_lock lock;
 } run_state;
 
 static void run_state_free(run_state *s)
@@ -178,25 +164,23 @@ static void run_state_free(run_state *s)
     free(s->adam_v);
     model_destroy(&s->model);
     run_files_close(&s->files);
+    run_lock_release(&s->lock);
 }
 
-static int open_data(run_state *s, const run_config *c, tlb_error *err)
+/* The data, or -1 with *missing set when CIFAR-10 is missing or fails its
+ * checks (the command line layer decides whether to fetch it and retry). */
+static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_error *err)
 {
-    char dir[1024];
+    char dir[sizeof out->data_dir];
     const char *data_dir = c->data_dir[0] ? c->data_dir : cifar10_default_dir(dir, sizeof dir);
-    /* Loading verifies every file's size and hash; fetch only when that fails. */
+    if (!data_dir)
+        return tlb_fail(err, "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME");
+    if (snprintf(out->data_dir, sizeof out->data_dir, "%s", data_dir) >= (int)sizeof out->data_dir)
+        return tlb_fail(err, "data_dir: longer than %zu bytes", sizeof out->data_dir - 1);
+    /* Loading verifies every file's size and hash. */
     if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) {
-        /* TLB_NO_FETCH=1: report the problem instead of downloading (tests, offline machines). */
-        const char *no_fetch = getenv("TLB_NO_FETCH");
-        if (no_fetch && strcmp(no_fetch, "0") != 0)
-            return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
-        /* Ranks sharing a machine would download into one folder at once. */
-        if (dist_size() > 1)
-            return tlb_fail_prefix(err, "CIFAR-10 is missing or invalid; a data-parallel run does not fetch it:"
-                                        " run `tlb data fetch` on every machine first");
-        fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
-        if (cifar10_fetch(data_dir, err) != 0) return -1;
-        if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) return -1;
+        out->data_missing = 1;
+        return -1;
     }
     cifar10_view train, val, test, unused;
     if (cifar10_split(&train, &unused, &s->train_set, c->train_slice, err) != 0) return -1;
@@ -242,6 +226,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
 {
     run_state s;
     memset(&s, 0, sizeof s);
+    s.lock.fd = -1;
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
     int status = 1;
@@ -273,18 +258,38 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
     bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
     out->precision = bf16 ? "bf16 dense" : "fp32";
+    numerics_current(&out->numerics);
 
     /* The run folder: new, or the one being resumed. */
-    if (resuming) snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir);
-    else run_config_run_dir(c, out->run_dir, sizeof out->run_dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir);
+    if (resuming) {
+        if (snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir) >= (int)sizeof out->run_dir) {
+            tlb_fail(err, "%.200s...: run folder path longer than %zu bytes", opt->resume_dir, sizeof out->run_dir - 1);
+            goto agree;
+        }
+    } else {
+        run_config_run_dir(c, out->run_dir, sizeof out->run_dir); /* out_dir and name are bounded: it fits */
+    }
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir); /* run_dir < 1200 bytes */
     if (lead) {
+        /* One process per run folder: lock it before looking at what it holds. */
+        if (access(out->run_dir, F_OK) == 0 && run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
         if (!resuming && access(ckpt, F_OK) == 0) {
             tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir,
                      out->run_dir);
             goto agree;
         }
-        if (mkdir_p(out->run_dir, err) != 0) goto agree;
+        if (resuming && access(ckpt, F_OK) != 0 && errno == ENOENT) {
+            tlb_fail(err, "%s has no checkpoint yet (the run stopped before its first one): start it again with"
+                          " `tlb train %s/config.cfg`, or remove the folder", out->run_dir, out->run_dir);
+            goto agree;
+        }
+    }
+    /* The data before anything is written: a missing CIFAR-10 leaves no run folder. */
+    local = 1;
+    if (open_data(&s, c, out, err) != 0) goto agree;
+    local = 2;
+    if (lead) {
+        if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
         /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
          * checkpoint.safetensors.tmp.PID behind. */
         checkpoint_remove_stale_tmp(ckpt, stderr);
@@ -295,25 +300,40 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
     s.adam_v = calloc(n, sizeof(float));
+    local = 1;
+    if (!s.adam_m || !s.adam_v) {
+        tlb_fail(err, "out of memory for the AdamW moments (2 x %zu floats)", n);
+        goto agree;
+    }
     /* Each process plans for its share of the batch. */
     rank_rows(c->batch_size, &share_first, &share);
     mb = train_choose_micro_batch(&s.model, share, c->micro_batch);
     out->micro_batch = mb;
-    local = 1;
-    if (!s.adam_m || !s.adam_v || model_plan(&s.model, mb, err) == 0) goto agree;
+    if (model_plan(&s.model, mb, err) == 0) goto agree;
 
     hash = run_config_hash(c);
     local = 2;
     if (lead) {
         if (resuming) {
-            if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, err) != 0) goto agree;
+            run_numerics was;
+            if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, &was, err) != 0) goto agree;
+            /* Another backend or precision changes the numbers: the resumed run
+             * would not continue the interrupted one bit for bit. */
+            char why[400];
+            if (numerics_differ(&was, &out->numerics, why, sizeof why)) {
+                if (!opt->accept_numerics) {
+                    tlb_fail(err, "%s: resuming would change the numerics: %s (TLB_BACKEND or another CPU);"
+                                  " pass --accept-numerics to resume anyway", out->run_dir, why);
+                    goto agree;
+                }
+                fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
+            }
         } else {
             init_keras(&s.model, c->seed);
         }
         if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) goto agree;
     }
     local = 1;
-    if (open_data(&s, c, err) != 0) goto agree;
     char grid[sizeof out->run_dir + 16];
     snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
     if (lead && !resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto agree; /* what the model is fed */
@@ -405,6 +425,17 @@ agree:
             images_total += batch->size;
             progress_update(&bar, step + 1 - first, seen, loss_sum / seen, (double)correct / seen);
 
+            /* checkpoint_every: a kill loses at most that many steps. The
+             * epoch's last step is saved at the epoch's end, after evaluation. */
+            if (lead && c->checkpoint_every > 0 && pos.step % c->checkpoint_every == 0 && step + 1 < steps) {
+                const train_position at = {pos.step, epoch, step + 1};
+                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &at, hash, s.files.config_text,
+                                    &out->numerics, err) != 0) {
+                    fputc('\n', console);
+                    abort_all(err);
+                    goto done;
+                }
+            }
             /* A signal may reach one process only: the highest signal
              * number seen anywhere stops every process after this step. */
             int signalled = opt && opt->stop_signal ? (int)*opt->stop_signal : 0;
@@ -415,7 +446,8 @@ agree:
                 fputc('\n', console);
                 if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
                 if (lead) {
-                    if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0)
+                    if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text,
+                                        &out->numerics, err) != 0)
                         goto done; /* the others stop here too */
                     fprintf(stderr, "stopped after step %ld; resume with: %stlb train --resume %s\n", pos.step,
                             dist_size() > 1 ? world_cmd : "", out->run_dir);
@@ -443,7 +475,8 @@ agree:
         /* Rank 0 writes; if that fails the others would wait in the next
          * step's reduction, so it ends them all. */
         if (lead && (run_files_add_epoch(&s.files, &row, err) != 0 ||
-                     checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, err) != 0))
+                     checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text,
+                                     &out->numerics, err) != 0))
         {
             abort_all(err);
             goto done;

@@ -7,12 +7,14 @@
 #include <signal.h>
 
 #include "model/model.h"
+#include "train/numerics.h"
 #include "train/run_config.h"
 
 typedef struct {
     const char *resume_dir;            /* continue this run folder, or NULL */
     volatile sig_atomic_t *stop_signal; /* set by SIGINT/SIGTERM handlers: finish the step, checkpoint, stop */
     long stop_after_steps;             /* tests: behave as if signalled after this many steps (0 = never) */
+    int accept_numerics;               /* resume even if the backends or precision differ from the checkpoint's */
 } train_options;
 
 typedef struct {
@@ -25,6 +27,9 @@ typedef struct {
     size_t num_params;
     int micro_batch;
     const char *precision;  /* "bf16 dense" (mixed_precision on this CPU) or "fp32" */
+    run_numerics numerics;  /* the backend each op ran on, and the precision */
+    char data_dir[1024];    /* where the run looked for CIFAR-10 */
+    int data_missing;       /* status 1 because CIFAR-10 is missing or invalid there: fetch and retry */
 } train_summary;
 
 /* threads: 0 (all cores) becomes the count OpenMP would use
