@@ -29,14 +29,6 @@
 #include "train/trainer.h"
 #include "test_helpers.h"
 
-static void ensure_data(void)
-{
-    char dir[1024];
-    tlb_error err;
-    cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(dir, 0, NULL) != 0)
-        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
 
 /* Skips the test unless tlb can run data parallel here. */
 static void need_mpirun(void)
@@ -134,7 +126,7 @@ Test(dist, world_size_is_hashed_only_away_from_1)
 Test(dist, two_ranks_match_one_process, .timeout = 300)
 {
     need_mpirun();
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_dist_XXXXXX", cfg[1200], one[1300], two_threads[1300], ranks[1300], log[1300];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, dir, "dp", "epochs: 3\n");
@@ -243,7 +235,7 @@ static pid_t a_rank_of(pid_t mpirun)
 Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
 {
     need_mpirun();
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_dist_sig_XXXXXX", ref_dir[] = "/tmp/tlb_dist_ref_XXXXXX";
     char cfg[1200], ref_cfg[1200], errf[1300], ckpt[1500], msg[8192];
     cr_assert_not_null(test_mkdtemp(dir));
@@ -299,7 +291,7 @@ Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
 Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
 {
     need_mpirun();
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_dist_usr1_XXXXXX", cfg[1200], errf[1300], ckpt[1500], msg[8192];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, dir, "usr1", "epochs: 40\n");
