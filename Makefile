@@ -37,7 +37,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test layers bench clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -84,9 +84,17 @@ $(BUILD)/bench_allreduce: bench/mpi/allreduce.c $(BUILD)/libtlb.a
 
 # Tests run from the repository root so tests/data/ paths resolve. The cli
 # tests run $(TLB) (TLB_BIN); the fuzz targets then run over their corpora.
-test: $(TLB) $(BUILD)/tlb_tests layers
+test: deps
+	$(MAKE) --no-print-directory test-run
+test-run: $(TLB) $(BUILD)/tlb_tests layers
 	TLB_BIN=./$(TLB) $(BUILD)/tlb_tests $(TEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-smoke
+
+# The Debian packages (scripts/install-deps.sh: installs them as root, else
+# names them), so `make test` works on a fresh machine; the test run is a new
+# make, which sees OpenMPI if this just installed it.
+deps:
+	@scripts/install-deps.sh
 
 # Layers point down (tests/layers.sh); the planted upward include must fail.
 layers:
