@@ -6,13 +6,10 @@
 #include <time.h>
 
 #include "bench.h"
+#include "util/clock.h"
+#include "util/fs.h"
 
-double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double bench_now(void) { return clock_now(); }
 
 static unsigned long long rand_state = 12345;
 
@@ -54,17 +51,16 @@ double bench_median(void (*fn)(void *), void *arg, double seconds)
 
 FILE *bench_csv(const bench_opts *o, const char *name, const char *header)
 {
-    char path[1024];
-    /* mkdir -p of out_dir */
-    snprintf(path, sizeof path, "%s", o->out_dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(path, 0755);
-        *p = '/';
+    char path[FS_PATH_MAX];
+    tlb_error err;
+    if (fs_mkdir_p(o->out_dir, &err) != 0) {
+        fprintf(stderr, "tlb_bench: %s\n", err.msg);
+        return NULL;
     }
-    mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s/%s", o->out_dir, name);
+    if (snprintf(path, sizeof path, "%s/%s", o->out_dir, name) >= (int)sizeof path) {
+        fprintf(stderr, "tlb_bench: %s/%s: path too long\n", o->out_dir, name);
+        return NULL;
+    }
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "tlb_bench: cannot write %s: %s\n", path, strerror(errno));

@@ -508,17 +508,26 @@ int opt_compare_cases(const op_case *ref, const op_case *got, double rtol, doubl
 {
     char what[256];
     int bad = 0;
+    size_t compared = 0;
     for (int i = 0; i < ref->n_out; i++) {
         snprintf(what, sizeof what, "%s vs ref: output %s", got->label, ref->out[i].name);
         if (opt_compare(what, ref->out[i].x, got->out[i].x, ref->out[i].n, rtol, atol,
                         bad ? NULL : msg, cap))
             bad++;
+        compared += ref->out[i].n;
     }
     for (int i = 0; i < ref->n_in; i++) {
+        if (!ref->in[i].g || !got->in[i].g) continue;
         snprintf(what, sizeof what, "%s vs ref: gradient d%s", got->label, ref->in[i].name);
         if (opt_compare(what, ref->in[i].g, got->in[i].g, ref->in[i].n, rtol, atol,
                         bad ? NULL : msg, cap))
             bad++;
+        compared += ref->in[i].n;
+    }
+    /* A comparison of nothing must not pass. */
+    if (compared == 0 && !bad) {
+        snprintf(msg, cap, "%s vs ref: compared nothing (no output or gradient values)", got->label);
+        bad = 1;
     }
     return bad;
 }

@@ -97,7 +97,8 @@ int opt_compare(const char *what, const float *ref, const float *got, size_t n, 
                 double atol, char *msg, size_t cap);
 
 /* Compares every output and every gradient of two cases of the same op and
- * shape (ref first). Returns mismatching buffers; msg names the first. */
+ * shape (ref first). Returns mismatching buffers; msg names the first. A
+ * pair with no values to compare counts as a mismatch. */
 int opt_compare_cases(const op_case *ref, const op_case *got, double rtol, double atol, char *msg,
                       size_t cap);
 

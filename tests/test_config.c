@@ -555,6 +555,7 @@ Test(config, sweep_errors_name_the_line)
     expect_error("label_smoothing: [0.1, 0.10]\n", ":1: label_smoothing: '0.10' appears twice in the list");
     expect_error("seed: [1, -2]\n", ":1: seed: item 2: expected a non-negative integer, got '-2'");
     expect_error("name: [a, b]\n", ":1: name: a string key takes one value (only numbers and words can be swept)");
+    expect_error("world_size: [1, 2]\n", ":1: world_size: takes one value (mpirun -np sets it)");
     expect_error("r: [1, 2]\nchunk_size: [4, 8]\nnum_layers: [1, 2]\nseed: [1, 2]\nepochs: [1, 2]\n"
                  "batch_size: [1, 2]\nthreads: [1, 2]\nffn_mult: [1, 2]\nnum_heads: [1, 2]\n",
                  ":9: num_heads: more than 8 keys are swept");
@@ -680,7 +681,7 @@ Test(config, canonical_text_is_fixed)
                      "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
                      "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\n"
                      "\n# system\n"
-                     "threads: 0\nbackend: \"\"\n"
+                     "threads: 0\nworld_size: 1\nbackend: \"\"\n"
                      "\n# output\n"
                      "out_dir: \"runs\"\nname: \"run\"\ncheckpoint_every: 0\n");
     /* Truncation follows snprintf. */

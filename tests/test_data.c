@@ -14,6 +14,7 @@
 #include "data/cifar10.h"
 #include "data/fetch.h"
 #include "data/loader.h"
+#include "util/fs.h"
 #include "test_helpers.h"
 
 #define SLICE "tests/data/cifar10_batch1_r0_r1_r9999.bin"
@@ -284,7 +285,7 @@ Test(data, mirror_png_and_json_convert_to_official_layout)
             for (int c = 0; c < 3; c++)
                 cr_assert_eq(rec[i * CIFAR10_RECORD + 1 + c * 1024 + j], rgb[(i * 1024 + j) * 3 + c]);
     }
-    cr_assert_eq(cifar10_write_atomic(bin_path, rec, H * CIFAR10_RECORD, &err), 0, "%s", err.msg);
+    cr_assert_eq(fs_write_file_atomic(bin_path, rec, H * CIFAR10_RECORD, &err), 0, "%s", err.msg);
     cifar10_set s;
     cr_assert_eq(cifar10_read_records(&s, bin_path, &err), 0, "%s", err.msg);
     cr_expect_eq(s.count, H);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,6 +23,7 @@
 
 #include "data/fetch.h"
 #include "model/model.h"
+#include "ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
@@ -31,14 +33,6 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers */
 
-static void ensure_data(void)
-{
-    char dir[1024];
-    tlb_error err;
-    cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(dir, 0, NULL) != 0)
-        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
 
 /* A tiny model on one thread: 8 steps per epoch with train_limit 256. */
 static const char *tiny_cfg =
@@ -130,7 +124,7 @@ static int load_run_checkpoint(loaded_run *r, const char *run_dir, train_positio
 {
     char path[1400];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
-    return checkpoint_load(path, &r->model, r->m, r->v, pos, run_config_hash(&r->config), err);
+    return checkpoint_load(path, &r->model, r->m, r->v, pos, run_config_hash(&r->config), NULL, err);
 }
 
 static void expect_same_data(const char *dir_a, const char *dir_b)
@@ -183,7 +177,7 @@ static void save_tiny_checkpoint(saved_ckpt *s)
     s->hash = run_config_hash(&s->config);
     char text[8192];
     run_config_write_canonical(&s->config, text, sizeof text);
-    cr_assert_eq(checkpoint_save(s->path, &s->model, s->m, s->v, &s->pos, s->hash, text, &err), 0, "%s", err.msg);
+    cr_assert_eq(checkpoint_save(s->path, &s->model, s->m, s->v, &s->pos, s->hash, text, NULL, &err), 0, "%s", err.msg);
     slurp(s->path, &s->bytes, &s->size);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | s->bytes[i];
@@ -199,7 +193,7 @@ static int load_and_compare(saved_ckpt *s, const char *path, tlb_error *err)
     memcpy(keep, params, n * sizeof(float));
     memset(params, 0xff, n * sizeof(float));
     train_position pos = {-1, -1, -1};
-    int rc = checkpoint_load(path, &s->model, s->m2, s->v2, &pos, s->hash, err);
+    int rc = checkpoint_load(path, &s->model, s->m2, s->v2, &pos, s->hash, NULL, err);
     if (rc == 0) {
         cr_expect(memcmp(params, keep, n * sizeof(float)) == 0, "accepted with different parameters");
         cr_expect(memcmp(s->m2, s->m, n * sizeof(float)) == 0, "accepted with different moments");
@@ -417,7 +411,7 @@ static void reference_run(const char *name, const char *extra, char *run_dir, si
 
 Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     const char *extra = "train_limit: 256\nepochs: 3\n";
     char ref[1300];
     reference_run("killed_in_ckpt", extra, ref, sizeof ref);
@@ -505,7 +499,7 @@ Test(hardening, stale_checkpoint_tmp_files_are_removed)
 
 Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     const char *extra = "train_limit: 1024\nepochs: 4\n";
     char ref[1300];
     reference_run("killed", extra, ref, sizeof ref);
@@ -537,7 +531,7 @@ Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
 
 static void stop_with(int signo)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_sig_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled", "train_limit: 256\nepochs: 40\n");
@@ -564,6 +558,8 @@ static void stop_with(int signo)
 
 Test(hardening, sigint_checkpoints_and_exits_130, .timeout = 180) { stop_with(SIGINT); }
 Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(SIGTERM); }
+/* SIGUSR1 stops the same way: mpirun forwards it to the ranks (test_dist.c). */
+Test(hardening, sigusr1_checkpoints_and_exits_138, .timeout = 180) { stop_with(SIGUSR1); }
 
 /* A second signal while the first one's clean stop is under way exits at
  * once with 128 + that signal: no stop checkpoint, no "resume with" line;
@@ -576,7 +572,7 @@ Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(S
  * may take either), so the status is 143 or 130. */
 Test(hardening, second_signal_exits_at_once, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_sig2_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled_twice", "train_limit: 256\nepochs: 40\n");
@@ -604,7 +600,7 @@ Test(hardening, second_signal_exits_at_once, .timeout = 180)
 
 Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_nan_XXXXXX", cfg[1200], run_dir[1300], errf[1200], msg[4096];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "nan", "train_limit: 256\nepochs: 3\n");
@@ -710,7 +706,7 @@ Test(hardening, bad_data_dir_without_fetch, .timeout = 60)
 
 Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", "/nonexistent/run", NULL}, "config.cfg", NULL);
     char dir[] = "/tmp/tlb_badresume_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
     cr_assert_not_null(test_mkdtemp(dir));
@@ -729,9 +725,10 @@ Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
     bytes[n - 5] ^= 0x10;
     spit(ckpt, bytes, n / 2);
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, ckpt, "outside the");
-    /* Missing. */
+    /* Missing (a run stopped before its first checkpoint): says so, and what to do. */
     unlink(ckpt);
-    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, ckpt, "cannot open");
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, "has no checkpoint yet",
+                    "start it again with `tlb train");
     free(bytes);
 }
 
@@ -785,4 +782,184 @@ Test(hardening, fuzz_findings_stay_fixed)
     cr_expect_neq(cifar10_read_labels_json(labels, 3, path, &err), 0);
     cr_expect(strstr(err.msg, "entry 1 is not an integer label") != NULL, "%s", err.msg);
     unlink(path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run's numerics: summary.json and the checkpoint name the backend each
+ * op ran on and the precision; a resume that would compute differently (here
+ * TLB_BACKEND=ref) is refused unless --accept-numerics; a checkpoint from
+ * before these fields still resumes. */
+
+Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
+{
+    test_ensure_cifar10();
+    char dir[] = "/tmp/tlb_numerics_XXXXXX", cfg[1200], run_dir[1300], errf[1200], path[1400];
+    cr_assert_not_null(test_mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "numerics", "train_limit: 64\nepochs: 1\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
+
+    /* What ran, by the registry itself (this process chooses as tlb did). */
+    tlb_error err;
+    cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
+    run_numerics now;
+    numerics_current(&now);
+    unsigned char *json;
+    size_t n;
+    snprintf(path, sizeof path, "%s/summary.json", run_dir);
+    slurp(path, &json, &n);
+    char want[64];
+    snprintf(want, sizeof want, "\"dense\":\t\"%s\"", backend_name(ops_chosen(ops_find("dense"))));
+    cr_expect(strstr((char *)json, want) != NULL, "%s not in summary.json: %s", want, json);
+    cr_expect(strstr((char *)json, "\"precision\":\t\"fp32\"") != NULL, "%s", json);
+    free(json);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+    st_file f;
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(st_meta(&f, "backends"), now.backends);
+    cr_expect_str_eq(st_meta(&f, "precision"), "fp32");
+    st_close(&f);
+
+    expect_one_line(2, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL},
+                    "resuming would change the numerics: dense ran on", "pass --accept-numerics");
+    cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, "--accept-numerics", NULL}),
+                 0);
+    char msg[4096];
+    read_text(errf, msg, sizeof msg, NULL);
+    cr_expect(strstr(msg, "note: resuming with different numerics") != NULL, "%s", msg);
+    cr_expect_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, "--accept-numerics", NULL}), 2,
+                 "--accept-numerics is for --resume only");
+
+    /* Written in bf16 (as on a CPU with AVX512_BF16), resumed here in fp32;
+     * then a checkpoint written before the fields existed: resumes, unchecked. */
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    char text[8192];
+    run_config_write_canonical(&r.config, text, sizeof text);
+    run_numerics bf16 = now;
+    snprintf(bf16.precision, sizeof bf16.precision, "bf16 dense");
+    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &bf16, &err), 0,
+                 "%s", err.msg);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL},
+                    "numerics: precision was bf16 dense, now fp32 (", "pass --accept-numerics");
+    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, NULL, &err), 0,
+                 "%s", err.msg);
+    close_run(&r);
+    cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
+    cr_expect_null(st_meta(&f, "backends"));
+    st_close(&f);
+    cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+}
+
+/* A path that does not fit a buffer is refused with a message, never
+ * silently cut to a different path. */
+Test(hardening, paths_too_long_are_refused, .timeout = 60)
+{
+    char longdir[1500];
+    memset(longdir, 'a', sizeof longdir - 1);
+    longdir[0] = '/';
+    longdir[sizeof longdir - 1] = '\0';
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", longdir, NULL}, "path longer than", NULL);
+    expect_one_line(1, NULL, (const char *[]){"report", "--out", "/tmp", longdir, NULL}, "path longer than", NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faults found by trying them */
+
+/* A run folder belongs to one process: a second `tlb train` of the same
+ * config and a `--resume` of the running folder are refused, naming the
+ * owner; the lock dies with its process. */
+Test(hardening, run_folder_belongs_to_one_process, .timeout = 180)
+{
+    test_ensure_cifar10();
+    char dir[] = "/tmp/tlb_lock_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+    cr_assert_not_null(test_mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "locked", "train_limit: 256\nepochs: 400\n");
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+    char want[1500];
+    snprintf(want, sizeof want, "%s is in use by process %ld", run_dir, (long)pid);
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, want, NULL);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, NULL);
+    cr_expect_eq(waitpid(pid, NULL, WNOHANG), 0, "the first run stopped");
+    kill(pid, SIGKILL);
+    cr_expect_eq(wait_status(pid), 1000 + SIGKILL);
+    /* Unlocked now: the folder's contents decide again. */
+    expect_one_line(2, NULL, (const char *[]){"train", cfg, NULL}, "already holds a run", NULL);
+}
+
+/* checkpoint_every: 3 saves mid-epoch; a kill inside the second save loses
+ * steps 4-6 only. A resume under a file-size limit too small for a
+ * checkpoint ends like a full disk (exit 1, a line, the step-3 checkpoint
+ * intact, no temporary left), and the final resume ends bit-identical to an
+ * uninterrupted run. */
+Test(hardening, checkpoint_every_and_file_size_limit, .timeout = 240)
+{
+    test_ensure_cifar10();
+    const char *extra = "train_limit: 256\nepochs: 2\ncheckpoint_every: 3\n";
+    char ref[1300];
+    reference_run("every3", extra, ref, sizeof ref);
+    char dir[] = "/tmp/tlb_every_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
+    cr_assert_not_null(test_mkdtemp(dir));
+    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "every3", extra);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    cr_assert_eq(run_tlb(errf, "TLB_TEST_KILL_IN_CHECKPOINT=2", (const char *[]){"train", cfg, NULL}), 1000 + SIGKILL);
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect(pos.step == 3 && pos.epoch == 0 && pos.batch_in_epoch == 3, "checkpoint at step %ld (epoch %d, batch %d)",
+              pos.step, pos.epoch, pos.batch_in_epoch);
+
+    /* RLIMIT_FSIZE below a checkpoint's size (about 200 KB), above the other files'. */
+    struct rlimit old, small = {96 << 10, 96 << 10};
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    const int st = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL});
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    read_text(errf, msg, sizeof msg, NULL);
+    cr_expect_eq(st, 1, "status %d under a file-size limit (1000 + %d = killed by SIGXFSZ); stderr: %s", st, SIGXFSZ, msg);
+    cr_expect(strstr(msg, "checkpoint.safetensors: write failed: File too large") != NULL, "stderr: %s", msg);
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    cr_expect_eq(pos.step, 3, "the last good checkpoint was replaced");
+    close_run(&r);
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q tmp", run_dir);
+    cr_expect_neq(system(cmd), 0, "a temporary file was left in %s", run_dir);
+
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+    expect_same_data(ref, run_dir);
+}
+
+/* tlb check of a file whose tensors hold NaN or Inf: bad input (exit 2),
+ * naming the tensor, not a model mismatch. */
+Test(hardening, check_refuses_nonfinite_golden_files, .timeout = 60)
+{
+    char dir[] = "/tmp/tlb_nanfile_XXXXXX", path[200];
+    cr_assert_not_null(test_mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    float x[4] = {1, 2, 3, 4};
+    x[2] = NAN;
+    st_writer w;
+    st_writer_init(&w);
+    cr_assert_eq(st_writer_add(&w, "config.embed_dim", ST_F32, 1, (int64_t[]){4}, x), 0);
+    tlb_error err;
+    cr_assert_eq(st_writer_save(&w, path, NULL, NULL, &err), 0, "%s", err.msg);
+    expect_one_line(2, NULL, (const char *[]){"check", path, NULL}, "tensor 'config.embed_dim' holds NaN at element 2",
+                    NULL);
+    x[2] = 3, x[3] = -INFINITY;
+    st_writer_free(&w);
+    st_writer_init(&w);
+    cr_assert_eq(st_writer_add(&w, "logits", ST_F32, 1, (int64_t[]){4}, x), 0);
+    cr_assert_eq(st_writer_save(&w, path, NULL, NULL, &err), 0, "%s", err.msg);
+    st_writer_free(&w);
+    expect_one_line(2, NULL, (const char *[]){"check", "tests/data/tiny_keras.safetensors", path, NULL},
+                    "tensor 'logits' holds Inf at element 3", NULL);
 }

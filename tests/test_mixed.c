@@ -84,6 +84,22 @@ Test(mixed, switch_in_the_registry)
     ops_select(NULL, NULL);
 }
 
+/* Checking a spec changes nothing: not the op table, not the choice, not
+ * the mixed-precision flag (forcing dense clears it; the check must undo
+ * that too). */
+Test(mixed, spec_check_keeps_mixed_precision)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    cr_assert_eq(ops_select(NULL, NULL), 0);
+    cr_assert_eq(ops_set_mixed_precision(1), 0);
+    const dense_op bf16 = tlb_ops.dense;
+    tlb_error err;
+    cr_assert_eq(ops_spec_check("dense:ref", &err), 0, "%s", err.msg);
+    cr_expect_eq(ops_mixed_precision(), 1, "ops_spec_check turned mixed precision off");
+    cr_expect_eq((void *)tlb_ops.dense.forward, (void *)bf16.forward);
+    ops_select(NULL, NULL);
+}
+
 /* out = A @ B for row-major A[M,K] (stride sa_r, sa_c) and B[K,N]: the
  * double-precision product and the bound sum_k |a||b| that bf16 rounding of
  * both operands can move it by (2^-8 relative per term, plus fp32 sums). */

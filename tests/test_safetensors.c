@@ -64,7 +64,7 @@ Test(safetensors, writer_round_trip)
     int fd = mkstemp(path);
     close(fd);
     tlb_error err;
-    cr_assert_eq(st_writer_save(&w, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(st_writer_save(&w, path, NULL, NULL, &err), 0, "%s", err.msg);
     st_writer_free(&w);
     st_file f;
     cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);

@@ -12,16 +12,9 @@
 
 #include "data/fetch.h"
 #include "train/trainer.h"
+#include "alloc_counter.h"
 #include "test_helpers.h"
 
-static void ensure_data(void)
-{
-    char dir[1024];
-    tlb_error err;
-    cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(dir, 0, NULL) != 0)
-        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
 
 static void make_config(run_config *c, const char *text, const char *out_dir)
 {
@@ -39,7 +32,7 @@ static const char *tiny_model =
 
 Test(train, short_run_learns, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_train_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     /* TLB_TEST_SMALL (make test-sanitize, where this is ~5x slower): a third
@@ -88,7 +81,7 @@ Test(train, short_run_learns, .timeout = 240)
  * one is identical. */
 static unsigned char *stop_and_resume(const char *extra, size_t *n)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out_a[] = "/tmp/tlb_resume_a_XXXXXX", out_b[] = "/tmp/tlb_resume_b_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out_a));
     cr_assert_not_null(test_mkdtemp(out_b));
@@ -101,11 +94,12 @@ static unsigned char *stop_and_resume(const char *extra, size_t *n)
     train_summary sa, sb;
     tlb_error err;
     cr_assert_eq(train_run(&a, NULL, &sa, &err), 0, "%s", err.msg);
-    train_options stop = {NULL, NULL, 5};
+    /* Stop after step 5 of 16 (mid-epoch 1), then resume from the folder. */
+    train_options stop = {.stop_after_steps = 5};
     cr_assert_eq(train_run(&b, &stop, &sb, &err), 128, "%s", err.msg);
     char dir[sizeof sb.run_dir];
     memcpy(dir, sb.run_dir, sizeof dir); /* train_run clears its summary */
-    train_options resume = {dir, NULL, 0};
+    train_options resume = {.resume_dir = dir};
     run_config again;
     cr_assert_eq(train_load_run_config(&again, sb.run_dir, &err), 0, "%s", err.msg);
     cr_assert_eq(train_run(&again, &resume, &sb, &err), 0, "%s", err.msg);
@@ -184,7 +178,7 @@ static train_summary diversity_run(const char *state_init, const char *out)
 
 Test(train, state_diversity_shows_the_collapse, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_div_XXXXXX";
     cr_assert_not_null(mkdtemp(out));
     const train_summary zeros = diversity_run("zeros", out);
@@ -198,7 +192,7 @@ Test(train, state_diversity_shows_the_collapse, .timeout = 240)
 /* A new run refuses a folder that already holds a checkpoint. */
 Test(train, refuses_to_overwrite_a_run, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_twice_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     char text[2048];
@@ -217,7 +211,7 @@ Test(train, refuses_to_overwrite_a_run, .timeout = 120)
  * depend on it: it is the shard count), and a resume reads that count back. */
 Test(train, threads_0_is_hashed_and_recorded_resolved, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_threads0_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     char text[2048];
@@ -293,4 +287,28 @@ Test(cli, check_passes_golden_and_fails_garbage)
 {
     cr_expect_eq(cli((const char *[]){"check", "tests/data/tiny_paper.safetensors", NULL}), 0);
     cr_expect_eq(cli((const char *[]){"check", "tests/test_train.c", NULL}), 1);
+}
+
+/* Out of memory for the AdamW moments: status 1 with a message (it was left
+ * unset). The test binary's allocator fails exactly that calloc. */
+Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
+{
+    test_ensure_cifar10();
+    char out[] = "/tmp/tlb_oom_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: oom\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
+    run_config c;
+    make_config(&c, text, out);
+    tlb_model m;
+    tlb_error err = {{0}};
+    cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
+    const size_t n = model_num_params(&m);
+    model_destroy(&m);
+    train_summary s;
+    alloc_fail_calloc_of(n * sizeof(float));
+    const int status = train_run(&c, NULL, &s, &err);
+    alloc_fail_calloc_of(0);
+    cr_expect_eq(status, 1);
+    cr_expect(strstr(err.msg, "out of memory for the AdamW moments") != NULL, "message: '%s'", err.msg);
 }

@@ -1,9 +1,36 @@
 /* tlb check: the golden comparison, one verdict per file. */
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/commands.h"
-#include "train/golden.h"
 #include "ops/ops.h"
+#include "train/golden.h"
+#include "util/safetensors.h"
+
+/* Golden vectors are finite: a NaN or Inf anywhere is a damaged or wrong
+ * file (bad input), not a mismatch of the model. */
+static int all_finite(const char *path, tlb_error *err)
+{
+    st_file f;
+    if (st_open(&f, path, err) != 0) return 0; /* golden_check reports it */
+    int rc = 0;
+    for (int t = 0; t < f.count && rc == 0; t++) {
+        const st_tensor *x = &f.tensors[t];
+        if (x->dtype != ST_F32) continue;
+        for (size_t i = 0; i < x->numel; i++) {
+            float v;
+            memcpy(&v, (const char *)x->data + i * sizeof v, sizeof v);
+            if (!isfinite(v)) {
+                rc = tlb_fail(err, "%s: tensor '%s' holds %s at element %zu: not a golden file", path, x->name,
+                              isnan(v) ? "NaN" : "Inf", i);
+                break;
+            }
+        }
+    }
+    st_close(&f);
+    return rc;
+}
 
 int cmd_check(int argc, char **argv)
 {
@@ -16,9 +43,14 @@ int cmd_check(int argc, char **argv)
         fprintf(stderr, "tlb check: %s\n", err.msg);
         return 2;
     }
-    int failed = 0;
+    int failed = 0, bad_input = 0;
     for (int i = 1; i < argc; i++) {
         golden_report r;
+        if (all_finite(argv[i], &err) != 0) {
+            fprintf(stderr, "tlb check: %s\n", err.msg);
+            bad_input = 1;
+            continue;
+        }
         if (golden_check(argv[i], &r, &err) != 0) {
             fprintf(stderr, "tlb check: %s\n", err.msg);
             failed = 1;
@@ -35,5 +67,5 @@ int cmd_check(int argc, char **argv)
         printf("  %s\n", r.passed ? "PASS" : "FAIL");
         failed |= !r.passed;
     }
-    return failed ? 1 : 0;
+    return bad_input ? 2 : failed ? 1 : 0;
 }

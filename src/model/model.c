@@ -37,7 +37,10 @@ int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
     memset(m, 0, sizeof *m);
     if (model_config_validate(c, err) != 0) return -1;
     m->config = *c;
-    model_layout_build(&m->layout, c);
+    if (model_layout_build(&m->layout, c) != 0) {
+        model_destroy(m);
+        return tlb_fail(err, "out of memory building the parameter table");
+    }
     m->dims = (block_dims){c->embed_dim, c->num_heads, c->key_dim, model_ffn_dim(c)};
     const size_t n = m->layout.table.total;
     m->params = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
@@ -121,6 +124,7 @@ size_t model_plan_bytes(const tlb_model *m, int B)
     tlb_model probe = *m;
     probe.steps = calloc((size_t)model_num_chunks(&m->config) * m->layout.num_steps,
                          sizeof *probe.steps);
+    if (!probe.steps) return 0; /* unknown: model_plan will report the shortage */
     arena a = {0};
     carve(&probe, &a, B);
     free(probe.steps);
@@ -293,10 +297,6 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels,
             const block_dropout bd = step_dropout(m, drop, ch, s, b0);
             block_forward(&a, &scratch, w, &l->attn[st->attn], &l->ffn[st->ffn],
                           stream[st->query], stream[st->kv], m->dims, n, Tq, Tk, &bd);
-            if (b0 == 0) { /* the whole micro-batch's inputs start where shard 0's do */
-                full->x_q = a.x_q;
-                full->x_kv = a.x_kv;
-            }
             if (s == l->num_steps - 1) fast_out = a.x_kv;
             stream[st->query] = a.out;
         }
@@ -321,6 +321,31 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels,
             m->losses[b] = (float)targets_loss(m->logits + (size_t)b * V, V, labels[b], targets, b);
 }
 
+/* Each (chunk, step)'s inputs for the whole micro-batch of B, which backward
+ * reads (offset per shard). Set here, before any shard runs: written inside
+ * the shards, by shard 0, they raced with the other shards' copies of the
+ * same struct (acts_view). */
+static void record_step_inputs(tlb_model *m, int B)
+{
+    const tlb_model_config *c = &m->config;
+    const int C = c->chunk_size, D = c->embed_dim;
+    const size_t state_len = (size_t)model_num_state(c) * D;
+    const float *slow = m->slow0;
+    for (int ch = 0; ch < model_num_chunks(c); ch++) {
+        /* sinusoid: the chunk reads state + table, kept per chunk in slow_in */
+        if (m->state_pe) slow = m->slow_in + (size_t)ch * B * state_len;
+        const float *stream[2] = {m->chunks + (size_t)ch * B * C * D, slow};
+        for (int s = 0; s < m->layout.num_steps; s++) {
+            const cell_step *st = &m->layout.steps[s];
+            block_acts *full = step_acts(m, ch, s);
+            full->x_q = stream[st->query];
+            full->x_kv = stream[st->kv];
+            stream[st->query] = full->out;
+        }
+        slow = stream[STREAM_SLOW];
+    }
+}
+
 static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
 
 /* Inside a shard the ops run on one thread. Nested regions are already
@@ -332,6 +357,7 @@ double model_forward_targets(tlb_model *m, const float *img, const int *labels,
                              const model_targets *targets, int B, const model_dropout *drop)
 {
     const int shards = model_shards_for(m, B);
+    record_step_inputs(m, B);
     if (shards == 1) {
         forward_shard(m, img, labels, targets, B, 0, B, drop);
     } else {

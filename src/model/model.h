@@ -80,7 +80,8 @@ size_t model_num_params(const tlb_model *m);
  * B (the weight-gradient summation order, and so the last bits of a
  * result, depend on it; see README "Determinism"). */
 size_t model_plan(tlb_model *m, int B, tlb_error *err);
-/* Bytes the plan for B samples would take (without allocating). */
+/* Bytes the plan for B samples would take (without allocating the arena;
+ * 0 when even the small probe cannot be allocated). */
 size_t model_plan_bytes(const tlb_model *m, int B);
 
 /* Forward over B <= capacity samples: img [B, S, S, 3]; fills logits, probs,

@@ -14,24 +14,29 @@ void param_table_free(param_table *t)
     memset(t, 0, sizeof *t);
 }
 
-static void *xrealloc(void *p, size_t n)
+/* Grows the three parallel arrays to `capacity`; 0, or -1 with all of them
+ * still valid (each at least the old capacity). */
+static int grow(param_table *t, int capacity)
 {
-    void *q = realloc(p, n);
-    if (!q) {
-        fprintf(stderr, "tlb: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return q;
+    param_entry *e = realloc(t->entries, (size_t)capacity * sizeof *t->entries);
+    if (!e) return -1;
+    t->entries = e;
+    init_kind *in = realloc(t->init, (size_t)capacity * sizeof *t->init);
+    if (!in) return -1;
+    t->init = in;
+    int(*f)[2] = realloc(t->fans, (size_t)capacity * sizeof *t->fans);
+    if (!f) return -1;
+    t->fans = f;
+    t->capacity = capacity;
+    return 0;
 }
 
 size_t param_table_add(param_table *t, const char *name, int ndim, const int *shape, init_kind init,
                        int fan_in, int fan_out)
 {
-    if (t->count == t->capacity) {
-        t->capacity = t->capacity ? 2 * t->capacity : 64;
-        t->entries = xrealloc(t->entries, (size_t)t->capacity * sizeof *t->entries);
-        t->init = xrealloc(t->init, (size_t)t->capacity * sizeof *t->init);
-        t->fans = xrealloc(t->fans, (size_t)t->capacity * sizeof *t->fans);
+    if (t->count == t->capacity && (t->out_of_memory || grow(t, t->capacity ? 2 * t->capacity : 64) != 0)) {
+        t->out_of_memory = 1;
+        return t->total;
     }
     param_entry *e = &t->entries[t->count];
     memset(e, 0, sizeof *e);

@@ -44,11 +44,13 @@ typedef struct {
     /* Per-entry init rules, parallel to entries. */
     init_kind *init;
     int (*fans)[2];
+    int out_of_memory; /* an add failed to grow the table: the table is unusable */
 } param_table;
 
 void param_table_init(param_table *t);
 void param_table_free(param_table *t);
-/* Appends a tensor; returns its offset. Aborts only on out-of-memory. */
+/* Appends a tensor; returns its offset. When the table cannot grow it sets
+ * out_of_memory and adds nothing (callers check the flag once, at the end). */
 size_t param_table_add(param_table *t, const char *name, int ndim, const int *shape, init_kind init,
                        int fan_in, int fan_out);
 const param_entry *param_table_find(const param_table *t, const char *name);

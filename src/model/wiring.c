@@ -4,10 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Out of memory marks the table (model_layout_build then fails); the index
+ * returned is then meaningless, as the whole layout is. */
 static int push_attn(model_layout *l, const tlb_model_config *c, const char *prefix)
 {
-    l->attn = realloc(l->attn, (size_t)(l->num_attn + 1) * sizeof *l->attn);
-    if (!l->attn) abort();
+    attn_params *a = realloc(l->attn, (size_t)(l->num_attn + 1) * sizeof *l->attn);
+    if (!a) return l->table.out_of_memory = 1, 0;
+    l->attn = a;
     l->attn[l->num_attn] =
         param_table_add_attention(&l->table, prefix, c->embed_dim, c->num_heads, c->key_dim);
     return l->num_attn++;
@@ -15,16 +18,21 @@ static int push_attn(model_layout *l, const tlb_model_config *c, const char *pre
 
 static int push_ffn(model_layout *l, const tlb_model_config *c, const char *prefix)
 {
-    l->ffn = realloc(l->ffn, (size_t)(l->num_ffn + 1) * sizeof *l->ffn);
-    if (!l->ffn) abort();
+    ffn_params *f = realloc(l->ffn, (size_t)(l->num_ffn + 1) * sizeof *l->ffn);
+    if (!f) return l->table.out_of_memory = 1, 0;
+    l->ffn = f;
     l->ffn[l->num_ffn] = param_table_add_ffn(&l->table, prefix, c->embed_dim, model_ffn_dim(c));
     return l->num_ffn++;
 }
 
 static void push_step(model_layout *l, int attn, int ffn, stream_id q, stream_id kv)
 {
-    l->steps = realloc(l->steps, (size_t)(l->num_steps + 1) * sizeof *l->steps);
-    if (!l->steps) abort();
+    cell_step *s = realloc(l->steps, (size_t)(l->num_steps + 1) * sizeof *l->steps);
+    if (!s) {
+        l->table.out_of_memory = 1;
+        return;
+    }
+    l->steps = s;
     l->steps[l->num_steps++] = (cell_step){attn, ffn, q, kv};
 }
 
@@ -72,7 +80,7 @@ static void build_paper(model_layout *l, const tlb_model_config *c)
     }
 }
 
-void model_layout_build(model_layout *l, const tlb_model_config *c)
+int model_layout_build(model_layout *l, const tlb_model_config *c)
 {
     memset(l, 0, sizeof *l);
     param_table_init(&l->table);
@@ -106,6 +114,7 @@ void model_layout_build(model_layout *l, const tlb_model_config *c)
     l->head_kernel = param_table_add(t, "head.kernel", 2, (int[]){D, c->num_classes}, INIT_GLOROT,
                                      D, c->num_classes);
     l->head_bias = param_table_add(t, "head.bias", 1, (int[]){c->num_classes}, INIT_ZEROS, 0, 0);
+    return t->out_of_memory ? -1 : 0;
 }
 
 void model_layout_free(model_layout *l)

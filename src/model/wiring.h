@@ -32,7 +32,8 @@ typedef struct {
 } model_layout;
 
 /* Builds the layout of a validated config. */
-void model_layout_build(model_layout *l, const tlb_model_config *c);
+/* 0, or -1 when out of memory (the layout is then only fit for _free). */
+int model_layout_build(model_layout *l, const tlb_model_config *c);
 void model_layout_free(model_layout *l);
 
 #endif

@@ -135,9 +135,11 @@ int ops_spec_check(const char *spec, tlb_error *err)
     const op_table saved_ops = tlb_ops;
     tlb_backend saved[NUM_OPS];
     memcpy(saved, chosen, sizeof saved);
+    const int saved_mixed = mixed_precision; /* forcing dense turns it off */
     int rc = apply_spec(spec, err);
     tlb_ops = saved_ops;
     memcpy(chosen, saved, sizeof saved);
+    mixed_precision = saved_mixed;
     return rc;
 }
 

@@ -20,22 +20,20 @@
 #define CHECKPOINT_FORMAT "tlb-c checkpoint 2"
 #define CHECKPOINT_FORMAT_1 "tlb-c checkpoint 1"
 
-/* The rename is durable only once the folder's entry is on disk. */
-static void fsync_parent(const char *path)
+/* Test hook (tests/test_hardening.c): TLB_TEST_KILL_IN_CHECKPOINT=k kills
+ * the process at its k-th checkpoint save, between the synced temporary file
+ * and the rename, to show a crash there leaves the previous file intact. */
+static void kill_hook(void *ctx, const char *tmp_path)
 {
-    char *copy = strdup(path);
-    if (!copy) return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
+    (void)ctx, (void)tmp_path;
+    static int saves;
+    const char *kill_at = getenv("TLB_TEST_KILL_IN_CHECKPOINT");
+    if (kill_at && ++saves == atoi(kill_at)) raise(SIGKILL);
 }
 
 int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, const float *adam_v,
                     const train_position *pos, uint64_t config_hash, const char *config_text,
-                    tlb_error *err)
+                    const run_numerics *numerics, tlb_error *err)
 {
     const param_table *t = &m->layout.table;
     st_writer w;
@@ -61,13 +59,14 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
     if (rc == 0) rc = st_writer_meta(&w, "config", config_text);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)XXH3_64bits(config_text, strlen(config_text)));
     if (rc == 0) rc = st_writer_meta(&w, "config_xxh3", buf);
+    if (rc == 0 && numerics) rc = st_writer_meta(&w, "backends", numerics->backends);
+    if (rc == 0 && numerics) rc = st_writer_meta(&w, "precision", numerics->precision);
     if (rc != 0) {
         st_writer_free(&w);
         return tlb_fail(err, "%s: out of memory preparing the checkpoint", path);
     }
-    rc = st_writer_save(&w, path, err);
+    rc = st_writer_save(&w, path, kill_hook, NULL, err);
     st_writer_free(&w);
-    if (rc == 0) fsync_parent(path);
     return rc;
 }
 
@@ -116,7 +115,7 @@ static uint64_t data_section_hash(const st_file *f)
 }
 
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
-                    train_position *pos, uint64_t expected_hash, tlb_error *err)
+                    train_position *pos, uint64_t expected_hash, run_numerics *recorded, tlb_error *err)
 {
     st_file f;
     if (st_open(&f, path, err) != 0) return tlb_fail_prefix(err, "checkpoint");
@@ -168,6 +167,12 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
             pos->epoch = (int)v[1];
             pos->batch_in_epoch = (int)v[2];
         }
+    }
+    if (rc == 0 && recorded) {
+        const char *b = st_meta(&f, "backends"), *p = st_meta(&f, "precision");
+        memset(recorded, 0, sizeof *recorded);
+        if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
+        if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
     }
     st_close(&f);
     return rc;

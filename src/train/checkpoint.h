@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "model/model.h"
+#include "train/numerics.h"
 
 typedef struct {
     long step;          /* optimizer steps done (AdamW's t) */
@@ -19,17 +20,21 @@ typedef struct {
     int batch_in_epoch; /* batches of `epoch` already done */
 } train_position;
 
+/* numerics (may be NULL) goes into the metadata as "backends" and
+ * "precision" (train/numerics.h). */
 int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, const float *adam_v,
                     const train_position *pos, uint64_t config_hash, const char *config_text,
-                    tlb_error *err);
+                    const run_numerics *numerics, tlb_error *err);
 
 /* Loads into an existing model of the same config. Refuses (with a message
  * naming the file and what is wrong) a truncated or corrupted file, a data
  * hash or config text hash mismatch, a config hash other than
  * `expected_hash`, or a missing/misshapen tensor. Files of format 1 (written
  * before config_xxh3 existed) load without the config text check. */
+/* recorded (may be NULL) gets the file's "backends" and "precision", empty
+ * strings for a file written before they were recorded. */
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
-                    train_position *pos, uint64_t expected_hash, tlb_error *err);
+                    train_position *pos, uint64_t expected_hash, run_numerics *recorded, tlb_error *err);
 
 /* Removes the temporary files PATH.tmp.PID that a save killed before its
  * rename leaves behind, when PID is this process (call it before the first

@@ -4,12 +4,9 @@
 #include <time.h>
 #include <unistd.h>
 
-double progress_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "util/clock.h"
+
+double progress_now(void) { return clock_now(); }
 
 void progress_begin(progress *p, FILE *out, int total)
 {

@@ -78,6 +78,8 @@ static const key_def KEYS[] = {
     NEW_KEY("label_smoothing", K_DOUBLE, OFF(label_smoothing), NULL),
     NEW_KEY("grad_clip", K_DOUBLE, OFF(grad_clip), NULL),
     {"threads", K_INT, OFF(threads), 0, 1, "system", 0, NULL},
+    /* The MPI process count orders the gradient sums like threads do. */
+    NEW_KEY("world_size", K_INT, OFF(world_size), NULL),
     {"backend", K_STR, OFF(backend), sizeof(((run_config *)0)->backend), 1, NULL, 0, NULL},
     {"out_dir", K_STR, OFF(out_dir), sizeof(((run_config *)0)->out_dir), 0, "output", 0, NULL},
     {"name", K_STR, OFF(name), sizeof(((run_config *)0)->name), 0, NULL, 0, NULL},
@@ -242,6 +244,7 @@ void run_config_defaults(run_config *c)
     strcpy(c->name, "run");
     c->shuffle = SHUFFLE_EVERY_EPOCH;
     c->randaugment_m = 9; /* RandAugment's usual magnitude; used only when randaugment_n > 0 */
+    c->world_size = 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -392,6 +395,8 @@ static int assign_list(run_config *c, int k, const scalar *items, int n, where w
     const char *key = KEYS[k].name;
     if (KEYS[k].type == K_STR)
         return fail_key(err, w, key, "a string key takes one value (only numbers and words can be swept)");
+    if (strcmp(key, "world_size") == 0) /* a property of the launch, not of a run */
+        return fail_key(err, w, key, "takes one value (mpirun -np sets it)");
     if (n == 0) return fail_key(err, w, key, "empty list");
     if (n > RUN_SWEEP_MAX) return fail_key(err, w, key, "more than %d values in the list", RUN_SWEEP_MAX);
     if (!find_sweep(c, k) && c->num_sweeps >= RUN_SWEEP_AXES)
@@ -763,6 +768,7 @@ static int validate_one(const run_config *c, tlb_error *err)
     if (check_range(c, "randaugment_m", c->randaugment_m, 0, 30, err)) return -1;
     if (check_range(c, "checkpoint_every", c->checkpoint_every, 0, 1 << 30, err)) return -1;
     if (check_range(c, "threads", c->threads, 0, 4096, err)) return -1;
+    if (check_range(c, "world_size", c->world_size, 1, 1 << 20, err)) return -1;
     if (!c->name[0])
         return fail_key(err, key_where(c, key_index("name")), "name", "must not be empty");
     if (!valid_name(c->name))

@@ -21,7 +21,7 @@
  * also take 1e-4 style; booleans are true/false (yes/no/on/off too); wiring
  * is keras|paper, shuffle epoch|once; strings take any YAML scalar, with a
  * null ("key:", "~") meaning "". Every key but the strings (dataset,
- * data_dir, backend, out_dir, name) also takes a list (flow [1, 2] or
+ * data_dir, backend, out_dir, name) and world_size also takes a list (flow [1, 2] or
  * block) of distinct values of its type, at most RUN_SWEEP_MAX: a sweep. */
 #ifndef TLB_RUN_CONFIG_H
 #define TLB_RUN_CONFIG_H
@@ -56,7 +56,7 @@ typedef struct {
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 44
+#define RUN_CONFIG_NUM_KEYS 45
 
 typedef struct {
     tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
@@ -71,6 +71,7 @@ typedef struct {
     int epochs;              /* 30 */
     unsigned long long seed; /* 42 */
     int threads;             /* 0 = all cores */
+    int world_size;          /* MPI processes (mpirun -np); a new run records its count (train_resolve_world) */
     char backend[256];       /* "" = automatic; else an ops_select() spec */
     char data_dir[1024];     /* "" = default cache */
     int micro_batch;         /* 0 = automatic from a memory budget */

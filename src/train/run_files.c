@@ -11,32 +11,10 @@
 
 #include "data/fetch.h"
 #include "model/attention_map.h"
+#include "util/fs.h"
 #include "util/plot.h"
 
-int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err)
-{
-    char tmp[1400];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return tlb_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t k = write(fd, text + done, len - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    const int ok = done == len && fsync(fd) == 0;
-    const int e = errno;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return tlb_fail(err, "%s: write failed: %s", path, strerror(ok ? errno : e));
-    }
-    return 0;
-}
-
-static int load_rows(run_files *f, int keep_epochs)
+static int load_rows(run_files *f, int keep_epochs, tlb_error *err)
 {
     char path[1300], line[512];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
@@ -51,9 +29,13 @@ static int load_rows(run_files *f, int keep_epochs)
         if (got < 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
+            run_epoch_metrics *rows = realloc(f->rows, (size_t)(f->capacity ? 2 * f->capacity : 64) * sizeof *rows);
+            if (!rows) {
+                fclose(fp);
+                return tlb_fail(err, "%s: out of memory reading it", path);
+            }
+            f->rows = rows;
             f->capacity = f->capacity ? 2 * f->capacity : 64;
-            f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
-            if (!f->rows) abort();
         }
         f->rows[f->num_rows++] = r;
     }
@@ -73,8 +55,8 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
     run_config_write_canonical(c, f->config_text, len + 1);
     char path[1300];
     snprintf(path, sizeof path, "%s/config.cfg", dir);
-    if (write_file_atomic(path, f->config_text, len, err) != 0) return -1;
-    return load_rows(f, keep_epochs);
+    if (fs_write_file_atomic(path, f->config_text, len, err) != 0) return -1;
+    return load_rows(f, keep_epochs, err);
 }
 
 static int write_metrics(const run_files *f, tlb_error *err)
@@ -93,7 +75,7 @@ static int write_metrics(const run_files *f, tlb_error *err)
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
-    int rc = write_file_atomic(path, buf, len, err);
+    int rc = fs_write_file_atomic(path, buf, len, err);
     free(buf);
     return rc;
 }
@@ -102,7 +84,13 @@ static int write_curves(const run_files *f, tlb_error *err)
 {
     const int n = f->num_rows;
     double *x = malloc(n * sizeof *x), *y[4];
-    for (int k = 0; k < 4; k++) y[k] = malloc(n * sizeof *y[k]);
+    int ok = x != NULL;
+    for (int k = 0; k < 4; k++) ok &= (y[k] = malloc(n * sizeof *y[k])) != NULL;
+    if (!ok) {
+        free(x);
+        for (int k = 0; k < 4; k++) free(y[k]);
+        return tlb_fail(err, "out of memory for the curves");
+    }
     for (int i = 0; i < n; i++) {
         x[i] = f->rows[i].epoch;
         y[0][i] = f->rows[i].train_loss;
@@ -125,9 +113,10 @@ static int write_curves(const run_files *f, tlb_error *err)
 int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *err)
 {
     if (f->num_rows == f->capacity) {
+        run_epoch_metrics *rows = realloc(f->rows, (size_t)(f->capacity ? 2 * f->capacity : 64) * sizeof *rows);
+        if (!rows) return tlb_fail(err, "out of memory");
+        f->rows = rows;
         f->capacity = f->capacity ? 2 * f->capacity : 64;
-        f->rows = realloc(f->rows, (size_t)f->capacity * sizeof *f->rows);
-        if (!f->rows) return tlb_fail(err, "out of memory");
     }
     f->rows[f->num_rows++] = *row;
     if (write_metrics(f, err) != 0) return -1;
@@ -190,6 +179,15 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
     cJSON_AddStringToObject(j, "precision", s->precision ? s->precision : "fp32");
+    cJSON *backends = cJSON_AddObjectToObject(j, "backends");
+    char pair[64];
+    for (const char *p = s->numerics.backends; *p;) { /* "op:backend,..." -> {"op": "backend"} */
+        const size_t k = strcspn(p, ",");
+        snprintf(pair, sizeof pair, "%.*s", (int)k, p);
+        char *colon = strchr(pair, ':');
+        if (colon) *colon = '\0', cJSON_AddStringToObject(backends, pair, colon + 1);
+        p += k + (p[k] == ',');
+    }
     cJSON_AddStringToObject(j, "wiring", wiring_name(m->config.wiring));
     cJSON_AddNumberToObject(j, "r", m->config.r);
     cJSON_AddNumberToObject(j, "chunk_size", m->config.chunk_size);
@@ -205,7 +203,7 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     if (!text) return tlb_fail(err, "out of memory");
     char path[1300];
     snprintf(path, sizeof path, "%s/summary.json", f->dir);
-    int rc = write_file_atomic(path, text, strlen(text), err);
+    int rc = fs_write_file_atomic(path, text, strlen(text), err);
     free(text);
     if (rc == 0) rc = write_attention(f, m, test, err);
     return rc;

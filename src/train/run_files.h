@@ -39,7 +39,5 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
                      tlb_error *err);
 void run_files_close(run_files *f);
 
-/* Writes `text` to path atomically (temporary file, fsync, rename). */
-int write_file_atomic(const char *path, const char *text, size_t len, tlb_error *err);
 
 #endif

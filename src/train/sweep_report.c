@@ -9,6 +9,7 @@
 
 #include "train/run_config.h"
 #include "train/run_files.h"
+#include "util/fs.h"
 #include "util/plot.h"
 
 /* The metrics of a run, from summary.json: a fixed list, then any numeric
@@ -110,10 +111,10 @@ static void report_free(report *r)
 
 static int load_run(report *r, int i, const char *dir, run_config *cfg, tlb_error *err)
 {
-    char path[1300];
-    snprintf(path, sizeof path, "%s/config.cfg", dir);
+    char path[FS_PATH_MAX];
+    if (fs_join(path, sizeof path, dir, "config.cfg", err) != 0) return -1;
     if (run_config_load(cfg, path, err) != 0) return -1;
-    snprintf(path, sizeof path, "%s/summary.json", dir);
+    if (fs_join(path, sizeof path, dir, "summary.json", err) != 0) return -1;
     char *text = NULL;
     if (read_text(path, &text, err) != 0) return -1;
     cJSON *j = cJSON_Parse(text);
@@ -450,13 +451,13 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
     sweep_plot *p = malloc(sizeof *p);
     int rc = 0;
     if (csv.oom || runs.oom || md.oom || !p) rc = tlb_fail(err, "out of memory");
-    char path[1300];
-    snprintf(path, sizeof path, "%s/results.csv", out_dir);
-    if (rc == 0) rc = write_file_atomic(path, csv.p, csv.len, err);
-    snprintf(path, sizeof path, "%s/runs.csv", out_dir);
-    if (rc == 0) rc = write_file_atomic(path, runs.p, runs.len, err);
-    snprintf(path, sizeof path, "%s/results.md", out_dir);
-    if (rc == 0) rc = write_file_atomic(path, md.p, md.len, err);
+    char path[FS_PATH_MAX];
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.csv", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, csv.p, csv.len, err);
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "runs.csv", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, runs.p, runs.len, err);
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.md", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, md.p, md.len, err);
     if (rc == 0) {
         plot_data(&r, p);
         plot_series series[SWEEP_PLOT_MAX_LINES];
@@ -471,8 +472,9 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
         const plot_categories cats = {names, p->nx};
         int seeds = 0;
         for (int g = 0; g < r.ngroups; g++) seeds |= r.group_start[g + 1] - r.group_start[g] > 1;
-        snprintf(path, sizeof path, "%s/results.png", out_dir);
-        rc = plot_lines_png_ex(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
+        rc = fs_join(path, sizeof path, out_dir, "results.png", err);
+        if (rc == 0)
+            rc = plot_lines_png_ex(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
                                p->xlabel, "test accuracy", series, p->nlines, bars, p->categorical ? &cats : NULL, err);
     }
     free(p);

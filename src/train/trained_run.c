@@ -45,7 +45,7 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
     float *moments = malloc(2 * n * sizeof(float));
     if (!moments) return tlb_fail(err, "out of memory for %zu parameters", n);
     const int rc = checkpoint_load(r->checkpoint, &r->model, moments, moments + n, &r->position,
-                                   run_config_hash(c), err);
+                                   run_config_hash(c), NULL, err);
     free(moments);
     if (rc != 0) return -1;
     /* The plan holds the training activations too: the trainer's memory

@@ -7,12 +7,14 @@
 #include <signal.h>
 
 #include "model/model.h"
+#include "train/numerics.h"
 #include "train/run_config.h"
 
 typedef struct {
     const char *resume_dir;            /* continue this run folder, or NULL */
     volatile sig_atomic_t *stop_signal; /* set by SIGINT/SIGTERM handlers: finish the step, checkpoint, stop */
     long stop_after_steps;             /* tests: behave as if signalled after this many steps (0 = never) */
+    int accept_numerics;               /* resume even if the backends or precision differ from the checkpoint's */
 } train_options;
 
 typedef struct {
@@ -25,6 +27,9 @@ typedef struct {
     size_t num_params;
     int micro_batch;
     const char *precision;  /* "bf16 dense" (mixed_precision on this CPU) or "fp32" */
+    run_numerics numerics;  /* the backend each op ran on, and the precision */
+    char data_dir[1024];    /* where the run looked for CIFAR-10 */
+    int data_missing;       /* status 1 because CIFAR-10 is missing or invalid there: fetch and retry */
 } train_summary;
 
 /* threads: 0 (all cores) becomes the count OpenMP would use
@@ -33,6 +38,12 @@ typedef struct {
  * weight-gradient sums), so a new run hashes and records the resolved
  * count; train_run does this itself, cmd_train also for the sweep folder. */
 void train_resolve_threads(run_config *c);
+
+/* world_size: a new run records the number of MPI processes it runs in
+ * (dist_size); a config value other than 1 must match it, and a resumed run
+ * (resume_dir) must run in as many as it was trained in. Fails with a
+ * message naming the mpirun command that would match. */
+int train_resolve_world(run_config *c, const char *resume_dir, tlb_error *err);
 
 /* Exit statuses: 0 done, 1 failure (message in err), 2 bad input, 128 + signal
  * when stopped by a signal after writing a checkpoint. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "util/font5x7.h"
+#include "util/fs.h"
 
 /* tab10 without its grey: every colour has distinct channels. */
 const unsigned char plot_palette[PLOT_NUM_COLORS][3] = {
@@ -215,36 +216,17 @@ static int png_encode(FILE *fp, const canvas *c, char msg[256])
 
 static int write_png_atomic(const char *path, const canvas *c, tlb_error *err)
 {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return tlb_fail(err, "%.200s...: path too long for a PNG", path);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) return tlb_fail(err, "%s: cannot write PNG: %s", path, strerror(errno));
+    fs_atomic a;
+    if (fs_atomic_open(&a, path, err) != 0) return -1;
+    FILE *fp = fs_atomic_stream(&a);
     char msg[256] = "";
     errno = 0;
-    if (png_encode(fp, c, msg) != 0) {
+    if (!fp || png_encode(fp, c, msg) != 0) {
         const int e = errno;
-        fclose(fp);
-        unlink(tmp);
+        fs_atomic_abort(&a);
         return tlb_fail(err, "%s: cannot write PNG: %s%s%s", path, msg, e ? ": " : "", e ? strerror(e) : "");
     }
-    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-        const int e = errno;
-        fclose(fp);
-        unlink(tmp);
-        return tlb_fail(err, "%s: cannot write PNG: %s", path, strerror(e));
-    }
-    if (fclose(fp) != 0) {
-        const int e = errno;
-        unlink(tmp);
-        return tlb_fail(err, "%s: cannot write PNG: %s", path, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        const int e = errno;
-        unlink(tmp);
-        return tlb_fail(err, "%s: cannot write PNG: rename failed: %s", path, strerror(e));
-    }
-    return 0;
+    return fs_atomic_commit(&a, NULL, NULL, err);
 }
 
 /* ---- line charts ---- */

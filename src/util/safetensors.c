@@ -3,13 +3,14 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include "util/fs.h"
 
 static const char *const dtype_names[] = {"F32", "I32", "U8", "I64"};
 static const size_t dtype_sizes[] = {4, 4, 1, 8};
@@ -283,22 +284,8 @@ static uint64_t data_hash(const st_writer *w)
     return h;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t k = write(fd, c, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-int st_writer_save(const st_writer *w, const char *path, tlb_error *err)
+int st_writer_save(const st_writer *w, const char *path, fs_before_rename_fn before_rename, void *ctx,
+                   tlb_error *err)
 {
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     char hash[32];
@@ -324,36 +311,22 @@ int st_writer_save(const st_writer *w, const char *path, tlb_error *err)
     if (!json) return tlb_fail(err, "%s: out of memory building the header", path);
     size_t n = strlen(json), padded = (n + 7) & ~(size_t)7;
 
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
+    fs_atomic f;
+    if (fs_atomic_open(&f, path, err) != 0) {
         free(json);
-        return tlb_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
     }
     unsigned char len[8];
     for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int rc = write_all(fd, len, 8) | write_all(fd, json, n);
-    for (size_t i = n; i < padded && rc == 0; i++) rc = write_all(fd, " ", 1);
-    for (int i = 0; i < w->count && rc == 0; i++) rc = write_all(fd, w->entries[i].data, w->entries[i].bytes);
+    int rc = fs_write_all(f.fd, len, 8);
+    if (rc == 0) rc = fs_write_all(f.fd, json, n);
+    for (size_t i = n; i < padded && rc == 0; i++) rc = fs_write_all(f.fd, " ", 1);
+    for (int i = 0; i < w->count && rc == 0; i++) rc = fs_write_all(f.fd, w->entries[i].data, w->entries[i].bytes);
     free(json);
-    if (rc != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
+    if (rc != 0) {
+        const int e = errno;
+        fs_atomic_abort(&f);
         return tlb_fail(err, "%s: write failed: %s", path, strerror(e));
     }
-    close(fd);
-    /* Test hook (tests/test_hardening.c): TLB_TEST_KILL_IN_CHECKPOINT=k kills
-     * the process at its k-th save, between the synced temporary file and
-     * the rename, to show a crash there leaves the previous file intact. */
-    static int saves;
-    const char *kill_at = getenv("TLB_TEST_KILL_IN_CHECKPOINT");
-    if (kill_at && ++saves == atoi(kill_at)) raise(SIGKILL);
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return tlb_fail(err, "%s: cannot rename into place: %s", path, strerror(e));
-    }
-    return 0;
+    return fs_atomic_commit(&f, before_rename, ctx, err);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/fs.h"
 
 typedef enum { ST_F32, ST_I32, ST_U8, ST_I64 } st_dtype;
 
@@ -71,8 +72,11 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
                   const void *data);
 int st_writer_meta(st_writer *w, const char *key, const char *value);
 /* Metadata may reference the data section's hash: the writer adds
- * "data_xxh3" = XXH3-64 (16 hex digits) of the data section. */
-int st_writer_save(const st_writer *w, const char *path, tlb_error *err);
+ * "data_xxh3" = XXH3-64 (16 hex digits) of the data section. The file is
+ * replaced atomically (util/fs.h); before_rename (may be NULL) runs between
+ * the synced temporary file and the rename. */
+int st_writer_save(const st_writer *w, const char *path, fs_before_rename_fn before_rename, void *ctx,
+                   tlb_error *err);
 
 size_t st_dtype_size(st_dtype t);
 const char *st_dtype_name(st_dtype t);

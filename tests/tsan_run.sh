@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make test-tsan's runs (Criterion cannot start under ThreadSanitizer,
+# Snaipe/Criterion#274, so these run the TSan-built tlb itself): sharded
+# training on 2 threads (both wirings; the automatic backends, then ref; two
+# micro-batches per step, evaluation, checkpoints, the loader thread) and the
+# golden checks (sharded forward and backward). Any report fails the run.
+set -euo pipefail
+tlb=$1
+dir=$(mktemp -d /tmp/tlb_tsan_XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+cfg=$dir/tiny.cfg
+cat > "$cfg" <<CFG
+image_size: 16
+patch_size: 4
+embed_dim: 16
+chunk_size: 4
+r: 2
+num_layers: 1
+num_heads: 2
+ffn_drop: 0.1
+attn_drop: 0.1
+learning_rate: 0.003
+eval_limit: 64
+batch_size: 32
+micro_batch: 16
+train_limit: 128
+epochs: 2
+threads: 2
+name: tsan
+out_dir: $dir/runs
+CFG
+"$tlb" train "$cfg" > "$dir/out.txt"
+"$tlb" train "$cfg" --set wiring=paper --set backend=ref > "$dir/out.txt"
+OMP_NUM_THREADS=2 "$tlb" check tests/data/tiny_keras.safetensors tests/data/tiny_paper.safetensors > "$dir/out.txt"
+echo "test-tsan: no ThreadSanitizer reports"
