@@ -111,7 +111,7 @@ static void report_free(report *r)
 
 static int load_run(report *r, int i, const char *dir, run_config *cfg, tlb_error *err)
 {
-    char path[FS_PATH_MAX];
+    char path[1300]; /* a run folder's path is at most out_dir (1023) + name (127) + hash */
     if (fs_join(path, sizeof path, dir, "config.cfg", err) != 0) return -1;
     if (run_config_load(cfg, path, err) != 0) return -1;
     if (fs_join(path, sizeof path, dir, "summary.json", err) != 0) return -1;
@@ -451,7 +451,7 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
     sweep_plot *p = malloc(sizeof *p);
     int rc = 0;
     if (csv.oom || runs.oom || md.oom || !p) rc = tlb_fail(err, "out of memory");
-    char path[FS_PATH_MAX];
+    char path[1300];
     if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.csv", err);
     if (rc == 0) rc = fs_write_file_atomic(path, csv.p, csv.len, err);
     if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "runs.csv", err);
