@@ -11,7 +11,20 @@ BUILD   ?= build
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 
-LIB_SRCS  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+# MPI (data-parallel training, src/train/dist_mpi.c): on when OpenMPI's
+# development files are installed, or forced with MPI=1; MPI=0 builds the
+# world-of-one dist_none.c and links no MPI at all.
+MPI ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || (command -v mpicc >/dev/null 2>&1 && echo 1 || echo 0))
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link)
+DIST_OFF   := src/train/dist_none.c
+LDLIBS     += $(MPI_LIBS)
+else
+DIST_OFF   := src/train/dist_mpi.c
+endif
+
+LIB_SRCS  := $(filter-out src/cli/% $(DIST_OFF),$(wildcard src/*/*.c))
 CLI_SRCS  := $(wildcard src/cli/*.c)
 TEST_SRCS := $(wildcard tests/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -24,7 +37,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test layers bench clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -39,9 +52,19 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libtlb.a: $(LIB_OBJS)
+$(BUILD)/src/train/dist_mpi.o: src/train/dist_mpi.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+
+# Switching MPI=0/1 relinks: the library's member list depends on it.
+$(BUILD)/mpi-$(MPI).stamp:
+	@mkdir -p $(BUILD)
+	@rm -f $(BUILD)/mpi-*.stamp
+	@touch $@
+
+$(BUILD)/libtlb.a: $(LIB_OBJS) $(BUILD)/mpi-$(MPI).stamp
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(LIB_OBJS)
 
 $(TLB): $(CLI_OBJS) $(BUILD)/libtlb.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -55,11 +78,23 @@ $(BUILD)/tlb_tests: $(TEST_OBJS) $(BUILD)/libtlb.a
 $(BUILD)/tlb_bench: $(BENCH_OBJS) $(BUILD)/libtlb.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# The gradient allreduce alone, under mpirun (BENCHMARKS.md, "Data parallel").
+$(BUILD)/bench_allreduce: bench/mpi/allreduce.c $(BUILD)/libtlb.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # Tests run from the repository root so tests/data/ paths resolve. The cli
 # tests run $(TLB) (TLB_BIN); the fuzz targets then run over their corpora.
-test: $(TLB) $(BUILD)/tlb_tests layers
+test: deps
+	$(MAKE) --no-print-directory test-run
+test-run: $(TLB) $(BUILD)/tlb_tests layers
 	TLB_BIN=./$(TLB) $(BUILD)/tlb_tests $(TEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-smoke
+
+# The Debian packages (scripts/install-deps.sh: installs them as root, else
+# names them), so `make test` works on a fresh machine; the test run is a new
+# make, which sees OpenMPI if this just installed it.
+deps:
+	@scripts/install-deps.sh
 
 # Layers point down (tests/layers.sh); the planted upward include must fail.
 layers:

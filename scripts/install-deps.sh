@@ -4,7 +4,9 @@
 set -euo pipefail
 packages=(build-essential libdnnl-dev libxxhash-dev libcriterion-dev libcjson-dev
           libpng-dev libjpeg-dev libyaml-dev curl ca-certificates
-          clang libclang-rt-14-dev libomp-dev)  # clang: the libFuzzer targets (make fuzz, fuzz-smoke)
+          clang libclang-rt-14-dev libomp-dev   # clang: the libFuzzer targets (make fuzz, fuzz-smoke)
+          libopenmpi-dev openmpi-bin            # data-parallel training (mpirun -np N ./tlb train)
+          parallel slurm-wlm munge)             # sweeps: GNU parallel, Slurm (tests/slurm_local.sh)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

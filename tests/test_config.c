@@ -182,8 +182,8 @@ Test(config, wrong_types)
 {
     expect_error("r: two\n", ":1: r: expected an integer, got 'two'");
     expect_error("epochs: 3\nlearning_rate: fast\n", ":2: learning_rate: expected a number, got 'fast'");
-    expect_error("batch_size: [64, 128]\n",
-                 ":1: batch_size: a list is only allowed for r, chunk_size and num_layers");
+    expect_error("dataset: [cifar10, cifar10]\n",
+                 ":1: dataset: a string key takes one value (only numbers and words can be swept)");
     expect_error("r: 2.5\n", ":1: r: expected an integer, got '2.5'");
     expect_error("r: \"2\"\n", ":1: r: expected an integer, got the string \"2\"");
     expect_error("r: 08\n", ":1: r: expected an integer, got '08'");
@@ -194,10 +194,10 @@ Test(config, wrong_types)
     expect_error("seed: -1\n", ":1: seed: expected a non-negative integer, got '-1'");
     expect_error("learning_rate: nan\n", ":1: learning_rate: expected a number, got 'nan'");
     expect_error("r:\n", ":1: r: expected an integer, got ''");
-    expect_error("r: [1, two]\n", ":1: r: expected a list of integers, got 'two'");
+    expect_error("r: [1, two]\n", ":1: r: item 2: expected an integer, got 'two'");
     expect_error("r: []\n", ":1: r: empty list");
-    expect_error("r: [1, 2, 1]\n", ":1: r: 1 appears twice in the list");
-    expect_error("r: [[1]]\n", ":1: r: expected a list of integers, got a list in it");
+    expect_error("r: [1, 2, 1]\n", ":1: r: '1' appears twice in the list");
+    expect_error("r: [[1]]\n", ":1: r: item 1: expected a value, got a list");
     expect_error("embed_dim:\n  a: 1\n", ":1: embed_dim: expected a value, got a mapping");
     expect_error("[a]: 1\n", ":1: key: expected a key name, got a list");
 }
@@ -329,8 +329,9 @@ Test(config, set_errors)
     expect_set_error("r=two", "--set: r: expected an integer, got 'two'");
     expect_set_error("learning_rate=fast", "--set: learning_rate: expected a number, got 'fast'");
     expect_set_error("chunk_sise=4", "--set: chunk_sise: unknown key (did you mean 'chunk_size'?)");
-    expect_set_error("batch_size=[1,2]",
-                     "--set: batch_size: a list is only allowed for r, chunk_size and num_layers");
+    expect_set_error("seed=[1, 2, 1]", "--set: seed: '1' appears twice in the list");
+    expect_set_error("readout=[state, last]",
+                     "--set: readout: item 2: expected last_fast or state, got 'last'");
     expect_set_error("r=", "--set: r: missing value");
     expect_set_error("r", "--set: 'r': expected key=value");
     expect_set_error("=3", "--set: '=3': expected key=value");
@@ -401,6 +402,202 @@ Test(config, sweep_of_one_key_names_only_that_key)
     }
 }
 
+/* The sweep configs in experiments/ name and hash their runs as before any
+ * key but r, chunk_size and num_layers could be swept (values printed by
+ * the tree at fa78502, threads: 2): old sweep folders still resume. */
+Test(config, experiment_sweeps_keep_their_names_and_hashes)
+{
+    static const struct {
+        const char *name;
+        uint64_t hash;
+    } want_r[] = {{"sweep_r-r1", 0xd184e05e49f44123ULL},
+                  {"sweep_r-r2", 0x8bc31219b2eab0d2ULL},
+                  {"sweep_r-r4", 0xbd7cf431a6364137ULL}},
+      want_grid[] = {{"sweep_grid-r1-chunk2-L1", 0x3e942fc380368d67ULL},
+                     {"sweep_grid-r1-chunk2-L2", 0x6664957870c8e336ULL},
+                     {"sweep_grid-r1-chunk4-L1", 0xd1aafdeee09eb17aULL},
+                     {"sweep_grid-r1-chunk4-L2", 0xdc3068bc6a821912ULL},
+                     {"sweep_grid-r2-chunk2-L1", 0xddce864aefd07b0eULL},
+                     {"sweep_grid-r2-chunk2-L2", 0xaaab69fa8a6d415bULL},
+                     {"sweep_grid-r2-chunk4-L1", 0xb849078d034cbf00ULL},
+                     {"sweep_grid-r2-chunk4-L2", 0x8c516d872f8bf2d7ULL}};
+    const char *files[2] = {"experiments/sweep_r.cfg", "experiments/sweep_grid.cfg"};
+    const uint64_t parent[2] = {0xd5764e14b8f06450ULL, 0xaf7de05618d7982cULL};
+    for (int f = 0; f < 2; f++) {
+        run_config c;
+        tlb_error err;
+        cr_assert_eq(run_config_load(&c, files[f], &err), 0, "%s", err.msg);
+        c.threads = 2;
+        cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_hash(&c), parent[f], "%s: the sweep folder's hash", files[f]);
+        const int n = run_config_num_runs(&c);
+        cr_assert_eq(n, f ? 8 : 3);
+        for (int i = 0; i < n; i++) {
+            run_config run;
+            run_config_expand(&c, i, &run);
+            cr_assert_str_eq(run.name, f ? want_grid[i].name : want_r[i].name);
+            cr_assert_eq(run_config_hash(&run), f ? want_grid[i].hash : want_r[i].hash, "%s", run.name);
+        }
+    }
+}
+
+/* A list expands to the same run (name and hash) as setting each value as a
+ * scalar, as experiments/sweep.sh did before it passed lists. */
+Test(config, sweep_run_equals_the_scalar_run)
+{
+    const char *p = write_cfg("sweep.cfg", "image_size: 16\npatch_size: 4\nembed_dim: 16\nname: sweep\n");
+    run_config c;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&c, p, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "r=[1, 2]", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "chunk_size=[4, 8]", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&c, "seed=[7, 8]", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_num_runs(&c), 8);
+    for (int i = 0; i < 8; i++) {
+        run_config run, plain;
+        run_config_expand(&c, i, &run);
+        cr_assert_eq(run_config_load(&plain, p, &err), 0, "%s", err.msg);
+        char set[64];
+        snprintf(set, sizeof set, "r=%d", (i / 4) ? 2 : 1);
+        cr_assert_eq(run_config_set(&plain, set, &err), 0);
+        snprintf(set, sizeof set, "chunk_size=%d", (i / 2) % 2 ? 8 : 4);
+        cr_assert_eq(run_config_set(&plain, set, &err), 0);
+        snprintf(set, sizeof set, "seed=%d", i % 2 ? 8 : 7);
+        cr_assert_eq(run_config_set(&plain, set, &err), 0);
+        snprintf(plain.name, sizeof plain.name, "sweep-r%d-chunk%d-seed%d", (i / 4) ? 2 : 1, (i / 2) % 2 ? 8 : 4,
+                 i % 2 ? 8 : 7);
+        cr_assert_eq(run_config_validate(&plain, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(run.name, plain.name);
+        cr_assert(run_config_equal(&run, &plain), "%s", run.name);
+        cr_assert_eq(run_config_hash(&run), run_config_hash(&plain), "%s", run.name);
+    }
+}
+
+/* Every key but the strings can be swept; the order and names are the ones
+ * run_config.h documents. */
+Test(config, any_key_sweeps_in_documented_order)
+{
+    run_config c = load_ok("study.cfg",
+                           "seed: [1, 2]\n"              /* table order: late */
+                           "readout: [last_fast, state]\n"
+                           "state_init: [zeros, learned, sinusoid]\n"
+                           "learning_rate: [0.001, 3e-4]\n"
+                           "num_layers: [1, 2]\n"        /* first three keep their old rank */
+                           "embed_dim: 16\nimage_size: 16\n");
+    cr_assert_eq(c.num_sweeps, 5);
+    cr_assert_eq(run_config_num_runs(&c), 2 * 2 * 3 * 2 * 2);
+    /* num_layers (rank 2), state_init, readout, learning_rate, seed (table order). */
+    const char *first[] = {"study-L1-state_init_zeros-readout_last_fast-lr0.001-seed1",
+                           "study-L1-state_init_zeros-readout_last_fast-lr0.001-seed2",
+                           "study-L1-state_init_zeros-readout_last_fast-lr0.0003-seed1",
+                           "study-L1-state_init_zeros-readout_last_fast-lr0.0003-seed2",
+                           "study-L1-state_init_zeros-readout_state-lr0.001-seed1"};
+    run_config run;
+    for (int i = 0; i < 5; i++) {
+        run_config_expand(&c, i, &run);
+        cr_assert_str_eq(run.name, first[i]);
+    }
+    run_config_expand(&c, 47, &run);
+    cr_assert_str_eq(run.name, "study-L2-state_init_sinusoid-readout_state-lr0.0003-seed2");
+    cr_assert_eq(run.model.num_layers, 2);
+    cr_assert_eq(run.model.state_init, 2);
+    cr_assert_eq(run.model.readout, 1);
+    cr_assert_eq(run.learning_rate, 3e-4);
+    cr_assert_eq(run.seed, 2);
+    cr_assert_eq(run.num_sweeps, 0);
+    /* All 48 distinct in name and hash, each a valid plain config. */
+    char names[48][128];
+    uint64_t hashes[48];
+    for (int i = 0; i < 48; i++) {
+        tlb_error err;
+        run_config_expand(&c, i, &run);
+        cr_assert_eq(run_config_validate(&run, &err), 0, "%s", err.msg);
+        strcpy(names[i], run.name);
+        hashes[i] = run_config_hash(&run);
+        for (int j = 0; j < i; j++) {
+            cr_assert_str_neq(names[i], names[j]);
+            cr_assert_neq(hashes[i], hashes[j]);
+        }
+    }
+
+    /* The new keys, a float, a boolean and the wiring. */
+    c = load_ok("keys.cfg",
+                "image_size: 16\nembed_dim: 16\nepochs: 4\n"
+                "num_state_tokens: [4, 16]\nlr_schedule: [constant, cosine]\nwarmup_epochs: [0, 1.5]\n"
+                "label_smoothing: [0, 0.1]\nffn_drop: [0.1, 0.2]\nmixed_precision: [true, false]\n"
+                "wiring: [keras, paper]\n");
+    cr_assert_eq(run_config_num_runs(&c), 128);
+    run_config_expand(&c, 127, &run);
+    cr_assert_str_eq(run.name, "keys-wiring_paper-ffn_drop0.2-num_state_tokens16-mixed_precision_false"
+                               "-lr_schedule_cosine-warmup_epochs1.5-label_smoothing0.1");
+    cr_assert_eq(run.model.ffn_drop, 0.2f);
+    cr_assert_eq(run.warmup_epochs, 1.5);
+    cr_assert_eq(run.model.num_state_tokens, 16);
+    cr_assert_eq(run.lr_schedule, LR_COSINE);
+    cr_assert_eq(run.mixed_precision, 0);
+    /* No '+' in a name: 1e+20 is written 1e20. */
+    c = load_ok("wd.cfg", "weight_decay: [1e20, 1e-20]\n");
+    run_config_expand(&c, 0, &run);
+    cr_assert_str_eq(run.name, "wd-wd1e20");
+    run_config_expand(&c, 1, &run);
+    cr_assert_str_eq(run.name, "wd-wd1e-20");
+}
+
+Test(config, sweep_errors_name_the_line)
+{
+    /* A combination out of range: the swept key's line. */
+    expect_error("epochs: 3\nwarmup_epochs: [1, 5]\n", ":2: warmup_epochs: 5 is out of range [0, epochs = 3]");
+    expect_error("epochs: [4, 2]\nwarmup_epochs: 3\n", ":2: warmup_epochs: 3 is out of range [0, epochs = 2]");
+    expect_error("\nlearning_rate: [0.1, 0]\n", ":2: learning_rate: must be > 0, got 0");
+    expect_error("state_init: [zeros, random]\n",
+                 ":1: state_init: item 2: expected zeros, learned or sinusoid, got 'random'");
+    expect_error("label_smoothing: [0.1, 0.10]\n", ":1: label_smoothing: '0.10' appears twice in the list");
+    expect_error("seed: [1, -2]\n", ":1: seed: item 2: expected a non-negative integer, got '-2'");
+    expect_error("name: [a, b]\n", ":1: name: a string key takes one value (only numbers and words can be swept)");
+    expect_error("world_size: [1, 2]\n", ":1: world_size: takes one value (mpirun -np sets it)");
+    expect_error("r: [1, 2]\nchunk_size: [4, 8]\nnum_layers: [1, 2]\nseed: [1, 2]\nepochs: [1, 2]\n"
+                 "batch_size: [1, 2]\nthreads: [1, 2]\nffn_mult: [1, 2]\nnum_heads: [1, 2]\n",
+                 ":9: num_heads: more than 8 keys are swept");
+    expect_error("seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]\n"
+                 "epochs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]\n"
+                 "batch_size: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]\n"
+                 "threads: [1, 2]\n",
+                 ":4: threads: the sweep would have more than 4096 runs");
+    /* A swept embed_dim takes key_dim with it, unless key_dim is set. */
+    run_config c = load_ok("e.cfg", "image_size: 16\nembed_dim: [16, 32]\n");
+    run_config run;
+    run_config_expand(&c, 1, &run);
+    cr_assert_eq(run.model.key_dim, 32);
+    c = load_ok("e.cfg", "image_size: 16\nembed_dim: [16, 32]\nkey_dim: 8\n");
+    run_config_expand(&c, 1, &run);
+    cr_assert_eq(run.model.key_dim, 8);
+}
+
+/* A config with several sweeps writes lists that read back to it. */
+Test(config, sweep_round_trips_through_canonical_text)
+{
+    run_config c = load_ok("rt.cfg", "image_size: 16\nembed_dim: 16\nseed: [3, 1]\nreadout: [state, last_fast]\n"
+                                     "learning_rate: [0.001, 0.0003]\nffn_drop: [0.1, 0.3]\nr: [1, 2]\n");
+    char text[8192];
+    run_config_write_canonical(&c, text, sizeof text);
+    cr_assert(strstr(text, "seed: [3, 1]\n"), "%s", text);
+    cr_assert(strstr(text, "readout: [state, last_fast]\n"), "%s", text);
+    cr_assert(strstr(text, "ffn_drop: [0.1, 0.3]\n"), "%s", text);
+    const char *p = write_cfg("rt2.cfg", text);
+    run_config back;
+    tlb_error err;
+    cr_assert_eq(run_config_load(&back, p, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&back, &err), 0, "%s", err.msg);
+    cr_assert(run_config_equal(&c, &back));
+    cr_assert_eq(run_config_hash(&c), run_config_hash(&back));
+    cr_assert_eq(run_config_num_runs(&back), 32);
+    char v[64];
+    run_config_value_text(&back, 4, v, sizeof v); /* table index 4 = r */
+    cr_assert_str_eq(v, "[1, 2]");
+    cr_assert_str_eq(run_config_key_name(4), "r");
+}
+
 /* ---------------------------------------------------------------- canonical + hash */
 
 static void round_trip(const run_config *c)
@@ -424,7 +621,8 @@ static void round_trip(const run_config *c)
     cr_assert_str_eq(c->name, back.name);
     cr_assert_str_eq(c->data_dir, back.data_dir);
     cr_assert_str_eq(c->backend, back.backend);
-    cr_assert_eq(memcmp(&c->sweep_r, &back.sweep_r, sizeof c->sweep_r), 0);
+    cr_assert_eq(c->num_sweeps, back.num_sweeps);
+    cr_assert_eq(memcmp(c->sweeps, back.sweeps, (size_t)c->num_sweeps * sizeof c->sweeps[0]), 0);
     char again[16384];
     run_config_write_canonical(&back, again, sizeof again);
     cr_assert_str_eq(text, again);
@@ -454,8 +652,7 @@ Test(config, canonical_round_trip)
     strcpy(c.data_dir, "/tmp/a \"quoted\" \\ path: # not a comment\t");
     strcpy(c.out_dir, "out");
     strcpy(c.name, "weird.name-1");
-    c.sweep_r = (run_sweep){3, {1, 2, 4}};
-    c.model.r = 1;
+    cr_assert_eq(run_config_set(&c, "r=[1, 2, 4]", &err), 0, "%s", err.msg);
     cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
     round_trip(&c);
 }
@@ -484,7 +681,7 @@ Test(config, canonical_text_is_fixed)
                      "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
                      "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\n"
                      "\n# system\n"
-                     "threads: 0\nbackend: \"\"\n"
+                     "threads: 0\nworld_size: 1\nbackend: \"\"\n"
                      "\n# output\n"
                      "out_dir: \"runs\"\nname: \"run\"\ncheckpoint_every: 0\n");
     /* Truncation follows snprintf. */

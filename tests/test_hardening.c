@@ -29,18 +29,11 @@
 #include "train/trainer.h"
 #include "util/safetensors.h"
 #include "test_helpers.h"
+#include "util/fs.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers */
 
-static void ensure_data(void)
-{
-    char dir[1024];
-    tlb_error err;
-    cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(dir, 0, NULL) != 0)
-        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
 
 /* A tiny model on one thread: 8 steps per epoch with train_limit 256. */
 static const char *tiny_cfg =
@@ -419,7 +412,7 @@ static void reference_run(const char *name, const char *extra, char *run_dir, si
 
 Test(hardening, sigkill_inside_checkpoint_write_keeps_the_previous_one, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     const char *extra = "train_limit: 256\nepochs: 3\n";
     char ref[1300];
     reference_run("killed_in_ckpt", extra, ref, sizeof ref);
@@ -507,7 +500,7 @@ Test(hardening, stale_checkpoint_tmp_files_are_removed)
 
 Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     const char *extra = "train_limit: 1024\nepochs: 4\n";
     char ref[1300];
     reference_run("killed", extra, ref, sizeof ref);
@@ -539,7 +532,7 @@ Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
 
 static void stop_with(int signo)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_sig_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled", "train_limit: 256\nepochs: 40\n");
@@ -566,6 +559,8 @@ static void stop_with(int signo)
 
 Test(hardening, sigint_checkpoints_and_exits_130, .timeout = 180) { stop_with(SIGINT); }
 Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(SIGTERM); }
+/* SIGUSR1 stops the same way: mpirun forwards it to the ranks (test_dist.c). */
+Test(hardening, sigusr1_checkpoints_and_exits_138, .timeout = 180) { stop_with(SIGUSR1); }
 
 /* A second signal while the first one's clean stop is under way exits at
  * once with 128 + that signal: no stop checkpoint, no "resume with" line;
@@ -578,7 +573,7 @@ Test(hardening, sigterm_checkpoints_and_exits_143, .timeout = 180) { stop_with(S
  * may take either), so the status is 143 or 130. */
 Test(hardening, second_signal_exits_at_once, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_sig2_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled_twice", "train_limit: 256\nepochs: 40\n");
@@ -606,7 +601,7 @@ Test(hardening, second_signal_exits_at_once, .timeout = 180)
 
 Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_nan_XXXXXX", cfg[1200], run_dir[1300], errf[1200], msg[4096];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "nan", "train_limit: 256\nepochs: 3\n");
@@ -712,7 +707,7 @@ Test(hardening, bad_data_dir_without_fetch, .timeout = 60)
 
 Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", "/nonexistent/run", NULL}, "config.cfg", NULL);
     char dir[] = "/tmp/tlb_badresume_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
     cr_assert_not_null(test_mkdtemp(dir));
@@ -798,7 +793,7 @@ Test(hardening, fuzz_findings_stay_fixed)
 
 Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_numerics_XXXXXX", cfg[1200], run_dir[1300], errf[1200], path[1400];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "numerics", "train_limit: 64\nepochs: 1\n");
@@ -868,7 +863,12 @@ Test(hardening, paths_too_long_are_refused, .timeout = 60)
     longdir[0] = '/';
     longdir[sizeof longdir - 1] = '\0';
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", longdir, NULL}, "path longer than", NULL);
-    expect_one_line(1, NULL, (const char *[]){"report", "--out", "/tmp", longdir, NULL}, "path longer than", NULL);
+    /* tlb report joins run folders into FS_PATH_MAX buffers: longer than that. */
+    char longer[FS_PATH_MAX + 100];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[0] = '/';
+    longer[sizeof longer - 1] = '\0';
+    expect_one_line(1, NULL, (const char *[]){"report", "--out", "/tmp", longer, NULL}, "path longer than", NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -879,7 +879,7 @@ Test(hardening, paths_too_long_are_refused, .timeout = 60)
  * owner; the lock dies with its process. */
 Test(hardening, run_folder_belongs_to_one_process, .timeout = 180)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char dir[] = "/tmp/tlb_lock_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
     cr_assert_not_null(test_mkdtemp(dir));
     write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "locked", "train_limit: 256\nepochs: 400\n");
@@ -905,7 +905,7 @@ Test(hardening, run_folder_belongs_to_one_process, .timeout = 180)
  * uninterrupted run. */
 Test(hardening, checkpoint_every_and_file_size_limit, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     const char *extra = "train_limit: 256\nepochs: 2\ncheckpoint_every: 3\n";
     char ref[1300];
     reference_run("every3", extra, ref, sizeof ref);

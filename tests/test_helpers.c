@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "data/cifar10.h"
+#include "data/fetch.h"
 #include "util/safetensors.h"
 
 /* ---- the tlb binary as a subprocess ---------------------------------------- */
@@ -126,4 +128,13 @@ unsigned char *test_checkpoint_data(const char *run_dir, size_t *n)
     memcpy(b, f.bytes + f.data_start, *n);
     st_close(&f);
     return b;
+}
+
+void test_ensure_cifar10(void)
+{
+    char dir[1024];
+    tlb_error err;
+    cifar10_default_dir(dir, sizeof dir);
+    if (cifar10_verify_all(dir, 0, NULL) != 0)
+        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
 }

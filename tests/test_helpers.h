@@ -42,6 +42,12 @@ char *test_mkdtemp(char *tmpl);
 /* Removes path and, if it is a folder, everything below it. 0 on success. */
 int test_rmtree(const char *path);
 
+/* ---- data ------------------------------------------------------------------- */
+
+/* CIFAR-10 in the default cache, fetched once if missing or damaged; fails
+ * the current test if it cannot be had. */
+void test_ensure_cifar10(void);
+
 /* ---- checkpoints ------------------------------------------------------------ */
 
 /* A malloc'd copy of the data section of RUN_DIR/checkpoint.safetensors

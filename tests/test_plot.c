@@ -217,6 +217,32 @@ Test(plot, inferno_endpoints)
     cr_expect_gt(a[0] + a[1] + a[2], 600, "inferno(1) should be bright");
 }
 
+/* Error bars in the series' colour; a categorical axis draws its words. */
+Test(plot, lines_png_error_bars_and_categories)
+{
+    const double x[3] = {0, 1, 2}, y[3] = {0.3, 0.5, 0.4}, e[3] = {0.05, 0, 0.1};
+    const plot_series s[1] = {{"acc", x, y, 3}};
+    const double *bars[1] = {e};
+    const char *const words[3] = {"zeros", "learned", "sinusoid"};
+    const plot_categories cats = {words, 3};
+    char plain[128], barred[128], cat[128];
+    snprintf(plain, sizeof plain, "%s/plain.png", dir);
+    snprintf(barred, sizeof barred, "%s/bars.png", dir);
+    snprintf(cat, sizeof cat, "%s/cat.png", dir);
+    tlb_error err = {{0}};
+    cr_assert_eq(plot_lines_png_ex(plain, "t", "x", "y", s, 1, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(plot_lines_png_ex(barred, "t", "x", "y", s, 1, bars, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(plot_lines_png_ex(cat, "t", "x", "y", s, 1, bars, &cats, &err), 0, "%s", err.msg);
+    image a = read_png(plain), b = read_png(barred), c = read_png(cat);
+    const long na = count_color(&a, plot_palette[0], 0), nb = count_color(&b, plot_palette[0], 0);
+    /* Two bars, each spanning a good part of the (wider) y range, with caps. */
+    cr_expect_gt(nb, na + 100, "bars add ink: %ld vs %ld", nb, na);
+    /* The words are text: the categorical x axis has more dark text pixels than numbers 0, 1, 2. */
+    const unsigned char text[3] = {34, 34, 34};
+    cr_expect_gt(count_color(&c, text, 0), count_color(&b, text, 0) + 50);
+    free(a.px), free(b.px), free(c.px);
+}
+
 /* Several maps per image: stacked (a column per image, the image above its
  * overlays) and beside (a row per image); each map is normalised on its
  * own, so a map hot in one corner shows hot pixels wherever it is drawn. */

@@ -15,14 +15,6 @@
 #include "alloc_counter.h"
 #include "test_helpers.h"
 
-static void ensure_data(void)
-{
-    char dir[1024];
-    tlb_error err;
-    cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(dir, 0, NULL) != 0)
-        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
 
 static void make_config(run_config *c, const char *text, const char *out_dir)
 {
@@ -40,7 +32,7 @@ static const char *tiny_model =
 
 Test(train, short_run_learns, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_train_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     /* TLB_TEST_SMALL (make test-sanitize, where this is ~5x slower): a third
@@ -89,7 +81,7 @@ Test(train, short_run_learns, .timeout = 240)
  * one is identical. */
 static unsigned char *stop_and_resume(const char *extra, size_t *n)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out_a[] = "/tmp/tlb_resume_a_XXXXXX", out_b[] = "/tmp/tlb_resume_b_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out_a));
     cr_assert_not_null(test_mkdtemp(out_b));
@@ -186,7 +178,7 @@ static train_summary diversity_run(const char *state_init, const char *out)
 
 Test(train, state_diversity_shows_the_collapse, .timeout = 240)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_div_XXXXXX";
     cr_assert_not_null(mkdtemp(out));
     const train_summary zeros = diversity_run("zeros", out);
@@ -200,7 +192,7 @@ Test(train, state_diversity_shows_the_collapse, .timeout = 240)
 /* A new run refuses a folder that already holds a checkpoint. */
 Test(train, refuses_to_overwrite_a_run, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_twice_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     char text[2048];
@@ -219,7 +211,7 @@ Test(train, refuses_to_overwrite_a_run, .timeout = 120)
  * depend on it: it is the shard count), and a resume reads that count back. */
 Test(train, threads_0_is_hashed_and_recorded_resolved, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_threads0_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     char text[2048];
@@ -301,7 +293,7 @@ Test(cli, check_passes_golden_and_fails_garbage)
  * unset). The test binary's allocator fails exactly that calloc. */
 Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char out[] = "/tmp/tlb_oom_XXXXXX";
     cr_assert_not_null(test_mkdtemp(out));
     char text[2048];

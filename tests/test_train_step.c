@@ -56,8 +56,9 @@ typedef struct {
     int fail, poison;
 } hook_log;
 
-static int hook(void *ctx, float *grads, size_t n, tlb_error *err)
+static int hook(void *ctx, float *grads, size_t n, train_step_result *r, tlb_error *err)
 {
+    (void)r;
     hook_log *h = ctx;
     h->calls++, h->seen = grads, h->n = n;
     for (size_t i = 0; i < n; i++) h->sum_abs += fabs(grads[i]);

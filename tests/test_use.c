@@ -373,19 +373,11 @@ Test(attention_map, rows_of_a_collapsed_state_are_identical)
 
 #include "train/trained_run.h"
 
-static void ensure_data(void)
-{
-    char dir[1024];
-    tlb_error err;
-    cifar10_default_dir(dir, sizeof dir);
-    if (cifar10_verify_all(dir, 0, NULL) != 0)
-        cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
-}
 
 /* Trains a tiny model for 8 steps into tmp/runs; its folder goes to run_dir. */
 static void train_tiny(char *run_dir, size_t n, const char *name, double lr)
 {
-    ensure_data();
+    test_ensure_cifar10();
     char text[1024];
     snprintf(text, sizeof text,
              "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"

@@ -1,5 +1,10 @@
-/* tlb train CONFIG [--set key=value]... | tlb train --resume RUN_DIR [--accept-numerics]
- * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs) */
+/* tlb train CONFIG [--set key=value]... [--run I | --list]
+ * tlb train --resume RUN_DIR [--accept-numerics]
+ * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs)
+ *
+ * --list prints a sweep's runs, one "I<TAB>RUN_DIR" line each, and trains
+ * nothing; --run I trains run I (0-based) of it alone: what a Slurm array
+ * task or a GNU parallel job runs (experiments/sweep.sh). */
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -10,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "data/fetch.h"
+#include "train/dist.h"
 #include "train/sweep_report.h"
 #include "train/trainer.h"
 
@@ -28,9 +34,17 @@ static void on_signal(int signo)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: tlb train CONFIG [--set key=value]...\n"
+    fprintf(stderr, "usage: tlb train CONFIG [--set key=value]... [--run I | --list]\n"
                     "       tlb train --resume RUN_DIR [--accept-numerics]\n");
     return 2;
+}
+
+/* An error line; a process other than rank 0 names itself. */
+static void print_error(const tlb_error *err)
+{
+    if (!err->msg[0]) return; /* another process reports it */
+    if (dist_rank() > 0) fprintf(stderr, "tlb train: rank %d: %s\n", dist_rank(), err->msg);
+    else fprintf(stderr, "tlb train: %s\n", err->msg);
 }
 
 /* train_run, and when it reports CIFAR-10 missing or invalid, fetch it and
@@ -42,7 +56,14 @@ static int train_run_fetching(const run_config *run, const train_options *opt, t
     if (status != 1 || !summary->data_missing) return status;
     const char *no_fetch = getenv("TLB_NO_FETCH");
     if (no_fetch && strcmp(no_fetch, "0") != 0) {
-        tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
+        if (err->msg[0]) tlb_fail_prefix(err, "CIFAR-10 is missing or invalid and TLB_NO_FETCH is set");
+        return 1;
+    }
+    /* Ranks sharing a machine would download into one folder at once. */
+    if (dist_size() > 1) {
+        if (err->msg[0])
+            tlb_fail_prefix(err, "CIFAR-10 is missing or invalid; a data-parallel run does not fetch it:"
+                                 " run `tlb data fetch` on every machine first");
         return 1;
     }
     fprintf(stderr, "CIFAR-10 is missing or invalid (%s): fetching it\n", err->msg);
@@ -52,46 +73,68 @@ static int train_run_fetching(const run_config *run, const train_options *opt, t
     return train_run(run, opt, summary, err);
 }
 
+static int train_command(int argc, char **argv);
+
+/* Under mpirun every process runs this; each one reads the config itself. */
 int cmd_train(int argc, char **argv)
 {
-    const char *config_path = NULL, *resume = NULL;
+    tlb_error err;
+    if (dist_init(&argc, &argv, &err) != 0) {
+        fprintf(stderr, "tlb train: %s\n", err.msg);
+        return 2;
+    }
+    const int status = train_command(argc, argv);
+    dist_finalize();
+    return status;
+}
+
+static int train_command(int argc, char **argv)
+{
+    const char *config_path = NULL, *resume = NULL, *only = NULL;
     const char *sets[256];
-    int nsets = 0, accept_numerics = 0;
+    int nsets = 0, accept_numerics = 0, list = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
         else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
         else if (strcmp(argv[i], "--accept-numerics") == 0) accept_numerics = 1;
+        else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--list") == 0) list = 1;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "tlb train: unknown option '%s'\n", argv[i]);
             return usage();
         } else if (!config_path) config_path = argv[i];
         else return usage();
     }
-    if (!config_path == !resume || (accept_numerics && !resume)) return usage();
+    if (!config_path == !resume || (accept_numerics && !resume) || ((only || list) && resume) || (only && list))
+        return usage();
 
     tlb_error err;
     run_config config;
     if (resume) {
         if (train_load_run_config(&config, resume, &err) != 0) {
-            fprintf(stderr, "tlb train: %s\n", err.msg);
+            if (dist_rank() == 0) fprintf(stderr, "tlb train: %s\n", err.msg);
             return 2;
         }
     } else {
         if (run_config_load(&config, config_path, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
+            if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
         for (int i = 0; i < nsets; i++)
             if (run_config_set(&config, sets[i], &err) != 0) {
-                fprintf(stderr, "%s\n", err.msg);
+                if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
                 return 2;
             }
         if (run_config_validate(&config, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
+            if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
         train_resolve_threads(&config); /* the sweep folder's hash as the runs' */
+        if (train_resolve_world(&config, NULL, &err) != 0) {
+            if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
+            return 2;
+        }
     }
 
     struct sigaction sa;
@@ -99,28 +142,53 @@ int cmd_train(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank without killing them (it follows
+     * SIGINT/SIGTERM with SIGKILL after odls_base_sigkill_timeout, 1 s), and
+     * Slurm sends it ahead of a time limit with --signal=USR1@SECONDS. */
+    sigaction(SIGUSR1, &sa, NULL);
 
     const int runs = run_config_num_runs(&config);
+    if (list) {
+        for (int i = 0; i < runs && dist_rank() == 0; i++) {
+            run_config run;
+            char dir[1400];
+            run_config_expand(&config, i, &run);
+            run_config_run_dir(&run, dir, sizeof dir);
+            printf("%d\t%s\n", i, dir);
+        }
+        return 0;
+    }
+    int first = 0, last = runs - 1;
+    if (only) {
+        char *end;
+        errno = 0;
+        const long i = strtol(only, &end, 10);
+        if (errno || *end || end == only || i < 0 || i >= runs) {
+            if (dist_rank() == 0) fprintf(stderr, "tlb train: --run: '%.40s' is not a run index in [0, %d]\n", only, runs - 1);
+            return 2;
+        }
+        first = last = (int)i;
+    }
     char **dirs = calloc((size_t)runs, sizeof *dirs);
     if (!dirs) {
         fprintf(stderr, "tlb train: out of memory for %d runs\n", runs);
         return 1;
     }
     int status = 0;
-    for (int i = 0; i < runs && status == 0; i++) {
+    for (int i = first; i <= last && status == 0; i++) {
         run_config run;
         run_config_expand(&config, i, &run);
-        if (runs > 1) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
+        if (runs > 1 && dist_rank() == 0) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
         train_options opt = {resume, &stop_signal, 0, accept_numerics};
         train_summary summary;
         status = train_run_fetching(&run, &opt, &summary, &err);
-        if (status == 1 || status == 2) fprintf(stderr, "tlb train: %s\n", err.msg);
+        if (status == 1 || status == 2) print_error(&err);
         if (!(dirs[i] = strdup(summary.run_dir)) && status == 0) {
             fprintf(stderr, "tlb train: out of memory\n");
             status = 1;
         }
     }
-    if (status == 0 && runs > 1) {
+    if (status == 0 && runs > 1 && !only && dist_rank() == 0) {
         char out[1400];
         char hash[32];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)run_config_hash(&config));
@@ -155,6 +223,6 @@ int cmd_report(int argc, char **argv)
         fprintf(stderr, "tlb report: %s\n", err.msg);
         return 1;
     }
-    printf("%s/results.csv, results.md, results.png\n", argv[2]);
+    printf("%s/results.csv, runs.csv, results.md, results.png\n", argv[2]);
     return 0;
 }

@@ -10,7 +10,7 @@ static const struct {
     int (*run)(int, char **);
     const char *help;
 } commands[] = {
-    {"train", cmd_train, "train CONFIG [--set key=value]... | train --resume RUN_DIR"},
+    {"train", cmd_train, "train CONFIG [--set key=value]... [--run I | --list] | train --resume RUN_DIR"},
     {"report", cmd_report, "report --out DIR RUN_DIR...  results table and plot of finished runs"},
     {"eval", cmd_eval, "eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json]   a trained model on a split"},
     {"predict", cmd_predict, "predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png]   classify PNG/JPEG files"},

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "train/dist.h"
+
 int evaluate_view(cifar10_view *out, const run_config *c, const cifar10_set *train_set,
                   const cifar10_set *test_set, eval_split split, tlb_error *err)
 {
@@ -34,10 +36,14 @@ void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div
     double cos_sum = 0.0, rank_sum = 0.0;
     long seen = 0;
     loader_start_epoch(l, 0);
+    /* Data parallel (mpirun): this process's rows of each batch, [rank*n/N,
+     * (rank+1)*n/N); the caller sums the metrics. Alone: every row. */
+    const int r = dist_rank(), N = dist_size();
     for (int b = 0; b < loader_num_batches(l); b++) {
         const loader_batch *batch = loader_next(l);
-        for (int at = 0; at < batch->size; at += m->capacity) {
-            const int n = batch->size - at < m->capacity ? batch->size - at : m->capacity;
+        const int lo = (int)((long)batch->size * r / N), hi = (int)((long)batch->size * (r + 1) / N);
+        for (int at = lo; at < hi; at += m->capacity) {
+            const int n = hi - at < m->capacity ? hi - at : m->capacity;
             model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
             eval_metrics_add(e, m->logits, batch->y + at, m->losses, n);
             if (work) {

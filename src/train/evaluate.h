@@ -27,7 +27,8 @@ loader_config evaluate_loader_config(const run_config *c);
 /* Runs m over every batch of l into e (initialised for the model's classes);
  * with div, also the final slow state's diversity averaged over the images
  * (NaN if its Ns x Ns work buffer cannot be had); after each batch calls
- * progress(arg, images done, images in all) when set. */
+ * progress(arg, images done, images in all) when set. In a data-parallel
+ * run only this process's rows of each batch (the caller sums e and div). */
 void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div,
                   void (*progress)(void *, long, long), void *arg);
 

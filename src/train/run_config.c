@@ -14,14 +14,13 @@
 /* ------------------------------------------------------------------------ */
 /* The key table: one row per key, in canonical order. */
 
-typedef enum { K_INT, K_SWEEP, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE, K_ENUM } key_type;
+typedef enum { K_INT, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE, K_ENUM } key_type;
 
 typedef struct {
     const char *name;
     key_type type;
     size_t off;       /* of the value in run_config */
     size_t size;      /* K_STR: buffer size */
-    size_t sweep_off; /* K_SWEEP: of the run_sweep */
     int hashed;       /* affects results, so part of run_config_hash */
     const char *group; /* comment line written before the first key of a group */
     /* Keys added after the seed are hashed only when not at their default,
@@ -36,54 +35,56 @@ typedef struct {
 static const char *const STATE_INIT_WORDS[] = {"zeros", "learned", "sinusoid", NULL};
 static const char *const READOUT_WORDS[] = {"last_fast", "state", NULL};
 static const char *const LR_SCHEDULE_WORDS[] = {"constant", "cosine", NULL};
-#define NEW_KEY(key, type, off, group) {key, type, off, 0, 0, 1, group, 1, NULL}
-#define NEW_ENUM(key, off, words) {key, K_ENUM, off, 0, 0, 1, NULL, 1, words}
+#define NEW_KEY(key, type, off, group) {key, type, off, 0, 1, group, 1, NULL}
+#define NEW_ENUM(key, off, words) {key, K_ENUM, off, 0, 1, NULL, 1, words}
 static const key_def KEYS[] = {
-    {"image_size", K_INT, MOFF(image_size), 0, 0, 1, "model", 0, NULL},
-    {"patch_size", K_INT, MOFF(patch_size), 0, 0, 1, NULL, 0, NULL},
-    {"embed_dim", K_INT, MOFF(embed_dim), 0, 0, 1, NULL, 0, NULL},
-    {"chunk_size", K_SWEEP, MOFF(chunk_size), 0, OFF(sweep_chunk_size), 1, NULL, 0, NULL},
-    {"r", K_SWEEP, MOFF(r), 0, OFF(sweep_r), 1, NULL, 0, NULL},
-    {"num_layers", K_SWEEP, MOFF(num_layers), 0, OFF(sweep_num_layers), 1, NULL, 0, NULL},
-    {"num_heads", K_INT, MOFF(num_heads), 0, 0, 1, NULL, 0, NULL},
-    {"key_dim", K_INT, MOFF(key_dim), 0, 0, 1, NULL, 0, NULL},
-    {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 0, 1, NULL, 0, NULL},
-    {"num_classes", K_INT, MOFF(num_classes), 0, 0, 1, NULL, 0, NULL},
-    {"wiring", K_WIRING, MOFF(wiring), 0, 0, 1, NULL, 0, NULL},
-    {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 0, 1, NULL, 0, NULL},
-    {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 0, 1, NULL, 0, NULL},
+    {"image_size", K_INT, MOFF(image_size), 0, 1, "model", 0, NULL},
+    {"patch_size", K_INT, MOFF(patch_size), 0, 1, NULL, 0, NULL},
+    {"embed_dim", K_INT, MOFF(embed_dim), 0, 1, NULL, 0, NULL},
+    {"chunk_size", K_INT, MOFF(chunk_size), 0, 1, NULL, 0, NULL},
+    {"r", K_INT, MOFF(r), 0, 1, NULL, 0, NULL},
+    {"num_layers", K_INT, MOFF(num_layers), 0, 1, NULL, 0, NULL},
+    {"num_heads", K_INT, MOFF(num_heads), 0, 1, NULL, 0, NULL},
+    {"key_dim", K_INT, MOFF(key_dim), 0, 1, NULL, 0, NULL},
+    {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 1, NULL, 0, NULL},
+    {"num_classes", K_INT, MOFF(num_classes), 0, 1, NULL, 0, NULL},
+    {"wiring", K_WIRING, MOFF(wiring), 0, 1, NULL, 0, NULL},
+    {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 1, NULL, 0, NULL},
+    {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 1, NULL, 0, NULL},
     NEW_KEY("num_state_tokens", K_INT, MOFF(num_state_tokens), NULL),
     NEW_ENUM("state_init", MOFF(state_init), STATE_INIT_WORDS),
     NEW_ENUM("readout", MOFF(readout), READOUT_WORDS),
-    {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 0, 1, "data", 0, NULL},
-    {"train_slice", K_INT, OFF(train_slice), 0, 0, 1, NULL, 0, NULL},
-    {"train_limit", K_INT, OFF(train_limit), 0, 0, 1, NULL, 0, NULL},
-    {"eval_limit", K_INT, OFF(eval_limit), 0, 0, 1, NULL, 0, NULL},
-    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 0, 1, NULL, 0, NULL},
-    {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, 0, NULL, 0, NULL},
+    {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 1, "data", 0, NULL},
+    {"train_slice", K_INT, OFF(train_slice), 0, 1, NULL, 0, NULL},
+    {"train_limit", K_INT, OFF(train_limit), 0, 1, NULL, 0, NULL},
+    {"eval_limit", K_INT, OFF(eval_limit), 0, 1, NULL, 0, NULL},
+    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 1, NULL, 0, NULL},
+    {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, NULL, 0, NULL},
     NEW_KEY("mixup_alpha", K_DOUBLE, OFF(mixup_alpha), "augmentation beyond crop and flip (all off by default)"),
     NEW_KEY("cutmix_alpha", K_DOUBLE, OFF(cutmix_alpha), NULL),
     NEW_KEY("random_erase", K_DOUBLE, OFF(random_erase), NULL),
     NEW_KEY("randaugment_n", K_INT, OFF(randaugment_n), NULL),
     NEW_KEY("randaugment_m", K_INT, OFF(randaugment_m), NULL),
-    {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 0, 1, "optimisation", 0, NULL},
-    {"batch_size", K_INT, OFF(batch_size), 0, 0, 1, NULL, 0, NULL},
-    {"micro_batch", K_INT, OFF(micro_batch), 0, 0, 1, NULL, 0, NULL},
-    {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 0, 1, NULL, 0, NULL},
-    {"weight_decay", K_DOUBLE, OFF(weight_decay), 0, 0, 1, NULL, 0, NULL},
-    {"epochs", K_INT, OFF(epochs), 0, 0, 1, NULL, 0, NULL},
-    {"seed", K_U64, OFF(seed), 0, 0, 1, NULL, 0, NULL},
+    {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 1, "optimisation", 0, NULL},
+    {"batch_size", K_INT, OFF(batch_size), 0, 1, NULL, 0, NULL},
+    {"micro_batch", K_INT, OFF(micro_batch), 0, 1, NULL, 0, NULL},
+    {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 1, NULL, 0, NULL},
+    {"weight_decay", K_DOUBLE, OFF(weight_decay), 0, 1, NULL, 0, NULL},
+    {"epochs", K_INT, OFF(epochs), 0, 1, NULL, 0, NULL},
+    {"seed", K_U64, OFF(seed), 0, 1, NULL, 0, NULL},
     NEW_ENUM("lr_schedule", OFF(lr_schedule), LR_SCHEDULE_WORDS),
     NEW_KEY("warmup_epochs", K_DOUBLE, OFF(warmup_epochs), NULL),
     NEW_KEY("min_lr", K_DOUBLE, OFF(min_lr), NULL),
     NEW_KEY("label_smoothing", K_DOUBLE, OFF(label_smoothing), NULL),
     NEW_KEY("grad_clip", K_DOUBLE, OFF(grad_clip), NULL),
-    {"threads", K_INT, OFF(threads), 0, 0, 1, "system", 0, NULL},
-    {"backend", K_STR, OFF(backend), sizeof(((run_config *)0)->backend), 0, 1, NULL, 0, NULL},
-    {"out_dir", K_STR, OFF(out_dir), sizeof(((run_config *)0)->out_dir), 0, 0, "output", 0, NULL},
-    {"name", K_STR, OFF(name), sizeof(((run_config *)0)->name), 0, 0, NULL, 0, NULL},
+    {"threads", K_INT, OFF(threads), 0, 1, "system", 0, NULL},
+    /* The MPI process count orders the gradient sums like threads do. */
+    NEW_KEY("world_size", K_INT, OFF(world_size), NULL),
+    {"backend", K_STR, OFF(backend), sizeof(((run_config *)0)->backend), 1, NULL, 0, NULL},
+    {"out_dir", K_STR, OFF(out_dir), sizeof(((run_config *)0)->out_dir), 0, "output", 0, NULL},
+    {"name", K_STR, OFF(name), sizeof(((run_config *)0)->name), 0, NULL, 0, NULL},
     /* Not hashed: checkpoints at any period resume bit-exact. */
-    {"checkpoint_every", K_INT, OFF(checkpoint_every), 0, 0, 0, NULL, 1, NULL},
+    {"checkpoint_every", K_INT, OFF(checkpoint_every), 0, 0, NULL, 1, NULL},
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 _Static_assert(sizeof KEYS / sizeof KEYS[0] == RUN_CONFIG_NUM_KEYS, "update RUN_CONFIG_NUM_KEYS");
@@ -98,10 +99,99 @@ static int key_index(const char *name)
 
 static void *field(run_config *c, int k) { return (char *)c + KEYS[k].off; }
 static const void *cfield(const run_config *c, int k) { return (const char *)c + KEYS[k].off; }
-static run_sweep *sweep_of(run_config *c, int k) { return (run_sweep *)((char *)c + KEYS[k].sweep_off); }
-static const run_sweep *csweep_of(const run_config *c, int k)
+
+const char *run_config_key_name(int k) { return k >= 0 && k < NKEYS ? KEYS[k].name : NULL; }
+int run_config_key_hashed(int k) { return k >= 0 && k < NKEYS && KEYS[k].hashed; }
+
+/* ------------------------------------------------------------------------ */
+/* Swept values: one typed slot per value, read from and written to a key's
+ * field. */
+
+static run_value get_value(const run_config *c, int k)
 {
-    return (const run_sweep *)((const char *)c + KEYS[k].sweep_off);
+    const void *f = cfield(c, k);
+    run_value v = {0};
+    switch (KEYS[k].type) {
+    case K_FLOAT: v.d = *(const float *)f; break;
+    case K_DOUBLE: v.d = *(const double *)f; break;
+    case K_U64: v.u = *(const unsigned long long *)f; break;
+    case K_WIRING: v.i = *(const tlb_wiring *)f; break;
+    case K_SHUFFLE: v.i = *(const shuffle_mode *)f; break;
+    case K_INT: case K_BOOL: case K_ENUM: v.i = *(const int *)f; break;
+    case K_STR: break; /* never swept */
+    }
+    return v;
+}
+
+static void set_value(run_config *c, int k, run_value v)
+{
+    void *f = field(c, k);
+    switch (KEYS[k].type) {
+    case K_FLOAT: *(float *)f = (float)v.d; break;
+    case K_DOUBLE: *(double *)f = v.d; break;
+    case K_U64: *(unsigned long long *)f = v.u; break;
+    case K_WIRING: *(tlb_wiring *)f = (tlb_wiring)v.i; break;
+    case K_SHUFFLE: *(shuffle_mode *)f = (shuffle_mode)v.i; break;
+    case K_INT: case K_BOOL: case K_ENUM: *(int *)f = (int)v.i; break;
+    case K_STR: break;
+    }
+}
+
+static int same_value(int k, run_value a, run_value b)
+{
+    switch (KEYS[k].type) {
+    case K_FLOAT: case K_DOUBLE: return a.d == b.d;
+    case K_U64: return a.u == b.u;
+    default: return a.i == b.i;
+    }
+}
+
+/* Words, not numbers: their name suffix is "_word". */
+static int is_word_key(int k)
+{
+    const key_type t = KEYS[k].type;
+    return t == K_BOOL || t == K_WIRING || t == K_SHUFFLE || t == K_ENUM;
+}
+
+/* Expansion order: r, chunk_size, num_layers first (the three sweepable keys
+ * before any other was, in their order then), the others in table order. */
+static int sweep_rank(int k)
+{
+    static const char *const first[] = {"r", "chunk_size", "num_layers"};
+    for (int j = 0; j < 3; j++)
+        if (strcmp(KEYS[k].name, first[j]) == 0) return j;
+    return 3 + k;
+}
+
+static const run_sweep *find_sweep(const run_config *c, int k)
+{
+    for (int j = 0; j < c->num_sweeps; j++)
+        if (c->sweeps[j].key == k) return &c->sweeps[j];
+    return NULL;
+}
+
+static void remove_sweep(run_config *c, int k)
+{
+    for (int j = 0; j < c->num_sweeps; j++)
+        if (c->sweeps[j].key == k) {
+            memmove(&c->sweeps[j], &c->sweeps[j + 1], (size_t)(c->num_sweeps - j - 1) * sizeof c->sweeps[0]);
+            c->num_sweeps--;
+            return;
+        }
+}
+
+/* Replaces key sw->key's sweep (or adds it in rank order); the caller has
+ * checked there is room. */
+static void put_sweep(run_config *c, const run_sweep *sw)
+{
+    remove_sweep(c, sw->key);
+    int j = c->num_sweeps;
+    while (j > 0 && sweep_rank(c->sweeps[j - 1].key) > sweep_rank(sw->key)) {
+        c->sweeps[j] = c->sweeps[j - 1];
+        j--;
+    }
+    c->sweeps[j] = *sw;
+    c->num_sweeps++;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -154,6 +244,7 @@ void run_config_defaults(run_config *c)
     strcpy(c->name, "run");
     c->shuffle = SHUFFLE_EVERY_EPOCH;
     c->randaugment_m = 9; /* RandAugment's usual magnitude; used only when randaugment_n > 0 */
+    c->world_size = 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -231,12 +322,10 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
     char got[64];
     show(got, sizeof got, s);
     switch (KEYS[k].type) {
-    case K_INT:
-    case K_SWEEP: {
+    case K_INT: {
         int v;
         if (parse_int(s, &v)) return fail_key(err, w, key, "expected an integer, got %s", got);
         *(int *)field(c, k) = v;
-        if (KEYS[k].type == K_SWEEP) sweep_of(c, k)->n = 0;
         return 0;
     }
     case K_FLOAT:
@@ -296,27 +385,50 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
     return fail_key(err, w, key, "internal: unknown key type");
 }
 
+static int num_runs_with(const run_config *c, int k, int n);
+
 /* Stores a list (a sweep) into key k; the scalar takes the first value so a
- * config stays usable without expansion. */
+ * config stays usable without expansion. Each item is typed as the scalar
+ * would be (the same messages, "item N: ..."). */
 static int assign_list(run_config *c, int k, const scalar *items, int n, where w, tlb_error *err)
 {
     const char *key = KEYS[k].name;
-    if (KEYS[k].type != K_SWEEP)
-        return fail_key(err, w, key, "a list is only allowed for r, chunk_size and num_layers");
+    if (KEYS[k].type == K_STR)
+        return fail_key(err, w, key, "a string key takes one value (only numbers and words can be swept)");
+    if (strcmp(key, "world_size") == 0) /* a property of the launch, not of a run */
+        return fail_key(err, w, key, "takes one value (mpirun -np sets it)");
     if (n == 0) return fail_key(err, w, key, "empty list");
     if (n > RUN_SWEEP_MAX) return fail_key(err, w, key, "more than %d values in the list", RUN_SWEEP_MAX);
-    run_sweep sw = {.n = n};
-    for (int i = 0; i < n; i++) {
-        char got[64];
-        show(got, sizeof got, items[i]);
-        if (parse_int(items[i], &sw.v[i]))
-            return fail_key(err, w, key, "expected a list of integers, got %s", got);
+    if (!find_sweep(c, k) && c->num_sweeps >= RUN_SWEEP_AXES)
+        return fail_key(err, w, key, "more than %d keys are swept", RUN_SWEEP_AXES);
+    if (num_runs_with(c, k, n) > RUN_SWEEP_RUNS)
+        return fail_key(err, w, key, "the sweep would have more than %d runs", RUN_SWEEP_RUNS);
+    run_sweep sw = {.key = k, .n = n};
+    run_config *scratch = malloc(sizeof *scratch);
+    if (!scratch) return fail_key(err, w, key, "out of memory");
+    *scratch = *c;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        tlb_error e;
+        if (assign_scalar(scratch, k, items[i], (where){NULL, 0}, &e)) {
+            /* e reads "key: problem"; name the item instead. */
+            const char *problem = strchr(e.msg, ':');
+            rc = fail_key(err, w, key, "item %d: %s", i + 1, problem ? problem + 2 : e.msg);
+            break;
+        }
+        sw.v[i] = get_value(scratch, k);
         for (int j = 0; j < i; j++)
-            if (sw.v[j] == sw.v[i])
-                return fail_key(err, w, key, "%d appears twice in the list", sw.v[i]);
+            if (same_value(k, sw.v[j], sw.v[i])) {
+                char shown[64];
+                show(shown, sizeof shown, items[i]);
+                rc = fail_key(err, w, key, "%s appears twice in the list", shown);
+                break;
+            }
     }
-    *sweep_of(c, k) = sw;
-    *(int *)field(c, k) = sw.v[0];
+    free(scratch);
+    if (rc) return rc;
+    put_sweep(c, &sw);
+    set_value(c, k, sw.v[0]);
     return 0;
 }
 
@@ -377,18 +489,23 @@ static scalar node_scalar(const yaml_node_t *n)
 static int assign_node(run_config *c, int k, yaml_document_t *doc, yaml_node_t *v, where w,
                        tlb_error *err)
 {
-    if (v->type == YAML_SCALAR_NODE) return assign_scalar(c, k, node_scalar(v), w, err);
+    if (v->type == YAML_SCALAR_NODE) {
+        if (assign_scalar(c, k, node_scalar(v), w, err)) return -1;
+        remove_sweep(c, k); /* a scalar replaces a list */
+        return 0;
+    }
     if (v->type == YAML_SEQUENCE_NODE) {
         scalar items[RUN_SWEEP_MAX];
         int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
-        if (KEYS[k].type == K_SWEEP && n > RUN_SWEEP_MAX)
+        if (KEYS[k].type == K_STR)
+            return fail_key(err, w, KEYS[k].name, "a string key takes one value (only numbers and words can be swept)");
+        if (n > RUN_SWEEP_MAX)
             return fail_key(err, w, KEYS[k].name, "more than %d values in the list", RUN_SWEEP_MAX);
-        for (int i = 0; i < n && i < RUN_SWEEP_MAX; i++) {
+        for (int i = 0; i < n; i++) {
             yaml_node_t *it = yaml_document_get_node(doc, v->data.sequence.items.start[i]);
-            if (it->type != YAML_SCALAR_NODE && KEYS[k].type == K_SWEEP)
-                return fail_key(err, w, KEYS[k].name, "expected a list of integers, got %s in it",
-                                node_kind(it));
-            if (it->type == YAML_SCALAR_NODE) items[i] = node_scalar(it);
+            if (it->type != YAML_SCALAR_NODE)
+                return fail_key(err, w, KEYS[k].name, "item %d: expected a value, got %s", i + 1, node_kind(it));
+            items[i] = node_scalar(it);
         }
         return assign_list(c, k, items, n, w, err);
     }
@@ -603,18 +720,17 @@ static int valid_name(const char *s)
     return 1;
 }
 
-static const char *SWEEP_TAG[3] = {"-r", "-chunk", "-L"};
+static size_t name_suffix(int k, run_value v, char *buf, size_t n);
 
 /* Longest name suffix run_config_expand appends for c's sweeps. */
 static size_t sweep_suffix_len(const run_config *c)
 {
-    const run_sweep *sw[3] = {&c->sweep_r, &c->sweep_chunk_size, &c->sweep_num_layers};
     size_t total = 0;
-    for (int j = 0; j < 3; j++) {
+    for (int j = 0; j < c->num_sweeps; j++) {
         size_t longest = 0;
-        for (int i = 0; i < sw[j]->n; i++) {
-            char b[32];
-            size_t l = (size_t)snprintf(b, sizeof b, "%s%d", SWEEP_TAG[j], sw[j]->v[i]);
+        for (int i = 0; i < c->sweeps[j].n; i++) {
+            char b[80];
+            size_t l = name_suffix(c->sweeps[j].key, c->sweeps[j].v[i], b, sizeof b);
             if (l > longest) longest = l;
         }
         total += longest;
@@ -622,10 +738,9 @@ static size_t sweep_suffix_len(const run_config *c)
     return total;
 }
 
-int run_config_validate(run_config *c, tlb_error *err)
+/* One plain config (or a sweep's first values, with room for its suffix). */
+static int validate_one(const run_config *c, tlb_error *err)
 {
-    if (c->model.key_dim == 0 && c->line[key_index("key_dim")] == 0) c->model.key_dim = c->model.embed_dim;
-
     /* CIFAR-10 has 50000 training images; the validation part must not be empty. */
     if (strcmp(c->dataset, "cifar10") != 0)
         return fail_key(err, key_where(c, key_index("dataset")), "dataset",
@@ -653,6 +768,7 @@ int run_config_validate(run_config *c, tlb_error *err)
     if (check_range(c, "randaugment_m", c->randaugment_m, 0, 30, err)) return -1;
     if (check_range(c, "checkpoint_every", c->checkpoint_every, 0, 1 << 30, err)) return -1;
     if (check_range(c, "threads", c->threads, 0, 4096, err)) return -1;
+    if (check_range(c, "world_size", c->world_size, 1, 1 << 20, err)) return -1;
     if (!c->name[0])
         return fail_key(err, key_where(c, key_index("name")), "name", "must not be empty");
     if (!valid_name(c->name))
@@ -669,46 +785,63 @@ int run_config_validate(run_config *c, tlb_error *err)
     if (ops_spec_check(c->backend, &spec_err) != 0)
         return fail_key(err, key_where(c, key_index("backend")), "backend", "%s", spec_err.msg);
 
-    /* Every combination of a sweep must be a valid model. */
-    int n = run_config_num_runs(c);
-    for (int i = 0; i < n; i++) {
-        run_config run;
-        run_config_expand(c, i, &run);
-        if (check_model(c, &run.model, err)) return -1;
+    tlb_model_config m = c->model;
+    if (m.key_dim == 0 && c->line[key_index("key_dim")] == 0) m.key_dim = m.embed_dim; /* swept embed_dim */
+    return check_model(c, &m, err);
+}
+
+int run_config_validate(run_config *c, tlb_error *err)
+{
+    /* key_dim follows embed_dim; a swept embed_dim resolves it per run. */
+    if (c->model.key_dim == 0 && c->line[key_index("key_dim")] == 0 && !find_sweep(c, key_index("embed_dim")))
+        c->model.key_dim = c->model.embed_dim;
+    if (validate_one(c, err)) return -1;
+    /* Every combination of a sweep must be valid (ranges that depend on
+     * other keys, the model's shape). */
+    const int n = c->num_sweeps ? run_config_num_runs(c) : 0;
+    run_config *run = n ? malloc(sizeof *run) : NULL;
+    if (n && !run) return tlb_fail(err, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        run_config_expand(c, i, run);
+        rc = validate_one(run, err);
     }
-    return 0;
+    free(run);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Sweeps */
 
-static int sweep_len(const run_sweep *s) { return s->n > 0 ? s->n : 1; }
-
-int run_config_num_runs(const run_config *c)
+/* Runs of c's grid if key k's list had n values. */
+static int num_runs_with(const run_config *c, int k, int n)
 {
-    return sweep_len(&c->sweep_r) * sweep_len(&c->sweep_chunk_size) * sweep_len(&c->sweep_num_layers);
+    long long runs = n;
+    for (int j = 0; j < c->num_sweeps; j++)
+        if (c->sweeps[j].key != k) runs *= c->sweeps[j].n;
+    return runs > RUN_SWEEP_RUNS ? RUN_SWEEP_RUNS + 1 : (int)runs;
 }
+
+int run_config_num_runs(const run_config *c) { return num_runs_with(c, -1, 1); }
 
 void run_config_expand(const run_config *c, int i, run_config *out)
 {
     *out = *c;
-    const run_sweep *sw[3] = {&c->sweep_r, &c->sweep_chunk_size, &c->sweep_num_layers};
-    int *dst[3] = {&out->model.r, &out->model.chunk_size, &out->model.num_layers};
-    int idx[3];
-    /* num_layers varies fastest, r slowest. */
-    for (int j = 2; j >= 0; j--) {
-        idx[j] = i % sweep_len(sw[j]);
-        i /= sweep_len(sw[j]);
+    int idx[RUN_SWEEP_AXES];
+    /* The last sweep (highest rank) varies fastest. */
+    for (int j = c->num_sweeps - 1; j >= 0; j--) {
+        idx[j] = i % c->sweeps[j].n;
+        i /= c->sweeps[j].n;
     }
     size_t len = strlen(out->name);
-    for (int j = 0; j < 3; j++) {
-        if (sw[j]->n == 0) continue;
-        *dst[j] = sw[j]->v[idx[j]];
-        int m = snprintf(out->name + len, sizeof out->name - len, "%s%d", SWEEP_TAG[j], *dst[j]);
-        if (m > 0) len += (size_t)m;
+    for (int j = 0; j < c->num_sweeps; j++) {
+        const run_value v = c->sweeps[j].v[idx[j]];
+        set_value(out, c->sweeps[j].key, v);
+        len += name_suffix(c->sweeps[j].key, v, out->name + len, sizeof out->name - len);
         if (len >= sizeof out->name) len = sizeof out->name - 1;
     }
-    out->sweep_r.n = out->sweep_chunk_size.n = out->sweep_num_layers.n = 0;
+    out->num_sweeps = 0;
+    if (out->model.key_dim == 0 && c->line[key_index("key_dim")] == 0) out->model.key_dim = out->model.embed_dim;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -774,35 +907,70 @@ static int yaml_round_trips(const char *s)
     return ok;
 }
 
-static void put_value(out_buf *o, const run_config *c, int k)
+/* One value of key k (c: for key_dim's default, written resolved). */
+static void put_scalar(out_buf *o, const run_config *c, int k, run_value v)
 {
-    const void *f = cfield(c, k);
     switch (KEYS[k].type) {
-    case K_SWEEP:
-        if (csweep_of(c, k)->n > 0) {
-            const run_sweep *s = csweep_of(c, k);
-            put(o, "[");
-            for (int i = 0; i < s->n; i++) put(o, i ? ", %d" : "%d", s->v[i]);
-            put(o, "]");
-            break;
-        }
-        __attribute__((fallthrough)); /* not swept: a plain integer */
     case K_INT: {
-        int v = *(const int *)f;
-        /* key_dim's unresolved default is written resolved. */
-        if (v == 0 && strcmp(KEYS[k].name, "key_dim") == 0) v = c->model.embed_dim;
-        put(o, "%d", v);
+        long long x = v.i;
+        if (x == 0 && c && strcmp(KEYS[k].name, "key_dim") == 0) x = c->model.embed_dim;
+        put(o, "%lld", x);
         break;
     }
-    case K_FLOAT: put_double(o, *(const float *)f, 1); break;
-    case K_DOUBLE: put_double(o, *(const double *)f, 0); break;
-    case K_BOOL: put(o, "%s", *(const int *)f ? "true" : "false"); break;
-    case K_U64: put(o, "%llu", *(const unsigned long long *)f); break;
-    case K_STR: put_string(o, (const char *)f); break;
-    case K_WIRING: put(o, "%s", wiring_name(*(const tlb_wiring *)f)); break;
-    case K_SHUFFLE: put(o, "%s", *(const shuffle_mode *)f == SHUFFLE_ONCE ? "once" : "epoch"); break;
-    case K_ENUM: put(o, "%s", KEYS[k].names[*(const int *)f]); break;
+    case K_FLOAT: put_double(o, v.d, 1); break;
+    case K_DOUBLE: put_double(o, v.d, 0); break;
+    case K_BOOL: put(o, "%s", v.i ? "true" : "false"); break;
+    case K_U64: put(o, "%llu", v.u); break;
+    case K_WIRING: put(o, "%s", wiring_name((tlb_wiring)v.i)); break;
+    case K_SHUFFLE: put(o, "%s", v.i == SHUFFLE_ONCE ? "once" : "epoch"); break;
+    case K_ENUM: put(o, "%s", KEYS[k].names[v.i]); break;
+    case K_STR: put_string(o, (const char *)cfield(c, k)); break;
     }
+}
+
+/* The scalar, or "[a, b, ...]" when swept. */
+static void put_value(out_buf *o, const run_config *c, int k)
+{
+    const run_sweep *s = find_sweep(c, k);
+    if (!s) {
+        put_scalar(o, c, k, get_value(c, k));
+        return;
+    }
+    put(o, "[");
+    for (int i = 0; i < s->n; i++) {
+        if (i) put(o, ", ");
+        put_scalar(o, c, k, s->v[i]);
+    }
+    put(o, "]");
+}
+
+size_t run_config_value_text(const run_config *c, int k, char *buf, size_t n)
+{
+    out_buf o = {buf, n, 0};
+    if (n) buf[0] = '\0';
+    if (k >= 0 && k < NKEYS) put_value(&o, c, k);
+    return o.len;
+}
+
+/* "-<tag><value>" for run names: short tags for the most swept keys, words
+ * after an '_'; no '+' (not a name character; "1e20" reads as "1e+20"). */
+static size_t name_suffix(int k, run_value v, char *buf, size_t n)
+{
+    static const char *const tags[][2] = {{"r", "r"}, {"chunk_size", "chunk"}, {"num_layers", "L"},
+                                          {"learning_rate", "lr"}, {"weight_decay", "wd"}};
+    const char *tag = KEYS[k].name;
+    for (size_t j = 0; j < sizeof tags / sizeof tags[0]; j++)
+        if (strcmp(tag, tags[j][0]) == 0) tag = tags[j][1];
+    char text[64];
+    out_buf o = {text, sizeof text, 0};
+    text[0] = '\0';
+    put(&o, "-%s%s", tag, is_word_key(k) ? "_" : "");
+    put_scalar(&o, NULL, k, v);
+    size_t len = 0;
+    for (const char *p = text; *p && len + 1 < n; p++)
+        if (*p != '+') buf[len++] = *p;
+    if (n) buf[len] = '\0';
+    return len;
 }
 
 /* Whether key k of c holds its default value (compared as canonical text). */

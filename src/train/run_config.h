@@ -20,8 +20,9 @@
  * Typing: integers are plain decimals (no leading zeros, no quotes); numbers
  * also take 1e-4 style; booleans are true/false (yes/no/on/off too); wiring
  * is keras|paper, shuffle epoch|once; strings take any YAML scalar, with a
- * null ("key:", "~") meaning "". Only r, chunk_size and num_layers take a
- * list (flow [1, 2] or block), of distinct integers, at most RUN_SWEEP_MAX. */
+ * null ("key:", "~") meaning "". Every key but the strings (dataset,
+ * data_dir, backend, out_dir, name) and world_size also takes a list (flow [1, 2] or
+ * block) of distinct values of its type, at most RUN_SWEEP_MAX: a sweep. */
 #ifndef TLB_RUN_CONFIG_H
 #define TLB_RUN_CONFIG_H
 
@@ -36,16 +37,26 @@ typedef enum { SHUFFLE_EVERY_EPOCH, SHUFFLE_ONCE } shuffle_mode;
  * from 0 over warmup_epochs, then cosine decay to min_lr at the last step. */
 typedef enum { LR_CONSTANT = 0, LR_COSINE = 1 } lr_schedule_kind;
 
-/* A swept key's values; n == 0 means "not swept" (the scalar in the model
- * config holds the value). Only r, chunk_size and num_layers can be swept. */
-#define RUN_SWEEP_MAX 16
+/* One swept key: its values, typed by the key (i: integers, booleans and
+ * enumerated words as their index; u: seed; d: numbers, a float key's
+ * rounded to float). The scalar field holds the first value, so a config
+ * stays usable without expansion. */
+#define RUN_SWEEP_MAX 16    /* values per swept key */
+#define RUN_SWEEP_AXES 8    /* swept keys per config */
+#define RUN_SWEEP_RUNS 4096 /* runs per sweep (the product of the list lengths) */
+typedef union {
+    long long i;
+    unsigned long long u;
+    double d;
+} run_value;
 typedef struct {
+    int key; /* index in the key table (run_config_key_name) */
     int n;
-    int v[RUN_SWEEP_MAX];
+    run_value v[RUN_SWEEP_MAX];
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 44
+#define RUN_CONFIG_NUM_KEYS 45
 
 typedef struct {
     tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
@@ -60,6 +71,7 @@ typedef struct {
     int epochs;              /* 30 */
     unsigned long long seed; /* 42 */
     int threads;             /* 0 = all cores */
+    int world_size;          /* MPI processes (mpirun -np); a new run records its count (train_resolve_world) */
     char backend[256];       /* "" = automatic; else an ops_select() spec */
     char data_dir[1024];     /* "" = default cache */
     int micro_batch;         /* 0 = automatic from a memory budget */
@@ -81,8 +93,10 @@ typedef struct {
     int randaugment_m;       /* RandAugment: magnitude 0..30 (default 9) */
     int checkpoint_every;    /* steps between checkpoints; 0 = at each epoch's end */
 
-    /* Sweeps: a list in the file makes a grid (run_config_expand). */
-    run_sweep sweep_r, sweep_chunk_size, sweep_num_layers;
+    /* Sweeps: a list in the file makes a grid (run_config_expand); kept in
+     * expansion order (outermost first). */
+    int num_sweeps;
+    run_sweep sweeps[RUN_SWEEP_AXES];
 
     /* Provenance, for error messages only (ignored by equal/hash/canonical):
      * the file loaded and, per key, its 1-based line there (0 = default,
@@ -107,9 +121,9 @@ int run_config_load(run_config *out, const char *path, tlb_error *err);
 int run_config_parse(run_config *c, const char *text, size_t len, const char *source,
                      tlb_error *err);
 
-/* One "key=value" override, typed like the file (a list only for the sweep
- * keys, e.g. "r=[1,2]"); string keys take the value verbatim. Errors read
- * "--set: key: problem". */
+/* One "key=value" override, typed like the file (a list makes a sweep, e.g.
+ * "r=[1,2]", "state_init=[zeros, learned]"); string keys take the value
+ * verbatim. Errors read "--set: key: problem". */
 int run_config_set(run_config *c, const char *assignment, tlb_error *err);
 
 /* Resolves derived defaults (key_dim) and checks every range and cross-key
@@ -117,12 +131,29 @@ int run_config_set(run_config *c, const char *assignment, tlb_error *err);
  * --set) of the key at fault. */
 int run_config_validate(run_config *c, tlb_error *err);
 
-/* Sweep grid: product of the list lengths (1 without sweeps). Run i, in the
- * order r (outermost), chunk_size, num_layers (innermost), is a plain config
- * whose name gets a suffix for each swept key, e.g. "-r1-chunk8-L4" (only
- * the swept keys appear). i must be in [0, num_runs). */
+/* Sweep grid: product of the list lengths (1 without sweeps). Run i is a
+ * plain config (no lists); i must be in [0, num_runs). The grid is ordered
+ * like nested loops: the outermost loop is r, then chunk_size, then
+ * num_layers (the order of the first sweepable keys, kept), then every other
+ * swept key in config.cfg's order (so seed, late in it, varies faster than
+ * the model keys); within a key, the values in the order listed. Each swept
+ * key appends "-<tag><value>" to the name, in the same order: tags r, chunk,
+ * L, lr (learning_rate), wd (weight_decay), else the key's own name; words
+ * (true/false and enumerated values) follow an '_'. E.g. "-r1-chunk8-L4",
+ * "-state_init_learned-readout_state-seed2", "-lr0.0003". Values are
+ * distinct and have no '-' but an exponent's, so names are distinct. */
 int run_config_num_runs(const run_config *c);
 void run_config_expand(const run_config *c, int i, run_config *out);
+
+/* Name of key k of the key table (k in [0, RUN_CONFIG_NUM_KEYS)), or NULL. */
+const char *run_config_key_name(int k);
+
+/* Key k's value in c as YAML text, as config.cfg writes it (a list when
+ * swept); snprintf semantics. Used by reports to compare runs. */
+size_t run_config_value_text(const run_config *c, int k, char *buf, size_t n);
+
+/* Whether key k is part of run_config_hash (a result-affecting key). */
+int run_config_key_hashed(int k);
 
 /* Every key, one per line in a fixed order, fully resolved, as YAML this
  * parser reads back to an equal config. snprintf semantics: returns the

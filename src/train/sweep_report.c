@@ -2,121 +2,483 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/run_config.h"
 #include "train/run_files.h"
 #include "util/fs.h"
 #include "util/plot.h"
 
+/* The metrics of a run, from summary.json: a fixed list, then any numeric
+ * state_* entry (the slow-state diversity measures), in the first run's
+ * order. NaN where a run lacks one. */
+#define MAX_METRICS 16
+enum { M_VAL_ACC, M_TEST_ACC, M_TEST_LOSS, M_VAL_LOSS, M_IPS, M_WALL, M_PARAMS, M_EPOCHS, NUM_FIXED };
+static const char *const FIXED_KEYS[NUM_FIXED] = {"validation_accuracy", "test_accuracy", "test_loss",
+                                                   "validation_loss", "train_images_per_second",
+                                                   "wall_seconds", "parameters", "epochs"};
+static const char *const FIXED_COLS[NUM_FIXED] = {"val_acc", "test_acc", "test_loss", "val_loss",
+                                                   "images_per_second", "wall_seconds", "parameters", "epochs"};
+
+#define MAX_AXES 8
+#define MAX_VALUES 64
+#define VALUE_LEN 64
+
 typedef struct {
     const char *dir;
-    double r, chunk, layers, val_acc, test_acc, test_loss, seconds, ips, params, epochs;
-    char wiring[16];
-} sweep_row;
+    char seed[32];
+    double m[MAX_METRICS];
+    char text[MAX_AXES][VALUE_LEN]; /* the axes' values */
+    int at[MAX_AXES];               /* index of the value in its axis */
+} report_run;
 
-static double num(const cJSON *j, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
+typedef struct {
+    int key, numeric, n;
+    char values[MAX_VALUES][VALUE_LEN]; /* numbers ascending, words in order of appearance */
+} report_axis;
 
-static int read_summary(sweep_row *row, const char *dir, tlb_error *err)
+typedef struct {
+    int nruns, naxes, nmetrics;
+    report_run *runs;
+    report_axis axes[MAX_AXES];
+    char metric_key[MAX_METRICS][48];
+    int *order; /* runs sorted by grid point, then seed */
+    int ngroups;
+    int *group_start; /* ngroups + 1 offsets into order */
+} report;
+
+static int read_text(const char *path, char **out, tlb_error *err)
 {
-    char path[1300];
-    if (fs_join(path, sizeof path, dir, "summary.json", err) != 0) return -1;
     FILE *fp = fopen(path, "rb");
     if (!fp) return tlb_fail(err, "%s: missing (did the run finish?)", path);
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    enum { MAX_BYTES = 1 << 20 };
+    char *buf = malloc(MAX_BYTES + 1);
+    if (!buf) {
+        fclose(fp);
+        return tlb_fail(err, "out of memory");
+    }
+    size_t n = fread(buf, 1, MAX_BYTES, fp);
     fclose(fp);
     buf[n] = '\0';
-    cJSON *j = cJSON_Parse(buf);
+    *out = buf;
+    return 0;
+}
+
+static int is_number(const char *s, double *v)
+{
+    char *end;
+    *v = strtod(s, &end);
+    return *s && !*end;
+}
+
+static int cmp_value(const void *a, const void *b)
+{
+    double x, y;
+    is_number(a, &x), is_number(b, &y);
+    return (x > y) - (x < y);
+}
+
+static int key_rank(int k)
+{
+    const char *name = run_config_key_name(k);
+    if (strcmp(name, "r") == 0) return 0;
+    if (strcmp(name, "chunk_size") == 0) return 1;
+    if (strcmp(name, "num_layers") == 0) return 2;
+    return 3 + k;
+}
+
+static report *report_g; /* qsort context */
+static int cmp_runs(const void *pa, const void *pb)
+{
+    const report_run *a = &report_g->runs[*(const int *)pa], *b = &report_g->runs[*(const int *)pb];
+    for (int j = 0; j < report_g->naxes; j++)
+        if (a->at[j] != b->at[j]) return a->at[j] - b->at[j];
+    double x, y;
+    if (is_number(a->seed, &x) && is_number(b->seed, &y) && x != y) return (x > y) - (x < y);
+    return *(const int *)pa - *(const int *)pb;
+}
+
+static void report_free(report *r)
+{
+    free(r->runs);
+    free(r->order);
+    free(r->group_start);
+    memset(r, 0, sizeof *r);
+}
+
+static int load_run(report *r, int i, const char *dir, run_config *cfg, tlb_error *err)
+{
+    char path[1300]; /* a run folder's path is at most out_dir (1023) + name (127) + hash */
+    if (fs_join(path, sizeof path, dir, "config.cfg", err) != 0) return -1;
+    if (run_config_load(cfg, path, err) != 0) return -1;
+    if (fs_join(path, sizeof path, dir, "summary.json", err) != 0) return -1;
+    char *text = NULL;
+    if (read_text(path, &text, err) != 0) return -1;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
     if (!j) return tlb_fail(err, "%s: not valid JSON", path);
-    row->dir = dir;
-    row->r = num(j, "r");
-    row->chunk = num(j, "chunk_size");
-    row->layers = num(j, "num_layers");
-    row->val_acc = num(j, "validation_accuracy");
-    row->test_acc = num(j, "test_accuracy");
-    row->test_loss = num(j, "test_loss");
-    row->seconds = num(j, "wall_seconds");
-    row->ips = num(j, "train_images_per_second");
-    row->params = num(j, "parameters");
-    row->epochs = num(j, "epochs");
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "wiring");
-    snprintf(row->wiring, sizeof row->wiring, "%s", cJSON_IsString(w) ? w->valuestring : "?");
+    report_run *run = &r->runs[i];
+    run->dir = dir;
+    if (i == 0) { /* the metric columns */
+        r->nmetrics = NUM_FIXED;
+        for (int m = 0; m < NUM_FIXED; m++) snprintf(r->metric_key[m], sizeof r->metric_key[m], "%s", FIXED_KEYS[m]);
+        for (const cJSON *e = j->child; e; e = e->next)
+            if (cJSON_IsNumber(e) && e->string && strncmp(e->string, "state_", 6) == 0 && r->nmetrics < MAX_METRICS)
+                snprintf(r->metric_key[r->nmetrics++], sizeof r->metric_key[0], "%s", e->string);
+    }
+    for (int m = 0; m < r->nmetrics; m++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, r->metric_key[m]);
+        run->m[m] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    }
     cJSON_Delete(j);
     return 0;
 }
 
-static int cmp_rows(const void *a, const void *b)
+/* Loads every run, finds the axes, sorts the runs into grid points. */
+static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
 {
-    const sweep_row *x = a, *y = b;
-    if (x->r != y->r) return x->r < y->r ? -1 : 1;
-    if (x->chunk != y->chunk) return x->chunk < y->chunk ? -1 : 1;
-    return x->layers < y->layers ? -1 : x->layers > y->layers;
+    memset(r, 0, sizeof *r);
+    if (count < 1) return tlb_fail(err, "no runs to report");
+    r->nruns = count;
+    r->runs = calloc((size_t)count, sizeof *r->runs);
+    run_config *cfg = malloc((size_t)count * sizeof *cfg);
+    r->order = malloc((size_t)count * sizeof *r->order);
+    r->group_start = malloc(((size_t)count + 1) * sizeof *r->group_start);
+    if (!r->runs || !cfg || !r->order || !r->group_start) {
+        free(cfg);
+        report_free(r);
+        return tlb_fail(err, "out of memory");
+    }
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) rc = load_run(r, i, dirs[i], &cfg[i], err);
+
+    /* Axes: result keys (not seed) whose value differs somewhere, in sweep order. */
+    int keys[RUN_CONFIG_NUM_KEYS], nk = 0;
+    for (int k = 0; k < RUN_CONFIG_NUM_KEYS && rc == 0; k++) {
+        if (!run_config_key_hashed(k) || strcmp(run_config_key_name(k), "seed") == 0) continue;
+        char a[VALUE_LEN], b[VALUE_LEN];
+        run_config_value_text(&cfg[0], k, a, sizeof a);
+        for (int i = 1; i < count; i++) {
+            run_config_value_text(&cfg[i], k, b, sizeof b);
+            if (strcmp(a, b) != 0) {
+                keys[nk++] = k;
+                break;
+            }
+        }
+    }
+    for (int x = 1; x < nk; x++) /* insertion sort by rank */
+        for (int y = x; y > 0 && key_rank(keys[y - 1]) > key_rank(keys[y]); y--) {
+            const int t = keys[y];
+            keys[y] = keys[y - 1], keys[y - 1] = t;
+        }
+    if (rc == 0 && nk > MAX_AXES) rc = tlb_fail(err, "the runs differ in %d keys; a report takes at most %d", nk, MAX_AXES);
+    r->naxes = nk;
+    int sk = -1;
+    for (int k = 0; k < RUN_CONFIG_NUM_KEYS; k++)
+        if (strcmp(run_config_key_name(k), "seed") == 0) sk = k;
+    for (int i = 0; i < count && rc == 0; i++) {
+        run_config_value_text(&cfg[i], sk, r->runs[i].seed, sizeof r->runs[i].seed);
+        for (int j = 0; j < nk; j++) run_config_value_text(&cfg[i], keys[j], r->runs[i].text[j], VALUE_LEN);
+    }
+    free(cfg);
+    for (int j = 0; j < nk && rc == 0; j++) {
+        report_axis *a = &r->axes[j];
+        a->key = keys[j];
+        a->numeric = 1;
+        for (int i = 0; i < count && rc == 0; i++) {
+            const char *t = r->runs[i].text[j];
+            int found = 0;
+            for (int v = 0; v < a->n && !found; v++) found = strcmp(a->values[v], t) == 0;
+            if (found) continue;
+            if (a->n == MAX_VALUES) {
+                rc = tlb_fail(err, "%s takes more than %d values", run_config_key_name(a->key), MAX_VALUES);
+                break;
+            }
+            snprintf(a->values[a->n++], VALUE_LEN, "%s", t);
+            double d;
+            a->numeric &= is_number(t, &d);
+        }
+        if (a->numeric) qsort(a->values, (size_t)a->n, VALUE_LEN, cmp_value);
+        for (int i = 0; i < count; i++)
+            for (int v = 0; v < a->n; v++)
+                if (strcmp(a->values[v], r->runs[i].text[j]) == 0) r->runs[i].at[j] = v;
+    }
+    if (rc) {
+        report_free(r);
+        return -1;
+    }
+    for (int i = 0; i < count; i++) r->order[i] = i;
+    report_g = r;
+    qsort(r->order, (size_t)count, sizeof *r->order, cmp_runs);
+    r->ngroups = 0;
+    for (int i = 0; i < count; i++) {
+        const report_run *a = &r->runs[r->order[i]];
+        int same = i > 0;
+        for (int j = 0; j < nk && same; j++) same = a->at[j] == r->runs[r->order[i - 1]].at[j];
+        if (!same) r->group_start[r->ngroups++] = i;
+    }
+    r->group_start[r->ngroups] = count;
+    return 0;
+}
+
+typedef struct {
+    int n;
+    double mean, sd, min, max;
+} stats;
+
+/* Over the finite values of metric m in group g; sd = 0 for one value. */
+static stats group_stats(const report *r, int g, int m)
+{
+    stats s = {0, NAN, NAN, NAN, NAN};
+    double sum = 0;
+    for (int i = r->group_start[g]; i < r->group_start[g + 1]; i++) {
+        const double v = r->runs[r->order[i]].m[m];
+        if (!isfinite(v)) continue;
+        sum += v;
+        s.min = s.n ? fmin(s.min, v) : v;
+        s.max = s.n ? fmax(s.max, v) : v;
+        s.n++;
+    }
+    if (s.n == 0) return s;
+    s.mean = sum / s.n;
+    double ss = 0;
+    for (int i = r->group_start[g]; i < r->group_start[g + 1]; i++) {
+        const double v = r->runs[r->order[i]].m[m];
+        if (isfinite(v)) ss += (v - s.mean) * (v - s.mean);
+    }
+    s.sd = s.n > 1 ? sqrt(ss / (s.n - 1)) : 0;
+    return s;
+}
+
+/* A growing text buffer. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} text;
+
+__attribute__((format(printf, 2, 3)))
+static void add(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        const int m = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (m < 0) return;
+        if (t->p && t->len + (size_t)m < t->cap) {
+            t->len += (size_t)m;
+            return;
+        }
+        const size_t cap = (t->cap + (size_t)m + 1) * 2;
+        char *q = realloc(t->p, cap);
+        if (!q) {
+            t->oom = 1;
+            return;
+        }
+        t->p = q, t->cap = cap;
+    }
+}
+
+static const char *metric_col(const report *r, int m)
+{
+    return m < NUM_FIXED ? FIXED_COLS[m] : r->metric_key[m];
+}
+
+static void add_csv_value(text *t, double v, int m)
+{
+    if (!isfinite(v)) add(t, ",");
+    else if (m == M_PARAMS || m == M_EPOCHS) add(t, ",%.0f", v);
+    else if (m == M_IPS || m == M_WALL) add(t, ",%.1f", v);
+    else add(t, ",%.4f", v);
+}
+
+static void write_tables(const report *r, text *csv, text *runs, text *md)
+{
+    /* results.csv and runs.csv */
+    for (int j = 0; j < r->naxes; j++) add(csv, "%s,", run_config_key_name(r->axes[j].key));
+    for (int j = 0; j < r->naxes; j++) add(runs, "%s,", run_config_key_name(r->axes[j].key));
+    add(csv, "n,seeds");
+    add(runs, "seed");
+    for (int m = 0; m < r->nmetrics; m++) {
+        const char *c = metric_col(r, m);
+        add(csv, ",%s_mean,%s_sd,%s_min,%s_max", c, c, c, c);
+        add(runs, ",%s", c);
+    }
+    add(csv, "\n");
+    add(runs, ",run_dir\n");
+    for (int g = 0; g < r->ngroups; g++) {
+        const report_run *first = &r->runs[r->order[r->group_start[g]]];
+        for (int j = 0; j < r->naxes; j++) add(csv, "%s,", first->text[j]);
+        add(csv, "%d,", r->group_start[g + 1] - r->group_start[g]);
+        for (int i = r->group_start[g]; i < r->group_start[g + 1]; i++)
+            add(csv, "%s%s", i > r->group_start[g] ? " " : "", r->runs[r->order[i]].seed);
+        for (int m = 0; m < r->nmetrics; m++) {
+            const stats s = group_stats(r, g, m);
+            add_csv_value(csv, s.mean, m), add_csv_value(csv, s.n > 1 ? s.sd : NAN, m); /* no sd of one */
+            add_csv_value(csv, s.min, m), add_csv_value(csv, s.max, m);
+        }
+        add(csv, "\n");
+        for (int i = r->group_start[g]; i < r->group_start[g + 1]; i++) {
+            const report_run *run = &r->runs[r->order[i]];
+            for (int j = 0; j < r->naxes; j++) add(runs, "%s,", run->text[j]);
+            add(runs, "%s", run->seed);
+            for (int m = 0; m < r->nmetrics; m++) add_csv_value(runs, run->m[m], m);
+            add(runs, ",%s\n", run->dir);
+        }
+    }
+
+    /* results.md: the statistics that matter, mean +- sd */
+    int multi = 0;
+    for (int g = 0; g < r->ngroups; g++) multi |= r->group_start[g + 1] - r->group_start[g] > 1;
+    add(md, "%d runs, %d grid point%s", r->nruns, r->ngroups, r->ngroups == 1 ? "" : "s");
+    if (r->naxes) {
+        add(md, "; swept:");
+        for (int j = 0; j < r->naxes; j++) add(md, "%s %s", j ? "," : "", run_config_key_name(r->axes[j].key));
+    }
+    add(md, ".%s\n\n", multi ? " Values are mean ± sample standard deviation over the seeds." : "");
+    add(md, "|");
+    for (int j = 0; j < r->naxes; j++) add(md, " %s |", run_config_key_name(r->axes[j].key));
+    add(md, " seeds | val acc | test acc | test loss |");
+    for (int m = NUM_FIXED; m < r->nmetrics; m++) add(md, " %s |", r->metric_key[m]);
+    add(md, " parameters | epochs | wall s | img/s |\n|");
+    for (int c = 0; c < r->naxes + 4 + (r->nmetrics - NUM_FIXED) + 4; c++) add(md, "---|");
+    add(md, "\n");
+    for (int g = 0; g < r->ngroups; g++) {
+        const report_run *first = &r->runs[r->order[r->group_start[g]]];
+        add(md, "|");
+        for (int j = 0; j < r->naxes; j++) add(md, " %s |", first->text[j]);
+        add(md, " ");
+        for (int i = r->group_start[g]; i < r->group_start[g + 1]; i++)
+            add(md, "%s%s", i > r->group_start[g] ? ", " : "", r->runs[r->order[i]].seed);
+        add(md, " |");
+        const int shown[] = {M_VAL_ACC, M_TEST_ACC, M_TEST_LOSS};
+        for (int q = 0; q < 3 + r->nmetrics - NUM_FIXED; q++) {
+            const int m = q < 3 ? shown[q] : NUM_FIXED + q - 3;
+            const stats s = group_stats(r, g, m);
+            if (s.n == 0) add(md, " – |");
+            else if (s.n > 1) add(md, " %.4f ± %.4f |", s.mean, s.sd);
+            else add(md, " %.4f |", s.mean);
+        }
+        add(md, " %.0f | %.0f | %.0f | %.0f |\n", group_stats(r, g, M_PARAMS).mean, group_stats(r, g, M_EPOCHS).mean,
+            group_stats(r, g, M_WALL).mean, group_stats(r, g, M_IPS).mean);
+    }
+}
+
+/* x: the axis with the most values, numbers before words, first in sweep
+ * order on ties; one line per combination of the other axes. */
+static void plot_data(const report *r, sweep_plot *p)
+{
+    memset(p, 0, sizeof *p);
+    int xa = -1;
+    for (int j = 0; j < r->naxes; j++) {
+        const report_axis *a = &r->axes[j];
+        if (xa < 0 || a->numeric > r->axes[xa].numeric ||
+            (a->numeric == r->axes[xa].numeric && a->n > r->axes[xa].n))
+            xa = j;
+    }
+    if (xa < 0) { /* no axis: the runs' one grid point, over its seeds */
+        snprintf(p->xlabel, sizeof p->xlabel, "all runs");
+        p->categorical = 1, p->nx = 1;
+        snprintf(p->xnames[0], sizeof p->xnames[0], "seeds");
+    } else {
+        const report_axis *a = &r->axes[xa];
+        snprintf(p->xlabel, sizeof p->xlabel, "%s", run_config_key_name(a->key));
+        p->categorical = !a->numeric;
+        p->nx = a->n < SWEEP_PLOT_MAX_POINTS ? a->n : SWEEP_PLOT_MAX_POINTS;
+        for (int v = 0; v < p->nx; v++) snprintf(p->xnames[v], sizeof p->xnames[v], "%s", a->values[v]);
+    }
+    for (int g = 0; g < r->ngroups; g++) {
+        const report_run *first = &r->runs[r->order[r->group_start[g]]];
+        /* The line: the values of the other axes. */
+        char label[160] = "";
+        size_t len = 0;
+        for (int j = 0; j < r->naxes; j++) {
+            if (j == xa) continue;
+            int m = snprintf(label + len, sizeof label - len, "%s%s=%s", len ? ", " : "",
+                             run_config_key_name(r->axes[j].key), first->text[j]);
+            if (m > 0) len += (size_t)m;
+            if (len >= sizeof label) len = sizeof label - 1;
+        }
+        int line = 0;
+        while (line < p->nlines && strcmp(p->lines[line].label, label) != 0) line++;
+        if (line == p->nlines) {
+            if (p->nlines == SWEEP_PLOT_MAX_LINES) continue;
+            snprintf(p->lines[p->nlines++].label, sizeof p->lines[0].label, "%s", label);
+        }
+        const int at = xa < 0 ? 0 : first->at[xa];
+        if (p->lines[line].n == SWEEP_PLOT_MAX_POINTS || at >= SWEEP_PLOT_MAX_POINTS) continue;
+        const stats s = group_stats(r, g, M_TEST_ACC);
+        double x = at;
+        if (!p->categorical) is_number(p->xnames[at], &x);
+        const int k = p->lines[line].n++;
+        p->lines[line].x[k] = x, p->lines[line].y[k] = s.mean, p->lines[line].err[k] = s.n > 1 ? s.sd : 0;
+    }
+    /* Side by side, a little, where error bars would overlap. */
+    int bars = 0;
+    for (int l = 0; l < p->nlines; l++)
+        for (int k = 0; k < p->lines[l].n; k++) bars |= p->lines[l].err[k] > 0;
+    if (bars && p->nlines > 1) {
+        double span = 1;
+        if (!p->categorical && p->nx > 1) {
+            double lo, hi;
+            is_number(p->xnames[0], &lo), is_number(p->xnames[p->nx - 1], &hi);
+            span = hi - lo;
+        }
+        for (int l = 0; l < p->nlines; l++)
+            for (int k = 0; k < p->lines[l].n; k++) p->lines[l].x[k] += (l - (p->nlines - 1) / 2.0) * 0.02 * span;
+    }
+}
+
+int sweep_report_plot_data(char *const *run_dirs, int count, sweep_plot *plot, tlb_error *err)
+{
+    report r;
+    if (report_load(&r, run_dirs, count, err) != 0) return -1;
+    plot_data(&r, plot);
+    report_free(&r);
+    return 0;
 }
 
 int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_error *err)
 {
-    sweep_row *rows = calloc((size_t)count + 1, sizeof *rows);
-    if (!rows) return tlb_fail(err, "out of memory");
-    for (int i = 0; i < count; i++)
-        if (read_summary(&rows[i], run_dirs[i], err) != 0) {
-            free(rows);
-            return -1;
-        }
-    qsort(rows, (size_t)count, sizeof *rows, cmp_rows);
-    size_t cap = 512 + (size_t)count * 512, lc = 0, lm = 0;
-    char *csv = malloc(cap), *md = malloc(cap);
-    lc += (size_t)snprintf(csv + lc, cap - lc,
-                           "wiring,r,chunk_size,num_layers,epochs,parameters,val_acc,test_acc,test_loss,wall_seconds,images_per_second,run_dir\n");
-    lm += (size_t)snprintf(md + lm, cap - lm,
-                           "| wiring | r | chunk_size | num_layers | epochs | parameters | val acc | test acc | test loss | wall s | img/s |\n"
-                           "|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < count; i++) {
-        const sweep_row *r = &rows[i];
-        lc += (size_t)snprintf(csv + lc, cap - lc, "%s,%g,%g,%g,%g,%.0f,%.4f,%.4f,%.4f,%.1f,%.1f,%s\n", r->wiring,
-                               r->r, r->chunk, r->layers, r->epochs, r->params, r->val_acc, r->test_acc,
-                               r->test_loss, r->seconds, r->ips, r->dir);
-        lm += (size_t)snprintf(md + lm, cap - lm, "| %s | %g | %g | %g | %g | %.0f | %.4f | %.4f | %.4f | %.0f | %.0f |\n",
-                               r->wiring, r->r, r->chunk, r->layers, r->epochs, r->params, r->val_acc,
-                               r->test_acc, r->test_loss, r->seconds, r->ips);
-    }
+    report r;
+    if (report_load(&r, run_dirs, count, err) != 0) return -1;
+    text csv = {0}, runs = {0}, md = {0};
+    write_tables(&r, &csv, &runs, &md);
+    sweep_plot *p = malloc(sizeof *p);
+    int rc = 0;
+    if (csv.oom || runs.oom || md.oom || !p) rc = tlb_fail(err, "out of memory");
     char path[1300];
-    int rc = fs_join(path, sizeof path, out_dir, "results.csv", err);
-    if (rc == 0) rc = fs_write_file_atomic(path, csv, lc, err);
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.csv", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, csv.p, csv.len, err);
+    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "runs.csv", err);
+    if (rc == 0) rc = fs_write_file_atomic(path, runs.p, runs.len, err);
     if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.md", err);
-    if (rc == 0) rc = fs_write_file_atomic(path, md, lm, err);
-
-    /* One series per swept axis: test accuracy against the axis's value. */
-    double *x[3], *y[3];
-    plot_series series[3];
-    int ns = 0;
-    const char *labels[3] = {"r", "chunk_size", "num_layers"};
-    for (int axis = 0; axis < 3; axis++) {
-        x[axis] = malloc((size_t)count * sizeof(double));
-        y[axis] = malloc((size_t)count * sizeof(double));
-        if (!x[axis] || !y[axis]) {
-            if (rc == 0) rc = tlb_fail(err, "out of memory for the results plot");
-            continue;
+    if (rc == 0) rc = fs_write_file_atomic(path, md.p, md.len, err);
+    if (rc == 0) {
+        plot_data(&r, p);
+        plot_series series[SWEEP_PLOT_MAX_LINES];
+        const double *bars[SWEEP_PLOT_MAX_LINES];
+        const char *names[SWEEP_PLOT_MAX_POINTS];
+        for (int l = 0; l < p->nlines; l++) {
+            series[l] = (plot_series){p->lines[l].label[0] ? p->lines[l].label : NULL, p->lines[l].x, p->lines[l].y,
+                                      p->lines[l].n};
+            bars[l] = p->lines[l].err;
         }
-        int distinct = 0;
-        for (int i = 0; i < count; i++) {
-            const double v = axis == 0 ? rows[i].r : axis == 1 ? rows[i].chunk : rows[i].layers;
-            x[axis][i] = v;
-            y[axis][i] = rows[i].test_acc;
-            if (i > 0 && v != x[axis][0]) distinct = 1;
-        }
-        if (distinct) series[ns++] = (plot_series){labels[axis], x[axis], y[axis], count};
+        for (int v = 0; v < p->nx; v++) names[v] = p->xnames[v];
+        const plot_categories cats = {names, p->nx};
+        int seeds = 0;
+        for (int g = 0; g < r.ngroups; g++) seeds |= r.group_start[g + 1] - r.group_start[g] > 1;
+        rc = fs_join(path, sizeof path, out_dir, "results.png", err);
+        if (rc == 0)
+            rc = plot_lines_png_ex(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
+                               p->xlabel, "test accuracy", series, p->nlines, bars, p->categorical ? &cats : NULL, err);
     }
-    if (rc == 0) rc = fs_join(path, sizeof path, out_dir, "results.png", err);
-    if (rc == 0 && ns > 0) rc = plot_lines_png(path, "Test accuracy against the swept value", "value", "test accuracy", series, ns, err);
-    for (int axis = 0; axis < 3; axis++) free(x[axis]), free(y[axis]);
-    free(csv);
-    free(md);
-    free(rows);
+    free(p);
+    free(csv.p), free(runs.p), free(md.p);
+    report_free(&r);
     return rc;
 }

@@ -45,10 +45,11 @@ int train_step(const train_stepper *s, const float *x, const int *y, const model
     const int V = m->config.num_classes, mb = s->micro_batch;
     memset(out, 0, sizeof *out);
 
+    const float scale = 1.0f / (float)(s->global_batch > 0 ? s->global_batch : batch_size);
     model_zero_grads(m);
     for (int at = 0; at < batch_size; at += mb) {
         const int k = batch_size - at < mb ? batch_size - at : mb;
-        const model_dropout d = {1, dropout_key, at};
+        const model_dropout d = {1, dropout_key, s->first_row + at};
         /* The micro-batch's view of the targets. */
         model_targets mt = {0};
         if (targets) {
@@ -59,9 +60,9 @@ int train_step(const train_stepper *s, const float *x, const int *y, const model
         const model_targets *tk = targets ? &mt : NULL;
         out->loss += model_forward_targets(m, x + at * img, y + at, tk, k, &d);
         for (int i = 0; i < k; i++) out->correct += argmax(m->logits + (size_t)i * V, V) == y[at + i];
-        model_backward_targets(m, x + at * img, y + at, tk, k, 1.0f / (float)batch_size, &d);
+        model_backward_targets(m, x + at * img, y + at, tk, k, scale, &d);
     }
-    if (s->reduce && s->reduce(s->reduce_ctx, m->grads, n, err) != 0) return -1;
+    if (s->reduce && s->reduce(s->reduce_ctx, m->grads, n, out, err) != 0) return -1;
     if (s->nan_at_step == t) poison_grads(m);
     /* The guard against NaN/Inf: stop before the update spoils the
      * parameters (the caller's last checkpoint stays the good one). */

@@ -12,12 +12,21 @@
 #include "train/adamw.h"
 #include "util/error.h"
 
+typedef struct {
+    double loss;          /* summed over the batch's samples (divide by batch size for the mean) */
+    long correct;         /* samples whose argmax logit is the label */
+    double grad_norm;     /* global L2 norm before clipping (computed only when grad_clip > 0) */
+    const char *nonfinite; /* on a guard failure: "loss" or the first gradient tensor's name */
+} train_step_result;
+
 /* Called once per step on the flat gradient buffer (model->grads, n floats,
- * each already scaled by 1/batch_size of this process's batch), after the
- * last micro-batch's backward and before the guard and clipping: where a
- * data-parallel run sums the gradients across processes (MPI_Allreduce).
- * Returns 0, or -1 with err set (the step then stops before the update). */
-typedef int (*train_grad_reduce_fn)(void *ctx, float *grads, size_t n, tlb_error *err);
+ * each already scaled by 1/global_batch), after the last micro-batch's
+ * backward and before the guard and clipping: where a data-parallel run
+ * sums the gradients across processes (MPI_Allreduce). r holds this
+ * process's loss and correct count so far; the hook sums those too, so the
+ * guard and the caller see the whole batch's on every process. Returns 0,
+ * or -1 with err set (the step then stops before the update). */
+typedef int (*train_grad_reduce_fn)(void *ctx, float *grads, size_t n, train_step_result *r, tlb_error *err);
 
 typedef struct {
     tlb_model *model;          /* planned for micro_batch samples */
@@ -28,14 +37,12 @@ typedef struct {
     train_grad_reduce_fn reduce; /* NULL: a single process, nothing to reduce */
     void *reduce_ctx;
     long nan_at_step;          /* test hook (TLB_TEST_NAN_AT_STEP): poison the gradients at this t */
+    /* Data parallel: the batch given to train_step is rows [first_row,
+     * first_row + batch_size) of a global batch of global_batch samples;
+     * dropout is keyed by the global row and the gradient scaled by
+     * 1/global_batch. 0 and 0: the batch is the whole batch. */
+    int first_row, global_batch;
 } train_stepper;
-
-typedef struct {
-    double loss;          /* summed over the batch's samples (divide by batch size for the mean) */
-    long correct;         /* samples whose argmax logit is the label */
-    double grad_norm;     /* global L2 norm before clipping (computed only when grad_clip > 0) */
-    const char *nonfinite; /* on a guard failure: "loss" or the first gradient tensor's name */
-} train_step_result;
 
 /* Step t (1-based, AdamW's bias correction) over the batch x[batch_size
  * images], y[batch_size], against targets (model/targets.h: mixup/cutmix

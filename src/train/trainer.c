@@ -19,6 +19,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/data_config.h"
+#include "train/dist.h"
 #include "train/evaluate.h"
 #include "train/init.h"
 #include "train/lr_schedule.h"
@@ -28,6 +29,8 @@
 #include "train/train_step.h"
 #include "util/fs.h"
 #include "util/rng.h"
+
+#include <xxhash.h>
 
 /* Activation memory for one micro-batch when the config leaves it to us
  * (train_choose_micro_batch). */
@@ -44,18 +47,93 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     return (batch_size + parts - 1) / parts;
 }
 
-/* Loss and accuracy over a whole split (evaluate.c); with div, also the
- * final slow state's diversity averaged over the images. */
+/* This process's rows of a batch of n: [rank*n/N, (rank+1)*n/N), the rows
+ * shard `rank` of N takes in model.c, so N ranks x 1 thread sum what 1
+ * process x N threads does. */
+static void rank_rows(int n, int *first, int *count)
+{
+    const int r = dist_rank(), N = dist_size();
+    *first = (int)((long)n * r / N);
+    *count = (int)((long)n * (r + 1) / N) - *first;
+}
+
+/* train_step's reduction in a data-parallel run: one MPI_Allreduce of the
+ * flat gradient buffer, then the batch's loss and correct count. */
+static int reduce_across_processes(void *ctx, float *grads, size_t n, train_step_result *r, tlb_error *err)
+{
+    (void)ctx;
+    double sums[2] = {r->loss, (double)r->correct};
+    if (dist_sum_floats(grads, n, err) != 0 || dist_sum_doubles(sums, 2, err) != 0) return -1;
+    r->loss = sums[0];
+    r->correct = (long)sums[1];
+    return 0;
+}
+
+/* A failure on rank 0 while the others go on to the next collective: print
+ * it and end every process (a single process just returns its status). */
+static void abort_all(tlb_error *err)
+{
+    if (dist_size() == 1) return;
+    fprintf(stderr, "tlb train: %s\n", err->msg);
+    dist_abort(1);
+}
+
+/* The processes' local statuses (0, or an exit status) agreed on: the
+ * highest. When rank 0 failed, its message stands for all (the others'
+ * would repeat it: same config, same checks); otherwise the processes that
+ * failed keep theirs and rank 0 says that another one failed. */
+static int agree_status(int local, tlb_error *err)
+{
+    const int lead = dist_rank() == 0;
+    int v[2] = {local, lead && local != 0};
+    tlb_error e2;
+    if (dist_max_ints(v, 2, &e2) != 0) {
+        *err = e2;
+        return 1;
+    }
+    if (local == 0 || (v[1] && !lead)) err->msg[0] = '\0';
+    if (lead && local == 0 && v[0] != 0) tlb_fail(err, "stopped: another process failed (it says why above)");
+    return v[0];
+}
+
+/* Every rank must hold rank 0's parameters, bit for bit: they all take the
+ * same AdamW step on the same reduced gradient. Checked at checkpoints. */
+static int check_ranks_agree(const tlb_model *m, const float *adam_m, long step, tlb_error *err)
+{
+    const size_t n = model_num_params(m);
+    const uint64_t digest = XXH3_64bits(m->params, n * sizeof(float)) ^ XXH3_64bits(adam_m, n * sizeof(float));
+    int same;
+    if (dist_agree_u64(digest, &same, err) != 0) return -1;
+    if (!same)
+        return tlb_fail(err, "after step %ld the %d processes hold different parameters (rank %d: %016llx)",
+                        step, dist_size(), dist_rank(), (unsigned long long)digest);
+    return 0;
+}
+
+/* Loss and accuracy over a whole split (evaluate.c: each process runs its
+ * rows of every batch), summed over the processes; with div, also the final
+ * slow state's diversity averaged over the images. */
 static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div,
                     tlb_error *err)
 {
     eval_metrics e;
     if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
     evaluate_run(m, l, &e, div, NULL, NULL);
+    /* The diversity is a mean over this process's images: weight it by them. */
+    const double w = (double)e.count;
+    double sums[5] = {w, e.loss_sum, (double)e.top1, div ? div->cosine * w : 0.0, div ? div->rank * w : 0.0};
+    const int rc = dist_sum_doubles(sums, 5, err);
+    e.count = (long)sums[0];
+    e.loss_sum = sums[1];
+    e.top1 = (long)sums[2];
+    if (div && dist_size() > 1) {
+        div->cosine = sums[0] > 0 ? sums[3] / sums[0] : NAN;
+        div->rank = sums[0] > 0 ? sums[4] / sums[0] : NAN;
+    }
     *loss = eval_loss(&e);
     *acc = eval_accuracy(&e);
     eval_metrics_free(&e);
-    return 0;
+    return rc;
 }
 
 int train_load_run_config(run_config *config, const char *run_dir, tlb_error *err)
@@ -125,6 +203,25 @@ void train_resolve_threads(run_config *c)
     if (c->threads == 0) c->threads = omp_get_max_threads();
 }
 
+int train_resolve_world(run_config *c, const char *resume_dir, tlb_error *err)
+{
+    const int N = dist_size();
+    if (resume_dir && c->world_size != N) {
+        char how[64] = "one process: ";
+        if (c->world_size > 1) snprintf(how, sizeof how, "mpirun -np %d ", c->world_size);
+        return tlb_fail(err, "%s/config.cfg: world_size: %d: the run was trained by %d process%s, this is %d;"
+                             " resume it with %stlb train --resume %s",
+                        resume_dir, c->world_size, c->world_size, c->world_size > 1 ? "es" : "", N, how,
+                        resume_dir);
+    }
+    if (c->world_size != 1 && c->world_size != N)
+        return tlb_fail(err, "world_size: %d, but %d process%s started; start it with mpirun -np %d,"
+                             " or leave world_size at 1 (the count mpirun starts is recorded)",
+                        c->world_size, N, N > 1 ? "es" : "", c->world_size);
+    c->world_size = N;
+    return 0;
+}
+
 int train_run(const run_config *config, const train_options *opt, train_summary *out, tlb_error *err)
 {
     run_state s;
@@ -133,125 +230,153 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
     int status = 1;
+    const int rank = dist_rank(), lead = rank == 0;
+    /* Rank 0 alone prints; the others' progress goes nowhere. */
+    FILE *console = lead ? stdout : fopen("/dev/null", "w");
+    if (!console) return tlb_fail(err, "/dev/null: %s", strerror(errno)), 1;
 
     /* A new run records the thread count it uses (the shard count orders the
      * gradient sums), in its hash and config.cfg, so a resume runs with the
      * same count. A run folder from before that may hold threads: 0: it
-     * resumes as it was written (all cores), its hash unchanged. */
+     * resumes as it was written (all cores), its hash unchanged. The MPI
+     * process count is recorded the same way (world_size, hashed when not 1). */
     run_config resolved = *config;
-    if (!(opt && opt->resume_dir)) train_resolve_threads(&resolved);
+    const int resuming = opt && opt->resume_dir;
+    if (!resuming) train_resolve_threads(&resolved);
     const run_config *c = &resolved;
+    train_position pos = {0, 0, 0};
+    char ckpt[1300];
+    int mb = 0, bf16 = 0, share_first = 0, share = 0;
+    size_t n = 0;
+    uint64_t hash = 0;
+    /* Setup: a failure on any process stops all of them (agree_status); the
+     * run folder is rank 0's alone. */
+    int local = 2;
+    if (train_resolve_world(&resolved, resuming ? opt->resume_dir : NULL, err) != 0) goto agree;
     if (c->threads > 0) omp_set_num_threads(c->threads);
-    if (ops_select(c->backend, err) != 0) return 2;
+    if (ops_select(c->backend, err) != 0) goto agree;
     /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
-    const int bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
+    bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
     out->precision = bf16 ? "bf16 dense" : "fp32";
     numerics_current(&out->numerics);
 
     /* The run folder: new, or the one being resumed. */
-    if (opt && opt->resume_dir) {
+    if (resuming) {
         if (snprintf(out->run_dir, sizeof out->run_dir, "%s", opt->resume_dir) >= (int)sizeof out->run_dir) {
             tlb_fail(err, "%.200s...: run folder path longer than %zu bytes", opt->resume_dir, sizeof out->run_dir - 1);
-            return 2;
+            goto agree;
         }
     } else {
         run_config_run_dir(c, out->run_dir, sizeof out->run_dir); /* out_dir and name are bounded: it fits */
     }
-    char ckpt[1300];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out->run_dir); /* run_dir < 1200 bytes */
-    const int resuming = opt && opt->resume_dir;
-    /* One process per run folder: lock it before looking at what it holds. */
-    if (access(out->run_dir, F_OK) == 0 && run_lock_acquire(&s.lock, out->run_dir, err) != 0) {
-        status = 2;
-        goto done;
-    }
-    if (!resuming && access(ckpt, F_OK) == 0) {
-        tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir, out->run_dir);
-        status = 2;
-        goto done;
-    }
-    if (resuming && access(ckpt, F_OK) != 0 && errno == ENOENT) {
-        tlb_fail(err, "%s has no checkpoint yet (the run stopped before its first one): start it again with"
-                      " `tlb train %s/config.cfg`, or remove the folder", out->run_dir, out->run_dir);
-        status = 2;
-        goto done;
+    if (lead) {
+        /* One process per run folder: lock it before looking at what it holds. */
+        if (access(out->run_dir, F_OK) == 0 && run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
+        if (!resuming && access(ckpt, F_OK) == 0) {
+            tlb_fail(err, "%s already holds a run: resume it with --resume %s, or remove it", out->run_dir,
+                     out->run_dir);
+            goto agree;
+        }
+        if (resuming && access(ckpt, F_OK) != 0 && errno == ENOENT) {
+            tlb_fail(err, "%s has no checkpoint yet (the run stopped before its first one): start it again with"
+                          " `tlb train %s/config.cfg`, or remove the folder", out->run_dir, out->run_dir);
+            goto agree;
+        }
     }
     /* The data before anything is written: a missing CIFAR-10 leaves no run folder. */
-    if (open_data(&s, c, out, err) != 0) goto done;
-    if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) {
-        status = 2;
-        goto done;
+    local = 1;
+    if (open_data(&s, c, out, err) != 0) goto agree;
+    local = 2;
+    if (lead) {
+        if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
+        /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
+         * checkpoint.safetensors.tmp.PID behind. */
+        checkpoint_remove_stale_tmp(ckpt, stderr);
     }
-    /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
-     * checkpoint.safetensors.tmp.PID behind. */
-    checkpoint_remove_stale_tmp(ckpt, stderr);
 
-    if (model_create(&s.model, &c->model, err) != 0) {
-        status = 2;
-        goto done;
-    }
-    const size_t n = model_num_params(&s.model);
+    if (model_create(&s.model, &c->model, err) != 0) goto agree;
+    n = model_num_params(&s.model);
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
     s.adam_v = calloc(n, sizeof(float));
+    local = 1;
     if (!s.adam_m || !s.adam_v) {
         tlb_fail(err, "out of memory for the AdamW moments (2 x %zu floats)", n);
-        goto done;
+        goto agree;
     }
-    const int mb = train_choose_micro_batch(&s.model, c->batch_size, c->micro_batch);
+    /* Each process plans for its share of the batch. */
+    rank_rows(c->batch_size, &share_first, &share);
+    mb = train_choose_micro_batch(&s.model, share, c->micro_batch);
     out->micro_batch = mb;
-    if (model_plan(&s.model, mb, err) == 0) goto done;
+    if (model_plan(&s.model, mb, err) == 0) goto agree;
 
-    train_position pos = {0, 0, 0};
-    const uint64_t hash = run_config_hash(c);
-    if (resuming) {
-        run_numerics was;
-        if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, &was, err) != 0) {
-            status = 2;
-            goto done;
-        }
-        /* Another backend or precision changes the numbers: the resumed run
-         * would not continue the interrupted one bit for bit. */
-        char why[400];
-        if (numerics_differ(&was, &out->numerics, why, sizeof why)) {
-            if (!opt->accept_numerics) {
-                tlb_fail(err, "%s: resuming would change the numerics: %s (TLB_BACKEND or another CPU);"
-                              " pass --accept-numerics to resume anyway", out->run_dir, why);
-                status = 2;
-                goto done;
+    hash = run_config_hash(c);
+    local = 2;
+    if (lead) {
+        if (resuming) {
+            run_numerics was;
+            if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, &was, err) != 0) goto agree;
+            /* Another backend or precision changes the numbers: the resumed run
+             * would not continue the interrupted one bit for bit. */
+            char why[400];
+            if (numerics_differ(&was, &out->numerics, why, sizeof why)) {
+                if (!opt->accept_numerics) {
+                    tlb_fail(err, "%s: resuming would change the numerics: %s (TLB_BACKEND or another CPU);"
+                                  " pass --accept-numerics to resume anyway", out->run_dir, why);
+                    goto agree;
+                }
+                fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
             }
-            fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
+        } else {
+            init_keras(&s.model, c->seed);
         }
-    } else {
-        init_keras(&s.model, c->seed);
+        if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) goto agree;
     }
-    if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) {
-        status = 2;
-        goto done;
-    }
+    local = 1;
     char grid[sizeof out->run_dir + 16];
     snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
-    if (!resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto done; /* what the model is fed */
+    if (lead && !resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto agree; /* what the model is fed */
+    local = 0;
+agree:
+    status = agree_status(local, err);
+    if (status != 0) goto done;
+    status = 1;
+    /* Every rank starts from rank 0's parameters, moments and position. */
+    if (dist_broadcast(s.model.params, n * sizeof(float), err) != 0 ||
+        dist_broadcast(s.adam_m, n * sizeof(float), err) != 0 ||
+        dist_broadcast(s.adam_v, n * sizeof(float), err) != 0 || dist_broadcast(&pos, sizeof pos, err) != 0)
+        goto done;
 
-    fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads\n",
-            out->run_dir, n, c->batch_size, mb, omp_get_max_threads());
-    if (bf16)
-        fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
-                        " weights, optimizer state and every other op stay fp32\n");
-    else if (c->mixed_precision)
-        fprintf(stderr, "note: mixed_precision needs AVX512_BF16, which this CPU lacks;"
-                        " training runs in fp32 (BENCHMARKS.md, \"Mixed precision\")\n");
-    if (resuming)
-        fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch, pos.step);
+    if (lead) {
+        fprintf(stderr, "run %s: %zu parameters, batch %d in micro-batches of %d, %d threads", out->run_dir, n,
+                c->batch_size, mb, omp_get_max_threads());
+        if (dist_size() > 1) fprintf(stderr, " in each of %d processes (%d samples each)", dist_size(), share);
+        fputc('\n', stderr);
+        if (bf16)
+            fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
+                            " weights, optimizer state and every other op stay fp32\n");
+        else if (c->mixed_precision)
+            fprintf(stderr, "note: mixed_precision needs AVX512_BF16, which this CPU lacks;"
+                            " training runs in fp32 (BENCHMARKS.md, \"Mixed precision\")\n");
+        if (resuming)
+            fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch,
+                    pos.step);
+    }
 
     /* The rate of each step is a function of the step alone (a resume sees the same rates). */
     const lr_schedule lr = {c->lr_schedule, c->learning_rate, c->min_lr, c->warmup_epochs,
                             loader_num_batches(s.train), (long)c->epochs * loader_num_batches(s.train)};
+    char world_cmd[32] = "";
+    snprintf(world_cmd, sizeof world_cmd, "mpirun -np %d ", dist_size());
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
     const train_stepper stepper = {
         .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
         .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
-        .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0};
+        .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0,
+        .reduce = dist_size() > 1 ? reduce_across_processes : NULL,
+        .first_row = share_first, .global_batch = c->batch_size};
+    const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     long images_total = 0;
     double compute_seconds = 0.0;
@@ -259,8 +384,8 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     for (int epoch = pos.epoch; epoch < c->epochs; epoch++) {
         const int steps = loader_num_batches(s.train);
         progress bar;
-        progress_begin(&bar, stdout, steps);
-        fprintf(stdout, "Epoch %d/%d\n", epoch + 1, c->epochs);
+        progress_begin(&bar, console, steps);
+        fprintf(console, "Epoch %d/%d\n", epoch + 1, c->epochs);
         double loss_sum = 0.0;
         long correct = 0, seen = 0;
         const int first = epoch == pos.epoch ? pos.batch_in_epoch : 0;
@@ -272,16 +397,23 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
             /* Mixup/cutmix partners (NULL when off) and label smoothing. */
             const model_targets targets = {batch->y2, batch->lam, (float)c->label_smoothing};
             train_step_result r;
-            if (train_step(&stepper, batch->x, batch->y, &targets, batch->size, pos.step + 1,
-                           rng_key(dropout_root, (uint64_t)pos.step), (float)lr_at_step(&lr, pos.step), &r,
-                           err) != 0) {
-                fputc('\n', stdout);
+            /* This process's rows (drop_last: every training batch is batch_size). */
+            const model_targets share_targets = {batch->y2 ? batch->y2 + share_first : NULL,
+                                                 batch->lam ? batch->lam + share_first : NULL,
+                                                 targets.smoothing};
+            if (train_step(&stepper, batch->x + (size_t)share_first * img_floats, batch->y + share_first,
+                           &share_targets, share, pos.step + 1, rng_key(dropout_root, (uint64_t)pos.step),
+                           (float)lr_at_step(&lr, pos.step), &r, err) != 0) {
+                fputc('\n', console);
                 if (r.nonfinite)
                     tlb_fail(err, "step %ld (epoch %d, batch %d): non-finite %s%s; the last good checkpoint is %s",
                              pos.step + 1, epoch + 1, step + 1, strcmp(r.nonfinite, "loss") ? "gradient of " : "",
                              r.nonfinite, ckpt);
                 else
                     tlb_fail_prefix(err, "step %ld (epoch %d, batch %d)", pos.step + 1, epoch + 1, step + 1);
+                /* The guard sees the reduced loss and gradients, the same on
+                 * every process: rank 0 reports it. */
+                if (r.nonfinite && !lead) err->msg[0] = '\0';
                 goto done;
             }
             correct += r.correct;
@@ -295,23 +427,32 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
 
             /* checkpoint_every: a kill loses at most that many steps. The
              * epoch's last step is saved at the epoch's end, after evaluation. */
-            if (c->checkpoint_every > 0 && pos.step % c->checkpoint_every == 0 && step + 1 < steps) {
+            if (lead && c->checkpoint_every > 0 && pos.step % c->checkpoint_every == 0 && step + 1 < steps) {
                 const train_position at = {pos.step, epoch, step + 1};
                 if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &at, hash, s.files.config_text,
                                     &out->numerics, err) != 0) {
-                    fputc('\n', stdout);
+                    fputc('\n', console);
+                    abort_all(err);
                     goto done;
                 }
             }
-            const int signalled = opt && opt->stop_signal && *opt->stop_signal;
+            /* A signal may reach one process only: the highest signal
+             * number seen anywhere stops every process after this step. */
+            int signalled = opt && opt->stop_signal ? (int)*opt->stop_signal : 0;
+            if (dist_max_ints(&signalled, 1, err) != 0) goto done;
             if (signalled || (opt && opt->stop_after_steps && pos.step >= opt->stop_after_steps)) {
                 pos.epoch = epoch;
                 pos.batch_in_epoch = step + 1;
-                fputc('\n', stdout);
-                if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, &out->numerics, err) != 0)
-                    goto done;
-                fprintf(stderr, "stopped after step %ld; resume with: tlb train --resume %s\n", pos.step, out->run_dir);
-                status = signalled ? 128 + (int)*opt->stop_signal : 128;
+                fputc('\n', console);
+                if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
+                if (lead) {
+                    if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text,
+                                        &out->numerics, err) != 0)
+                        goto done; /* the others stop here too */
+                    fprintf(stderr, "stopped after step %ld; resume with: %stlb train --resume %s\n", pos.step,
+                            dist_size() > 1 ? world_cmd : "", out->run_dir);
+                }
+                status = signalled ? 128 + signalled : 128;
                 goto done;
             }
         }
@@ -330,9 +471,16 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
-        if (run_files_add_epoch(&s.files, &row, err) != 0) goto done;
-        if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text, &out->numerics, err) != 0)
+        if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
+        /* Rank 0 writes; if that fails the others would wait in the next
+         * step's reduction, so it ends them all. */
+        if (lead && (run_files_add_epoch(&s.files, &row, err) != 0 ||
+                     checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text,
+                                     &out->numerics, err) != 0))
+        {
+            abort_all(err);
             goto done;
+        }
         out->train_loss = row.train_loss;
         out->train_acc = row.train_acc;
         out->val_loss = row.val_loss;
@@ -351,11 +499,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
     struct rusage usage;
     if (getrusage(RUSAGE_SELF, &usage) == 0) out->peak_rss_mib = (double)usage.ru_maxrss / 1024.0;
-    fprintf(stdout, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,
+    fprintf(console, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,
             out->test_acc, out->val_acc, out->wall_seconds);
-    if (run_files_finish(&s.files, out, &s.model, s.test, err) != 0) goto done;
+    if (lead && run_files_finish(&s.files, out, &s.model, s.test, err) != 0) goto done;
     status = 0;
 done:
     run_state_free(&s);
+    if (console != stdout) fclose(console);
     return status;
 }

@@ -39,6 +39,12 @@ typedef struct {
  * count; train_run does this itself, cmd_train also for the sweep folder. */
 void train_resolve_threads(run_config *c);
 
+/* world_size: a new run records the number of MPI processes it runs in
+ * (dist_size); a config value other than 1 must match it, and a resumed run
+ * (resume_dir) must run in as many as it was trained in. Fails with a
+ * message naming the mpirun command that would match. */
+int train_resolve_world(run_config *c, const char *resume_dir, tlb_error *err);
+
 /* Exit statuses: 0 done, 1 failure (message in err), 2 bad input, 128 + signal
  * when stopped by a signal after writing a checkpoint. */
 int train_run(const run_config *config, const train_options *opt, train_summary *out,

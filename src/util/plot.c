@@ -312,6 +312,21 @@ enum { W = 640, H = 420, MARKER_MAX_POINTS = 60 };
 int plot_lines_png(const char *path, const char *title, const char *xlabel, const char *ylabel,
                    const plot_series *series, int nseries, tlb_error *err)
 {
+    return plot_lines_png_ex(path, title, xlabel, ylabel, series, nseries, NULL, NULL, err);
+}
+
+/* Error bar half-length at point i of series k, or 0. */
+static double bar_of(const double *const *errbars, int k, int i)
+{
+    const double *e = errbars ? errbars[k] : NULL;
+    return e && e[i] > 0 && isfinite(e[i]) ? e[i] : 0;
+}
+
+int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                      const plot_series *series, int nseries, const double *const *errbars,
+                      const plot_categories *xcats, tlb_error *err)
+{
+    if (xcats && (xcats->count < 1 || !xcats->names)) xcats = NULL;
     if (nseries < 0 || (nseries > 0 && !series)) return tlb_fail(err, "%s: bad series list (%d series)", path, nseries);
     int maxn = 0;
     for (int k = 0; k < nseries; k++) {
@@ -325,11 +340,14 @@ int plot_lines_png(const char *path, const char *title, const char *xlabel, cons
         for (int i = 0; i < series[k].n; i++) {
             const double x = series[k].x ? series[k].x[i] : i, y = series[k].y[i];
             if (!isfinite(x) || !isfinite(y)) continue;
-            xmn = fmin(xmn, x), xmx = fmax(xmx, x), ymn = fmin(ymn, y), ymx = fmax(ymx, y);
+            const double e = bar_of(errbars, k, i);
+            xmn = fmin(xmn, x), xmx = fmax(xmx, x), ymn = fmin(ymn, y - e), ymx = fmax(ymx, y + e);
             xint &= x == floor(x), yint &= y == floor(y);
         }
     const int have_data = xmn <= xmx;
-    const axis ax = make_axis(xmn, xmx, 7, xint), ay = make_axis(ymn, ymx, 6, yint);
+    axis ax = make_axis(xmn, xmx, 7, xint);
+    const axis ay = make_axis(ymn, ymx, 6, yint);
+    if (xcats) ax = (axis){-0.5, xcats->count - 0.5, 0, 1, xcats->count, 0};
 
     /* Layout: tick labels and axis labels at scale 1, the title at 2. */
     char lab[64];
@@ -375,6 +393,12 @@ int plot_lines_png(const char *path, const char *title, const char *xlabel, cons
             }
             const double px = left + (pts[j].x - ax.lo) * sx, py = top + ph - (pts[j].y - ay.lo) * sy;
             if (pen) cover_segment(&l, px0, py0, px, py, 2.0);
+            const double e = bar_of(errbars, k, pts[j].i) * sy;
+            if (e > 0) {
+                cover_segment(&l, px, py - e, px, py + e, 1.5);
+                cover_segment(&l, px - 4, py - e, px + 4, py - e, 1.5);
+                cover_segment(&l, px - 4, py + e, px + 4, py + e, 1.5);
+            }
             if (m <= MARKER_MAX_POINTS) cover_marker(&l, px, py, k % 4, 3.5);
             pen = 1, px0 = px, py0 = py;
         }
@@ -387,7 +411,8 @@ int plot_lines_png(const char *path, const char *title, const char *xlabel, cons
     for (int i = 0; i < ax.nticks; i++) {
         const int x = left + (int)floor((ax.t0 + i * ax.step - ax.lo) * sx);
         fill_rect(&c, x, top + ph, 1, 5, FRAME);
-        tick_label(lab, sizeof lab, &ax, i);
+        if (xcats) fit_text(lab, sizeof lab, xcats->names[i], 1, pw / xcats->count - 4);
+        else tick_label(lab, sizeof lab, &ax, i);
         draw_text_centered(&c, x + 1, top + ph + 5 + 4, lab, 1, TEXT);
     }
     for (int i = 0; i < ay.nticks; i++) {

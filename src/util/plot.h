@@ -16,6 +16,13 @@ typedef struct {
     int n;
 } plot_series;
 
+/* Words for a categorical x axis: ticks at x = 0, 1, ..., count - 1 carry
+ * names[0..count-1] instead of numbers (the limits are -0.5, count - 0.5). */
+typedef struct {
+    const char *const *names;
+    int count;
+} plot_categories;
+
 /* Series colours, in order (cycled past PLOT_NUM_COLORS); all chromatic, so
  * they never equal the greys of the frame, grid and text. */
 #define PLOT_NUM_COLORS 8
@@ -31,6 +38,14 @@ void plot_inferno(double t, unsigned char rgb[3]);
  * "no data". Returns 0, or -1 with err naming the path and the reason. */
 int plot_lines_png(const char *path, const char *title, const char *xlabel, const char *ylabel,
                    const plot_series *series, int nseries, tlb_error *err);
+
+/* The same with error bars and, when xcats is not NULL, a categorical x
+ * axis. errbars may be NULL, else errbars[k] (may be NULL) holds series k's
+ * half-lengths: a capped vertical line y +- errbars[k][i] in the series'
+ * colour, inside the y limits (none where the value is not > 0). */
+int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                      const plot_series *series, int nseries, const double *const *errbars,
+                      const plot_categories *xcats, tlb_error *err);
 
 /* images: [count, S, S, 3] floats in [0,1] (clamped), channels last.
  * maps:   [count, G, G] attention scores, any range, row-major (row = y).
