@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "model/infer.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/init.h"
@@ -18,6 +19,7 @@
 
 typedef struct {
     tlb_model *m;
+    model_inference *inf; /* NULL: the training plan's model_forward */
     const float *x;
     int B;
 } infer_arg;
@@ -25,7 +27,32 @@ typedef struct {
 static void forward_once(void *p)
 {
     infer_arg *a = p;
-    model_forward(a->m, a->x, NULL, a->B, NULL);
+    if (a->inf) model_inference_run(a->inf, a->x, NULL, a->B);
+    else model_forward(a->m, a->x, NULL, a->B, NULL);
+}
+
+/* One row: the training plan's forward (tile < 0) or the inference plan in
+ * tiles of `tile` samples. */
+static void measure(const bench_opts *o, FILE *csv, const char *label, tlb_model *m, const float *x, int B,
+                    int tile, double target)
+{
+    char name[64];
+    if (tile < 0) snprintf(name, sizeof name, "%s, training plan", label);
+    else snprintf(name, sizeof name, "%s, tile %d", label, tile);
+    tlb_error err;
+    model_inference inf;
+    if (tile >= 0 && model_inference_plan(&inf, m, B, tile, 0, &err) != 0) {
+        printf("%-28s failed: %s\n", name, err.msg);
+        return;
+    }
+    infer_arg a = {m, tile >= 0 ? &inf : NULL, x, B};
+    const double s = bench_median(forward_once, &a, o->seconds);
+    const double ips = B / s;
+    printf("%-28s %10.4f %10.1f %12.0f  %s\n", name, s, ips, target,
+           B == INFER_BATCH ? (ips >= target ? "met" : "not met") : "(not batch 256: no verdict)");
+    if (csv) fprintf(csv, "%s,%d,%d,%.5f,%.2f,%.0f\n", name, B, INFER_THREADS, s, ips, target);
+    if (tile >= 0) model_inference_free(&inf);
+    fflush(stdout);
 }
 
 void bench_infer(const bench_opts *o)
@@ -35,39 +62,36 @@ void bench_infer(const bench_opts *o)
         const char *label;
         int bf16;
         double target;
-    } configs[] = {{"fp32 (automatic)", 0, 1730}, {"mixed: bf16 dense", 1, 3300}};
+    } configs[] = {{"fp32", 0, 1730}, {"mixed (bf16 dense)", 1, 3300}};
     printf("\n## Inference (seed config, forward only, batch %d, %d threads; median of calls over %.2f s)\n\n", B,
            INFER_THREADS, o->seconds);
-    printf("%-20s %10s %10s %12s  %s\n", "configuration", "batch s", "img/s", "target img/s", "");
+    printf("%-28s %10s %10s %12s  %s\n", "configuration", "batch s", "img/s", "target img/s", "");
     FILE *csv = bench_csv(o, "infer.csv", "configuration,batch,threads,batch_seconds,images_per_second,target");
     omp_set_num_threads(INFER_THREADS);
     tlb_error err;
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
         if (ops_select(NULL, &err) != 0 || (configs[i].bf16 && ops_set_mixed_precision(1) != 0)) {
-            printf("%-20s not run: %s\n", configs[i].label,
+            printf("%-28s not run: %s\n", configs[i].label,
                    configs[i].bf16 ? "mixed precision needs AVX512_BF16" : err.msg);
             continue;
         }
         const tlb_model_config c = model_config_seed();
         tlb_model m;
         if (model_create(&m, &c, &err) != 0 || model_plan(&m, B, &err) == 0) {
-            printf("%-20s failed: %s\n", configs[i].label, err.msg);
+            printf("%-28s failed: %s\n", configs[i].label, err.msg);
             model_destroy(&m);
             continue;
         }
         init_keras(&m, 42);
-        float *x = bench_rand((size_t)B * c.image_size * c.image_size * 3, 1.0f);
-        for (size_t k = 0; k < (size_t)B * c.image_size * c.image_size * 3; k++) x[k] = 0.5f + 0.5f * x[k];
-        infer_arg a = {&m, x, B};
-        const double s = bench_median(forward_once, &a, o->seconds);
-        const double ips = B / s;
-        printf("%-20s %10.4f %10.1f %12.0f  %s\n", configs[i].label, s, ips, configs[i].target,
-               B == INFER_BATCH ? (ips >= configs[i].target ? "met" : "not met") : "(not batch 256: no verdict)");
-        if (csv)
-            fprintf(csv, "%s,%d,%d,%.5f,%.2f,%.0f\n", configs[i].label, B, INFER_THREADS, s, ips, configs[i].target);
+        const size_t n = (size_t)B * c.image_size * c.image_size * 3;
+        float *x = bench_rand(n, 1.0f);
+        for (size_t k = 0; k < n; k++) x[k] = 0.5f + 0.5f * x[k];
+        measure(o, csv, configs[i].label, &m, x, B, -1, configs[i].target);
+        static const int tiles[] = {8, 16, 32, 64};
+        for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++)
+            measure(o, csv, configs[i].label, &m, x, B, tiles[t], configs[i].target);
         free(x);
         model_destroy(&m);
-        fflush(stdout);
     }
     ops_select(NULL, &err); /* back to fp32, the automatic choice */
     omp_set_num_threads(o->threads);

@@ -7,11 +7,10 @@
 #ifndef TLB_MODEL_ATTENTION_MAP_H
 #define TLB_MODEL_ATTENTION_MAP_H
 
+#include "model/infer.h"
 #include "model/model.h"
 
-/* Rows of the slow state: the query rows the slow update was planned with
- * (chunk_size in the seed; any other state size is read from the plan, not
- * assumed). Valid after model_plan. */
+/* Rows of the slow state (num_state_tokens; chunk_size in the seed). */
 int model_state_rows(const tlb_model *m);
 
 /* For sample b (< the B of the last model_forward), every chunk's slow
@@ -21,5 +20,9 @@ int model_state_rows(const tlb_model *m);
  *   max     [N]:     max over the state rows, then mean over heads (the
  *                    seed's attention.png); may be NULL. */
 void model_slow_attention(const tlb_model *m, int b, float *per_row, float *max);
+
+/* The same maps from the last model_inference_run of a plan with
+ * INFER_ATTENTION (infer.h). */
+void model_inference_slow_attention(const model_inference *inf, int b, float *per_row, float *max);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/block.h"
+#include "model/infer.h"
 #include "model/model.h"
 #include "train/adamw.h"
 #include "util/safetensors.h"
@@ -262,6 +263,7 @@ static int check_model(golden_report *r, const st_file *f, tlb_error *err)
         snprintf(r->summary + len, sizeof r->summary - (size_t)len, " Ns=%d state_init=%s readout=%s",
                  model_num_state(&c), state_init_name(c.state_init), readout_name(c.readout));
     tlb_model m;
+    char name_last[64];
     if (model_create(&m, &c, err) != 0) return -1;
     const int S = c.image_size, V = c.num_classes, C = c.chunk_size, D = c.embed_dim;
     const int Ns = model_num_state(&c);
@@ -285,6 +287,17 @@ static int check_model(golden_report *r, const st_file *f, tlb_error *err)
             rc = compare(r, "trace", f, name, model_trace_fast(&m, ch), (size_t)B * C * D, 1e-4, 0, err);
             snprintf(name, sizeof name, "trace.slow.%d", ch);
             if (rc == 0) rc = compare(r, "trace", f, name, model_trace_slow(&m, ch), (size_t)B * Ns * D, 1e-4, 0, err);
+        }
+    }
+    if (rc == 0) { /* the forward-only plan, in tiles of one sample so a tile boundary is crossed */
+        model_inference inf;
+        rc = model_inference_plan(&inf, &m, B, 1, INFER_STATE, err);
+        if (rc == 0) {
+            model_inference_run(&inf, img, labels, B);
+            rc = compare(r, "inference", f, "logits", inf.logits, (size_t)B * V, 1e-4, 0, err);
+            snprintf(name_last, sizeof name_last, "trace.slow.%d", model_num_chunks(&c) - 1);
+            if (rc == 0) rc = compare(r, "inference", f, name_last, inf.state, (size_t)B * Ns * D, 1e-4, 0, err);
+            model_inference_free(&inf);
         }
     }
     if (rc == 0) {

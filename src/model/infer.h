@@ -1,0 +1,70 @@
+/* Forward-only inference: the logits of up to `capacity` samples without the
+ * training plan. model_plan keeps every (chunk, step)'s activations for
+ * backpropagation through time (about 5 MB per sample in the seed); this
+ * plan keeps one block's buffers per thread, reused by every chunk and step,
+ * and the streams of one tile of samples: a few MB in all.
+ *
+ * The batch is cut into tiles of `tile` samples from sample 0 (whatever the
+ * thread count); each OpenMP thread runs whole tiles, one at a time, with
+ * single-threaded ops over its own workspace. A tile runs the same ops in
+ * the same order as model_forward with dropout off, so on backends whose
+ * results do not depend on the row count (ref, avx2, avx512) the logits are
+ * bit-identical to model_forward's; oneDNN's matmul picks its kernel by the
+ * row count, so there they are equal to rounding. Work that cannot reach the
+ * outputs is skipped: the last chunk's slow-state update when the head reads
+ * the last fast stream (unless the final state is asked for). */
+#ifndef TLB_MODEL_INFER_H
+#define TLB_MODEL_INFER_H
+
+#include "model/model.h"
+
+/* What a plan keeps besides the logits. */
+enum {
+    INFER_STATE = 1,     /* the final slow state [B, Ns, D] (for its diversity) */
+    INFER_ATTENTION = 2, /* every chunk's slow-update attention, for the maps */
+};
+
+/* Samples per tile when the caller has no preference: the measured best of
+ * 8/16/32/64 for the seed model on 2 threads (BENCHMARKS.md, "Inference"). */
+#define INFER_TILE_DEFAULT 16
+/* The maps of INFER_ATTENTION: model_inference_slow_attention (attention_map.h). */
+
+/* One thread's buffers for a tile. */
+typedef struct {
+    float *tok, *tok_mean, *tok_rstd, *tokens; /* [tile*N, D], [tile*N] x2, [tile*N, D] */
+    float *fast[3];                            /* chunk input, then two alternating outputs [tile, C, D] */
+    float *slow[3];                            /* two alternating states, the sinusoid's input [tile, Ns, D] */
+    float *probs;                              /* [tile, H, T, T] a step's attention (when not kept) */
+    block_acts acts;                           /* one block's buffers, T = max(C, Ns) rows per sample */
+    block_scratch scratch;                     /* only g (the GELU output) is used by a forward */
+    float *readout_ln, *readout_mean, *readout_rstd; /* [tile*Ns, D], [tile*Ns] x2 (readout: state) */
+    float *pooled;                             /* [tile, D] */
+} infer_workspace;
+
+typedef struct {
+    const tlb_model *model; /* read at every run: the plan sees parameter updates */
+    int capacity, tile, threads;
+    unsigned flags;
+    arena mem;
+    infer_workspace *ws;  /* [threads] */
+    float *logits;        /* [capacity, V] */
+    float *probs;         /* [capacity, V] softmax (with labels) */
+    float *losses;        /* [capacity] cross-entropy (with labels) */
+    float *state;         /* [capacity, Ns, D] (INFER_STATE) */
+    float *slow_probs;    /* [chunks][capacity, H, Ns, C] (INFER_ATTENTION) */
+} model_inference;
+
+/* Plans for up to `capacity` samples in tiles of `tile` (0: INFER_TILE_DEFAULT)
+ * for omp_get_max_threads() threads. 0, or -1 with err when out of memory. */
+int model_inference_plan(model_inference *inf, const tlb_model *m, int capacity, int tile,
+                         unsigned flags, tlb_error *err);
+void model_inference_free(model_inference *inf);
+
+/* The outputs above for B <= capacity samples of img ([B, S, S, 3]); with
+ * labels also probs and losses. Allocates nothing. */
+void model_inference_run(model_inference *inf, const float *img, const int *labels, int B);
+
+/* The final state's diversity over the B samples of the last run (INFER_STATE). */
+state_diversity model_inference_state_diversity(const model_inference *inf, int B, double *work);
+
+#endif
