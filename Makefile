@@ -37,7 +37,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test test-run deps layers bench clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench bench-pytorch clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -163,6 +163,10 @@ fuzz: fuzz-build
 
 bench: $(BUILD)/tlb_bench
 	$(BUILD)/tlb_bench --out $(BUILD)/bench $(BENCH_ARGS)
+
+# Issue 15's baseline: PyTorch 1.13 (python3-torch) and tlb-c's inference, alternated.
+bench-pytorch: $(BUILD)/tlb_bench
+	bench/infer_vs_pytorch.sh $(ROUNDS)
 
 clean:
 	rm -rf $(BUILD) tlb build-san build-fuzz build-tsan

@@ -558,12 +558,12 @@ Test(use, predict_png_and_jpeg_print_classes_with_probabilities)
 
     /* The same record through the library: augment_eval and a forward. */
     trained_run r;
-    cr_assert_eq(trained_run_open(&r, run, NULL, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(trained_run_open(&r, run, NULL, 1, 0, &err), 0, "%s", err.msg);
     float x[16 * 16 * 3];
     augment_eval(x, slice.pixels, 16);
-    model_forward(&r.model, x, NULL, 1, NULL);
+    model_inference_run(&r.infer, x, NULL, 1);
     double want[10], sum = 0;
-    class_softmax(want, r.model.logits, 10);
+    class_softmax(want, r.infer.logits, 10);
     for (int k = 0; k < 10; k++) {
         const double got = cJSON_GetNumberValue(cJSON_GetObjectItem(probs, names[k]));
         cr_expect_float_eq(got, want[k], 1e-6, "%s: predict %.9f, the evaluation pipeline %.9f", names[k], got, want[k]);

@@ -132,8 +132,8 @@ int cmd_eval(int argc, char **argv)
 
     tlb_error err;
     trained_run r;
-    /* The model takes an evaluation batch in one forward. */
-    if (trained_run_open(&r, run_dir, checkpoint, EVALUATE_BATCH, &err) != 0) {
+    /* The model takes an evaluation batch in one run. */
+    if (trained_run_open(&r, run_dir, checkpoint, EVALUATE_BATCH, 0, &err) != 0) {
         fprintf(stderr, "tlb eval: %s\n", err.msg);
         trained_run_close(&r);
         return 2;
@@ -155,7 +155,7 @@ int cmd_eval(int argc, char **argv)
             r.position.epoch, r.position.step, split_name, view.count, r.precision,
             r.classes.from_metadata ? "from batches.meta.txt" : "built in (no batches.meta.txt in the data folder)");
     eval_progress p = {isatty(2), -1, progress_now()};
-    evaluate_run(&r.model, l, &e, NULL, on_progress, &p);
+    evaluate_run(&r.infer, l, &e, NULL, on_progress, &p);
 
     char png[1400], title[128];
     snprintf(png, sizeof png, "%s/confusion-%s.png", run_dir, split_name);

@@ -171,14 +171,16 @@ void model_inference_run(model_inference *inf, const float *img, const int *labe
         }
         return;
     }
-    /* A tile's result does not depend on the thread that runs it: dynamic
-     * scheduling only balances the load. */
+    /* A tile's result does not depend on the thread that runs it. The
+     * assignment is static all the same: oneDNN's primitives are cached per
+     * thread and shape, so a thread must meet the same tile shapes every run
+     * (no allocation after the first). */
 #pragma omp parallel num_threads(teams)
     {
         /* oneDNN sizes its work split from omp_get_max_threads(): say 1. */
         omp_set_num_threads(1);
         infer_workspace *w = &inf->ws[omp_get_thread_num()];
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1)
         for (int t = 0; t < tiles; t++) {
             const int b0 = t * tile;
             run_tile(inf, w, img, labels, b0, B - b0 < tile ? B - b0 : tile);

@@ -26,13 +26,14 @@ loader_config evaluate_loader_config(const run_config *c)
                            .seed = c->seed};
 }
 
-void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div,
+void evaluate_run(model_inference *inf, loader *l, eval_metrics *e, state_diversity *div,
                   void (*progress)(void *, long, long), void *arg)
 {
+    const tlb_model *m = inf->model;
     const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
     const long total = loader_num_images(l);
     const int Ns = model_num_state(&m->config);
-    double *work = div ? malloc((size_t)Ns * Ns * sizeof *work) : NULL;
+    double *work = div && inf->state ? malloc((size_t)Ns * Ns * sizeof *work) : NULL;
     double cos_sum = 0.0, rank_sum = 0.0;
     long seen = 0;
     loader_start_epoch(l, 0);
@@ -42,12 +43,12 @@ void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div
     for (int b = 0; b < loader_num_batches(l); b++) {
         const loader_batch *batch = loader_next(l);
         const int lo = (int)((long)batch->size * r / N), hi = (int)((long)batch->size * (r + 1) / N);
-        for (int at = lo; at < hi; at += m->capacity) {
-            const int n = hi - at < m->capacity ? hi - at : m->capacity;
-            model_forward(m, batch->x + at * img, batch->y + at, n, NULL);
-            eval_metrics_add(e, m->logits, batch->y + at, m->losses, n);
+        for (int at = lo; at < hi; at += inf->capacity) {
+            const int n = hi - at < inf->capacity ? hi - at : inf->capacity;
+            model_inference_run(inf, batch->x + at * img, batch->y + at, n);
+            eval_metrics_add(e, inf->logits, batch->y + at, inf->losses, n);
             if (work) {
-                const state_diversity d = model_state_diversity(m, n, work);
+                const state_diversity d = model_inference_state_diversity(inf, n, work);
                 cos_sum += d.cosine * n;
                 rank_sum += d.rank * n;
                 seen += n;

@@ -7,6 +7,7 @@
 
 #include "data/cifar10.h"
 #include "data/loader.h"
+#include "model/infer.h"
 #include "model/model.h"
 #include "train/eval_metrics.h"
 #include "train/run_config.h"
@@ -24,12 +25,13 @@ int evaluate_view(cifar10_view *out, const run_config *c, const cifar10_set *tra
 /* The evaluation loader's settings: EVALUATE_BATCH images, resize only, split order. */
 loader_config evaluate_loader_config(const run_config *c);
 
-/* Runs m over every batch of l into e (initialised for the model's classes);
- * with div, also the final slow state's diversity averaged over the images
- * (NaN if its Ns x Ns work buffer cannot be had); after each batch calls
+/* Runs the inference plan over every batch of l into e (initialised for the
+ * model's classes); with div (and a plan with INFER_STATE), also the final
+ * slow state's diversity averaged over the images (NaN if its Ns x Ns work
+ * buffer cannot be had); after each batch calls
  * progress(arg, images done, images in all) when set. In a data-parallel
  * run only this process's rows of each batch (the caller sums e and div). */
-void evaluate_run(tlb_model *m, loader *l, eval_metrics *e, state_diversity *div,
+void evaluate_run(model_inference *inf, loader *l, eval_metrics *e, state_diversity *div,
                   void (*progress)(void *, long, long), void *arg);
 
 #endif

@@ -10,8 +10,8 @@
 #include "ops/ops.h"
 #include "train/trainer.h"
 
-int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int micro_batch,
-                     tlb_error *err)
+int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int capacity,
+                     unsigned flags, tlb_error *err)
 {
     memset(r, 0, sizeof *r);
     struct stat sb;
@@ -48,9 +48,7 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
                                    run_config_hash(c), NULL, err);
     free(moments);
     if (rc != 0) return -1;
-    /* The plan holds the training activations too: the trainer's memory
-     * budget caps the samples per forward (callers loop over capacity). */
-    if (model_plan(&r->model, train_choose_micro_batch(&r->model, micro_batch, 0), err) == 0) return -1;
+    if (model_inference_plan(&r->infer, &r->model, capacity, 0, flags, err) != 0) return -1;
 
     if (c->data_dir[0]) snprintf(r->data_dir, sizeof r->data_dir, "%s", c->data_dir);
     else if (!cifar10_default_dir(r->data_dir, sizeof r->data_dir)) r->data_dir[0] = '\0';
@@ -60,6 +58,7 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
 
 void trained_run_close(trained_run *r)
 {
+    model_inference_free(&r->infer);
     model_destroy(&r->model);
     memset(r, 0, sizeof *r);
 }

@@ -6,6 +6,7 @@
 #define TLB_TRAINED_RUN_H
 
 #include "data/cifar10_classes.h"
+#include "model/infer.h"
 #include "model/model.h"
 #include "train/checkpoint.h"
 #include "train/run_config.h"
@@ -13,6 +14,7 @@
 typedef struct {
     run_config config;
     tlb_model model;
+    model_inference infer; /* the forward-only plan, for up to `capacity` samples a run */
     char checkpoint[1300];
     char data_dir[1024];
     train_position position; /* where the checkpoint's training stopped */
@@ -21,12 +23,12 @@ typedef struct {
 } trained_run;
 
 /* Opens run_dir (checkpoint NULL: run_dir/checkpoint.safetensors) and plans
- * the model for up to micro_batch samples (fewer when their activations
- * would pass the trainer's memory budget: see model.capacity). Every refusal is bad input (exit
+ * inference (infer.h) for up to `capacity` samples a run, keeping what
+ * `flags` asks for (INFER_STATE, INFER_ATTENTION). Every refusal is bad input (exit
  * 2) with one line naming the file: no such folder, no config.cfg, no
  * checkpoint yet, a checkpoint of another config or a damaged one. */
-int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int micro_batch,
-                     tlb_error *err);
+int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int capacity,
+                     unsigned flags, tlb_error *err);
 void trained_run_close(trained_run *r);
 
 #endif

@@ -113,12 +113,12 @@ static int check_ranks_agree(const tlb_model *m, const float *adam_m, long step,
 /* Loss and accuracy over a whole split (evaluate.c: each process runs its
  * rows of every batch), summed over the processes; with div, also the final
  * slow state's diversity averaged over the images. */
-static int evaluate(tlb_model *m, loader *l, double *loss, double *acc, state_diversity *div,
+static int evaluate(model_inference *inf, loader *l, double *loss, double *acc, state_diversity *div,
                     tlb_error *err)
 {
     eval_metrics e;
-    if (eval_metrics_init(&e, m->config.num_classes, err) != 0) return -1;
-    evaluate_run(m, l, &e, div, NULL, NULL);
+    if (eval_metrics_init(&e, inf->model->config.num_classes, err) != 0) return -1;
+    evaluate_run(inf, l, &e, div, NULL, NULL);
     /* The diversity is a mean over this process's images: weight it by them. */
     const double w = (double)e.count;
     double sums[5] = {w, e.loss_sum, (double)e.top1, div ? div->cosine * w : 0.0, div ? div->rank * w : 0.0};
@@ -146,6 +146,7 @@ int train_load_run_config(run_config *config, const char *run_dir, tlb_error *er
 
 typedef struct {
     tlb_model model;
+    model_inference infer; /* validation and test: the forward-only plan `tlb eval` uses */
     float *adam_m, *adam_v;
     cifar10_set train_set, test_set;
     loader *train, *val, *test;
@@ -162,6 +163,7 @@ static void run_state_free(run_state *s)
     cifar10_free(&s->test_set);
     free(s->adam_m);
     free(s->adam_v);
+    model_inference_free(&s->infer);
     model_destroy(&s->model);
     run_files_close(&s->files);
     run_lock_release(&s->lock);
@@ -310,6 +312,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     mb = train_choose_micro_batch(&s.model, share, c->micro_batch);
     out->micro_batch = mb;
     if (model_plan(&s.model, mb, err) == 0) goto agree;
+    if (model_inference_plan(&s.infer, &s.model, EVALUATE_BATCH, 0, INFER_STATE, err) != 0) goto agree;
 
     hash = run_config_hash(c);
     local = 2;
@@ -461,7 +464,7 @@ agree:
                                  .seconds = progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
         state_diversity div;
-        if (evaluate(&s.model, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
+        if (evaluate(&s.infer, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
         row.state_cosine = div.cosine;
         row.state_rank = div.rank;
         char extra[160];
@@ -490,8 +493,8 @@ agree:
     if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
 
     state_diversity div;
-    if (evaluate(&s.model, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
-        evaluate(&s.model, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
+    if (evaluate(&s.infer, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
+        evaluate(&s.infer, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
         goto done;
     out->state_cosine = div.cosine;
     out->state_rank = div.rank;

@@ -1,0 +1,49 @@
+#!/bin/bash
+# Issue 15's comparison on this machine, in one run: the seed model's
+# forward at batch 256 on 2 threads in PyTorch 1.13 (Debian's python3-torch,
+# checked against the golden logits first) and in tlb-c (tlb_bench --only
+# infer), alternated ROUNDS times so that a slow spell of a shared machine
+# hits both; prints each round and the medians, and the ratio of medians.
+#
+#   bench/infer_vs_pytorch.sh [ROUNDS]        (make bench-pytorch)
+#
+# Needs python3-torch and an optimized BLAS (Debian's reference BLAS makes
+# PyTorch ~14x slower): apt-get install python3-torch libopenblas0-openmp
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+golden=../shared/golden/seed_keras.safetensors
+[ -f "$golden" ] || golden=tests/data/seed_keras.safetensors
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    echo "infer_vs_pytorch.sh: no PyTorch for /usr/bin/python3: apt-get install python3-torch libopenblas0-openmp" >&2
+    exit 2
+fi
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, BLAS behind PyTorch: ${blas:-unknown}"
+[ -x build/tlb_bench ] || make -s build/tlb_bench
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for i in $(seq "$rounds"); do
+    /usr/bin/python3 bench/pytorch_infer.py --golden "$golden" --seconds 3 2>"$out/py.err" | tail -n +2 >>"$out/py.csv"
+    build/tlb_bench --only infer --seconds 3 --out "$out/b$i" >"$out/b$i.txt" 2>&1
+    grep -E '^fp32|^mixed' "$out/b$i.txt" | sed "s/^/round $i tlb-c: /"
+    tail -2 "$out/py.csv" | sed "s/^/round $i /"
+done
+head -1 "$out/py.err"
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+py32=$(grep '^pytorch fp32,' "$out/py.csv" | cut -d, -f5 | median)
+pybf=$(grep '^pytorch bf16' "$out/py.csv" | cut -d, -f5 | median)
+echo
+echo "medians over $rounds rounds (images/s, batch 256, 2 threads):"
+echo "  PyTorch fp32              $py32"
+echo "  PyTorch bf16 autocast     $pybf"
+for row in "fp32, training plan" "fp32, tile 16"; do
+    v=$(cat "$out"/b*/infer.csv | grep "^$row," | cut -d, -f5 | median)
+    printf '  tlb-c %-20s %s   (%.2fx PyTorch fp32)\n' "$row" "$v" "$(awk -v a="$v" -v b="$py32" 'BEGIN {print a / b}')"
+done
+if grep -q '^mixed (bf16 dense), tile 16,' "$out"/b1/infer.csv 2>/dev/null; then
+    v=$(cat "$out"/b*/infer.csv | grep '^mixed (bf16 dense), tile 16,' | cut -d, -f5 | median)
+    printf '  tlb-c mixed, tile 16       %s   (%.2fx PyTorch bf16 autocast)\n' "$v" "$(awk -v a="$v" -v b="$pybf" 'BEGIN {print a / b}')"
+else
+    echo "  tlb-c mixed precision      not run here (no AVX512_BF16)"
+fi
