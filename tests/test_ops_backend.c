@@ -22,7 +22,8 @@ static void add_shape(const char *op, int d0, int d1, int d2, int d3, int d4, in
 }
 
 /* Odd sizes exercise vector tails: M in {1,3,37}, K,N in {1,5,17,64,256}, D in
- * {5,16,64}; attention with H*K = 64 and H*K = 15, Tq == Tk and Tq != Tk. */
+ * {5,16,64}; attention with H*K = 64 and H*K = 15, Tq == Tk and Tq != Tk,
+ * Tk = 8 and 16 (one and two vectors of keys). */
 static void backend_shapes(void)
 {
     if (n_be_shapes) return;
@@ -52,8 +53,9 @@ static void backend_shapes(void)
     add_shape("dropout", 2, 77, 0, 0, 0, 0, 0.0f);
     add_shape("dropout", 2, 77, 0, 0, 0, 0, -1);
     add_shape("dropout", 1, 1, 0, 0, 0, 0, 0.5f);
-    static const int TqTk[][2] = {{8, 8}, {3, 5}, {1, 1}}, HK[][2] = {{1, 64}, {3, 5}, {4, 16}};
-    for (int t = 0; t < 3; t++)
+    /* Tk a multiple of the vector width (8, 16) takes pair_dots' row-group path */
+    static const int TqTk[][2] = {{8, 8}, {3, 5}, {1, 1}, {5, 16}}, HK[][2] = {{1, 64}, {3, 5}, {4, 16}};
+    for (int t = 0; t < 4; t++)
         for (int h = 0; h < 3; h++) {
             add_shape("attention", 3, TqTk[t][0], TqTk[t][1], HK[h][0], HK[h][1], 0, -1);
             add_shape("attention", 3, TqTk[t][0], TqTk[t][1], HK[h][0], HK[h][1], 2, 0.3f);

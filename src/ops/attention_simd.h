@@ -16,45 +16,79 @@
 #include "ops/dropout_mask.h"
 #include "ops/vmath_simd.h"
 
-/* out[i*Tk + j] = scale * <a_i, b_j> over K, rows `stride` floats apart. */
+/* out[i*Tk + j] = scale * <a_i, b_j> over K, rows `stride` floats apart.
+ * Each dot is summed over K in order, VW lanes at a time; the VW dots of a
+ * group advance together (independent chains). Full vectors use plain loads
+ * and stores: masked ones are slow (AMD's maskstore above all) and give the
+ * same values. */
 static void pair_dots(float *out, const float *a, const float *b, size_t stride, int Tq, int Tk,
                       int K, float scale)
 {
-    const int np = Tq * Tk;
+    const int np = Tq * Tk, kfull = K - K % VW;
+    const vmask ktail = vlanes(K - kfull);
+    if (Tk % VW == 0) { /* a group is VW keys of one query row: its q chunk is loaded once */
+        for (int i = 0; i < Tq; i++)
+            for (int j0 = 0; j0 < Tk; j0 += VW) {
+                const float *x = a + (size_t)i * stride;
+                vec acc[VW];
+                for (int l = 0; l < VW; l++) acc[l] = VZERO;
+                for (int c = 0; c < kfull; c += VW) {
+                    const vec xv = VLOAD(x + c);
+                    for (int l = 0; l < VW; l++)
+                        acc[l] = VFMA(xv, VLOAD(b + (size_t)(j0 + l) * stride + c), acc[l]);
+                }
+                if (kfull < K) {
+                    const vec xv = VMLOAD(x + kfull, ktail);
+                    for (int l = 0; l < VW; l++)
+                        acc[l] = VFMA(xv, VMLOAD(b + (size_t)(j0 + l) * stride + kfull, ktail), acc[l]);
+                }
+                VSTORE(out + (size_t)i * Tk + j0, VMUL(vsums(acc), VSET1(scale)));
+            }
+        return;
+    }
     for (int p0 = 0; p0 < np; p0 += VW) {
         vec acc[VW];
+        const float *x[VW], *y[VW];
         const int cnt = np - p0 < VW ? np - p0 : VW;
         for (int l = 0; l < VW; l++) {
             acc[l] = VZERO;
-            if (l >= cnt) continue;
-            const float *x = a + (size_t)((p0 + l) / Tk) * stride;
-            const float *y = b + (size_t)((p0 + l) % Tk) * stride;
-            for (int c = 0; c < K; c += VW) {
-                const vmask m = vlanes(K - c);
-                acc[l] = VFMA(VMLOAD(x + c, m), VMLOAD(y + c, m), acc[l]);
-            }
+            const int pl = l < cnt ? p0 + l : p0; /* unused lanes repeat a valid pair */
+            x[l] = a + (size_t)(pl / Tk) * stride;
+            y[l] = b + (size_t)(pl % Tk) * stride;
         }
-        VMSTORE(out + p0, vlanes(cnt), VMUL(vsums(acc), VSET1(scale)));
+        for (int c = 0; c < kfull; c += VW)
+            for (int l = 0; l < VW; l++) acc[l] = VFMA(VLOAD(x[l] + c), VLOAD(y[l] + c), acc[l]);
+        if (kfull < K)
+            for (int l = 0; l < VW; l++)
+                acc[l] = VFMA(VMLOAD(x[l] + kfull, ktail), VMLOAD(y[l] + kfull, ktail), acc[l]);
+        const vec r = VMUL(vsums(acc), VSET1(scale));
+        if (cnt == VW) VSTORE(out + p0, r);
+        else VMSTORE(out + p0, vlanes(cnt), r);
     }
 }
 
-/* dst[0..K) (+)= sum_r coef[r * cs] * rows[r * rs + 0..K) */
+/* dst[0..K) (+)= sum_r coef[r * cs] * rows[r * rs + 0..K), summed over r in
+ * order; plain loads and stores where all VW lanes are in range. */
 static void combine(float *dst, int accumulate, const float *coef, size_t cs, const float *rows,
                     size_t rs, int nrows, int K)
 {
-    for (int c0 = 0; c0 < K; c0 += 4 * VW) {
-        vmask m[4];
+    int c0 = 0;
+    for (; c0 + 4 * VW <= K; c0 += 4 * VW) {
         vec acc[4];
-        for (int v = 0; v < 4; v++) {
-            m[v] = vlanes(K - c0 - VW * v);
-            acc[v] = accumulate ? VMLOAD(dst + c0 + VW * v, m[v]) : VZERO;
-        }
+        for (int v = 0; v < 4; v++) acc[v] = accumulate ? VLOAD(dst + c0 + VW * v) : VZERO;
         for (int r = 0; r < nrows; r++) {
             const vec w = VSET1(coef[(size_t)r * cs]);
             const float *row = rows + (size_t)r * rs + c0;
-            for (int v = 0; v < 4; v++) acc[v] = VFMA(w, VMLOAD(row + VW * v, m[v]), acc[v]);
+            for (int v = 0; v < 4; v++) acc[v] = VFMA(w, VLOAD(row + VW * v), acc[v]);
         }
-        for (int v = 0; v < 4; v++) VMSTORE(dst + c0 + VW * v, m[v], acc[v]);
+        for (int v = 0; v < 4; v++) VSTORE(dst + c0 + VW * v, acc[v]);
+    }
+    for (; c0 < K; c0 += VW) {
+        const vmask m = vlanes(K - c0);
+        vec acc = accumulate ? VMLOAD(dst + c0, m) : VZERO;
+        for (int r = 0; r < nrows; r++)
+            acc = VFMA(VSET1(coef[(size_t)r * cs]), VMLOAD(rows + (size_t)r * rs + c0, m), acc);
+        VMSTORE(dst + c0, m, acc);
     }
 }
 
@@ -94,25 +128,36 @@ static float *scratch(size_t n)
     return tbuf;
 }
 
+/* Row-wise softmax in place; full vectors use plain loads and stores. */
 static void softmax_rows(float *p, int Tq, int Tk)
 {
     for (int i = 0; i < Tq; i++) {
         float *row = p + (size_t)i * Tk;
         vec mx = VSET1(-INFINITY);
         for (int j = 0; j < Tk; j += VW)
-            mx = VMAX(mx, VMLOAD_OR(row + j, vlanes(Tk - j), mx));
+            mx = VMAX(mx, Tk - j >= VW ? VLOAD(row + j) : VMLOAD_OR(row + j, vlanes(Tk - j), mx));
         const vec m = VSET1(vhmax(mx));
         vec s = VZERO;
         for (int j = 0; j < Tk; j += VW) {
-            const vmask k = vlanes(Tk - j);
-            const vec e = VMASKZ(k, vexp(VSUB(VMLOAD(row + j, k), m)));
-            s = VADD(s, e);
-            VMSTORE(row + j, k, e);
+            if (Tk - j >= VW) {
+                const vec e = vexp(VSUB(VLOAD(row + j), m));
+                s = VADD(s, e);
+                VSTORE(row + j, e);
+            } else {
+                const vmask k = vlanes(Tk - j);
+                const vec e = VMASKZ(k, vexp(VSUB(VMLOAD(row + j, k), m)));
+                s = VADD(s, e);
+                VMSTORE(row + j, k, e);
+            }
         }
         const vec sum = VSET1(vhsum(s));
         for (int j = 0; j < Tk; j += VW) {
-            const vmask k = vlanes(Tk - j);
-            VMSTORE(row + j, k, VDIV(VMLOAD(row + j, k), sum));
+            if (Tk - j >= VW) {
+                VSTORE(row + j, VDIV(VLOAD(row + j), sum));
+            } else {
+                const vmask k = vlanes(Tk - j);
+                VMSTORE(row + j, k, VDIV(VMLOAD(row + j, k), sum));
+            }
         }
     }
 }
