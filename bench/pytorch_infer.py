@@ -9,7 +9,7 @@ fp32 and in bf16 autocast, median of repeated calls, and prints one CSV row per
 precision (configuration,batch,threads,batch_seconds,images_per_second), the
 format of build/bench/infer.csv.
 
-    /usr/bin/python3 bench/pytorch_infer.py [--golden FILE] [--seconds S] [--batch B]
+    /usr/bin/python3 bench/pytorch_infer.py [--golden FILE] [--seconds S] [--batch B] [--precisions fp32,bf16]
 
 bench/infer_vs_pytorch.sh runs it and `tlb_bench --only infer` back to back.
 """
@@ -130,6 +130,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t = read_safetensors(a.golden)
@@ -145,6 +146,8 @@ def main():
     x = torch.rand(a.batch, int(S), int(S), 3, generator=torch.Generator().manual_seed(1))
     print("configuration,batch,threads,batch_seconds,images_per_second")
     for label, autocast in (("pytorch fp32", False), ("pytorch bf16 autocast", True)):
+        if ("bf16" if autocast else "fp32") not in a.precisions.split(","):
+            continue
         def run():
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 model(x)

@@ -25,8 +25,9 @@ enum {
 };
 
 /* Samples per tile when the caller has no preference: the measured best of
- * 8/16/32/64 for the seed model on 2 threads (BENCHMARKS.md, "Inference"). */
-#define INFER_TILE_DEFAULT 16
+ * 8/16/32/64 for the seed model on 2 threads (BENCHMARKS.md, "Inference"):
+ * 64 and 32 within a few percent of each other, 16 and 8 behind. */
+#define INFER_TILE_DEFAULT 64
 /* The maps of INFER_ATTENTION: model_inference_slow_attention (attention_map.h). */
 
 /* One thread's buffers for a tile. */
