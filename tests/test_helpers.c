@@ -138,3 +138,20 @@ void test_ensure_cifar10(void)
     if (cifar10_verify_all(dir, 0, NULL) != 0)
         cr_assert_eq(cifar10_fetch(dir, &err), 0, "fetching CIFAR-10: %s", err.msg);
 }
+
+tlb_model_config test_small_config(tlb_wiring wiring)
+{
+    return (tlb_model_config){.image_size = 8, .patch_size = 2, .embed_dim = 20, .chunk_size = 4,
+                              .r = 2, .num_layers = 2, .num_heads = 2, .key_dim = 6, .ffn_mult = 2,
+                              .num_classes = 5, .wiring = wiring, .ffn_drop = 0.2f,
+                              .attn_drop = 0.2f};
+}
+
+tlb_model_config test_small_state_config(tlb_wiring wiring, int ns, tlb_state_init init, tlb_readout ro)
+{
+    tlb_model_config c = test_small_config(wiring);
+    c.num_state_tokens = ns;
+    c.state_init = init;
+    c.readout = ro;
+    return c;
+}

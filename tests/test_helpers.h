@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "model/config.h"
+
 /* ---- the tlb binary as a subprocess ---------------------------------------- */
 
 /* The binary under test: TLB_BIN (make test-sanitize runs build-san/tlb), or ./tlb. */
@@ -54,5 +56,13 @@ void test_ensure_cifar10(void);
  * (parameters, AdamW moments, position; not the JSON header), its length in
  * *n. Fails the current test if the file cannot be opened. */
 unsigned char *test_checkpoint_data(const char *run_dir, size_t *n);
+
+/* ---- small model configurations -------------------------------------------- */
+
+/* 8x8 images, patch 2, embed 20, chunk 4, r 2, 2 layers, 2 heads of 6, 5
+ * classes, dropout 0.2: odd sizes everywhere, fast (test_shards.c, test_infer.c). */
+tlb_model_config test_small_config(tlb_wiring wiring);
+/* The same with the slow-state options set. */
+tlb_model_config test_small_state_config(tlb_wiring wiring, int ns, tlb_state_init init, tlb_readout ro);
 
 #endif

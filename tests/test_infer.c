@@ -17,24 +17,8 @@
 #include "model/infer.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "test_helpers.h"
 #include "util/rng.h"
-
-static tlb_model_config small(tlb_wiring wiring)
-{
-    return (tlb_model_config){.image_size = 8, .patch_size = 2, .embed_dim = 20, .chunk_size = 4,
-                              .r = 2, .num_layers = 2, .num_heads = 2, .key_dim = 6, .ffn_mult = 2,
-                              .num_classes = 5, .wiring = wiring, .ffn_drop = 0.2f,
-                              .attn_drop = 0.2f};
-}
-
-static tlb_model_config with_state(tlb_wiring wiring, int ns, tlb_state_init init, tlb_readout ro)
-{
-    tlb_model_config c = small(wiring);
-    c.num_state_tokens = ns;
-    c.state_init = init;
-    c.readout = ro;
-    return c;
-}
 
 static void random_model(tlb_model *m, const tlb_model_config *c, int B)
 {
@@ -129,15 +113,15 @@ static void every_case(const char *spec)
 {
     tlb_error err;
     cr_assert_eq(ops_select(spec, &err), 0, "%s", err.msg);
-    matches_training_forward(small(TLB_WIRING_KERAS), 7, 3, 1);
-    matches_training_forward(small(TLB_WIRING_KERAS), 7, 3, 3);
-    matches_training_forward(small(TLB_WIRING_PAPER), 9, 4, 2);
-    matches_training_forward(small(TLB_WIRING_PAPER), 5, 0, 2); /* default tile > B: one tile */
-    matches_training_forward(small(TLB_WIRING_KERAS), 1, 1, 2);
-    matches_training_forward(with_state(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE), 7, 2, 3);
-    matches_training_forward(with_state(TLB_WIRING_PAPER, 3, STATE_INIT_SINUSOID, READOUT_LAST_FAST), 8, 3, 2);
-    matches_training_forward(with_state(TLB_WIRING_PAPER, 5, STATE_INIT_SINUSOID, READOUT_STATE), 6, 4, 2);
-    matches_training_forward(with_state(TLB_WIRING_KERAS, 1, STATE_INIT_LEARNED, READOUT_LAST_FAST), 7, 5, 2);
+    matches_training_forward(test_small_config(TLB_WIRING_KERAS), 7, 3, 1);
+    matches_training_forward(test_small_config(TLB_WIRING_KERAS), 7, 3, 3);
+    matches_training_forward(test_small_config(TLB_WIRING_PAPER), 9, 4, 2);
+    matches_training_forward(test_small_config(TLB_WIRING_PAPER), 5, 0, 2); /* default tile > B: one tile */
+    matches_training_forward(test_small_config(TLB_WIRING_KERAS), 1, 1, 2);
+    matches_training_forward(test_small_state_config(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE), 7, 2, 3);
+    matches_training_forward(test_small_state_config(TLB_WIRING_PAPER, 3, STATE_INIT_SINUSOID, READOUT_LAST_FAST), 8, 3, 2);
+    matches_training_forward(test_small_state_config(TLB_WIRING_PAPER, 5, STATE_INIT_SINUSOID, READOUT_STATE), 6, 4, 2);
+    matches_training_forward(test_small_state_config(TLB_WIRING_KERAS, 1, STATE_INIT_LEARNED, READOUT_LAST_FAST), 7, 5, 2);
     cr_assert_eq(ops_select(NULL, NULL), 0);
 }
 
@@ -153,7 +137,7 @@ Test(infer, matches_training_forward_on_own_kernels)
  * the logits; and a perturbed logit is caught by the comparison above. */
 Test(infer, reads_the_live_parameters)
 {
-    const tlb_model_config c = small(TLB_WIRING_KERAS);
+    const tlb_model_config c = test_small_config(TLB_WIRING_KERAS);
     const int B = 4;
     tlb_model m;
     random_model(&m, &c, B);
@@ -179,7 +163,7 @@ Test(infer, reads_the_live_parameters)
  * backend, after one warm-up run (per-shape oneDNN primitives). */
 Test(infer, runs_without_allocating)
 {
-    tlb_model_config c = with_state(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE);
+    tlb_model_config c = test_small_state_config(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE);
     const int B = 11;
     tlb_model m;
     random_model(&m, &c, B);

@@ -10,6 +10,7 @@
 
 #include "model/model.h"
 #include "ops/ops.h"
+#include "test_helpers.h"
 #include "util/rng.h"
 
 #define B 7
@@ -20,14 +21,6 @@ typedef struct {
     float *grads;
     int shards;
 } run_result;
-
-static tlb_model_config small(tlb_wiring wiring)
-{
-    return (tlb_model_config){.image_size = 8, .patch_size = 2, .embed_dim = 20, .chunk_size = 4,
-                              .r = 2, .num_layers = 2, .num_heads = 2, .key_dim = 6, .ffn_mult = 2,
-                              .num_classes = 5, .wiring = wiring, .ffn_drop = 0.2f,
-                              .attn_drop = 0.2f};
-}
 
 /* One forward + backward of B samples, planned with `threads` OpenMP threads. */
 static run_result run(tlb_model_config c, int threads)
@@ -117,16 +110,16 @@ static void sharded_matches_unsharded(tlb_model_config c, const char *spec)
     ops_select(NULL, NULL);
 }
 
-Test(shards, keras_sharded_matches_unsharded) { sharded_matches_unsharded(small(TLB_WIRING_KERAS), NULL); }
-Test(shards, paper_sharded_matches_unsharded) { sharded_matches_unsharded(small(TLB_WIRING_PAPER), NULL); }
+Test(shards, keras_sharded_matches_unsharded) { sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), NULL); }
+Test(shards, paper_sharded_matches_unsharded) { sharded_matches_unsharded(test_small_config(TLB_WIRING_PAPER), NULL); }
 /* Our own kernels everywhere (whatever the automatic choice is on this CPU):
  * the bit-identical logits claim is tested on every machine. */
 Test(shards, own_kernels_logits_bit_identical)
 {
     const char *own = backend_supported(TLB_BACKEND_AVX512) ? "avx512" : backend_supported(TLB_BACKEND_AVX2) ? "avx2" : "ref";
-    sharded_matches_unsharded(small(TLB_WIRING_KERAS), own);
-    sharded_matches_unsharded(small(TLB_WIRING_PAPER), own);
-    sharded_matches_unsharded(small(TLB_WIRING_KERAS), "ref");
+    sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), own);
+    sharded_matches_unsharded(test_small_config(TLB_WIRING_PAPER), own);
+    sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), "ref");
     cr_assert_eq(ops_select(NULL, NULL), 0);
 }
 
@@ -134,21 +127,12 @@ Test(shards, own_kernels_logits_bit_identical)
  * is reduced across shards like any weight, and Ns != C moves the shard
  * windows of the stream-gradient buffers (sized max(C, Ns) rows a sample).
  * On the automatic backends and, bit for bit, on ref. */
-static tlb_model_config with_state(tlb_wiring wiring, int ns, tlb_state_init init, tlb_readout ro)
-{
-    tlb_model_config c = small(wiring);
-    c.num_state_tokens = ns;
-    c.state_init = init;
-    c.readout = ro;
-    return c;
-}
-
 static void state_options_shard(const char *spec)
 {
-    sharded_matches_unsharded(with_state(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE), spec);
-    sharded_matches_unsharded(with_state(TLB_WIRING_PAPER, 3, STATE_INIT_SINUSOID, READOUT_LAST_FAST), spec);
-    sharded_matches_unsharded(with_state(TLB_WIRING_PAPER, 5, STATE_INIT_SINUSOID, READOUT_STATE), spec);
-    sharded_matches_unsharded(with_state(TLB_WIRING_KERAS, 1, STATE_INIT_LEARNED, READOUT_LAST_FAST), spec);
+    sharded_matches_unsharded(test_small_state_config(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE), spec);
+    sharded_matches_unsharded(test_small_state_config(TLB_WIRING_PAPER, 3, STATE_INIT_SINUSOID, READOUT_LAST_FAST), spec);
+    sharded_matches_unsharded(test_small_state_config(TLB_WIRING_PAPER, 5, STATE_INIT_SINUSOID, READOUT_STATE), spec);
+    sharded_matches_unsharded(test_small_state_config(TLB_WIRING_KERAS, 1, STATE_INIT_LEARNED, READOUT_LAST_FAST), spec);
 }
 
 Test(shards, slow_state_options_sharded) { state_options_shard(NULL); }
@@ -160,9 +144,9 @@ Test(shards, slow_state_options_sharded_on_ref) { state_options_shard("ref"); }
 Test(shards, comparison_detects_a_lost_shard)
 {
     cr_assert_eq(ops_select(NULL, NULL), 0);
-    const run_result one = run(small(TLB_WIRING_KERAS), 1), two = run(small(TLB_WIRING_KERAS), 2);
+    const run_result one = run(test_small_config(TLB_WIRING_KERAS), 1), two = run(test_small_config(TLB_WIRING_KERAS), 2);
     cr_assert_eq(two.shards, 2);
-    const size_t n = num_params(small(TLB_WIRING_KERAS));
+    const size_t n = num_params(test_small_config(TLB_WIRING_KERAS));
     double scale;
     const double worst = max_diff(one.grads, two.grads, n, 0.5, &scale);
     cr_expect_gt(worst, 1e-5 * scale, "a halved gradient went unnoticed");
@@ -176,11 +160,11 @@ Test(shards, dnnl_runs_sharded)
 {
     tlb_error err;
     cr_assert_eq(ops_select("dnnl", &err), 0, "%s", err.msg);
-    const run_result one = run(small(TLB_WIRING_KERAS), 1), three = run(small(TLB_WIRING_KERAS), 3),
-                     again = run(small(TLB_WIRING_KERAS), 3);
+    const run_result one = run(test_small_config(TLB_WIRING_KERAS), 1), three = run(test_small_config(TLB_WIRING_KERAS), 3),
+                     again = run(test_small_config(TLB_WIRING_KERAS), 3);
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_expect_eq(three.shards, 3, "dnnl should shard like the others (got %d)", three.shards);
-    const size_t n = num_params(small(TLB_WIRING_KERAS));
+    const size_t n = num_params(test_small_config(TLB_WIRING_KERAS));
     double scale;
     const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_gt(scale, 0.0);
@@ -234,12 +218,12 @@ Test(shards, bf16_runs_sharded)
     if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_assert_eq(ops_set_mixed_precision(1), 0);
-    const run_result one = run(small(TLB_WIRING_KERAS), 1), three = run(small(TLB_WIRING_KERAS), 3),
-                     again = run(small(TLB_WIRING_KERAS), 3);
+    const run_result one = run(test_small_config(TLB_WIRING_KERAS), 1), three = run(test_small_config(TLB_WIRING_KERAS), 3),
+                     again = run(test_small_config(TLB_WIRING_KERAS), 3);
     cr_assert_eq(ops_mixed_precision(), 1, "the precision survived the runs");
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_expect_eq(three.shards, 3);
-    const size_t n = num_params(small(TLB_WIRING_KERAS));
+    const size_t n = num_params(test_small_config(TLB_WIRING_KERAS));
     double scale;
     const double worst = max_diff(one.grads, three.grads, n, 1.0, &scale);
     cr_expect_leq(worst, 2e-2 * scale, "bf16: sharded gradient differs by %.3e (scale %.3e)", worst,
