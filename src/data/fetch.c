@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "data/cifar10.h"
+#include "data/png_read_errors.h"
 #include "util/clock.h"
 #include "util/fs.h"
 
@@ -196,20 +197,6 @@ int cifar10_read_labels_json(uint8_t *labels, int count, const char *path, tlb_e
     return rc;
 }
 
-typedef struct {
-    jmp_buf jmp;
-    char msg[256];
-} png_ctx;
-
-static void png_on_error(png_structp png, png_const_charp msg)
-{
-    png_ctx *ctx = png_get_error_ptr(png);
-    snprintf(ctx->msg, sizeof ctx->msg, "%s", msg);
-    longjmp(ctx->jmp, 1);
-}
-
-static void png_on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
-
 /* The part that can longjmp; kept apart so no local of the caller is live
  * across setjmp. */
 static int decode_rows(uint8_t *records, uint8_t *row, png_structp png, png_infop info, const uint8_t *labels,
@@ -242,8 +229,8 @@ int cifar10_png_to_records(uint8_t *records, const char *png_path, const uint8_t
 {
     FILE *f = fopen(png_path, "rb");
     if (!f) return tlb_fail(err, "%s: cannot open (%s)", png_path, strerror(errno));
-    png_ctx ctx = {.msg = ""};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
+    png_read_errors ctx = {.msg = ""};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_read_on_error, png_read_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     uint8_t *row = malloc(3 * 1024);
     int rc;

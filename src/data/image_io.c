@@ -13,6 +13,7 @@
 
 #include "data/augment.h"
 #include "data/cifar10.h"
+#include "data/png_read_errors.h"
 
 static int size_ok(const char *path, long w, long h, tlb_error *err)
 {
@@ -25,19 +26,9 @@ static int size_ok(const char *path, long w, long h, tlb_error *err)
 /* ---- PNG ---- */
 
 typedef struct {
-    jmp_buf jmp;
-    char msg[200];
-    png_bytep *rows; /* freed by the caller, also after a longjmp */
+    png_read_errors errors; /* first: libpng's error pointer is this struct */
+    png_bytep *rows;        /* freed by the caller, also after a longjmp */
 } png_fail;
-
-static void png_on_error(png_structp png, png_const_charp msg)
-{
-    png_fail *f = png_get_error_ptr(png);
-    snprintf(f->msg, sizeof f->msg, "%s", msg);
-    longjmp(f->jmp, 1);
-}
-
-static void png_on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
 
 /* The part that can longjmp; no local of the caller is live across setjmp. */
 static int png_decode(image_rgb *out, png_structp png, png_infop info, png_fail *fail, const char *path,
@@ -68,14 +59,14 @@ static int png_decode(image_rgb *out, png_structp png, png_infop info, png_fail 
 
 static int read_png(image_rgb *out, FILE *fp, const char *path, tlb_error *err)
 {
-    png_fail fail = {.msg = "", .rows = NULL};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &fail, png_on_error, png_on_warning);
+    png_fail fail = {.errors = {.msg = ""}, .rows = NULL};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &fail, png_read_on_error, png_read_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     int rc;
     if (!png || !info) {
         rc = tlb_fail(err, "%s: out of memory setting up libpng", path);
-    } else if (setjmp(fail.jmp)) {
-        rc = tlb_fail(err, "%s: truncated or corrupt PNG (libpng: %s)", path, fail.msg);
+    } else if (setjmp(fail.errors.jmp)) {
+        rc = tlb_fail(err, "%s: truncated or corrupt PNG (libpng: %s)", path, fail.errors.msg);
     } else {
         png_init_io(png, fp);
         rc = png_decode(out, png, info, &fail, path, err);
