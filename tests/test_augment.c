@@ -579,3 +579,84 @@ Test(show, data_show_writes_the_grid_and_refuses_bad_input, .timeout = 120)
     cr_expect_eq(w, 32 + 8 * 96 + 7 * 8);
     cr_expect_eq(h, 40 + 8 * (12 + 96 + 8) - 8 + 16);
 }
+
+/* Data parallel (loader_config.share_*): share i of n prepares exactly the
+ * rows [size*i/n, size*(i+1)/n) the whole batch has there, bit for bit,
+ * with every augmentation and mixing on (partners outside the share are
+ * prepared unmixed to mix with), and in evaluation with a partial last
+ * batch; labels and targets are filled for every row. */
+static void share_matches_whole(augment_options aug, int train, int shares)
+{
+    loader_config cfg = {.batch_size = 8, .image_size = S, .train = train,
+                         .shuffle = train ? LOADER_SHUFFLE_EPOCH : LOADER_SHUFFLE_NONE, .drop_last = train,
+                         .num_threads = 1, .depth = 3, .seed = 42, .aug = aug};
+    cifar10_view v = synth_split();
+    loader *whole, *part;
+    tlb_error err = {{0}};
+    cr_assert_eq(loader_create(&whole, &v, &cfg, &err), 0, "%s", err.msg);
+    long rows_compared = 0;
+    for (int i = 0; i < shares; i++) {
+        cfg.share_index = i, cfg.share_count = shares;
+        cr_assert_eq(loader_create(&part, &v, &cfg, &err), 0, "%s", err.msg);
+        for (int e = 0; e < 2; e++) {
+            loader_start_epoch(whole, e);
+            loader_start_epoch(part, e);
+            const loader_batch *a, *b;
+            while ((a = loader_next(whole)) && (b = loader_next(part))) {
+                const int lo = (int)((long)a->size * i / shares), hi = (int)((long)a->size * (i + 1) / shares);
+                cr_assert_eq(b->first, lo);
+                cr_assert_eq(b->count, hi - lo);
+                cr_assert_eq(a->first, 0);
+                cr_assert_eq(a->count, a->size);
+                cr_assert_eq(memcmp(a->y, b->y, sizeof(int) * a->size), 0);
+                cr_assert_eq(memcmp(a->idx, b->idx, sizeof(int) * a->size), 0);
+                if (a->y2) {
+                    cr_assert_eq(memcmp(a->y2, b->y2, sizeof(int) * a->size), 0);
+                    cr_assert_eq(memcmp(a->lam, b->lam, sizeof(float) * a->size), 0);
+                }
+                cr_assert_eq(memcmp(a->x + (size_t)lo * IMG, b->x + (size_t)lo * IMG, sizeof(float) * IMG * (hi - lo)), 0,
+                             "share %d of %d, epoch %d batch %d: pixels differ", i, shares, e, a->index);
+                rows_compared += hi - lo;
+            }
+        }
+        loader_destroy(part);
+    }
+    cr_expect_gt(rows_compared, 0);
+    loader_destroy(whole);
+}
+
+Test(augment, loader_share_prepares_exactly_its_rows)
+{
+    const augment_options none = {0}, all = {.randaugment_n = 2, .randaugment_m = 15, .random_erase = 0.5,
+                                             .mixup_alpha = 0.4, .cutmix_alpha = 1.0};
+    share_matches_whole(none, 1, 3);
+    share_matches_whole(all, 1, 3);
+    share_matches_whole((augment_options){.mixup_alpha = 0.4}, 1, 2);
+    share_matches_whole((augment_options){.cutmix_alpha = 1.0}, 1, 5);
+    share_matches_whole(none, 0, 3); /* evaluation: 37 images, the last batch of 5 */
+}
+
+/* The comparison above can fail: mixing a share's rows with the partner's
+ * *mixed* pixels (what reading them from the batch would give) differs. */
+Test(augment, loader_share_negative_control)
+{
+    cifar10_view v = synth_split();
+    const augment_options mixup = {.mixup_alpha = 0.4};
+    loader_config cfg = {.batch_size = 8, .image_size = S, .train = 1, .shuffle = LOADER_SHUFFLE_EPOCH,
+                         .drop_last = 1, .num_threads = 0, .depth = 2, .seed = 42, .aug = mixup};
+    loader *l;
+    tlb_error err = {{0}};
+    cr_assert_eq(loader_create(&l, &v, &cfg, &err), 0, "%s", err.msg);
+    loader_start_epoch(l, 0);
+    const loader_batch *b = loader_next(l);
+    static float wrong[IMG];
+    int partner[8];
+    const uint64_t key = mix_key(42, 0, 0);
+    const mix_params mp = mix_draw(key, S, 0.4, 0.0);
+    mix_partners(partner, 8, key);
+    /* own row 1 unmixed, mixed with the partner's already-mixed row */
+    augment_train_with(wrong, (float[IMG]){0}, pix + (size_t)b->idx[1] * CIFAR10_PIXELS, S, &mixup, 42, 0, b->idx[1]);
+    mix_pair(wrong, b->x + (size_t)partner[1] * IMG, S, &mp);
+    cr_expect_neq(memcmp(wrong, b->x + IMG, sizeof wrong), 0);
+    loader_destroy(l);
+}

@@ -29,6 +29,7 @@ struct loader {
     float *lam_all;   /* mixing only */
     int *perm_all;    /* [depth, B] mixing partners, mixing only */
     float *scratch;   /* [depth, S*S*3]: a slot's worker owns its scratch */
+    float *partner_x; /* [depth, S*S*3]: a partner image (mixing with a share) */
 
     /* Shared with workers, under mu. */
     pthread_mutex_t mu;
@@ -57,6 +58,16 @@ void loader_permutation(int *perm, int n, loader_shuffle mode, uint64_t seed, in
     }
 }
 
+/* Image `id` of the split, as the batch feeds it: augmented (training) or
+ * resized (evaluation). */
+static void augment_one(const loader *l, float *dst, float *scratch, int id)
+{
+    const uint8_t *px = l->split.pixels + (size_t)id * CIFAR10_PIXELS;
+    if (l->cfg.train)
+        augment_train_with(dst, scratch, px, l->cfg.image_size, &l->cfg.aug, l->cfg.seed, l->epoch, id);
+    else augment_eval(dst, px, l->cfg.image_size);
+}
+
 /* Fills the slot of batch k. Reads only perm, split and cfg, which do not
  * change while any worker is busy. */
 static void prepare(loader *l, int k)
@@ -67,15 +78,17 @@ static void prepare(loader *l, int k)
     const int slot = k % l->cfg.depth;
     float *scratch = l->scratch + (size_t)slot * img;
     int first = k * B, size = l->n - first < B ? l->n - first : B;
+    int lo = 0, hi = size;
+    if (l->cfg.share_count > 1) {
+        lo = (int)((long)size * l->cfg.share_index / l->cfg.share_count);
+        hi = (int)((long)size * (l->cfg.share_index + 1) / l->cfg.share_count);
+    }
     for (int i = 0; i < size; i++) {
-        int id = l->perm[first + i];
-        const uint8_t *px = l->split.pixels + (size_t)id * CIFAR10_PIXELS;
-        if (l->cfg.train)
-            augment_train_with(b->x + i * img, scratch, px, S, &l->cfg.aug, l->cfg.seed, l->epoch, id);
-        else augment_eval(b->x + i * img, px, S);
+        const int id = l->perm[first + i];
         b->y[i] = l->split.labels[id];
         b->idx[i] = id;
     }
+    for (int i = lo; i < hi; i++) augment_one(l, b->x + i * img, scratch, b->idx[i]);
     /* Padding rows of a last partial batch: zeros and label -1, never stale
      * data from an earlier batch (which would depend on timing). */
     if (size < B) {
@@ -87,7 +100,15 @@ static void prepare(loader *l, int k)
         const mix_params mp = mix_draw(key, S, l->cfg.aug.mixup_alpha, l->cfg.aug.cutmix_alpha);
         int *partner = l->perm_all + (size_t)slot * B;
         mix_partners(partner, size, key);
-        mix_apply(b->x, scratch, partner, size, S, &mp);
+        if (lo == 0 && hi == size) {
+            mix_apply(b->x, scratch, partner, size, S, &mp);
+        } else if (mp.kind != MIX_NONE && size >= 2) { /* as mix_apply: own with the unmixed partner */
+            float *px = l->partner_x + (size_t)slot * img;
+            for (int i = lo; i < hi; i++) {
+                augment_one(l, px, scratch, b->idx[partner[i]]);
+                mix_pair(b->x + i * img, px, S, &mp);
+            }
+        }
         for (int i = 0; i < size; i++) {
             b->y2[i] = b->y[partner[i]];
             b->lam[i] = mp.lam;
@@ -96,6 +117,8 @@ static void prepare(loader *l, int k)
     }
     b->size = size;
     b->index = k;
+    b->first = lo;
+    b->count = hi - lo;
 }
 
 /* A worker may prepare batch k once the slot's previous tenant, batch
@@ -143,6 +166,8 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
         return tlb_fail(err, "loader: random_erase %g, expected 0..1", a->random_erase);
     if (!(a->mixup_alpha >= 0) || !(a->cutmix_alpha >= 0))
         return tlb_fail(err, "loader: mixup/cutmix alpha %g/%g, expected >= 0", a->mixup_alpha, a->cutmix_alpha);
+    if (cfg->share_count < 0 || (cfg->share_count > 0 && (cfg->share_index < 0 || cfg->share_index >= cfg->share_count)))
+        return tlb_fail(err, "loader: share %d of %d, expected 0 <= index < count", cfg->share_index, cfg->share_count);
     int n = cfg->limit > 0 && cfg->limit < split->count ? cfg->limit : split->count;
     if (n < 1) return tlb_fail(err, "loader: the split is empty");
 
@@ -158,7 +183,8 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
     l->perm = malloc((size_t)n * sizeof *l->perm);
     l->slots = calloc((size_t)D, sizeof *l->slots);
     l->ready = malloc((size_t)D * sizeof *l->ready);
-    l->x_all = malloc((size_t)D * B * img * sizeof(float));
+    /* calloc: pages of rows outside a share are never touched, never committed */
+    l->x_all = calloc((size_t)D * B * img, sizeof(float));
     l->y_all = malloc((size_t)D * B * sizeof(int));
     l->idx_all = malloc((size_t)D * B * sizeof(int));
     l->scratch = malloc((size_t)D * img * sizeof(float));
@@ -167,9 +193,10 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
         l->y2_all = malloc((size_t)D * B * sizeof(int));
         l->lam_all = malloc((size_t)D * B * sizeof(float));
         l->perm_all = malloc((size_t)D * B * sizeof(int));
+        l->partner_x = malloc((size_t)D * img * sizeof(float));
     }
     if (!l->perm || !l->slots || !l->ready || !l->x_all || !l->y_all || !l->idx_all || !l->scratch ||
-        (mixing && (!l->y2_all || !l->lam_all || !l->perm_all))) {
+        (mixing && (!l->y2_all || !l->lam_all || !l->perm_all || !l->partner_x))) {
         loader_destroy(l);
         return tlb_fail(err, "loader: out of memory for %d slots of %d images of %dx%dx3", D, B, cfg->image_size,
                         cfg->image_size);
@@ -278,5 +305,6 @@ void loader_destroy(loader *l)
     free(l->lam_all);
     free(l->perm_all);
     free(l->scratch);
+    free(l->partner_x);
     free(l);
 }

@@ -33,6 +33,13 @@ typedef struct {
     int depth;              /* ring slots (batches prepared ahead + the one in use); >= 2 */
     uint64_t seed;          /* run seed: shuffles and augmentation */
     augment_options aug;    /* training only; all zero = the seed's crop and flip */
+    /* Data parallel: prepare only the images of share `share_index` of
+     * `share_count` (0 or 1: every image), rows [size*i/n, size*(i+1)/n) of
+     * each batch of `size`, the rows that process takes; with mixing also
+     * each row's partner, unmixed, to mix it with. Labels, indices and
+     * targets are filled for every row, and a shared row's pixels are the
+     * ones the whole batch would have. */
+    int share_index, share_count;
 } loader_config;
 
 typedef struct {
@@ -43,6 +50,8 @@ typedef struct {
     float *lam;/* [B] weight of y in the target lam onehot(y) + (1 - lam) onehot(y2); NULL likewise */
     int size;  /* images in this batch: B, or fewer for a last partial batch */
     int index; /* batch number within the epoch */
+    int first, count; /* the rows of x prepared: [first, first + count); all `size` but with a share.
+                         Other rows below `size` are unspecified */
 } loader_batch;
 
 typedef struct loader loader;

@@ -90,8 +90,7 @@ void mix_partners(int *perm, int n, uint64_t key)
     }
 }
 
-/* dst = own mixed with partner (which dst does not alias). */
-static void mix_one(float *dst, const float *partner, int S, const mix_params *p)
+void mix_pair(float *dst, const float *partner, int S, const mix_params *p)
 {
     if (p->kind == MIX_MIXUP) {
         const float a = p->lam, b = 1.0f - p->lam;
@@ -115,7 +114,7 @@ void mix_apply(float *x, float *tmp, const int *perm, int n, int S, const mix_pa
     int i = 0;
     for (int step = 0; step < n; step++) {
         const int j = perm[i];
-        mix_one(x + (size_t)i * img, j == 0 ? tmp : x + (size_t)j * img, S, p);
+        mix_pair(x + (size_t)i * img, j == 0 ? tmp : x + (size_t)j * img, S, p);
         i = j;
     }
 }

@@ -32,6 +32,10 @@ mix_params mix_draw(uint64_t key, int S, double mixup_alpha, double cutmix_alpha
 /* perm[n]: a uniformly random n-cycle drawn from key (identity for n = 1). */
 void mix_partners(int *perm, int n, uint64_t key);
 
+/* One image: dst (its own pixels) mixed with its partner's unmixed pixels
+ * (no alias). mix_apply does this for every sample. */
+void mix_pair(float *dst, const float *partner, int S, const mix_params *p);
+
 /* Mixes x [n, S, S, 3] in place following one n-cycle perm. tmp: [S*S*3]. */
 void mix_apply(float *x, float *tmp, const int *perm, int n, int S, const mix_params *p);
 

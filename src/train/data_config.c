@@ -33,7 +33,9 @@ int train_plot_first_batch(const char *path, loader *l, const run_config *c, tlb
     loader_start_epoch(l, 0);
     const loader_batch *b = loader_next(l);
     if (!b) return tlb_fail(err, "%s: the training loader has no batch", path);
-    const int n = b->size < SHOW_IMAGES ? b->size : SHOW_IMAGES;
+    /* The rows from 0 this process prepared (all of them unless data parallel). */
+    const int ready = b->first == 0 ? b->count : 0;
+    const int n = ready < SHOW_IMAGES ? ready : SHOW_IMAGES;
     char text[SHOW_IMAGES][32];
     const char *captions[SHOW_IMAGES];
     for (int i = 0; i < n; i++) {

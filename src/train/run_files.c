@@ -131,7 +131,8 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     const tlb_model_config *c = &m->config;
     loader_start_epoch(test, 0);
     const loader_batch *batch = loader_next(test);
-    int count = batch->size < 4 ? batch->size : 4;
+    const int ready = batch->first == 0 ? batch->count : 0; /* rows from 0 this process prepared */
+    int count = ready < 4 ? ready : 4;
     if (count > m->capacity) count = m->capacity;
     if (count < 1) return 0;
     const int G = model_grid(c), N = model_num_patches(c), S = c->image_size;

@@ -192,8 +192,10 @@ static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_
     if (train.count < c->batch_size)
         return tlb_fail(err, "batch_size: %d is larger than the %d training images", c->batch_size, train.count);
     /* One worker thread prepares batches ahead, with the run's augmentation. */
-    const loader_config train_cfg = train_loader_config(c);
-    const loader_config eval_cfg = evaluate_loader_config(c);
+    loader_config train_cfg = train_loader_config(c), eval_cfg = evaluate_loader_config(c);
+    /* Data parallel: each process prepares only the rows it runs. */
+    train_cfg.share_index = eval_cfg.share_index = dist_rank();
+    train_cfg.share_count = eval_cfg.share_count = dist_size();
     if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
     if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
     if (loader_create(&s->test, &test, &eval_cfg, err) != 0) return -1;
