@@ -25,6 +25,27 @@ static void make_config(run_config *c, const char *text, const char *out_dir)
     cr_assert_eq(run_config_validate(c, &err), 0, "%s", err.msg);
 }
 
+/* Trains config `text` into out_dir; the run must succeed. */
+static train_summary train_text(const char *text, const char *out_dir)
+{
+    run_config c;
+    make_config(&c, text, out_dir);
+    train_summary s;
+    tlb_error err;
+    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    return s;
+}
+
+/* The run folder's file `name`, open for reading. */
+static FILE *open_run_file(const train_summary *s, const char *name)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", s->run_dir, name);
+    FILE *fp = fopen(path, "r");
+    cr_assert_not_null(fp, "%s: missing", path);
+    return fp;
+}
+
 static const char *tiny_model =
     "image_size: 16\npatch_size: 4\nembed_dim: 32\nchunk_size: 4\nr: 2\nnum_layers: 2\n"
     "num_heads: 2\nkey_dim: 16\nffn_drop: 0.1\nattn_drop: 0.1\nlearning_rate: 0.003\n"
@@ -43,16 +64,10 @@ Test(train, short_run_learns, .timeout = 240)
     char text[2048];
     snprintf(text, sizeof text, "%sname: learn\ntrain_limit: %d\neval_limit: %d\nbatch_size: 64\nepochs: 3\n", tiny_model,
              small ? 2048 : 6144, small ? 1000 : 2000);
-    run_config c;
-    make_config(&c, text, out);
-    train_summary s;
-    tlb_error err;
-    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+    const train_summary s = train_text(text, out);
     /* metrics.csv: the loss falls from the first epoch to the last. */
-    char path[1400], line[256];
-    snprintf(path, sizeof path, "%s/metrics.csv", s.run_dir);
-    FILE *fp = fopen(path, "r");
-    cr_assert_not_null(fp);
+    char line[256];
+    FILE *fp = open_run_file(&s, "metrics.csv");
     double first = -1, last = -1, loss;
     int epoch, rows = 0;
     while (fgets(line, sizeof line, fp))
@@ -69,6 +84,7 @@ Test(train, short_run_learns, .timeout = 240)
     cr_expect_gt(s.val_acc, bar, "validation accuracy %.4f", s.val_acc);
     const char *files[] = {"config.cfg", "checkpoint.safetensors", "summary.json", "loss.png",
                            "accuracy.png", "attention.png", "augmented.png"};
+    char path[1400];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", s.run_dir, files[i]);
         cr_expect_eq(access(path, R_OK), 0, "%s missing", path);
@@ -144,15 +160,9 @@ static train_summary diversity_run(const char *state_init, const char *out)
     snprintf(text, sizeof text,
              "%sname: div_%s\nstate_init: %s\ntrain_limit: 256\neval_limit: 128\nbatch_size: 64\nepochs: 1\n",
              tiny_model, state_init, state_init);
-    run_config c;
-    make_config(&c, text, out);
-    train_summary s;
-    tlb_error err;
-    cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
-    char path[1400], line[512];
-    snprintf(path, sizeof path, "%s/metrics.csv", s.run_dir);
-    FILE *fp = fopen(path, "r");
-    cr_assert_not_null(fp);
+    const train_summary s = train_text(text, out);
+    char line[512];
+    FILE *fp = open_run_file(&s, "metrics.csv");
     cr_assert_not_null(fgets(line, sizeof line, fp));
     cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank\n") != NULL, "header: %s", line);
     cr_assert_not_null(fgets(line, sizeof line, fp));
@@ -163,9 +173,7 @@ static train_summary diversity_run(const char *state_init, const char *out)
     cr_expect_float_eq(v[6], s.state_cosine, 1e-5, "%s: csv cosine %.6f, summary %.6f", state_init, v[6], s.state_cosine);
     cr_expect_float_eq(v[7], s.state_rank, 1e-3);
     fclose(fp);
-    snprintf(path, sizeof path, "%s/summary.json", s.run_dir);
-    fp = fopen(path, "r");
-    cr_assert_not_null(fp);
+    fp = open_run_file(&s, "summary.json");
     char json[4096];
     const size_t n = fread(json, 1, sizeof json - 1, fp);
     json[n] = 0;
