@@ -530,16 +530,32 @@ Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
     cr_assert_fail("every run finished before it could be killed");
 }
 
-static void stop_with(int signo)
+/* A 40-epoch run in a new temp folder, left running once its first
+ * checkpoint exists (for the signal tests). */
+typedef struct {
+    char dir[32], cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+    pid_t pid;
+} running_run;
+
+static void start_until_first_checkpoint(running_run *r, const char *tmpl, const char *name)
 {
     test_ensure_cifar10();
-    char dir[] = "/tmp/tlb_sig_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
-    cr_assert_not_null(test_mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled", "train_limit: 256\nepochs: 40\n");
-    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
-    pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
-    cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+    snprintf(r->dir, sizeof r->dir, "%s", tmpl);
+    cr_assert_not_null(test_mkdtemp(r->dir));
+    write_cfg(r->cfg, sizeof r->cfg, r->run_dir, sizeof r->run_dir, r->dir, name, "train_limit: 256\nepochs: 40\n");
+    snprintf(r->errf, sizeof r->errf, "%s/stderr.txt", r->dir);
+    snprintf(r->ckpt, sizeof r->ckpt, "%s/checkpoint.safetensors", r->run_dir);
+    r->pid = spawn_tlb(r->errf, NULL, (const char *[]){"train", r->cfg, NULL});
+    cr_assert(wait_for_file(r->ckpt, r->pid), "the run ended before its first checkpoint");
+}
+
+static void stop_with(int signo)
+{
+    running_run run;
+    start_until_first_checkpoint(&run, "/tmp/tlb_sig_XXXXXX", "signalled");
+    const pid_t pid = run.pid;
+    const char *run_dir = run.run_dir, *errf = run.errf;
+    char msg[4096];
     kill(pid, signo);
     cr_assert_eq(wait_status(pid), 128 + signo);
     read_text(errf, msg, sizeof msg, NULL);
@@ -573,14 +589,11 @@ Test(hardening, sigusr1_checkpoints_and_exits_138, .timeout = 180) { stop_with(S
  * may take either), so the status is 143 or 130. */
 Test(hardening, second_signal_exits_at_once, .timeout = 180)
 {
-    test_ensure_cifar10();
-    char dir[] = "/tmp/tlb_sig2_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400], msg[4096];
-    cr_assert_not_null(test_mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "signalled_twice", "train_limit: 256\nepochs: 40\n");
-    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
-    pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
-    cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
+    running_run run;
+    start_until_first_checkpoint(&run, "/tmp/tlb_sig2_XXXXXX", "signalled_twice");
+    const pid_t pid = run.pid;
+    const char *run_dir = run.run_dir, *errf = run.errf;
+    char msg[4096];
     kill(pid, SIGINT);
     kill(pid, SIGTERM);
     const int status = wait_status(pid);
