@@ -123,6 +123,16 @@ Test(dist, world_size_is_hashed_only_away_from_1)
     cr_expect_neq(run_config_hash(&c), one, "world_size 2 does not change the run hash");
 }
 
+/* cfg as a 2-process, 1-thread run resolves it (its run folder follows). */
+static void two_rank_config(run_config *c, const char *cfg)
+{
+    tlb_error err;
+    cr_assert_eq(run_config_load(c, cfg, &err), 0, "%s", err.msg);
+    c->threads = 1;
+    c->world_size = 2;
+    cr_assert_eq(run_config_validate(c, &err), 0, "%s", err.msg);
+}
+
 Test(dist, two_ranks_match_one_process, .timeout = 300)
 {
     need_mpirun();
@@ -135,10 +145,7 @@ Test(dist, two_ranks_match_one_process, .timeout = 300)
     run_dir_of(cfg, "threads=2", two_threads, sizeof two_threads);
     run_config c;
     tlb_error err;
-    cr_assert_eq(run_config_load(&c, cfg, &err), 0, "%s", err.msg);
-    c.threads = 1;
-    c.world_size = 2;
-    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    two_rank_config(&c, cfg);
     run_config_run_dir(&c, ranks, sizeof ranks);
 
     cr_assert_eq(sh("TLB_NO_FETCH=1 %s train %s --set threads=1 >%s 2>&1", tlb_bin(), cfg, log), 0, "1 x 1");
@@ -218,6 +225,20 @@ static pid_t spawn_mpirun(const char *errfile, const char *cfg)
     return pid;
 }
 
+/* mpirun on cfg, returned once `path` exists (the test fails after 120 s). */
+static pid_t spawn_mpirun_until(const char *errf, const char *cfg, const char *path)
+{
+    const pid_t mpirun = spawn_mpirun(errf, cfg);
+    struct stat sb;
+    int appeared = 0;
+    for (int i = 0; i < 120000 && !appeared; i++) {
+        appeared = stat(path, &sb) == 0;
+        if (!appeared) usleep(1000);
+    }
+    cr_assert(appeared, "no %s", path);
+    return mpirun;
+}
+
 /* The last of mpirun's child processes (one of the two ranks), or -1. */
 static pid_t a_rank_of(pid_t mpirun)
 {
@@ -243,24 +264,13 @@ Test(dist, signal_to_one_rank_stops_all_and_resumes_bit_exact, .timeout = 300)
     write_cfg(cfg, sizeof cfg, dir, "sig", "epochs: 12\n");
     write_cfg(ref_cfg, sizeof ref_cfg, ref_dir, "sig", "epochs: 12\n");
     run_config c;
-    tlb_error err;
-    cr_assert_eq(run_config_load(&c, cfg, &err), 0, "%s", err.msg);
-    c.threads = 1;
-    c.world_size = 2;
-    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    two_rank_config(&c, cfg);
     char run_dir[1300], ref_run[1300];
     run_config_run_dir(&c, run_dir, sizeof run_dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
 
-    const pid_t mpirun = spawn_mpirun(errf, cfg);
-    struct stat sb;
-    int appeared = 0;
-    for (int i = 0; i < 120000 && !appeared; i++) {
-        appeared = stat(ckpt, &sb) == 0;
-        if (!appeared) usleep(1000);
-    }
-    cr_assert(appeared, "no first checkpoint");
+    const pid_t mpirun = spawn_mpirun_until(errf, cfg, ckpt);
     const pid_t rank = a_rank_of(mpirun);
     cr_assert_gt(rank, 0, "no rank process under mpirun %d", (int)mpirun);
     kill(rank, SIGTERM);
@@ -297,22 +307,12 @@ Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
     write_cfg(cfg, sizeof cfg, dir, "usr1", "epochs: 40\n");
     run_config c;
     tlb_error err;
-    cr_assert_eq(run_config_load(&c, cfg, &err), 0, "%s", err.msg);
-    c.threads = 1;
-    c.world_size = 2;
-    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    two_rank_config(&c, cfg);
     char run_dir[1300];
     run_config_run_dir(&c, run_dir, sizeof run_dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
     snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
-    const pid_t mpirun = spawn_mpirun(errf, cfg);
-    struct stat sb;
-    int appeared = 0;
-    for (int i = 0; i < 120000 && !appeared; i++) {
-        appeared = stat(ckpt, &sb) == 0;
-        if (!appeared) usleep(1000);
-    }
-    cr_assert(appeared, "no first checkpoint");
+    const pid_t mpirun = spawn_mpirun_until(errf, cfg, ckpt);
     kill(mpirun, SIGUSR1);
     int st;
     cr_assert_eq(waitpid(mpirun, &st, 0), mpirun);
