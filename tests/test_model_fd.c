@@ -156,11 +156,11 @@ Test(model_fd, paper_zeros_readout_dropout)
     run_fd(with_state(tiny(TLB_WIRING_PAPER, 0.3f), 4, STATE_INIT_ZEROS, READOUT_STATE), 3, 1);
 }
 
-/* Negative control for the new path: dropping the learned state's gradient
- * (as a backward that forgot the batch sum would) is caught. */
-Test(model_fd, detects_a_missing_state_gradient)
+/* The negative controls: a backward of 3 samples whose gradient of tensor
+ * `name` is off by `scale` times itself (-1: missing, 0.05: 5% too large)
+ * must fail the finite-difference check. */
+static void expect_fd_catches(tlb_model_config c, const char *name, float scale, const char *what)
 {
-    tlb_model_config c = with_state(tiny(TLB_WIRING_KERAS, 0.0f), 3, STATE_INIT_LEARNED, READOUT_STATE);
     tlb_model m;
     tlb_error err;
     cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
@@ -174,38 +174,27 @@ Test(model_fd, detects_a_missing_state_gradient)
     loss_at(&m, img, labels, 3, NULL);
     model_backward(&m, img, labels, 3, 1.0f / 3, NULL);
     float *bias = calloc(m.layout.table.total, sizeof(float));
-    const param_entry *e = param_table_find(&m.layout.table, "state.init");
-    cr_assert(e);
-    for (size_t k = 0; k < e->numel; k++) bias[e->offset + k] = -m.grads[e->offset + k];
+    const param_entry *e = param_table_find(&m.layout.table, name);
+    cr_assert(e, "no tensor %s", name);
+    for (size_t k = 0; k < e->numel; k++) bias[e->offset + k] = scale * m.grads[e->offset + k];
     fd_result res = fd_check(&m, img, labels, 3, NULL, bias);
-    cr_expect_gt(res.worst, 1.0, "a missing state.init gradient went unnoticed (worst ratio %.2f)", res.worst);
+    cr_expect_gt(res.worst, 1.0, "%s went unnoticed (worst ratio %.2f)", what, res.worst);
     free(bias);
     model_destroy(&m);
+}
+
+/* Negative control for the new path: dropping the learned state's gradient
+ * (as a backward that forgot the batch sum would) is caught. */
+Test(model_fd, detects_a_missing_state_gradient)
+{
+    expect_fd_catches(with_state(tiny(TLB_WIRING_KERAS, 0.0f), 3, STATE_INIT_LEARNED, READOUT_STATE), "state.init",
+                      -1.0f, "a missing state.init gradient");
 }
 
 /* The checker must be able to fail: a 5% error in one gradient is caught. */
 Test(model_fd, detects_a_wrong_gradient)
 {
-    tlb_model_config c = tiny(TLB_WIRING_KERAS, 0.0f);
-    tlb_model m;
-    tlb_error err;
-    cr_assert_eq(model_create(&m, &c, &err), 0);
-    cr_assert_neq(model_plan(&m, 3, &err), 0);
-    randomize(&m, 42);
-    float img[3 * 8 * 8 * 3];
-    int labels[3] = {0, 3, 1};
-    rng_stream r = {9, 0};
-    for (size_t i = 0; i < sizeof img / sizeof img[0]; i++) img[i] = rng_next_uniform(&r);
-    model_zero_grads(&m);
-    loss_at(&m, img, labels, 3, NULL);
-    model_backward(&m, img, labels, 3, 1.0f / 3, NULL);
-    float *bias = calloc(m.layout.table.total, sizeof(float));
-    const param_entry *e = param_table_find(&m.layout.table, "pm.1.ffn.fc1.kernel");
-    for (size_t k = 0; k < e->numel; k++) bias[e->offset + k] = 0.05f * m.grads[e->offset + k];
-    fd_result res = fd_check(&m, img, labels, 3, NULL, bias);
-    cr_expect_gt(res.worst, 1.0, "a 5%% gradient error went unnoticed (worst ratio %.2f)", res.worst);
-    free(bias);
-    model_destroy(&m);
+    expect_fd_catches(tiny(TLB_WIRING_KERAS, 0.0f), "pm.1.ffn.fc1.kernel", 0.05f, "a 5% gradient error");
 }
 
 /* Splitting a batch into micro-batches (with their global sample offsets)
