@@ -52,48 +52,10 @@ Test(golden, every_backend)
     ops_select(NULL, &err);
 }
 
-/* The checker must be able to fail: flip a stored logit and expect FAIL. */
-Test(golden, detects_a_wrong_logit)
-{
-    FILE *in = fopen("tests/data/tiny_keras.safetensors", "rb");
-    cr_assert(in);
-    fseek(in, 0, SEEK_END);
-    long n = ftell(in);
-    fseek(in, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n);
-    cr_assert_eq(fread(buf, 1, (size_t)n, in), (size_t)n);
-    fclose(in);
-    /* Find the logits entry's offsets in the header and scale its first value. */
-    unsigned long long hl = 0;
-    for (int i = 7; i >= 0; i--) hl = (hl << 8) | buf[i];
-    char *hdr = strndup((char *)buf + 8, hl);
-    char *at = strstr(hdr, "\"logits\"");
-    cr_assert(at);
-    at = strstr(at, "data_offsets");
-    unsigned long long begin;
-    cr_assert_eq(sscanf(strchr(at, '[') + 1, "%llu", &begin), 1);
-    float v;
-    memcpy(&v, buf + 8 + hl + begin, 4);
-    v = v * 1.01f + 0.01f;
-    memcpy(buf + 8 + hl + begin, &v, 4);
-    char path[] = "/tmp/tlb_golden_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    FILE *out = fdopen(fd, "wb");
-    fwrite(buf, 1, (size_t)n, out);
-    fclose(out);
-    golden_report r;
-    tlb_error err;
-    cr_assert_eq(golden_check(path, &r, &err), 0, "%s", err.msg);
-    cr_expect_not(r.passed, "a logit off by 1%% was not detected");
-    unlink(path);
-    free(hdr);
-    free(buf);
-}
-
-/* A copy of `src` with the first 4 data bytes of tensor `name` set to the
- * I32 `value`, at `path` (a mkstemp template). */
-static void copy_with_i32(const char *src, const char *name, int value, char *path)
+/* A copy of `src` at `path` (a mkstemp template) whose tensor `name` has its
+ * first 4 data bytes changed by edit(bytes, arg). */
+static void copy_edited(const char *src, const char *name, void (*edit)(unsigned char *, const void *),
+                        const void *arg, char *path)
 {
     FILE *in = fopen(src, "rb");
     cr_assert(in);
@@ -113,7 +75,7 @@ static void copy_with_i32(const char *src, const char *name, int value, char *pa
     at = strstr(at, "data_offsets");
     unsigned long long begin;
     cr_assert_eq(sscanf(strchr(at, '[') + 1, "%llu", &begin), 1);
-    memcpy(buf + 8 + hl + begin, &value, 4); /* little-endian, as the files */
+    edit(buf + 8 + hl + begin, arg);
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
     FILE *out = fdopen(fd, "wb");
@@ -121,6 +83,36 @@ static void copy_with_i32(const char *src, const char *name, int value, char *pa
     fclose(out);
     free(hdr);
     free(buf);
+}
+
+static void set_i32(unsigned char *p, const void *value) { memcpy(p, value, 4); } /* little-endian, as the files */
+
+static void skew_f32(unsigned char *p, const void *unused)
+{
+    (void)unused;
+    float v;
+    memcpy(&v, p, 4);
+    v = v * 1.01f + 0.01f;
+    memcpy(p, &v, 4);
+}
+
+/* A copy of `src` with the first 4 data bytes of tensor `name` set to the
+ * I32 `value`, at `path` (a mkstemp template). */
+static void copy_with_i32(const char *src, const char *name, int value, char *path)
+{
+    copy_edited(src, name, set_i32, &value, path);
+}
+
+/* The checker must be able to fail: skew a stored logit and expect FAIL. */
+Test(golden, detects_a_wrong_logit)
+{
+    char path[] = "/tmp/tlb_golden_XXXXXX";
+    copy_edited("tests/data/tiny_keras.safetensors", "logits", skew_f32, NULL, path);
+    golden_report r;
+    tlb_error err;
+    cr_assert_eq(golden_check(path, &r, &err), 0, "%s", err.msg);
+    cr_expect_not(r.passed, "a logit off by 1%% was not detected");
+    unlink(path);
 }
 
 /* The slow-state scalars are read and checked: an unknown code is refused
