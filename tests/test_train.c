@@ -51,6 +51,19 @@ static const char *tiny_model =
     "num_heads: 2\nkey_dim: 16\nffn_drop: 0.1\nattn_drop: 0.1\nlearning_rate: 0.003\n"
     "weight_decay: 0.0001\nthreads: 2\n";
 
+/* A one-epoch run of 128 images (64 evaluated) named `name` in a new temp
+ * folder made from the template out_dir. */
+static void one_epoch_config(run_config *c, char *out_dir, const char *name)
+{
+    test_ensure_cifar10();
+    cr_assert_not_null(test_mkdtemp(out_dir));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: %s\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n",
+             tiny_model, name);
+    make_config(c, text, out_dir);
+}
+
+
 Test(train, short_run_learns, .timeout = 240)
 {
     test_ensure_cifar10();
@@ -200,13 +213,9 @@ Test(train, state_diversity_shows_the_collapse, .timeout = 240)
 /* A new run refuses a folder that already holds a checkpoint. */
 Test(train, refuses_to_overwrite_a_run, .timeout = 120)
 {
-    test_ensure_cifar10();
     char out[] = "/tmp/tlb_twice_XXXXXX";
-    cr_assert_not_null(test_mkdtemp(out));
-    char text[2048];
-    snprintf(text, sizeof text, "%sname: twice\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
     run_config c;
-    make_config(&c, text, out);
+    one_epoch_config(&c, out, "twice");
     train_summary s;
     tlb_error err;
     cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
@@ -219,13 +228,9 @@ Test(train, refuses_to_overwrite_a_run, .timeout = 120)
  * depend on it: it is the shard count), and a resume reads that count back. */
 Test(train, threads_0_is_hashed_and_recorded_resolved, .timeout = 120)
 {
-    test_ensure_cifar10();
     char out[] = "/tmp/tlb_threads0_XXXXXX";
-    cr_assert_not_null(test_mkdtemp(out));
-    char text[2048];
-    snprintf(text, sizeof text, "%sname: threads0\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
     run_config c;
-    make_config(&c, text, out);
+    one_epoch_config(&c, out, "threads0");
     c.threads = 0;
     omp_set_num_threads(2); /* what threads: 0 resolves to in this process */
     run_config resolved = c, unresolved = c;
@@ -301,13 +306,9 @@ Test(cli, check_passes_golden_and_fails_garbage)
  * unset). The test binary's allocator fails exactly that calloc. */
 Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
 {
-    test_ensure_cifar10();
     char out[] = "/tmp/tlb_oom_XXXXXX";
-    cr_assert_not_null(test_mkdtemp(out));
-    char text[2048];
-    snprintf(text, sizeof text, "%sname: oom\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n", tiny_model);
     run_config c;
-    make_config(&c, text, out);
+    one_epoch_config(&c, out, "oom");
     tlb_model m;
     tlb_error err = {{0}};
     cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
