@@ -196,58 +196,64 @@ Test(ops_backend, comparison_detects_and_names_mismatch)
 }
 
 
-/* backward twice from zero == 2 x backward once; from random g0 == g0 + once. */
-static void accumulates(const char *op_name)
+/* Runs check(op_name, impl, backend, shape, seed) for every supported
+ * backend of op_name and every contract shape of it (seed0 + shape index). */
+typedef void (*contract_check)(const char *op_name, const void *impl, tlb_backend b, const shape *sh,
+                               uint64_t seed);
+
+static void each_contract_case(const char *op_name, uint64_t seed0, contract_check check)
 {
     const int op = ops_find(op_name);
+    cr_assert(op >= 0);
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
         const void *impl = ops_impl(op, (tlb_backend)b);
         if (!impl || !backend_supported((tlb_backend)b)) continue;
-        for (size_t s = 0; s < sizeof contract_shapes / sizeof contract_shapes[0]; s++) {
-            const shape *sh = &contract_shapes[s];
-            if (!same_op(sh, op_name)) continue;
-            op_case *once = opt_case(op_name, impl, backend_name((tlb_backend)b), sh->dims,
-                                     sh->rate, 31 + s);
-            op_case *twice = opt_case(op_name, impl, backend_name((tlb_backend)b), sh->dims,
-                                      sh->rate, 31 + s);
-            op_case *onto = opt_case(op_name, impl, backend_name((tlb_backend)b), sh->dims,
-                                     sh->rate, 31 + s);
-            opt_zero_grads(once);
-            opt_zero_grads(twice);
-            opt_fill_grads(onto, 5);
-            once->forward(once);
-            twice->forward(twice);
-            onto->forward(onto);
-            once->backward(once, OPT_ALL_GRADS);
-            twice->backward(twice, OPT_ALL_GRADS);
-            twice->backward(twice, OPT_ALL_GRADS);
-            onto->backward(onto, OPT_ALL_GRADS);
-            for (int i = 0; i < once->n_in; i++) {
-                const size_t n = once->in[i].n;
-                float *want = malloc(n * sizeof(float));
-                char msg[768], what[256];
-                for (size_t j = 0; j < n; j++) want[j] = 2.0f * once->in[i].g[j];
-                snprintf(what, sizeof what, "%s: d%s after two backward calls vs 2 x one call",
-                         once->label, once->in[i].name);
-                if (opt_compare(what, want, twice->in[i].g, n, 1e-6, 1e-7, msg, sizeof msg))
-                    cr_expect(0, "%s", msg);
-                /* what opt_fill_grads(onto, 5) wrote, regenerated */
-                op_case *tmp = opt_case(op_name, impl, "", sh->dims, sh->rate, 31 + s);
-                opt_fill_grads(tmp, 5);
-                for (size_t j = 0; j < n; j++) want[j] = tmp->in[i].g[j] + once->in[i].g[j];
-                opt_case_free(tmp);
-                snprintf(what, sizeof what, "%s: d%s accumulated onto nonzero buffer (+=)",
-                         once->label, once->in[i].name);
-                if (opt_compare(what, want, onto->in[i].g, n, 1e-6, 1e-7, msg, sizeof msg))
-                    cr_expect(0, "%s", msg);
-                free(want);
-            }
-            opt_case_free(once);
-            opt_case_free(twice);
-            opt_case_free(onto);
-        }
+        for (size_t s = 0; s < sizeof contract_shapes / sizeof contract_shapes[0]; s++)
+            if (same_op(&contract_shapes[s], op_name))
+                check(op_name, impl, (tlb_backend)b, &contract_shapes[s], seed0 + s);
     }
 }
+
+/* backward twice from zero == 2 x backward once; from random g0 == g0 + once. */
+static void accumulates_case(const char *op_name, const void *impl, tlb_backend b, const shape *sh, uint64_t seed)
+{
+    op_case *once = opt_case(op_name, impl, backend_name(b), sh->dims, sh->rate, seed);
+    op_case *twice = opt_case(op_name, impl, backend_name(b), sh->dims, sh->rate, seed);
+    op_case *onto = opt_case(op_name, impl, backend_name(b), sh->dims, sh->rate, seed);
+    opt_zero_grads(once);
+    opt_zero_grads(twice);
+    opt_fill_grads(onto, 5);
+    once->forward(once);
+    twice->forward(twice);
+    onto->forward(onto);
+    once->backward(once, OPT_ALL_GRADS);
+    twice->backward(twice, OPT_ALL_GRADS);
+    twice->backward(twice, OPT_ALL_GRADS);
+    onto->backward(onto, OPT_ALL_GRADS);
+    for (int i = 0; i < once->n_in; i++) {
+        const size_t n = once->in[i].n;
+        float *want = malloc(n * sizeof(float));
+        char msg[768], what[256];
+        for (size_t j = 0; j < n; j++) want[j] = 2.0f * once->in[i].g[j];
+        snprintf(what, sizeof what, "%s: d%s after two backward calls vs 2 x one call", once->label,
+                 once->in[i].name);
+        if (opt_compare(what, want, twice->in[i].g, n, 1e-6, 1e-7, msg, sizeof msg)) cr_expect(0, "%s", msg);
+        /* what opt_fill_grads(onto, 5) wrote, regenerated */
+        op_case *tmp = opt_case(op_name, impl, "", sh->dims, sh->rate, seed);
+        opt_fill_grads(tmp, 5);
+        for (size_t j = 0; j < n; j++) want[j] = tmp->in[i].g[j] + once->in[i].g[j];
+        opt_case_free(tmp);
+        snprintf(what, sizeof what, "%s: d%s accumulated onto nonzero buffer (+=)", once->label,
+                 once->in[i].name);
+        if (opt_compare(what, want, onto->in[i].g, n, 1e-6, 1e-7, msg, sizeof msg)) cr_expect(0, "%s", msg);
+        free(want);
+    }
+    opt_case_free(once);
+    opt_case_free(twice);
+    opt_case_free(onto);
+}
+
+static void accumulates(const char *op_name) { each_contract_case(op_name, 31, accumulates_case); }
 
 Test(ops_backend, backward_accumulates)
 {
@@ -257,50 +263,38 @@ Test(ops_backend, backward_accumulates)
 /* NULL gradients: backward with each gradient alone gives the same values as
  * with all of them and leaves the others untouched; all NULL does nothing. One
  * test per op so a crash names the op. */
-static void null_gradients(const char *op_name)
+static void null_gradients_case(const char *op_name, const void *impl, tlb_backend b, const shape *sh,
+                                uint64_t seed)
 {
-    const int op = ops_find(op_name);
-    cr_assert(op >= 0);
-    for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
-        const void *impl = ops_impl(op, (tlb_backend)b);
-        if (!impl || !backend_supported((tlb_backend)b)) continue;
-        for (size_t s = 0; s < sizeof contract_shapes / sizeof contract_shapes[0]; s++) {
-            const shape *sh = &contract_shapes[s];
-            if (!same_op(sh, op_name)) continue;
-            op_case *all = opt_case(op_name, impl, backend_name((tlb_backend)b), sh->dims,
-                                    sh->rate, 61 + s);
-            op_case *one = opt_case(op_name, impl, backend_name((tlb_backend)b), sh->dims,
-                                    sh->rate, 61 + s);
-            opt_zero_grads(all);
-            all->forward(all);
-            all->backward(all, OPT_ALL_GRADS);
-            one->forward(one);
-            /* Shown if the call below crashes, naming the culprit. */
-            cr_log_info("%s: backward with NULL gradients", one->label);
-            for (unsigned mask = 0; mask < (1u << one->n_in); mask++) {
-                opt_zero_grads(one);
-                one->backward(one, mask);
-                for (int i = 0; i < one->n_in; i++) {
-                    char msg[768], what[256];
-                    snprintf(what, sizeof what, "%s: d%s with gradient mask 0x%x", one->label,
-                             one->in[i].name, mask);
-                    if (mask >> i & 1u) {
-                        if (opt_compare(what, all->in[i].g, one->in[i].g, one->in[i].n, 1e-6,
-                                        1e-7, msg, sizeof msg))
-                            cr_expect(0, "%s", msg);
-                    } else {
-                        size_t nz = 0;
-                        for (size_t j = 0; j < one->in[i].n; j++) nz += one->in[i].g[j] != 0.0f;
-                        cr_expect(nz == 0, "%s: written although NULL was passed (%zu nonzero)",
-                                  what, nz);
-                    }
-                }
+    op_case *all = opt_case(op_name, impl, backend_name(b), sh->dims, sh->rate, seed);
+    op_case *one = opt_case(op_name, impl, backend_name(b), sh->dims, sh->rate, seed);
+    opt_zero_grads(all);
+    all->forward(all);
+    all->backward(all, OPT_ALL_GRADS);
+    one->forward(one);
+    /* Shown if the call below crashes, naming the culprit. */
+    cr_log_info("%s: backward with NULL gradients", one->label);
+    for (unsigned mask = 0; mask < (1u << one->n_in); mask++) {
+        opt_zero_grads(one);
+        one->backward(one, mask);
+        for (int i = 0; i < one->n_in; i++) {
+            char msg[768], what[256];
+            snprintf(what, sizeof what, "%s: d%s with gradient mask 0x%x", one->label, one->in[i].name, mask);
+            if (mask >> i & 1u) {
+                if (opt_compare(what, all->in[i].g, one->in[i].g, one->in[i].n, 1e-6, 1e-7, msg, sizeof msg))
+                    cr_expect(0, "%s", msg);
+            } else {
+                size_t nz = 0;
+                for (size_t j = 0; j < one->in[i].n; j++) nz += one->in[i].g[j] != 0.0f;
+                cr_expect(nz == 0, "%s: written although NULL was passed (%zu nonzero)", what, nz);
             }
-            opt_case_free(all);
-            opt_case_free(one);
         }
     }
+    opt_case_free(all);
+    opt_case_free(one);
 }
+
+static void null_gradients(const char *op_name) { each_contract_case(op_name, 61, null_gradients_case); }
 
 /* One test per op of the op list; for single-gradient ops (gelu, meanpool,
  * softmax_xent, dropout) NULL means the caller wants nothing. */
