@@ -637,4 +637,14 @@ Test(loader, bad_config_refused)
     cfg.depth = 1;
     cr_expect_eq(loader_create(&l, &v, &cfg, &err), -1);
     cr_expect_not_null(strstr(err.msg, "depth 1"), "%s", err.msg);
+    cfg.depth = 3;
+    const int shares[][2] = {{2, 2}, {-1, 2}, {0, -1}};
+    for (int i = 0; i < 3; i++) {
+        cfg.share_index = shares[i][0], cfg.share_count = shares[i][1];
+        cr_expect_eq(loader_create(&l, &v, &cfg, &err), -1, "share %d of %d accepted", shares[i][0], shares[i][1]);
+        cr_expect_not_null(strstr(err.msg, "share"), "%s", err.msg);
+    }
+    cfg.share_index = 1, cfg.share_count = 2; /* and a valid one is taken */
+    cr_assert_eq(loader_create(&l, &v, &cfg, &err), 0, "%s", err.msg);
+    loader_destroy(l);
 }
