@@ -530,28 +530,36 @@ Test(hardening, sigkill_at_a_random_moment_resumes_bit_exact, .timeout = 240)
     cr_assert_fail("every run finished before it could be killed");
 }
 
-/* A 40-epoch run in a new temp folder, left running once its first
- * checkpoint exists (for the signal tests). */
+/* A run's folder and files: a new temp folder from `tmpl` holding NAME.cfg
+ * (tiny_cfg + extra), its run folder, its stderr file and checkpoint path. */
 typedef struct {
-    char dir[32], cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    pid_t pid;
-} running_run;
+    char dir[40], cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
+    pid_t pid; /* start_until_first_checkpoint's process */
+} test_run;
 
-static void start_until_first_checkpoint(running_run *r, const char *tmpl, const char *name)
+static void new_test_run(test_run *r, const char *tmpl, const char *name, const char *extra)
 {
     test_ensure_cifar10();
     snprintf(r->dir, sizeof r->dir, "%s", tmpl);
     cr_assert_not_null(test_mkdtemp(r->dir));
-    write_cfg(r->cfg, sizeof r->cfg, r->run_dir, sizeof r->run_dir, r->dir, name, "train_limit: 256\nepochs: 40\n");
+    write_cfg(r->cfg, sizeof r->cfg, r->run_dir, sizeof r->run_dir, r->dir, name, extra);
     snprintf(r->errf, sizeof r->errf, "%s/stderr.txt", r->dir);
     snprintf(r->ckpt, sizeof r->ckpt, "%s/checkpoint.safetensors", r->run_dir);
+    r->pid = -1;
+}
+
+/* A 40-epoch run, left running once its first checkpoint exists (for the
+ * signal tests). */
+static void start_until_first_checkpoint(test_run *r, const char *tmpl, const char *name)
+{
+    new_test_run(r, tmpl, name, "train_limit: 256\nepochs: 40\n");
     r->pid = spawn_tlb(r->errf, NULL, (const char *[]){"train", r->cfg, NULL});
     cr_assert(wait_for_file(r->ckpt, r->pid), "the run ended before its first checkpoint");
 }
 
 static void stop_with(int signo)
 {
-    running_run run;
+    test_run run;
     start_until_first_checkpoint(&run, "/tmp/tlb_sig_XXXXXX", "signalled");
     const pid_t pid = run.pid;
     const char *run_dir = run.run_dir, *errf = run.errf;
@@ -589,7 +597,7 @@ Test(hardening, sigusr1_checkpoints_and_exits_138, .timeout = 180) { stop_with(S
  * may take either), so the status is 143 or 130. */
 Test(hardening, second_signal_exits_at_once, .timeout = 180)
 {
-    running_run run;
+    test_run run;
     start_until_first_checkpoint(&run, "/tmp/tlb_sig2_XXXXXX", "signalled_twice");
     const pid_t pid = run.pid;
     const char *run_dir = run.run_dir, *errf = run.errf;
@@ -614,11 +622,10 @@ Test(hardening, second_signal_exits_at_once, .timeout = 180)
 
 Test(hardening, nan_gradient_stops_and_keeps_last_good_checkpoint, .timeout = 180)
 {
-    test_ensure_cifar10();
-    char dir[] = "/tmp/tlb_nan_XXXXXX", cfg[1200], run_dir[1300], errf[1200], msg[4096];
-    cr_assert_not_null(test_mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "nan", "train_limit: 256\nepochs: 3\n");
-    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    test_run run;
+    new_test_run(&run, "/tmp/tlb_nan_XXXXXX", "nan", "train_limit: 256\nepochs: 3\n");
+    const char *cfg = run.cfg, *run_dir = run.run_dir, *errf = run.errf;
+    char msg[4096];
     /* Step 12 = epoch 2, batch 4 (8 steps an epoch); the hook poisons the
      * middle tensor's gradient and the last one's. */
     cr_assert_eq(run_tlb(errf, "TLB_TEST_NAN_AT_STEP=12", (const char *[]){"train", cfg, NULL}), 1);
@@ -722,12 +729,10 @@ Test(hardening, bad_checkpoints_for_resume, .timeout = 120)
 {
     test_ensure_cifar10();
     expect_one_line(2, NULL, (const char *[]){"train", "--resume", "/nonexistent/run", NULL}, "config.cfg", NULL);
-    char dir[] = "/tmp/tlb_badresume_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    cr_assert_not_null(test_mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "badresume", "train_limit: 256\nepochs: 1\n");
-    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    test_run run;
+    new_test_run(&run, "/tmp/tlb_badresume_XXXXXX", "badresume", "train_limit: 256\nepochs: 1\n");
+    const char *cfg = run.cfg, *run_dir = run.run_dir, *errf = run.errf, *ckpt = run.ckpt;
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
     unsigned char *bytes;
     size_t n;
     slurp(ckpt, &bytes, &n);
@@ -806,11 +811,10 @@ Test(hardening, fuzz_findings_stay_fixed)
 
 Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
 {
-    test_ensure_cifar10();
-    char dir[] = "/tmp/tlb_numerics_XXXXXX", cfg[1200], run_dir[1300], errf[1200], path[1400];
-    cr_assert_not_null(test_mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "numerics", "train_limit: 64\nepochs: 1\n");
-    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    test_run run;
+    new_test_run(&run, "/tmp/tlb_numerics_XXXXXX", "numerics", "train_limit: 64\nepochs: 1\n");
+    const char *cfg = run.cfg, *run_dir = run.run_dir, *errf = run.errf;
+    char path[1400];
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
 
     /* What ran, by the registry itself (this process chooses as tlb did). */
@@ -892,12 +896,9 @@ Test(hardening, paths_too_long_are_refused, .timeout = 60)
  * owner; the lock dies with its process. */
 Test(hardening, run_folder_belongs_to_one_process, .timeout = 180)
 {
-    test_ensure_cifar10();
-    char dir[] = "/tmp/tlb_lock_XXXXXX", cfg[1200], run_dir[1300], errf[1200], ckpt[1400];
-    cr_assert_not_null(test_mkdtemp(dir));
-    write_cfg(cfg, sizeof cfg, run_dir, sizeof run_dir, dir, "locked", "train_limit: 256\nepochs: 400\n");
-    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run_dir);
+    test_run run;
+    new_test_run(&run, "/tmp/tlb_lock_XXXXXX", "locked", "train_limit: 256\nepochs: 400\n");
+    const char *cfg = run.cfg, *run_dir = run.run_dir, *errf = run.errf, *ckpt = run.ckpt;
     pid_t pid = spawn_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
     cr_assert(wait_for_file(ckpt, pid), "the run ended before its first checkpoint");
     char want[1500];
