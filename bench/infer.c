@@ -44,8 +44,7 @@ static double forward_flops(const tlb_model *m)
     double per_chunk = 0, last_update = 0;
     for (int s = 0; s < m->layout.num_steps; s++) {
         const cell_step *st = &m->layout.steps[s];
-        const double Tq = st->query == STREAM_SLOW ? model_num_state(c) : c->chunk_size;
-        const double Tk = st->kv == STREAM_SLOW ? model_num_state(c) : c->chunk_size;
+        const double Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
         const double f = 2 * (Tq * D * HK + 2 * Tk * D * HK + Tq * HK * D + 2 * Tq * D * F) + 4 * H * Tq * Tk * K;
         per_chunk += f;
         if (s == m->layout.num_steps - 1) last_update = f;

@@ -5,12 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int rows_max(const tlb_model_config *c)
-{
-    const int Ns = model_num_state(c);
-    return Ns > c->chunk_size ? Ns : c->chunk_size;
-}
-
 /* Carves the plan (arena protocol: measured, then carved). */
 static void carve(model_inference *inf, arena *a)
 {
@@ -18,7 +12,7 @@ static void carve(model_inference *inf, arena *a)
     const tlb_model_config *c = &m->config;
     const size_t B = (size_t)inf->capacity, t = (size_t)inf->tile;
     const size_t N = (size_t)model_num_patches(c), D = (size_t)c->embed_dim, C = (size_t)c->chunk_size;
-    const size_t Ns = (size_t)model_num_state(c), V = (size_t)c->num_classes, T = (size_t)rows_max(c);
+    const size_t Ns = (size_t)model_num_state(c), V = (size_t)c->num_classes, T = (size_t)model_stream_rows_max(c);
     const size_t H = (size_t)c->num_heads, nchunks = (size_t)model_num_chunks(c);
     inf->logits = arena_take(a, B * V);
     inf->probs = arena_take(a, B * V);
@@ -128,7 +122,7 @@ static void run_tile(model_inference *inf, infer_workspace *w, const float *img,
         const int last = ch == nchunks - 1 && !keep_state ? l->num_steps - 1 : l->num_steps;
         for (int s = 0; s < last; s++) {
             const cell_step *st = &l->steps[s];
-            const int Tq = st->query == STREAM_SLOW ? Ns : C, Tk = st->kv == STREAM_SLOW ? Ns : C;
+            const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
             float *out = st->query == STREAM_SLOW ? (stream[STREAM_SLOW] == w->slow[0] ? w->slow[1] : w->slow[0])
                                                   : (stream[STREAM_FAST] == w->fast[1] ? w->fast[2] : w->fast[1]);
             w->acts.out = out;
@@ -192,10 +186,5 @@ state_diversity model_inference_state_diversity(const model_inference *inf, int 
 {
     const tlb_model_config *c = &inf->model->config;
     if (!inf->state) return (state_diversity){NAN, NAN};
-    const int Ns = model_num_state(c);
-    double *own = work ? NULL : malloc((size_t)Ns * Ns * sizeof *own);
-    if (!work && !own) return (state_diversity){NAN, NAN};
-    const state_diversity d = state_diversity_of(inf->state, B, Ns, c->embed_dim, work ? work : own);
-    free(own);
-    return d;
+    return state_diversity_of(inf->state, B, model_num_state(c), c->embed_dim, work);
 }

@@ -65,7 +65,8 @@ void model_inference_free(model_inference *inf);
  * labels also probs and losses. Allocates nothing. */
 void model_inference_run(model_inference *inf, const float *img, const int *labels, int B);
 
-/* The final state's diversity over the B samples of the last run (INFER_STATE). */
+/* The final state's diversity over the B samples of the last run (INFER_STATE;
+ * NaN without it). work: Ns * Ns doubles. */
 state_diversity model_inference_state_diversity(const model_inference *inf, int B, double *work);
 
 #endif

@@ -20,18 +20,6 @@ static void sinusoid_table(float *pe, int Ns, int D)
         }
 }
 
-/* Rows of a stream: the fast one has C tokens, the slow state Ns. */
-static int stream_rows(const tlb_model_config *c, stream_id s)
-{
-    return s == STREAM_SLOW ? model_num_state(c) : c->chunk_size;
-}
-
-static int stream_rows_max(const tlb_model_config *c)
-{
-    const int Ns = model_num_state(c);
-    return Ns > c->chunk_size ? Ns : c->chunk_size;
-}
-
 int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
 {
     memset(m, 0, sizeof *m);
@@ -85,7 +73,7 @@ static void carve(tlb_model *m, arena *a, int B)
     const tlb_model_config *c = &m->config;
     const size_t N = (size_t)model_num_patches(c), D = (size_t)c->embed_dim;
     const size_t V = (size_t)c->num_classes, nchunks = (size_t)model_num_chunks(c);
-    const size_t Ns = (size_t)model_num_state(c), T = (size_t)stream_rows_max(c);
+    const size_t Ns = (size_t)model_num_state(c), T = (size_t)model_stream_rows_max(c);
     const model_layout *l = &m->layout;
     m->tok = arena_take(a, (size_t)B * N * D);
     m->tok_mean = arena_take(a, (size_t)B * N);
@@ -97,7 +85,7 @@ static void carve(tlb_model *m, arena *a, int B)
     for (size_t ch = 0; ch < nchunks; ch++)
         for (int s = 0; s < l->num_steps; s++)
             block_acts_plan(&m->steps[ch * l->num_steps + s], a, m->dims, B,
-                            stream_rows(c, l->steps[s].query), stream_rows(c, l->steps[s].kv));
+                            model_stream_rows(c, l->steps[s].query), model_stream_rows(c, l->steps[s].kv));
     m->readout_ln = m->readout_mean = m->readout_rstd = m->d_readout = NULL;
     if (c->readout == READOUT_STATE) {
         m->readout_ln = arena_take(a, (size_t)B * Ns * D);
@@ -257,7 +245,7 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels,
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
-    const int Ns = model_num_state(c), T = stream_rows_max(c);
+    const int Ns = model_num_state(c), T = model_stream_rows_max(c);
     const float *w = m->params;
     const size_t tok_at = (size_t)b0 * N * D, chunk_at = (size_t)b0 * C * D;
     const size_t state_at = (size_t)b0 * Ns * D, state_len = (size_t)Ns * D;
@@ -291,7 +279,7 @@ static void forward_shard(tlb_model *m, const float *img, const int *labels,
         const float *stream[2] = {m->chunks + (size_t)ch * B * C * D + chunk_at, slow};
         for (int s = 0; s < l->num_steps; s++) {
             const cell_step *st = &l->steps[s];
-            const int Tq = stream_rows(c, st->query), Tk = stream_rows(c, st->kv);
+            const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
             block_acts *full = step_acts(m, ch, s);
             block_acts a = acts_view(full, m->dims, b0, Tq, Tk);
             const block_dropout bd = step_dropout(m, drop, ch, s, b0);
@@ -389,7 +377,7 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
-    const int Ns = model_num_state(c), T = stream_rows_max(c);
+    const int Ns = model_num_state(c), T = model_stream_rows_max(c);
     const float *w = m->params;
     const size_t tok_at = (size_t)b0 * N * D, state_at = (size_t)b0 * Ns * D;
     const size_t stream_at = (size_t)b0 * T * D; /* the stream-gradient buffers' shard window */
@@ -437,7 +425,7 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
         if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, fast_bytes);
         for (int s = last - 1; s >= 0; s--) {
             const cell_step *st = &l->steps[s];
-            const int Tq = stream_rows(c, st->query), Tk = stream_rows(c, st->kv);
+            const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
             const block_acts a = acts_view(step_acts(m, ch, s), m->dims, b0, Tq, Tk);
             const block_dropout bd = step_dropout(m, drop, ch, s, b0);
             /* The step replaced stream `query`: its gradient becomes d_tmp's,

@@ -10,6 +10,19 @@
 
 typedef enum { STREAM_FAST = 0, STREAM_SLOW = 1 } stream_id;
 
+/* Rows a sample has in a stream: the fast one C tokens, the slow state Ns. */
+static inline int model_stream_rows(const tlb_model_config *c, stream_id s)
+{
+    return s == STREAM_SLOW ? model_num_state(c) : c->chunk_size;
+}
+
+/* The larger of the two: what buffers shared by both streams hold. */
+static inline int model_stream_rows_max(const tlb_model_config *c)
+{
+    const int Ns = model_num_state(c);
+    return Ns > c->chunk_size ? Ns : c->chunk_size;
+}
+
 typedef struct {
     int attn;        /* index into layout.attn */
     int ffn;         /* index into layout.ffn */
