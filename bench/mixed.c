@@ -145,6 +145,12 @@ static void own_bwd(void *p) /* both products, no bias gradient (as in the oneDN
 void bench_mixed(const bench_opts *o, const bench_machine *m, int mb, const bench_op_summary *sum,
                  const bench_step_summary *step)
 {
+    /* oneDNN refuses bf16 matmuls on a CPU without AVX512_BF16: say so and
+     * let `make bench` go on to the inference section. */
+    if (!ops_mixed_precision_supported()) {
+        printf("\n## Mixed precision (bf16)\n\nnot run: this CPU has no AVX512_BF16\n");
+        return;
+    }
     CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
     const tlb_model_config c = model_config_seed();
