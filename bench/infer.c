@@ -30,7 +30,7 @@ typedef struct {
 static void forward_once(void *p)
 {
     infer_arg *a = p;
-    if (a->inf) model_inference_run(a->inf, a->x, NULL, a->B);
+    if (a->inf) (void)model_inference_run(a->inf, a->x, NULL, a->B, NULL); /* B is the plan's capacity */
     else model_forward(a->m, a->x, NULL, a->B, NULL);
 }
 
@@ -91,14 +91,15 @@ void bench_infer(const bench_opts *o)
     omp_set_num_threads(INFER_THREADS);
     tlb_error err;
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
-        if (ops_select(NULL, &err) != 0 || (configs[i].bf16 && ops_set_mixed_precision(1) != 0)) {
+        op_table ops;
+        if (ops_table_select(&ops, NULL, &err) != 0 || (configs[i].bf16 && ops_table_set_bf16(&ops, 1) != 0)) {
             printf("%-28s not run: %s\n", configs[i].label,
                    configs[i].bf16 ? "mixed precision needs AVX512_BF16" : err.msg);
             continue;
         }
         const tlb_model_config c = model_config_seed();
         tlb_model m;
-        if (model_create(&m, &c, &err) != 0 || model_plan(&m, B, &err) == 0) {
+        if (model_create(&m, &c, &err) != 0 || (model_use_ops(&m, &ops), model_plan(&m, B, &err)) != 0) {
             printf("%-28s failed: %s\n", configs[i].label, err.msg);
             model_destroy(&m);
             continue;
@@ -118,7 +119,6 @@ void bench_infer(const bench_opts *o)
         free(x);
         model_destroy(&m);
     }
-    ops_select(NULL, &err); /* back to fp32, the automatic choice */
     omp_set_num_threads(o->threads);
     if (csv) fclose(csv);
     printf("\n(target: twice PyTorch 1.13 on the issue's machine, 865 img/s fp32 and 1,651 bf16 autocast;\n"

@@ -52,7 +52,8 @@ int main(int argc, char **argv)
     }
     const int mb = o.micro_batch > 0 ? o.micro_batch : bench_trainer_micro_batch(o.batch);
     tlb_error err;
-    if (ops_select(NULL, &err) != 0) {
+    op_table ops;
+    if (ops_table_select(&ops, NULL, &err) != 0) {
         fprintf(stderr, "tlb_bench: %s\n", err.msg);
         return 1;
     }
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
     printf("# tlb_bench %s, %d threads, micro-batch %d (%s), CSV in %s/\n", when, o.threads, mb,
            o.micro_batch > 0 ? "from the flags" : "the trainer's rule for the batch", o.out_dir);
     printf("automatic choice:");
-    for (int op = 0; op < ops_count(); op++) printf(" %s:%s", ops_name(op), backend_name(ops_chosen(op)));
+    for (int op = 0; op < ops_count(); op++) printf(" %s:%s", ops_name(op), backend_name(ops.backend[op]));
     printf("\n");
 
     bench_machine m = {0};

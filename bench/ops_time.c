@@ -290,7 +290,8 @@ static void time_small(const bench_opts *o, const tlb_model_config *c, int B, do
 void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_summary *sum)
 {
     tlb_error err;
-    ops_select(NULL, &err); /* the automatic choice, for the markers */
+    op_table automatic; /* the automatic choice (and TLB_BACKEND), for the markers */
+    ops_table_select(&automatic, NULL, &err);
     const tlb_model_config c = model_config_seed();
     model_layout l;
     model_layout_build(&l, &c);
@@ -325,7 +326,7 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
     for (int r = 0; r < nrows; r++) {
         const row *w = &rows[r];
         const int id = ops_find(w->op);
-        const tlb_backend chosen = ops_chosen(id);
+        const tlb_backend chosen = automatic.backend[id];
         int fastest = -1;
         for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
             if (w->t[be] <= 0) continue;
@@ -385,7 +386,7 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
                 total[be] += rows[q].t[be] * rows[q].calls;
             }
         }
-        const tlb_backend chosen = ops_chosen(ops_find(rows[r].op));
+        const tlb_backend chosen = automatic.backend[ops_find(rows[r].op)];
         int fastest = -1;
         for (int be = 0; be < TLB_BACKEND_COUNT; be++)
             if (complete[be] && (fastest < 0 || total[be] < total[fastest])) fastest = be;

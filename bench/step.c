@@ -66,30 +66,33 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
     /* "bf16" or "bf16,SPEC": mixed precision over the automatic choice or SPEC */
     const int mixed = spec && strncmp(spec, "bf16", 4) == 0;
     if (mixed) spec = spec[4] == ',' ? spec + 5 : NULL;
-    if (ops_select(spec, &err) != 0) {
+    op_table ops;
+    if (ops_table_select(&ops, spec, &err) != 0) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
         return;
     }
-    if (mixed && ops_set_mixed_precision(1) != 0) {
+    if (mixed && ops_table_set_bf16(&ops, 1) != 0) {
         snprintf(r->error, sizeof r->error, "mixed precision needs AVX512_BF16");
         return;
     }
     for (int op = 0; op < ops_count(); op++) {
         const size_t at = strlen(r->backends);
-        const int bf16 = mixed && strcmp(ops_name(op), "dense") == 0;
+        const int bf16 = ops.bf16_dense && op == TLB_OP_dense;
         snprintf(r->backends + at, sizeof r->backends - at, "%s%s:%s", op ? " " : "", ops_name(op),
-                 bf16 ? "bf16" : backend_name(ops_chosen(op)));
+                 bf16 ? "bf16" : backend_name(ops.backend[op]));
     }
     tlb_model m;
     if (model_create(&m, c, &err) != 0) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
         return;
     }
-    const size_t acts = model_plan(&m, mb, &err);
-    if (acts == 0) {
+    model_use_ops(&m, &ops);
+    if (model_plan(&m, mb, &err) != 0 || (o->batch % mb && model_prepare_batch(&m, o->batch % mb, &err) != 0)) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
+        model_destroy(&m);
         return;
     }
+    const size_t acts = model_plan_bytes(&m, mb);
     init_keras(&m, 1);
     const size_t n = model_num_params(&m), per = (size_t)c->image_size * c->image_size * 3;
     float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));

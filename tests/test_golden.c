@@ -9,11 +9,20 @@
 #include "train/golden.h"
 #include "ops/ops.h"
 
-static void expect_pass(const char *path)
+/* The automatic fp32 choice (and TLB_BACKEND), as `tlb check` runs. */
+static op_table default_ops(void)
+{
+    op_table ops;
+    tlb_error err;
+    cr_assert_eq(ops_table_select(&ops, NULL, &err), 0, "%s", err.msg);
+    return ops;
+}
+
+static void expect_pass_on(const char *path, const op_table *ops)
 {
     tlb_error err = {{0}};
     golden_report r;
-    cr_assert_eq(golden_check(path, &r, &err), 0, "%s: %s", path, err.msg);
+    cr_assert_eq(golden_check(path, ops, &r, &err), 0, "%s: %s", path, err.msg);
     for (int g = 0; g < r.num_groups; g++) {
         const golden_group *x = &r.groups[g];
         cr_expect_leq(x->worst_ratio, 1.0, "%s: group %s: %s err %.3e > tol %.3e", path, x->name,
@@ -24,6 +33,12 @@ static void expect_pass(const char *path)
             cr_expect_leq(x->worst_rel, 2e-5, "%s: group %s relative error %.3e", path, x->name, x->worst_rel);
     }
     cr_assert(r.passed, "%s failed", path);
+}
+
+static void expect_pass(const char *path)
+{
+    const op_table ops = default_ops();
+    expect_pass_on(path, &ops);
 }
 
 Test(golden, tiny_keras) { expect_pass("tests/data/tiny_keras.safetensors"); }
@@ -41,15 +56,15 @@ Test(golden, every_backend)
     tlb_error err;
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
         if (!backend_supported((tlb_backend)b)) continue;
-        cr_assert_eq(ops_select(backend_name((tlb_backend)b), &err), 0, "%s", err.msg);
-        expect_pass("tests/data/tiny_keras.safetensors");
-        expect_pass("tests/data/tiny_paper.safetensors");
-        expect_pass("tests/data/unit_block.safetensors");
-        expect_pass("tests/data/state_learned_keras.safetensors");
-        expect_pass("tests/data/state_sinusoid_paper.safetensors");
-        expect_pass("tests/data/state_zeros_readout_keras.safetensors");
+        op_table ops;
+        cr_assert_eq(ops_table_select(&ops, backend_name((tlb_backend)b), &err), 0, "%s", err.msg);
+        expect_pass_on("tests/data/tiny_keras.safetensors", &ops);
+        expect_pass_on("tests/data/tiny_paper.safetensors", &ops);
+        expect_pass_on("tests/data/unit_block.safetensors", &ops);
+        expect_pass_on("tests/data/state_learned_keras.safetensors", &ops);
+        expect_pass_on("tests/data/state_sinusoid_paper.safetensors", &ops);
+        expect_pass_on("tests/data/state_zeros_readout_keras.safetensors", &ops);
     }
-    ops_select(NULL, &err);
 }
 
 /* A copy of `src` at `path` (a mkstemp template) whose tensor `name` has its
@@ -108,9 +123,10 @@ Test(golden, detects_a_wrong_logit)
 {
     char path[] = "/tmp/tlb_golden_XXXXXX";
     copy_edited("tests/data/tiny_keras.safetensors", "logits", skew_f32, NULL, path);
+    const op_table ops = default_ops();
     golden_report r;
     tlb_error err;
-    cr_assert_eq(golden_check(path, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(golden_check(path, &ops, &r, &err), 0, "%s", err.msg);
     cr_expect_not(r.passed, "a logit off by 1%% was not detected");
     unlink(path);
 }
@@ -126,23 +142,24 @@ Test(golden, slow_state_scalars_are_read)
         {"config.readout", -1, "config.readout must be"},
         {"config.num_state_tokens", -2, "num_state_tokens"},
     };
+    const op_table ops = default_ops();
     golden_report r;
     tlb_error err;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char path[] = "/tmp/tlb_golden_state_XXXXXX";
         copy_with_i32(src, bad[i].name, bad[i].value, path);
-        cr_expect_neq(golden_check(path, &r, &err), 0, "%s = %d accepted", bad[i].name, bad[i].value);
+        cr_expect_neq(golden_check(path, &ops, &r, &err), 0, "%s = %d accepted", bad[i].name, bad[i].value);
         cr_expect(strstr(err.msg, path) && strstr(err.msg, bad[i].msg), "message: %s", err.msg);
         unlink(path);
     }
     char path[] = "/tmp/tlb_golden_state_XXXXXX";
     copy_with_i32(src, "config.state_init", 0, path);
-    cr_assert_eq(golden_check(path, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(golden_check(path, &ops, &r, &err), 0, "%s", err.msg);
     cr_expect_not(r.passed, "the learned file passed as state_init zeros");
     unlink(path);
     char path2[] = "/tmp/tlb_golden_state_XXXXXX";
     copy_with_i32(src, "config.readout", 0, path2);
-    cr_assert_eq(golden_check(path2, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(golden_check(path2, &ops, &r, &err), 0, "%s", err.msg);
     cr_expect_not(r.passed, "the state-readout file passed as readout last_fast");
     unlink(path2);
 }

@@ -817,29 +817,38 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     char path[1400];
     cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL}), 0);
 
-    /* What ran, by the registry itself (this process chooses as tlb did). */
+    /* What ran, chosen as tlb does: the automatic backends and the config's
+     * mixed_precision (on by default), so the precision is this CPU's:
+     * "bf16 dense" with AVX512_BF16, "fp32" without. */
     tlb_error err;
-    cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
+    op_table ops;
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, &err), 0, "%s", err.msg);
+    const int bf16 = ops.bf16_dense;
+    cr_expect_eq(bf16, ops_mixed_precision_supported(), "mixed precision where the CPU has AVX512_BF16 only");
     run_numerics now;
-    numerics_current(&now);
+    numerics_of(&now, &ops);
     unsigned char *json;
     size_t n;
     snprintf(path, sizeof path, "%s/summary.json", run_dir);
     slurp(path, &json, &n);
-    char want[64];
-    snprintf(want, sizeof want, "\"dense\":\t\"%s\"", backend_name(ops_chosen(ops_find("dense"))));
+    char want[160];
+    snprintf(want, sizeof want, "\"dense\":\t\"%s\"", bf16 ? "bf16" : backend_name(ops.backend[TLB_OP_dense]));
     cr_expect(strstr((char *)json, want) != NULL, "%s not in summary.json: %s", want, json);
-    cr_expect(strstr((char *)json, "\"precision\":\t\"fp32\"") != NULL, "%s", json);
+    snprintf(want, sizeof want, "\"precision\":\t\"%s\"", now.precision);
+    cr_expect(strstr((char *)json, want) != NULL, "%s not in summary.json: %s", want, json);
     free(json);
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
     st_file f;
     cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
     cr_expect_str_eq(st_meta(&f, "backends"), now.backends);
-    cr_expect_str_eq(st_meta(&f, "precision"), "fp32");
+    cr_expect_str_eq(st_meta(&f, "precision"), now.precision);
     st_close(&f);
 
-    expect_one_line(2, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL},
-                    "resuming would change the numerics: dense ran on", "pass --accept-numerics");
+    /* Under TLB_BACKEND=ref the first op on another backend is dense in fp32;
+     * in bf16 dense stays bf16 and it is layernorm (the next in op order). */
+    snprintf(want, sizeof want, "resuming would change the numerics: %s ran on", bf16 ? "layernorm" : "dense");
+    expect_one_line(2, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}, want,
+                    "pass --accept-numerics");
     cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, "--accept-numerics", NULL}),
                  0);
     char msg[4096];
@@ -848,20 +857,22 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     cr_expect_eq(run_tlb(errf, NULL, (const char *[]){"train", cfg, "--accept-numerics", NULL}), 2,
                  "--accept-numerics is for --resume only");
 
-    /* Written in bf16 (as on a CPU with AVX512_BF16), resumed here in fp32;
-     * then a checkpoint written before the fields existed: resumes, unchecked. */
+    /* Written in the other precision (bf16 where this CPU runs fp32, fp32
+     * where it runs bf16), resumed here; then a checkpoint written before the
+     * fields existed: resumes, unchecked. */
     loaded_run r;
     open_run(&r, run_dir);
     train_position pos;
     cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
     char text[8192];
     run_config_write_canonical(&r.config, text, sizeof text);
-    run_numerics bf16 = now;
-    snprintf(bf16.precision, sizeof bf16.precision, "bf16 dense");
-    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &bf16, &err), 0,
+    run_numerics other = now;
+    const char *other_precision = bf16 ? "fp32" : "bf16 dense";
+    snprintf(other.precision, sizeof other.precision, "%s", other_precision);
+    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &other, &err), 0,
                  "%s", err.msg);
-    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL},
-                    "numerics: precision was bf16 dense, now fp32 (", "pass --accept-numerics");
+    snprintf(want, sizeof want, "numerics: precision was %s, now %s (", other_precision, now.precision);
+    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, "pass --accept-numerics");
     cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, NULL, &err), 0,
                  "%s", err.msg);
     close_run(&r);

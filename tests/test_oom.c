@@ -21,7 +21,7 @@ Test(oom, model_create_and_plan_fail_cleanly)
         tlb_error err = {{0}};
         alloc_fail_next(k);
         const int created = model_create(&m, &c, &err) == 0;
-        const int planned = created && model_plan(&m, 4, &err) != 0;
+        const int planned = created && model_plan(&m, 4, &err) == 0;
         alloc_fail_next(-1);
         if (created) model_destroy(&m);
         if (created && planned) break; /* k is past the last allocation */

@@ -1,7 +1,8 @@
-/* ops_registry: ops_select specs, TLB_BACKEND, introspection. */
+/* ops_registry: op tables (ops_table_select specs, TLB_BACKEND), introspection. */
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <stddef.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,33 +11,36 @@
 #include "op_testing.h"
 #include "ops/ops.h"
 
+/* The table under test (each test is its own process under Criterion). */
+static op_table t;
+
 static void restore_automatic(void)
 {
     unsetenv("TLB_BACKEND");
     tlb_error err;
-    ops_select(NULL, &err);
+    ops_table_select(&t, NULL, &err);
 }
 
 static void start_automatic(void) { restore_automatic(); }
 
 TestSuite(ops_registry, .init = start_automatic, .fini = restore_automatic);
 
-/* Where each op's chosen implementation lives in tlb_ops. */
+/* Where each op's chosen implementation lives in an op_table. */
 static const struct {
     const char *name;
-    const void *slot;
+    size_t offset;
     size_t size;
 } table_slots[] = {
-#define TABLE_SLOT(name, ...) {#name, &tlb_ops.name, sizeof(name##_op)},
+#define TABLE_SLOT(name, ...) {#name, offsetof(op_table, name), sizeof(name##_op)},
     TLB_OP_LIST(TABLE_SLOT)
 #undef TABLE_SLOT
 };
 
-/* tlb_ops holds exactly ops_impl(op, ops_chosen(op)). */
+/* t holds exactly ops_impl(op, t.backend[op]). */
 static void expect_table_consistent(const char *when)
 {
     for (int op = 0; op < ops_count(); op++) {
-        const tlb_backend b = ops_chosen(op);
+        const tlb_backend b = t.backend[op];
         const void *impl = ops_impl(op, b);
         cr_expect_not_null(impl, "%s: op %s chose backend %s, which lacks it", when,
                            ops_name(op), backend_name(b));
@@ -47,8 +51,8 @@ static void expect_table_consistent(const char *when)
             if (strcmp(table_slots[i].name, ops_name(op)) != 0) continue;
             found = 1;
             if (impl)
-                cr_expect(memcmp(table_slots[i].slot, impl, table_slots[i].size) == 0,
-                          "%s: tlb_ops.%s is not the %s implementation", when, ops_name(op),
+                cr_expect(memcmp((const char *)&t + table_slots[i].offset, impl, table_slots[i].size) == 0,
+                          "%s: slot %s is not the %s implementation", when, ops_name(op),
                           backend_name(b));
         }
         cr_expect(found, "op %s has no slot in this test's table", ops_name(op));
@@ -79,28 +83,28 @@ Test(ops_registry, introspection)
 Test(ops_registry, select_ref_forces_every_op)
 {
     tlb_error err = {{0}};
-    cr_assert_eq(ops_select("ref", &err), 0, "%s", err.msg);
+    cr_assert_eq(ops_table_select(&t, "ref", &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++)
-        cr_expect_eq(ops_chosen(op), TLB_BACKEND_REF, "op %s is on %s after \"ref\"",
-                     ops_name(op), backend_name(ops_chosen(op)));
-    expect_table_consistent("after ops_select(\"ref\")");
+        cr_expect_eq(t.backend[op], TLB_BACKEND_REF, "op %s is on %s after \"ref\"",
+                     ops_name(op), backend_name(t.backend[op]));
+    expect_table_consistent("after ops_table_select(&t, \"ref\")");
 }
 
 Test(ops_registry, select_one_op)
 {
     tlb_backend automatic[64];
-    for (int op = 0; op < ops_count(); op++) automatic[op] = ops_chosen(op);
+    for (int op = 0; op < ops_count(); op++) automatic[op] = t.backend[op];
     tlb_error err = {{0}};
-    cr_assert_eq(ops_select("dense:ref", &err), 0, "%s", err.msg);
+    cr_assert_eq(ops_table_select(&t, "dense:ref", &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++) {
         const tlb_backend want = strcmp(ops_name(op), "dense") == 0 ? TLB_BACKEND_REF : automatic[op];
-        cr_expect_eq(ops_chosen(op), want, "after \"dense:ref\": op %s on %s, expected %s",
-                     ops_name(op), backend_name(ops_chosen(op)), backend_name(want));
+        cr_expect_eq(t.backend[op], want, "after \"dense:ref\": op %s on %s, expected %s",
+                     ops_name(op), backend_name(t.backend[op]), backend_name(want));
     }
     expect_table_consistent("after \"dense:ref\"");
     /* A backend-wide choice mixed with per-op ones, later entries winning. */
-    cr_assert_eq(ops_select("ref,gelu:ref,attention:ref", &err), 0, "%s", err.msg);
-    for (int op = 0; op < ops_count(); op++) cr_expect_eq(ops_chosen(op), TLB_BACKEND_REF);
+    cr_assert_eq(ops_table_select(&t, "ref,gelu:ref,attention:ref", &err), 0, "%s", err.msg);
+    for (int op = 0; op < ops_count(); op++) cr_expect_eq(t.backend[op], TLB_BACKEND_REF);
 }
 
 /* Each supported backend name selects it for every op it implements and keeps
@@ -108,24 +112,24 @@ Test(ops_registry, select_one_op)
 Test(ops_registry, select_each_supported_backend)
 {
     tlb_backend automatic[64];
-    for (int op = 0; op < ops_count(); op++) automatic[op] = ops_chosen(op);
+    for (int op = 0; op < ops_count(); op++) automatic[op] = t.backend[op];
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
         tlb_error err = {{0}};
         const char *name = backend_name((tlb_backend)b);
         if (!backend_supported((tlb_backend)b)) {
-            cr_expect_eq(ops_select(name, &err), -1, "unsupported backend %s accepted", name);
+            cr_expect_eq(ops_table_select(&t, name, &err), -1, "unsupported backend %s accepted", name);
             cr_expect(strstr(err.msg, name) != NULL, "error does not name %s: %s", name, err.msg);
             continue;
         }
-        cr_assert_eq(ops_select(name, &err), 0, "\"%s\": %s", name, err.msg);
+        cr_assert_eq(ops_table_select(&t, name, &err), 0, "\"%s\": %s", name, err.msg);
         for (int op = 0; op < ops_count(); op++) {
             const tlb_backend want = ops_impl(op, (tlb_backend)b) ? (tlb_backend)b : automatic[op];
-            cr_expect_eq(ops_chosen(op), want, "after \"%s\": op %s on %s, expected %s", name,
-                         ops_name(op), backend_name(ops_chosen(op)), backend_name(want));
+            cr_expect_eq(t.backend[op], want, "after \"%s\": op %s on %s, expected %s", name,
+                         ops_name(op), backend_name(t.backend[op]), backend_name(want));
             if (ops_impl(op, (tlb_backend)b))
-                cr_expect_eq(ops_force(op, (tlb_backend)b), 0);
+                cr_expect_eq(ops_table_force(&t, op, (tlb_backend)b), 0);
             else
-                cr_expect_eq(ops_force(op, (tlb_backend)b), -1, "ops_force(%s, %s) accepted",
+                cr_expect_eq(ops_table_force(&t, op, (tlb_backend)b), -1, "ops_table_force(&t, %s, %s) accepted",
                              ops_name(op), name);
         }
         expect_table_consistent(name);
@@ -144,7 +148,7 @@ Test(ops_registry, errors_name_the_culprit)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tlb_error err = {{0}};
-        cr_expect_eq(ops_select(bad[i].spec, &err), -1, "spec \"%s\" accepted", bad[i].spec);
+        cr_expect_eq(ops_table_select(&t, bad[i].spec, &err), -1, "spec \"%s\" accepted", bad[i].spec);
         cr_expect(strstr(err.msg, bad[i].named) != NULL,
                   "error for \"%s\" does not name '%s': %s", bad[i].spec, bad[i].named, err.msg);
     }
@@ -154,24 +158,24 @@ Test(ops_registry, environment_overrides)
 {
     tlb_error err = {{0}};
     cr_assert_eq(setenv("TLB_BACKEND", "ref", 1), 0);
-    cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(ops_table_select(&t, NULL, &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++)
-        cr_expect_eq(ops_chosen(op), TLB_BACKEND_REF, "TLB_BACKEND=ref: op %s on %s",
-                     ops_name(op), backend_name(ops_chosen(op)));
+        cr_expect_eq(t.backend[op], TLB_BACKEND_REF, "TLB_BACKEND=ref: op %s on %s",
+                     ops_name(op), backend_name(t.backend[op]));
     /* the environment is applied after the spec, so it wins */
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
         if (!backend_supported((tlb_backend)b)) continue;
-        cr_assert_eq(ops_select(backend_name((tlb_backend)b), &err), 0, "%s", err.msg);
+        cr_assert_eq(ops_table_select(&t, backend_name((tlb_backend)b), &err), 0, "%s", err.msg);
         for (int op = 0; op < ops_count(); op++)
-            cr_expect_eq(ops_chosen(op), TLB_BACKEND_REF, "spec %s, TLB_BACKEND=ref: op %s on %s",
+            cr_expect_eq(t.backend[op], TLB_BACKEND_REF, "spec %s, TLB_BACKEND=ref: op %s on %s",
                          backend_name((tlb_backend)b), ops_name(op),
-                         backend_name(ops_chosen(op)));
+                         backend_name(t.backend[op]));
     }
     cr_assert_eq(setenv("TLB_BACKEND", "dense:bogus", 1), 0);
-    cr_expect_eq(ops_select(NULL, &err), -1, "TLB_BACKEND=dense:bogus accepted");
+    cr_expect_eq(ops_table_select(&t, NULL, &err), -1, "TLB_BACKEND=dense:bogus accepted");
     cr_expect(strstr(err.msg, "TLB_BACKEND") && strstr(err.msg, "bogus"),
               "error does not name the variable and the value: %s", err.msg);
     unsetenv("TLB_BACKEND");
-    cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(ops_table_select(&t, NULL, &err), 0, "%s", err.msg);
     expect_table_consistent("after unsetenv");
 }

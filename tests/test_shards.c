@@ -23,13 +23,14 @@ typedef struct {
 } run_result;
 
 /* One forward + backward of B samples, planned with `threads` OpenMP threads. */
-static run_result run(tlb_model_config c, int threads)
+static run_result run(const op_table *ops, tlb_model_config c, int threads)
 {
     omp_set_num_threads(threads);
     tlb_model m;
     tlb_error err;
     cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
-    cr_assert_neq(model_plan(&m, B, &err), 0, "%s", err.msg);
+    model_use_ops(&m, ops);
+    cr_assert_eq(model_plan(&m, B, &err), 0, "%s", err.msg);
     rng_stream r = {17, 0};
     const size_t n = model_num_params(&m);
     for (size_t i = 0; i < n; i++) m.params[i] = 0.4f * (rng_next_uniform(&r) - 0.5f);
@@ -80,8 +81,9 @@ static size_t num_params(tlb_model_config c)
 static void sharded_matches_unsharded(tlb_model_config c, const char *spec)
 {
     const tlb_wiring wiring = c.wiring;
-    cr_assert_eq(ops_select(spec, NULL), 0);
-    const run_result one = run(c, 1), three = run(c, 3), again = run(c, 3);
+    op_table ops;
+    cr_assert_eq(ops_table_select(&ops, spec, NULL), 0);
+    const run_result one = run(&ops, c, 1), three = run(&ops, c, 3), again = run(&ops, c, 3);
     cr_assert_eq(one.shards, 1);
     cr_assert_eq(three.shards, 3, "3 threads should give 3 shards, got %d", three.shards);
     /* Forward: every op is row-local, so the logits do not depend on the
@@ -90,7 +92,7 @@ static void sharded_matches_unsharded(tlb_model_config c, const char *spec)
      * so there they agree to rounding. */
     double lscale;
     const double lworst = max_diff(one.logits, three.logits, sizeof one.logits / sizeof(float), 1.0, &lscale);
-    if (ops_chosen(ops_find("dense")) == TLB_BACKEND_DNNL) {
+    if (ops.backend[TLB_OP_dense] == TLB_BACKEND_DNNL) {
         cr_expect_leq(lworst, 1e-5 * lscale, "%s: sharded logits differ by %.3e (scale %.3e)",
                       wiring_name(wiring), lworst, lscale);
     } else {
@@ -107,7 +109,6 @@ static void sharded_matches_unsharded(tlb_model_config c, const char *spec)
     cr_expect_eq(memcmp(three.grads, again.grads, n * sizeof(float)), 0,
                  "%s: the same shard count must repeat bit for bit", wiring_name(wiring));
     free(one.grads), free(three.grads), free(again.grads);
-    ops_select(NULL, NULL);
 }
 
 Test(shards, keras_sharded_matches_unsharded) { sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), NULL); }
@@ -120,7 +121,6 @@ Test(shards, own_kernels_logits_bit_identical)
     sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), own);
     sharded_matches_unsharded(test_small_config(TLB_WIRING_PAPER), own);
     sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), "ref");
-    cr_assert_eq(ops_select(NULL, NULL), 0);
 }
 
 /* The slow-state options shard too: the learned state's batch-sum gradient
@@ -143,8 +143,9 @@ Test(shards, slow_state_options_sharded_on_ref) { state_options_shard("ref"); }
  * is far outside its tolerance. */
 Test(shards, comparison_detects_a_lost_shard)
 {
-    cr_assert_eq(ops_select(NULL, NULL), 0);
-    const run_result one = run(test_small_config(TLB_WIRING_KERAS), 1), two = run(test_small_config(TLB_WIRING_KERAS), 2);
+    op_table ops;
+    cr_assert_eq(ops_table_select(&ops, NULL, NULL), 0);
+    const run_result one = run(&ops, test_small_config(TLB_WIRING_KERAS), 1), two = run(&ops, test_small_config(TLB_WIRING_KERAS), 2);
     cr_assert_eq(two.shards, 2);
     const size_t n = num_params(test_small_config(TLB_WIRING_KERAS));
     double scale;
@@ -159,10 +160,10 @@ Test(shards, comparison_detects_a_lost_shard)
 Test(shards, dnnl_runs_sharded)
 {
     tlb_error err;
-    cr_assert_eq(ops_select("dnnl", &err), 0, "%s", err.msg);
-    const run_result one = run(test_small_config(TLB_WIRING_KERAS), 1), three = run(test_small_config(TLB_WIRING_KERAS), 3),
-                     again = run(test_small_config(TLB_WIRING_KERAS), 3);
-    cr_assert_eq(ops_select(NULL, NULL), 0);
+    op_table ops;
+    cr_assert_eq(ops_table_select(&ops, "dnnl", &err), 0, "%s", err.msg);
+    const run_result one = run(&ops, test_small_config(TLB_WIRING_KERAS), 1), three = run(&ops, test_small_config(TLB_WIRING_KERAS), 3),
+                     again = run(&ops, test_small_config(TLB_WIRING_KERAS), 3);
     cr_expect_eq(three.shards, 3, "dnnl should shard like the others (got %d)", three.shards);
     const size_t n = num_params(test_small_config(TLB_WIRING_KERAS));
     double scale;
@@ -216,12 +217,11 @@ Test(shards, dnnl_primitive_per_thread_count)
 Test(shards, bf16_runs_sharded)
 {
     if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
-    cr_assert_eq(ops_select(NULL, NULL), 0);
-    cr_assert_eq(ops_set_mixed_precision(1), 0);
-    const run_result one = run(test_small_config(TLB_WIRING_KERAS), 1), three = run(test_small_config(TLB_WIRING_KERAS), 3),
-                     again = run(test_small_config(TLB_WIRING_KERAS), 3);
-    cr_assert_eq(ops_mixed_precision(), 1, "the precision survived the runs");
-    cr_assert_eq(ops_select(NULL, NULL), 0);
+    op_table ops;
+    ops_table_automatic(&ops);
+    cr_assert_eq(ops_table_set_bf16(&ops, 1), 0);
+    const run_result one = run(&ops, test_small_config(TLB_WIRING_KERAS), 1), three = run(&ops, test_small_config(TLB_WIRING_KERAS), 3),
+                     again = run(&ops, test_small_config(TLB_WIRING_KERAS), 3);
     cr_expect_eq(three.shards, 3);
     const size_t n = num_params(test_small_config(TLB_WIRING_KERAS));
     double scale;

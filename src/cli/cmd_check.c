@@ -39,7 +39,8 @@ int cmd_check(int argc, char **argv)
         return 2;
     }
     tlb_error err;
-    if (ops_select(NULL, &err) != 0) {
+    op_table ops; /* fp32 on the automatic choice and TLB_BACKEND: the golden tolerances are fp32's */
+    if (ops_table_select(&ops, NULL, &err) != 0) {
         fprintf(stderr, "tlb check: %s\n", err.msg);
         return 2;
     }
@@ -51,7 +52,7 @@ int cmd_check(int argc, char **argv)
             bad_input = 1;
             continue;
         }
-        if (golden_check(argv[i], &r, &err) != 0) {
+        if (golden_check(argv[i], &ops, &r, &err) != 0) {
             fprintf(stderr, "tlb check: %s\n", err.msg);
             failed = 1;
             continue;

@@ -9,7 +9,8 @@ int cmd_ops(int argc, char **argv)
 {
     tlb_error err;
     const char *spec = argc > 1 ? argv[1] : NULL;
-    if (ops_select(spec, &err) != 0) {
+    op_table ops;
+    if (ops_table_select(&ops, spec, &err) != 0) {
         fprintf(stderr, "tlb ops: %s\n", err.msg);
         return 2;
     }
@@ -24,7 +25,7 @@ int cmd_ops(int argc, char **argv)
                                : backend_supported((tlb_backend)b) ? "yes" : "no-cpu";
             printf("%-10s", mark);
         }
-        printf("%s\n", backend_name(ops_chosen(op)));
+        printf("%s\n", backend_name(ops.backend[op]));
     }
     printf("\nyes: implemented and runnable here; no-cpu: implemented, this CPU lacks the ISA;"
            " -: not implemented.\nOverride with TLB_BACKEND=ref or TLB_BACKEND=dense:dnnl,gelu:ref"

@@ -169,7 +169,7 @@ int cmd_predict(int argc, char **argv)
     const int cap = r.infer.capacity;
     for (int at = 0; at < nfiles; at += cap) {
         const int n = nfiles - at < cap ? nfiles - at : cap;
-        model_inference_run(&r.infer, inputs + (size_t)at * img_floats, NULL, n);
+        (void)model_inference_run(&r.infer, inputs + (size_t)at * img_floats, NULL, n, NULL); /* n <= cap */
         for (int b = 0; b < n; b++) {
             class_softmax(probs + (size_t)(at + b) * V, r.infer.logits + (size_t)b * V, V);
             if (maps) attention_maps(maps + (size_t)(at + b) * nmaps * N, &r.infer, b);

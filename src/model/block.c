@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "ops/dense_bf16.h"
+
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk)
 {
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
@@ -47,7 +49,56 @@ void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq,
     s->d_ln_v = arena_take(a, rk * d.D);
 }
 
-void block_forward(block_acts *a, block_scratch *s, const float *params, const attn_params *ap,
+void kernels_dense_forward(const block_kernels *k, float *out, const float *inp, const float *params,
+                           size_t w_at, size_t b_at, int M, int K, int N)
+{
+    if (k->params16)
+        dense_bf16_forward(out, inp, k->params16 + w_at, params + b_at, M, K, N, k->staging);
+    else
+        k->ops->dense.forward(out, inp, params + w_at, params + b_at, M, K, N);
+}
+
+void kernels_dense_backward(const block_kernels *k, float *dinp, float *grads, const float *dout,
+                            const float *inp, const float *params, size_t w_at, size_t b_at, int M,
+                            int K, int N)
+{
+    if (k->params16)
+        dense_bf16_backward(dinp, grads + w_at, grads + b_at, dout, inp, k->params16 + w_at, M, K, N,
+                            k->staging);
+    else
+        k->ops->dense.backward(dinp, grads + w_at, grads + b_at, dout, inp, params + w_at, M, K, N);
+}
+
+int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *staging, tlb_error *err)
+{
+    if (k->ops->bf16_dense) {
+        const size_t need = dense_bf16_staging(M, K, N);
+        if (need > *staging) *staging = need;
+        return dense_bf16_prepare(M, K, N, err);
+    }
+    return k->ops->dense.prepare ? k->ops->dense.prepare(M, K, N, err) : 0;
+}
+
+int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, size_t *staging,
+                  tlb_error *err)
+{
+    const op_table *o = k->ops;
+    const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
+    if (o->layernorm.prepare &&
+        (o->layernorm.prepare(rq, d.D, err) != 0 || o->layernorm.prepare(rk, d.D, err) != 0))
+        return -1;
+    if (kernels_dense_prepare(k, rq, d.D, HK, staging, err) != 0 ||
+        kernels_dense_prepare(k, rk, d.D, HK, staging, err) != 0 ||
+        kernels_dense_prepare(k, rq, HK, d.D, staging, err) != 0 ||
+        kernels_dense_prepare(k, rq, d.D, d.F, staging, err) != 0 ||
+        kernels_dense_prepare(k, rq, d.F, d.D, staging, err) != 0)
+        return -1;
+    if (o->attention.prepare && o->attention.prepare(B, Tq, Tk, d.H, d.K, err) != 0) return -1;
+    if (o->gelu.prepare && o->gelu.prepare((size_t)rq * d.F, err) != 0) return -1;
+    return 0;
+}
+
+void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, const float *params, const attn_params *ap,
                    const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
                    int Tq, int Tk, const block_dropout *drop)
 {
@@ -57,33 +108,34 @@ void block_forward(block_acts *a, block_scratch *s, const float *params, const a
     a->x_kv = x_kv;
 
     /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
-    tlb_ops.layernorm.forward(a->ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
+    k->ops->layernorm.forward(a->ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
                               w + ap->ln_q_beta, rq, d.D);
-    tlb_ops.layernorm.forward(a->ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
+    k->ops->layernorm.forward(a->ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
                               w + ap->ln_k_beta, rk, d.D);
-    tlb_ops.layernorm.forward(a->ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
+    k->ops->layernorm.forward(a->ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
                               w + ap->ln_v_beta, rk, d.D);
-    tlb_ops.dense.forward(a->q, a->ln_q, w + ap->q_kernel, w + ap->q_bias, rq, d.D, HK);
-    tlb_ops.dense.forward(a->k, a->ln_k, w + ap->k_kernel, w + ap->k_bias, rk, d.D, HK);
-    tlb_ops.dense.forward(a->v, a->ln_v, w + ap->v_kernel, w + ap->v_bias, rk, d.D, HK);
-    tlb_ops.attention.forward(a->att, a->probs, a->q, a->k, a->v, B, Tq, Tk, d.H, d.K,
+    kernels_dense_forward(k, a->q, a->ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
+    kernels_dense_forward(k, a->k, a->ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
+    kernels_dense_forward(k, a->v, a->ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
+    k->ops->attention.forward(a->att, a->probs, a->q, a->k, a->v, B, Tq, Tk, d.H, d.K,
                               drop ? &drop->attn : NULL);
-    tlb_ops.dense.forward(a->attn_out, a->att, w + ap->o_kernel, w + ap->o_bias, rq, HK, d.D);
-    tlb_ops.residual.forward(a->attn_out, a->attn_out, x_q, (size_t)rq * d.D);
+    kernels_dense_forward(k, a->attn_out, a->att, w, ap->o_kernel, ap->o_bias, rq, HK, d.D);
+    k->ops->residual.forward(a->attn_out, a->attn_out, x_q, (size_t)rq * d.D);
 
     /* FFN with its dropout before the residual add. */
-    tlb_ops.layernorm.forward(a->ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
+    k->ops->layernorm.forward(a->ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
                               w + fp->ln_beta, rq, d.D);
-    tlb_ops.dense.forward(a->h, a->ln_f, w + fp->fc1_kernel, w + fp->fc1_bias, rq, d.D, d.F);
-    tlb_ops.gelu.forward(s->g, a->h, (size_t)rq * d.F);
-    tlb_ops.dense.forward(a->out, s->g, w + fp->fc2_kernel, w + fp->fc2_bias, rq, d.F, d.D);
+    kernels_dense_forward(k, a->h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, rq, d.D, d.F);
+    k->ops->gelu.forward(s->g, a->h, (size_t)rq * d.F);
+    kernels_dense_forward(k, a->out, s->g, w, fp->fc2_kernel, fp->fc2_bias, rq, d.F, d.D);
     if (drop && drop->ffn.rate > 0.0f)
-        tlb_ops.dropout.forward(a->out, a->out, B, (size_t)Tq * d.D, &drop->ffn);
-    tlb_ops.residual.forward(a->out, a->out, a->attn_out, (size_t)rq * d.D);
+        k->ops->dropout.forward(a->out, a->out, B, (size_t)Tq * d.D, &drop->ffn);
+    k->ops->residual.forward(a->out, a->out, a->attn_out, (size_t)rq * d.D);
 }
 
 void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
-                    const block_acts *a, const float *params, const attn_params *ap,
+                    const block_acts *a, const block_kernels *k, const float *params,
+                    const attn_params *ap,
                     const ffn_params *fp, block_scratch *s, block_dims d, int B, int Tq, int Tk,
                     const block_dropout *drop)
 {
@@ -104,34 +156,28 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
 
     /* FFN: out = attn_out + dropout(g @ W2 + b2). */
     memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float)); /* the residual path */
-    tlb_ops.dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
+    k->ops->dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
     /* The GELU output is cheaper to recompute than to keep for every step. */
-    tlb_ops.gelu.forward(s->g, a->h, rq * d.F);
-    tlb_ops.dense.backward(s->d_g, g + fp->fc2_kernel, g + fp->fc2_bias, s->d_y2, s->g,
-                           w + fp->fc2_kernel, (int)rq, d.F, d.D);
-    tlb_ops.gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
-    tlb_ops.dense.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, s->d_h, a->ln_f,
-                           w + fp->fc1_kernel, (int)rq, d.D, d.F);
-    tlb_ops.layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
+    k->ops->gelu.forward(s->g, a->h, rq * d.F);
+    kernels_dense_backward(k, s->d_g, g, s->d_y2, s->g, w, fp->fc2_kernel, fp->fc2_bias, (int)rq, d.F, d.D);
+    k->ops->gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
+    kernels_dense_backward(k, s->d_ln_f, g, s->d_h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq, d.D, d.F);
+    k->ops->layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
                                a->attn_out, w + fp->ln_gamma, a->ln_f_mean, a->ln_f_rstd, (int)rq,
                                d.D);
 
     /* Attention: attn_out = x_q + att @ Wo + bo. */
-    tlb_ops.residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
-    tlb_ops.dense.backward(s->d_att, g + ap->o_kernel, g + ap->o_bias, s->d_attn_out, a->att,
-                           w + ap->o_kernel, (int)rq, (int)HK, d.D);
-    tlb_ops.attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
+    k->ops->residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
+    kernels_dense_backward(k, s->d_att, g, s->d_attn_out, a->att, w, ap->o_kernel, ap->o_bias, (int)rq, (int)HK, d.D);
+    k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
                                Tk, d.H, d.K, drop ? &drop->attn : NULL);
-    tlb_ops.dense.backward(s->d_ln_q, g + ap->q_kernel, g + ap->q_bias, s->d_q, a->ln_q,
-                           w + ap->q_kernel, (int)rq, d.D, (int)HK);
-    tlb_ops.dense.backward(s->d_ln_k, g + ap->k_kernel, g + ap->k_bias, s->d_k, a->ln_k,
-                           w + ap->k_kernel, (int)rk, d.D, (int)HK);
-    tlb_ops.dense.backward(s->d_ln_v, g + ap->v_kernel, g + ap->v_bias, s->d_v, a->ln_v,
-                           w + ap->v_kernel, (int)rk, d.D, (int)HK);
-    tlb_ops.layernorm.backward(dx_q, g + ap->ln_q_gamma, g + ap->ln_q_beta, s->d_ln_q, a->x_q,
+    kernels_dense_backward(k, s->d_ln_q, g, s->d_q, a->ln_q, w, ap->q_kernel, ap->q_bias, (int)rq, d.D, (int)HK);
+    kernels_dense_backward(k, s->d_ln_k, g, s->d_k, a->ln_k, w, ap->k_kernel, ap->k_bias, (int)rk, d.D, (int)HK);
+    kernels_dense_backward(k, s->d_ln_v, g, s->d_v, a->ln_v, w, ap->v_kernel, ap->v_bias, (int)rk, d.D, (int)HK);
+    k->ops->layernorm.backward(dx_q, g + ap->ln_q_gamma, g + ap->ln_q_beta, s->d_ln_q, a->x_q,
                                w + ap->ln_q_gamma, a->ln_q_mean, a->ln_q_rstd, (int)rq, d.D);
-    tlb_ops.layernorm.backward(dx_kv, g + ap->ln_k_gamma, g + ap->ln_k_beta, s->d_ln_k, a->x_kv,
+    k->ops->layernorm.backward(dx_kv, g + ap->ln_k_gamma, g + ap->ln_k_beta, s->d_ln_k, a->x_kv,
                                w + ap->ln_k_gamma, a->ln_k_mean, a->ln_k_rstd, (int)rk, d.D);
-    tlb_ops.layernorm.backward(dx_kv, g + ap->ln_v_gamma, g + ap->ln_v_beta, s->d_ln_v, a->x_kv,
+    k->ops->layernorm.backward(dx_kv, g + ap->ln_v_gamma, g + ap->ln_v_beta, s->d_ln_v, a->x_kv,
                                w + ap->ln_v_gamma, a->ln_v_mean, a->ln_v_rstd, (int)rk, d.D);
 }

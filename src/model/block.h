@@ -44,12 +44,37 @@ typedef struct {
     dropout_ctx attn, ffn;
 } block_dropout;
 
+/* What the ops of a block (and of the model around it) run on: the model's op
+ * table and, in mixed precision, the bf16 copy of the parameters (laid out
+ * like them) and the calling shard's staging for bf16 activations. */
+typedef struct {
+    const op_table *ops;
+    const uint16_t *params16; /* NULL: dense in fp32 on ops->dense */
+    uint16_t *staging;        /* dense_bf16_staging() of the largest product */
+} block_kernels;
+
+/* A dense layer of the model, weights and bias at offsets into params:
+ * ops->dense, or bf16 products when k->params16 is set. */
+void kernels_dense_forward(const block_kernels *k, float *out, const float *inp, const float *params,
+                           size_t w_at, size_t b_at, int M, int K, int N);
+void kernels_dense_backward(const block_kernels *k, float *dinp, float *grads, const float *dout,
+                            const float *inp, const float *params, size_t w_at, size_t b_at, int M,
+                            int K, int N);
+/* Plan time: sets up the dense kernel for [M,K] x [K,N] on the calling thread;
+ * the bf16 values of staging it needs go into *staging (max). */
+int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *staging, tlb_error *err);
+
+/* Plan time: every op of a block over B samples (Tq, Tk rows each) set up on
+ * the calling thread (ops.h, `prepare`); *staging as above. */
+int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, size_t *staging,
+                  tlb_error *err);
+
 /* Carve a block_acts / block_scratch for up to B samples from `a` (see
  * util/arena.h: called once to measure, once to carve). */
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk);
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk);
 
-void block_forward(block_acts *acts, block_scratch *s, const float *params, const attn_params *ap,
+void block_forward(block_acts *acts, block_scratch *s, const block_kernels *k, const float *params, const attn_params *ap,
                    const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
                    int Tq, int Tk, const block_dropout *drop);
 
@@ -57,7 +82,8 @@ void block_forward(block_acts *acts, block_scratch *s, const float *params, cons
  * x_kv are the same tensor) and into the parameter gradients `grads` (laid
  * out like params). */
 void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
-                    const block_acts *acts, const float *params, const attn_params *ap,
+                    const block_acts *acts, const block_kernels *k, const float *params,
+                    const attn_params *ap,
                     const ffn_params *fp, block_scratch *s, block_dims d, int B, int Tq, int Tk,
                     const block_dropout *drop);
 

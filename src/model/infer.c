@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/walk.h"
+
 /* Carves the plan (arena protocol: measured, then carved). */
 static void carve(model_inference *inf, arena *a)
 {
@@ -41,6 +43,54 @@ static void carve(model_inference *inf, arena *a)
     }
 }
 
+/* The tile shapes a thread meets at full capacity (whole tiles and the
+ * remainder), set up on the calling thread. */
+static int prepare_tiles(const model_inference *inf, size_t *staging, tlb_error *err)
+{
+    const block_kernels k = {&inf->model->ops, NULL, NULL};
+    const int rest = inf->capacity % inf->tile;
+    if (model_walk_prepare(inf->model, &k, inf->tile, staging, err) != 0) return -1;
+    return rest ? model_walk_prepare(inf->model, &k, rest, staging, err) : 0;
+}
+
+/* Every kernel a run calls, set up on the threads that call it: each
+ * thread of the tile team (one thread per tile), and the calling thread
+ * with every thread (runs of a single tile); then the bf16 buffers. */
+static int prepare_kernels(model_inference *inf, tlb_error *err)
+{
+    size_t staging = 0;
+    if (prepare_tiles(inf, &staging, err) != 0) return -1;
+    if (inf->threads > 1) {
+        int failed = 0;
+        tlb_error first = {{0}};
+        size_t most = 0;
+#pragma omp parallel num_threads(inf->threads) reduction(max : most)
+        {
+            omp_set_num_threads(1);
+            tlb_error e;
+            size_t need = 0;
+            if (prepare_tiles(inf, &need, &e) != 0) {
+#pragma omp critical(tlb_infer_prepare_error)
+                if (!failed++) first = e;
+            }
+            most = need;
+        }
+        if (failed) {
+            if (err) *err = first;
+            return -1;
+        }
+        if (most > staging) staging = most;
+    }
+    if (!inf->model->ops.bf16_dense) return 0;
+    const size_t n = model_num_params(inf->model);
+    inf->staging_n = (staging + 31) & ~(size_t)31;
+    inf->params16 = aligned_alloc(64, ((n * sizeof(uint16_t)) + 63) & ~(size_t)63);
+    inf->staging = aligned_alloc(64, (((size_t)inf->threads * inf->staging_n * sizeof(uint16_t)) + 63) & ~(size_t)63);
+    if (!inf->params16 || !inf->staging) return tlb_fail(err, "out of memory for the bf16 weights and staging");
+    for (int i = 0; i < inf->threads; i++) inf->ws[i].staging = inf->staging + (size_t)i * inf->staging_n;
+    return 0;
+}
+
 int model_inference_plan(model_inference *inf, const tlb_model *m, int capacity, int tile,
                          unsigned flags, tlb_error *err)
 {
@@ -62,8 +112,13 @@ int model_inference_plan(model_inference *inf, const tlb_model *m, int capacity,
         return tlb_fail(err, "cannot allocate %.1f MiB for inference on %d samples", mib, capacity);
     }
     carve(inf, &inf->mem);
+    for (int i = 0; i < inf->threads; i++) inf->ws[i].plan = inf;
     /* The ops run single-threaded inside a tile: no nested teams. */
     if (inf->threads > 1) omp_set_max_active_levels(1);
+    if (prepare_kernels(inf, err) != 0) {
+        model_inference_free(inf);
+        return -1;
+    }
     return 0;
 }
 
@@ -71,91 +126,65 @@ void model_inference_free(model_inference *inf)
 {
     arena_release(&inf->mem);
     free(inf->ws);
+    free(inf->params16);
+    free(inf->staging);
     memset(inf, 0, sizeof *inf);
 }
 
-/* Samples [b0, b0+n) on one workspace: model.c's forward_shard with dropout
- * off, the per-(chunk, step) buffers replaced by w's. */
-static void run_tile(model_inference *inf, infer_workspace *w, const float *img, const int *labels,
-                     int b0, int n)
+/* The walk's step buffers in an inference tile: the workspace's one block,
+ * its output in the buffer its query stream is not in; the slow update's
+ * attention kept per chunk when asked for. */
+static block_acts tile_step(model_walk *w, int chunk, int s, const float *const stream[2])
+{
+    infer_workspace *ws = w->owner;
+    const model_inference *inf = ws->plan;
+    const tlb_model_config *c = &w->model->config;
+    const cell_step *st = &w->model->layout.steps[s];
+    block_acts a = ws->acts;
+    a.out = st->query == STREAM_SLOW ? (stream[STREAM_SLOW] == ws->slow[0] ? ws->slow[1] : ws->slow[0])
+                                     : (stream[STREAM_FAST] == ws->fast[1] ? ws->fast[2] : ws->fast[1]);
+    a.probs = ws->probs;
+    if (s == w->model->layout.num_steps - 1 && inf->slow_probs)
+        a.probs = inf->slow_probs +
+                  ((size_t)chunk * inf->capacity + w->b0) * c->num_heads * model_num_state(c) * c->chunk_size;
+    a.Tq = model_stream_rows(c, st->query), a.Tk = model_stream_rows(c, st->kv);
+    return a;
+}
+
+/* Samples [b0, b0+n) on one workspace: the model's walk with dropout off. */
+static void run_tile(model_inference *inf, infer_workspace *ws, const float *img, const int *labels, int b0, int n)
 {
     const tlb_model *m = inf->model;
     const tlb_model_config *c = &m->config;
-    const model_layout *l = &m->layout;
-    const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
-    const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
-    const int Ns = model_num_state(c), H = c->num_heads;
-    const size_t state_len = (size_t)Ns * D;
-    const float *p = m->params;
-
-    /* 1. Patch embedding. */
-    tlb_ops.patch_conv.forward(w->tok, img + (size_t)b0 * S * S * 3, p + l->conv_kernel, p + l->conv_bias,
-                               n, S, P, D);
-    tlb_ops.posemb.forward(w->tok, w->tok, p + l->pos_emb, n, N, D);
-    tlb_ops.layernorm.forward(w->tokens, w->tok_mean, w->tok_rstd, w->tok, p + l->patch_ln_gamma,
-                              p + l->patch_ln_beta, n * N, D);
-    float *slow = w->slow[0];
-    for (int b = 0; b < n; b++) {
-        float *dst = slow + (size_t)b * state_len;
-        if (c->state_init == STATE_INIT_LEARNED) memcpy(dst, p + l->state_init, state_len * sizeof(float));
-        else memset(dst, 0, state_len * sizeof(float));
-    }
-
-    /* 2. The cell over the chunks; each step writes the buffer its query
-     * stream is not in. */
-    block_dropout off;
-    memset(&off, 0, sizeof off);
-    const int keep_state = (inf->flags & INFER_STATE) || c->readout == READOUT_STATE;
-    const float *fast = NULL;
-    for (int ch = 0; ch < nchunks; ch++) {
-        for (int b = 0; b < n; b++)
-            memcpy(w->fast[0] + (size_t)b * C * D, w->tokens + ((size_t)b * N + (size_t)ch * C) * D,
-                   (size_t)C * D * sizeof(float));
-        const float *read = slow;
-        if (m->state_pe) { /* sinusoid: the table is added before the chunk reads the state */
-            for (int b = 0; b < n; b++)
-                for (size_t k = 0; k < state_len; k++)
-                    w->slow[2][b * state_len + k] = slow[b * state_len + k] + m->state_pe[k];
-            read = w->slow[2];
-        }
-        const float *stream[2] = {w->fast[0], read};
-        const int last = ch == nchunks - 1 && !keep_state ? l->num_steps - 1 : l->num_steps;
-        for (int s = 0; s < last; s++) {
-            const cell_step *st = &l->steps[s];
-            const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
-            float *out = st->query == STREAM_SLOW ? (stream[STREAM_SLOW] == w->slow[0] ? w->slow[1] : w->slow[0])
-                                                  : (stream[STREAM_FAST] == w->fast[1] ? w->fast[2] : w->fast[1]);
-            w->acts.out = out;
-            w->acts.probs = w->probs;
-            if (s == l->num_steps - 1 && inf->slow_probs)
-                w->acts.probs = inf->slow_probs + ((size_t)ch * inf->capacity + b0) * H * Ns * C;
-            w->acts.Tq = Tq, w->acts.Tk = Tk;
-            block_forward(&w->acts, &w->scratch, p, &l->attn[st->attn], &l->ffn[st->ffn], stream[st->query],
-                          stream[st->kv], m->dims, n, Tq, Tk, &off);
-            stream[st->query] = out;
-        }
-        fast = stream[STREAM_FAST];
-        slow = (float *)stream[STREAM_SLOW];
-    }
-
-    /* 3. Head, state, loss. */
-    float *logits = inf->logits + (size_t)b0 * V;
-    if (c->readout == READOUT_STATE) {
-        tlb_ops.layernorm.forward(w->readout_ln, w->readout_mean, w->readout_rstd, slow, p + l->readout_ln_gamma,
-                                  p + l->readout_ln_beta, n * Ns, D);
-        tlb_ops.meanpool.forward(w->pooled, w->readout_ln, n, Ns, D);
-    } else {
-        tlb_ops.meanpool.forward(w->pooled, fast, n, C, D);
-    }
-    tlb_ops.dense.forward(logits, w->pooled, p + l->head_kernel, p + l->head_bias, n, D, V);
-    if (inf->state) memcpy(inf->state + (size_t)b0 * state_len, slow, (size_t)n * state_len * sizeof(float));
-    if (labels)
-        tlb_ops.softmax_xent.forward(inf->losses + b0, inf->probs + (size_t)b0 * V, logits, labels + b0, n, V);
+    const size_t V = (size_t)c->num_classes, state_len = (size_t)model_num_state(c) * c->embed_dim;
+    model_walk w;
+    memset(&w, 0, sizeof w);
+    w.model = m;
+    w.kernels = (block_kernels){&m->ops, inf->params16, ws->staging};
+    w.b0 = b0, w.n = n;
+    w.tok = ws->tok, w.tok_mean = ws->tok_mean, w.tok_rstd = ws->tok_rstd, w.tokens = ws->tokens;
+    w.slow0 = ws->slow[0];
+    w.readout_ln = ws->readout_ln, w.readout_mean = ws->readout_mean, w.readout_rstd = ws->readout_rstd;
+    w.pooled = ws->pooled;
+    w.logits = inf->logits + (size_t)b0 * V;
+    w.losses = inf->losses + b0;
+    w.probs = inf->probs + (size_t)b0 * V;
+    w.final_state = inf->state ? inf->state + (size_t)b0 * state_len : NULL;
+    w.scratch = ws->scratch;
+    w.chunk_slab = ws->fast[0], w.chunk_stride = 0;
+    w.state_in = ws->slow[2], w.state_stride = 0;
+    w.step = tile_step;
+    w.owner = ws;
+    /* The last update only feeds the state and its attention maps. */
+    w.skip_unread_update = !(inf->flags & (INFER_STATE | INFER_ATTENTION)) && c->readout != READOUT_STATE;
+    model_walk_forward(&w, img, labels, NULL, NULL);
 }
 
-void model_inference_run(model_inference *inf, const float *img, const int *labels, int B)
+int model_inference_run(model_inference *inf, const float *img, const int *labels, int B, tlb_error *err)
 {
-    if (B > inf->capacity) B = inf->capacity;
+    if (B < 1 || B > inf->capacity)
+        return tlb_fail(err, "inference on %d samples: the plan holds 1 to %d", B, inf->capacity);
+    if (inf->params16) model_params_to_bf16(inf->model, inf->params16);
     const int tile = inf->tile, tiles = (B + tile - 1) / tile;
     const int teams = inf->threads < tiles ? inf->threads : tiles;
     if (teams <= 1) { /* one tile at a time, the ops free to use every thread */
@@ -163,23 +192,24 @@ void model_inference_run(model_inference *inf, const float *img, const int *labe
             const int b0 = t * tile;
             run_tile(inf, &inf->ws[0], img, labels, b0, B - b0 < tile ? B - b0 : tile);
         }
-        return;
+        return 0;
     }
     /* A tile's result does not depend on the thread that runs it. The
-     * assignment is static all the same: oneDNN's primitives are cached per
-     * thread and shape, so a thread must meet the same tile shapes every run
-     * (no allocation after the first). */
+     * assignment is static all the same: the kernels' resources are set up
+     * per thread at plan time, so a thread must meet the same tile shapes
+     * every run. */
 #pragma omp parallel num_threads(teams)
     {
         /* oneDNN sizes its work split from omp_get_max_threads(): say 1. */
         omp_set_num_threads(1);
-        infer_workspace *w = &inf->ws[omp_get_thread_num()];
+        infer_workspace *ws = &inf->ws[omp_get_thread_num()];
 #pragma omp for schedule(static, 1)
         for (int t = 0; t < tiles; t++) {
             const int b0 = t * tile;
-            run_tile(inf, w, img, labels, b0, B - b0 < tile ? B - b0 : tile);
+            run_tile(inf, ws, img, labels, b0, B - b0 < tile ? B - b0 : tile);
         }
     }
+    return 0;
 }
 
 state_diversity model_inference_state_diversity(const model_inference *inf, int B, double *work)

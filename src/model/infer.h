@@ -12,7 +12,8 @@
  * bit-identical to model_forward's; oneDNN's matmul picks its kernel by the
  * row count, so there they are equal to rounding. Work that cannot reach the
  * outputs is skipped: the last chunk's slow-state update when the head reads
- * the last fast stream (unless the final state is asked for). */
+ * the last fast stream (unless the final state or the attention maps are
+ * asked for). The walk is the model's own (model/walk.h). */
 #ifndef TLB_MODEL_INFER_H
 #define TLB_MODEL_INFER_H
 
@@ -30,8 +31,12 @@ enum {
 #define INFER_TILE_DEFAULT 64
 /* The maps of INFER_ATTENTION: model_inference_slow_attention (attention_map.h). */
 
+typedef struct model_inference model_inference;
+
 /* One thread's buffers for a tile. */
 typedef struct {
+    const model_inference *plan;
+    uint16_t *staging;                         /* bf16 activations (mixed precision), or NULL */
     float *tok, *tok_mean, *tok_rstd, *tokens; /* [tile*N, D], [tile*N] x2, [tile*N, D] */
     float *fast[3];                            /* chunk input, then two alternating outputs [tile, C, D] */
     float *slow[3];                            /* two alternating states, the sinusoid's input [tile, Ns, D] */
@@ -42,8 +47,8 @@ typedef struct {
     float *pooled;                             /* [tile, D] */
 } infer_workspace;
 
-typedef struct {
-    const tlb_model *model; /* read at every run: the plan sees parameter updates */
+struct model_inference {
+    const tlb_model *model; /* its parameters and op table, read at every run: the plan sees updates */
     int capacity, tile, threads;
     unsigned flags;
     arena mem;
@@ -53,17 +58,22 @@ typedef struct {
     float *losses;        /* [capacity] cross-entropy (with labels) */
     float *state;         /* [capacity, Ns, D] (INFER_STATE) */
     float *slow_probs;    /* [chunks][capacity, H, Ns, C] (INFER_ATTENTION) */
-} model_inference;
+    uint16_t *params16;   /* bf16 parameters, converted at each run (mixed precision) */
+    uint16_t *staging;    /* [threads][staging_n] */
+    size_t staging_n;
+};
 
 /* Plans for up to `capacity` samples in tiles of `tile` (0: INFER_TILE_DEFAULT)
- * for omp_get_max_threads() threads. 0, or -1 with err when out of memory. */
+ * for omp_get_max_threads() threads, on the model's op table: buffers, and
+ * every kernel set up on the threads that run it. 0, or -1 with err. */
 int model_inference_plan(model_inference *inf, const tlb_model *m, int capacity, int tile,
                          unsigned flags, tlb_error *err);
 void model_inference_free(model_inference *inf);
 
-/* The outputs above for B <= capacity samples of img ([B, S, S, 3]); with
- * labels also probs and losses. Allocates nothing. */
-void model_inference_run(model_inference *inf, const float *img, const int *labels, int B);
+/* The outputs above for 1 <= B <= capacity samples of img ([B, S, S, 3]);
+ * with labels also probs and losses. Allocates nothing; another B is refused
+ * (-1 with err). */
+int model_inference_run(model_inference *inf, const float *img, const int *labels, int B, tlb_error *err);
 
 /* The final state's diversity over the B samples of the last run (INFER_STATE;
  * NaN without it). work: Ns * Ns doubles. */

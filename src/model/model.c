@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/rng.h"
+#include "model/walk.h"
 
 /* The authors' fixed table (golden README, "Slow-state options"): sines in
  * the first D/2 columns, cosines in the rest, w_i = 10000^(-i / (D/2 - 1)). */
@@ -30,6 +30,7 @@ int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
         return tlb_fail(err, "out of memory building the parameter table");
     }
     m->dims = (block_dims){c->embed_dim, c->num_heads, c->key_dim, model_ffn_dim(c)};
+    ops_table_automatic(&m->ops);
     const size_t n = m->layout.table.total;
     m->params = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
     m->grads = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
@@ -51,13 +52,29 @@ int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err)
     return 0;
 }
 
-void model_destroy(tlb_model *m)
+/* Frees the plan (activations, shard buffers, bf16 copies). */
+static void plan_release(tlb_model *m)
 {
     arena_release(&m->acts);
     free(m->steps);
+    free(m->shard_grads);
+    free(m->params16);
+    free(m->staging);
+    m->steps = NULL, m->shard_grads = NULL, m->params16 = NULL, m->staging = NULL;
+    m->capacity = 0, m->shards = 0, m->staging_n = 0;
+}
+
+void model_use_ops(tlb_model *m, const op_table *ops)
+{
+    plan_release(m);
+    m->ops = *ops;
+}
+
+void model_destroy(tlb_model *m)
+{
+    plan_release(m);
     free(m->params);
     free(m->grads);
-    free(m->shard_grads);
     free(m->state_pe);
     model_layout_free(&m->layout);
     memset(m, 0, sizeof *m);
@@ -109,6 +126,7 @@ static void carve(tlb_model *m, arena *a, int B)
 
 size_t model_plan_bytes(const tlb_model *m, int B)
 {
+    if (m->capacity == B) return m->acts.capacity;
     tlb_model probe = *m;
     probe.steps = calloc((size_t)model_num_chunks(&m->config) * m->layout.num_steps,
                          sizeof *probe.steps);
@@ -119,40 +137,107 @@ size_t model_plan_bytes(const tlb_model *m, int B)
     return a.used;
 }
 
-size_t model_plan(tlb_model *m, int B, tlb_error *err)
+static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
+
+/* Inside a shard the ops run on one thread. Nested regions are already
+ * inactive (max_active_levels 1), but oneDNN sizes its work split from
+ * omp_get_max_threads(): this task's count must say 1 too. */
+static void shard_single_threaded(void) { omp_set_num_threads(1); }
+
+/* Sets up every kernel the shards of a micro-batch of B call, on the
+ * thread that will call it: the same team shape and static assignment as
+ * the forward and backward (oneDNN's primitives and the SIMD scratch are
+ * per thread). *staging: the most bf16 staging a shard needs. */
+static int prepare_shards(tlb_model *m, int B, size_t *staging, tlb_error *err)
 {
-    arena_release(&m->acts);
-    free(m->steps);
-    m->capacity = 0;
-    m->steps = calloc((size_t)model_num_chunks(&m->config) * m->layout.num_steps, sizeof *m->steps);
-    if (!m->steps) {
-        tlb_fail(err, "out of memory");
-        return 0;
+    const int shards = model_shards_for(m, B);
+    const block_kernels k = {&m->ops, NULL, NULL};
+    if (shards <= 1) return model_walk_prepare(m, &k, B, staging, err);
+    int failed = 0;
+    tlb_error first = {{0}};
+    size_t most = 0;
+#pragma omp parallel for num_threads(shards) schedule(static, 1) reduction(max : most)
+    for (int s = 0; s < shards; s++) {
+        shard_single_threaded();
+        tlb_error e;
+        size_t need = 0;
+        if (model_walk_prepare(m, &k, shard_start(B, shards, s + 1) - shard_start(B, shards, s), &need, &e) != 0) {
+#pragma omp critical(tlb_prepare_error)
+            if (!failed++) first = e;
+        }
+        most = need > most ? need : most;
     }
+    if (failed) {
+        if (err) *err = first;
+        return -1;
+    }
+    if (most > *staging) *staging = most;
+    return 0;
+}
+
+/* The capacity's kernels, then the bf16 weights and each shard's staging. */
+static int prepare_kernels(tlb_model *m, tlb_error *err)
+{
+    size_t staging = 0;
+    if (prepare_shards(m, m->capacity, &staging, err) != 0) return -1;
+    if (!m->ops.bf16_dense) return 0;
+    const size_t n = model_num_params(m);
+    m->staging_n = (staging + 31) & ~(size_t)31; /* each shard's slice on 64 bytes */
+    m->params16 = aligned_alloc(64, ((n * sizeof(uint16_t)) + 63) & ~(size_t)63);
+    const size_t total = (size_t)(m->shards > 1 ? m->shards : 1) * m->staging_n;
+    m->staging = aligned_alloc(64, ((total * sizeof(uint16_t)) + 63) & ~(size_t)63);
+    if (!m->params16 || !m->staging) return tlb_fail(err, "out of memory for the bf16 weights and staging");
+    return 0;
+}
+
+int model_prepare_batch(tlb_model *m, int B, tlb_error *err)
+{
+    if (model_check_batch(m, B, err) != 0) return -1;
+    size_t staging = 0; /* a smaller batch needs no more per shard than the capacity */
+    return prepare_shards(m, B, &staging, err);
+}
+
+int model_plan(tlb_model *m, int B, tlb_error *err)
+{
+    plan_release(m);
+    if (B < 1) return tlb_fail(err, "plan for %d samples: need at least 1", B);
+    m->steps = calloc((size_t)model_num_chunks(&m->config) * m->layout.num_steps, sizeof *m->steps);
+    if (!m->steps) return tlb_fail(err, "out of memory");
     carve(m, &m->acts, B);
     if (arena_commit(&m->acts) != 0) {
-        tlb_fail(err, "cannot allocate %.1f MiB of activations for a micro-batch of %d",
-                 (double)m->acts.used / (1 << 20), B);
-        return 0;
+        const double mib = (double)m->acts.used / (1 << 20);
+        plan_release(m);
+        return tlb_fail(err, "cannot allocate %.1f MiB of activations for a micro-batch of %d", mib, B);
     }
     carve(m, &m->acts, B);
     m->capacity = B;
 
-    free(m->shard_grads);
-    m->shard_grads = NULL;
     const int threads = omp_get_max_threads();
     m->shards = threads < B ? threads : B;
     if (m->shards > 1) {
         const size_t n = (size_t)(m->shards - 1) * model_num_params(m);
         m->shard_grads = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
         if (!m->shard_grads) {
-            tlb_fail(err, "out of memory for %d gradient shards", m->shards - 1);
-            return 0;
+            plan_release(m);
+            return tlb_fail(err, "out of memory for %d gradient shards", m->shards - 1);
         }
         /* The ops run single-threaded inside a shard: no nested teams. */
         omp_set_max_active_levels(1);
     }
-    return m->acts.capacity;
+    if (prepare_kernels(m, err) != 0) {
+        plan_release(m);
+        return -1;
+    }
+    return 0;
+}
+
+int model_check_batch(const tlb_model *m, int B, tlb_error *err)
+{
+    if (B < 1) return tlb_fail(err, "a batch of %d samples: need at least 1", B);
+    if (B > m->capacity)
+        return tlb_fail(err, "a batch of %d samples exceeds the plan's capacity of %d%s", B, m->capacity,
+                        m->capacity ? "" : " (not planned)");
+    return 0;
 }
 
 int model_shards_for(const tlb_model *m, int B)
@@ -175,21 +260,6 @@ const float *model_trace_fast(const tlb_model *m, int chunk)
 const float *model_trace_slow(const tlb_model *m, int chunk)
 {
     return step_acts(m, chunk, m->layout.num_steps - 1)->out;
-}
-
-/* Each (chunk, step) has two dropout sites with keys drawn from the step's
- * key; masks are indexed by global sample, so a shard starting at sample b0
- * draws exactly the masks the whole micro-batch would. */
-static block_dropout step_dropout(const tlb_model *m, const model_dropout *drop, int chunk, int step,
-                                  int b0)
-{
-    block_dropout bd;
-    memset(&bd, 0, sizeof bd);
-    if (!drop || !drop->training) return bd;
-    const uint64_t site = rng_key(drop->key, (uint64_t)chunk * m->layout.num_steps + step);
-    bd.attn = (dropout_ctx){m->config.attn_drop, rng_key(site, 0), drop->sample0 + b0};
-    bd.ffn = (dropout_ctx){m->config.ffn_drop, rng_key(site, 1), drop->sample0 + b0};
-    return bd;
 }
 
 /* A shard's window on a block's activations: rows from sample b0 on. The
@@ -226,87 +296,51 @@ static block_scratch scratch_view(const block_scratch *s, block_dims d, int b0, 
     return v;
 }
 
-/* Copies token rows [c*C, c*C+C) of samples [b0, b0+n) into chunk c's
- * contiguous [B, C, D] slab. */
-static void gather_chunks(float *chunks, const float *tokens, int B, int b0, int n, int N, int C,
-                          int D)
+/* The walk's step buffers in the training plan: (chunk, step)'s own, at the
+ * shard's first sample. */
+static block_acts training_step(model_walk *w, int chunk, int s, const float *const stream[2])
 {
-    for (int c = 0; c < N / C; c++)
-        for (int b = b0; b < b0 + n; b++)
-            memcpy(chunks + (((size_t)c * B + b) * C) * D, tokens + ((size_t)b * N + (size_t)c * C) * D,
-                   (size_t)C * D * sizeof(float));
+    (void)stream;
+    const tlb_model *m = w->model;
+    const cell_step *st = &m->layout.steps[s];
+    const int Tq = model_stream_rows(&m->config, st->query), Tk = model_stream_rows(&m->config, st->kv);
+    return acts_view(step_acts(m, chunk, s), m->dims, w->b0, Tq, Tk);
 }
 
-/* Forward of samples [b0, b0+n) of a micro-batch of B. */
-static void forward_shard(tlb_model *m, const float *img, const int *labels,
-                          const model_targets *targets, int B, int b0, int n, const model_dropout *drop)
+/* The walk over samples [b0, b0+n) of a micro-batch of B on the training
+ * plan's buffers. */
+static model_walk training_walk(tlb_model *m, int B, int b0, int n, int shard)
 {
     const tlb_model_config *c = &m->config;
-    const model_layout *l = &m->layout;
-    const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
-    const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
-    const int Ns = model_num_state(c), T = model_stream_rows_max(c);
-    const float *w = m->params;
-    const size_t tok_at = (size_t)b0 * N * D, chunk_at = (size_t)b0 * C * D;
-    const size_t state_at = (size_t)b0 * Ns * D, state_len = (size_t)Ns * D;
-
-    /* 1. Patch embedding. */
-    float *tok = m->tok + tok_at, *tokens = m->tokens + tok_at;
-    tlb_ops.patch_conv.forward(tok, img + (size_t)b0 * S * S * 3, w + l->conv_kernel,
-                               w + l->conv_bias, n, S, P, D);
-    tlb_ops.posemb.forward(tok, tok, w + l->pos_emb, n, N, D);
-    tlb_ops.layernorm.forward(tokens, m->tok_mean + (size_t)b0 * N, m->tok_rstd + (size_t)b0 * N,
-                              tok, w + l->patch_ln_gamma, w + l->patch_ln_beta, n * N, D);
-    gather_chunks(m->chunks, m->tokens, B, b0, n, N, C, D);
-    float *slow0 = m->slow0 + state_at;
-    for (int b = 0; b < n; b++) {
-        float *dst = slow0 + (size_t)b * state_len;
-        if (c->state_init == STATE_INIT_LEARNED) memcpy(dst, w + l->state_init, state_len * sizeof(float));
-        else memset(dst, 0, state_len * sizeof(float));
+    const size_t N = (size_t)model_num_patches(c), D = (size_t)c->embed_dim, C = (size_t)c->chunk_size;
+    const size_t V = (size_t)c->num_classes, Ns = (size_t)model_num_state(c);
+    const int T = model_stream_rows_max(c);
+    model_walk w;
+    memset(&w, 0, sizeof w);
+    w.model = m;
+    w.kernels = (block_kernels){&m->ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL};
+    w.b0 = b0, w.n = n;
+    w.tok = m->tok + b0 * N * D;
+    w.tok_mean = m->tok_mean + b0 * N;
+    w.tok_rstd = m->tok_rstd + b0 * N;
+    w.tokens = m->tokens + b0 * N * D;
+    w.slow0 = m->slow0 + b0 * Ns * D;
+    if (m->readout_ln) {
+        w.readout_ln = m->readout_ln + b0 * Ns * D;
+        w.readout_mean = m->readout_mean + b0 * Ns;
+        w.readout_rstd = m->readout_rstd + b0 * Ns;
     }
-
-    /* 2. The recurrent cell over the chunks. */
-    const float *slow = slow0, *fast_out = NULL;
-    block_scratch scratch = scratch_view(&m->scratch, m->dims, b0, T, T);
-    for (int ch = 0; ch < nchunks; ch++) {
-        if (m->state_pe) { /* sinusoid: the table is added before the chunk reads the state */
-            float *in = m->slow_in + (size_t)ch * B * state_len + state_at;
-            for (int b = 0; b < n; b++)
-                for (size_t k = 0; k < state_len; k++)
-                    in[b * state_len + k] = slow[b * state_len + k] + m->state_pe[k];
-            slow = in;
-        }
-        const float *stream[2] = {m->chunks + (size_t)ch * B * C * D + chunk_at, slow};
-        for (int s = 0; s < l->num_steps; s++) {
-            const cell_step *st = &l->steps[s];
-            const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
-            block_acts *full = step_acts(m, ch, s);
-            block_acts a = acts_view(full, m->dims, b0, Tq, Tk);
-            const block_dropout bd = step_dropout(m, drop, ch, s, b0);
-            block_forward(&a, &scratch, w, &l->attn[st->attn], &l->ffn[st->ffn],
-                          stream[st->query], stream[st->kv], m->dims, n, Tq, Tk, &bd);
-            if (s == l->num_steps - 1) fast_out = a.x_kv;
-            stream[st->query] = a.out;
-        }
-        slow = stream[STREAM_SLOW];
-    }
-
-    /* 3. Head on the last chunk's fast stream or the final state, and the loss. */
-    float *pooled = m->pooled + (size_t)b0 * D, *logits = m->logits + (size_t)b0 * V;
-    if (c->readout == READOUT_STATE) {
-        float *ro = m->readout_ln + state_at;
-        tlb_ops.layernorm.forward(ro, m->readout_mean + (size_t)b0 * Ns, m->readout_rstd + (size_t)b0 * Ns,
-                                  slow, w + l->readout_ln_gamma, w + l->readout_ln_beta, n * Ns, D);
-        tlb_ops.meanpool.forward(pooled, ro, n, Ns, D);
-    } else {
-        tlb_ops.meanpool.forward(pooled, fast_out, n, C, D);
-    }
-    tlb_ops.dense.forward(logits, pooled, w + l->head_kernel, w + l->head_bias, n, D, V);
-    if (!labels) return;
-    tlb_ops.softmax_xent.forward(m->losses + b0, m->probs + (size_t)b0 * V, logits, labels + b0, n, V);
-    for (int b = b0; b < b0 + n; b++)
-        if (targets_soft(targets, b))
-            m->losses[b] = (float)targets_loss(m->logits + (size_t)b * V, V, labels[b], targets, b);
+    w.pooled = m->pooled + b0 * D;
+    w.logits = m->logits + b0 * V;
+    w.losses = m->losses + b0;
+    w.probs = m->probs + b0 * V;
+    w.scratch = scratch_view(&m->scratch, m->dims, b0, T, T);
+    w.chunk_slab = m->chunks + b0 * C * D;
+    w.chunk_stride = (size_t)B * C * D;
+    w.state_in = m->slow_in ? m->slow_in + b0 * Ns * D : NULL;
+    w.state_stride = (size_t)B * Ns * D;
+    w.step = training_step;
+    return w;
 }
 
 /* Each (chunk, step)'s inputs for the whole micro-batch of B, which backward
@@ -334,26 +368,23 @@ static void record_step_inputs(tlb_model *m, int B)
     }
 }
 
-static int shard_start(int B, int shards, int s) { return (int)((long)B * s / shards); }
-
-/* Inside a shard the ops run on one thread. Nested regions are already
- * inactive (max_active_levels 1), but oneDNN sizes its work split from
- * omp_get_max_threads(): this task's count must say 1 too. */
-static void shard_single_threaded(void) { omp_set_num_threads(1); }
-
 double model_forward_targets(tlb_model *m, const float *img, const int *labels,
                              const model_targets *targets, int B, const model_dropout *drop)
 {
+    if (model_check_batch(m, B, NULL) != 0) return NAN;
     const int shards = model_shards_for(m, B);
+    if (m->params16) model_params_to_bf16(m, m->params16);
     record_step_inputs(m, B);
     if (shards == 1) {
-        forward_shard(m, img, labels, targets, B, 0, B, drop);
+        model_walk w = training_walk(m, B, 0, B, 0);
+        model_walk_forward(&w, img, labels, targets, drop);
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
         for (int s = 0; s < shards; s++) {
             shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
-            forward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, drop);
+            model_walk w = training_walk(m, B, b0, shard_start(B, shards, s + 1) - b0, s);
+            model_walk_forward(&w, img, labels, targets, drop);
         }
     }
     if (!labels) return 0.0;
@@ -371,8 +402,10 @@ double model_forward(tlb_model *m, const float *img, const int *labels, int B,
 /* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
 static void backward_shard(tlb_model *m, const float *img, const int *labels,
                            const model_targets *targets, int B, int b0, int n, float loss_scale,
-                           const model_dropout *drop, float *g)
+                           const model_dropout *drop, float *g, int shard)
 {
+    const op_table *ops = &m->ops;
+    const block_kernels k = {ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL};
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
@@ -389,13 +422,13 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     float *d_logits = m->d_logits + (size_t)b0 * V, *d_pooled = m->d_pooled + (size_t)b0 * D;
     memset(d_logits, 0, (size_t)n * V * sizeof(float));
     memset(d_pooled, 0, (size_t)n * D * sizeof(float));
-    tlb_ops.softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
+    ops->softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
                                   V);
     for (int b = b0; b < b0 + n; b++)
         if (targets_soft(targets, b))
             targets_grad_correction(m->d_logits + (size_t)b * V, V, labels[b], targets, b, loss_scale);
-    tlb_ops.dense.backward(d_pooled, g + l->head_kernel, g + l->head_bias, d_logits,
-                           m->pooled + (size_t)b0 * D, w + l->head_kernel, n, D, V);
+    kernels_dense_backward(&k, d_pooled, g, d_logits, m->pooled + (size_t)b0 * D, w, l->head_kernel,
+                           l->head_bias, n, D, V);
     /* Local copies: the shard swaps its own stream-gradient buffers. */
     float *d_stream[2] = {m->d_stream[STREAM_FAST] + stream_at, m->d_stream[STREAM_SLOW] + stream_at};
     float *d_tmp = m->d_tmp + stream_at;
@@ -404,13 +437,13 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     if (c->readout == READOUT_STATE) {
         float *d_ro = m->d_readout + state_at;
         memset(d_ro, 0, slow_bytes);
-        tlb_ops.meanpool.backward(d_ro, d_pooled, n, Ns, D);
-        tlb_ops.layernorm.backward(d_stream[STREAM_SLOW], g + l->readout_ln_gamma, g + l->readout_ln_beta,
+        ops->meanpool.backward(d_ro, d_pooled, n, Ns, D);
+        ops->layernorm.backward(d_stream[STREAM_SLOW], g + l->readout_ln_gamma, g + l->readout_ln_beta,
                                    d_ro, model_trace_slow(m, nchunks - 1) + state_at,
                                    w + l->readout_ln_gamma, m->readout_mean + (size_t)b0 * Ns,
                                    m->readout_rstd + (size_t)b0 * Ns, n * Ns, D);
     } else {
-        tlb_ops.meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
+        ops->meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
     }
 
     /* 2. Backpropagation through time: chunks and steps in reverse. Reading
@@ -427,14 +460,14 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
             const cell_step *st = &l->steps[s];
             const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
             const block_acts a = acts_view(step_acts(m, ch, s), m->dims, b0, Tq, Tk);
-            const block_dropout bd = step_dropout(m, drop, ch, s, b0);
+            const block_dropout bd = model_step_dropout(m, drop, ch, s, b0);
             /* The step replaced stream `query`: its gradient becomes d_tmp's,
              * and the key/value stream receives its share in place. (With
              * sinusoid, the table is a constant: the gradient of the state a
              * chunk read is the gradient of the state before it.) */
             memset(d_tmp, 0, (size_t)n * Tq * D * sizeof(float));
             float *d_kv = st->kv == st->query ? d_tmp : d_stream[st->kv];
-            block_backward(d_tmp, d_kv, g, d_stream[st->query], &a, w, &l->attn[st->attn],
+            block_backward(d_tmp, d_kv, g, d_stream[st->query], &a, &k, w, &l->attn[st->attn],
                            &l->ffn[st->ffn], &scratch, m->dims, n, Tq, Tk, &bd);
             float *swap = d_stream[st->query];
             d_stream[st->query] = d_tmp;
@@ -460,11 +493,11 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     /* 1. Patch embedding. */
     float *d_tok = m->d_tok + tok_at;
     memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
-    tlb_ops.layernorm.backward(d_tok, g + l->patch_ln_gamma, g + l->patch_ln_beta, d_tokens,
+    ops->layernorm.backward(d_tok, g + l->patch_ln_gamma, g + l->patch_ln_beta, d_tokens,
                                m->tok + tok_at, w + l->patch_ln_gamma, m->tok_mean + (size_t)b0 * N,
                                m->tok_rstd + (size_t)b0 * N, n * N, D);
-    tlb_ops.posemb.backward(NULL, g + l->pos_emb, d_tok, n, N, D);
-    tlb_ops.patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
+    ops->posemb.backward(NULL, g + l->pos_emb, d_tok, n, N, D);
+    ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
                                 img + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, P, D);
 }
 
@@ -472,9 +505,10 @@ void model_backward_targets(tlb_model *m, const float *img, const int *labels,
                             const model_targets *targets, int B, float loss_scale,
                             const model_dropout *drop)
 {
+    if (model_check_batch(m, B, NULL) != 0) return;
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        backward_shard(m, img, labels, targets, B, 0, B, loss_scale, drop, m->grads);
+        backward_shard(m, img, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
         return;
     }
     const size_t np = model_num_params(m);
@@ -488,7 +522,7 @@ void model_backward_targets(tlb_model *m, const float *img, const int *labels,
         }
         const int b0 = shard_start(B, shards, s);
         backward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
-                       drop, g);
+                       drop, g, s);
     }
     /* Shards' weight gradients in shard order: deterministic for a shard count. */
 #pragma omp parallel for schedule(static)

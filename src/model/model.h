@@ -2,8 +2,13 @@
  * chunks (fast stream + slow state), the head and the loss; forward and
  * backpropagation through time over one micro-batch.
  *
- * Parameters, gradients and the activation arena are allocated once
- * (model_create, model_plan); forward/backward never allocate. */
+ * A model owns its op table (which backend runs each op, and the precision):
+ * model_create starts from the automatic choice, model_use_ops sets another.
+ * model_plan then builds the execution plan for a batch capacity: the
+ * activation arena, and every kernel's resources (oneDNN primitives, SIMD
+ * scratch, bf16 staging) set up on the threads that will run them, with
+ * failures returned. Forward/backward never allocate, the first step
+ * included. The walk itself is model/walk.h, shared with inference. */
 #ifndef TLB_MODEL_H
 #define TLB_MODEL_H
 
@@ -19,6 +24,7 @@ typedef struct {
     tlb_model_config config;
     model_layout layout;
     block_dims dims;
+    op_table ops;  /* the kernels this model runs on */
     float *params; /* layout.table.total floats */
     float *grads;  /* same layout */
 
@@ -57,6 +63,11 @@ typedef struct {
      * into shard_grads[s-1], added in order afterwards. */
     int shards;
     float *shard_grads;     /* [(shards - 1) * num_params] */
+    /* Mixed precision (ops.bf16_dense): the parameters in bf16, converted at
+     * the start of each forward, and each shard's activation staging. */
+    uint16_t *params16;     /* [num_params] */
+    uint16_t *staging;      /* [shards][staging_n] */
+    size_t staging_n;
 
     float *state_pe;        /* [Ns, D] the fixed sinusoid table (state_init: sinusoid), not a parameter */
 } tlb_model;
@@ -70,23 +81,40 @@ typedef struct {
     long sample0;
 } model_dropout;
 
+/* A model on the automatic op choice (ops_table_automatic: fp32, no
+ * TLB_BACKEND), unplanned. */
 int model_create(tlb_model *m, const tlb_model_config *c, tlb_error *err);
 void model_destroy(tlb_model *m);
 size_t model_num_params(const tlb_model *m);
 
-/* Plans the activation arena for micro-batches of up to B samples; returns
- * the bytes it allocated, or 0 on failure. Re-planning frees the old plan.
- * The shard count is fixed here: OpenMP's thread count at plan time, at most
- * B (the weight-gradient summation order, and so the last bits of a
- * result, depend on it; see README "Determinism"). */
-size_t model_plan(tlb_model *m, int B, tlb_error *err);
+/* Runs the model on another op table (backends, precision); drops the plan,
+ * which binds kernels: plan again before running. */
+void model_use_ops(tlb_model *m, const op_table *ops);
+
+/* Plans micro-batches of up to B samples: the activation arena and every
+ * kernel's set-up on the threads that run them. 0, or -1 with err (nothing
+ * planned then). Re-planning frees the old plan. The shard count is fixed
+ * here: OpenMP's thread count at plan time, at most B (the weight-gradient
+ * summation order, and so the last bits of a result, depend on it; see
+ * README "Determinism"). The bytes planned: model_plan_bytes. */
+int model_plan(tlb_model *m, int B, tlb_error *err);
+
+/* Sets up the kernels for micro-batches of B < capacity samples too (the
+ * plan sets up the capacity's): the smaller last micro-batch of a step, so
+ * that it allocates nothing either. 0, or -1 with err. */
+int model_prepare_batch(tlb_model *m, int B, tlb_error *err);
+
+/* -1 with a message naming both numbers when B samples do not fit the plan
+ * (or B < 1); train_step and the golden check call it before a forward. */
+int model_check_batch(const tlb_model *m, int B, tlb_error *err);
 /* Bytes the plan for B samples would take (without allocating the arena;
  * 0 when even the small probe cannot be allocated). */
 size_t model_plan_bytes(const tlb_model *m, int B);
 
 /* Forward over B <= capacity samples: img [B, S, S, 3]; fills logits, probs,
  * losses (per sample). Returns the sum of the B losses. labels may be NULL
- * (inference: no loss). */
+ * (inference: no loss). A B outside 1..capacity runs nothing and returns NaN
+ * (model_check_batch says why). */
 double model_forward(tlb_model *m, const float *img, const int *labels, int B,
                      const model_dropout *drop);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops/dropout_mask.h"
+#include "util/error.h"
 #include "ops/vmath_simd.h"
 
 /* out[i*Tk + j] = scale * <a_i, b_j> over K, rows `stride` floats apart.
@@ -113,19 +114,36 @@ static inline void dropout_apply(float *y0, const float *x0, float *y1, const fl
 #endif
 }
 
-/* Per-thread scratch, grown on demand (no allocation in steady state). */
+/* Per-thread scratch, reserved at plan time (attention_prepare_simd) on
+ * every thread of the team; grown here only for a shape no plan prepared. */
 static _Thread_local float *tbuf;
 static _Thread_local size_t tcap;
 
+static int scratch_reserve(size_t n)
+{
+    if (n <= tcap) return 0;
+    float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+    if (!p) return -1;
+    free(tbuf);
+    tbuf = p;
+    tcap = n;
+    return 0;
+}
+
 static float *scratch(size_t n)
 {
-    if (n > tcap) {
-        free(tbuf);
-        tbuf = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-        if (!tbuf) abort();
-        tcap = n;
-    }
+    if (scratch_reserve(n) != 0) abort(); /* unprepared shape, out of memory */
     return tbuf;
+}
+
+static int attention_prepare_simd(int B, int Tq, int Tk, int H, int K, tlb_error *err)
+{
+    (void)B, (void)H, (void)K;
+    const size_t n = 2 * (size_t)Tq * Tk; /* backward's ds and pk */
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    failed |= scratch_reserve(n) != 0;
+    return failed ? tlb_fail(err, "out of memory for attention scratch") : 0;
 }
 
 /* Row-wise softmax in place; full vectors use plain loads and stores. */

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/error.h"
+
 #define MR 6
 #define TILE_N (NV_MAX * VW)
 /* Below this many multiply-adds a parallel region costs more than it saves. */
@@ -112,20 +114,37 @@ static inline void gemm(const gemm_args *g)
     for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
 }
 
-/* Per-thread scratch buffers (slot 0: w^T, slot 1: patches), grown on demand
- * so that steady-state calls do not allocate. */
+/* Per-thread scratch buffers (slot 0: w^T, slot 1: patches), reserved at
+ * plan time (scratch_reserve, from the ops' prepare); grown here only for a
+ * shape no plan prepared (op-level callers). */
 static _Thread_local float *scratch_buf[2];
 static _Thread_local size_t scratch_cap[2];
 
+static inline int scratch_reserve(int slot, size_t n)
+{
+    if (n <= scratch_cap[slot]) return 0;
+    float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+    if (!p) return -1;
+    free(scratch_buf[slot]);
+    scratch_buf[slot] = p;
+    scratch_cap[slot] = n;
+    return 0;
+}
+
 static inline float *scratch(int slot, size_t n)
 {
-    if (n > scratch_cap[slot]) {
-        free(scratch_buf[slot]);
-        scratch_buf[slot] = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-        if (!scratch_buf[slot]) abort();
-        scratch_cap[slot] = n;
-    }
+    if (scratch_reserve(slot, n) != 0) abort(); /* unprepared shape, out of memory */
     return scratch_buf[slot];
+}
+
+/* Reserves slot's n floats on every thread of a team, as the op's parallel
+ * loops would use them (inside a batch shard that team is the one thread). */
+static inline int scratch_reserve_all(int slot, size_t n, tlb_error *err)
+{
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    failed |= scratch_reserve(slot, n) != 0;
+    return failed ? tlb_fail(err, "out of memory for %zu floats of SIMD scratch", n) : 0;
 }
 
 /* wt[N,K] = w[K,N]^T */
@@ -163,6 +182,14 @@ static inline void dense_forward_simd(float *out, const float *inp, const float 
 {
     gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K};
     gemm(&g);
+}
+
+/* Backward transposes w on the calling thread (slot 0). */
+static inline int dense_prepare_simd(int M, int K, int N, tlb_error *err)
+{
+    (void)M;
+    return scratch_reserve(0, (size_t)K * N) != 0
+               ? tlb_fail(err, "out of memory for a [%d,%d] transposed weight", K, N) : 0;
 }
 
 static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, const float *dout,

@@ -14,27 +14,42 @@ static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
     const size_t n = (size_t)(unsigned)key[1] << 32 | (unsigned)key[2];
     const dnnl_dims_t dims = {(dnnl_dim_t)n}, strides = {1};
     dnnl_memory_desc_t md;
-    TLB_DNNL_CHECK(dnnl_memory_desc_init_by_strides(&md, 1, dims, dnnl_f32, strides));
+    TLB_DNNL_TRY(e, dnnl_memory_desc_init_by_strides(&md, 1, dims, dnnl_f32, strides));
     dnnl_eltwise_desc_t fd;
-    TLB_DNNL_CHECK(dnnl_eltwise_forward_desc_init(&fd, key[0] == KIND_FWD ? dnnl_forward_inference
-                                                                           : dnnl_forward_training,
-                                                  dnnl_eltwise_gelu_erf, &md, 0.0f, 0.0f));
+    TLB_DNNL_TRY(e, dnnl_eltwise_forward_desc_init(&fd, key[0] == KIND_FWD ? dnnl_forward_inference
+                                                                            : dnnl_forward_training,
+                                                   dnnl_eltwise_gelu_erf, &md, 0.0f, 0.0f));
     dnnl_primitive_attr_t attr = tlb_dnnl_attr(0, 1);
+    TLB_DNNL_TRY(e, attr ? dnnl_success : dnnl_out_of_memory);
     dnnl_primitive_desc_t fpd;
-    TLB_DNNL_CHECK(dnnl_primitive_desc_create(&fpd, &fd, attr, tlb_dnnl_engine(), NULL));
+    dnnl_status_t st = dnnl_primitive_desc_create(&fpd, &fd, attr, tlb_dnnl_engine(), NULL);
+    if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+    TLB_DNNL_TRY(e, st);
     if (key[0] == KIND_FWD) {
         const int args[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
         tlb_dnnl_entry_init(e, fpd, args, 2, 0);
     } else {
         dnnl_eltwise_desc_t bd;
-        TLB_DNNL_CHECK(dnnl_eltwise_backward_desc_init(&bd, dnnl_eltwise_gelu_erf, &md, &md, 0.0f, 0.0f));
         dnnl_primitive_desc_t bpd;
-        TLB_DNNL_CHECK(dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd));
-        TLB_DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
+        st = dnnl_eltwise_backward_desc_init(&bd, dnnl_eltwise_gelu_erf, &md, &md, 0.0f, 0.0f);
+        if (st == dnnl_success) st = dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd);
+        dnnl_primitive_desc_destroy(fpd);
+        if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+        TLB_DNNL_TRY(e, st);
         const int args[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
         tlb_dnnl_entry_init(e, bpd, args, 3, n);
     }
-    TLB_DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    dnnl_primitive_attr_destroy(attr);
+}
+
+static int gelu_prepare_dnnl(size_t n, tlb_error *err)
+{
+    if (n == 0) return 0;
+    for (int kind = KIND_FWD; kind <= KIND_BWD; kind++) {
+        const int key[TLB_DNNL_KEY] = {kind, (int)(unsigned)(n >> 32), (int)(unsigned)n};
+        if (tlb_dnnl_prepare(&cache, key, build, err) != 0) return tlb_fail_prefix(err, "gelu [%zu]", n);
+    }
+    return 0;
 }
 
 static tlb_dnnl_entry *acquire(int kind, size_t n, tlb_dnnl_entry *transient)
@@ -69,4 +84,4 @@ static void gelu_backward_dnnl(float *dinp, const float *dout, const float *inp,
     tlb_dnnl_release(e, &transient);
 }
 
-const gelu_op gelu_dnnl = {gelu_forward_dnnl, gelu_backward_dnnl};
+const gelu_op gelu_dnnl = {gelu_forward_dnnl, gelu_backward_dnnl, gelu_prepare_dnnl};

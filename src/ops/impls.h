@@ -15,8 +15,4 @@
 TLB_OP_LIST(TLB_DECLARE_IMPLS)
 #undef TLB_DECLARE_IMPLS
 
-/* Mixed precision, outside the backend table: bf16 operands, f32
- * accumulation (ops_set_mixed_precision). */
-extern const dense_op dense_bf16;
-
 #endif

@@ -21,14 +21,15 @@ TLB_DNNL_THREAD_CACHE cache;
 
 static const unsigned ln_flags = dnnl_use_scale | dnnl_use_shift;
 
-static void forward_desc(dnnl_layer_normalization_desc_t *d, dnnl_memory_desc_t *data,
-                         dnnl_memory_desc_t *stat, int M, int D)
+static dnnl_status_t forward_desc(dnnl_layer_normalization_desc_t *d, dnnl_memory_desc_t *data,
+                                  dnnl_memory_desc_t *stat, int M, int D)
 {
     const dnnl_dims_t sdims = {M}, sstrides = {1};
-    tlb_dnnl_md2d(data, M, D, D, 1, dnnl_f32);
-    TLB_DNNL_CHECK(dnnl_memory_desc_init_by_strides(stat, 1, sdims, dnnl_f32, sstrides));
-    TLB_DNNL_CHECK(dnnl_layer_normalization_forward_desc_init(d, dnnl_forward_training, data, stat,
-                                                              LN_EPS, ln_flags));
+    dnnl_status_t st = tlb_dnnl_md2d(data, M, D, D, 1, dnnl_f32);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_strides(stat, 1, sdims, dnnl_f32, sstrides);
+    if (st == dnnl_success)
+        st = dnnl_layer_normalization_forward_desc_init(d, dnnl_forward_training, data, stat, LN_EPS, ln_flags);
+    return st;
 }
 
 static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
@@ -36,21 +37,25 @@ static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
     const int kind = key[0], M = key[1], D = key[2];
     dnnl_layer_normalization_desc_t fd;
     dnnl_memory_desc_t data, stat;
-    forward_desc(&fd, &data, &stat, M, D);
+    TLB_DNNL_TRY(e, forward_desc(&fd, &data, &stat, M, D));
     dnnl_primitive_attr_t attr = tlb_dnnl_attr(0, 1);
+    TLB_DNNL_TRY(e, attr ? dnnl_success : dnnl_out_of_memory);
     dnnl_primitive_desc_t fpd;
-    TLB_DNNL_CHECK(dnnl_primitive_desc_create(&fpd, &fd, attr, tlb_dnnl_engine(), NULL));
+    dnnl_status_t st = dnnl_primitive_desc_create(&fpd, &fd, attr, tlb_dnnl_engine(), NULL);
+    if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+    TLB_DNNL_TRY(e, st);
     if (kind == KIND_FWD) {
         const int args[] = {DNNL_ARG_SRC,      DNNL_ARG_DST,   DNNL_ARG_MEAN,
                             DNNL_ARG_VARIANCE, DNNL_ARG_SCALE, DNNL_ARG_SHIFT};
         tlb_dnnl_entry_init(e, fpd, args, 6, 0);
     } else {
         dnnl_layer_normalization_desc_t bd;
-        TLB_DNNL_CHECK(dnnl_layer_normalization_backward_desc_init(&bd, dnnl_backward, &data, &data,
-                                                                   &stat, LN_EPS, ln_flags));
         dnnl_primitive_desc_t bpd;
-        TLB_DNNL_CHECK(dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd));
-        TLB_DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
+        st = dnnl_layer_normalization_backward_desc_init(&bd, dnnl_backward, &data, &data, &stat, LN_EPS, ln_flags);
+        if (st == dnnl_success) st = dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd);
+        dnnl_primitive_desc_destroy(fpd);
+        if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+        TLB_DNNL_TRY(e, st);
         /* oneDNN 2.6 refuses to execute without the shift, which backward never
          * reads: it gets gamma (same shape) as a stand-in. */
         const int args[] = {DNNL_ARG_SRC,      DNNL_ARG_MEAN,  DNNL_ARG_VARIANCE,
@@ -59,7 +64,17 @@ static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
         /* work: diff_src[M*D], variance[M], diff_scale[D], diff_shift[D] */
         tlb_dnnl_entry_init(e, bpd, args, 9, (size_t)M * D + (size_t)M + 2 * (size_t)D);
     }
-    TLB_DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    dnnl_primitive_attr_destroy(attr);
+}
+
+static int layernorm_prepare_dnnl(int M, int D, tlb_error *err)
+{
+    if (M <= 0 || D <= 0) return 0;
+    for (int kind = KIND_FWD; kind <= KIND_BWD; kind++) {
+        const int key[TLB_DNNL_KEY] = {kind, M, D};
+        if (tlb_dnnl_prepare(&cache, key, build, err) != 0) return tlb_fail_prefix(err, "layernorm [%d,%d]", M, D);
+    }
+    return 0;
 }
 
 static void layernorm_forward_dnnl(float *out, float *mean, float *rstd, const float *inp,
@@ -112,4 +127,4 @@ static void layernorm_backward_dnnl(float *dinp, float *dgamma, float *dbeta, co
     tlb_dnnl_release(e, &transient);
 }
 
-const layernorm_op layernorm_dnnl = {layernorm_forward_dnnl, layernorm_backward_dnnl};
+const layernorm_op layernorm_dnnl = {layernorm_forward_dnnl, layernorm_backward_dnnl, layernorm_prepare_dnnl};

@@ -7,8 +7,10 @@
  * simply receives two contributions; gradients are zeroed once per step. A
  * NULL gradient pointer means "not needed" and is skipped.
  *
- * Callers go through the table `tlb_ops` (the chosen implementation of each
- * op); ops_select() fills it from the CPU's features and any override. */
+ * Callers go through an op_table, the chosen implementation of each op, which
+ * its owner (a model) fills with ops_table_select() from the CPU's features
+ * and any override; there is no process-wide table, so two models in one
+ * process may run on different backends or precisions. */
 #ifndef TLB_OPS_H
 #define TLB_OPS_H
 
@@ -104,10 +106,33 @@ typedef enum {
     TLB_BACKEND_COUNT
 } tlb_backend;
 
+/* Set-up before a shape's first call (plan time): an op whose backend keeps
+ * per-thread resources (oneDNN primitives, SIMD scratch) creates them for the
+ * calling thread and the shape given, forward and backward, and reports a
+ * failure instead of aborting. NULL where a backend needs nothing. A call
+ * with a shape that was not prepared still works: it sets the resources up
+ * on the spot (allocating, and aborting if that fails): for op-level callers
+ * such as the tests; a model prepares every shape it plans. */
+typedef int (*dense_prepare_fn)(int M, int K, int N, tlb_error *err);
+typedef int (*layernorm_prepare_fn)(int M, int D, tlb_error *err);
+typedef int (*gelu_prepare_fn)(size_t n, tlb_error *err);
+typedef int (*attention_prepare_fn)(int B, int Tq, int Tk, int H, int K, tlb_error *err);
+typedef int (*patch_conv_prepare_fn)(int B, int S, int P, int D, tlb_error *err);
+typedef int (*softmax_xent_prepare_fn)(int B, int V, tlb_error *err);
+typedef int (*posemb_prepare_fn)(int B, int N, int D, tlb_error *err);
+typedef int (*meanpool_prepare_fn)(int B, int T, int D, tlb_error *err);
+typedef int (*dropout_prepare_fn)(int B, size_t per_sample, tlb_error *err);
+typedef int (*residual_prepare_fn)(size_t n, tlb_error *err);
+
 /* From the op list (op_list.h): per op a struct `name_op` of its typed
- * forward/backward pair, an id TLB_OP_name, and a slot in the dispatch table. */
-#define TLB_OP_STRUCT(name, ...) \
-    typedef struct { name##_forward_fn forward; name##_backward_fn backward; } name##_op;
+ * forward/backward pair and set-up, an id TLB_OP_name, and a slot in the
+ * dispatch table. */
+#define TLB_OP_STRUCT(name, ...)                                                                   \
+    typedef struct {                                                                               \
+        name##_forward_fn forward;                                                                 \
+        name##_backward_fn backward;                                                               \
+        name##_prepare_fn prepare;                                                                 \
+    } name##_op;
 TLB_OP_LIST(TLB_OP_STRUCT)
 #undef TLB_OP_STRUCT
 
@@ -118,14 +143,18 @@ typedef enum {
     TLB_OP_COUNT
 } tlb_op;
 
-/* The chosen implementation of every op. */
+/* The chosen implementation of every op, the backend each came from, and
+ * whether the dense layers run in bf16 (mixed precision: the model then calls
+ * dense_bf16.h with bf16 weights it converts once per update; `dense` stays
+ * the fp32 implementation for the bias gradients and for callers that want
+ * fp32). A plain value: copy it, keep one per model. */
 typedef struct {
 #define TLB_OP_SLOT(name, ...) name##_op name;
     TLB_OP_LIST(TLB_OP_SLOT)
 #undef TLB_OP_SLOT
+    tlb_backend backend[TLB_OP_COUNT];
+    int bf16_dense;
 } op_table;
-
-extern op_table tlb_ops;
 
 /* The implementation of one op in backend b, typed (NULL where that backend
  * lacks the op): ops_impl_dense(TLB_BACKEND_REF) and so on. */
@@ -145,35 +174,39 @@ const char *ops_name(int op);
  * that treats every op alike (`tlb ops`, the test harness); the typed
  * ops_impl_<name>() above is for code that calls the op. */
 const void *ops_impl(int op, tlb_backend b);
-tlb_backend ops_chosen(int op);
 int ops_find(const char *name);
 
-/* Chooses every op's backend: the automatic choice (fastest supported, by a
- * fixed per-op preference order), then `spec` if non-NULL, then the
+/* The automatic choice alone (fastest supported backend of each op by a
+ * fixed per-op preference order; fp32), ignoring TLB_BACKEND. */
+void ops_table_automatic(op_table *t);
+
+/* Fills t: the automatic choice, then `spec` if non-NULL, then the
  * environment variable TLB_BACKEND. A spec is either one backend name for all
  * ops ("ref") or a comma list "op:backend,..." ("dense:dnnl,gelu:ref"); both
  * forms may be mixed ("avx2,attention:ref"). An unsupported or unknown name is
- * an error naming it; an op that backend lacks falls back to the automatic
- * choice. */
-int ops_select(const char *spec, tlb_error *err);
+ * an error naming it (t is then the automatic choice); an op that backend
+ * lacks falls back to the automatic choice. fp32: see ops_table_set_bf16. */
+int ops_table_select(op_table *t, const char *spec, tlb_error *err);
 
-/* Checks a spec as ops_select would apply it, without changing the choice.
- * The message names the unknown or unsupported op or backend. */
+/* Checks a spec as ops_table_select would apply it; changes nothing. The
+ * message names the unknown or unsupported op or backend. */
 int ops_spec_check(const char *spec, tlb_error *err);
 
-/* Mixed precision (the config's mixed_precision): dense layers multiply bf16
- * operands with f32 accumulation on oneDNN (dense_bf16.c), in place of the
- * dense backend chosen above; every other op, and every stored tensor, stays
- * fp32. Available where the CPU has AVX512_BF16, the only place it was
- * measured faster (BENCHMARKS.md). ops_select() turns it off again. */
-int ops_mixed_precision_supported(void);
-/* on = 1 installs the bf16 dense (-1 if unsupported); on = 0 restores the
- * chosen backend's fp32 dense. */
-int ops_set_mixed_precision(int on);
-int ops_mixed_precision(void);
+/* Puts one op of t on one backend. -1 if that backend does not implement the
+ * op or the CPU cannot run it. Forcing dense turns bf16 dense off. */
+int ops_table_force(op_table *t, int op, tlb_backend b);
 
-/* Forces one op to one backend (tests and benchmarks). Returns -1 if that
- * backend does not implement the op or the CPU cannot run it. */
-int ops_force(int op, tlb_backend b);
+/* Mixed precision (the config's mixed_precision): dense layers multiply bf16
+ * operands with fp32 accumulation on oneDNN; every other op, and every stored
+ * tensor, stays fp32. Available where the CPU has AVX512_BF16, the only place
+ * it was measured faster (BENCHMARKS.md). */
+int ops_mixed_precision_supported(void);
+/* on = 1 turns bf16 dense on in t (-1 if this CPU lacks it, t unchanged). */
+int ops_table_set_bf16(op_table *t, int on);
+
+/* "dense:avx512,layernorm:avx512,..." in op order ("bf16" for dense when
+ * bf16_dense), and the precision "bf16 dense" or "fp32". */
+void ops_table_describe(const op_table *t, char *backends, size_t n);
+const char *ops_table_precision(const op_table *t);
 
 #endif

@@ -19,62 +19,84 @@ typedef struct {
     dnnl_dims_t strides, pad_l, pad_r;
 } conv_shape;
 
-static void conv_shape_init(conv_shape *c, int B, int S, int P, int D)
+static dnnl_status_t conv_shape_init(conv_shape *c, int B, int S, int P, int D)
 {
     const int G = S / P;
     const dnnl_dims_t src = {B, 3, S, S}, wei = {D, 3, P, P}, bias = {D}, dst = {B, D, G, G};
-    TLB_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&c->src, 4, src, dnnl_f32, dnnl_nhwc));
-    TLB_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&c->wei, 4, wei, dnnl_f32, dnnl_hwio));
-    TLB_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&c->bias, 1, bias, dnnl_f32, dnnl_a));
-    TLB_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&c->dst, 4, dst, dnnl_f32, dnnl_nhwc));
     c->strides[0] = c->strides[1] = P;
     c->pad_l[0] = c->pad_l[1] = 0;
     c->pad_r[0] = c->pad_r[1] = (dnnl_dim_t)G * P - S; /* <= 0: the unused border */
+    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&c->src, 4, src, dnnl_f32, dnnl_nhwc);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&c->wei, 4, wei, dnnl_f32, dnnl_hwio);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&c->bias, 1, bias, dnnl_f32, dnnl_a);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&c->dst, 4, dst, dnnl_f32, dnnl_nhwc);
+    return st;
 }
 
 static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
 {
     const int kind = key[0], B = key[1], S = key[2], P = key[3], D = key[4];
     conv_shape c;
-    conv_shape_init(&c, B, S, P, D);
+    TLB_DNNL_TRY(e, conv_shape_init(&c, B, S, P, D));
     const int fwd_bias = kind == KIND_FWD_BIAS;
     dnnl_convolution_desc_t fd;
-    TLB_DNNL_CHECK(dnnl_convolution_forward_desc_init(
+    TLB_DNNL_TRY(e, dnnl_convolution_forward_desc_init(
         &fd, kind <= KIND_FWD_BIAS ? dnnl_forward_inference : dnnl_forward_training,
         dnnl_convolution_direct, &c.src, &c.wei,
         fwd_bias || kind == KIND_BWD_WEIGHTS_BIAS ? &c.bias : NULL, &c.dst, c.strides, c.pad_l,
         c.pad_r));
     dnnl_primitive_attr_t attr = tlb_dnnl_attr(0, 1);
+    TLB_DNNL_TRY(e, attr ? dnnl_success : dnnl_out_of_memory);
     dnnl_primitive_desc_t fpd;
-    TLB_DNNL_CHECK(dnnl_primitive_desc_create(&fpd, &fd, attr, tlb_dnnl_engine(), NULL));
+    dnnl_status_t st = dnnl_primitive_desc_create(&fpd, &fd, attr, tlb_dnnl_engine(), NULL);
+    if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+    TLB_DNNL_TRY(e, st);
     const size_t R = (size_t)P * P * 3;
     if (kind <= KIND_FWD_BIAS) {
         const int args[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
         tlb_dnnl_entry_init(e, fpd, args, fwd_bias ? 4 : 3, 0);
     } else if (kind == KIND_BWD_DATA) {
         dnnl_convolution_desc_t bd;
-        TLB_DNNL_CHECK(dnnl_convolution_backward_data_desc_init(
-            &bd, dnnl_convolution_direct, &c.src, &c.wei, &c.dst, c.strides, c.pad_l, c.pad_r));
         dnnl_primitive_desc_t bpd;
-        TLB_DNNL_CHECK(dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd));
-        TLB_DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
+        st = dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &c.src, &c.wei, &c.dst,
+                                                      c.strides, c.pad_l, c.pad_r);
+        if (st == dnnl_success) st = dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd);
+        dnnl_primitive_desc_destroy(fpd);
+        if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+        TLB_DNNL_TRY(e, st);
         const int args[] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
         tlb_dnnl_entry_init(e, bpd, args, 3, (size_t)B * S * S * 3); /* work: diff_src */
     } else {
         const int with_bias = kind == KIND_BWD_WEIGHTS_BIAS;
         dnnl_convolution_desc_t bd;
-        TLB_DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(
-            &bd, dnnl_convolution_direct, &c.src, &c.wei, with_bias ? &c.bias : NULL, &c.dst,
-            c.strides, c.pad_l, c.pad_r));
         dnnl_primitive_desc_t bpd;
-        TLB_DNNL_CHECK(dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd));
-        TLB_DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
+        st = dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &c.src, &c.wei,
+                                                         with_bias ? &c.bias : NULL, &c.dst, c.strides,
+                                                         c.pad_l, c.pad_r);
+        if (st == dnnl_success) st = dnnl_primitive_desc_create(&bpd, &bd, attr, tlb_dnnl_engine(), fpd);
+        dnnl_primitive_desc_destroy(fpd);
+        if (st != dnnl_success) dnnl_primitive_attr_destroy(attr);
+        TLB_DNNL_TRY(e, st);
         const int args[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS,
                             DNNL_ARG_DIFF_BIAS};
         /* work: diff_weights[R*D], diff_bias[D] */
         tlb_dnnl_entry_init(e, bpd, args, with_bias ? 4 : 3, R * D + (size_t)D);
     }
-    TLB_DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    dnnl_primitive_attr_destroy(attr);
+}
+
+/* The model's calls: forward with bias, backward of weights and bias (the
+ * image needs no gradient). */
+static int patch_conv_prepare_dnnl(int B, int S, int P, int D, tlb_error *err)
+{
+    if (B <= 0 || D <= 0 || P <= 0 || S < P) return 0;
+    const int kinds[] = {KIND_FWD_BIAS, KIND_BWD_WEIGHTS_BIAS};
+    for (int i = 0; i < 2; i++) {
+        const int key[TLB_DNNL_KEY] = {kinds[i], B, S, P, D};
+        if (tlb_dnnl_prepare(&cache, key, build, err) != 0)
+            return tlb_fail_prefix(err, "patch_conv B %d S %d P %d D %d", B, S, P, D);
+    }
+    return 0;
 }
 
 static void patch_conv_forward_dnnl(float *out, const float *img, const float *w,
@@ -128,4 +150,5 @@ static void patch_conv_backward_dnnl(float *dimg, float *dw, float *dbias, const
     }
 }
 
-const patch_conv_op patch_conv_dnnl = {patch_conv_forward_dnnl, patch_conv_backward_dnnl};
+const patch_conv_op patch_conv_dnnl = {patch_conv_forward_dnnl, patch_conv_backward_dnnl,
+                                      patch_conv_prepare_dnnl};

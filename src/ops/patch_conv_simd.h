@@ -40,6 +40,16 @@ static inline void tiles_serial(const gemm_args *g)
     for (int t = 0; t < mt * nt; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
 }
 
+/* Patches (slot 1) on every thread of the team; w^T (slot 0) on the caller. */
+static inline int patch_conv_prepare_simd(int B, int S, int P, int D, tlb_error *err)
+{
+    (void)B;
+    const int N = (S / P) * (S / P), R = P * P * 3;
+    if (N <= 0 || D <= 0) return 0;
+    if (scratch_reserve(0, (size_t)R * D) != 0) return tlb_fail(err, "out of memory for patch_conv scratch");
+    return scratch_reserve_all(1, (size_t)N * R, err);
+}
+
 static inline void patch_conv_forward_simd(float *out, const float *img, const float *w,
                                            const float *bias, int B, int S, int P, int D)
 {

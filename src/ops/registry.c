@@ -3,10 +3,9 @@
 #include "ops/impls.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-op_table tlb_ops;
 
 /* Preference order of the automatic choice, best first (the same for every
  * op today). It comes from `make bench` on the development machine
@@ -39,9 +38,6 @@ static const char *const op_names[] = {TLB_OP_LIST(OP_NAME)};
 
 #define NUM_OPS TLB_OP_COUNT
 
-static tlb_backend chosen[NUM_OPS];
-static int mixed_precision; /* dense runs dense_bf16 instead of chosen[dense] */
-
 static const char *const backend_names[TLB_BACKEND_COUNT] = {"ref", "avx2", "avx512", "dnnl"};
 
 const char *backend_name(tlb_backend b) { return b < TLB_BACKEND_COUNT ? backend_names[b] : "?"; }
@@ -62,7 +58,6 @@ int backend_supported(tlb_backend b)
 
 int ops_count(void) { return NUM_OPS; }
 const char *ops_name(int op) { return op >= 0 && op < NUM_OPS ? op_names[op] : NULL; }
-tlb_backend ops_chosen(int op) { return chosen[op]; }
 
 const void *ops_impl(int op, tlb_backend b)
 {
@@ -82,39 +77,39 @@ int ops_find(const char *name)
     return -1;
 }
 
-int ops_force(int op, tlb_backend b)
+int ops_table_force(op_table *t, int op, tlb_backend b)
 {
     if (op < 0 || op >= NUM_OPS || b >= TLB_BACKEND_COUNT) return -1;
     if (!ops_impl(op, b) || !backend_supported(b)) return -1;
     switch ((tlb_op)op) { /* a typed copy into the op's own slot */
 #define INSTALL(name, ...) \
-    case TLB_OP_##name: tlb_ops.name = *name##_impls[b]; break;
+    case TLB_OP_##name: t->name = *name##_impls[b]; break;
         TLB_OP_LIST(INSTALL)
 #undef INSTALL
     default: return -1;
     }
-    chosen[op] = b;
-    if (op == TLB_OP_dense) mixed_precision = 0;
+    t->backend[op] = b;
+    if (op == TLB_OP_dense) t->bf16_dense = 0;
     return 0;
 }
 
 int ops_mixed_precision_supported(void) { return bf16_native(); }
-int ops_mixed_precision(void) { return mixed_precision; }
 
-int ops_set_mixed_precision(int on)
+int ops_table_set_bf16(op_table *t, int on)
 {
-    if (!on) return ops_force(TLB_OP_dense, chosen[TLB_OP_dense]);
-    if (!ops_mixed_precision_supported()) return -1;
-    tlb_ops.dense = dense_bf16;
-    mixed_precision = 1;
+    if (on && !ops_mixed_precision_supported()) return -1;
+    t->bf16_dense = on != 0;
     return 0;
 }
 
-static void choose_automatic(int op)
+void ops_table_automatic(op_table *t)
 {
-    for (int i = 0; i < TLB_BACKEND_COUNT; i++)
-        if (ops_force(op, preference[i]) == 0) return;
-    ops_force(op, TLB_BACKEND_REF);
+    memset(t, 0, sizeof *t);
+    for (int op = 0; op < NUM_OPS; op++) {
+        int done = 0;
+        for (int i = 0; i < TLB_BACKEND_COUNT && !done; i++) done = ops_table_force(t, op, preference[i]) == 0;
+        if (!done) ops_table_force(t, op, TLB_BACKEND_REF);
+    }
 }
 
 static int parse_backend(const char *name, size_t len, tlb_backend *out)
@@ -127,24 +122,8 @@ static int parse_backend(const char *name, size_t len, tlb_backend *out)
     return -1;
 }
 
-static int apply_spec(const char *spec, tlb_error *err);
-
-int ops_spec_check(const char *spec, tlb_error *err)
-{
-    if (!spec || !*spec) return 0;
-    const op_table saved_ops = tlb_ops;
-    tlb_backend saved[NUM_OPS];
-    memcpy(saved, chosen, sizeof saved);
-    const int saved_mixed = mixed_precision; /* forcing dense turns it off */
-    int rc = apply_spec(spec, err);
-    tlb_ops = saved_ops;
-    memcpy(chosen, saved, sizeof saved);
-    mixed_precision = saved_mixed;
-    return rc;
-}
-
-/* Applies one spec; callers prefix errors with where the spec came from. */
-static int apply_spec(const char *spec, tlb_error *err)
+/* Applies one spec to t; callers prefix errors with where the spec came from. */
+static int apply_spec(op_table *t, const char *spec, tlb_error *err)
 {
     const char *p = spec;
     while (*p) {
@@ -163,7 +142,7 @@ static int apply_spec(const char *spec, tlb_error *err)
             if (!backend_supported(b))
                 return tlb_fail(err, "backend '%s' is not supported by this CPU",
                                 backend_name(b));
-            for (int op = 0; op < NUM_OPS; op++) ops_force(op, b);
+            for (int op = 0; op < NUM_OPS; op++) ops_table_force(t, op, b);
         } else {
             size_t oplen = (size_t)(colon - p);
             int op = -1;
@@ -174,7 +153,7 @@ static int apply_spec(const char *spec, tlb_error *err)
             if (parse_backend(colon + 1, len - oplen - 1, &b) != 0)
                 return tlb_fail(err, "unknown backend '%.*s' for op %s",
                                 (int)(len - oplen - 1), colon + 1, op_names[op]);
-            if (ops_force(op, b) != 0)
+            if (ops_table_force(t, op, b) != 0)
                 return tlb_fail(err, "op %s has no %s backend on this CPU",
                                 op_names[op], backend_name(b));
         }
@@ -183,17 +162,33 @@ static int apply_spec(const char *spec, tlb_error *err)
     return 0;
 }
 
-int ops_select(const char *spec, tlb_error *err)
+int ops_spec_check(const char *spec, tlb_error *err)
 {
-    for (int op = 0; op < NUM_OPS; op++) choose_automatic(op);
-    if (spec && *spec && apply_spec(spec, err) != 0) return tlb_fail_prefix(err, "backend");
-    const char *env = getenv("TLB_BACKEND");
-    if (env && *env && apply_spec(env, err) != 0) return tlb_fail_prefix(err, "TLB_BACKEND");
-    return 0;
+    if (!spec || !*spec) return 0;
+    op_table scratch;
+    ops_table_automatic(&scratch);
+    return apply_spec(&scratch, spec, err);
 }
 
-/* Every program starts with the automatic choice, so tlb_ops is never empty. */
-__attribute__((constructor)) static void ops_init_default(void)
+int ops_table_select(op_table *t, const char *spec, tlb_error *err)
 {
-    for (int op = 0; op < NUM_OPS; op++) choose_automatic(op);
+    ops_table_automatic(t);
+    int rc = 0;
+    if (spec && *spec && apply_spec(t, spec, err) != 0) rc = tlb_fail_prefix(err, "backend");
+    const char *env = getenv("TLB_BACKEND");
+    if (rc == 0 && env && *env && apply_spec(t, env, err) != 0) rc = tlb_fail_prefix(err, "TLB_BACKEND");
+    if (rc != 0) ops_table_automatic(t);
+    return rc;
 }
+
+void ops_table_describe(const op_table *t, char *backends, size_t n)
+{
+    size_t at = 0;
+    if (n) backends[0] = '\0';
+    for (int op = 0; op < NUM_OPS && at < n; op++) {
+        const char *b = t->bf16_dense && op == TLB_OP_dense ? "bf16" : backend_name(t->backend[op]);
+        at += (size_t)snprintf(backends + at, n - at, "%s%s:%s", op ? "," : "", op_names[op], b);
+    }
+}
+
+const char *ops_table_precision(const op_table *t) { return t->bf16_dense ? "bf16 dense" : "fp32"; }

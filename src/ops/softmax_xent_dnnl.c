@@ -16,16 +16,26 @@ static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
 {
     const int B = key[0], V = key[1];
     dnnl_memory_desc_t md;
-    tlb_dnnl_md2d(&md, B, V, V, 1, dnnl_f32);
+    TLB_DNNL_TRY(e, tlb_dnnl_md2d(&md, B, V, V, 1, dnnl_f32));
     dnnl_softmax_v2_desc_t desc;
-    TLB_DNNL_CHECK(dnnl_softmax_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_softmax_log,
-                                                     &md, &md, 1));
+    TLB_DNNL_TRY(e, dnnl_softmax_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_softmax_log,
+                                                      &md, &md, 1));
     dnnl_primitive_attr_t attr = tlb_dnnl_attr(0, 1);
+    TLB_DNNL_TRY(e, attr ? dnnl_success : dnnl_out_of_memory);
     dnnl_primitive_desc_t pd;
-    TLB_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, tlb_dnnl_engine(), NULL));
-    TLB_DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    const dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, tlb_dnnl_engine(), NULL);
+    dnnl_primitive_attr_destroy(attr);
+    TLB_DNNL_TRY(e, st);
     const int args[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
     tlb_dnnl_entry_init(e, pd, args, 2, (size_t)B * V);
+}
+
+static int softmax_xent_prepare_dnnl(int B, int V, tlb_error *err)
+{
+    if (B <= 0 || V <= 0) return 0;
+    const int key[TLB_DNNL_KEY] = {B, V};
+    if (tlb_dnnl_prepare(&cache, key, build, err) != 0) return tlb_fail_prefix(err, "softmax_xent [%d,%d]", B, V);
+    return 0;
 }
 
 static void softmax_xent_forward_dnnl(float *losses, float *probs, const float *logits,
@@ -60,4 +70,5 @@ static void softmax_xent_backward_dnnl(float *dlogits, const float *probs, const
     for (int b = 0; b < B; b++) dlogits[(size_t)b * V + labels[b]] -= scale;
 }
 
-const softmax_xent_op softmax_xent_dnnl = {softmax_xent_forward_dnnl, softmax_xent_backward_dnnl};
+const softmax_xent_op softmax_xent_dnnl = {softmax_xent_forward_dnnl, softmax_xent_backward_dnnl,
+                                          softmax_xent_prepare_dnnl};

@@ -45,7 +45,7 @@ void evaluate_run(model_inference *inf, loader *l, eval_metrics *e, state_divers
         const int lo = (int)((long)batch->size * r / N), hi = (int)((long)batch->size * (r + 1) / N);
         for (int at = lo; at < hi; at += inf->capacity) {
             const int n = hi - at < inf->capacity ? hi - at : inf->capacity;
-            model_inference_run(inf, batch->x + at * img, batch->y + at, n);
+            (void)model_inference_run(inf, batch->x + at * img, batch->y + at, n, NULL); /* 1 <= n <= capacity */
             eval_metrics_add(e, inf->logits, batch->y + at, inf->losses, n);
             if (work) {
                 const state_diversity d = model_inference_state_diversity(inf, n, work);

@@ -1,5 +1,7 @@
 #include "train/golden.h"
 
+#include "ops/bf16.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +159,7 @@ static int check_grads_and_adamw(golden_report *r, const st_file *f, const param
     return rc;
 }
 
-static int check_block(golden_report *r, const st_file *f, tlb_error *err)
+static int check_block(golden_report *r, const st_file *f, const op_table *ops, tlb_error *err)
 {
     int D, H, K, mult, B, T;
     if (st_read_int(f, "config.embed_dim", &D, err) || st_read_int(f, "config.num_heads", &H, err) ||
@@ -191,23 +193,36 @@ static int check_block(golden_report *r, const st_file *f, tlb_error *err)
         block_scratch_plan(&s, &a, dims, B, T, T);
         rc = arena_commit(&a) == 0 ? 0 : tlb_fail(err, "out of memory");
     }
+    /* The block's kernels set up as a plan would; in bf16 its weights converted once. */
+    block_kernels k = {ops, NULL, NULL};
+    size_t staging = 0;
+    uint16_t *params16 = NULL, *stage16 = NULL;
+    if (rc == 0) rc = block_prepare(&k, dims, B, T, T, &staging, err);
+    if (rc == 0 && ops->bf16_dense) {
+        params16 = malloc(t.total * sizeof *params16);
+        stage16 = malloc((staging ? staging : 1) * sizeof *stage16);
+        if (!params16 || !stage16) rc = tlb_fail(err, "out of memory");
+        else bf16_convert(params16, params, t.total);
+        k.params16 = params16, k.staging = stage16;
+    }
     if (rc == 0) {
         block_acts_plan(&acts, &a, dims, B, T, T);
         block_scratch_plan(&s, &a, dims, B, T, T);
-        block_forward(&acts, &s, params, &ap, &fp, xq, xkv, dims, B, T, T, NULL);
+        block_forward(&acts, &s, &k, params, &ap, &fp, xq, xkv, dims, B, T, T, NULL);
         double loss = 0.0;
         for (size_t i = 0; i < nx; i++) loss += (double)acts.out[i] * cot[i];
         float lossf = (float)loss;
         rc = compare(r, "attn_out", f, "attn_out", acts.attn_out, nx, 1e-4, 0, err);
         if (rc == 0) rc = compare(r, "y", f, "y", acts.out, nx, 1e-4, 0, err);
         if (rc == 0) rc = compare(r, "loss", f, "loss", &lossf, 1, 1e-4, 0, err);
-        block_backward(dxq, dxkv, grads, cot, &acts, params, &ap, &fp, &s, dims, B, T, T, NULL);
+        block_backward(dxq, dxkv, grads, cot, &acts, &k, params, &ap, &fp, &s, dims, B, T, T, NULL);
         const double gmax = grad_gmax(f, &t);
         if (rc == 0) rc = compare(r, "grad", f, "grad.x_q", dxq, nx, 1e-4, 1e-5 * gmax, err);
         if (rc == 0) rc = compare(r, "grad", f, "grad.x_kv", dxkv, nx, 1e-4, 1e-5 * gmax, err);
         if (rc == 0) rc = check_grads_and_adamw(r, f, &t, params, grads, err);
     }
     arena_release(&a);
+    free(params16), free(stage16);
     free(params), free(grads), free(xq), free(xkv), free(cot), free(dxq), free(dxkv);
     param_table_free(&t);
     return rc;
@@ -249,7 +264,7 @@ static int read_model_config(const st_file *f, tlb_model_config *c, int *batch, 
     return 0;
 }
 
-static int check_model(golden_report *r, const st_file *f, tlb_error *err)
+static int check_model(golden_report *r, const st_file *f, const op_table *ops, tlb_error *err)
 {
     tlb_model_config c;
     int B;
@@ -265,6 +280,7 @@ static int check_model(golden_report *r, const st_file *f, tlb_error *err)
     tlb_model m;
     char name_last[64];
     if (model_create(&m, &c, err) != 0) return -1;
+    model_use_ops(&m, ops);
     const int S = c.image_size, V = c.num_classes, C = c.chunk_size, D = c.embed_dim;
     const int Ns = model_num_state(&c);
     const size_t nimg = (size_t)B * S * S * 3;
@@ -276,7 +292,7 @@ static int check_model(golden_report *r, const st_file *f, tlb_error *err)
     if (rc == 0) rc = st_read_i32(f, "labels", labels, (size_t)B, err);
     for (int b = 0; rc == 0 && b < B; b++)
         if (labels[b] < 0 || labels[b] >= V) rc = tlb_fail(err, "%s: labels[%d] = %d is not a class", f->path, b, labels[b]);
-    if (rc == 0 && model_plan(&m, B, err) == 0) rc = -1;
+    if (rc == 0) rc = model_plan(&m, B, err);
     if (rc == 0) {
         const float loss = (float)(model_forward(&m, img, labels, B, NULL) / B);
         rc = compare(r, "logits", f, "logits", m.logits, (size_t)B * V, 1e-4, 0, err);
@@ -293,8 +309,8 @@ static int check_model(golden_report *r, const st_file *f, tlb_error *err)
         model_inference inf;
         rc = model_inference_plan(&inf, &m, B, 1, INFER_STATE, err);
         if (rc == 0) {
-            model_inference_run(&inf, img, labels, B);
-            rc = compare(r, "inference", f, "logits", inf.logits, (size_t)B * V, 1e-4, 0, err);
+            rc = model_inference_run(&inf, img, labels, B, err);
+            if (rc == 0) rc = compare(r, "inference", f, "logits", inf.logits, (size_t)B * V, 1e-4, 0, err);
             snprintf(name_last, sizeof name_last, "trace.slow.%d", model_num_chunks(&c) - 1);
             if (rc == 0) rc = compare(r, "inference", f, name_last, inf.state, (size_t)B * Ns * D, 1e-4, 0, err);
             model_inference_free(&inf);
@@ -311,12 +327,12 @@ static int check_model(golden_report *r, const st_file *f, tlb_error *err)
     return rc;
 }
 
-int golden_check(const char *path, golden_report *report, tlb_error *err)
+int golden_check(const char *path, const op_table *ops, golden_report *report, tlb_error *err)
 {
     memset(report, 0, sizeof *report);
     st_file f;
     if (st_open(&f, path, err) != 0) return -1;
-    int rc = st_find(&f, "config.tokens") ? check_block(report, &f, err) : check_model(report, &f, err);
+    int rc = st_find(&f, "config.tokens") ? check_block(report, &f, ops, err) : check_model(report, &f, ops, err);
     st_close(&f);
     if (rc == 0) finish(report);
     return rc;

@@ -5,6 +5,7 @@
 #ifndef TLB_GOLDEN_H
 #define TLB_GOLDEN_H
 
+#include "ops/ops.h"
 #include "util/error.h"
 
 #define GOLDEN_MAX_GROUPS 12
@@ -26,8 +27,9 @@ typedef struct {
     int passed;
 } golden_report;
 
-/* Returns 0 when the file could be checked (see report->passed for the
- * verdict), -1 when it could not be read or does not fit the model. */
-int golden_check(const char *path, golden_report *report, tlb_error *err);
+/* Checks the file on the kernels of `ops` (backends, precision). Returns 0
+ * when the file could be checked (see report->passed for the verdict), -1
+ * when it could not be read or does not fit the model. */
+int golden_check(const char *path, const op_table *ops, golden_report *report, tlb_error *err);
 
 #endif

@@ -5,17 +5,18 @@
 
 #include "ops/ops.h"
 
-void numerics_current(run_numerics *n)
+int numerics_choose(op_table *ops, const char *backend, int mixed_precision, tlb_error *err)
+{
+    if (ops_table_select(ops, backend, err) != 0) return -1;
+    if (mixed_precision && ops_mixed_precision_supported()) ops_table_set_bf16(ops, 1);
+    return 0;
+}
+
+void numerics_of(run_numerics *n, const op_table *ops)
 {
     memset(n, 0, sizeof *n);
-    const int bf16 = ops_mixed_precision();
-    size_t at = 0;
-    for (int op = 0; op < ops_count() && at < sizeof n->backends; op++) {
-        const char *b = bf16 && strcmp(ops_name(op), "dense") == 0 ? "bf16" : backend_name(ops_chosen(op));
-        at += (size_t)snprintf(n->backends + at, sizeof n->backends - at, "%s%s:%s", op ? "," : "",
-                               ops_name(op), b);
-    }
-    snprintf(n->precision, sizeof n->precision, "%s", bf16 ? "bf16 dense" : "fp32");
+    ops_table_describe(ops, n->backends, sizeof n->backends);
+    snprintf(n->precision, sizeof n->precision, "%s", ops_table_precision(ops));
 }
 
 /* The backend `op` has in a "op:backend,..." list, into out; "" if absent. */

@@ -9,13 +9,20 @@
 
 #include <stddef.h>
 
+#include "ops/ops.h"
+
 typedef struct {
     char backends[320]; /* "dense:avx512,layernorm:avx512,..." in op order; "" = not recorded */
     char precision[16]; /* "bf16 dense" or "fp32"; "" = not recorded */
 } run_numerics;
 
-/* The registry's current choice (after ops_select and ops_set_mixed_precision). */
-void numerics_current(run_numerics *n);
+/* The op table a run asks for: its `backend` spec (then TLB_BACKEND) and
+ * mixed precision where it pays (AVX512_BF16; elsewhere the run is fp32 and
+ * says so in its precision). */
+int numerics_choose(op_table *ops, const char *backend, int mixed_precision, tlb_error *err);
+
+/* What a model on this op table computes with. */
+void numerics_of(run_numerics *n, const op_table *ops);
 
 /* 0 when `now` computes as `was` did (or `was` recorded nothing: a checkpoint
  * from before these fields); else 1 with a short reason in why, e.g.

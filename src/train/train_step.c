@@ -46,6 +46,7 @@ int train_step(const train_stepper *s, const float *x, const int *y, const model
     memset(out, 0, sizeof *out);
 
     const float scale = 1.0f / (float)(s->global_batch > 0 ? s->global_batch : batch_size);
+    if (model_check_batch(m, mb < batch_size ? mb : batch_size, err) != 0) return -1;
     model_zero_grads(m);
     for (int at = 0; at < batch_size; at += mb) {
         const int k = batch_size - at < mb ? batch_size - at : mb;

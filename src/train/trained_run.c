@@ -8,6 +8,7 @@
 
 #include "data/fetch.h"
 #include "ops/ops.h"
+#include "train/numerics.h"
 #include "train/trainer.h"
 
 int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint, int capacity,
@@ -37,9 +38,12 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
                             run_dir, r->checkpoint);
     }
 
-    if (ops_select(c->backend, err) != 0) return tlb_fail_prefix(err, "%s/config.cfg: backend", run_dir);
-    r->precision = c->mixed_precision && ops_set_mixed_precision(1) == 0 ? "bf16 dense" : "fp32";
+    op_table ops;
+    if (numerics_choose(&ops, c->backend, c->mixed_precision, err) != 0)
+        return tlb_fail_prefix(err, "%s/config.cfg: backend", run_dir);
+    r->precision = ops_table_precision(&ops);
     if (model_create(&r->model, &c->model, err) != 0) return -1;
+    model_use_ops(&r->model, &ops);
     const size_t n = model_num_params(&r->model);
     /* checkpoint_load reads the AdamW moments too; inference drops them. */
     float *moments = malloc(2 * n * sizeof(float));

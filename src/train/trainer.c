@@ -250,7 +250,8 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     const run_config *c = &resolved;
     train_position pos = {0, 0, 0};
     char ckpt[1300];
-    int mb = 0, bf16 = 0, share_first = 0, share = 0;
+    int mb = 0, share_first = 0, share = 0;
+    op_table ops;
     size_t n = 0;
     uint64_t hash = 0;
     /* Setup: a failure on any process stops all of them (agree_status); the
@@ -258,11 +259,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     int local = 2;
     if (train_resolve_world(&resolved, resuming ? opt->resume_dir : NULL, err) != 0) goto agree;
     if (c->threads > 0) omp_set_num_threads(c->threads);
-    if (ops_select(c->backend, err) != 0) goto agree;
-    /* mixed_precision where it pays (AVX512_BF16): dense layers in bf16. */
-    bf16 = c->mixed_precision && ops_set_mixed_precision(1) == 0;
-    out->precision = bf16 ? "bf16 dense" : "fp32";
-    numerics_current(&out->numerics);
+    if (numerics_choose(&ops, c->backend, c->mixed_precision, err) != 0) goto agree;
+    out->precision = ops_table_precision(&ops);
+    numerics_of(&out->numerics, &ops);
 
     /* The run folder: new, or the one being resumed. */
     if (resuming) {
@@ -300,6 +299,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
 
     if (model_create(&s.model, &c->model, err) != 0) goto agree;
+    model_use_ops(&s.model, &ops);
     n = model_num_params(&s.model);
     out->num_params = n;
     s.adam_m = calloc(n, sizeof(float));
@@ -313,7 +313,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     rank_rows(c->batch_size, &share_first, &share);
     mb = train_choose_micro_batch(&s.model, share, c->micro_batch);
     out->micro_batch = mb;
-    if (model_plan(&s.model, mb, err) == 0) goto agree;
+    if (model_plan(&s.model, mb, err) != 0) goto agree;
+    /* A step's last micro-batch may be smaller: its kernels set up now too. */
+    if (share % mb && model_prepare_batch(&s.model, share % mb, err) != 0) goto agree;
     if (model_inference_plan(&s.infer, &s.model, EVALUATE_BATCH, 0, INFER_STATE, err) != 0) goto agree;
 
     hash = run_config_hash(c);
@@ -358,7 +360,7 @@ agree:
                 c->batch_size, mb, omp_get_max_threads());
         if (dist_size() > 1) fprintf(stderr, " in each of %d processes (%d samples each)", dist_size(), share);
         fputc('\n', stderr);
-        if (bf16)
+        if (ops.bf16_dense)
             fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
                             " weights, optimizer state and every other op stay fp32\n");
         else if (c->mixed_precision)

@@ -1,0 +1,121 @@
+/* The forward walk (walk.h): one copy for training and inference. */
+#include "model/walk.h"
+
+#include <string.h>
+
+#include "ops/bf16.h"
+#include "util/rng.h"
+
+block_dropout model_step_dropout(const tlb_model *m, const model_dropout *drop, int chunk, int step, int b0)
+{
+    block_dropout bd;
+    memset(&bd, 0, sizeof bd);
+    if (!drop || !drop->training) return bd;
+    const uint64_t site = rng_key(drop->key, (uint64_t)chunk * m->layout.num_steps + step);
+    bd.attn = (dropout_ctx){m->config.attn_drop, rng_key(site, 0), drop->sample0 + b0};
+    bd.ffn = (dropout_ctx){m->config.ffn_drop, rng_key(site, 1), drop->sample0 + b0};
+    return bd;
+}
+
+void model_params_to_bf16(const tlb_model *m, uint16_t *params16)
+{
+    const size_t n = model_num_params(m), per = 4096;
+    const long blocks = (long)((n + per - 1) / per);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < blocks; i++) {
+        const size_t at = (size_t)i * per;
+        bf16_convert(params16 + at, m->params + at, n - at < per ? n - at : per);
+    }
+}
+
+void model_walk_forward(model_walk *w, const float *img, const int *labels, const model_targets *targets,
+                        const model_dropout *drop)
+{
+    const tlb_model *m = w->model;
+    const op_table *ops = w->kernels.ops;
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
+    const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
+    const int Ns = model_num_state(c), n = w->n, b0 = w->b0;
+    const size_t state_len = (size_t)Ns * D;
+    const float *p = m->params;
+
+    /* 1. The input stage: patch embedding. */
+    ops->patch_conv.forward(w->tok, img + (size_t)b0 * S * S * 3, p + l->conv_kernel, p + l->conv_bias, n, S, P, D);
+    ops->posemb.forward(w->tok, w->tok, p + l->pos_emb, n, N, D);
+    ops->layernorm.forward(w->tokens, w->tok_mean, w->tok_rstd, w->tok, p + l->patch_ln_gamma,
+                           p + l->patch_ln_beta, n * N, D);
+    for (int b = 0; b < n; b++) {
+        float *dst = w->slow0 + (size_t)b * state_len;
+        if (c->state_init == STATE_INIT_LEARNED) memcpy(dst, p + l->state_init, state_len * sizeof(float));
+        else memset(dst, 0, state_len * sizeof(float));
+    }
+
+    /* 2. The recurrent cell over the chunks. */
+    const float *slow = w->slow0;
+    const float *stream[2] = {NULL, NULL};
+    for (int ch = 0; ch < nchunks; ch++) {
+        float *chunk = w->chunk_slab + (size_t)ch * w->chunk_stride;
+        for (int b = 0; b < n; b++)
+            memcpy(chunk + (size_t)b * C * D, w->tokens + ((size_t)b * N + (size_t)ch * C) * D,
+                   (size_t)C * D * sizeof(float));
+        if (m->state_pe) { /* sinusoid: the table is added before the chunk reads the state */
+            float *in = w->state_in + (size_t)ch * w->state_stride;
+            for (int b = 0; b < n; b++)
+                for (size_t k = 0; k < state_len; k++)
+                    in[b * state_len + k] = slow[b * state_len + k] + m->state_pe[k];
+            slow = in;
+        }
+        stream[STREAM_FAST] = chunk, stream[STREAM_SLOW] = slow;
+        const int last = ch == nchunks - 1 && w->skip_unread_update ? l->num_steps - 1 : l->num_steps;
+        for (int s = 0; s < last; s++) {
+            const cell_step *st = &l->steps[s];
+            const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
+            block_acts a = w->step(w, ch, s, stream);
+            const block_dropout bd = model_step_dropout(m, drop, ch, s, b0);
+            block_forward(&a, &w->scratch, &w->kernels, p, &l->attn[st->attn], &l->ffn[st->ffn],
+                          stream[st->query], stream[st->kv], m->dims, n, Tq, Tk, &bd);
+            stream[st->query] = a.out;
+        }
+        slow = stream[STREAM_SLOW];
+    }
+
+    /* 3. Readout (the last chunk's fast stream, which the slow update read,
+     * or the final state), head and loss. */
+    if (c->readout == READOUT_STATE) {
+        ops->layernorm.forward(w->readout_ln, w->readout_mean, w->readout_rstd, slow, p + l->readout_ln_gamma,
+                               p + l->readout_ln_beta, n * Ns, D);
+        ops->meanpool.forward(w->pooled, w->readout_ln, n, Ns, D);
+    } else {
+        ops->meanpool.forward(w->pooled, stream[STREAM_FAST], n, C, D);
+    }
+    kernels_dense_forward(&w->kernels, w->logits, w->pooled, p, l->head_kernel, l->head_bias, n, D, V);
+    if (w->final_state) memcpy(w->final_state, slow, (size_t)n * state_len * sizeof(float));
+    if (!labels) return;
+    ops->softmax_xent.forward(w->losses, w->probs, w->logits, labels + b0, n, V);
+    for (int i = 0; i < n; i++)
+        if (targets_soft(targets, b0 + i))
+            w->losses[i] = (float)targets_loss(w->logits + (size_t)i * V, V, labels[b0 + i], targets, b0 + i);
+}
+
+int model_walk_prepare(const tlb_model *m, const block_kernels *k, int n, size_t *staging, tlb_error *err)
+{
+    const op_table *o = k->ops;
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const int D = c->embed_dim, N = model_num_patches(c), Ns = model_num_state(c), V = c->num_classes;
+    if (n < 1) return 0;
+    if (o->patch_conv.prepare && o->patch_conv.prepare(n, c->image_size, c->patch_size, D, err) != 0) return -1;
+    if (o->layernorm.prepare && o->layernorm.prepare(n * N, D, err) != 0) return -1;
+    for (int s = 0; s < l->num_steps; s++) {
+        const cell_step *st = &l->steps[s];
+        if (block_prepare(k, m->dims, n, model_stream_rows(c, st->query), model_stream_rows(c, st->kv), staging,
+                          err) != 0)
+            return -1;
+    }
+    if (c->readout == READOUT_STATE && o->layernorm.prepare && o->layernorm.prepare(n * Ns, D, err) != 0) return -1;
+    if (kernels_dense_prepare(k, n, D, V, staging, err) != 0) return -1;
+    if (o->softmax_xent.prepare && o->softmax_xent.prepare(n, V, err) != 0) return -1;
+    return 0;
+}
