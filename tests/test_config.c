@@ -49,6 +49,8 @@ static void expect_error(const char *text, const char *rest)
     cr_assert_null(strchr(err.msg, '\n'), "one line");
 }
 
+static void expect_set_error(const char *assignment, const char *want);
+
 static run_config load_ok(const char *name, const char *text)
 {
     const char *p = write_cfg(name, text);
@@ -166,6 +168,40 @@ Test(config, explicit_key_dim_and_empty_file)
     tlb_error err;
     run_config_validate(&d, &err);
     cr_assert(run_config_equal(&e, &d));
+}
+
+/* key_dim's default follows the settings alone: the provenance (source,
+ * line[]) is for messages only, so erasing it must change no outcome. A
+ * written 0 is refused at its line; an absent key_dim is embed_dim. */
+static int load_validate_without_provenance(const char *text, run_config *c, tlb_error *err)
+{
+    const char *p = write_cfg("kd0.cfg", text);
+    if (run_config_load(c, p, err) != 0) return -1;
+    memset(c->line, 0, sizeof c->line);
+    c->source[0] = '\0';
+    return run_config_validate(c, err);
+}
+
+Test(config, key_dim_default_ignores_provenance)
+{
+    run_config c;
+    tlb_error err = {{0}};
+    cr_expect_eq(load_validate_without_provenance("embed_dim: 32\nkey_dim: 0\n", &c, &err), -1,
+                 "a written key_dim 0 is refused, not read as absent (key_dim %d)", c.model.key_dim);
+    cr_assert_eq(load_validate_without_provenance("embed_dim: 32\n", &c, &err), 0, "%s", err.msg);
+    cr_expect_eq(c.model.key_dim, 32, "absent: = embed_dim");
+    cr_assert_eq(load_validate_without_provenance("image_size: 16\nembed_dim: [16, 32]\n", &c, &err), 0, "%s",
+                 err.msg);
+    run_config run;
+    run_config_expand(&c, 1, &run);
+    cr_expect_eq(run.model.key_dim, 32, "a swept embed_dim takes key_dim with it");
+    /* Refused where it is written: the file's line, or --set. */
+    expect_error("embed_dim: 32\nkey_dim: 0\n",
+                 ":2: key_dim: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
+    expect_error("key_dim: [8, 0]\n",
+                 ":1: key_dim: item 2: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
+    expect_error("key_dim: -4\n", ":1: key_dim: -4 is out of range [1, 8192]");
+    expect_set_error("key_dim=0", "--set: key_dim: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
 }
 
 /* ---------------------------------------------------------------- bad files */

@@ -231,7 +231,7 @@ void run_config_defaults(run_config *c)
 {
     memset(c, 0, sizeof *c); /* also zeroes padding and string tails */
     c->model = model_config_seed();
-    c->model.key_dim = 0; /* = embed_dim, resolved by run_config_validate */
+    c->model.key_dim = 0; /* absent: = embed_dim (resolve_key_dim) */
     c->mixed_precision = 1;
     strcpy(c->dataset, "cifar10");
     c->train_slice = 40000;
@@ -245,6 +245,13 @@ void run_config_defaults(run_config *c)
     c->shuffle = SHUFFLE_EVERY_EPOCH;
     c->randaugment_m = 9; /* RandAugment's usual magnitude; used only when randaugment_n > 0 */
     c->world_size = 1;
+}
+
+/* key_dim 0 means "absent, = embed_dim", decided here only: the parser
+ * refuses a written 0 (assign_scalar), so a 0 never came from the user. */
+static void resolve_key_dim(tlb_model_config *m)
+{
+    if (m->key_dim == 0) m->key_dim = m->embed_dim;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -325,6 +332,9 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
     case K_INT: {
         int v;
         if (parse_int(s, &v)) return fail_key(err, w, key, "expected an integer, got %s", got);
+        /* 0 is resolve_key_dim's "absent"; other bad sizes fail validation. */
+        if (v == 0 && KEYS[k].off == MOFF(key_dim))
+            return fail_key(err, w, key, "0 is not a key size (leave key_dim out for key_dim = embed_dim)");
         *(int *)field(c, k) = v;
         return 0;
     }
@@ -786,15 +796,14 @@ static int validate_one(const run_config *c, tlb_error *err)
         return fail_key(err, key_where(c, key_index("backend")), "backend", "%s", spec_err.msg);
 
     tlb_model_config m = c->model;
-    if (m.key_dim == 0 && c->line[key_index("key_dim")] == 0) m.key_dim = m.embed_dim; /* swept embed_dim */
+    resolve_key_dim(&m); /* a swept embed_dim leaves it unresolved in c */
     return check_model(c, &m, err);
 }
 
 int run_config_validate(run_config *c, tlb_error *err)
 {
     /* key_dim follows embed_dim; a swept embed_dim resolves it per run. */
-    if (c->model.key_dim == 0 && c->line[key_index("key_dim")] == 0 && !find_sweep(c, key_index("embed_dim")))
-        c->model.key_dim = c->model.embed_dim;
+    if (!find_sweep(c, key_index("embed_dim"))) resolve_key_dim(&c->model);
     if (validate_one(c, err)) return -1;
     /* Every combination of a sweep must be valid (ranges that depend on
      * other keys, the model's shape). */
@@ -841,7 +850,7 @@ void run_config_expand(const run_config *c, int i, run_config *out)
         if (len >= sizeof out->name) len = sizeof out->name - 1;
     }
     out->num_sweeps = 0;
-    if (out->model.key_dim == 0 && c->line[key_index("key_dim")] == 0) out->model.key_dim = out->model.embed_dim;
+    resolve_key_dim(&out->model);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -913,7 +922,12 @@ static void put_scalar(out_buf *o, const run_config *c, int k, run_value v)
     switch (KEYS[k].type) {
     case K_INT: {
         long long x = v.i;
-        if (x == 0 && c && strcmp(KEYS[k].name, "key_dim") == 0) x = c->model.embed_dim;
+        if (c && KEYS[k].off == MOFF(key_dim)) { /* written resolved */
+            tlb_model_config m = c->model;
+            m.key_dim = (int)x;
+            resolve_key_dim(&m);
+            x = m.key_dim;
+        }
         put(o, "%lld", x);
         break;
     }

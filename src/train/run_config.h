@@ -59,7 +59,7 @@ typedef struct {
 #define RUN_CONFIG_NUM_KEYS 45
 
 typedef struct {
-    tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
+    tlb_model_config model;  /* key_dim 0: absent, = embed_dim (the parser refuses a written 0) */
     int mixed_precision;     /* bool */
     char dataset[32];        /* only "cifar10" accepted */
     int train_slice;         /* 40000: first N training images train, the rest validate */
