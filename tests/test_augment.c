@@ -37,7 +37,7 @@ static loader *make_loader(const cifar10_view *v, augment_options aug, int threa
     loader_config cfg = {.batch_size = 8, .image_size = S, .train = 1, .shuffle = LOADER_SHUFFLE_EPOCH,
                          .drop_last = 1, .num_threads = threads, .depth = 3, .seed = seed, .aug = aug};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&l, v, &cfg, &err), 0, "%s", err.msg);
     return l;
 }
@@ -592,7 +592,7 @@ static void share_matches_whole(augment_options aug, int train, int shares)
                          .num_threads = 1, .depth = 3, .seed = 42, .aug = aug};
     cifar10_view v = synth_split();
     loader *whole, *part;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&whole, &v, &cfg, &err), 0, "%s", err.msg);
     long rows_compared = 0;
     for (int i = 0; i < shares; i++) {
@@ -645,7 +645,7 @@ Test(augment, loader_share_negative_control)
     loader_config cfg = {.batch_size = 8, .image_size = S, .train = 1, .shuffle = LOADER_SHUFFLE_EPOCH,
                          .drop_last = 1, .num_threads = 0, .depth = 2, .seed = 42, .aug = mixup};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&l, &v, &cfg, &err), 0, "%s", err.msg);
     loader_start_epoch(l, 0);
     const loader_batch *b = loader_next(l);

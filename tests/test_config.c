@@ -39,7 +39,7 @@ static void expect_error(const char *text, const char *rest)
 {
     const char *p = write_cfg("bad.cfg", text);
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     int rc = run_config_load(&c, p, &err);
     if (rc == 0) rc = run_config_validate(&c, &err);
     cr_assert_eq(rc, -1, "expected an error for:\n%s", text);
@@ -55,7 +55,7 @@ static run_config load_ok(const char *name, const char *text)
 {
     const char *p = write_cfg(name, text);
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(run_config_load(&c, p, &err), 0, "%s", err.msg);
     cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
     return c;
@@ -185,7 +185,7 @@ static int load_validate_without_provenance(const char *text, run_config *c, tlb
 Test(config, key_dim_default_ignores_provenance)
 {
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_expect_eq(load_validate_without_provenance("embed_dim: 32\nkey_dim: 0\n", &c, &err), -1,
                  "a written key_dim 0 is refused, not read as absent (key_dim %d)", c.model.key_dim);
     cr_assert_eq(load_validate_without_provenance("embed_dim: 32\n", &c, &err), 0, "%s", err.msg);
@@ -202,6 +202,39 @@ Test(config, key_dim_default_ignores_provenance)
                  ":1: key_dim: item 2: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
     expect_error("key_dim: -4\n", ":1: key_dim: -4 is out of range [1, 8192]");
     expect_set_error("key_dim=0", "--set: key_dim: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
+}
+
+/* The key at fault travels in the error (err.key), not only in its text,
+ * from model_config_validate up through run_config. */
+Test(config, errors_carry_the_key)
+{
+    tlb_model_config m = model_config_seed();
+    m.chunk_size = 7;
+    tlb_error e = {0};
+    cr_assert_eq(model_config_validate(&m, &e), -1);
+    cr_expect_str_eq(e.key, "chunk_size");
+    cr_expect_str_eq(e.msg, "chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+
+    const char *p = write_cfg("k.cfg", "\nchunk_size: 7\n");
+    run_config c;
+    cr_assert_eq(run_config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_eq(run_config_validate(&c, &e), -1);
+    cr_expect_str_eq(e.key, "chunk_size", "a model error keeps its key: %s", e.msg);
+    cr_expect_eq(strncmp(e.msg, p, strlen(p)), 0, "%s", e.msg);
+    cr_expect_str_eq(e.msg + strlen(p), ":2: chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+
+    p = write_cfg("k.cfg", "r: [1, x]\n");
+    cr_assert_eq(run_config_load(&c, p, &e), -1);
+    cr_expect_str_eq(e.key, "r");
+    cr_expect_str_eq(e.msg + strlen(p), ":1: r: item 2: expected an integer, got 'x'");
+    run_config_defaults(&c);
+    cr_assert_eq(run_config_set(&c, "batch_size=-5", &e), 0, "%s", e.msg);
+    cr_assert_eq(run_config_validate(&c, &e), -1);
+    cr_expect_str_eq(e.key, "batch_size");
+
+    /* A message about no key leaves none behind. */
+    tlb_fail(&e, "%s: cannot read", "x.cfg");
+    cr_expect_str_eq(e.key, "");
 }
 
 /* ---------------------------------------------------------------- bad files */
@@ -324,7 +357,7 @@ static void expect_set_error(const char *assignment, const char *want)
 {
     run_config c;
     run_config_defaults(&c);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(run_config_set(&c, assignment, &err), -1, "%s", assignment);
     cr_assert_str_eq(err.msg, want);
 }

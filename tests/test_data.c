@@ -63,7 +63,7 @@ static const char *real_data_dir(char *buf, size_t n)
 Test(data, vendored_slice_records)
 {
     cifar10_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&s, SLICE, &err), 0, "%s", err.msg);
     cr_assert_eq(s.count, 3);
     /* Expected values read with a hex dump from the sha256-verified
@@ -89,7 +89,7 @@ Test(data, checked_read_accepts_right_hash)
 {
     uint8_t *buf;
     size_t n;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_checked(&buf, &n, SLICE, 3 * CIFAR10_RECORD, SLICE_XXH3, &err), 0, "%s", err.msg);
     cr_expect_eq(n, 3 * CIFAR10_RECORD);
     free(buf);
@@ -104,7 +104,7 @@ Test(data, corrupted_byte_refused)
     snprintf(path, sizeof path, "%s/slice.bin", dir);
     write_file(path, data, n);
     uint8_t *buf = NULL;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_checked(&buf, NULL, path, (long)n, SLICE_XXH3, &err), -1);
     cr_expect_null(buf);
     cr_expect_not_null(strstr(err.msg, path), "%s", err.msg);
@@ -123,7 +123,7 @@ Test(data, truncated_file_refused)
     snprintf(path, sizeof path, "%s/slice.bin", dir);
     write_file(path, data, n - 1);
     uint8_t *buf = NULL;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_checked(&buf, NULL, path, (long)n, SLICE_XXH3, &err), -1);
     cr_expect_not_null(strstr(err.msg, "size 9218 bytes, expected 9219 (truncated)"), "%s", err.msg);
     /* The structural reader refuses a partial record too. */
@@ -144,7 +144,7 @@ Test(data, bad_label_refused)
     snprintf(path, sizeof path, "%s/slice.bin", dir);
     write_file(path, data, n);
     cifar10_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&s, path, &err), -1);
     cr_expect_not_null(strstr(err.msg, "record 1 has label 10, expected 0..9"), "%s", err.msg);
     unlink(path);
@@ -156,7 +156,7 @@ Test(data, load_refuses_missing_wrong_size_and_corrupt_official_files)
 {
     char *dir = make_tmpdir(), path[128];
     cifar10_set train, test;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
 
     cr_assert_eq(cifar10_load(&train, &test, NULL, &err), -1);
     cr_expect_not_null(strstr(err.msg, "no CIFAR-10 data directory"), "%s", err.msg);
@@ -191,7 +191,7 @@ Test(data, load_refuses_missing_wrong_size_and_corrupt_official_files)
 Test(data, split_on_slice)
 {
     cifar10_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&s, SLICE, &err), 0, "%s", err.msg);
     cifar10_view tr, va;
     cr_assert_eq(cifar10_split(&tr, &va, &s, 2, &err), 0);
@@ -211,7 +211,7 @@ Test(data, real_data_split_and_counts, .timeout = 60)
     const char *dir = real_data_dir(buf, sizeof buf);
     if (!dir) cr_skip_test("CIFAR-10 cache absent (run `tlb data fetch`); core checks use the vendored slice");
     cifar10_set train, test;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_load(&train, &test, dir, &err), 0, "%s", err.msg);
     cifar10_view tr, va;
     cr_assert_eq(cifar10_split(&tr, &va, &train, CIFAR10_TRAIN_SLICE, &err), 0);
@@ -276,7 +276,7 @@ Test(data, mirror_png_and_json_convert_to_official_layout)
     write_file(json_path, json, strlen(json));
 
     uint8_t labels[H], *rec = malloc(H * CIFAR10_RECORD);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_labels_json(labels, H, json_path, &err), 0, "%s", err.msg);
     cr_assert_eq(cifar10_png_to_records(rec, png_path, labels, H, &err), 0, "%s", err.msg);
     for (int i = 0; i < H; i++) {
@@ -462,7 +462,7 @@ static loader *make_loader(const cifar10_view *v, int B, int train, loader_shuff
     loader_config cfg = {.batch_size = B, .image_size = LS, .train = train, .shuffle = sh, .drop_last = drop,
                          .limit = limit, .num_threads = threads, .depth = 3, .seed = 1234};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&l, v, &cfg, &err), 0, "%s", err.msg);
     return l;
 }
@@ -630,7 +630,7 @@ Test(loader, bad_config_refused)
     cifar10_view v = synth_split();
     loader_config cfg = {.batch_size = 0, .image_size = 8, .num_threads = 1, .depth = 3};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_expect_eq(loader_create(&l, &v, &cfg, &err), -1);
     cr_expect_not_null(strstr(err.msg, "batch_size 0"), "%s", err.msg);
     cfg.batch_size = 4;

@@ -11,7 +11,7 @@
 
 static void expect_pass(const char *path)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     golden_report r;
     cr_assert_eq(golden_check(path, &r, &err), 0, "%s: %s", path, err.msg);
     for (int g = 0; g < r.num_groups; g++) {

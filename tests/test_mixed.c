@@ -195,7 +195,7 @@ static void golden_within_bf16_tolerance(const char *path)
 {
     cr_assert_eq(ops_select(NULL, NULL), 0);
     cr_assert_eq(ops_set_mixed_precision(1), 0);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     golden_report rep;
     cr_assert_eq(golden_check(path, &rep, &err), 0, "%s", err.msg);
     ops_select(NULL, NULL);

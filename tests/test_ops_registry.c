@@ -78,7 +78,7 @@ Test(ops_registry, introspection)
 
 Test(ops_registry, select_ref_forces_every_op)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(ops_select("ref", &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++)
         cr_expect_eq(ops_chosen(op), TLB_BACKEND_REF, "op %s is on %s after \"ref\"",
@@ -90,7 +90,7 @@ Test(ops_registry, select_one_op)
 {
     tlb_backend automatic[64];
     for (int op = 0; op < ops_count(); op++) automatic[op] = ops_chosen(op);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(ops_select("dense:ref", &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++) {
         const tlb_backend want = strcmp(ops_name(op), "dense") == 0 ? TLB_BACKEND_REF : automatic[op];
@@ -110,7 +110,7 @@ Test(ops_registry, select_each_supported_backend)
     tlb_backend automatic[64];
     for (int op = 0; op < ops_count(); op++) automatic[op] = ops_chosen(op);
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
-        tlb_error err = {{0}};
+        tlb_error err = {0};
         const char *name = backend_name((tlb_backend)b);
         if (!backend_supported((tlb_backend)b)) {
             cr_expect_eq(ops_select(name, &err), -1, "unsupported backend %s accepted", name);
@@ -143,7 +143,7 @@ Test(ops_registry, errors_name_the_culprit)
         {"ref,gelu:avx3", "avx3"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        tlb_error err = {{0}};
+        tlb_error err = {0};
         cr_expect_eq(ops_select(bad[i].spec, &err), -1, "spec \"%s\" accepted", bad[i].spec);
         cr_expect(strstr(err.msg, bad[i].named) != NULL,
                   "error for \"%s\" does not name '%s': %s", bad[i].spec, bad[i].named, err.msg);
@@ -152,7 +152,7 @@ Test(ops_registry, errors_name_the_culprit)
 
 Test(ops_registry, environment_overrides)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(setenv("TLB_BACKEND", "ref", 1), 0);
     cr_assert_eq(ops_select(NULL, &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++)

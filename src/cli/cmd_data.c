@@ -16,7 +16,7 @@
 static int show(const char *config_path, const char **sets, int nsets, const char *out, const char *data_dir)
 {
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     if (run_config_load(&c, config_path, &err) != 0) {
         fprintf(stderr, "tlb data show: %s\n", err.msg);
         return 2;
@@ -117,7 +117,7 @@ int cmd_data(int argc, char **argv)
         fprintf(stderr, "tlb data: no data directory: set --data-dir, TLB_DATA_DIR or HOME\n");
         return 2;
     }
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     if (!strcmp(action, "fetch")) {
         if (cifar10_fetch(dir, &err)) {
             fprintf(stderr, "tlb data fetch: %s\n", err.msg);

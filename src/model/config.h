@@ -37,7 +37,8 @@ typedef struct {
 /* The seed configuration of the Keras example. */
 tlb_model_config model_config_seed(void);
 
-/* Checks ranges and divisibility; on failure names the offending key. */
+/* Checks ranges and divisibility; on failure names the offending key (in
+ * err->msg, "key: problem", and in err->key). */
 int model_config_validate(const tlb_model_config *c, tlb_error *err);
 
 static inline int model_grid(const tlb_model_config *c) { return c->image_size / c->patch_size; }

@@ -200,6 +200,7 @@ static void put_sweep(run_config *c, const run_sweep *sw)
 typedef struct {
     const char *path; /* may be NULL or "" */
     int line;         /* > 0: file line; 0: no line; -1: --set */
+    int item;         /* > 0: the 1-based item of a list at fault */
 } where;
 
 static void where_str(where w, char *buf, size_t n)
@@ -210,18 +211,21 @@ static void where_str(where w, char *buf, size_t n)
     else buf[0] = '\0';
 }
 
-/* "<where>key: problem" */
+/* "<where>key: problem" (or "key: item N: problem"); err->key = key */
 __attribute__((format(printf, 4, 5)))
 static int fail_key(tlb_error *err, where w, const char *key, const char *fmt, ...)
 {
     if (!err) return -1;
-    char pre[1100], msg[900];
+    char pre[1100], msg[900], item[32] = "";
     where_str(w, pre, sizeof pre);
+    if (w.item > 0) snprintf(item, sizeof item, "item %d: ", w.item);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return tlb_fail(err, "%s%s: %s", pre, key, msg);
+    tlb_fail(err, "%s%s: %s%s", pre, key, item, msg);
+    snprintf(err->key, sizeof err->key, "%s", key);
+    return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -419,11 +423,10 @@ static int assign_list(run_config *c, int k, const scalar *items, int n, where w
     *scratch = *c;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        tlb_error e;
-        if (assign_scalar(scratch, k, items[i], (where){NULL, 0}, &e)) {
-            /* e reads "key: problem"; name the item instead. */
-            const char *problem = strchr(e.msg, ':');
-            rc = fail_key(err, w, key, "item %d: %s", i + 1, problem ? problem + 2 : e.msg);
+        where wi = w;
+        wi.item = i + 1;
+        if (assign_scalar(scratch, k, items[i], wi, err)) {
+            rc = -1;
             break;
         }
         sw.v[i] = get_value(scratch, k);
@@ -551,7 +554,7 @@ static int apply_document(run_config *c, yaml_document_t *doc, const char *sourc
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(doc, p->value);
-        where w = {source, (int)kn->start_mark.line + 1};
+        where w = {source, (int)kn->start_mark.line + 1, 0};
         if (kn->type != YAML_SCALAR_NODE)
             return fail_key(err, w, "key", "expected a key name, got %s", node_kind(kn));
         const char *key = (const char *)kn->data.scalar.value;
@@ -642,7 +645,7 @@ int run_config_load(run_config *out, const char *path, tlb_error *err)
 
 int run_config_set(run_config *c, const char *assignment, tlb_error *err)
 {
-    where w = {NULL, -1};
+    where w = {NULL, -1, 0};
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
         return tlb_fail(err, "--set: '%.60s': expected key=value", assignment);
@@ -685,7 +688,7 @@ int run_config_set(run_config *c, const char *assignment, tlb_error *err)
 /* ------------------------------------------------------------------------ */
 /* Validation */
 
-static where key_where(const run_config *c, int k) { return (where){c->source, c->line[k]}; }
+static where key_where(const run_config *c, int k) { return (where){c->source, c->line[k], 0}; }
 
 static int check_range(const run_config *c, const char *key, long long v, long long lo, long long hi,
                        tlb_error *err)
@@ -704,21 +707,18 @@ static int check_number(const run_config *c, const char *key, double v, double l
     return fail_key(err, w, key, "%g is out of range [%g, %g]", v, lo, hi);
 }
 
-/* model_config_validate says "key: problem"; put the key's origin in front. */
+/* model_config_validate says "key: problem" and names the key in e.key;
+ * put the key's origin in front. */
 static int check_model(const run_config *c, const tlb_model_config *m, tlb_error *err)
 {
     tlb_error e;
     if (model_config_validate(m, &e) == 0) return 0;
-    char key[64] = "";
-    const char *colon = strchr(e.msg, ':');
-    if (colon && (size_t)(colon - e.msg) < sizeof key) {
-        memcpy(key, e.msg, (size_t)(colon - e.msg));
-        key[colon - e.msg] = '\0';
-    }
-    int k = key_index(key);
+    const int k = key_index(e.key);
     char pre[1100];
-    where_str(k >= 0 ? key_where(c, k) : (where){c->source, 0}, pre, sizeof pre);
-    return tlb_fail(err, "%s%s", pre, e.msg);
+    where_str(k >= 0 ? key_where(c, k) : (where){c->source, 0, 0}, pre, sizeof pre);
+    tlb_fail(err, "%s%s", pre, e.msg);
+    if (err) memcpy(err->key, e.key, sizeof err->key);
+    return -1;
 }
 
 static int valid_name(const char *s)
