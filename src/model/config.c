@@ -25,35 +25,12 @@ int wiring_parse(const char *name, tlb_wiring *out)
 static const char *const STATE_INIT_NAMES[] = {"zeros", "learned", "sinusoid"};
 static const char *const READOUT_NAMES[] = {"last_fast", "state"};
 
-static int name_index(const char *const *names, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0) return i;
-    return -1;
-}
-
 const char *state_init_name(tlb_state_init s)
 {
     return (unsigned)s < 3 ? STATE_INIT_NAMES[s] : "?";
 }
 
-int state_init_parse(const char *name, tlb_state_init *out)
-{
-    const int i = name_index(STATE_INIT_NAMES, 3, name);
-    if (i < 0) return -1;
-    *out = (tlb_state_init)i;
-    return 0;
-}
-
 const char *readout_name(tlb_readout r) { return (unsigned)r < 2 ? READOUT_NAMES[r] : "?"; }
-
-int readout_parse(const char *name, tlb_readout *out)
-{
-    const int i = name_index(READOUT_NAMES, 2, name);
-    if (i < 0) return -1;
-    *out = (tlb_readout)i;
-    return 0;
-}
 
 int model_config_validate(const tlb_model_config *c, tlb_error *err)
 {

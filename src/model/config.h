@@ -55,8 +55,6 @@ const char *wiring_name(tlb_wiring w);
 /* Returns 0 and sets *out, or -1 for an unknown name. */
 int wiring_parse(const char *name, tlb_wiring *out);
 const char *state_init_name(tlb_state_init s);
-int state_init_parse(const char *name, tlb_state_init *out);
 const char *readout_name(tlb_readout r);
-int readout_parse(const char *name, tlb_readout *out);
 
 #endif
