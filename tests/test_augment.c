@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -578,6 +579,57 @@ Test(show, data_show_writes_the_grid_and_refuses_bad_input, .timeout = 120)
     cr_assert_eq(png_size(out, &w, &h), 0, "%s is not a PNG", out);
     cr_expect_eq(w, 32 + 8 * 96 + 7 * 8);
     cr_expect_eq(h, 40 + 8 * (12 + 96 + 8) - 8 + 16);
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "%s", path);
+    fseek(fp, 0, SEEK_END);
+    *n = (size_t)ftell(fp);
+    rewind(fp);
+    unsigned char *b = malloc(*n ? *n : 1);
+    cr_assert_eq(fread(b, 1, *n, fp), *n);
+    fclose(fp);
+    return b;
+}
+
+/* The grid's captions are the data's class names (batches.meta.txt when the
+ * data dir has one), as everywhere a class is printed; the picture once
+ * used a copy of the standard names of its own. */
+Test(show, data_show_captions_use_the_data_class_names, .timeout = 120)
+{
+    char buf[4096];
+    const char *real = cifar10_default_dir(buf, sizeof buf);
+    if (!real || cifar10_verify_all(real, 0, NULL) != 0) cr_skip_test("CIFAR-10 is not in the cache");
+    char dir[] = "/tmp/tlb_show_names_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(dir));
+    char named[128], path[1200], from[4200], out[2][128], errf[128];
+    snprintf(named, sizeof named, "%s/data", dir);
+    cr_assert_eq(mkdir(named, 0755), 0);
+    for (int k = 0; k < CIFAR10_NUM_FILES; k++) {
+        snprintf(from, sizeof from, "%s/%s", real, cifar10_files[k].name);
+        snprintf(path, sizeof path, "%s/%s", named, cifar10_files[k].name);
+        cr_assert_eq(symlink(from, path), 0, "%s", path);
+    }
+    snprintf(path, sizeof path, "%s/batches.meta.txt", named);
+    FILE *meta = fopen(path, "w");
+    cr_assert_not_null(meta);
+    for (int c = 0; c < 10; c++) fprintf(meta, "class-%c\n", 'A' + c);
+    fclose(meta);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    const char *dirs[2] = {real, named};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out[i], sizeof out[i], "%s/grid%d.png", dir, i);
+        const char *args[] = {"data", "show", "experiments/tiny_smoke.cfg", "--data-dir", dirs[i], "--out", out[i], NULL};
+        cr_assert_eq(run_tlb(errf, NULL, args), 0, "data show --data-dir %s", dirs[i]);
+    }
+    size_t n0, n1;
+    unsigned char *a = slurp(out[0], &n0), *b = slurp(out[1], &n1);
+    cr_expect(n0 != n1 || memcmp(a, b, n0) != 0,
+              "the same images captioned from batches.meta.txt must differ from the standard names");
+    free(a);
+    free(b);
 }
 
 /* Data parallel (loader_config.share_*): share i of n prepares exactly the

@@ -2,6 +2,7 @@
  * exact one-line message, --set, sweeps, the canonical round trip and the
  * hash. Config files are written into a fresh temp dir per test. */
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,63 @@ Test(config, errors_carry_the_key)
     /* A message about no key leaves none behind. */
     tlb_fail(&e, "%s: cannot read", "x.cfg");
     cr_expect_str_eq(e.key, "");
+}
+
+/* Each enum's words and CIFAR-10's class names are written once in src/
+ * (model/config.c's tlb_*_names, run_config.c's run-level words,
+ * data/cifar10_classes.c's names): a second copy would drift. Counted as
+ * quoted literals in every .c file (tests run from the repository root). */
+static const char *const ONE_TABLE_WORDS[] = {
+    "keras", "paper", "zeros", "learned", "sinusoid", "last_fast", "once", "constant", "cosine",
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+#define NUM_ONE_TABLE_WORDS (int)(sizeof ONE_TABLE_WORDS / sizeof ONE_TABLE_WORDS[0])
+static int one_table_count[NUM_ONE_TABLE_WORDS];
+static char one_table_files[NUM_ONE_TABLE_WORDS][512];
+
+static int count_words(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    size_t n = strlen(path);
+    if (flag != FTW_F || n < 2 || strcmp(path + n - 2, ".c") != 0) return 0;
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    for (int w = 0; w < NUM_ONE_TABLE_WORDS; w++) {
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "\"%s\"", ONE_TABLE_WORDS[w]);
+        for (const char *q = text; (q = strstr(q, quoted)); q++) {
+            one_table_count[w]++;
+            size_t used = strlen(one_table_files[w]);
+            snprintf(one_table_files[w] + used, sizeof one_table_files[w] - used, " %s", path);
+        }
+    }
+    return 0;
+}
+
+Test(config, enum_words_and_class_names_have_one_table)
+{
+    cr_assert_eq(nftw("src", count_words, 16, FTW_PHYS), 0, "cannot read src/ (run from the repository root)");
+    for (int w = 0; w < NUM_ONE_TABLE_WORDS; w++)
+        cr_expect_eq(one_table_count[w], 1, "\"%s\" is written %d times in src/:%s", ONE_TABLE_WORDS[w],
+                     one_table_count[w], one_table_files[w]);
+    /* The words config files take are the model's names. */
+    for (int v = 0; tlb_state_init_names[v]; v++) {
+        char set[64];
+        snprintf(set, sizeof set, "state_init=%s", tlb_state_init_names[v]);
+        run_config c;
+        run_config_defaults(&c);
+        tlb_error err;
+        cr_assert_eq(run_config_set(&c, set, &err), 0, "%s", err.msg);
+        cr_expect_eq((int)c.model.state_init, v);
+        cr_expect_str_eq(state_init_name(c.model.state_init), tlb_state_init_names[v]);
+    }
+    expect_error("wiring: torch\n", ":1: wiring: expected keras or paper, got 'torch'");
+    expect_error("shuffle: always\n", ":1: shuffle: expected epoch or once, got 'always'");
+    /* A quoted word is a string, for wiring and shuffle too now (as for state_init). */
+    expect_error("wiring: \"paper\"\n", ":1: wiring: expected keras or paper, got the string \"paper\"");
 }
 
 /* ---------------------------------------------------------------- bad files */

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "data/cifar10.h"
+#include "data/cifar10_classes.h"
 #include "data/fetch.h"
 #include "data/loader.h"
 #include "train/data_config.h"
@@ -50,7 +51,9 @@ static int show(const char *config_path, const char **sets, int nsets, const cha
     lc.num_threads = 0; /* batches do not depend on it */
     if (train.count < lc.batch_size) lc.batch_size = train.count;
     if (loader_create(&l, &train, &lc, &err) != 0) goto done;
-    if (train_plot_first_batch(out, l, &c, &err) != 0) goto done;
+    cifar10_classes classes; /* the data's own names, as every printed class */
+    cifar10_classes_load(&classes, data_dir);
+    if (train_plot_first_batch(out, l, &c, classes.ptr, &err) != 0) goto done;
     fprintf(stderr, "wrote %s\n", out);
     status = 0;
 done:

@@ -14,7 +14,7 @@
 /* ------------------------------------------------------------------------ */
 /* The key table: one row per key, in canonical order. */
 
-typedef enum { K_INT, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE, K_ENUM } key_type;
+typedef enum { K_INT, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_ENUM } key_type;
 
 typedef struct {
     const char *name;
@@ -31,10 +31,11 @@ typedef struct {
 
 #define OFF(f) offsetof(run_config, f)
 #define MOFF(f) (offsetof(run_config, model) + offsetof(tlb_model_config, f))
-/* Words of the enumerated keys, in the order of their C enums. */
-static const char *const STATE_INIT_WORDS[] = {"zeros", "learned", "sinusoid", NULL};
-static const char *const READOUT_WORDS[] = {"last_fast", "state", NULL};
+/* Words of the run's enumerated keys, in the order of their C enums (the
+ * model's own are model/config.h's tlb_*_names). */
+static const char *const SHUFFLE_WORDS[] = {"epoch", "once", NULL};
 static const char *const LR_SCHEDULE_WORDS[] = {"constant", "cosine", NULL};
+_Static_assert(SHUFFLE_ONCE == 1 && LR_COSINE == 1, "the word tables follow the enums");
 #define NEW_KEY(key, type, off, group) {key, type, off, 0, 1, group, 1, NULL}
 #define NEW_ENUM(key, off, words) {key, K_ENUM, off, 0, 1, NULL, 1, words}
 static const key_def KEYS[] = {
@@ -48,17 +49,17 @@ static const key_def KEYS[] = {
     {"key_dim", K_INT, MOFF(key_dim), 0, 1, NULL, 0, NULL},
     {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 1, NULL, 0, NULL},
     {"num_classes", K_INT, MOFF(num_classes), 0, 1, NULL, 0, NULL},
-    {"wiring", K_WIRING, MOFF(wiring), 0, 1, NULL, 0, NULL},
+    {"wiring", K_ENUM, MOFF(wiring), 0, 1, NULL, 0, tlb_wiring_names},
     {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 1, NULL, 0, NULL},
     {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 1, NULL, 0, NULL},
     NEW_KEY("num_state_tokens", K_INT, MOFF(num_state_tokens), NULL),
-    NEW_ENUM("state_init", MOFF(state_init), STATE_INIT_WORDS),
-    NEW_ENUM("readout", MOFF(readout), READOUT_WORDS),
+    NEW_ENUM("state_init", MOFF(state_init), tlb_state_init_names),
+    NEW_ENUM("readout", MOFF(readout), tlb_readout_names),
     {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 1, "data", 0, NULL},
     {"train_slice", K_INT, OFF(train_slice), 0, 1, NULL, 0, NULL},
     {"train_limit", K_INT, OFF(train_limit), 0, 1, NULL, 0, NULL},
     {"eval_limit", K_INT, OFF(eval_limit), 0, 1, NULL, 0, NULL},
-    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 1, NULL, 0, NULL},
+    {"shuffle", K_ENUM, OFF(shuffle), 0, 1, NULL, 0, SHUFFLE_WORDS},
     {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, NULL, 0, NULL},
     NEW_KEY("mixup_alpha", K_DOUBLE, OFF(mixup_alpha), "augmentation beyond crop and flip (all off by default)"),
     NEW_KEY("cutmix_alpha", K_DOUBLE, OFF(cutmix_alpha), NULL),
@@ -115,8 +116,6 @@ static run_value get_value(const run_config *c, int k)
     case K_FLOAT: v.d = *(const float *)f; break;
     case K_DOUBLE: v.d = *(const double *)f; break;
     case K_U64: v.u = *(const unsigned long long *)f; break;
-    case K_WIRING: v.i = *(const tlb_wiring *)f; break;
-    case K_SHUFFLE: v.i = *(const shuffle_mode *)f; break;
     case K_INT: case K_BOOL: case K_ENUM: v.i = *(const int *)f; break;
     case K_STR: break; /* never swept */
     }
@@ -130,8 +129,6 @@ static void set_value(run_config *c, int k, run_value v)
     case K_FLOAT: *(float *)f = (float)v.d; break;
     case K_DOUBLE: *(double *)f = v.d; break;
     case K_U64: *(unsigned long long *)f = v.u; break;
-    case K_WIRING: *(tlb_wiring *)f = (tlb_wiring)v.i; break;
-    case K_SHUFFLE: *(shuffle_mode *)f = (shuffle_mode)v.i; break;
     case K_INT: case K_BOOL: case K_ENUM: *(int *)f = (int)v.i; break;
     case K_STR: break;
     }
@@ -150,7 +147,7 @@ static int same_value(int k, run_value a, run_value b)
 static int is_word_key(int k)
 {
     const key_type t = KEYS[k].type;
-    return t == K_BOOL || t == K_WIRING || t == K_SHUFFLE || t == K_ENUM;
+    return t == K_BOOL || t == K_ENUM;
 }
 
 /* Expansion order: r, chunk_size, num_layers first (the three sweepable keys
@@ -371,17 +368,6 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
         memcpy(field(c, k), s.text, len + 1);
         return 0;
     }
-    case K_WIRING:
-        if (wiring_parse(s.text, (tlb_wiring *)field(c, k)))
-            return fail_key(err, w, key, "expected keras or paper, got %s", got);
-        return 0;
-    case K_SHUFFLE: {
-        shuffle_mode *m = (shuffle_mode *)field(c, k);
-        if (strcmp(s.text, "epoch") == 0) *m = SHUFFLE_EVERY_EPOCH;
-        else if (strcmp(s.text, "once") == 0) *m = SHUFFLE_ONCE;
-        else return fail_key(err, w, key, "expected epoch or once, got %s", got);
-        return 0;
-    }
     case K_ENUM: {
         const char *const *names = KEYS[k].names;
         for (int i = 0; names[i]; i++)
@@ -389,10 +375,8 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
                 *(int *)field(c, k) = i;
                 return 0;
             }
-        char expected[128] = "";
-        for (int i = 0; names[i]; i++)
-            snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s",
-                     i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
+        char expected[128];
+        enum_words_text(names, expected, sizeof expected);
         return fail_key(err, w, key, "expected %s, got %s", expected, got);
     }
     }
@@ -935,8 +919,6 @@ static void put_scalar(out_buf *o, const run_config *c, int k, run_value v)
     case K_DOUBLE: put_double(o, v.d, 0); break;
     case K_BOOL: put(o, "%s", v.i ? "true" : "false"); break;
     case K_U64: put(o, "%llu", v.u); break;
-    case K_WIRING: put(o, "%s", wiring_name((tlb_wiring)v.i)); break;
-    case K_SHUFFLE: put(o, "%s", v.i == SHUFFLE_ONCE ? "once" : "epoch"); break;
     case K_ENUM: put(o, "%s", KEYS[k].names[v.i]); break;
     case K_STR: put_string(o, (const char *)cfield(c, k)); break;
     }
