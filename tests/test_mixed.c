@@ -223,7 +223,7 @@ static void emulated_backward(float *dinp, float *dw, float *dbias, const float 
  * boundary now and then. */
 static void golden_within_bf16_tolerance(const char *path)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     op_table emulated, native;
     cr_assert_eq(ops_table_select(&emulated, "ref", &err), 0, "%s", err.msg);
     emulated.dense = (dense_op){emulated_forward, emulated_backward, NULL};

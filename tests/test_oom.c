@@ -18,7 +18,7 @@ Test(oom, model_create_and_plan_fail_cleanly)
     int failures = 0, k;
     for (k = 0; k < 400; k++) {
         tlb_model m;
-        tlb_error err = {{0}};
+        tlb_error err = {0};
         alloc_fail_next(k);
         const int created = model_create(&m, &c, &err) == 0;
         const int planned = created && model_plan(&m, 4, &err) == 0;
@@ -52,7 +52,7 @@ Test(oom, run_files_fail_cleanly)
     int failures = 0, k;
     for (k = 0; k < 200; k++) {
         run_files f;
-        tlb_error err = {{0}};
+        tlb_error err = {0};
         alloc_fail_next(k);
         int rc = run_files_open(&f, dir, &c, 2, &err);
         if (rc == 0) rc = run_files_add_epoch(&f, &row, &err);

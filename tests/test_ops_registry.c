@@ -82,7 +82,7 @@ Test(ops_registry, introspection)
 
 Test(ops_registry, select_ref_forces_every_op)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(ops_table_select(&t, "ref", &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++)
         cr_expect_eq(t.backend[op], TLB_BACKEND_REF, "op %s is on %s after \"ref\"",
@@ -94,7 +94,7 @@ Test(ops_registry, select_one_op)
 {
     tlb_backend automatic[64];
     for (int op = 0; op < ops_count(); op++) automatic[op] = t.backend[op];
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(ops_table_select(&t, "dense:ref", &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++) {
         const tlb_backend want = strcmp(ops_name(op), "dense") == 0 ? TLB_BACKEND_REF : automatic[op];
@@ -114,7 +114,7 @@ Test(ops_registry, select_each_supported_backend)
     tlb_backend automatic[64];
     for (int op = 0; op < ops_count(); op++) automatic[op] = t.backend[op];
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
-        tlb_error err = {{0}};
+        tlb_error err = {0};
         const char *name = backend_name((tlb_backend)b);
         if (!backend_supported((tlb_backend)b)) {
             cr_expect_eq(ops_table_select(&t, name, &err), -1, "unsupported backend %s accepted", name);
@@ -147,7 +147,7 @@ Test(ops_registry, errors_name_the_culprit)
         {"ref,gelu:avx3", "avx3"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        tlb_error err = {{0}};
+        tlb_error err = {0};
         cr_expect_eq(ops_table_select(&t, bad[i].spec, &err), -1, "spec \"%s\" accepted", bad[i].spec);
         cr_expect(strstr(err.msg, bad[i].named) != NULL,
                   "error for \"%s\" does not name '%s': %s", bad[i].spec, bad[i].named, err.msg);
@@ -156,7 +156,7 @@ Test(ops_registry, errors_name_the_culprit)
 
 Test(ops_registry, environment_overrides)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(setenv("TLB_BACKEND", "ref", 1), 0);
     cr_assert_eq(ops_table_select(&t, NULL, &err), 0, "%s", err.msg);
     for (int op = 0; op < ops_count(); op++)

@@ -117,7 +117,7 @@ Test(plan, batch_beyond_capacity_is_refused)
     int labels[2 * B];
     float *x = calloc((size_t)2 * B * 8 * 8 * 3, sizeof(float));
     for (int b = 0; b < 2 * B; b++) labels[b] = b % 5;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_expect_eq(model_check_batch(&m, B, &err), 0);
     cr_expect_eq(model_check_batch(&m, B + 1, &err), -1);
     cr_expect(strstr(err.msg, "6 samples exceeds the plan's capacity of 5"), "%s", err.msg);
@@ -155,7 +155,7 @@ Test(plan, failed_set_up_is_an_error)
         int k, failures = 0;
         for (k = 0; k < 200; k++) {
             tlb_model m;
-            tlb_error err = {{0}};
+            tlb_error err = {0};
             cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
             model_use_ops(&m, &ops);
             alloc_fail_next(k);

@@ -84,7 +84,7 @@ Test(plot, lines_png_has_white_background_and_series_colours)
     const plot_series s[2] = {{"train", x, a, 20}, {"validation", x, b, 20}};
     char path[128];
     snprintf(path, sizeof path, "%s/loss.png", dir);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(plot_lines_png(path, "Loss", "epoch", "cross-entropy", s, 2, &err), 0, "%s", err.msg);
     image im = read_png(path);
     cr_expect_eq(im.w, 640);
@@ -102,7 +102,7 @@ Test(plot, lines_png_has_white_background_and_series_colours)
 
 Test(plot, lines_png_degenerate_inputs)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     char path[128];
     snprintf(path, sizeof path, "%s/d.png", dir);
     const double one_x = 3, one_y = 0.5;
@@ -136,7 +136,7 @@ Test(plot, lines_png_degenerate_inputs)
 
 Test(plot, unwritable_path_names_it_and_the_reason)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     const double y[2] = {1, 2};
     const plot_series s = {"a", NULL, y, 2};
     const char *path = "/nonexistent_tlb_dir/sub/loss.png";
@@ -162,7 +162,7 @@ Test(plot, heatmaps_png_shows_images_and_overlays)
     const char *caps[C] = {"cat", NULL, "automobile"};
     char path[128];
     snprintf(path, sizeof path, "%s/attention.png", dir);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(plot_heatmaps_png(path, "TLB attention", img, C, S, maps, G, caps, &err), 0, "%s", err.msg);
     image im = read_png(path);
     cr_expect_geq(im.w, C * S * 2);
@@ -182,7 +182,7 @@ Test(plot, heatmaps_png_shows_images_and_overlays)
 
 Test(plot, heatmaps_png_degenerate_inputs)
 {
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     char path[128];
     snprintf(path, sizeof path, "%s/h.png", dir);
     float img[2 * 3 * 3 * 3], map[2];
@@ -229,7 +229,7 @@ Test(plot, lines_png_error_bars_and_categories)
     snprintf(plain, sizeof plain, "%s/plain.png", dir);
     snprintf(barred, sizeof barred, "%s/bars.png", dir);
     snprintf(cat, sizeof cat, "%s/cat.png", dir);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(plot_lines_png_ex(plain, "t", "x", "y", s, 1, NULL, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(plot_lines_png_ex(barred, "t", "x", "y", s, 1, bars, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(plot_lines_png_ex(cat, "t", "x", "y", s, 1, bars, &cats, &err), 0, "%s", err.msg);
@@ -255,7 +255,7 @@ Test(plot, overlays_png_stacked_and_beside)
     const char *labels[M] = {"max", "row 0", "row 1"}, *caps[C] = {"cat: 0.9", "dog"};
     char path[128];
     snprintf(path, sizeof path, "%s/overlays.png", dir);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     const unsigned char green[3] = {0, 255, 0};
     unsigned char hot[3], mix_hot[3];
     plot_inferno(1, hot);
@@ -292,7 +292,7 @@ Test(plot, confusion_png_shades_by_row_share)
     const char *names[3] = {"cat", "dog", "automobile"};
     char path[128];
     snprintf(path, sizeof path, "%s/confusion.png", dir);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(plot_confusion_png(path, "Confusion", counts, 3, names, &err), 0, "%s", err.msg);
     image im = read_png(path);
     /* Three 40x40 cells (less their grid lines and digits) in the full colour. */
@@ -324,7 +324,7 @@ Test(plot, images_png_grid_size_and_placement)
     }
     char path[128];
     snprintf(path, sizeof path, "%s/augmented.png", dir);
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(plot_images_png(path, "augmented", img, C, S, 8, caps, &err), 0, "%s", err.msg);
     image im = read_png(path);
     /* cell = 48 * 2 = 96: w = 32 + 8 * 96 + 7 * 8, h = 40 + 8 * (12 + 96 + 8) - 8 + 16 */

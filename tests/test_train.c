@@ -310,7 +310,7 @@ Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
     run_config c;
     one_epoch_config(&c, out, "oom");
     tlb_model m;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
     const size_t n = model_num_params(&m);
     model_destroy(&m);

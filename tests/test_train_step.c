@@ -99,7 +99,7 @@ Test(train_step, failing_hook_or_nonfinite_gradient_leaves_params)
     hook_log h = {.fail = 1};
     train_stepper s = stepper(&f, B, &h);
     train_step_result r;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_expect_eq(train_step(&s, f.img, f.labels, NULL, B, 1, 7, 1e-3f, &r, &err), -1);
     cr_expect_str_eq(err.msg, "reduce: peer went away");
     cr_expect_null(r.nonfinite);

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "data/cifar10.h"
+#include "data/cifar10_classes.h"
 #include "data/fetch.h"
 #include "data/loader.h"
 #include "train/data_config.h"
@@ -16,7 +17,7 @@
 static int show(const char *config_path, const char **sets, int nsets, const char *out, const char *data_dir)
 {
     run_config c;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     if (run_config_load(&c, config_path, &err) != 0) {
         fprintf(stderr, "tlb data show: %s\n", err.msg);
         return 2;
@@ -50,7 +51,9 @@ static int show(const char *config_path, const char **sets, int nsets, const cha
     lc.num_threads = 0; /* batches do not depend on it */
     if (train.count < lc.batch_size) lc.batch_size = train.count;
     if (loader_create(&l, &train, &lc, &err) != 0) goto done;
-    if (train_plot_first_batch(out, l, &c, &err) != 0) goto done;
+    cifar10_classes classes; /* the data's own names, as every printed class */
+    cifar10_classes_load(&classes, data_dir);
+    if (train_plot_first_batch(out, l, &c, classes.ptr, &err) != 0) goto done;
     fprintf(stderr, "wrote %s\n", out);
     status = 0;
 done:
@@ -117,7 +120,7 @@ int cmd_data(int argc, char **argv)
         fprintf(stderr, "tlb data: no data directory: set --data-dir, TLB_DATA_DIR or HOME\n");
         return 2;
     }
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     if (!strcmp(action, "fetch")) {
         if (cifar10_fetch(dir, &err)) {
             fprintf(stderr, "tlb data fetch: %s\n", err.msg);

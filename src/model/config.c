@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "ops/ops.h"
@@ -13,46 +14,33 @@ tlb_model_config model_config_seed(void)
     };
 }
 
-const char *wiring_name(tlb_wiring w) { return w == TLB_WIRING_PAPER ? "paper" : "keras"; }
+const char *const tlb_wiring_names[] = {"keras", "paper", NULL};
+const char *const tlb_state_init_names[] = {"zeros", "learned", "sinusoid", NULL};
+const char *const tlb_readout_names[] = {"last_fast", "state", NULL};
+_Static_assert(TLB_WIRING_PAPER == 1 && STATE_INIT_SINUSOID == 2 && READOUT_STATE == 1,
+               "the name tables follow the enums");
 
-int wiring_parse(const char *name, tlb_wiring *out)
+static const char *table_name(const char *const *names, unsigned v)
 {
-    if (strcmp(name, "keras") == 0) { *out = TLB_WIRING_KERAS; return 0; }
-    if (strcmp(name, "paper") == 0) { *out = TLB_WIRING_PAPER; return 0; }
-    return -1;
+    for (unsigned i = 0; names[i]; i++)
+        if (i == v) return names[i];
+    return "?";
 }
 
-static const char *const STATE_INIT_NAMES[] = {"zeros", "learned", "sinusoid"};
-static const char *const READOUT_NAMES[] = {"last_fast", "state"};
+const char *wiring_name(tlb_wiring w) { return table_name(tlb_wiring_names, (unsigned)w); }
+const char *state_init_name(tlb_state_init s) { return table_name(tlb_state_init_names, (unsigned)s); }
+const char *readout_name(tlb_readout r) { return table_name(tlb_readout_names, (unsigned)r); }
 
-static int name_index(const char *const *names, int n, const char *name)
+size_t enum_words_text(const char *const *names, char *buf, size_t n)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0) return i;
-    return -1;
-}
-
-const char *state_init_name(tlb_state_init s)
-{
-    return (unsigned)s < 3 ? STATE_INIT_NAMES[s] : "?";
-}
-
-int state_init_parse(const char *name, tlb_state_init *out)
-{
-    const int i = name_index(STATE_INIT_NAMES, 3, name);
-    if (i < 0) return -1;
-    *out = (tlb_state_init)i;
-    return 0;
-}
-
-const char *readout_name(tlb_readout r) { return (unsigned)r < 2 ? READOUT_NAMES[r] : "?"; }
-
-int readout_parse(const char *name, tlb_readout *out)
-{
-    const int i = name_index(READOUT_NAMES, 2, name);
-    if (i < 0) return -1;
-    *out = (tlb_readout)i;
-    return 0;
+    size_t len = 0;
+    if (n) buf[0] = '\0';
+    for (int i = 0; names[i]; i++) {
+        const char *sep = i == 0 ? "" : names[i + 1] ? ", " : " or ";
+        const int m = snprintf(buf + (len < n ? len : n), len < n ? n - len : 0, "%s%s", sep, names[i]);
+        if (m > 0) len += (size_t)m;
+    }
+    return len;
 }
 
 int model_config_validate(const tlb_model_config *c, tlb_error *err)
@@ -67,26 +55,33 @@ int model_config_validate(const tlb_model_config *c, tlb_error *err)
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
         if (ranges[i].value < ranges[i].min || ranges[i].value > ranges[i].max)
-            return tlb_fail(err, "%s: %d is out of range [%d, %d]", ranges[i].key, ranges[i].value,
-                            ranges[i].min, ranges[i].max);
+            return tlb_fail_key(err, ranges[i].key, "%d is out of range [%d, %d]", ranges[i].value,
+                                ranges[i].min, ranges[i].max);
     if (c->image_size % c->patch_size != 0)
-        return tlb_fail(err, "patch_size: %d does not divide image_size %d", c->patch_size,
-                        c->image_size);
+        return tlb_fail_key(err, "patch_size", "%d does not divide image_size %d", c->patch_size,
+                                c->image_size);
     int n = model_num_patches(c);
     if (n % c->chunk_size != 0)
-        return tlb_fail(err, "chunk_size: %d does not divide the number of patches %d (= (%d/%d)^2)",
-                        c->chunk_size, n, c->image_size, c->patch_size);
+        return tlb_fail_key(err, "chunk_size", "%d does not divide the number of patches %d (= (%d/%d)^2)",
+                                c->chunk_size, n, c->image_size, c->patch_size);
     if (!(c->ffn_drop >= 0.0f && c->ffn_drop < 1.0f))
-        return tlb_fail(err, "ffn_drop: %g is out of range [0, 1)", c->ffn_drop);
+        return tlb_fail_key(err, "ffn_drop", "%g is out of range [0, 1)", c->ffn_drop);
     if (!(c->attn_drop >= 0.0f && c->attn_drop < 1.0f))
-        return tlb_fail(err, "attn_drop: %g is out of range [0, 1)", c->attn_drop);
-    if (c->wiring != TLB_WIRING_KERAS && c->wiring != TLB_WIRING_PAPER)
-        return tlb_fail(err, "wiring: must be keras or paper");
-    if ((unsigned)c->state_init > STATE_INIT_SINUSOID)
-        return tlb_fail(err, "state_init: must be zeros, learned or sinusoid");
-    if ((unsigned)c->readout > READOUT_STATE) return tlb_fail(err, "readout: must be last_fast or state");
+        return tlb_fail_key(err, "attn_drop", "%g is out of range [0, 1)", c->attn_drop);
+    /* Out-of-range enums: named with their words, from the one table. */
+    struct { const char *key; unsigned value, max; const char *const *names; } enums[] = {
+        {"wiring", (unsigned)c->wiring, TLB_WIRING_PAPER, tlb_wiring_names},
+        {"state_init", (unsigned)c->state_init, STATE_INIT_SINUSOID, tlb_state_init_names},
+        {"readout", (unsigned)c->readout, READOUT_STATE, tlb_readout_names},
+    };
+    for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++)
+        if (enums[i].value > enums[i].max) {
+            char words[128];
+            enum_words_text(enums[i].names, words, sizeof words);
+            return tlb_fail_key(err, enums[i].key, "must be %s", words);
+        }
     /* The sinusoid table puts sines in the first D/2 columns, cosines in the rest. */
     if (c->state_init == STATE_INIT_SINUSOID && (c->embed_dim % 2 != 0 || c->embed_dim < 4))
-        return tlb_fail(err, "state_init: sinusoid needs an even embed_dim >= 4, got %d", c->embed_dim);
+        return tlb_fail_key(err, "state_init", "sinusoid needs an even embed_dim >= 4, got %d", c->embed_dim);
     return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef TLB_MODEL_CONFIG_H
 #define TLB_MODEL_CONFIG_H
 
+#include <stddef.h>
+
 #include "util/error.h"
 
 typedef enum { TLB_WIRING_KERAS = 0, TLB_WIRING_PAPER = 1 } tlb_wiring;
@@ -37,7 +39,8 @@ typedef struct {
 /* The seed configuration of the Keras example. */
 tlb_model_config model_config_seed(void);
 
-/* Checks ranges and divisibility; on failure names the offending key. */
+/* Checks ranges and divisibility; on failure names the offending key (in
+ * err->msg, "key: problem", and in err->key). */
 int model_config_validate(const tlb_model_config *c, tlb_error *err);
 
 static inline int model_grid(const tlb_model_config *c) { return c->image_size / c->patch_size; }
@@ -50,12 +53,18 @@ static inline int model_num_state(const tlb_model_config *c)
     return c->num_state_tokens > 0 ? c->num_state_tokens : c->chunk_size;
 }
 
+/* Each enum's words in the order of its values, NULL-terminated: the one
+ * table that config files, config.cfg, summaries and messages use. */
+extern const char *const tlb_wiring_names[];
+extern const char *const tlb_state_init_names[];
+extern const char *const tlb_readout_names[];
+
+/* A value's word from its table ("?" when out of range). */
 const char *wiring_name(tlb_wiring w);
-/* Returns 0 and sets *out, or -1 for an unknown name. */
-int wiring_parse(const char *name, tlb_wiring *out);
 const char *state_init_name(tlb_state_init s);
-int state_init_parse(const char *name, tlb_state_init *out);
 const char *readout_name(tlb_readout r);
-int readout_parse(const char *name, tlb_readout *out);
+
+/* "a, b or c" from a NULL-terminated table, for messages; snprintf semantics. */
+size_t enum_words_text(const char *const *names, char *buf, size_t n);
 
 #endif

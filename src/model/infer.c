@@ -62,7 +62,7 @@ static int prepare_kernels(model_inference *inf, tlb_error *err)
     if (prepare_tiles(inf, &staging, err) != 0) return -1;
     if (inf->threads > 1) {
         int failed = 0;
-        tlb_error first = {{0}};
+        tlb_error first = {0};
         size_t most = 0;
 #pragma omp parallel num_threads(inf->threads) reduction(max : most)
         {

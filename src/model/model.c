@@ -154,7 +154,7 @@ static int prepare_shards(tlb_model *m, int B, size_t *staging, tlb_error *err)
     const block_kernels k = {&m->ops, NULL, NULL};
     if (shards <= 1) return model_walk_prepare(m, &k, B, staging, err);
     int failed = 0;
-    tlb_error first = {{0}};
+    tlb_error first = {0};
     size_t most = 0;
 #pragma omp parallel for num_threads(shards) schedule(static, 1) reduction(max : most)
     for (int s = 0; s < shards; s++) {

@@ -7,10 +7,10 @@
 #define SHOW_IMAGES 64
 #define SHOW_COLS 8
 
-static const char *const class_names[10] = {"airplane", "automobile", "bird", "cat",  "deer",
-                                            "dog",      "frog",       "horse", "ship", "truck"};
-
-static const char *class_name(int y) { return y >= 0 && y < 10 ? class_names[y] : "?"; }
+static const char *class_name(const char *const *names, int y)
+{
+    return y >= 0 && y < CIFAR10_NUM_CLASSES ? names[y] : "?";
+}
 
 augment_options train_augment_options(const run_config *c)
 {
@@ -28,7 +28,8 @@ loader_config train_loader_config(const run_config *c)
                            .aug = train_augment_options(c)};
 }
 
-int train_plot_first_batch(const char *path, loader *l, const run_config *c, tlb_error *err)
+int train_plot_first_batch(const char *path, loader *l, const run_config *c, const char *const *class_names,
+                           tlb_error *err)
 {
     loader_start_epoch(l, 0);
     const loader_batch *b = loader_next(l);
@@ -41,8 +42,9 @@ int train_plot_first_batch(const char *path, loader *l, const run_config *c, tlb
     for (int i = 0; i < n; i++) {
         /* 14 characters fit a 96 px cell: class names cut to 4 when mixed */
         if (b->lam && b->lam[i] < 1.0f)
-            snprintf(text[i], sizeof text[i], "%.4s %.2f %.4s", class_name(b->y[i]), b->lam[i], class_name(b->y2[i]));
-        else snprintf(text[i], sizeof text[i], "%s", class_name(b->y[i]));
+            snprintf(text[i], sizeof text[i], "%.4s %.2f %.4s", class_name(class_names, b->y[i]), b->lam[i],
+                     class_name(class_names, b->y2[i]));
+        else snprintf(text[i], sizeof text[i], "%s", class_name(class_names, b->y[i]));
         captions[i] = text[i];
     }
     char title[256];

@@ -15,8 +15,10 @@ loader_config train_loader_config(const run_config *c);
 
 /* Writes PATH: the first (up to) 64 images of batch 0 of epoch 0 of the
  * training loader l, as the model is fed them, in an 8 x 8 grid captioned
- * with the label (mixed: "own lam partner"). Restarts l's epoch; the caller
- * starts the epoch it wants afterwards. */
-int train_plot_first_batch(const char *path, loader *l, const run_config *c, tlb_error *err);
+ * with the label (mixed: "own lam partner"), named by class_names (the
+ * data's, cifar10_classes_load). Restarts l's epoch; the caller starts the
+ * epoch it wants afterwards. */
+int train_plot_first_batch(const char *path, loader *l, const run_config *c, const char *const *class_names,
+                           tlb_error *err);
 
 #endif

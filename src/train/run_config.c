@@ -14,7 +14,7 @@
 /* ------------------------------------------------------------------------ */
 /* The key table: one row per key, in canonical order. */
 
-typedef enum { K_INT, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_WIRING, K_SHUFFLE, K_ENUM } key_type;
+typedef enum { K_INT, K_FLOAT, K_DOUBLE, K_BOOL, K_U64, K_STR, K_ENUM } key_type;
 
 typedef struct {
     const char *name;
@@ -31,10 +31,11 @@ typedef struct {
 
 #define OFF(f) offsetof(run_config, f)
 #define MOFF(f) (offsetof(run_config, model) + offsetof(tlb_model_config, f))
-/* Words of the enumerated keys, in the order of their C enums. */
-static const char *const STATE_INIT_WORDS[] = {"zeros", "learned", "sinusoid", NULL};
-static const char *const READOUT_WORDS[] = {"last_fast", "state", NULL};
+/* Words of the run's enumerated keys, in the order of their C enums (the
+ * model's own are model/config.h's tlb_*_names). */
+static const char *const SHUFFLE_WORDS[] = {"epoch", "once", NULL};
 static const char *const LR_SCHEDULE_WORDS[] = {"constant", "cosine", NULL};
+_Static_assert(SHUFFLE_ONCE == 1 && LR_COSINE == 1, "the word tables follow the enums");
 #define NEW_KEY(key, type, off, group) {key, type, off, 0, 1, group, 1, NULL}
 #define NEW_ENUM(key, off, words) {key, K_ENUM, off, 0, 1, NULL, 1, words}
 static const key_def KEYS[] = {
@@ -48,17 +49,17 @@ static const key_def KEYS[] = {
     {"key_dim", K_INT, MOFF(key_dim), 0, 1, NULL, 0, NULL},
     {"ffn_mult", K_INT, MOFF(ffn_mult), 0, 1, NULL, 0, NULL},
     {"num_classes", K_INT, MOFF(num_classes), 0, 1, NULL, 0, NULL},
-    {"wiring", K_WIRING, MOFF(wiring), 0, 1, NULL, 0, NULL},
+    {"wiring", K_ENUM, MOFF(wiring), 0, 1, NULL, 0, tlb_wiring_names},
     {"ffn_drop", K_FLOAT, MOFF(ffn_drop), 0, 1, NULL, 0, NULL},
     {"attn_drop", K_FLOAT, MOFF(attn_drop), 0, 1, NULL, 0, NULL},
     NEW_KEY("num_state_tokens", K_INT, MOFF(num_state_tokens), NULL),
-    NEW_ENUM("state_init", MOFF(state_init), STATE_INIT_WORDS),
-    NEW_ENUM("readout", MOFF(readout), READOUT_WORDS),
+    NEW_ENUM("state_init", MOFF(state_init), tlb_state_init_names),
+    NEW_ENUM("readout", MOFF(readout), tlb_readout_names),
     {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 1, "data", 0, NULL},
     {"train_slice", K_INT, OFF(train_slice), 0, 1, NULL, 0, NULL},
     {"train_limit", K_INT, OFF(train_limit), 0, 1, NULL, 0, NULL},
     {"eval_limit", K_INT, OFF(eval_limit), 0, 1, NULL, 0, NULL},
-    {"shuffle", K_SHUFFLE, OFF(shuffle), 0, 1, NULL, 0, NULL},
+    {"shuffle", K_ENUM, OFF(shuffle), 0, 1, NULL, 0, SHUFFLE_WORDS},
     {"data_dir", K_STR, OFF(data_dir), sizeof(((run_config *)0)->data_dir), 0, NULL, 0, NULL},
     NEW_KEY("mixup_alpha", K_DOUBLE, OFF(mixup_alpha), "augmentation beyond crop and flip (all off by default)"),
     NEW_KEY("cutmix_alpha", K_DOUBLE, OFF(cutmix_alpha), NULL),
@@ -115,8 +116,6 @@ static run_value get_value(const run_config *c, int k)
     case K_FLOAT: v.d = *(const float *)f; break;
     case K_DOUBLE: v.d = *(const double *)f; break;
     case K_U64: v.u = *(const unsigned long long *)f; break;
-    case K_WIRING: v.i = *(const tlb_wiring *)f; break;
-    case K_SHUFFLE: v.i = *(const shuffle_mode *)f; break;
     case K_INT: case K_BOOL: case K_ENUM: v.i = *(const int *)f; break;
     case K_STR: break; /* never swept */
     }
@@ -130,8 +129,6 @@ static void set_value(run_config *c, int k, run_value v)
     case K_FLOAT: *(float *)f = (float)v.d; break;
     case K_DOUBLE: *(double *)f = v.d; break;
     case K_U64: *(unsigned long long *)f = v.u; break;
-    case K_WIRING: *(tlb_wiring *)f = (tlb_wiring)v.i; break;
-    case K_SHUFFLE: *(shuffle_mode *)f = (shuffle_mode)v.i; break;
     case K_INT: case K_BOOL: case K_ENUM: *(int *)f = (int)v.i; break;
     case K_STR: break;
     }
@@ -150,7 +147,7 @@ static int same_value(int k, run_value a, run_value b)
 static int is_word_key(int k)
 {
     const key_type t = KEYS[k].type;
-    return t == K_BOOL || t == K_WIRING || t == K_SHUFFLE || t == K_ENUM;
+    return t == K_BOOL || t == K_ENUM;
 }
 
 /* Expansion order: r, chunk_size, num_layers first (the three sweepable keys
@@ -200,6 +197,7 @@ static void put_sweep(run_config *c, const run_sweep *sw)
 typedef struct {
     const char *path; /* may be NULL or "" */
     int line;         /* > 0: file line; 0: no line; -1: --set */
+    int item;         /* > 0: the 1-based item of a list at fault */
 } where;
 
 static void where_str(where w, char *buf, size_t n)
@@ -210,18 +208,21 @@ static void where_str(where w, char *buf, size_t n)
     else buf[0] = '\0';
 }
 
-/* "<where>key: problem" */
+/* "<where>key: problem" (or "key: item N: problem"); err->key = key */
 __attribute__((format(printf, 4, 5)))
 static int fail_key(tlb_error *err, where w, const char *key, const char *fmt, ...)
 {
     if (!err) return -1;
-    char pre[1100], msg[900];
+    char pre[1100], msg[900], item[32] = "";
     where_str(w, pre, sizeof pre);
+    if (w.item > 0) snprintf(item, sizeof item, "item %d: ", w.item);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return tlb_fail(err, "%s%s: %s", pre, key, msg);
+    tlb_fail(err, "%s%s: %s%s", pre, key, item, msg);
+    snprintf(err->key, sizeof err->key, "%s", key);
+    return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -231,7 +232,7 @@ void run_config_defaults(run_config *c)
 {
     memset(c, 0, sizeof *c); /* also zeroes padding and string tails */
     c->model = model_config_seed();
-    c->model.key_dim = 0; /* = embed_dim, resolved by run_config_validate */
+    c->model.key_dim = 0; /* absent: = embed_dim (resolve_key_dim) */
     c->mixed_precision = 1;
     strcpy(c->dataset, "cifar10");
     c->train_slice = 40000;
@@ -245,6 +246,13 @@ void run_config_defaults(run_config *c)
     c->shuffle = SHUFFLE_EVERY_EPOCH;
     c->randaugment_m = 9; /* RandAugment's usual magnitude; used only when randaugment_n > 0 */
     c->world_size = 1;
+}
+
+/* key_dim 0 means "absent, = embed_dim", decided here only: the parser
+ * refuses a written 0 (assign_scalar), so a 0 never came from the user. */
+static void resolve_key_dim(tlb_model_config *m)
+{
+    if (m->key_dim == 0) m->key_dim = m->embed_dim;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -325,6 +333,9 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
     case K_INT: {
         int v;
         if (parse_int(s, &v)) return fail_key(err, w, key, "expected an integer, got %s", got);
+        /* 0 is resolve_key_dim's "absent"; other bad sizes fail validation. */
+        if (v == 0 && KEYS[k].off == MOFF(key_dim))
+            return fail_key(err, w, key, "0 is not a key size (leave key_dim out for key_dim = embed_dim)");
         *(int *)field(c, k) = v;
         return 0;
     }
@@ -357,17 +368,6 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
         memcpy(field(c, k), s.text, len + 1);
         return 0;
     }
-    case K_WIRING:
-        if (wiring_parse(s.text, (tlb_wiring *)field(c, k)))
-            return fail_key(err, w, key, "expected keras or paper, got %s", got);
-        return 0;
-    case K_SHUFFLE: {
-        shuffle_mode *m = (shuffle_mode *)field(c, k);
-        if (strcmp(s.text, "epoch") == 0) *m = SHUFFLE_EVERY_EPOCH;
-        else if (strcmp(s.text, "once") == 0) *m = SHUFFLE_ONCE;
-        else return fail_key(err, w, key, "expected epoch or once, got %s", got);
-        return 0;
-    }
     case K_ENUM: {
         const char *const *names = KEYS[k].names;
         for (int i = 0; names[i]; i++)
@@ -375,10 +375,8 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
                 *(int *)field(c, k) = i;
                 return 0;
             }
-        char expected[128] = "";
-        for (int i = 0; names[i]; i++)
-            snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s",
-                     i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
+        char expected[128];
+        enum_words_text(names, expected, sizeof expected);
         return fail_key(err, w, key, "expected %s, got %s", expected, got);
     }
     }
@@ -409,11 +407,10 @@ static int assign_list(run_config *c, int k, const scalar *items, int n, where w
     *scratch = *c;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        tlb_error e;
-        if (assign_scalar(scratch, k, items[i], (where){NULL, 0}, &e)) {
-            /* e reads "key: problem"; name the item instead. */
-            const char *problem = strchr(e.msg, ':');
-            rc = fail_key(err, w, key, "item %d: %s", i + 1, problem ? problem + 2 : e.msg);
+        where wi = w;
+        wi.item = i + 1;
+        if (assign_scalar(scratch, k, items[i], wi, err)) {
+            rc = -1;
             break;
         }
         sw.v[i] = get_value(scratch, k);
@@ -541,7 +538,7 @@ static int apply_document(run_config *c, yaml_document_t *doc, const char *sourc
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = yaml_document_get_node(doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(doc, p->value);
-        where w = {source, (int)kn->start_mark.line + 1};
+        where w = {source, (int)kn->start_mark.line + 1, 0};
         if (kn->type != YAML_SCALAR_NODE)
             return fail_key(err, w, "key", "expected a key name, got %s", node_kind(kn));
         const char *key = (const char *)kn->data.scalar.value;
@@ -632,7 +629,7 @@ int run_config_load(run_config *out, const char *path, tlb_error *err)
 
 int run_config_set(run_config *c, const char *assignment, tlb_error *err)
 {
-    where w = {NULL, -1};
+    where w = {NULL, -1, 0};
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
         return tlb_fail(err, "--set: '%.60s': expected key=value", assignment);
@@ -675,7 +672,7 @@ int run_config_set(run_config *c, const char *assignment, tlb_error *err)
 /* ------------------------------------------------------------------------ */
 /* Validation */
 
-static where key_where(const run_config *c, int k) { return (where){c->source, c->line[k]}; }
+static where key_where(const run_config *c, int k) { return (where){c->source, c->line[k], 0}; }
 
 static int check_range(const run_config *c, const char *key, long long v, long long lo, long long hi,
                        tlb_error *err)
@@ -694,21 +691,18 @@ static int check_number(const run_config *c, const char *key, double v, double l
     return fail_key(err, w, key, "%g is out of range [%g, %g]", v, lo, hi);
 }
 
-/* model_config_validate says "key: problem"; put the key's origin in front. */
+/* model_config_validate says "key: problem" and names the key in e.key;
+ * put the key's origin in front. */
 static int check_model(const run_config *c, const tlb_model_config *m, tlb_error *err)
 {
     tlb_error e;
     if (model_config_validate(m, &e) == 0) return 0;
-    char key[64] = "";
-    const char *colon = strchr(e.msg, ':');
-    if (colon && (size_t)(colon - e.msg) < sizeof key) {
-        memcpy(key, e.msg, (size_t)(colon - e.msg));
-        key[colon - e.msg] = '\0';
-    }
-    int k = key_index(key);
+    const int k = key_index(e.key);
     char pre[1100];
-    where_str(k >= 0 ? key_where(c, k) : (where){c->source, 0}, pre, sizeof pre);
-    return tlb_fail(err, "%s%s", pre, e.msg);
+    where_str(k >= 0 ? key_where(c, k) : (where){c->source, 0, 0}, pre, sizeof pre);
+    tlb_fail(err, "%s%s", pre, e.msg);
+    if (err) memcpy(err->key, e.key, sizeof err->key);
+    return -1;
 }
 
 static int valid_name(const char *s)
@@ -786,15 +780,14 @@ static int validate_one(const run_config *c, tlb_error *err)
         return fail_key(err, key_where(c, key_index("backend")), "backend", "%s", spec_err.msg);
 
     tlb_model_config m = c->model;
-    if (m.key_dim == 0 && c->line[key_index("key_dim")] == 0) m.key_dim = m.embed_dim; /* swept embed_dim */
+    resolve_key_dim(&m); /* a swept embed_dim leaves it unresolved in c */
     return check_model(c, &m, err);
 }
 
 int run_config_validate(run_config *c, tlb_error *err)
 {
     /* key_dim follows embed_dim; a swept embed_dim resolves it per run. */
-    if (c->model.key_dim == 0 && c->line[key_index("key_dim")] == 0 && !find_sweep(c, key_index("embed_dim")))
-        c->model.key_dim = c->model.embed_dim;
+    if (!find_sweep(c, key_index("embed_dim"))) resolve_key_dim(&c->model);
     if (validate_one(c, err)) return -1;
     /* Every combination of a sweep must be valid (ranges that depend on
      * other keys, the model's shape). */
@@ -841,7 +834,7 @@ void run_config_expand(const run_config *c, int i, run_config *out)
         if (len >= sizeof out->name) len = sizeof out->name - 1;
     }
     out->num_sweeps = 0;
-    if (out->model.key_dim == 0 && c->line[key_index("key_dim")] == 0) out->model.key_dim = out->model.embed_dim;
+    resolve_key_dim(&out->model);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -913,7 +906,12 @@ static void put_scalar(out_buf *o, const run_config *c, int k, run_value v)
     switch (KEYS[k].type) {
     case K_INT: {
         long long x = v.i;
-        if (x == 0 && c && strcmp(KEYS[k].name, "key_dim") == 0) x = c->model.embed_dim;
+        if (c && KEYS[k].off == MOFF(key_dim)) { /* written resolved */
+            tlb_model_config m = c->model;
+            m.key_dim = (int)x;
+            resolve_key_dim(&m);
+            x = m.key_dim;
+        }
         put(o, "%lld", x);
         break;
     }
@@ -921,8 +919,6 @@ static void put_scalar(out_buf *o, const run_config *c, int k, run_value v)
     case K_DOUBLE: put_double(o, v.d, 0); break;
     case K_BOOL: put(o, "%s", v.i ? "true" : "false"); break;
     case K_U64: put(o, "%llu", v.u); break;
-    case K_WIRING: put(o, "%s", wiring_name((tlb_wiring)v.i)); break;
-    case K_SHUFFLE: put(o, "%s", v.i == SHUFFLE_ONCE ? "once" : "epoch"); break;
     case K_ENUM: put(o, "%s", KEYS[k].names[v.i]); break;
     case K_STR: put_string(o, (const char *)cfield(c, k)); break;
     }

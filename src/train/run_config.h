@@ -18,8 +18,9 @@
  * problem"); nothing is printed or written by this module.
  *
  * Typing: integers are plain decimals (no leading zeros, no quotes); numbers
- * also take 1e-4 style; booleans are true/false (yes/no/on/off too); wiring
- * is keras|paper, shuffle epoch|once; strings take any YAML scalar, with a
+ * also take 1e-4 style; booleans are true/false (yes/no/on/off too); words,
+ * unquoted, from their enum's table: wiring keras|paper, shuffle epoch|once,
+ * state_init, readout, lr_schedule; strings take any YAML scalar, with a
  * null ("key:", "~") meaning "". Every key but the strings (dataset,
  * data_dir, backend, out_dir, name) and world_size also takes a list (flow [1, 2] or
  * block) of distinct values of its type, at most RUN_SWEEP_MAX: a sweep. */
@@ -59,7 +60,7 @@ typedef struct {
 #define RUN_CONFIG_NUM_KEYS 45
 
 typedef struct {
-    tlb_model_config model;  /* model.key_dim == 0 means "= embed_dim" until validated */
+    tlb_model_config model;  /* key_dim 0: absent, = embed_dim (the parser refuses a written 0) */
     int mixed_precision;     /* bool */
     char dataset[32];        /* only "cifar10" accepted */
     int train_slice;         /* 40000: first N training images train, the rest validate */

@@ -343,7 +343,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     local = 1;
     char grid[sizeof out->run_dir + 16];
     snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
-    if (lead && !resuming && train_plot_first_batch(grid, s.train, c, err) != 0) goto agree; /* what the model is fed */
+    if (lead && !resuming && train_plot_first_batch(grid, s.train, c, s.files.classes.ptr, err) != 0) goto agree; /* what the model is fed */
     local = 0;
 agree:
     status = agree_status(local, err);

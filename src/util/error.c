@@ -19,6 +19,22 @@ int tlb_fail(tlb_error *err, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         one_line(err->msg);
+        err->key[0] = '\0';
+    }
+    return -1;
+}
+
+int tlb_fail_key(tlb_error *err, const char *key, const char *fmt, ...)
+{
+    if (err) {
+        char problem[sizeof err->msg];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(problem, sizeof problem, fmt, ap);
+        va_end(ap);
+        tlb_fail(err, "%s: %s", key, problem);
+        snprintf(err->key, sizeof err->key, "%s", key);
+        one_line(err->key);
     }
     return -1;
 }
