@@ -297,6 +297,30 @@ static void build_residual(op_case *c, const int *d, uint64_t seed)
     c->backward = residual_bwd;
 }
 
+static void token_embed_fwd(op_case *c)
+{
+    const token_embed_op *o = c->impl;
+    o->forward(c->out[0].x, c->labels, c->in[0].x, c->dim[0], c->dim[1], c->dim[2]);
+}
+static void token_embed_bwd(op_case *c, unsigned m)
+{
+    const token_embed_op *o = c->impl;
+    o->backward(G(c, m, 0), c->cot, c->labels, c->dim[0], c->dim[1], c->dim[2]);
+}
+/* The ids (in labels) are drawn in [0, V): with N > V they repeat, with
+ * N < V some rows are never used; either way the scatter-add is exercised. */
+static void build_token_embed(op_case *c, const int *d, uint64_t seed)
+{
+    const int N = d[0], V = d[1], D = d[2];
+    add_in(c, "table", (size_t)V * D, 1.0f, 0.0f, seed);
+    add_out(c, "out", (size_t)N * D);
+    c->labels = own(c, (size_t)N * sizeof(int));
+    rng_stream s = {rng_key(seed, 0x1d5), 0};
+    for (int n = 0; n < N; n++) c->labels[n] = (int)rng_next_below(&s, (uint32_t)V);
+    c->forward = token_embed_fwd;
+    c->backward = token_embed_bwd;
+}
+
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed)
 {
@@ -339,6 +363,9 @@ op_case *opt_case(const char *op, const void *impl, const char *backend, const i
     } else if (strcmp(op, "residual") == 0) {
         build_residual(c, d, seed);
         label(c, backend, "n=%d", d[0]);
+    } else if (strcmp(op, "token_embed") == 0) {
+        build_token_embed(c, d, seed);
+        label(c, backend, "N=%d V=%d D=%d", d[0], d[1], d[2]);
     } else {
         free(c);
         return NULL;

@@ -36,7 +36,7 @@ struct op_case {
     int dim[6];
     dropout_ctx drop;
     const dropout_ctx *dropp;         /* &drop, or NULL for "no dropout at all" */
-    int *labels;
+    int *labels;                      /* softmax_xent's labels; token_embed's ids */
     void (*forward)(op_case *c);
     /* Bit i of mask set: pass in[i].g, else NULL. */
     void (*backward)(op_case *c, unsigned mask);
@@ -58,6 +58,7 @@ struct op_case {
  *   softmax_xent B V                      (cot = 1/B: L is the mean loss)
  *   dropout      B per_sample sample0     rate: < 0 passes a NULL ctx
  *   residual     n
+ *   token_embed  N V D                    (ids [N] in labels, drawn in [0, V))
  * Returns NULL for an op the harness does not know. */
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed);

@@ -77,6 +77,16 @@ static void backend_shapes(void)
     add_shape("posemb", 5, 37, 181, 0, 0, 0, 0);
     add_shape("meanpool", 2, 9, 67, 0, 0, 0, 0);
     add_shape("dropout", 3, 1001, 12345, 0, 0, 0, 0.5f);
+    /* token_embed: repeated ids (N > V), unused rows (N < V), D in and off
+     * the vector width; the last two above the threading threshold, where
+     * the backward splits D into column slabs */
+    for (int d = 0; d < 3; d++) {
+        add_shape("token_embed", 37, 5, Ds[d], 0, 0, 0, 0);
+        add_shape("token_embed", 3, 17, Ds[d], 0, 0, 0, 0);
+    }
+    add_shape("token_embed", 1, 1, 1, 0, 0, 0, 0);
+    add_shape("token_embed", 2000, 7, 67, 0, 0, 0, 0);
+    add_shape("token_embed", 1031, 256, 128, 0, 0, 0, 0);
 }
 
 #define BACKEND_RTOL 1e-5
@@ -137,7 +147,7 @@ static const shape contract_shapes[] = {
     {"attention", {3, 8, 8, 1, 64, 0}, -1}, {"patch_conv", {2, 6, 3, 17, 1}, 0},
     {"posemb", {2, 3, 17}, 0},            {"meanpool", {3, 5, 17}, 0},
     {"softmax_xent", {3, 17}, 0},         {"dropout", {3, 37, 0}, 0.3f},
-    {"residual", {37}, 0},
+    {"residual", {37}, 0},                {"token_embed", {37, 5, 17}, 0},
 };
 
 /* The harness must not silently test nothing: every op has ref, a case

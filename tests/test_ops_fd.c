@@ -42,6 +42,8 @@ static const shape fd_shapes[] = {
     {"dropout", {3, 17, 0}, 0.3f},    {"dropout", {1, 1, 5}, 0.5f},
     {"dropout", {2, 9, 0}, 0.0f},     {"dropout", {2, 9, 0}, -1},
     {"residual", {1}, 0},             {"residual", {17}, 0},
+    {"token_embed", {7, 3, 5}, 0},    {"token_embed", {2, 9, 17}, 0},
+    {"token_embed", {1, 1, 1}, 0},
 };
 #define N_FD_SHAPES (sizeof fd_shapes / sizeof fd_shapes[0])
 
@@ -77,7 +79,7 @@ TLB_OP_LIST(FD_TEST)
 Test(ops_fd, small_ops_every_backend)
 {
     static const char *const small[] = {"posemb", "meanpool", "softmax_xent", "dropout",
-                                        "residual"};
+                                        "residual", "token_embed"};
     int cases = 0;
     for (size_t k = 0; k < sizeof small / sizeof small[0]; k++) {
         const int op = ops_find(small[k]);

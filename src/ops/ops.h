@@ -98,6 +98,17 @@ typedef void (*dropout_backward_fn)(float *dinp, const float *dout, int B, size_
 typedef void (*residual_forward_fn)(float *out, const float *a, const float *b, size_t n);
 typedef void (*residual_backward_fn)(float *da, float *db, const float *dout, size_t n);
 
+/* Token embedding (the sequence front end): out[n, :] = table[ids[n], :] for
+ * the N = B*T token rows, ids in [0, V) (int32, as softmax_xent's labels;
+ * the caller checks the range). Backward: dtable[ids[n], :] += dout[n, :],
+ * summed over n in increasing order on every backend and thread count
+ * (deterministic); rows of ids that do not occur get nothing, and the ids
+ * get no gradient. */
+typedef void (*token_embed_forward_fn)(float *out, const int *ids, const float *table, int N,
+                                       int V, int D);
+typedef void (*token_embed_backward_fn)(float *dtable, const float *dout, const int *ids, int N,
+                                        int V, int D);
+
 typedef enum {
     TLB_BACKEND_REF,
     TLB_BACKEND_AVX2,
