@@ -242,7 +242,7 @@ Test(sequences, listops_labels_and_limits, .timeout = 120)
 {
     const int count = 3000;
     token_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(listops_generate(&s, DATA_SPLIT_TRAIN, LISTOPS_DEFAULT_SEED, count, &err), 0,
                  "%s", err.msg);
     cr_assert_eq(s.count, count);
@@ -285,7 +285,7 @@ Test(sequences, listops_labels_and_limits, .timeout = 120)
 Test(sequences, listops_check_catches_bad_labels)
 {
     token_set s;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(listops_generate(&s, DATA_SPLIT_VAL, 5, 50, &err), 0, "%s", err.msg);
     cr_assert_eq(listops_check(&s, &err), 0, "%s", err.msg);
     s.labels[17] = (uint8_t)((s.labels[17] + 1) % 10);
@@ -311,7 +311,7 @@ static int same_set(const token_set *a, const token_set *b)
 Test(sequences, listops_deterministic)
 {
     token_set a, b, prefix, other_seed, other_split;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     omp_set_num_threads(1);
     cr_assert_eq(listops_generate(&a, DATA_SPLIT_TRAIN, 42, 300, &err), 0, "%s", err.msg);
     omp_set_num_threads(3);
@@ -364,7 +364,7 @@ Test(sequences, listops_cache_hash_check, .timeout = 120)
     cr_assert_not_null(test_mkdtemp(dir));
     token_set first, again;
     listops_origin o;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(listops_load(&first, dir, DATA_SPLIT_VAL, 9, &o, &err), 0, "%s", err.msg);
     cr_expect_eq(o.generated, 1);
     cr_expect_str_eq(o.cache_problem, "");
@@ -434,7 +434,7 @@ Test(sequences, lra_image_synthetic_records)
     fclose(f);
 
     cifar10_set set;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_read_records(&set, path, &err), 0, "%s", err.msg);
     const cifar10_view all = cifar10_view_all(&set);
     token_set t;
@@ -479,7 +479,7 @@ Test(sequences, lra_image_real_data, .timeout = 120)
     if (!dir || cifar10_verify_all(dir, 0, NULL) != 0)
         cr_skip_test("CIFAR-10 cache absent (run `tlb data fetch`); synthetic records cover the rest");
     cifar10_set train, test;
-    tlb_error err = {{0}};
+    tlb_error err = {0};
     cr_assert_eq(cifar10_load(&train, &test, dir, &err), 0, "%s", err.msg);
     token_set val;
     cr_assert_eq(lra_image_load(&val, dir, DATA_SPLIT_VAL, &err), 0, "%s", err.msg);

@@ -134,6 +134,7 @@ typedef int (*posemb_prepare_fn)(int B, int N, int D, tlb_error *err);
 typedef int (*meanpool_prepare_fn)(int B, int T, int D, tlb_error *err);
 typedef int (*dropout_prepare_fn)(int B, size_t per_sample, tlb_error *err);
 typedef int (*residual_prepare_fn)(size_t n, tlb_error *err);
+typedef int (*token_embed_prepare_fn)(int N, int V, int D, tlb_error *err);
 
 /* From the op list (op_list.h): per op a struct `name_op` of its typed
  * forward/backward pair and set-up, an id TLB_OP_name, and a slot in the

@@ -44,11 +44,12 @@ int numerics_differ(const run_numerics *was, const run_numerics *now, char *why,
         char a[32], b[32];
         backend_of(was->backends, ops_name(op), a, sizeof a);
         backend_of(now->backends, ops_name(op), b, sizeof b);
-        if (strcmp(a, b) != 0) {
-            snprintf(why, n, "%s ran on %s, now %s", ops_name(op), a[0] ? a : "(not recorded)", b);
+        /* An op the checkpoint does not name came later (token_embed): the
+         * run never used it, so it cannot change the continuation. */
+        if (a[0] && strcmp(a, b) != 0) {
+            snprintf(why, n, "%s ran on %s, now %s", ops_name(op), a, b);
             return 1;
         }
     }
-    snprintf(why, n, "backends were %s, now %s", was->backends, now->backends);
-    return 1;
+    return 0;
 }
