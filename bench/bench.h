@@ -18,11 +18,13 @@ typedef struct {
     int threads;
 } bench_opts;
 
-/* The probe's results, the denominators of every "% of peak". */
+/* The probe's results, the denominators of every "% of peak"; 0 where not
+ * measured (the probe not run, or no AVX512_BF16 for the bf16 peak). */
 typedef struct {
     double fma_1t, fma_all; /* GFLOP/s, fp32 FMA */
     const char *fma_isa;
     double bw_triad, bw_copy; /* GB/s, all threads */
+    double bf16_1t, bf16_all; /* GFLOP/s, bf16 dot products (VDPBF16PS), 2 FLOPs per multiply-add */
 } bench_machine;
 
 double bench_now(void);
@@ -40,6 +42,9 @@ void bench_probe(const bench_opts *o, bench_machine *m);
 /* The FMA loop: `iters` iterations on the calling thread; returns FLOPs done. */
 double probe_fma_avx512(long iters);
 double probe_fma_avx2(long iters);
+/* The VDPBF16PS loop, the same way (bench/probe_avx512bf16.c); call only
+ * when bf16_native() (ops/bf16.h). */
+double probe_dpbf16_avx512(long iters);
 
 /* What the op table adds up to for one micro-batch forward + backward (calls
  * per micro-batch x median time, automatic choice): the dense share feeds

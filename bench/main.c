@@ -69,7 +69,7 @@ int main(int argc, char **argv)
     bench_op_summary sum = {0};
     bench_step_summary step = {0, 0, 0};
     if (strstr(only, "probe")) bench_probe(&o, &m);
-    else m = (bench_machine){1, 1, "none", 1, 1};
+    else m = (bench_machine){1, 1, "none", 1, 1, 0, 0};
     if (strstr(only, "ops")) bench_ops(&o, &m, mb, &sum);
     if (strstr(only, "step")) bench_steps(&o, &m, mb, &step);
     if (strstr(only, "mixed")) bench_mixed(&o, &m, mb, &sum, &step);
