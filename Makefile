@@ -39,7 +39,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test test-run deps layers bench bench-pytorch clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -170,9 +170,19 @@ fuzz: fuzz-build
 bench: $(BUILD)/tlb_bench
 	$(BUILD)/tlb_bench --out $(BUILD)/bench $(BENCH_ARGS)
 
-# Issue 15's baseline: PyTorch 1.13 (python3-torch) and tlb-c's inference, alternated.
+# Issues 15 and 22's baselines: PyTorch 1.13 (python3-torch, a fair OpenBLAS)
+# against tlb-c, alternated: inference (ROUNDS, default 5), then the training
+# step (TRAIN_ROUNDS x TRAIN_STEPS, default 3 x 3); one after the other, never
+# in parallel. bench-pytorch-infer / bench-pytorch-train run one of them.
+TRAIN_ROUNDS ?= 3
+TRAIN_STEPS  ?= 3
 bench-pytorch: $(BUILD)/tlb_bench
 	bench/infer_vs_pytorch.sh $(ROUNDS)
+	bench/train_vs_pytorch.sh $(TRAIN_ROUNDS) $(TRAIN_STEPS)
+bench-pytorch-infer: $(BUILD)/tlb_bench
+	bench/infer_vs_pytorch.sh $(ROUNDS)
+bench-pytorch-train: $(BUILD)/tlb_bench
+	bench/train_vs_pytorch.sh $(TRAIN_ROUNDS) $(TRAIN_STEPS)
 
 clean:
 	rm -rf $(BUILD) tlb build-san build-fuzz build-tsan
