@@ -11,7 +11,8 @@ environment when it loads, so `setup()` must run first:
   does not recognise the CPU and falls back to its generic SSE3 kernels
   (Prescott; OpenBLAS 0.3.21 on a KVM Xeon of model 207 does), the core type
   is set from the CPU's ISA instead: SKYLAKEX with AVX-512, HASWELL with AVX2
-  (a 2344x256x64 product: 54 GFLOP/s as Prescott, 203 as SkylakeX, on that VM).
+  (a 2344x256x64 product: 54 GFLOP/s as Prescott, 203 as SkylakeX, on that VM,
+  one reading each on a loaded machine).
   `--openblas-coretype NAME` forces one, `--openblas-coretype none` keeps it unset.
 - OpenBLAS's threads are pinned: with the OpenMP build they run in the same
   OpenMP pool as PyTorch's own, so as many as torch's (--threads); the
