@@ -7,9 +7,11 @@ LDLIBS  += -fopenmp -ldnnl -lxxhash -lcjson -lpng -ljpeg -lyaml -lm -lpthread
 BUILD   ?= build
 
 # One binary runs on any x86-64: only the files named *_avx2.c / *_avx512.c are
-# compiled for those ISAs, and the registry calls them only when the CPU has it.
+# compiled for those ISAs, and the registry calls them only when the CPU has it
+# (and bench/probe_avx512bf16.c for AVX512_BF16: the probe checks the CPU first).
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+AVX512BF16_FLAGS := $(AVX512_FLAGS) -mavx512bf16
 
 # MPI (data-parallel training, src/train/dist_mpi.c): on when OpenMPI's
 # development files are installed, or forced with MPI=1; MPI=0 builds the
@@ -37,7 +39,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test test-run deps layers bench bench-pytorch clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -47,6 +49,10 @@ $(BUILD)/%_avx2.o: %_avx2.c
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/bench/probe_avx512bf16.o: bench/probe_avx512bf16.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512BF16_FLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -164,9 +170,19 @@ fuzz: fuzz-build
 bench: $(BUILD)/tlb_bench
 	$(BUILD)/tlb_bench --out $(BUILD)/bench $(BENCH_ARGS)
 
-# Issue 15's baseline: PyTorch 1.13 (python3-torch) and tlb-c's inference, alternated.
+# Issues 15 and 22's baselines: PyTorch 1.13 (python3-torch, a fair OpenBLAS)
+# against tlb-c, alternated: inference (ROUNDS, default 5), then the training
+# step (TRAIN_ROUNDS x TRAIN_STEPS, default 3 x 3); one after the other, never
+# in parallel. bench-pytorch-infer / bench-pytorch-train run one of them.
+TRAIN_ROUNDS ?= 3
+TRAIN_STEPS  ?= 3
 bench-pytorch: $(BUILD)/tlb_bench
 	bench/infer_vs_pytorch.sh $(ROUNDS)
+	bench/train_vs_pytorch.sh $(TRAIN_ROUNDS) $(TRAIN_STEPS)
+bench-pytorch-infer: $(BUILD)/tlb_bench
+	bench/infer_vs_pytorch.sh $(ROUNDS)
+bench-pytorch-train: $(BUILD)/tlb_bench
+	bench/train_vs_pytorch.sh $(TRAIN_ROUNDS) $(TRAIN_STEPS)
 
 clean:
 	rm -rf $(BUILD) tlb build-san build-fuzz build-tsan

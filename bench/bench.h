@@ -16,13 +16,16 @@ typedef struct {
     int steps;             /* timed training steps per configuration */
     size_t bw_bytes;       /* bytes per bandwidth-probe buffer */
     int threads;
+    const char *step_configs; /* comma list of bench_step_keys; NULL: all */
 } bench_opts;
 
-/* The probe's results, the denominators of every "% of peak". */
+/* The probe's results, the denominators of every "% of peak"; 0 where not
+ * measured (the probe not run, or no AVX512_BF16 for the bf16 peak). */
 typedef struct {
     double fma_1t, fma_all; /* GFLOP/s, fp32 FMA */
     const char *fma_isa;
     double bw_triad, bw_copy; /* GB/s, all threads */
+    double bf16_1t, bf16_all; /* GFLOP/s, bf16 dot products (VDPBF16PS), 2 FLOPs per multiply-add */
 } bench_machine;
 
 double bench_now(void);
@@ -31,6 +34,8 @@ float *bench_rand(size_t n, float scale); /* uniform in [-scale, scale); aborts 
  * `seconds` have passed (at least 5, at most 5000). */
 double bench_median(void (*fn)(void *), void *arg, double seconds);
 FILE *bench_csv(const bench_opts *o, const char *name, const char *header);
+/* Whether `key` is an entry of the comma list `list`. */
+int bench_listed(const char *list, const char *key);
 /* Peak and current resident set of this process (MiB), from /proc/self/status. */
 double bench_vm_hwm_mib(void);
 double bench_vm_rss_mib(void);
@@ -40,6 +45,9 @@ void bench_probe(const bench_opts *o, bench_machine *m);
 /* The FMA loop: `iters` iterations on the calling thread; returns FLOPs done. */
 double probe_fma_avx512(long iters);
 double probe_fma_avx2(long iters);
+/* The VDPBF16PS loop, the same way (bench/probe_avx512bf16.c); call only
+ * when bf16_native() (ops/bf16.h). */
+double probe_dpbf16_avx512(long iters);
 
 /* What the op table adds up to for one micro-batch forward + backward (calls
  * per micro-batch x median time, automatic choice): the dense share feeds
@@ -55,6 +63,8 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int micro_batch,
  * config (the largest within 1.5 GiB of activations, evened out). */
 int bench_trainer_micro_batch(int batch);
 int bench_step_child(int argc, char **argv);
+/* The training-step configurations, as --step-configs names them. */
+extern const char *const bench_step_keys;
 /* The automatic choice's step (keras wiring) and the same with mixed
  * precision (bf16 dense), zeros if not measured. */
 typedef struct {

@@ -70,6 +70,19 @@ FILE *bench_csv(const bench_opts *o, const char *name, const char *header)
     return f;
 }
 
+int bench_listed(const char *list, const char *key)
+{
+    const size_t n = strlen(key);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, key, n) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
 static double status_mib(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");

@@ -18,6 +18,8 @@ static void usage(void)
             "  --micro-batch N  default: the trainer's rule for batch 2048 (228)\n"
             "  --batch N        training-step batch (default 2048); also caps the inference batch (256)\n"
             "  --steps N        timed training steps per configuration (default 5)\n"
+            "  --step-configs LIST  comma list of the training-step rows to run (default: all):\n"
+            "                   ref,avx2,auto,dnnl,bf16,paper,paper-bf16\n"
             "  --bw-mib N       MiB per bandwidth-probe buffer (default 1024)\n"
             "  --quick          tiny sizes and timings, for development\n");
 }
@@ -40,6 +42,7 @@ int main(int argc, char **argv)
         else if (v && strcmp(a, "--micro-batch") == 0) o.micro_batch = atoi(v), i++;
         else if (v && strcmp(a, "--batch") == 0) o.batch = atoi(v), i++;
         else if (v && strcmp(a, "--steps") == 0) o.steps = atoi(v), i++;
+        else if (v && strcmp(a, "--step-configs") == 0) o.step_configs = v, i++;
         else if (v && strcmp(a, "--bw-mib") == 0) o.bw_bytes = (size_t)atol(v) << 20, i++;
         else {
             usage();
@@ -49,6 +52,17 @@ int main(int argc, char **argv)
     if (o.batch < 1 || o.steps < 1 || o.seconds <= 0 || o.bw_bytes < 4096) {
         usage();
         return 2;
+    }
+    for (const char *p = o.step_configs; p && *p;) { /* every entry must name a row */
+        char key[32];
+        const size_t len = strcspn(p, ",");
+        snprintf(key, sizeof key, "%.*s", (int)(len < sizeof key - 1 ? len : sizeof key - 1), p);
+        if (len >= sizeof key || !bench_listed(bench_step_keys, key)) {
+            fprintf(stderr, "tlb_bench: --step-configs: unknown row '%.*s' (rows: %s)\n", (int)len, p,
+                    bench_step_keys);
+            return 2;
+        }
+        p += len + (p[len] == ',');
     }
     const int mb = o.micro_batch > 0 ? o.micro_batch : bench_trainer_micro_batch(o.batch);
     tlb_error err;
@@ -70,7 +84,7 @@ int main(int argc, char **argv)
     bench_op_summary sum = {0};
     bench_step_summary step = {0, 0, 0};
     if (strstr(only, "probe")) bench_probe(&o, &m);
-    else m = (bench_machine){1, 1, "none", 1, 1};
+    else m = (bench_machine){.fma_isa = "none"}; /* peaks 0: "% of peak" columns say n/a */
     if (strstr(only, "ops")) bench_ops(&o, &m, mb, &sum);
     if (strstr(only, "step")) bench_steps(&o, &m, mb, &step);
     if (strstr(only, "mixed")) bench_mixed(&o, &m, mb, &sum, &step);

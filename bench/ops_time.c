@@ -333,11 +333,14 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
             if (fastest < 0 || w->t[be] < w->t[fastest]) fastest = be;
             const int compute = w->flops > 0;
             const double rate = compute ? w->flops / w->t[be] * 1e-9 : w->bytes / w->t[be] * 1e-9;
-            const double pct = 100.0 * rate / (compute ? m->fma_all : m->bw_triad);
+            const double peak = compute ? m->fma_all : m->bw_triad; /* 0: no probe run */
+            const double pct = peak > 0 ? 100.0 * rate / peak : 0;
             const double vs = w->t[0] > 0 ? w->t[0] / w->t[be] : 0;
-            printf("%-12s %-34s %-4s %-7s %10.1f %6.1f %-2s %6.1f%% %7.2fx %s\n", w->op, w->shape,
+            char pct_s[16] = "    n/a";
+            if (peak > 0) snprintf(pct_s, sizeof pct_s, "%6.1f%%", pct);
+            printf("%-12s %-34s %-4s %-7s %10.1f %6.1f %-2s %s %7.2fx %s\n", w->op, w->shape,
                    w->dir, backend_name((tlb_backend)be), w->t[be] * 1e6, rate,
-                   compute ? "GF" : "GB", pct, vs, be == (int)chosen ? "*" : "");
+                   compute ? "GF" : "GB", pct_s, vs, be == (int)chosen ? "*" : "");
             if (csv)
                 fprintf(csv, "%s,%s,%s,%s,%.3f,%.3f,%.3f,%.2f,%.3f,%d,%.0f\n", w->op, w->shape, w->dir,
                         backend_name((tlb_backend)be), w->t[be] * 1e6, compute ? rate : 0,
@@ -362,10 +365,14 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
         if (strcmp(w->op, "dense") == 0) dense_auto += ta * w->calls;
     }
     if (csv) fclose(csv);
-    printf("\n(* = the automatic choice; rate in GFLOP/s (GF) against the %.0f GFLOP/s FMA peak, or\n"
-           " GB/s (GB) of bytes read + written against the %.1f GB/s triad bandwidth -- these\n"
-           " working sets mostly sit in L2/L3, so memory-bound ops can exceed 100%%)\n",
-           m->fma_all, m->bw_triad);
+    if (m->fma_all > 0)
+        printf("\n(* = the automatic choice; rate in GFLOP/s (GF) against the %.0f GFLOP/s FMA peak, or\n"
+               " GB/s (GB) of bytes read + written against the %.1f GB/s triad bandwidth -- these\n"
+               " working sets mostly sit in L2/L3, so memory-bound ops can exceed 100%%)\n",
+               m->fma_all, m->bw_triad);
+    else
+        printf("\n(* = the automatic choice; rate in GFLOP/s (GF) or GB/s (GB) of bytes read + written;\n"
+               " %%peak n/a: the probe did not run in this invocation)\n");
     printf("\noptimized backends slower than ref: %d; automatic choice more than 10%% off the fastest: %d\n%s",
            slower_than_ref, auto_off, notes);
     /* The registry chooses one backend per op (both directions, every shape),

@@ -1,14 +1,18 @@
-/* The machine probe: measured fp32 FMA peak (1 thread, all threads) and
- * memory bandwidth (triad and copy over large buffers, all threads). These
- * are the denominators of every "% of peak" in the other tables. */
+/* The machine probe: measured fp32 FMA peak and, on a CPU with AVX512_BF16,
+ * bf16 dot-product (VDPBF16PS) peak (1 thread, all threads), and memory
+ * bandwidth (triad and copy over large buffers, all threads). These are the
+ * denominators of every "% of peak" in the other tables: fp32 work against
+ * the fp32 peak, bf16 (mixed-precision) training steps against the bf16 one. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "ops/bf16.h"
 #include "ops/ops.h"
 
-/* GFLOP/s of `threads` threads each running the FMA loop for ~0.1 s; best of 5
+/* GFLOP/s of `threads` threads each running `loop` (the FMA or the VDPBF16PS
+ * loop) for ~0.1 s; best of 5
  * (the best run is the one least disturbed by anything else on the machine). */
 static double fma_rate(double (*loop)(long), int threads)
 {
@@ -72,17 +76,32 @@ void bench_probe(const bench_opts *o, bench_machine *m)
     m->fma_isa = avx512 ? "avx512 (16 zmm accumulators)" : "avx2 (12 ymm accumulators)";
     m->fma_1t = fma_rate(loop, 1);
     m->fma_all = fma_rate(loop, o->threads);
+    /* bf16: only where the CPU has the instruction (the file is compiled for it) */
+    const int bf16 = avx512 && bf16_native();
+    m->bf16_1t = bf16 ? fma_rate(probe_dpbf16_avx512, 1) : 0;
+    m->bf16_all = bf16 ? fma_rate(probe_dpbf16_avx512, o->threads) : 0;
     bandwidth(o->bw_bytes, &m->bw_triad, &m->bw_copy);
 
     printf("\n## Machine probe\n\n");
     printf("fp32 FMA peak, %s: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n",
            m->fma_isa, m->fma_1t, m->fma_all, o->threads);
+    if (bf16)
+        printf("bf16 peak, avx512_bf16 VDPBF16PS (24 zmm accumulators, 64 FLOPs each): %.1f GFLOP/s on 1 thread, "
+               "%.1f GFLOP/s on %d threads (%.2fx the fp32 peak)\n",
+               m->bf16_1t, m->bf16_all, o->threads, m->bf16_all / m->fma_all);
+    else
+        printf("bf16 peak: not available (this CPU has no AVX512_BF16)\n");
     printf("memory bandwidth, %d threads, 3 buffers of %.0f MiB: triad %.1f GB/s, copy %.1f GB/s\n",
            o->threads, o->bw_bytes / 1048576.0, m->bw_triad, m->bw_copy);
     FILE *f = bench_csv(o, "probe.csv", "what,value,unit");
     if (f) {
         fprintf(f, "fma_peak_1_thread,%.2f,GFLOP/s\nfma_peak_%d_threads,%.2f,GFLOP/s\n", m->fma_1t,
                 o->threads, m->fma_all);
+        if (bf16)
+            fprintf(f, "bf16_peak_1_thread,%.2f,GFLOP/s\nbf16_peak_%d_threads,%.2f,GFLOP/s\n", m->bf16_1t,
+                    o->threads, m->bf16_all);
+        else
+            fprintf(f, "bf16_peak_1_thread,,not available\nbf16_peak_%d_threads,,not available\n", o->threads);
         fprintf(f, "bandwidth_triad,%.2f,GB/s\nbandwidth_copy,%.2f,GB/s\n", m->bw_triad, m->bw_copy);
         fclose(f);
     }

@@ -6,12 +6,20 @@ It first loads ../shared/golden/seed_keras.safetensors (the independent float64
 reference) and checks that its logits match, so the model timed is the same
 model `tlb` runs. Then it times the forward pass at batch 256 on 2 threads in
 fp32 and in bf16 autocast, median of repeated calls, and prints one CSV row per
-precision (configuration,batch,threads,batch_seconds,images_per_second), the
-format of build/bench/infer.csv.
+precision (configuration,batch,threads,batch_seconds,images_per_second, the
+format of build/bench/infer.csv, then cpu_cores: the process's user + sys time
+over wall time while it was timed).
+
+Before numpy and torch load, bench/pytorch_blas.py sets a fair BLAS (OpenBLAS's
+threads pinned, inherited OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset, the core
+type set from the ISA if OpenBLAS does not know the CPU); on stderr it says
+which BLAS, core and how many threads PyTorch used.
 
     /usr/bin/python3 bench/pytorch_infer.py [--golden FILE] [--seconds S] [--batch B] [--precisions fp32,bf16]
+        [--threads N] [--blas-threads N] [--openblas-coretype auto|none|NAME] [--keep-blas-env]
 
 bench/infer_vs_pytorch.sh runs it and `tlb_bench --only infer` back to back.
+bench/pytorch_train.py imports the model (TLB, with dropout for training) from here.
 """
 import argparse
 import json
@@ -21,9 +29,26 @@ import struct
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+import pytorch_blas
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--golden", default="../shared/golden/seed_keras.safetensors")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
+    pytorch_blas.add_args(ap)
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":  # OpenBLAS reads its environment when numpy or torch loads it
+    ARGS = parse_args()
+    pytorch_blas.setup(ARGS)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 def read_safetensors(path):
@@ -46,10 +71,14 @@ def layer_norm(x, p, name):
 
 
 class TLB(torch.nn.Module):
-    """The Keras wiring of golden/README.md, section "Model (exact semantics)"."""
+    """The Keras wiring of golden/README.md, section "Model (exact semantics)".
+    `drop`: the dropout rate on the attention probabilities and on the FFN
+    output before its residual add, applied in training mode only (0.2 in the
+    seed config; the golden outputs are without it)."""
 
-    def __init__(self, tensors):
+    def __init__(self, tensors, drop=0.0):
         super().__init__()
+        self.drop = drop
         cfg = {k[len("config."):]: int(v) for k, v in tensors.items() if k.startswith("config.")}
         if cfg["wiring"] != 0:
             sys.exit("pytorch_infer.py: only the keras wiring is written here")
@@ -83,7 +112,7 @@ class TLB(torch.nn.Module):
         q = q.view(B, Tq, H, K).transpose(1, 2)
         k = k.view(B, Tk, H, K).transpose(1, 2)
         v = v.view(B, Tk, H, K).transpose(1, 2)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(K), dim=-1) @ v
+        att = F.dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(K), dim=-1), self.drop, self.training) @ v
         att = att.transpose(1, 2).reshape(B, Tq, H * K)
         return x_q + F.linear(att, W("o.kernel").t(), W("o.bias"))
 
@@ -91,7 +120,7 @@ class TLB(torch.nn.Module):
         W = lambda n: self.w(f + "." + n)
         h = F.layer_norm(x, (x.shape[-1],), W("ln.gamma"), W("ln.beta"), 1e-5)
         h = F.gelu(F.linear(h, W("fc1.kernel").t(), W("fc1.bias")))
-        return x + F.linear(h, W("fc2.kernel").t(), W("fc2.bias"))
+        return x + F.dropout(F.linear(h, W("fc2.kernel").t(), W("fc2.bias")), self.drop, self.training)
 
     def forward(self, x):
         c = self.cfg
@@ -124,15 +153,9 @@ def median_seconds(fn, budget):
     return statistics.median(times)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--golden", default="../shared/golden/seed_keras.safetensors")
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
-    a = ap.parse_args()
+def main(a):
     torch.set_num_threads(a.threads)
+    pytorch_blas.report(torch, "pytorch_infer.py")
     t = read_safetensors(a.golden)
     model = TLB(t).eval()
     with torch.inference_mode():
@@ -144,16 +167,17 @@ def main():
         sys.exit("pytorch_infer.py: the PyTorch model disagrees with the golden logits")
     S = t["config.image_size"]
     x = torch.rand(a.batch, int(S), int(S), 3, generator=torch.Generator().manual_seed(1))
-    print("configuration,batch,threads,batch_seconds,images_per_second")
+    print("configuration,batch,threads,batch_seconds,images_per_second,cpu_cores")
     for label, autocast in (("pytorch fp32", False), ("pytorch bf16 autocast", True)):
         if ("bf16" if autocast else "fp32") not in a.precisions.split(","):
             continue
         def run():
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 model(x)
-        s = median_seconds(run, a.seconds)
-        print("%s,%d,%d,%.5f,%.2f" % (label, a.batch, a.threads, s, a.batch / s), flush=True)
+        with pytorch_blas.CpuMeter() as cpu:
+            s = median_seconds(run, a.seconds)
+        print("%s,%d,%d,%.5f,%.2f,%.2f" % (label, a.batch, a.threads, s, a.batch / s, cpu.cores), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)
