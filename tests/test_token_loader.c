@@ -98,3 +98,53 @@ Test(token_loader, rows_shorter_than_the_set_are_refused)
     cr_expect(strstr(err.msg, "cannot hold"), "%s", err.msg);
     token_set_free(&s);
 }
+
+/* data_source: either loader behind one batch type. Images: a synthetic
+ * view of 10 records; rows of S*S*3 floats, no lengths, the loader's labels
+ * and rows. Tokens: the token loader's ids, lengths and labels. */
+#include "data/source.h"
+
+Test(token_loader, data_source_over_either_loader)
+{
+    static uint8_t labels[10], pixels[10 * 3 * 32 * 32];
+    for (int i = 0; i < 10; i++) labels[i] = (uint8_t)(9 - i);
+    for (size_t i = 0; i < sizeof pixels; i++) pixels[i] = (uint8_t)(i * 7);
+    const cifar10_view v = {10, labels, pixels};
+    const loader_config icfg = {.batch_size = 4, .image_size = 8, .depth = 2, .seed = 1};
+    loader *il;
+    tlb_error err;
+    cr_assert_eq(loader_create(&il, &v, &icfg, &err), 0, "%s", err.msg);
+    data_source images = data_source_of_images(il);
+    cr_expect_eq(data_source_num_batches(&images), 3);
+    cr_expect_eq(data_source_num_items(&images), 10);
+    data_source_start_epoch(&images, 0);
+    const data_batch *b = data_source_next(&images);
+    cr_assert_not_null(b);
+    cr_expect_eq(b->sample_bytes, 8 * 8 * 3 * sizeof(float));
+    cr_expect_null(b->lengths);
+    cr_expect_eq(b->size, 4);
+    for (int r = 0; r < 4; r++) cr_expect_eq(b->y[r], 9 - b->idx[r]);
+    data_source_destroy(&images);
+
+    token_set s;
+    small_set(&s);
+    token_loader *tl;
+    const token_loader_config tcfg = {.batch_size = 6, .row_len = 10};
+    cr_assert_eq(token_loader_create(&tl, &s, &tcfg, &err), 0, "%s", err.msg);
+    data_source tokens = data_source_of_tokens(tl);
+    cr_expect_eq(data_source_num_batches(&tokens), 4);
+    data_source_start_epoch(&tokens, 0);
+    b = data_source_next(&tokens);
+    cr_assert_not_null(b);
+    cr_expect_eq(b->sample_bytes, 10 * sizeof(int32_t));
+    cr_assert_not_null(b->lengths);
+    for (int r = 0; r < b->size; r++) {
+        cr_expect_eq(b->lengths[r], s.lengths[b->idx[r]]);
+        cr_expect_eq(((const int32_t *)b->x)[r * 10], s.tokens[(size_t)b->idx[r] * MAXLEN]);
+    }
+    int n = 1;
+    while (data_source_next(&tokens)) n++;
+    cr_expect_eq(n, 4);
+    data_source_destroy(&tokens);
+    token_set_free(&s);
+}

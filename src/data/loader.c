@@ -230,6 +230,7 @@ int loader_create(loader **out, const cifar10_view *split, const loader_config *
 
 int loader_num_batches(const loader *l) { return l->num_batches; }
 int loader_num_images(const loader *l) { return l->n; }
+size_t loader_sample_floats(const loader *l) { return (size_t)l->cfg.image_size * l->cfg.image_size * 3; }
 
 void loader_start_epoch_at(loader *l, int epoch, int first_batch)
 {

@@ -8,6 +8,7 @@
 #ifndef TLB_DATA_LOADER_H
 #define TLB_DATA_LOADER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "data/augment.h"
@@ -65,6 +66,9 @@ int loader_num_batches(const loader *l);
 
 /* Images used per epoch (the split size after `limit`). */
 int loader_num_images(const loader *l);
+
+/* Floats per image of a batch: S * S * 3. */
+size_t loader_sample_floats(const loader *l);
 
 /* Begins `epoch` at batch first_batch (0 for a fresh epoch; k to resume
  * after k batches). Abandons whatever the previous epoch had in flight. */
