@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,11 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
     if (rc == 0) rc = st_writer_meta(&w, "config", config_text);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)XXH3_64bits(config_text, strlen(config_text)));
     if (rc == 0) rc = st_writer_meta(&w, "config_xxh3", buf);
+    const train_tally *t2 = &pos->tally;
+    char tally[256];
+    snprintf(tally, sizeof tally, "%.17g %ld %ld %.17g %.17g %.17g %ld %d", t2->loss_sum, t2->correct, t2->seen,
+             t2->epoch_seconds, t2->wall_seconds, t2->compute_seconds, t2->images, t2->first_epochs);
+    if (rc == 0) rc = st_writer_meta(&w, "run_tally", tally);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "backends", numerics->backends);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "precision", numerics->precision);
     if (rc != 0) {
@@ -167,6 +173,19 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
             pos->epoch = (int)v[1];
             pos->batch_in_epoch = (int)v[2];
         }
+    }
+    memset(&pos->tally, 0, sizeof pos->tally);
+    const char *tally = st_meta(&f, "run_tally");
+    if (rc == 0 && tally) {
+        train_tally *t2 = &pos->tally;
+        int used = 0;
+        const int got = sscanf(tally, "%lf %ld %ld %lf %lf %lf %ld %d%n", &t2->loss_sum, &t2->correct, &t2->seen,
+                               &t2->epoch_seconds, &t2->wall_seconds, &t2->compute_seconds, &t2->images,
+                               &t2->first_epochs, &used);
+        if (got != 8 || tally[used] || !isfinite(t2->loss_sum) || !isfinite(t2->epoch_seconds) ||
+            !isfinite(t2->wall_seconds) || !isfinite(t2->compute_seconds) || t2->correct < 0 || t2->seen < 0 ||
+            t2->images < 0 || t2->first_epochs < 0)
+            rc = tlb_fail(err, "%s: corrupted: run_tally '%.60s' is not 8 numbers", path, tally);
     }
     if (rc == 0 && recorded) {
         const char *b = st_meta(&f, "backends"), *p = st_meta(&f, "precision");

@@ -14,10 +14,25 @@
 #include "model/model.h"
 #include "train/numerics.h"
 
+/* What a resume needs to report the whole run, not its last part: the
+ * current epoch's sums so far, and the run's totals. Kept in the metadata
+ * ("run_tally"), not the data section: wall times differ between an
+ * interrupted run and an uninterrupted one whose data is bit-identical. */
+typedef struct {
+    double loss_sum;        /* current epoch: summed batch losses so far */
+    long correct, seen;     /* current epoch: correct predictions, images */
+    double epoch_seconds;   /* current epoch: seconds so far */
+    double wall_seconds;    /* the run so far, across resumes */
+    double compute_seconds; /* training steps alone, across resumes */
+    long images;            /* training images stepped on, across resumes */
+    int first_epochs;       /* the epochs of the config that named the folder, when a resume extended it; else 0 */
+} train_tally;
+
 typedef struct {
     long step;          /* optimizer steps done (AdamW's t) */
     int epoch;          /* current epoch (0-based) */
     int batch_in_epoch; /* batches of `epoch` already done */
+    train_tally tally;  /* zeros from a checkpoint written before it was recorded */
 } train_position;
 
 /* numerics (may be NULL) goes into the metadata as "backends" and

@@ -176,6 +176,8 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "test_accuracy", s->test_acc);
     cJSON_AddNumberToObject(j, "wall_seconds", s->wall_seconds);
     cJSON_AddNumberToObject(j, "train_images_per_second", s->images_per_second);
+    cJSON_AddNumberToObject(j, "train_images", (double)s->train_images);
+    if (s->extended_from) cJSON_AddNumberToObject(j, "extended_from_epochs", s->extended_from);
     cJSON_AddNumberToObject(j, "peak_rss_mib", s->peak_rss_mib);
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
@@ -208,6 +210,23 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     free(text);
     if (rc == 0) rc = write_attention(f, m, test, err);
     return rc;
+}
+
+int run_files_finished_epochs(const char *dir)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    char buf[16384];
+    const size_t k = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[k] = '\0';
+    cJSON *j = cJSON_Parse(buf);
+    const cJSON *e = cJSON_GetObjectItem(j, "epochs");
+    const int epochs = cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 1e6 ? (int)e->valuedouble : -1;
+    cJSON_Delete(j);
+    return epochs;
 }
 
 void run_files_close(run_files *f)

@@ -39,5 +39,10 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
                      tlb_error *err);
 void run_files_close(run_files *f);
 
+/* The "epochs" of dir/summary.json (written when a run finishes), or -1
+ * when it is missing or unreadable: a run is finished when this reaches its
+ * config's epochs. */
+int run_files_finished_epochs(const char *dir);
+
 
 #endif
