@@ -657,3 +657,68 @@ Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
     snprintf(args, sizeof args, "predict %s %s %s", run, good, jpg);
     cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
 }
+
+/* Issue 21, 5: `tlb eval --json > FILE` and `tlb predict --json > FILE` on a
+ * full disk used to leave an empty file and exit 0. /dev/full fails every
+ * write: the commands must fail and say so. */
+Test(use, stdout_write_errors_fail_the_command)
+{
+    char run[1300], png[128];
+    train_tiny(run, sizeof run, "full", 0.003);
+    snprintf(png, sizeof png, "%s/pic.png", tmp);
+    uint8_t *pic = test_picture(32, 32);
+    write_png(png, 32, 32, pic);
+    free(pic);
+    char err[128];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    const char *evals[] = {"eval", run, "--json", "--no-plots", NULL};
+    const char *evals_text[] = {"eval", run, "--no-plots", NULL};
+    const char *predicts[] = {"predict", run, png, "--json", NULL};
+    const char *predicts_text[] = {"predict", run, png, NULL};
+    const char *const *cases[] = {evals, evals_text, predicts, predicts_text};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int status = run_tlb_out("/dev/full", err, NULL, cases[i]);
+        cr_expect_eq(status, 1, "tlb %s %s: status %d", cases[i][0], cases[i][2], status);
+        const char *e = read_all("err.txt");
+        cr_expect(strstr(e, "writing standard output failed: No space left on device"), "tlb %s: %s", cases[i][0], e);
+    }
+    const char *version[] = {"--version", NULL};
+    cr_expect_eq(run_tlb_out("/dev/full", err, NULL, version), 1);
+}
+
+/* Issue 21, 6: `tlb eval` on a folder where its picture cannot be written
+ * used to evaluate every image and then print nothing. The result comes
+ * first; the picture can go elsewhere (--out DIR) or nowhere (--no-plots). */
+Test(use, eval_prints_the_result_before_its_picture)
+{
+    char run[1300], args[4000], path[1400];
+    train_tiny(run, sizeof run, "archived", 0.003);
+    /* A folder where the picture should go: renaming onto it fails, also as root. */
+    snprintf(path, sizeof path, "mkdir -p %s/confusion-val.png/x", run);
+    cr_assert_eq(system(path), 0);
+    snprintf(args, sizeof args, "eval %s", run);
+    cr_expect_eq(run_args(args), 1);
+    cr_expect(strstr(read_all("out.txt"), "accuracy: "), "the result was lost: %s", read_all("out.txt"));
+    const char *e = read_all("err.txt");
+    cr_expect(strstr(e, "confusion-val.png") && strstr(e, "--no-plots"), "%s", e);
+
+    snprintf(args, sizeof args, "eval %s --no-plots --json", run);
+    cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
+    cJSON *j = cJSON_Parse(read_all("out.txt"));
+    cr_assert_not_null(j);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItem(j, "confusion_png")));
+    cJSON_Delete(j);
+
+    snprintf(args, sizeof args, "eval %s --out %s --split test", run, tmp);
+    cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
+    snprintf(path, sizeof path, "%s/confusion-test.png", tmp);
+    cr_expect_gt(file_size(path), 1000, "no %s", path);
+    snprintf(path, sizeof path, "%s/confusion-test.png", run);
+    cr_expect_lt(file_size(path), 0, "--out wrote into the run folder");
+
+    snprintf(args, sizeof args, "eval %s --split", run);
+    cr_expect_eq(run_args(args), 2);
+    cr_expect(strstr(read_all("err.txt"), "--split: the value is missing"), "%s", read_all("err.txt"));
+    cr_expect_eq(run_args("eval --help"), 0);
+    cr_expect(strstr(read_all("out.txt"), "usage: tlb eval"), "%s", read_all("out.txt"));
+}
