@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "train/run_config.h"
 #include "train/run_files.h"
+#include "train/run_lock.h"
 #include "util/fs.h"
 #include "util/plot.h"
 
@@ -137,11 +139,53 @@ static int load_run(report *r, int i, const char *dir, run_config *cfg, tlb_erro
     return 0;
 }
 
+/* A run counts once: a folder named twice (by any path) is dropped from
+ * dirs (compacted in place, *count reduced). */
+static void drop_repeated_folders(const char **dirs, int *count)
+{
+    struct stat *id = malloc((size_t)*count * sizeof *id);
+    int n = 0;
+    for (int i = 0; i < *count; i++) {
+        int repeated = 0;
+        struct stat sb;
+        const int known = id && stat(dirs[i], &sb) == 0; /* else load_run names what is wrong */
+        for (int k = 0; k < n && known && !repeated; k++)
+            repeated = id[k].st_ino && id[k].st_dev == sb.st_dev && id[k].st_ino == sb.st_ino;
+        if (repeated) continue;
+        if (id) id[n] = known ? sb : (struct stat){0};
+        dirs[n++] = dirs[i];
+    }
+    free(id);
+    *count = n;
+}
+
+/* Two folders holding the same config (seed included) would count one
+ * replicate twice: refused, naming both. */
+static int refuse_repeated_configs(const report *r, const run_config *cfg, int count, tlb_error *err)
+{
+    uint64_t *h = malloc((size_t)count * sizeof *h);
+    if (!h) return tlb_fail(err, "out of memory");
+    for (int i = 0; i < count; i++) h[i] = run_config_hash(&cfg[i]);
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++)
+        for (int k = 0; k < i && rc == 0; k++)
+            if (h[i] == h[k])
+                rc = tlb_fail(err, "%s and %s hold the same config (seed %s, hash %016llx): one run would count as"
+                                   " two seeds; give one of them", r->runs[k].dir, r->runs[i].dir, r->runs[i].seed,
+                              (unsigned long long)h[i]);
+    free(h);
+    return rc;
+}
+
 /* Loads every run, finds the axes, sorts the runs into grid points. */
-static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
+static int report_load(report *r, char *const *given, int count, tlb_error *err)
 {
     memset(r, 0, sizeof *r);
     if (count < 1) return tlb_fail(err, "no runs to report");
+    const char **dirs = malloc((size_t)count * sizeof *dirs);
+    if (!dirs) return tlb_fail(err, "out of memory");
+    memcpy(dirs, given, (size_t)count * sizeof *dirs);
+    drop_repeated_folders(dirs, &count);
     r->nruns = count;
     r->runs = calloc((size_t)count, sizeof *r->runs);
     run_config *cfg = malloc((size_t)count * sizeof *cfg);
@@ -149,11 +193,13 @@ static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
     r->group_start = malloc(((size_t)count + 1) * sizeof *r->group_start);
     if (!r->runs || !cfg || !r->order || !r->group_start) {
         free(cfg);
+        free(dirs);
         report_free(r);
         return tlb_fail(err, "out of memory");
     }
     int rc = 0;
     for (int i = 0; i < count && rc == 0; i++) rc = load_run(r, i, dirs[i], &cfg[i], err);
+    free(dirs); /* the runs keep the caller's strings */
 
     /* Axes: result keys (not seed) whose value differs somewhere, in sweep order. */
     int keys[RUN_CONFIG_NUM_KEYS], nk = 0;
@@ -183,6 +229,7 @@ static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
         run_config_value_text(&cfg[i], sk, r->runs[i].seed, sizeof r->runs[i].seed);
         for (int j = 0; j < nk; j++) run_config_value_text(&cfg[i], keys[j], r->runs[i].text[j], VALUE_LEN);
     }
+    if (rc == 0) rc = refuse_repeated_configs(r, cfg, count, err);
     free(cfg);
     for (int j = 0; j < nk && rc == 0; j++) {
         report_axis *a = &r->axes[j];
@@ -444,8 +491,14 @@ int sweep_report_plot_data(char *const *run_dirs, int count, sweep_plot *plot, t
 
 int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_error *err)
 {
+    /* One report at a time per folder, or two would mix their files. */
+    run_lock lock = {-1};
+    if (run_lock_acquire(&lock, out_dir, err) != 0) return -1;
     report r;
-    if (report_load(&r, run_dirs, count, err) != 0) return -1;
+    if (report_load(&r, run_dirs, count, err) != 0) {
+        run_lock_release(&lock);
+        return -1;
+    }
     text csv = {0}, runs = {0}, md = {0};
     write_tables(&r, &csv, &runs, &md);
     sweep_plot *p = malloc(sizeof *p);
@@ -480,5 +533,6 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
     free(p);
     free(csv.p), free(runs.p), free(md.p);
     report_free(&r);
+    run_lock_release(&lock);
     return rc;
 }
