@@ -679,7 +679,7 @@ Test(config, canonical_text_is_fixed)
                      "\n# optimisation\n"
                      "mixed_precision: true\nbatch_size: 2048\nmicro_batch: 0\n"
                      "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
-                     "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\n"
+                     "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\ninit_from: \"\"\n"
                      "\n# system\n"
                      "threads: 0\nworld_size: 1\nbackend: \"\"\n"
                      "\n# output\n"

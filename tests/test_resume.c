@@ -246,3 +246,49 @@ Test(resume, sweep_started_again_finishes)
     cr_expect(md && strstr(md, "3 runs"), "%s", md ? md : path);
     free(md);
 }
+
+static double eval_loss(const char *dir)
+{
+    char args[1600];
+    snprintf(args, sizeof args, "eval %s --json --no-plots", dir);
+    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+    cJSON *j = cJSON_Parse(out_text("out.txt"));
+    cr_assert_not_null(j);
+    const double loss = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "loss"));
+    cJSON_Delete(j);
+    return loss;
+}
+
+/* Fine-tuning: --init-from RUN starts a new run from RUN's parameters
+ * (here a learning rate too small to move them, so the new run evaluates
+ * as RUN does), records the exact checkpoint in config.cfg and the hash;
+ * another architecture is refused with nothing written. */
+Test(resume, init_from_starts_a_new_run_from_another_runs_weights)
+{
+    test_ensure_cifar10();
+    write_config("src", "");
+    char args[1600], src[1300], ft[1300], path[1400];
+    snprintf(args, sizeof args, "train %s/src.cfg", tmp);
+    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+    run_dir(src, sizeof src, "src");
+    write_config("ft", "weight_decay: 0\n");
+    snprintf(args, sizeof args, "train %s/ft.cfg --init-from %s --set learning_rate=1e-30", tmp, src);
+    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+    run_dir(ft, sizeof ft, "ft");
+    cr_expect_float_eq(eval_loss(ft), eval_loss(src), 1e-6, "the fine-tuned run did not start from the source");
+    snprintf(path, sizeof path, "%s/config.cfg", ft);
+    char *conf = slurp(path, NULL);
+    cr_expect(conf && strstr(conf, "init_from: \"") && strstr(conf, "checkpoint.safetensors@"), "%s", conf);
+    free(conf);
+
+    write_config("wide", "");
+    snprintf(args, sizeof args, "train %s/wide.cfg --init-from %s --set embed_dim=24", tmp, src);
+    cr_expect_eq(tlb(NULL, args), 2);
+    cr_expect(strstr(out_text("err.txt"), "another architecture"), "%s", out_text("err.txt"));
+    snprintf(args, sizeof args, "ls -d %s/runs/wide-* >/dev/null 2>&1", tmp);
+    cr_expect_neq(system(args), 0, "a refused fine-tune left a run folder");
+    snprintf(args, sizeof args, "train %s/ft.cfg --init-from %s/nosuch", tmp, tmp);
+    cr_expect_eq(tlb(NULL, args), 2);
+    cr_expect(strstr(out_text("err.txt"), "init_from: ") && strstr(out_text("err.txt"), "nosuch"), "%s",
+              out_text("err.txt"));
+}

@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "data/fetch.h"
 #include "train/dist.h"
+#include "train/init_from.h"
 #include "train/resume_sets.h"
 #include "train/run_files.h"
 #include "train/sweep_report.h"
@@ -38,7 +39,7 @@ static void on_signal(int signo)
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: tlb train CONFIG [--set key=value]... [--run I | --list]\n"
+    fprintf(out, "usage: tlb train CONFIG [--set key=value]... [--init-from RUN_DIR] [--run I | --list]\n"
                  "       tlb train --resume RUN_DIR [--set key=value]... [--accept-numerics]\n"
                  "A resume applies only --set epochs (constant learning rate), checkpoint_every and data_dir.\n");
     return out == stdout ? 0 : 2;
@@ -95,18 +96,20 @@ int cmd_train(int argc, char **argv)
 
 static int train_command(int argc, char **argv)
 {
-    const char *config_path = NULL, *resume = NULL, *only = NULL;
+    const char *config_path = NULL, *resume = NULL, *only = NULL, *init_from = NULL;
     const char *sets[256];
     int nsets = 0, accept_numerics = 0, list = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
         else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
+        else if (strcmp(argv[i], "--init-from") == 0 && i + 1 < argc) init_from = argv[++i];
         else if (strcmp(argv[i], "--accept-numerics") == 0) accept_numerics = 1;
         else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--list") == 0) list = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(stdout);
-        else if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--run") == 0) {
+        else if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--run") == 0 ||
+                 strcmp(argv[i], "--init-from") == 0) {
             fprintf(stderr, "tlb train: %s: the value is missing\n", argv[i]);
             return usage(stderr);
         } else if (argv[i][0] == '-') {
@@ -115,8 +118,18 @@ static int train_command(int argc, char **argv)
         } else if (!config_path) config_path = argv[i];
         else return usage(stderr);
     }
-    if (!config_path == !resume || (accept_numerics && !resume) || ((only || list) && resume) || (only && list))
+    if (!config_path == !resume || (accept_numerics && !resume) || ((only || list) && resume) || (only && list) ||
+        (init_from && resume))
         return usage(stderr);
+    /* --init-from RUN is init_from=RUN, after the other sets. */
+    char init_set[1400];
+    if (init_from) {
+        if (snprintf(init_set, sizeof init_set, "init_from=%s", init_from) >= (int)sizeof init_set || nsets == 256) {
+            fprintf(stderr, "tlb train: --init-from: path too long\n");
+            return 2;
+        }
+        sets[nsets++] = init_set;
+    }
 
     tlb_error err;
     run_config config;
@@ -146,6 +159,10 @@ static int train_command(int argc, char **argv)
             return 2;
         }
         train_resolve_threads(&config); /* the sweep folder's hash as the runs' */
+        if (init_from_resolve(&config, &err) != 0) {
+            if (dist_rank() == 0) fprintf(stderr, "tlb train: %s\n", err.msg);
+            return 2;
+        }
         if (train_resolve_world(&config, NULL, &err) != 0) {
             if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
             return 2;

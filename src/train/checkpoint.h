@@ -51,6 +51,16 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
                     train_position *pos, uint64_t expected_hash, run_numerics *recorded, tlb_error *err);
 
+/* Fine-tuning: the parameters alone of another run's checkpoint (no
+ * moments, no position), whatever its config, into m: every parameter of
+ * m must be there with m's shape. The file's data hash is checked, and
+ * must equal `data_xxh3` (16 hex digits) unless that is NULL. */
+int checkpoint_load_params(const char *path, tlb_model *m, const char *data_xxh3, tlb_error *err);
+
+/* The recorded data_xxh3 of a checkpoint (16 hex digits), checked against
+ * its data section. */
+int checkpoint_data_hash(const char *path, char out[17], tlb_error *err);
+
 /* Removes the temporary files PATH.tmp.PID that a save killed before its
  * rename leaves behind, when PID is this process (call it before the first
  * save) or no longer exists; a file of a live other process stays. Each

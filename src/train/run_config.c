@@ -77,6 +77,7 @@ static const key_def KEYS[] = {
     NEW_KEY("min_lr", K_DOUBLE, OFF(min_lr), NULL),
     NEW_KEY("label_smoothing", K_DOUBLE, OFF(label_smoothing), NULL),
     NEW_KEY("grad_clip", K_DOUBLE, OFF(grad_clip), NULL),
+    {"init_from", K_STR, OFF(init_from), sizeof(((run_config *)0)->init_from), 1, NULL, 1, NULL},
     {"threads", K_INT, OFF(threads), 0, 1, "system", 0, NULL},
     /* The MPI process count orders the gradient sums like threads do. */
     NEW_KEY("world_size", K_INT, OFF(world_size), NULL),

@@ -22,6 +22,7 @@
 #include "train/dist.h"
 #include "train/evaluate.h"
 #include "train/init.h"
+#include "train/init_from.h"
 #include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
@@ -295,6 +296,8 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     const int resuming = opt && opt->resume_dir;
     if (!resuming) train_resolve_threads(&resolved);
     const run_config *c = &resolved;
+    tlb_error init_err;
+    const int init_bad = !resuming && init_from_resolve(&resolved, &init_err) != 0;
     train_position pos = {0, 0, 0, {0}};
     char ckpt[1300];
     int mb = 0, bf16 = 0, share_first = 0, share = 0;
@@ -303,6 +306,10 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     /* Setup: a failure on any process stops all of them (agree_status); the
      * run folder is rank 0's alone. */
     int local = 2;
+    if (init_bad) {
+        *err = init_err;
+        goto agree;
+    }
     if (train_resolve_world(&resolved, resuming ? opt->resume_dir : NULL, err) != 0) goto agree;
     if (c->threads > 0) omp_set_num_threads(c->threads);
     if (ops_select(c->backend, err) != 0) goto agree;
@@ -339,13 +346,6 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     local = 1;
     if (open_data(&s, c, out, err) != 0) goto agree;
     local = 2;
-    if (lead) {
-        if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
-        /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
-         * checkpoint.safetensors.tmp.PID behind. */
-        checkpoint_remove_stale_tmp(ckpt, stderr);
-    }
-
     if (model_create(&s.model, &c->model, err) != 0) goto agree;
     n = model_num_params(&s.model);
     out->num_params = n;
@@ -393,12 +393,22 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                 local = 3;
                 goto agree;
             }
-            local = 1;
-            if (record_extension(ckpt, &s, c, opt, hash, &pos, &out->numerics, err) != 0) goto agree;
-            local = 2;
         } else {
             init_keras(&s.model, c->seed);
+            /* Fine-tuning: another run's parameters, fresh moments. */
+            if (c->init_from[0]) {
+                if (init_from_load(c->init_from, &s.model, err) != 0) goto agree;
+                fprintf(stderr, "parameters from %s\n", c->init_from);
+            }
         }
+        /* The folder once everything it depends on has loaded: bad input leaves none. */
+        if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
+        /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
+         * checkpoint.safetensors.tmp.PID behind. */
+        checkpoint_remove_stale_tmp(ckpt, stderr);
+        local = 1;
+        if (resuming && record_extension(ckpt, &s, c, opt, hash, &pos, &out->numerics, err) != 0) goto agree;
+        local = 2;
         if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) goto agree;
     }
     local = 1;
