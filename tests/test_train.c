@@ -197,6 +197,32 @@ Test(train, resumed_epoch_counts_the_whole_epoch, .timeout = 240)
     }
 }
 
+/* metrics.csv's last column is the learning rate of each epoch's last
+ * step: under a cosine schedule it falls to min_lr at the last step. */
+Test(train, metrics_record_the_learning_rate, .timeout = 240)
+{
+    test_ensure_cifar10();
+    char out[] = "/tmp/tlb_lr_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: lr\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 2\n"
+             "lr_schedule: cosine\nwarmup_epochs: 0\nmin_lr: 0.0001\n", tiny_model);
+    const train_summary s = train_text(text, out);
+    FILE *fp = open_run_file(&s, "metrics.csv");
+    char line[512];
+    cr_assert_not_null(fgets(line, sizeof line, fp));
+    cr_expect(strstr(line, ",learning_rate\n"), "header: %s", line);
+    double lr[2] = {0, 0};
+    for (int e = 0; e < 2; e++) {
+        cr_assert_not_null(fgets(line, sizeof line, fp));
+        lr[e] = atof(strrchr(line, ',') + 1);
+    }
+    fclose(fp);
+    /* 2 steps an epoch, 4 in all: step 2 is half way through the cosine (cos(pi/2) = 0) */
+    cr_expect_float_eq(lr[0], 0.0001 + (0.003 - 0.0001) * 0.5, 1e-12, "epoch 1: %g", lr[0]);
+    cr_expect_float_eq(lr[1], 0.0001, 1e-12, "epoch 2: %g", lr[1]);
+}
+
 /* The recipe keys resume bit-exact too: a warmup-cosine schedule (8 steps
  * per epoch; the stop after step 5 falls inside the 6-step warmup), label
  * smoothing, clipping and mixup's soft targets; and together they change the

@@ -22,10 +22,10 @@ static int load_rows(run_files *f, int keep_epochs, tlb_error *err)
     if (!fp) return 0;
     while (fgets(line, sizeof line, fp)) {
         run_epoch_metrics r;
-        r.state_cosine = r.state_rank = NAN; /* absent from files written before these columns */
-        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
+        r.state_cosine = r.state_rank = r.learning_rate = NAN; /* absent from files written before these columns */
+        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
                                &r.train_acc, &r.val_loss, &r.val_acc, &r.seconds, &r.images_per_second,
-                               &r.state_cosine, &r.state_rank);
+                               &r.state_cosine, &r.state_rank, &r.learning_rate);
         if (got < 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
@@ -66,12 +66,13 @@ static int write_metrics(const run_files *f, tlb_error *err)
     if (!buf) return tlb_fail(err, "out of memory");
     len += (size_t)snprintf(buf + len, cap - len,
                             "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second,"
-                            "state_cosine,state_rank\n");
+                            "state_cosine,state_rank,learning_rate\n");
     for (int i = 0; i < f->num_rows; i++) {
         const run_epoch_metrics *r = &f->rows[i];
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f\n",
+        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f,%.9g\n",
                                 r->epoch, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
-                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank);
+                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank,
+                                r->learning_rate);
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);

@@ -18,6 +18,7 @@ typedef struct {
     /* The slow state's diversity on the validation images after the last
      * chunk (model/state_diversity.h); NaN in rows of older metrics.csv. */
     double state_cosine, state_rank;
+    double learning_rate; /* the rate of the epoch's last step; NaN in rows of older metrics.csv */
 } run_epoch_metrics;
 
 typedef struct {

@@ -558,6 +558,7 @@ agree:
                                  .train_acc = seen ? (double)correct / seen : NAN,
                                  .seconds = seconds_before + progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
+        row.learning_rate = lr_at_step(&lr, pos.step - 1); /* the epoch's last step's */
         state_diversity div;
         if (evaluate(&s.infer, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
         row.state_cosine = div.cosine;
