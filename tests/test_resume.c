@@ -292,3 +292,39 @@ Test(resume, init_from_starts_a_new_run_from_another_runs_weights)
     cr_expect(strstr(out_text("err.txt"), "init_from: ") && strstr(out_text("err.txt"), "nosuch"), "%s",
               out_text("err.txt"));
 }
+
+/* checkpoint-best.safetensors holds the epoch with the highest validation
+ * accuracy (the first of equals); `--checkpoint best` evaluates it, also
+ * after a resume extended the run (its hash is rewritten with it). */
+Test(resume, best_checkpoint_follows_validation_accuracy)
+{
+    test_ensure_cifar10();
+    write_config("best", "");
+    char args[1600], dir[1300], path[1400];
+    snprintf(args, sizeof args, "train %s/best.cfg --set epochs=3 --set learning_rate=0.01", tmp);
+    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+    run_dir(dir, sizeof dir, "best");
+    for (int extended = 0; extended < 2; extended++) {
+        snprintf(path, sizeof path, "%s/metrics.csv", dir);
+        FILE *fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        char line[512];
+        int best_epoch = 0, e;
+        double best = -1, v[5];
+        cr_assert_not_null(fgets(line, sizeof line, fp));
+        while (fgets(line, sizeof line, fp) &&
+               sscanf(line, "%d,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2], &v[3]) == 5)
+            if (v[3] > best) best = v[3], best_epoch = e;
+        fclose(fp);
+        snprintf(args, sizeof args, "eval %s --checkpoint best --json --no-plots", dir);
+        cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+        char want[64];
+        snprintf(want, sizeof want, "checkpoint-best.safetensors (epoch %d,", best_epoch);
+        cr_expect(strstr(out_text("err.txt"), want), "want %s in %s", want, out_text("err.txt"));
+        cJSON *j = cJSON_Parse(out_text("out.txt"));
+        cr_expect_float_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "accuracy")), best, 1.5 / 200);
+        cJSON_Delete(j);
+        snprintf(args, sizeof args, "train --resume %s --set epochs=4", dir);
+        if (!extended) cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+    }
+}

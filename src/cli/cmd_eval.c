@@ -1,4 +1,4 @@
-/* tlb eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json] [--out DIR | --no-plots]
+/* tlb eval RUN_DIR [--split val|test] [--checkpoint FILE|best] [--json] [--out DIR | --no-plots]
  * A trained model on a whole split: loss, top-1 and top-5 accuracy, per
  * class accuracy and the confusion matrix (printed, and as
  * confusion-SPLIT.png in RUN_DIR or --out DIR). The images are the run's
@@ -21,7 +21,7 @@
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: tlb eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json] [--out DIR | --no-plots]\n");
+    fprintf(out, "usage: tlb eval RUN_DIR [--split val|test] [--checkpoint FILE|best] [--json] [--out DIR | --no-plots]\n");
     return out == stdout ? 0 : 2;
 }
 

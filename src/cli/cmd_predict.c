@@ -1,4 +1,4 @@
-/* tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE]
+/* tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE|best]
  * A trained model on the user's own PNG or JPEG files: the K most likely
  * classes with their probabilities, one line per image (or JSON), and
  * optionally the Keras example's picture for these images: each image
@@ -22,7 +22,7 @@
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE]\n");
+    fprintf(out, "usage: tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE|best]\n");
     return out == stdout ? 0 : 2;
 }
 

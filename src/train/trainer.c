@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
+#include "train/best_checkpoint.h"
 #include "train/checkpoint.h"
 #include "train/data_config.h"
 #include "train/dist.h"
@@ -162,18 +163,23 @@ static train_tally tally_now(double loss_sum, long correct, long seen, double ep
     return (train_tally){loss_sum, correct, seen, epoch_seconds, wall_seconds, compute_seconds, images, first_epochs};
 }
 
+/* The config hash the run's checkpoints were written for before this
+ * resume's --set epochs, if any. */
+static uint64_t hash_before_extension(const run_config *c, const train_options *opt, uint64_t hash)
+{
+    if (!opt->resume_epochs_was) return hash;
+    run_config before = *c;
+    before.epochs = opt->resume_epochs_was;
+    return run_config_hash(&before);
+}
+
 /* Loads the checkpoint being resumed. When --set epochs extended the run,
  * the checkpoint was written for the config before it (or, after a crash
  * between the two renames of the extension, already for the new one). */
 static int load_resumed(const char *ckpt, run_state *s, const run_config *c, const train_options *opt,
                         uint64_t hash, train_position *pos, run_numerics *was, tlb_error *err)
 {
-    uint64_t first_hash = hash;
-    if (opt->resume_epochs_was) {
-        run_config before = *c;
-        before.epochs = opt->resume_epochs_was;
-        first_hash = run_config_hash(&before);
-    }
+    const uint64_t first_hash = hash_before_extension(c, opt, hash);
     if (checkpoint_load(ckpt, &s->model, s->adam_m, s->adam_v, pos, first_hash, was, err) == 0) return 0;
     tlb_error second;
     if (first_hash == hash || checkpoint_load(ckpt, &s->model, s->adam_m, s->adam_v, pos, hash, was, &second) != 0)
@@ -193,7 +199,10 @@ static int record_extension(const char *ckpt, run_state *s, const run_config *c,
     char *text = malloc(len + 1);
     if (!text) return tlb_fail(err, "out of memory");
     run_config_write_canonical(c, text, len + 1);
-    const int rc = checkpoint_save(ckpt, &s->model, s->adam_m, s->adam_v, pos, hash, text, numerics, err);
+    int rc = checkpoint_save(ckpt, &s->model, s->adam_m, s->adam_v, pos, hash, text, numerics, err);
+    if (rc == 0)
+        rc = best_checkpoint_rehash(opt->resume_dir, &s->model, s->adam_m, s->adam_v,
+                                    hash_before_extension(c, opt, hash), hash, text, numerics, err);
     free(text);
     if (rc == 0)
         fprintf(stderr, "extending the run from %d to %d epochs (recorded in config.cfg and summary.json;"
@@ -406,6 +415,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
          * checkpoint.safetensors.tmp.PID behind. */
         checkpoint_remove_stale_tmp(ckpt, stderr);
+        char best_ckpt[1400];
+        best_checkpoint_path(best_ckpt, sizeof best_ckpt, out->run_dir);
+        checkpoint_remove_stale_tmp(best_ckpt, stderr);
         local = 1;
         if (resuming && record_extension(ckpt, &s, c, opt, hash, &pos, &out->numerics, err) != 0) goto agree;
         local = 2;
@@ -467,6 +479,10 @@ agree:
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     /* A resumed run counts what was done before it (checkpoint.h, train_tally). */
     const double wall_before = pos.tally.wall_seconds;
+    /* The best validation accuracy so far (metrics.csv's rows), for the best checkpoint. */
+    double best_val = -1.0;
+    for (int i = 0; lead && i < s.files.num_rows; i++)
+        if (s.files.rows[i].val_acc > best_val) best_val = s.files.rows[i].val_acc;
     long images_total = pos.tally.images;
     double compute_seconds = pos.tally.compute_seconds;
     const int first_epochs = pos.tally.first_epochs;
@@ -575,13 +591,16 @@ agree:
         if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
         /* Rank 0 writes; if that fails the others would wait in the next
          * step's reduction, so it ends them all. */
+        const int better = row.val_acc > best_val;
         if (lead && (run_files_add_epoch(&s.files, &row, err) != 0 ||
                      checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text,
-                                     &out->numerics, err) != 0))
+                                     &out->numerics, err) != 0 ||
+                     (better && best_checkpoint_update(out->run_dir, ckpt, err) != 0)))
         {
             abort_all(err);
             goto done;
         }
+        if (better) best_val = row.val_acc;
         out->train_loss = row.train_loss;
         out->train_acc = row.train_acc;
         out->val_loss = row.val_loss;
