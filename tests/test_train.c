@@ -252,7 +252,7 @@ static train_summary diversity_run(const char *state_init, const char *out)
     char line[512];
     FILE *fp = open_run_file(&s, "metrics.csv");
     cr_assert_not_null(fgets(line, sizeof line, fp));
-    cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank\n") != NULL, "header: %s", line);
+    cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank,learning_rate\n") != NULL, "header: %s", line);
     cr_assert_not_null(fgets(line, sizeof line, fp));
     double v[8];
     int epoch;
