@@ -149,18 +149,29 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     snprintf(labels[0], sizeof labels[0], "max over %d rows", Ns);
     for (int k = 1; k < nmaps; k++) snprintf(labels[k], sizeof labels[k], "state row %d", k - 1);
     for (int k = 0; k < nmaps; k++) label_ptr[k] = labels[k];
+    /* Each column names the true class and the predicted one, "cat/dog":
+     * 21 characters at most for CIFAR-10's names, the width of a cell. */
+    char captions_text[4][64];
     const char *captions[4];
+    const int V = c->num_classes;
     for (int b = 0; b < count; b++) {
         float *mb = maps + (size_t)b * nmaps * N;
         model_slow_attention(m, b, mb + N, mb);
         const int label = batch->y[b];
-        captions[b] = label >= 0 && label < CIFAR10_NUM_CLASSES ? f->classes.names[label] : "";
+        int pred = 0;
+        for (int k = 1; k < V; k++)
+            if (m->logits[(size_t)b * V + k] > m->logits[(size_t)b * V + pred]) pred = k;
+        const int named = label >= 0 && label < CIFAR10_NUM_CLASSES && pred < CIFAR10_NUM_CLASSES;
+        snprintf(captions_text[b], sizeof captions_text[b], "%s/%s", named ? f->classes.names[label] : "?",
+                 named ? f->classes.names[pred] : "?");
+        captions[b] = captions_text[b];
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/attention.png", f->dir);
     const plot_overlays o = {.images = batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
                              .map_labels = label_ptr, .captions = captions};
-    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads)", &o, err);
+    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads);"
+                                     " captions: true/predicted class", &o, err);
     free(maps), free(labels), free(label_ptr);
     return rc;
 }
