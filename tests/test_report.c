@@ -146,6 +146,9 @@ Test(report, seeds_give_mean_and_spread)
     cr_assert_str_eq(p->xnames[2], "sinusoid");
     cr_assert_eq(p->nlines, 2);
     cr_assert_str_eq(p->lines[0].label, "readout=last_fast");
+    cr_assert_eq(p->lines[0].seeds_min, 2, "the legend's n");
+    cr_assert_eq(p->lines[0].seeds_max, 2);
+    cr_assert_float_eq(p->chance, 0.1, 1e-12);
     cr_assert_str_eq(p->lines[1].label, "readout=state");
     const double sd = 0.01 * sqrt(2.0);
     for (int l = 0; l < 2; l++) {

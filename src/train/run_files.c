@@ -47,6 +47,7 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", dir);
+    f->num_classes = c->model.num_classes;
     char data_dir[1024];
     cifar10_classes_load(&f->classes, c->data_dir[0] ? c->data_dir : cifar10_default_dir(data_dir, sizeof data_dir));
     size_t len = run_config_write_canonical(c, NULL, 0);
@@ -105,7 +106,10 @@ static int write_curves(const run_files *f, tlb_error *err)
     snprintf(path, sizeof path, "%s/loss.png", f->dir);
     int rc = plot_lines_png(path, "Loss", "epoch", "cross-entropy", loss, 2, err);
     snprintf(path, sizeof path, "%s/accuracy.png", f->dir);
-    if (rc == 0) rc = plot_lines_png(path, "Accuracy", "epoch", "accuracy", acc, 2, err);
+    /* From 0 with chance marked, so a few points of accuracy do not look like a leap. */
+    const plot_line_options o = {.y_from_zero = 1, .reference_y = f->num_classes > 0 ? 1.0 / f->num_classes : 0,
+                                 .reference_label = "chance"};
+    if (rc == 0) rc = plot_lines_png_opts(path, "Accuracy", "epoch", "accuracy", acc, 2, &o, err);
     free(x);
     for (int k = 0; k < 4; k++) free(y[k]);
     return rc;

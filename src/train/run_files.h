@@ -27,6 +27,7 @@ typedef struct {
     run_epoch_metrics *rows;
     int num_rows, capacity;
     cifar10_classes classes; /* for captions */
+    int num_classes;         /* chance accuracy on the accuracy curve: 1 / num_classes */
 } run_files;
 
 /* Writes config.cfg; keeps the first `keep_epochs` rows of an existing

@@ -50,6 +50,7 @@ typedef struct {
     int *order; /* runs sorted by grid point, then seed */
     int ngroups;
     int *group_start; /* ngroups + 1 offsets into order */
+    int num_classes;  /* the first run's: chance accuracy is 1 / num_classes */
 } report;
 
 static int read_text(const char *path, char **out, tlb_error *err)
@@ -230,6 +231,7 @@ static int report_load(report *r, char *const *given, int count, tlb_error *err)
         for (int j = 0; j < nk; j++) run_config_value_text(&cfg[i], keys[j], r->runs[i].text[j], VALUE_LEN);
     }
     if (rc == 0) rc = refuse_repeated_configs(r, cfg, count, err);
+    if (rc == 0) r->num_classes = cfg[0].model.num_classes;
     free(cfg);
     for (int j = 0; j < nk && rc == 0; j++) {
         report_axis *a = &r->axes[j];
@@ -420,6 +422,7 @@ static void write_tables(const report *r, text *csv, text *runs, text *md)
 static void plot_data(const report *r, sweep_plot *p)
 {
     memset(p, 0, sizeof *p);
+    p->chance = r->num_classes > 0 ? 1.0 / r->num_classes : 0;
     int xa = -1;
     for (int j = 0; j < r->naxes; j++) {
         const report_axis *a = &r->axes[j];
@@ -463,6 +466,8 @@ static void plot_data(const report *r, sweep_plot *p)
         if (!p->categorical) is_number(p->xnames[at], &x);
         const int k = p->lines[line].n++;
         p->lines[line].x[k] = x, p->lines[line].y[k] = s.mean, p->lines[line].err[k] = s.n > 1 ? s.sd : 0;
+        if (k == 0 || s.n < p->lines[line].seeds_min) p->lines[line].seeds_min = s.n;
+        if (s.n > p->lines[line].seeds_max) p->lines[line].seeds_max = s.n;
     }
     /* Side by side, a little, where error bars would overlap. */
     int bars = 0;
@@ -516,9 +521,15 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
         plot_series series[SWEEP_PLOT_MAX_LINES];
         const double *bars[SWEEP_PLOT_MAX_LINES];
         const char *names[SWEEP_PLOT_MAX_POINTS];
+        char legend[SWEEP_PLOT_MAX_LINES][200];
         for (int l = 0; l < p->nlines; l++) {
-            series[l] = (plot_series){p->lines[l].label[0] ? p->lines[l].label : NULL, p->lines[l].x, p->lines[l].y,
-                                      p->lines[l].n};
+            /* n: the seeds behind each point, so a bar-less point of one run is not read as certain. */
+            char n[32];
+            if (p->lines[l].seeds_min == p->lines[l].seeds_max) snprintf(n, sizeof n, "n=%d", p->lines[l].seeds_min);
+            else snprintf(n, sizeof n, "n=%d-%d", p->lines[l].seeds_min, p->lines[l].seeds_max);
+            if (p->lines[l].label[0]) snprintf(legend[l], sizeof legend[l], "%.160s (%s)", p->lines[l].label, n);
+            else snprintf(legend[l], sizeof legend[l], "%s", n);
+            series[l] = (plot_series){legend[l], p->lines[l].x, p->lines[l].y, p->lines[l].n};
             bars[l] = p->lines[l].err;
         }
         for (int v = 0; v < p->nx; v++) names[v] = p->xnames[v];
@@ -526,9 +537,12 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
         int seeds = 0;
         for (int g = 0; g < r.ngroups; g++) seeds |= r.group_start[g + 1] - r.group_start[g] > 1;
         rc = fs_join(path, sizeof path, out_dir, "results.png", err);
+        /* From 0 with chance marked: differences drawn at their true scale. */
+        const plot_line_options o = {.errbars = bars, .xcats = p->categorical ? &cats : NULL, .y_from_zero = 1,
+                                     .reference_y = p->chance, .reference_label = "chance"};
         if (rc == 0)
-            rc = plot_lines_png_ex(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
-                               p->xlabel, "test accuracy", series, p->nlines, bars, p->categorical ? &cats : NULL, err);
+            rc = plot_lines_png_opts(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
+                                     p->xlabel, "test accuracy", series, p->nlines, &o, err);
     }
     free(p);
     free(csv.p), free(runs.p), free(md.p);

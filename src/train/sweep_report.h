@@ -36,9 +36,11 @@ typedef struct {
     int categorical, nx;
     char xnames[SWEEP_PLOT_MAX_POINTS][32];
     int nlines;
+    double chance;  /* 1 / num_classes: the plot's reference line */
     struct {
         char label[160];
         int n;
+        int seeds_min, seeds_max; /* runs (seeds) per point, for the legend's n */
         double x[SWEEP_PLOT_MAX_POINTS], y[SWEEP_PLOT_MAX_POINTS], err[SWEEP_PLOT_MAX_POINTS];
     } lines[SWEEP_PLOT_MAX_LINES];
 } sweep_plot;
