@@ -722,3 +722,16 @@ Test(use, eval_prints_the_result_before_its_picture)
     cr_expect_eq(run_args("eval --help"), 0);
     cr_expect(strstr(read_all("out.txt"), "usage: tlb eval"), "%s", read_all("out.txt"));
 }
+
+/* Issue 21: `tlb check` of a run's checkpoint says what it is (it used to
+ * say "tensor 'config.image_size' is missing"). */
+Test(use, check_of_a_checkpoint_says_it_is_not_golden)
+{
+    char run[1300], args[1600];
+    train_tiny(run, sizeof run, "chk", 0.003);
+    snprintf(args, sizeof args, "check %s/checkpoint.safetensors", run);
+    cr_expect_eq(run_args(args), 2);
+    const char *e = read_all("err.txt");
+    cr_expect(strstr(e, "a training checkpoint (tlb-c checkpoint 2), not a golden file"), "%s", e);
+    cr_expect_eq(count_lines(e), 1, "%s", e);
+}
