@@ -492,6 +492,7 @@ agree:
         const int steps = loader_num_batches(s.train);
         progress bar;
         progress_begin(&bar, console, steps);
+        if (dist_size() > 1) bar.is_tty = 0; /* mpirun may give rank 0 a pty even when its output goes to a file */
         fprintf(console, "Epoch %d/%d\n", epoch + 1, c->epochs);
         const int first = epoch == pos.epoch ? pos.batch_in_epoch : 0;
         /* A resumed epoch goes on from its sums so far. */
