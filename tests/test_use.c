@@ -735,3 +735,118 @@ Test(use, check_of_a_checkpoint_says_it_is_not_golden)
     cr_expect(strstr(e, "a training checkpoint (tlb-c checkpoint 2), not a golden file"), "%s", e);
     cr_expect_eq(count_lines(e), 1, "%s", e);
 }
+
+/* A PNG as 8-bit RGB (libpng's simplified API). */
+typedef struct {
+    int w, h;
+    uint8_t *px;
+} rgb_image;
+
+static rgb_image read_rgb_png(const char *path)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_file(&im, path), "%s: %s", path, im.message);
+    im.format = PNG_FORMAT_RGB;
+    rgb_image out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
+    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "%s: %s", path, im.message);
+    return out;
+}
+
+static int is_white(const rgb_image *im, int x, int y)
+{
+    const uint8_t *p = im->px + ((size_t)y * im->w + x) * 3;
+    return p[0] == 255 && p[1] == 255 && p[2] == 255;
+}
+
+/* Top-left corners of the cell x cell blocks with white above and to the
+ * left and no white pixel inside: the overlay cells (the heat map never
+ * blends to white), in reading order; returns how many (at most max). */
+static int overlay_cells(const rgb_image *im, int cell, int (*at)[2], int max)
+{
+    int n = 0;
+    for (int y = 1; y + cell <= im->h && n < max; y++)
+        for (int x = 1; x + cell <= im->w && n < max; x++) {
+            if (is_white(im, x, y) || !is_white(im, x - 1, y) || !is_white(im, x, y - 1)) continue;
+            int clean = 1;
+            for (int j = 0; j < cell && clean; j++)
+                for (int i = 0; i < cell && clean; i++) clean = !is_white(im, x + i, y + j);
+            if (clean) at[n][0] = x, at[n][1] = y, n++;
+        }
+    return n;
+}
+
+/* The largest channel difference between two cells. */
+static int cell_diff(const rgb_image *a, const int *pa, const rgb_image *b, const int *pb, int cell)
+{
+    int worst = 0;
+    for (int j = 0; j < cell; j++)
+        for (int i = 0; i < cell * 3; i++) {
+            const int d = abs(a->px[((size_t)(pa[1] + j) * a->w + pa[0]) * 3 + i] -
+                              b->px[((size_t)(pb[1] + j) * b->w + pb[0]) * 3 + i]);
+            if (d > worst) worst = d;
+        }
+    return worst;
+}
+
+/* Issue 21, 1: `tlb predict --attention` of the run's first test image draws
+ * the maps of the run's own attention.png, under both readouts. With
+ * last_fast the inference plan skips the last chunk's state update, and
+ * predict used to draw that chunk's attention as zeros (and, each map
+ * scaled min-max, the others differently). */
+Test(use, predict_attention_matches_the_runs_attention_png)
+{
+    const char *readouts[2] = {"last_fast", "state"};
+    for (int ro = 0; ro < 2; ro++) {
+        test_ensure_cifar10();
+        char text[1024], name[32];
+        snprintf(name, sizeof name, "att_%s", readouts[ro]);
+        snprintf(text, sizeof text,
+                 "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"
+                 "learning_rate: 0.003\neval_limit: 300\nbatch_size: 32\ntrain_limit: 256\nepochs: 1\nthreads: 1\n"
+                 "readout: %s\nname: %s\nout_dir: %s/runs\n",
+                 readouts[ro], name, tmp);
+        run_config c;
+        tlb_error err;
+        run_config_defaults(&c);
+        cr_assert_eq(run_config_parse(&c, text, strlen(text), "att.cfg", &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+        train_summary s;
+        cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+
+        /* The first test image, the run's attention.png's first column, as a 32x32 PNG. */
+        char dir[1024], path[1400], png[128], att[128], args[4000];
+        snprintf(path, sizeof path, "%s/test_batch.bin", cifar10_default_dir(dir, sizeof dir));
+        FILE *fp = fopen(path, "rb");
+        cr_assert_not_null(fp, "%s", path);
+        uint8_t rec[3073], rgb[32 * 32 * 3];
+        cr_assert_eq(fread(rec, 1, sizeof rec, fp), sizeof rec);
+        fclose(fp);
+        for (int i = 0; i < 1024; i++)
+            for (int k = 0; k < 3; k++) rgb[3 * i + k] = rec[1 + k * 1024 + i];
+        snprintf(png, sizeof png, "%s/first.png", tmp);
+        write_png(png, 32, 32, rgb);
+        snprintf(att, sizeof att, "%s/att_%s.png", tmp, readouts[ro]);
+        snprintf(args, sizeof args, "predict %s %s --attention %s", s.run_dir, png, att);
+        cr_assert_eq(run_args(args), 0, "%s", read_all("err.txt"));
+
+        snprintf(path, sizeof path, "%s/attention.png", s.run_dir);
+        rgb_image run = read_rgb_png(path), pred = read_rgb_png(att);
+        const int cell = 128; /* 16 px images upsampled 8x */
+        int run_cells[64][2], pred_cells[16][2];
+        const int nrun = overlay_cells(&run, cell, run_cells, 64), npred = overlay_cells(&pred, cell, pred_cells, 16);
+        cr_assert_geq(npred, 5, "%s: %d overlay cells in predict's picture", readouts[ro], npred);
+        /* Predict's maps (max over rows, then 4 rows; maybe the image first) each match one of the run's. */
+        for (int k = npred - 5; k < npred; k++) {
+            int best = 256;
+            for (int q = 0; q < nrun; q++) {
+                const int d = cell_diff(&pred, pred_cells[k], &run, run_cells[q], cell);
+                if (d < best) best = d;
+            }
+            cr_expect_leq(best, 3, "%s: predict's map %d differs from every map of attention.png (by %d at best)",
+                          readouts[ro], k - (npred - 5), best);
+        }
+        free(run.px), free(pred.px);
+    }
+}

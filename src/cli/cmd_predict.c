@@ -38,12 +38,15 @@ static void rank_classes(int *order, const double *p, int n)
         }
 }
 
-/* Attention maps of sample b of the last run: [1 + Ns, N], the max over
- * the state rows first, then each row. */
-static void attention_maps(float *maps, const model_inference *inf, int b)
+/* Attention maps of sample b of the last model_forward: [1 + Ns, N], the
+ * max over the state rows first, then each row. From the full forward, as
+ * the run's attention.png: the inference plan skips the last chunk's state
+ * update under readout last_fast (its logits do not need it), which left
+ * that chunk's map at zero. */
+static void attention_maps(float *maps, const tlb_model *m, int b)
 {
-    const int N = model_num_patches(&inf->model->config);
-    model_inference_slow_attention(inf, b, maps + N, maps);
+    const int N = model_num_patches(&m->config);
+    model_slow_attention(m, b, maps + N, maps);
 }
 
 /* The picture: a row per image, the model's input beside its overlays
@@ -122,11 +125,18 @@ int cmd_predict(int argc, char **argv)
     tlb_error err;
     trained_run r;
     const int mb = nfiles < PREDICT_BATCH ? nfiles : PREDICT_BATCH;
-    if (trained_run_open(&r, run_dir, checkpoint, mb, attention_png ? INFER_ATTENTION : 0, &err) != 0) {
+    if (trained_run_open(&r, run_dir, checkpoint, mb, 0, &err) != 0) {
         fprintf(stderr, "tlb predict: %s\n", err.msg);
         trained_run_close(&r);
         free(files);
         return 2;
+    }
+    /* --attention: the full forward's activations hold every chunk's update. */
+    if (attention_png && model_plan(&r.model, mb, &err) == 0) {
+        fprintf(stderr, "tlb predict: %s\n", err.msg);
+        trained_run_close(&r);
+        free(files);
+        return 1;
     }
     const tlb_model_config *c = &r.config.model;
     const int S = c->image_size, V = c->num_classes, N = model_num_patches(c);
@@ -174,9 +184,10 @@ int cmd_predict(int argc, char **argv)
     for (int at = 0; at < nfiles; at += cap) {
         const int n = nfiles - at < cap ? nfiles - at : cap;
         model_inference_run(&r.infer, inputs + (size_t)at * img_floats, NULL, n);
-        for (int b = 0; b < n; b++) {
-            class_softmax(probs + (size_t)(at + b) * V, r.infer.logits + (size_t)b * V, V);
-            if (maps) attention_maps(maps + (size_t)(at + b) * nmaps * N, &r.infer, b);
+        for (int b = 0; b < n; b++) class_softmax(probs + (size_t)(at + b) * V, r.infer.logits + (size_t)b * V, V);
+        if (maps) {
+            model_forward(&r.model, inputs + (size_t)at * img_floats, NULL, n, NULL);
+            for (int b = 0; b < n; b++) attention_maps(maps + (size_t)(at + b) * nmaps * N, &r.model, b);
         }
     }
 
