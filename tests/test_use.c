@@ -850,3 +850,20 @@ Test(use, predict_attention_matches_the_runs_attention_png)
         free(run.px), free(pred.px);
     }
 }
+
+/* Issue 21: `tlb COMMAND --help` prints the usage on stdout and exits 0
+ * (train and eval said "unknown option"); `tlb --version` exists. */
+Test(use, every_command_has_help)
+{
+    const char *cmds[] = {"train", "eval", "predict", "report", "check", "data"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[64];
+        snprintf(args, sizeof args, "%s --help", cmds[i]);
+        cr_expect_eq(run_args(args), 0, "%s: %s", args, read_all("err.txt"));
+        cr_expect(strstr(read_all("out.txt"), "usage: tlb "), "%s: %s", args, read_all("out.txt"));
+    }
+    cr_expect_eq(run_args("--version"), 0);
+    cr_expect(strncmp(read_all("out.txt"), "tlb ", 4) == 0, "%s", read_all("out.txt"));
+    cr_expect_eq(run_args("train --resume"), 2);
+    cr_expect(strstr(read_all("err.txt"), "--resume: the value is missing"), "%s", read_all("err.txt"));
+}

@@ -39,6 +39,10 @@ static int all_finite(const char *path, tlb_error *err)
 
 int cmd_check(int argc, char **argv)
 {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: tlb check FILE.safetensors...\n");
+        return 0;
+    }
     if (argc < 2) {
         fprintf(stderr, "usage: tlb check FILE.safetensors...\n");
         return 2;

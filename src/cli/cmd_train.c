@@ -252,6 +252,10 @@ static int train_command(int argc, char **argv)
 
 int cmd_report(int argc, char **argv)
 {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: tlb report --out DIR RUN_DIR...\n");
+        return 0;
+    }
     if (argc < 4 || strcmp(argv[1], "--out") != 0) {
         fprintf(stderr, "usage: tlb report --out DIR RUN_DIR...\n");
         return 2;
