@@ -58,6 +58,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# tlb --version: the commit built (git describe); main.o is rebuilt when it changes.
+TLB_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/version.stamp: version-check
+	@mkdir -p $(dir $@)
+	@echo '$(TLB_VERSION)' | cmp -s - $@ || echo '$(TLB_VERSION)' > $@
+.PHONY: version-check
+$(BUILD)/src/cli/main.o: $(BUILD)/version.stamp
+$(BUILD)/src/cli/main.o: CFLAGS += -DTLB_VERSION='"$(TLB_VERSION)"'
+
 $(BUILD)/src/train/dist_mpi.o: src/train/dist_mpi.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@

@@ -367,6 +367,9 @@ Test(config, null_string_is_the_default)
 Test(config, divisibility_names_the_key_at_fault)
 {
     expect_error("image_size: 48\npatch_size: 5\n", ":2: patch_size: 5 does not divide image_size 48");
+    /* Issue 21: the image size given alone is the one at fault, not the default patch. */
+    expect_error("image_size: 15\n", ":1: image_size: 15 is not a multiple of patch_size 4");
+    expect_error("patch_size: 5\nimage_size: 42\n", ":2: image_size: 42 is not a multiple of patch_size 5");
     expect_error("epochs: 1\nchunk_size: 7\n",
                  ":2: chunk_size: 7 does not divide the number of patches 144 (= (48/4)^2)");
     expect_error("chunk_size: [8, 16, 7]\n",
@@ -806,7 +809,7 @@ Test(config, canonical_text_is_fixed)
                      "\n# optimisation\n"
                      "mixed_precision: true\nbatch_size: 2048\nmicro_batch: 0\n"
                      "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
-                     "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\n"
+                     "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\ninit_from: \"\"\n"
                      "\n# system\n"
                      "threads: 0\nworld_size: 1\nbackend: \"\"\n"
                      "\n# output\n"
@@ -867,6 +870,25 @@ Test(config, new_keys_at_default_keep_old_hashes)
         cr_assert_eq(run_config_set(&b, at_default[i], &err), 0, "%s", err.msg);
         cr_assert_eq(run_config_hash(&b), 0x8bc31219b2eab0d2ULL, "%s must keep the hash", at_default[i]);
     }
+}
+
+/* Issue 21: weight_decay=-0 is weight_decay=0: one canonical text, one run
+ * folder (it used to write "-0" and hash apart). */
+Test(config, negative_zero_is_zero)
+{
+    run_config a, b;
+    tlb_error err;
+    run_config_defaults(&a);
+    run_config_defaults(&b);
+    cr_assert_eq(run_config_set(&a, "weight_decay=0", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&b, "weight_decay=-0", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_set(&b, "min_lr=-0.0", &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&a, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_config_validate(&b, &err), 0, "%s", err.msg);
+    cr_expect_eq(run_config_hash(&a), run_config_hash(&b));
+    char text[8192];
+    run_config_write_canonical(&b, text, sizeof text);
+    cr_expect_null(strstr(text, "-0"), "%s", text);
 }
 
 Test(config, new_keys_refuse_bad_values)

@@ -319,7 +319,7 @@ Test(dist, sigusr1_to_mpirun_stops_with_a_checkpoint, .timeout = 300)
     read_text(errf, msg, sizeof msg, NULL);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1, "mpirun status %d; stderr: %s", st, msg);
     cr_expect(strstr(msg, "stopped after step") != NULL, "stderr: %s", msg);
-    train_position pos = {0, 0, 0};
+    train_position pos = {.step = 0};
     tlb_model m;
     cr_assert_eq(model_create(&m, &c.model, &err), 0, "%s", err.msg);
     const size_t n = model_num_params(&m);

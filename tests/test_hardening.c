@@ -174,7 +174,7 @@ static void save_tiny_checkpoint(saved_ckpt *s)
         s->m[i] = cosf((float)i) * 1e-3f;
         s->v[i] = (float)(i % 97) * 1e-6f;
     }
-    s->pos = (train_position){123, 4, 5};
+    s->pos = (train_position){.step = 123, .epoch = 4, .batch_in_epoch = 5};
     s->hash = run_config_hash(&s->config);
     char text[8192];
     run_config_write_canonical(&s->config, text, sizeof text);
@@ -193,7 +193,7 @@ static int load_and_compare(saved_ckpt *s, const char *path, tlb_error *err)
     float *keep = malloc(n * sizeof(float));
     memcpy(keep, params, n * sizeof(float));
     memset(params, 0xff, n * sizeof(float));
-    train_position pos = {-1, -1, -1};
+    train_position pos = {.step = -1, .epoch = -1, .batch_in_epoch = -1};
     int rc = checkpoint_load(path, &s->model, s->m2, s->v2, &pos, s->hash, NULL, err);
     if (rc == 0) {
         cr_expect(memcmp(params, keep, n * sizeof(float)) == 0, "accepted with different parameters");

@@ -48,7 +48,7 @@ Test(oom, run_files_fail_cleanly)
     fclose(fp);
     run_config c;
     run_config_defaults(&c);
-    const run_epoch_metrics row = {3, 1.9, 0.3, 1.8, 0.32, 10, 100, 1.0, 1.0};
+    const run_epoch_metrics row = {3, 1.9, 0.3, 1.8, 0.32, 10, 100, 1.0, 1.0, 1e-3};
     int failures = 0, k;
     for (k = 0; k < 200; k++) {
         run_files f;

@@ -243,6 +243,33 @@ Test(plot, lines_png_error_bars_and_categories)
     free(a.px), free(b.px), free(c.px);
 }
 
+/* Issue 21: words on the x axis have no order, so their points are not
+ * joined (markers and bars only); an accuracy chart can start at 0 and
+ * mark chance with a dashed grey line. */
+Test(plot, categories_unjoined_and_chance_marked)
+{
+    const double x[3] = {0, 1, 2}, y[3] = {0.3, 0.5, 0.4};
+    const plot_series s[1] = {{"acc", x, y, 3}};
+    const char *const words[3] = {"zeros", "learned", "sinusoid"};
+    const plot_categories cats = {words, 3};
+    char joined[128], apart[128], chance[128];
+    snprintf(joined, sizeof joined, "%s/joined.png", dir);
+    snprintf(apart, sizeof apart, "%s/apart.png", dir);
+    snprintf(chance, sizeof chance, "%s/chance.png", dir);
+    tlb_error err = {0};
+    const plot_line_options numeric = {0}, categorical = {.xcats = &cats},
+                            marked = {.xcats = &cats, .y_from_zero = 1, .reference_y = 0.1, .reference_label = "chance"};
+    cr_assert_eq(plot_lines_png_opts(joined, "t", "x", "y", s, 1, &numeric, &err), 0, "%s", err.msg);
+    cr_assert_eq(plot_lines_png_opts(apart, "t", "x", "y", s, 1, &categorical, &err), 0, "%s", err.msg);
+    cr_assert_eq(plot_lines_png_opts(chance, "t", "x", "y", s, 1, &marked, &err), 0, "%s", err.msg);
+    image a = read_png(joined), b = read_png(apart), c = read_png(chance);
+    const long na = count_color(&a, plot_palette[0], 0), nb = count_color(&b, plot_palette[0], 0);
+    cr_expect_gt(na, nb + 300, "lines joined the categories: %ld vs %ld pixels", na, nb);
+    const unsigned char muted[3] = {150, 150, 150};
+    cr_expect_gt(count_color(&c, muted, 0), count_color(&b, muted, 0) + 200, "no chance line");
+    free(a.px), free(b.px), free(c.px);
+}
+
 /* Several maps per image: stacked (a column per image, the image above its
  * overlays) and beside (a row per image); each map is normalised on its
  * own, so a map hot in one corner shows hot pixels wherever it is drawn. */

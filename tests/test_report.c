@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #include "test_helpers.h"
 #include "train/run_config.h"
@@ -142,6 +146,9 @@ Test(report, seeds_give_mean_and_spread)
     cr_assert_str_eq(p->xnames[2], "sinusoid");
     cr_assert_eq(p->nlines, 2);
     cr_assert_str_eq(p->lines[0].label, "readout=last_fast");
+    cr_assert_eq(p->lines[0].seeds_min, 2, "the legend's n");
+    cr_assert_eq(p->lines[0].seeds_max, 2);
+    cr_assert_float_eq(p->chance, 0.1, 1e-12);
     cr_assert_str_eq(p->lines[1].label, "readout=state");
     const double sd = 0.01 * sqrt(2.0);
     for (int l = 0; l < 2; l++) {
@@ -184,5 +191,54 @@ Test(report, bad_runs_are_named)
     char want[700];
     snprintf(want, sizeof want, "%s: not valid JSON", path);
     cr_assert_str_eq(err.msg, want);
+    free_runs();
+}
+
+/* Issue 21, 7: a run named twice (here also by a second path) used to count
+ * as two seeds (42, 42, sd 0); it counts once. A copy of a run in another
+ * folder (the same config, seed included) is refused, naming both. */
+Test(report, a_run_counts_once)
+{
+    fake_run("seed=1", 0.1, 0.1, NULL);
+    fake_run("seed=2", 0.3, 0.3, NULL);
+    char again[600]; /* dirs[0] by another spelling */
+    snprintf(again, sizeof again, "%s/./run00", tmpdir);
+    char *given[3] = {dirs[0], dirs[1], again};
+    tlb_error err;
+    cr_assert_eq(sweep_report(tmpdir, given, 3, &err), 0, "%s", err.msg);
+    const char *md = slurp("results.md");
+    cr_expect(strstr(md, "2 runs, 1 grid point"), "%s", md);
+    cr_expect(strstr(md, "| 1, 2 |"), "%s", md);
+
+    fake_run("seed=1", 0.2, 0.2, NULL); /* run02: run00's config in another folder */
+    cr_assert_eq(sweep_report(tmpdir, dirs, ndirs, &err), -1);
+    cr_expect(strstr(err.msg, dirs[0]) && strstr(err.msg, dirs[2]) && strstr(err.msg, "the same config"), "%s",
+              err.msg);
+    free_runs();
+}
+
+/* Issue 21, 8: two reports into one folder used to both write, leaving
+ * results.md from one and results.csv from the other. The folder is
+ * locked like a run folder: while another process holds it, a report is
+ * refused and writes nothing. */
+Test(report, output_folder_is_locked)
+{
+    fake_run("seed=1", 0.1, 0.1, NULL);
+    char out[600], lock[700];
+    snprintf(out, sizeof out, "%s/out", tmpdir);
+    cr_assert_eq(mkdir(out, 0755), 0);
+    snprintf(lock, sizeof lock, "%s/.lock", out);
+    /* flock excludes another open of the file, as another process's would be. */
+    const int fd = open(lock, O_RDWR | O_CREAT, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+    tlb_error err;
+    cr_expect_neq(sweep_report(out, dirs, ndirs, &err), 0);
+    cr_expect(strstr(err.msg, "is in use by process"), "%s", err.msg);
+    char path[700];
+    snprintf(path, sizeof path, "%s/results.md", out);
+    cr_expect_neq(access(path, F_OK), 0, "a locked folder got results.md");
+    close(fd);
+    cr_expect_eq(sweep_report(out, dirs, ndirs, &err), 0, "%s", err.msg);
     free_runs();
 }

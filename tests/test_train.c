@@ -104,6 +104,9 @@ Test(train, short_run_learns, .timeout = 240)
     }
 }
 
+/* The run folders of the last stop_and_resume: straight through, resumed. */
+static char straight_dir[1200], resumed_dir[1200];
+
 /* Trains `extra` on the tiny model straight through (into sa) and stopped
  * after step 5 of 16 (mid-epoch 1), then resumed (into sb); returns the
  * uninterrupted run's checkpoint data (*n bytes) after checking the resumed
@@ -137,6 +140,8 @@ static unsigned char *stop_and_resume(const char *extra, size_t *n)
     cr_assert_eq(na, nb);
     cr_expect(memcmp(ba, bb, na) == 0, "resumed parameters differ from the uninterrupted run (%s)", extra);
     cr_expect_float_eq(sa.test_acc, sb.test_acc, 0.0);
+    snprintf(straight_dir, sizeof straight_dir, "%s", sa.run_dir);
+    snprintf(resumed_dir, sizeof resumed_dir, "%s", sb.run_dir);
     free(bb);
     *n = na;
     return ba;
@@ -146,6 +151,76 @@ Test(train, stop_and_resume_is_bit_exact, .timeout = 240)
 {
     size_t n;
     free(stop_and_resume("", &n));
+}
+/* Issue 21, 9: the epoch a resume continues used to average only the
+ * batches after the resume, and summary.json's images/s and wall time
+ * covered only the resumed part. Now the resumed run's metrics.csv has
+ * the uninterrupted run's training loss and accuracy, and its totals count
+ * every image trained on. */
+Test(train, resumed_epoch_counts_the_whole_epoch, .timeout = 240)
+{
+    size_t n;
+    free(stop_and_resume("", &n));
+    char line_a[512], line_b[512], path[1400];
+    snprintf(path, sizeof path, "%s/metrics.csv", straight_dir);
+    FILE *fa = fopen(path, "r");
+    snprintf(path, sizeof path, "%s/metrics.csv", resumed_dir);
+    FILE *fb = fopen(path, "r");
+    cr_assert(fa && fb);
+    int rows = 0;
+    double seconds_b = 0;
+    while (fgets(line_a, sizeof line_a, fa)) {
+        cr_assert_not_null(fgets(line_b, sizeof line_b, fb));
+        if (rows++ == 0) continue; /* the header */
+        /* epoch, train_loss, train_acc, val_loss, val_acc: the same text */
+        const char *a = line_a, *b = line_b;
+        for (int col = 0; col < 5; col++) a = strchr(a, ',') + 1, b = strchr(b, ',') + 1;
+        cr_expect_eq(a - line_a, b - line_b, "row %d: %s vs %s", rows - 1, line_a, line_b);
+        cr_expect(strncmp(line_a, line_b, (size_t)(a - line_a)) == 0, "row %d: %s vs %s", rows - 1, line_a, line_b);
+        seconds_b += atof(b);
+    }
+    cr_expect_eq(rows, 3);
+    fclose(fa), fclose(fb);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/summary.json", k ? resumed_dir : straight_dir);
+        FILE *fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        char buf[8192];
+        buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
+        fclose(fp);
+        const char *at = strstr(buf, "\"train_images\":");
+        cr_assert_not_null(at, "%s has no train_images", path);
+        cr_expect_eq(atol(at + 15), 2048, "%s: %s", path, at);
+        at = strstr(buf, "\"wall_seconds\":");
+        cr_assert_not_null(at);
+        if (k) cr_expect_geq(atof(at + 15), seconds_b, "the wall time is shorter than the epochs it holds");
+    }
+}
+
+/* metrics.csv's last column is the learning rate of each epoch's last
+ * step: under a cosine schedule it falls to min_lr at the last step. */
+Test(train, metrics_record_the_learning_rate, .timeout = 240)
+{
+    test_ensure_cifar10();
+    char out[] = "/tmp/tlb_lr_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%sname: lr\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 2\n"
+             "lr_schedule: cosine\nwarmup_epochs: 0\nmin_lr: 0.0001\n", tiny_model);
+    const train_summary s = train_text(text, out);
+    FILE *fp = open_run_file(&s, "metrics.csv");
+    char line[512];
+    cr_assert_not_null(fgets(line, sizeof line, fp));
+    cr_expect(strstr(line, ",learning_rate\n"), "header: %s", line);
+    double lr[2] = {0, 0};
+    for (int e = 0; e < 2; e++) {
+        cr_assert_not_null(fgets(line, sizeof line, fp));
+        lr[e] = atof(strrchr(line, ',') + 1);
+    }
+    fclose(fp);
+    /* 2 steps an epoch, 4 in all: step 2 is half way through the cosine (cos(pi/2) = 0) */
+    cr_expect_float_eq(lr[0], 0.0001 + (0.003 - 0.0001) * 0.5, 1e-12, "epoch 1: %g", lr[0]);
+    cr_expect_float_eq(lr[1], 0.0001, 1e-12, "epoch 2: %g", lr[1]);
 }
 
 /* The recipe keys resume bit-exact too: a warmup-cosine schedule (8 steps
@@ -177,7 +252,7 @@ static train_summary diversity_run(const char *state_init, const char *out)
     char line[512];
     FILE *fp = open_run_file(&s, "metrics.csv");
     cr_assert_not_null(fgets(line, sizeof line, fp));
-    cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank\n") != NULL, "header: %s", line);
+    cr_expect(strstr(line, ",images_per_second,state_cosine,state_rank,learning_rate\n") != NULL, "header: %s", line);
     cr_assert_not_null(fgets(line, sizeof line, fp));
     double v[8];
     int epoch;

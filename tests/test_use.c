@@ -659,3 +659,213 @@ Test(use, bad_inputs_exit_2_name_the_file_and_write_nothing)
     snprintf(args, sizeof args, "predict %s %s %s", run, good, jpg);
     cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
 }
+
+/* Issue 21, 5: `tlb eval --json > FILE` and `tlb predict --json > FILE` on a
+ * full disk used to leave an empty file and exit 0. /dev/full fails every
+ * write: the commands must fail and say so. */
+Test(use, stdout_write_errors_fail_the_command)
+{
+    char run[1300], png[128];
+    train_tiny(run, sizeof run, "full", 0.003);
+    snprintf(png, sizeof png, "%s/pic.png", tmp);
+    uint8_t *pic = test_picture(32, 32);
+    write_png(png, 32, 32, pic);
+    free(pic);
+    char err[128];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    const char *evals[] = {"eval", run, "--json", "--no-plots", NULL};
+    const char *evals_text[] = {"eval", run, "--no-plots", NULL};
+    const char *predicts[] = {"predict", run, png, "--json", NULL};
+    const char *predicts_text[] = {"predict", run, png, NULL};
+    const char *const *cases[] = {evals, evals_text, predicts, predicts_text};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int status = run_tlb_out("/dev/full", err, NULL, cases[i]);
+        cr_expect_eq(status, 1, "tlb %s %s: status %d", cases[i][0], cases[i][2], status);
+        const char *e = read_all("err.txt");
+        cr_expect(strstr(e, "writing standard output failed: No space left on device"), "tlb %s: %s", cases[i][0], e);
+    }
+    const char *version[] = {"--version", NULL};
+    cr_expect_eq(run_tlb_out("/dev/full", err, NULL, version), 1);
+}
+
+/* Issue 21, 6: `tlb eval` on a folder where its picture cannot be written
+ * used to evaluate every image and then print nothing. The result comes
+ * first; the picture can go elsewhere (--out DIR) or nowhere (--no-plots). */
+Test(use, eval_prints_the_result_before_its_picture)
+{
+    char run[1300], args[4000], path[1400];
+    train_tiny(run, sizeof run, "archived", 0.003);
+    /* A folder where the picture should go: renaming onto it fails, also as root. */
+    snprintf(path, sizeof path, "mkdir -p %s/confusion-val.png/x", run);
+    cr_assert_eq(system(path), 0);
+    snprintf(args, sizeof args, "eval %s", run);
+    cr_expect_eq(run_args(args), 1);
+    cr_expect(strstr(read_all("out.txt"), "accuracy: "), "the result was lost: %s", read_all("out.txt"));
+    const char *e = read_all("err.txt");
+    cr_expect(strstr(e, "confusion-val.png") && strstr(e, "--no-plots"), "%s", e);
+
+    snprintf(args, sizeof args, "eval %s --no-plots --json", run);
+    cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
+    cJSON *j = cJSON_Parse(read_all("out.txt"));
+    cr_assert_not_null(j);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItem(j, "confusion_png")));
+    cJSON_Delete(j);
+
+    snprintf(args, sizeof args, "eval %s --out %s --split test", run, tmp);
+    cr_expect_eq(run_args(args), 0, "%s", read_all("err.txt"));
+    snprintf(path, sizeof path, "%s/confusion-test.png", tmp);
+    cr_expect_gt(file_size(path), 1000, "no %s", path);
+    snprintf(path, sizeof path, "%s/confusion-test.png", run);
+    cr_expect_lt(file_size(path), 0, "--out wrote into the run folder");
+
+    snprintf(args, sizeof args, "eval %s --split", run);
+    cr_expect_eq(run_args(args), 2);
+    cr_expect(strstr(read_all("err.txt"), "--split: the value is missing"), "%s", read_all("err.txt"));
+    cr_expect_eq(run_args("eval --help"), 0);
+    cr_expect(strstr(read_all("out.txt"), "usage: tlb eval"), "%s", read_all("out.txt"));
+}
+
+/* Issue 21: `tlb check` of a run's checkpoint says what it is (it used to
+ * say "tensor 'config.image_size' is missing"). */
+Test(use, check_of_a_checkpoint_says_it_is_not_golden)
+{
+    char run[1300], args[1600];
+    train_tiny(run, sizeof run, "chk", 0.003);
+    snprintf(args, sizeof args, "check %s/checkpoint.safetensors", run);
+    cr_expect_eq(run_args(args), 2);
+    const char *e = read_all("err.txt");
+    cr_expect(strstr(e, "a training checkpoint (tlb-c checkpoint 2), not a golden file"), "%s", e);
+    cr_expect_eq(count_lines(e), 1, "%s", e);
+}
+
+/* A PNG as 8-bit RGB (libpng's simplified API). */
+typedef struct {
+    int w, h;
+    uint8_t *px;
+} rgb_image;
+
+static rgb_image read_rgb_png(const char *path)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_file(&im, path), "%s: %s", path, im.message);
+    im.format = PNG_FORMAT_RGB;
+    rgb_image out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
+    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "%s: %s", path, im.message);
+    return out;
+}
+
+static int is_white(const rgb_image *im, int x, int y)
+{
+    const uint8_t *p = im->px + ((size_t)y * im->w + x) * 3;
+    return p[0] == 255 && p[1] == 255 && p[2] == 255;
+}
+
+/* Top-left corners of the cell x cell blocks with white above and to the
+ * left and no white pixel inside: the overlay cells (the heat map never
+ * blends to white), in reading order; returns how many (at most max). */
+static int overlay_cells(const rgb_image *im, int cell, int (*at)[2], int max)
+{
+    int n = 0;
+    for (int y = 1; y + cell <= im->h && n < max; y++)
+        for (int x = 1; x + cell <= im->w && n < max; x++) {
+            if (is_white(im, x, y) || !is_white(im, x - 1, y) || !is_white(im, x, y - 1)) continue;
+            int clean = 1;
+            for (int j = 0; j < cell && clean; j++)
+                for (int i = 0; i < cell && clean; i++) clean = !is_white(im, x + i, y + j);
+            if (clean) at[n][0] = x, at[n][1] = y, n++;
+        }
+    return n;
+}
+
+/* The largest channel difference between two cells. */
+static int cell_diff(const rgb_image *a, const int *pa, const rgb_image *b, const int *pb, int cell)
+{
+    int worst = 0;
+    for (int j = 0; j < cell; j++)
+        for (int i = 0; i < cell * 3; i++) {
+            const int d = abs(a->px[((size_t)(pa[1] + j) * a->w + pa[0]) * 3 + i] -
+                              b->px[((size_t)(pb[1] + j) * b->w + pb[0]) * 3 + i]);
+            if (d > worst) worst = d;
+        }
+    return worst;
+}
+
+/* Issue 21, 1: `tlb predict --attention` of the run's first test image draws
+ * the maps of the run's own attention.png, under both readouts. With
+ * last_fast the inference plan skips the last chunk's state update, and
+ * predict used to draw that chunk's attention as zeros (and, each map
+ * scaled min-max, the others differently). */
+Test(use, predict_attention_matches_the_runs_attention_png)
+{
+    const char *readouts[2] = {"last_fast", "state"};
+    for (int ro = 0; ro < 2; ro++) {
+        test_ensure_cifar10();
+        char text[1024], name[32];
+        snprintf(name, sizeof name, "att_%s", readouts[ro]);
+        snprintf(text, sizeof text,
+                 "image_size: 16\npatch_size: 4\nembed_dim: 16\nchunk_size: 4\nr: 2\nnum_layers: 1\nnum_heads: 1\n"
+                 "learning_rate: 0.003\neval_limit: 300\nbatch_size: 32\ntrain_limit: 256\nepochs: 1\nthreads: 1\n"
+                 "readout: %s\nname: %s\nout_dir: %s/runs\n",
+                 readouts[ro], name, tmp);
+        run_config c;
+        tlb_error err;
+        run_config_defaults(&c);
+        cr_assert_eq(run_config_parse(&c, text, strlen(text), "att.cfg", &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+        train_summary s;
+        cr_assert_eq(train_run(&c, NULL, &s, &err), 0, "%s", err.msg);
+
+        /* The first test image, the run's attention.png's first column, as a 32x32 PNG. */
+        char dir[1024], path[1400], png[128], att[128], args[4000];
+        snprintf(path, sizeof path, "%s/test_batch.bin", cifar10_default_dir(dir, sizeof dir));
+        FILE *fp = fopen(path, "rb");
+        cr_assert_not_null(fp, "%s", path);
+        uint8_t rec[3073], rgb[32 * 32 * 3];
+        cr_assert_eq(fread(rec, 1, sizeof rec, fp), sizeof rec);
+        fclose(fp);
+        for (int i = 0; i < 1024; i++)
+            for (int k = 0; k < 3; k++) rgb[3 * i + k] = rec[1 + k * 1024 + i];
+        snprintf(png, sizeof png, "%s/first.png", tmp);
+        write_png(png, 32, 32, rgb);
+        snprintf(att, sizeof att, "%s/att_%s.png", tmp, readouts[ro]);
+        snprintf(args, sizeof args, "predict %s %s --attention %s", s.run_dir, png, att);
+        cr_assert_eq(run_args(args), 0, "%s", read_all("err.txt"));
+
+        snprintf(path, sizeof path, "%s/attention.png", s.run_dir);
+        rgb_image run = read_rgb_png(path), pred = read_rgb_png(att);
+        const int cell = 128; /* 16 px images upsampled 8x */
+        int run_cells[64][2], pred_cells[16][2];
+        const int nrun = overlay_cells(&run, cell, run_cells, 64), npred = overlay_cells(&pred, cell, pred_cells, 16);
+        cr_assert_geq(npred, 5, "%s: %d overlay cells in predict's picture", readouts[ro], npred);
+        /* Predict's maps (max over rows, then 4 rows; maybe the image first) each match one of the run's. */
+        for (int k = npred - 5; k < npred; k++) {
+            int best = 256;
+            for (int q = 0; q < nrun; q++) {
+                const int d = cell_diff(&pred, pred_cells[k], &run, run_cells[q], cell);
+                if (d < best) best = d;
+            }
+            cr_expect_leq(best, 3, "%s: predict's map %d differs from every map of attention.png (by %d at best)",
+                          readouts[ro], k - (npred - 5), best);
+        }
+        free(run.px), free(pred.px);
+    }
+}
+
+/* Issue 21: `tlb COMMAND --help` prints the usage on stdout and exits 0
+ * (train and eval said "unknown option"); `tlb --version` exists. */
+Test(use, every_command_has_help)
+{
+    const char *cmds[] = {"train", "eval", "predict", "report", "check", "data"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[64];
+        snprintf(args, sizeof args, "%s --help", cmds[i]);
+        cr_expect_eq(run_args(args), 0, "%s: %s", args, read_all("err.txt"));
+        cr_expect(strstr(read_all("out.txt"), "usage: tlb "), "%s: %s", args, read_all("out.txt"));
+    }
+    cr_expect_eq(run_args("--version"), 0);
+    cr_expect(strncmp(read_all("out.txt"), "tlb ", 4) == 0, "%s", read_all("out.txt"));
+    cr_expect_eq(run_args("train --resume"), 2);
+    cr_expect(strstr(read_all("err.txt"), "--resume: the value is missing"), "%s", read_all("err.txt"));
+}

@@ -15,6 +15,11 @@ static int all_finite(const char *path, tlb_error *err)
     st_file f;
     if (st_open(&f, path, err) != 0) return 0; /* golden_check reports it */
     int rc = 0;
+    /* A training checkpoint is the commonest wrong file: say so. */
+    const char *format = st_meta(&f, "format");
+    if (format && strncmp(format, "tlb-c checkpoint", 16) == 0)
+        rc = tlb_fail(err, "%s: a training checkpoint (%s), not a golden file: evaluate it with"
+                           " `tlb eval RUN_DIR --checkpoint %s`", path, format, path);
     for (int t = 0; t < f.count && rc == 0; t++) {
         const st_tensor *x = &f.tensors[t];
         if (x->dtype != ST_F32) continue;
@@ -34,6 +39,10 @@ static int all_finite(const char *path, tlb_error *err)
 
 int cmd_check(int argc, char **argv)
 {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: tlb check FILE.safetensors...\n");
+        return 0;
+    }
     if (argc < 2) {
         fprintf(stderr, "usage: tlb check FILE.safetensors...\n");
         return 2;

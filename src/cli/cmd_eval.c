@@ -1,9 +1,12 @@
-/* tlb eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json]
+/* tlb eval RUN_DIR [--split val|test] [--checkpoint FILE|best] [--json] [--out DIR | --no-plots]
  * A trained model on a whole split: loss, top-1 and top-5 accuracy, per
  * class accuracy and the confusion matrix (printed, and as
- * RUN_DIR/confusion-SPLIT.png). The images are the run's own validation or
- * test split, as training evaluated them (eval_limit included). */
+ * confusion-SPLIT.png in RUN_DIR or --out DIR). The images are the run's
+ * own validation or test split, as training evaluated them (eval_limit
+ * included). The result is printed before the picture is written, so a
+ * read-only or full run folder loses only the picture. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +19,10 @@
 #include "train/trained_run.h"
 #include "util/plot.h"
 
-static int usage(void)
+static int usage(FILE *out)
 {
-    fprintf(stderr, "usage: tlb eval RUN_DIR [--split val|test] [--checkpoint FILE] [--json]\n");
-    return 2;
+    fprintf(out, "usage: tlb eval RUN_DIR [--split val|test] [--checkpoint FILE|best] [--json] [--out DIR | --no-plots]\n");
+    return out == stdout ? 0 : 2;
 }
 
 /* CIFAR-10 from data_dir, fetched when missing unless TLB_NO_FETCH is set
@@ -71,7 +74,7 @@ static void print_text(const trained_run *r, const eval_metrics *e, const char *
         for (int j = 0; j < V; j++) printf(" %5ld", e->confusion[(size_t)i * V + j]);
         printf("\n");
     }
-    printf("\nconfusion matrix plot: %s\n", png);
+    if (png) printf("\nconfusion matrix plot: %s\n", png);
 }
 
 static int print_json(const trained_run *r, const eval_metrics *e, const char *split, const char *png)
@@ -98,7 +101,8 @@ static int print_json(const trained_run *r, const eval_metrics *e, const char *s
         for (int c = 0; c < V; c++) cJSON_AddItemToArray(counts, cJSON_CreateNumber((double)e->confusion[(size_t)k * V + c]));
         cJSON_AddItemToArray(matrix, counts);
     }
-    cJSON_AddStringToObject(j, "confusion_png", png);
+    if (png) cJSON_AddStringToObject(j, "confusion_png", png);
+    else cJSON_AddNullToObject(j, "confusion_png");
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) return -1;
@@ -109,19 +113,26 @@ static int print_json(const trained_run *r, const eval_metrics *e, const char *s
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *run_dir = NULL, *checkpoint = NULL, *split_name = "val";
-    int json = 0;
+    const char *run_dir = NULL, *checkpoint = NULL, *split_name = "val", *out_dir = NULL;
+    int json = 0, plots = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--split") == 0 && i + 1 < argc) split_name = argv[++i];
         else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) checkpoint = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out_dir = argv[++i];
         else if (strcmp(argv[i], "--json") == 0) json = 1;
-        else if (argv[i][0] == '-') {
+        else if (strcmp(argv[i], "--no-plots") == 0) plots = 0;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(stdout);
+        else if (strcmp(argv[i], "--split") == 0 || strcmp(argv[i], "--checkpoint") == 0 ||
+                 strcmp(argv[i], "--out") == 0) {
+            fprintf(stderr, "tlb eval: %s: the value is missing\n", argv[i]);
+            return usage(stderr);
+        } else if (argv[i][0] == '-') {
             fprintf(stderr, "tlb eval: unknown option '%s'\n", argv[i]);
-            return usage();
+            return usage(stderr);
         } else if (!run_dir) run_dir = argv[i];
-        else return usage();
+        else return usage(stderr);
     }
-    if (!run_dir) return usage();
+    if (!run_dir || (out_dir && !plots)) return usage(stderr);
     eval_split split;
     if (strcmp(split_name, "val") == 0) split = EVAL_SPLIT_VAL;
     else if (strcmp(split_name, "test") == 0) split = EVAL_SPLIT_TEST;
@@ -131,6 +142,7 @@ int cmd_eval(int argc, char **argv)
     }
 
     tlb_error err;
+    err.msg[0] = '\0';
     trained_run r;
     /* The model takes an evaluation batch in one run. */
     if (trained_run_open(&r, run_dir, checkpoint, EVALUATE_BATCH, 0, &err) != 0) {
@@ -157,22 +169,33 @@ int cmd_eval(int argc, char **argv)
     eval_progress p = {isatty(2), -1, progress_now()};
     evaluate_run(&r.infer, l, &e, NULL, on_progress, &p);
 
-    char png[1400], title[128];
-    snprintf(png, sizeof png, "%s/confusion-%s.png", run_dir, split_name);
-    snprintf(title, sizeof title, "Confusion matrix, %s split (%ld images, accuracy %.4f)", split_name, e.count,
-             eval_accuracy(&e));
-    if (plot_confusion_png(png, title, e.confusion, e.num_classes, r.classes.ptr, &err) != 0) goto done;
+    char png[2100], title[128];
+    snprintf(png, sizeof png, "%s/confusion-%s.png", out_dir ? out_dir : run_dir, split_name);
+    /* The result first: a picture that cannot be written loses only itself. */
     if (json) {
-        if (print_json(&r, &e, split_name, png) != 0) {
+        if (print_json(&r, &e, split_name, plots ? png : NULL) != 0) {
             tlb_fail(&err, "out of memory");
             goto done;
         }
     } else {
-        print_text(&r, &e, split_name, png);
+        print_text(&r, &e, split_name, plots ? png : NULL);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        tlb_fail(&err, "writing standard output failed: %s", strerror(errno));
+        goto done;
+    }
+    snprintf(title, sizeof title, "Confusion matrix, %s split (%ld images, accuracy %.4f)", split_name, e.count,
+             eval_accuracy(&e));
+    if (plots && plot_confusion_png(png, title, e.confusion, e.num_classes, r.classes.ptr, &err) != 0) {
+        char why[sizeof err.msg];
+        snprintf(why, sizeof why, "%s", err.msg);
+        tlb_fail(&err, "%.900s (the result is above; --out DIR writes the picture elsewhere, --no-plots skips it)",
+                 why);
+        goto done;
     }
     status = 0;
 done:
-    if (status != 0) fprintf(stderr, "tlb eval: %s\n", err.msg);
+    if (status != 0 && err.msg[0]) fprintf(stderr, "tlb eval: %s\n", err.msg);
     eval_metrics_free(&e);
     loader_destroy(l);
     cifar10_free(&train_set);

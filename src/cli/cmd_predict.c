@@ -1,4 +1,4 @@
-/* tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE]
+/* tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE|best]
  * A trained model on the user's own PNG or JPEG files: the K most likely
  * classes with their probabilities, one line per image (or JSON), and
  * optionally the Keras example's picture for these images: each image
@@ -20,10 +20,10 @@
 /* Images per forward. */
 #define PREDICT_BATCH 64
 
-static int usage(void)
+static int usage(FILE *out)
 {
-    fprintf(stderr, "usage: tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE]\n");
-    return 2;
+    fprintf(out, "usage: tlb predict RUN_DIR IMAGE... [--top K] [--json] [--attention OUT.png] [--checkpoint FILE|best]\n");
+    return out == stdout ? 0 : 2;
 }
 
 /* Sorted class indices, most likely first (ties by index). */
@@ -39,7 +39,9 @@ static void rank_classes(int *order, const double *p, int n)
 }
 
 /* Attention maps of sample b of the last run: [1 + Ns, N], the max over
- * the state rows first, then each row. */
+ * the state rows first, then each row. The inference plan runs the last
+ * chunk's state update when the maps are asked for (INFER_ATTENTION), so
+ * every chunk is drawn as in the run's attention.png. */
 static void attention_maps(float *maps, const model_inference *inf, int b)
 {
     const int N = model_num_patches(&inf->model->config);
@@ -92,6 +94,10 @@ int cmd_predict(int argc, char **argv)
     if (!files) return 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            free(files);
+            return usage(stdout);
+        }
         else if (strcmp(argv[i], "--attention") == 0 && i + 1 < argc) attention_png = argv[++i];
         else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) checkpoint = argv[++i];
         else if (strcmp(argv[i], "--top") == 0 && i + 1 < argc) {
@@ -106,13 +112,13 @@ int cmd_predict(int argc, char **argv)
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "tlb predict: unknown option '%s'\n", argv[i]);
             free(files);
-            return usage();
+            return usage(stderr);
         } else if (!run_dir) run_dir = argv[i];
         else files[nfiles++] = argv[i];
     }
     if (!run_dir || nfiles == 0) {
         free(files);
-        return usage();
+        return usage(stderr);
     }
 
     tlb_error err;
@@ -210,7 +216,12 @@ int cmd_predict(int argc, char **argv)
     if (json) {
         char *text = cJSON_Print(all);
         cJSON_Delete(all);
-        if (text) printf("%s\n", text);
+        if (!text) {
+            fprintf(stderr, "tlb predict: out of memory for the JSON output\n");
+            status = 1;
+            goto done;
+        }
+        printf("%s\n", text);
         free(text);
     }
     if (attention_png) fprintf(stderr, "attention: %s\n", attention_png);

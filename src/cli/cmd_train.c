@@ -1,10 +1,11 @@
 /* tlb train CONFIG [--set key=value]... [--run I | --list]
- * tlb train --resume RUN_DIR [--accept-numerics]
+ * tlb train --resume RUN_DIR [--set key=value]... [--accept-numerics]
  * tlb report --out DIR RUN_DIR...  (a sweep's results table from finished runs)
  *
  * --list prints a sweep's runs, one "I<TAB>RUN_DIR" line each, and trains
  * nothing; --run I trains run I (0-based) of it alone: what a Slurm array
- * task or a GNU parallel job runs (experiments/sweep.sh). */
+ * task or a GNU parallel job runs (experiments/sweep.sh). A sweep started
+ * again skips its finished runs and resumes its interrupted ones. */
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -12,10 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "data/fetch.h"
 #include "train/dist.h"
+#include "train/init_from.h"
+#include "train/resume_sets.h"
+#include "train/run_files.h"
 #include "train/sweep_report.h"
 #include "train/trainer.h"
 
@@ -32,11 +37,12 @@ static void on_signal(int signo)
     stop_signal = signo;
 }
 
-static int usage(void)
+static int usage(FILE *out)
 {
-    fprintf(stderr, "usage: tlb train CONFIG [--set key=value]... [--run I | --list]\n"
-                    "       tlb train --resume RUN_DIR [--accept-numerics]\n");
-    return 2;
+    fprintf(out, "usage: tlb train CONFIG [--set key=value]... [--init-from RUN_DIR] [--run I | --list]\n"
+                 "       tlb train --resume RUN_DIR [--set key=value]... [--accept-numerics]\n"
+                 "A resume applies only --set epochs (constant learning rate), checkpoint_every and data_dir.\n");
+    return out == stdout ? 0 : 2;
 }
 
 /* An error line; a process other than rank 0 names itself. */
@@ -90,30 +96,52 @@ int cmd_train(int argc, char **argv)
 
 static int train_command(int argc, char **argv)
 {
-    const char *config_path = NULL, *resume = NULL, *only = NULL;
+    const char *config_path = NULL, *resume = NULL, *only = NULL, *init_from = NULL;
     const char *sets[256];
     int nsets = 0, accept_numerics = 0, list = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 256) sets[nsets++] = argv[++i];
         else if (strncmp(argv[i], "--set=", 6) == 0 && nsets < 256) sets[nsets++] = argv[i] + 6;
         else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) resume = argv[++i];
+        else if (strcmp(argv[i], "--init-from") == 0 && i + 1 < argc) init_from = argv[++i];
         else if (strcmp(argv[i], "--accept-numerics") == 0) accept_numerics = 1;
         else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--list") == 0) list = 1;
-        else if (argv[i][0] == '-') {
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(stdout);
+        else if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--run") == 0 ||
+                 strcmp(argv[i], "--init-from") == 0) {
+            fprintf(stderr, "tlb train: %s: the value is missing\n", argv[i]);
+            return usage(stderr);
+        } else if (argv[i][0] == '-') {
             fprintf(stderr, "tlb train: unknown option '%s'\n", argv[i]);
-            return usage();
+            return usage(stderr);
         } else if (!config_path) config_path = argv[i];
-        else return usage();
+        else return usage(stderr);
     }
-    if (!config_path == !resume || (accept_numerics && !resume) || ((only || list) && resume) || (only && list))
-        return usage();
+    if (!config_path == !resume || (accept_numerics && !resume) || ((only || list) && resume) || (only && list) ||
+        (init_from && resume))
+        return usage(stderr);
+    /* --init-from RUN is init_from=RUN, after the other sets. */
+    char init_set[1400];
+    if (init_from) {
+        if (snprintf(init_set, sizeof init_set, "init_from=%s", init_from) >= (int)sizeof init_set || nsets == 256) {
+            fprintf(stderr, "tlb train: --init-from: path too long\n");
+            return 2;
+        }
+        sets[nsets++] = init_set;
+    }
 
     tlb_error err;
     run_config config;
+    int epochs_was = 0;
     if (resume) {
         if (train_load_run_config(&config, resume, &err) != 0) {
             if (dist_rank() == 0) fprintf(stderr, "tlb train: %s\n", err.msg);
+            return 2;
+        }
+        /* Applied when it keeps what was trained, else refused: never ignored. */
+        if (resume_apply_sets(&config, sets, nsets, &epochs_was, &err) != 0) {
+            if (dist_rank() == 0) fprintf(stderr, "tlb train: %s: %s\n", resume, err.msg);
             return 2;
         }
     } else {
@@ -131,6 +159,10 @@ static int train_command(int argc, char **argv)
             return 2;
         }
         train_resolve_threads(&config); /* the sweep folder's hash as the runs' */
+        if (init_from_resolve(&config, &err) != 0) {
+            if (dist_rank() == 0) fprintf(stderr, "tlb train: %s\n", err.msg);
+            return 2;
+        }
         if (train_resolve_world(&config, NULL, &err) != 0) {
             if (dist_rank() == 0) fprintf(stderr, "%s\n", err.msg);
             return 2;
@@ -178,8 +210,18 @@ static int train_command(int argc, char **argv)
     for (int i = first; i <= last && status == 0; i++) {
         run_config run;
         run_config_expand(&config, i, &run);
-        if (runs > 1 && dist_rank() == 0) printf("== sweep run %d/%d: %s\n", i + 1, runs, run.name);
-        train_options opt = {resume, &stop_signal, 0, accept_numerics};
+        /* A sweep started again goes on where it stopped: a run folder with a
+         * checkpoint is resumed (train_run says when it is finished). */
+        char dir[1400], ckpt[1500];
+        const char *resume_dir = resume;
+        if (runs > 1) {
+            run_config_run_dir(&run, dir, sizeof dir);
+            snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
+            if (access(ckpt, F_OK) == 0) resume_dir = dir;
+            if (dist_rank() == 0)
+                printf("== sweep run %d/%d: %s%s\n", i + 1, runs, run.name, resume_dir ? " (resuming)" : "");
+        }
+        train_options opt = {resume_dir, &stop_signal, 0, accept_numerics, epochs_was};
         train_summary summary;
         status = train_run_fetching(&run, &opt, &summary, &err);
         if (status == 1 || status == 2) print_error(&err);
@@ -210,6 +252,10 @@ static int train_command(int argc, char **argv)
 
 int cmd_report(int argc, char **argv)
 {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: tlb report --out DIR RUN_DIR...\n");
+        return 0;
+    }
     if (argc < 4 || strcmp(argv[1], "--out") != 0) {
         fprintf(stderr, "usage: tlb report --out DIR RUN_DIR...\n");
         return 2;

@@ -1,4 +1,5 @@
 /* tlb: one binary, one subcommand per job. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,22 @@ static int usage(FILE *out)
     return out == stderr ? 2 : 0;
 }
 
+/* A result that could not be written (a full disk, > /dev/full) is a
+ * failure, not a success with an empty file. */
+static int check_stdout(const char *command, int status)
+{
+    errno = 0;
+    const int failed = fflush(stdout) != 0 || ferror(stdout);
+    if (!failed || status != 0) return status; /* a failed command has said why */
+    fprintf(stderr, "tlb %s: writing standard output failed: %s\n", command,
+            errno ? strerror(errno) : "an earlier write failed");
+    return status ? status : 1;
+}
+
+#ifndef TLB_VERSION
+#define TLB_VERSION "unknown"
+#endif
+
 int main(int argc, char **argv)
 {
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, which
@@ -35,9 +52,14 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) return usage(stderr);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)
-        return usage(stdout);
+        return check_stdout("help", usage(stdout));
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("tlb %s\n", TLB_VERSION);
+        return check_stdout("--version", 0);
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return check_stdout(commands[i].name, commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "tlb: unknown command '%s'\n", argv[1]);
     return usage(stderr);
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,11 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
     if (rc == 0) rc = st_writer_meta(&w, "config", config_text);
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)XXH3_64bits(config_text, strlen(config_text)));
     if (rc == 0) rc = st_writer_meta(&w, "config_xxh3", buf);
+    const train_tally *t2 = &pos->tally;
+    char tally[256];
+    snprintf(tally, sizeof tally, "%.17g %ld %ld %.17g %.17g %.17g %ld %d", t2->loss_sum, t2->correct, t2->seen,
+             t2->epoch_seconds, t2->wall_seconds, t2->compute_seconds, t2->images, t2->first_epochs);
+    if (rc == 0) rc = st_writer_meta(&w, "run_tally", tally);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "backends", numerics->backends);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "precision", numerics->precision);
     if (rc != 0) {
@@ -114,6 +120,55 @@ static uint64_t data_section_hash(const st_file *f)
     return XXH3_64bits(f->bytes + f->data_start, f->size - f->data_start);
 }
 
+/* Opens path as a checkpoint whose data section matches its data_xxh3. */
+static int open_checked(st_file *f, const char *path, tlb_error *err)
+{
+    if (st_open(f, path, err) != 0) return tlb_fail_prefix(err, "checkpoint");
+    const char *format = st_meta(f, "format"), *data_hash = st_meta(f, "data_xxh3");
+    char buf[32];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)data_section_hash(f));
+    int rc = 0;
+    if (!format || (strcmp(format, CHECKPOINT_FORMAT) != 0 && strcmp(format, CHECKPOINT_FORMAT_1) != 0))
+        rc = tlb_fail(err, "%s: not a tlb-c checkpoint (format '%s')", path, format ? format : "missing");
+    else if (!data_hash || strcmp(data_hash, buf) != 0)
+        rc = tlb_fail(err, "%s: corrupted: data hash %s, recorded %s", path, buf, data_hash ? data_hash : "none");
+    if (rc != 0) st_close(f);
+    return rc;
+}
+
+int checkpoint_data_hash(const char *path, char out[17], tlb_error *err)
+{
+    st_file f;
+    if (open_checked(&f, path, err) != 0) return -1;
+    snprintf(out, 17, "%s", st_meta(&f, "data_xxh3"));
+    st_close(&f);
+    return 0;
+}
+
+int checkpoint_load_params(const char *path, tlb_model *m, const char *data_xxh3, tlb_error *err)
+{
+    st_file f;
+    if (open_checked(&f, path, err) != 0) return -1;
+    int rc = 0;
+    if (data_xxh3 && strcmp(st_meta(&f, "data_xxh3"), data_xxh3) != 0)
+        rc = tlb_fail(err, "%s: its data hash is now %s, not the %s this run was started from", path,
+                      st_meta(&f, "data_xxh3"), data_xxh3);
+    const param_table *t = &m->layout.table;
+    for (int i = 0; i < t->count && rc == 0; i++) {
+        const param_entry *e = &t->entries[i];
+        const st_tensor *x = st_find(&f, e->name);
+        int same = x && x->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = x->shape[d] == e->shape[d];
+        if (!same)
+            rc = tlb_fail(err, "%s: parameter '%s' is %s: another architecture", path, e->name,
+                          x ? "of another shape" : "missing");
+        else
+            rc = st_read_f32(&f, e->name, m->params + e->offset, e->numel, err);
+    }
+    st_close(&f);
+    return rc;
+}
+
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
                     train_position *pos, uint64_t expected_hash, run_numerics *recorded, tlb_error *err)
 {
@@ -167,6 +222,19 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
             pos->epoch = (int)v[1];
             pos->batch_in_epoch = (int)v[2];
         }
+    }
+    memset(&pos->tally, 0, sizeof pos->tally);
+    const char *tally = st_meta(&f, "run_tally");
+    if (rc == 0 && tally) {
+        train_tally *t2 = &pos->tally;
+        int used = 0;
+        const int got = sscanf(tally, "%lf %ld %ld %lf %lf %lf %ld %d%n", &t2->loss_sum, &t2->correct, &t2->seen,
+                               &t2->epoch_seconds, &t2->wall_seconds, &t2->compute_seconds, &t2->images,
+                               &t2->first_epochs, &used);
+        if (got != 8 || tally[used] || !isfinite(t2->loss_sum) || !isfinite(t2->epoch_seconds) ||
+            !isfinite(t2->wall_seconds) || !isfinite(t2->compute_seconds) || t2->correct < 0 || t2->seen < 0 ||
+            t2->images < 0 || t2->first_epochs < 0)
+            rc = tlb_fail(err, "%s: corrupted: run_tally '%.60s' is not 8 numbers", path, tally);
     }
     if (rc == 0 && recorded) {
         const char *b = st_meta(&f, "backends"), *p = st_meta(&f, "precision");

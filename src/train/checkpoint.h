@@ -14,10 +14,25 @@
 #include "model/model.h"
 #include "train/numerics.h"
 
+/* What a resume needs to report the whole run, not its last part: the
+ * current epoch's sums so far, and the run's totals. Kept in the metadata
+ * ("run_tally"), not the data section: wall times differ between an
+ * interrupted run and an uninterrupted one whose data is bit-identical. */
+typedef struct {
+    double loss_sum;        /* current epoch: summed batch losses so far */
+    long correct, seen;     /* current epoch: correct predictions, images */
+    double epoch_seconds;   /* current epoch: seconds so far */
+    double wall_seconds;    /* the run so far, across resumes */
+    double compute_seconds; /* training steps alone, across resumes */
+    long images;            /* training images stepped on, across resumes */
+    int first_epochs;       /* the epochs of the config that named the folder, when a resume extended it; else 0 */
+} train_tally;
+
 typedef struct {
     long step;          /* optimizer steps done (AdamW's t) */
     int epoch;          /* current epoch (0-based) */
     int batch_in_epoch; /* batches of `epoch` already done */
+    train_tally tally;  /* zeros from a checkpoint written before it was recorded */
 } train_position;
 
 /* numerics (may be NULL) goes into the metadata as "backends" and
@@ -35,6 +50,16 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
  * strings for a file written before they were recorded. */
 int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v,
                     train_position *pos, uint64_t expected_hash, run_numerics *recorded, tlb_error *err);
+
+/* Fine-tuning: the parameters alone of another run's checkpoint (no
+ * moments, no position), whatever its config, into m: every parameter of
+ * m must be there with m's shape. The file's data hash is checked, and
+ * must equal `data_xxh3` (16 hex digits) unless that is NULL. */
+int checkpoint_load_params(const char *path, tlb_model *m, const char *data_xxh3, tlb_error *err);
+
+/* The recorded data_xxh3 of a checkpoint (16 hex digits), checked against
+ * its data section. */
+int checkpoint_data_hash(const char *path, char out[17], tlb_error *err);
 
 /* Removes the temporary files PATH.tmp.PID that a save killed before its
  * rename leaves behind, when PID is this process (call it before the first

@@ -3,6 +3,7 @@
 #include "ops/ops.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ static const key_def KEYS[] = {
     NEW_KEY("min_lr", K_DOUBLE, OFF(min_lr), NULL),
     NEW_KEY("label_smoothing", K_DOUBLE, OFF(label_smoothing), NULL),
     NEW_KEY("grad_clip", K_DOUBLE, OFF(grad_clip), NULL),
+    {"init_from", K_STR, OFF(init_from), sizeof(((run_config *)0)->init_from), 1, NULL, 1, NULL},
     {"threads", K_INT, OFF(threads), 0, 1, "system", 0, NULL},
     /* The MPI process count orders the gradient sums like threads do. */
     NEW_KEY("world_size", K_INT, OFF(world_size), NULL),
@@ -306,7 +308,7 @@ static int parse_double(scalar s, double *out)
     errno = 0;
     double v = strtod(s.text, &end);
     if (*end || errno == ERANGE || !isfinite(v)) return -1;
-    *out = v;
+    *out = v == 0 ? 0.0 : v; /* -0 and 0 are one setting: one canonical text, one run hash */
     return 0;
 }
 
@@ -695,6 +697,15 @@ static int check_number(const run_config *c, const char *key, double v, double l
  * put the key's origin in front. */
 static int check_model(const run_config *c, const tlb_model_config *m, tlb_error *err)
 {
+    /* The patches tile the image: blame the key given last (model_config_validate
+     * always names patch_size, even for an image_size: 15 under the default patch). */
+    if (m->patch_size > 0 && m->image_size % m->patch_size != 0) {
+        const int ik = key_index("image_size"), pk = key_index("patch_size");
+        const int li = c->line[ik] < 0 ? INT_MAX : c->line[ik], lp = c->line[pk] < 0 ? INT_MAX : c->line[pk];
+        if (li > lp)
+            return fail_key(err, key_where(c, ik), "image_size", "%d is not a multiple of patch_size %d",
+                            m->image_size, m->patch_size);
+    }
     tlb_error e;
     if (model_config_validate(m, &e) == 0) return 0;
     const int k = key_index(e.key);

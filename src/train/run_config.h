@@ -57,7 +57,7 @@ typedef struct {
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 45
+#define RUN_CONFIG_NUM_KEYS 46
 
 typedef struct {
     tlb_model_config model;  /* key_dim 0: absent, = embed_dim (the parser refuses a written 0) */
@@ -73,7 +73,7 @@ typedef struct {
     unsigned long long seed; /* 42 */
     int threads;             /* 0 = all cores */
     int world_size;          /* MPI processes (mpirun -np); a new run records its count (train_resolve_world) */
-    char backend[256];       /* "" = automatic; else an ops_select() spec */
+    char backend[256];       /* "" = automatic; else an ops_table_select() spec */
     char data_dir[1024];     /* "" = default cache */
     int micro_batch;         /* 0 = automatic from a memory budget */
     char out_dir[1024];      /* "runs" */
@@ -86,6 +86,10 @@ typedef struct {
     double min_lr;           /* cosine's final learning rate */
     double label_smoothing;  /* target (1 - e) one-hot + e / classes; 0 = off */
     double grad_clip;        /* clip the global L2 norm of the gradient to this; 0 = off */
+    /* Fine-tuning: "" = Keras initialisation; else the checkpoint whose
+     * parameters start the run, as "PATH@<its data_xxh3>" once resolved
+     * (train/init_from.h), so the run's hash names the exact weights. */
+    char init_from[1300];
     /* Augmentation beyond the seed's crop and flip (src/data; 0 = off). */
     double mixup_alpha;      /* mixup's Beta(alpha, alpha) */
     double cutmix_alpha;     /* cutmix's Beta(alpha, alpha) */

@@ -22,10 +22,10 @@ static int load_rows(run_files *f, int keep_epochs, tlb_error *err)
     if (!fp) return 0;
     while (fgets(line, sizeof line, fp)) {
         run_epoch_metrics r;
-        r.state_cosine = r.state_rank = NAN; /* absent from files written before these columns */
-        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
+        r.state_cosine = r.state_rank = r.learning_rate = NAN; /* absent from files written before these columns */
+        const int got = sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss,
                                &r.train_acc, &r.val_loss, &r.val_acc, &r.seconds, &r.images_per_second,
-                               &r.state_cosine, &r.state_rank);
+                               &r.state_cosine, &r.state_rank, &r.learning_rate);
         if (got < 7 || r.epoch > keep_epochs)
             continue; /* the header, or rows past the checkpoint being resumed */
         if (f->num_rows == f->capacity) {
@@ -47,6 +47,7 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", dir);
+    f->num_classes = c->model.num_classes;
     char data_dir[1024];
     cifar10_classes_load(&f->classes, c->data_dir[0] ? c->data_dir : cifar10_default_dir(data_dir, sizeof data_dir));
     size_t len = run_config_write_canonical(c, NULL, 0);
@@ -66,12 +67,13 @@ static int write_metrics(const run_files *f, tlb_error *err)
     if (!buf) return tlb_fail(err, "out of memory");
     len += (size_t)snprintf(buf + len, cap - len,
                             "epoch,train_loss,train_acc,val_loss,val_acc,seconds,images_per_second,"
-                            "state_cosine,state_rank\n");
+                            "state_cosine,state_rank,learning_rate\n");
     for (int i = 0; i < f->num_rows; i++) {
         const run_epoch_metrics *r = &f->rows[i];
-        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f\n",
+        len += (size_t)snprintf(buf + len, cap - len, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.2f,%.6f,%.3f,%.9g\n",
                                 r->epoch, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
-                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank);
+                                r->seconds, r->images_per_second, r->state_cosine, r->state_rank,
+                                r->learning_rate);
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/metrics.csv", f->dir);
@@ -104,7 +106,10 @@ static int write_curves(const run_files *f, tlb_error *err)
     snprintf(path, sizeof path, "%s/loss.png", f->dir);
     int rc = plot_lines_png(path, "Loss", "epoch", "cross-entropy", loss, 2, err);
     snprintf(path, sizeof path, "%s/accuracy.png", f->dir);
-    if (rc == 0) rc = plot_lines_png(path, "Accuracy", "epoch", "accuracy", acc, 2, err);
+    /* From 0 with chance marked, so a few points of accuracy do not look like a leap. */
+    const plot_line_options o = {.y_from_zero = 1, .reference_y = f->num_classes > 0 ? 1.0 / f->num_classes : 0,
+                                 .reference_label = "chance"};
+    if (rc == 0) rc = plot_lines_png_opts(path, "Accuracy", "epoch", "accuracy", acc, 2, &o, err);
     free(x);
     for (int k = 0; k < 4; k++) free(y[k]);
     return rc;
@@ -148,18 +153,29 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     snprintf(labels[0], sizeof labels[0], "max over %d rows", Ns);
     for (int k = 1; k < nmaps; k++) snprintf(labels[k], sizeof labels[k], "state row %d", k - 1);
     for (int k = 0; k < nmaps; k++) label_ptr[k] = labels[k];
+    /* Each column names the true class and the predicted one, "cat/dog":
+     * 21 characters at most for CIFAR-10's names, the width of a cell. */
+    char captions_text[4][64];
     const char *captions[4];
+    const int V = c->num_classes;
     for (int b = 0; b < count; b++) {
         float *mb = maps + (size_t)b * nmaps * N;
         model_slow_attention(m, b, mb + N, mb);
         const int label = batch->y[b];
-        captions[b] = label >= 0 && label < CIFAR10_NUM_CLASSES ? f->classes.names[label] : "";
+        int pred = 0;
+        for (int k = 1; k < V; k++)
+            if (m->logits[(size_t)b * V + k] > m->logits[(size_t)b * V + pred]) pred = k;
+        const int named = label >= 0 && label < CIFAR10_NUM_CLASSES && pred < CIFAR10_NUM_CLASSES;
+        snprintf(captions_text[b], sizeof captions_text[b], "%s/%s", named ? f->classes.names[label] : "?",
+                 named ? f->classes.names[pred] : "?");
+        captions[b] = captions_text[b];
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/attention.png", f->dir);
     const plot_overlays o = {.images = batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
                              .map_labels = label_ptr, .captions = captions};
-    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads)", &o, err);
+    int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads);"
+                                     " captions: true/predicted class", &o, err);
     free(maps), free(labels), free(label_ptr);
     return rc;
 }
@@ -176,6 +192,8 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     cJSON_AddNumberToObject(j, "test_accuracy", s->test_acc);
     cJSON_AddNumberToObject(j, "wall_seconds", s->wall_seconds);
     cJSON_AddNumberToObject(j, "train_images_per_second", s->images_per_second);
+    cJSON_AddNumberToObject(j, "train_images", (double)s->train_images);
+    if (s->extended_from) cJSON_AddNumberToObject(j, "extended_from_epochs", s->extended_from);
     cJSON_AddNumberToObject(j, "peak_rss_mib", s->peak_rss_mib);
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
@@ -208,6 +226,23 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     free(text);
     if (rc == 0) rc = write_attention(f, m, test, err);
     return rc;
+}
+
+int run_files_finished_epochs(const char *dir)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    char buf[16384];
+    const size_t k = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[k] = '\0';
+    cJSON *j = cJSON_Parse(buf);
+    const cJSON *e = cJSON_GetObjectItem(j, "epochs");
+    const int epochs = cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 1e6 ? (int)e->valuedouble : -1;
+    cJSON_Delete(j);
+    return epochs;
 }
 
 void run_files_close(run_files *f)

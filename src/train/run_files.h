@@ -18,6 +18,7 @@ typedef struct {
     /* The slow state's diversity on the validation images after the last
      * chunk (model/state_diversity.h); NaN in rows of older metrics.csv. */
     double state_cosine, state_rank;
+    double learning_rate; /* the rate of the epoch's last step; NaN in rows of older metrics.csv */
 } run_epoch_metrics;
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
     run_epoch_metrics *rows;
     int num_rows, capacity;
     cifar10_classes classes; /* for captions */
+    int num_classes;         /* chance accuracy on the accuracy curve: 1 / num_classes */
 } run_files;
 
 /* Writes config.cfg; keeps the first `keep_epochs` rows of an existing
@@ -38,6 +40,11 @@ int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *e
 int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader *test,
                      tlb_error *err);
 void run_files_close(run_files *f);
+
+/* The "epochs" of dir/summary.json (written when a run finishes), or -1
+ * when it is missing or unreadable: a run is finished when this reaches its
+ * config's epochs. */
+int run_files_finished_epochs(const char *dir);
 
 
 #endif

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "train/run_config.h"
 #include "train/run_files.h"
+#include "train/run_lock.h"
 #include "util/fs.h"
 #include "util/plot.h"
 
@@ -48,6 +50,7 @@ typedef struct {
     int *order; /* runs sorted by grid point, then seed */
     int ngroups;
     int *group_start; /* ngroups + 1 offsets into order */
+    int num_classes;  /* the first run's: chance accuracy is 1 / num_classes */
 } report;
 
 static int read_text(const char *path, char **out, tlb_error *err)
@@ -137,11 +140,53 @@ static int load_run(report *r, int i, const char *dir, run_config *cfg, tlb_erro
     return 0;
 }
 
+/* A run counts once: a folder named twice (by any path) is dropped from
+ * dirs (compacted in place, *count reduced). */
+static void drop_repeated_folders(const char **dirs, int *count)
+{
+    struct stat *id = malloc((size_t)*count * sizeof *id);
+    int n = 0;
+    for (int i = 0; i < *count; i++) {
+        int repeated = 0;
+        struct stat sb;
+        const int known = id && stat(dirs[i], &sb) == 0; /* else load_run names what is wrong */
+        for (int k = 0; k < n && known && !repeated; k++)
+            repeated = id[k].st_ino && id[k].st_dev == sb.st_dev && id[k].st_ino == sb.st_ino;
+        if (repeated) continue;
+        if (id) id[n] = known ? sb : (struct stat){0};
+        dirs[n++] = dirs[i];
+    }
+    free(id);
+    *count = n;
+}
+
+/* Two folders holding the same config (seed included) would count one
+ * replicate twice: refused, naming both. */
+static int refuse_repeated_configs(const report *r, const run_config *cfg, int count, tlb_error *err)
+{
+    uint64_t *h = malloc((size_t)count * sizeof *h);
+    if (!h) return tlb_fail(err, "out of memory");
+    for (int i = 0; i < count; i++) h[i] = run_config_hash(&cfg[i]);
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++)
+        for (int k = 0; k < i && rc == 0; k++)
+            if (h[i] == h[k])
+                rc = tlb_fail(err, "%s and %s hold the same config (seed %s, hash %016llx): one run would count as"
+                                   " two seeds; give one of them", r->runs[k].dir, r->runs[i].dir, r->runs[i].seed,
+                              (unsigned long long)h[i]);
+    free(h);
+    return rc;
+}
+
 /* Loads every run, finds the axes, sorts the runs into grid points. */
-static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
+static int report_load(report *r, char *const *given, int count, tlb_error *err)
 {
     memset(r, 0, sizeof *r);
     if (count < 1) return tlb_fail(err, "no runs to report");
+    const char **dirs = malloc((size_t)count * sizeof *dirs);
+    if (!dirs) return tlb_fail(err, "out of memory");
+    memcpy(dirs, given, (size_t)count * sizeof *dirs);
+    drop_repeated_folders(dirs, &count);
     r->nruns = count;
     r->runs = calloc((size_t)count, sizeof *r->runs);
     run_config *cfg = malloc((size_t)count * sizeof *cfg);
@@ -149,11 +194,13 @@ static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
     r->group_start = malloc(((size_t)count + 1) * sizeof *r->group_start);
     if (!r->runs || !cfg || !r->order || !r->group_start) {
         free(cfg);
+        free(dirs);
         report_free(r);
         return tlb_fail(err, "out of memory");
     }
     int rc = 0;
     for (int i = 0; i < count && rc == 0; i++) rc = load_run(r, i, dirs[i], &cfg[i], err);
+    free(dirs); /* the runs keep the caller's strings */
 
     /* Axes: result keys (not seed) whose value differs somewhere, in sweep order. */
     int keys[RUN_CONFIG_NUM_KEYS], nk = 0;
@@ -183,6 +230,8 @@ static int report_load(report *r, char *const *dirs, int count, tlb_error *err)
         run_config_value_text(&cfg[i], sk, r->runs[i].seed, sizeof r->runs[i].seed);
         for (int j = 0; j < nk; j++) run_config_value_text(&cfg[i], keys[j], r->runs[i].text[j], VALUE_LEN);
     }
+    if (rc == 0) rc = refuse_repeated_configs(r, cfg, count, err);
+    if (rc == 0) r->num_classes = cfg[0].model.num_classes;
     free(cfg);
     for (int j = 0; j < nk && rc == 0; j++) {
         report_axis *a = &r->axes[j];
@@ -373,6 +422,7 @@ static void write_tables(const report *r, text *csv, text *runs, text *md)
 static void plot_data(const report *r, sweep_plot *p)
 {
     memset(p, 0, sizeof *p);
+    p->chance = r->num_classes > 0 ? 1.0 / r->num_classes : 0;
     int xa = -1;
     for (int j = 0; j < r->naxes; j++) {
         const report_axis *a = &r->axes[j];
@@ -416,6 +466,8 @@ static void plot_data(const report *r, sweep_plot *p)
         if (!p->categorical) is_number(p->xnames[at], &x);
         const int k = p->lines[line].n++;
         p->lines[line].x[k] = x, p->lines[line].y[k] = s.mean, p->lines[line].err[k] = s.n > 1 ? s.sd : 0;
+        if (k == 0 || s.n < p->lines[line].seeds_min) p->lines[line].seeds_min = s.n;
+        if (s.n > p->lines[line].seeds_max) p->lines[line].seeds_max = s.n;
     }
     /* Side by side, a little, where error bars would overlap. */
     int bars = 0;
@@ -444,8 +496,14 @@ int sweep_report_plot_data(char *const *run_dirs, int count, sweep_plot *plot, t
 
 int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_error *err)
 {
+    /* One report at a time per folder, or two would mix their files. */
+    run_lock lock = {-1};
+    if (run_lock_acquire(&lock, out_dir, err) != 0) return -1;
     report r;
-    if (report_load(&r, run_dirs, count, err) != 0) return -1;
+    if (report_load(&r, run_dirs, count, err) != 0) {
+        run_lock_release(&lock);
+        return -1;
+    }
     text csv = {0}, runs = {0}, md = {0};
     write_tables(&r, &csv, &runs, &md);
     sweep_plot *p = malloc(sizeof *p);
@@ -463,9 +521,15 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
         plot_series series[SWEEP_PLOT_MAX_LINES];
         const double *bars[SWEEP_PLOT_MAX_LINES];
         const char *names[SWEEP_PLOT_MAX_POINTS];
+        char legend[SWEEP_PLOT_MAX_LINES][200];
         for (int l = 0; l < p->nlines; l++) {
-            series[l] = (plot_series){p->lines[l].label[0] ? p->lines[l].label : NULL, p->lines[l].x, p->lines[l].y,
-                                      p->lines[l].n};
+            /* n: the seeds behind each point, so a bar-less point of one run is not read as certain. */
+            char n[32];
+            if (p->lines[l].seeds_min == p->lines[l].seeds_max) snprintf(n, sizeof n, "n=%d", p->lines[l].seeds_min);
+            else snprintf(n, sizeof n, "n=%d-%d", p->lines[l].seeds_min, p->lines[l].seeds_max);
+            if (p->lines[l].label[0]) snprintf(legend[l], sizeof legend[l], "%.160s (%s)", p->lines[l].label, n);
+            else snprintf(legend[l], sizeof legend[l], "%s", n);
+            series[l] = (plot_series){legend[l], p->lines[l].x, p->lines[l].y, p->lines[l].n};
             bars[l] = p->lines[l].err;
         }
         for (int v = 0; v < p->nx; v++) names[v] = p->xnames[v];
@@ -473,12 +537,16 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
         int seeds = 0;
         for (int g = 0; g < r.ngroups; g++) seeds |= r.group_start[g + 1] - r.group_start[g] > 1;
         rc = fs_join(path, sizeof path, out_dir, "results.png", err);
+        /* From 0 with chance marked: differences drawn at their true scale. */
+        const plot_line_options o = {.errbars = bars, .xcats = p->categorical ? &cats : NULL, .y_from_zero = 1,
+                                     .reference_y = p->chance, .reference_label = "chance"};
         if (rc == 0)
-            rc = plot_lines_png_ex(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
-                               p->xlabel, "test accuracy", series, p->nlines, bars, p->categorical ? &cats : NULL, err);
+            rc = plot_lines_png_opts(path, seeds ? "Test accuracy (mean, bars: sd over seeds)" : "Test accuracy",
+                                     p->xlabel, "test accuracy", series, p->nlines, &o, err);
     }
     free(p);
     free(csv.p), free(runs.p), free(md.p);
     report_free(&r);
+    run_lock_release(&lock);
     return rc;
 }

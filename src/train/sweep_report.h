@@ -14,6 +14,10 @@
  *   results.png  test accuracy against one axis (the one with the most
  *                values, numbers before words), one line per combination of
  *                the other axes, error bars = sd where there are seeds */
+/* A run counts once: a folder given twice is read once, and two folders
+ * with the same config (seed included) are refused. out_dir is locked like
+ * a run folder (run_lock.h) while the report is written, so two reports
+ * into one folder never mix their files: the second is refused. */
 #ifndef TLB_SWEEP_REPORT_H
 #define TLB_SWEEP_REPORT_H
 
@@ -32,9 +36,11 @@ typedef struct {
     int categorical, nx;
     char xnames[SWEEP_PLOT_MAX_POINTS][32];
     int nlines;
+    double chance;  /* 1 / num_classes: the plot's reference line */
     struct {
         char label[160];
         int n;
+        int seeds_min, seeds_max; /* runs (seeds) per point, for the legend's n */
         double x[SWEEP_PLOT_MAX_POINTS], y[SWEEP_PLOT_MAX_POINTS], err[SWEEP_PLOT_MAX_POINTS];
     } lines[SWEEP_PLOT_MAX_LINES];
 } sweep_plot;

@@ -8,6 +8,7 @@
 
 #include "data/fetch.h"
 #include "ops/ops.h"
+#include "train/best_checkpoint.h"
 #include "train/numerics.h"
 #include "train/trainer.h"
 
@@ -24,7 +25,14 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
         return tlb_fail(err, "%s/config.cfg: num_classes: %d, but CIFAR-10 has %d classes to name", run_dir,
                         c->model.num_classes, CIFAR10_NUM_CLASSES);
 
-    if (checkpoint) {
+    if (checkpoint && strcmp(checkpoint, "best") == 0) {
+        /* The epoch with the best validation accuracy (best_checkpoint.h). */
+        if (best_checkpoint_path(r->checkpoint, sizeof r->checkpoint, run_dir) >= (int)sizeof r->checkpoint)
+            return tlb_fail(err, "%s: path too long", run_dir);
+        if (stat(r->checkpoint, &sb) != 0)
+            return tlb_fail(err, "%s: no best checkpoint (%s is missing): the run has not finished an epoch, or"
+                                 " was trained before best checkpoints were kept", run_dir, r->checkpoint);
+    } else if (checkpoint) {
         if (snprintf(r->checkpoint, sizeof r->checkpoint, "%s", checkpoint) >= (int)sizeof r->checkpoint)
             return tlb_fail(err, "%s: path too long", checkpoint);
         if (stat(checkpoint, &sb) == 0 && S_ISDIR(sb.st_mode))

@@ -22,7 +22,8 @@ typedef struct {
     cifar10_classes classes;
 } trained_run;
 
-/* Opens run_dir (checkpoint NULL: run_dir/checkpoint.safetensors) and plans
+/* Opens run_dir (checkpoint NULL: run_dir/checkpoint.safetensors; "best":
+ * run_dir/checkpoint-best.safetensors) and plans
  * inference (infer.h) for up to `capacity` samples a run, keeping what
  * `flags` asks for (INFER_STATE, INFER_ATTENTION). Every refusal is bad input (exit
  * 2) with one line naming the file: no such folder, no config.cfg, no

@@ -17,11 +17,13 @@
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
+#include "train/best_checkpoint.h"
 #include "train/checkpoint.h"
 #include "train/data_config.h"
 #include "train/dist.h"
 #include "train/evaluate.h"
 #include "train/init.h"
+#include "train/init_from.h"
 #include "train/lr_schedule.h"
 #include "train/progress.h"
 #include "train/run_files.h"
@@ -154,6 +156,61 @@ typedef struct {
     run_lock lock;
 } run_state;
 
+/* The tally a checkpoint records at this point of the run (checkpoint.h). */
+static train_tally tally_now(double loss_sum, long correct, long seen, double epoch_seconds, double wall_seconds,
+                             double compute_seconds, long images, int first_epochs)
+{
+    return (train_tally){loss_sum, correct, seen, epoch_seconds, wall_seconds, compute_seconds, images, first_epochs};
+}
+
+/* The config hash the run's checkpoints were written for before this
+ * resume's --set epochs, if any. */
+static uint64_t hash_before_extension(const run_config *c, const train_options *opt, uint64_t hash)
+{
+    if (!opt->resume_epochs_was) return hash;
+    run_config before = *c;
+    before.epochs = opt->resume_epochs_was;
+    return run_config_hash(&before);
+}
+
+/* Loads the checkpoint being resumed. When --set epochs extended the run,
+ * the checkpoint was written for the config before it (or, after a crash
+ * between the two renames of the extension, already for the new one). */
+static int load_resumed(const char *ckpt, run_state *s, const run_config *c, const train_options *opt,
+                        uint64_t hash, train_position *pos, run_numerics *was, tlb_error *err)
+{
+    const uint64_t first_hash = hash_before_extension(c, opt, hash);
+    if (checkpoint_load(ckpt, &s->model, s->adam_m, s->adam_v, pos, first_hash, was, err) == 0) return 0;
+    tlb_error second;
+    if (first_hash == hash || checkpoint_load(ckpt, &s->model, s->adam_m, s->adam_v, pos, hash, was, &second) != 0)
+        return -1;
+    return 0;
+}
+
+/* A resume that extends the run (--set epochs) records it: the checkpoint
+ * is rewritten for the new config before config.cfg is, so a crash between
+ * the two leaves a folder that the same command resumes. */
+static int record_extension(const char *ckpt, run_state *s, const run_config *c, const train_options *opt,
+                            uint64_t hash, train_position *pos, const run_numerics *numerics, tlb_error *err)
+{
+    if (!opt->resume_epochs_was || opt->resume_epochs_was == c->epochs) return 0;
+    if (!pos->tally.first_epochs) pos->tally.first_epochs = opt->resume_epochs_was;
+    const size_t len = run_config_write_canonical(c, NULL, 0);
+    char *text = malloc(len + 1);
+    if (!text) return tlb_fail(err, "out of memory");
+    run_config_write_canonical(c, text, len + 1);
+    int rc = checkpoint_save(ckpt, &s->model, s->adam_m, s->adam_v, pos, hash, text, numerics, err);
+    if (rc == 0)
+        rc = best_checkpoint_rehash(opt->resume_dir, &s->model, s->adam_m, s->adam_v,
+                                    hash_before_extension(c, opt, hash), hash, text, numerics, err);
+    free(text);
+    if (rc == 0)
+        fprintf(stderr, "extending the run from %d to %d epochs (recorded in config.cfg and summary.json;"
+                        " the folder keeps the name of the %d-epoch config)\n",
+                opt->resume_epochs_was, c->epochs, pos->tally.first_epochs);
+    return rc;
+}
+
 static void run_state_free(run_state *s)
 {
     loader_destroy(s->train);
@@ -248,7 +305,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     const int resuming = opt && opt->resume_dir;
     if (!resuming) train_resolve_threads(&resolved);
     const run_config *c = &resolved;
-    train_position pos = {0, 0, 0};
+    tlb_error init_err;
+    const int init_bad = !resuming && init_from_resolve(&resolved, &init_err) != 0;
+    train_position pos = {0, 0, 0, {0}};
     char ckpt[1300];
     int mb = 0, share_first = 0, share = 0;
     op_table ops;
@@ -257,6 +316,10 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     /* Setup: a failure on any process stops all of them (agree_status); the
      * run folder is rank 0's alone. */
     int local = 2;
+    if (init_bad) {
+        *err = init_err;
+        goto agree;
+    }
     if (train_resolve_world(&resolved, resuming ? opt->resume_dir : NULL, err) != 0) goto agree;
     if (c->threads > 0) omp_set_num_threads(c->threads);
     if (numerics_choose(&ops, c->backend, c->mixed_precision, err) != 0) goto agree;
@@ -291,13 +354,6 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     local = 1;
     if (open_data(&s, c, out, err) != 0) goto agree;
     local = 2;
-    if (lead) {
-        if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
-        /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
-         * checkpoint.safetensors.tmp.PID behind. */
-        checkpoint_remove_stale_tmp(ckpt, stderr);
-    }
-
     if (model_create(&s.model, &c->model, err) != 0) goto agree;
     model_use_ops(&s.model, &ops);
     n = model_num_params(&s.model);
@@ -323,7 +379,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (lead) {
         if (resuming) {
             run_numerics was;
-            if (checkpoint_load(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, &was, err) != 0) goto agree;
+            if (load_resumed(ckpt, &s, c, opt, hash, &pos, &was, err) != 0) goto agree;
+            if (pos.epoch > c->epochs || (pos.epoch == c->epochs && pos.batch_in_epoch > 0)) {
+                tlb_fail(err, "%s: epochs: %d is fewer than the %d the run has begun", out->run_dir, c->epochs,
+                         pos.epoch + (pos.batch_in_epoch > 0));
+                goto agree;
+            }
             /* Another backend or precision changes the numbers: the resumed run
              * would not continue the interrupted one bit for bit. */
             char why[400];
@@ -335,9 +396,33 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                 }
                 fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
             }
+            /* A finished run (summary.json) stays as it is: resuming it again
+             * would rewrite its summary from an evaluation alone. Checked
+             * after its checkpoint, which must still load. */
+            if (run_files_finished_epochs(out->run_dir) >= c->epochs) {
+                err->msg[0] = '\0';
+                local = 3;
+                goto agree;
+            }
         } else {
             init_keras(&s.model, c->seed);
+            /* Fine-tuning: another run's parameters, fresh moments. */
+            if (c->init_from[0]) {
+                if (init_from_load(c->init_from, &s.model, err) != 0) goto agree;
+                fprintf(stderr, "parameters from %s\n", c->init_from);
+            }
         }
+        /* The folder once everything it depends on has loaded: bad input leaves none. */
+        if (fs_mkdir_p(out->run_dir, err) != 0 || run_lock_acquire(&s.lock, out->run_dir, err) != 0) goto agree;
+        /* A run killed inside a checkpoint write (SIGKILL, power loss) leaves
+         * checkpoint.safetensors.tmp.PID behind. */
+        checkpoint_remove_stale_tmp(ckpt, stderr);
+        char best_ckpt[1400];
+        best_checkpoint_path(best_ckpt, sizeof best_ckpt, out->run_dir);
+        checkpoint_remove_stale_tmp(best_ckpt, stderr);
+        local = 1;
+        if (resuming && record_extension(ckpt, &s, c, opt, hash, &pos, &out->numerics, err) != 0) goto agree;
+        local = 2;
         if (run_files_open(&s.files, out->run_dir, c, resuming ? pos.epoch : 0, err) != 0) goto agree;
     }
     local = 1;
@@ -347,6 +432,15 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     local = 0;
 agree:
     status = agree_status(local, err);
+    if (status == 3) {
+        out->finished = 1;
+        out->epochs_done = c->epochs;
+        if (lead)
+            fprintf(console, "%s: finished (%d epochs, summary.json): nothing to do; to train longer:"
+                             " tlb train --resume %s --set epochs=N\n", out->run_dir, c->epochs, out->run_dir);
+        status = 0;
+        goto done;
+    }
     if (status != 0) goto done;
     status = 1;
     /* Every rank starts from rank 0's parameters, moments and position. */
@@ -385,17 +479,28 @@ agree:
         .first_row = share_first, .global_batch = c->batch_size};
     const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
-    long images_total = 0;
-    double compute_seconds = 0.0;
+    /* A resumed run counts what was done before it (checkpoint.h, train_tally). */
+    const double wall_before = pos.tally.wall_seconds;
+    /* The best validation accuracy so far (metrics.csv's rows), for the best checkpoint. */
+    double best_val = -1.0;
+    for (int i = 0; lead && i < s.files.num_rows; i++)
+        if (s.files.rows[i].val_acc > best_val) best_val = s.files.rows[i].val_acc;
+    long images_total = pos.tally.images;
+    double compute_seconds = pos.tally.compute_seconds;
+    const int first_epochs = pos.tally.first_epochs;
+    out->extended_from = first_epochs;
 
     for (int epoch = pos.epoch; epoch < c->epochs; epoch++) {
         const int steps = loader_num_batches(s.train);
         progress bar;
         progress_begin(&bar, console, steps);
+        if (dist_size() > 1) bar.is_tty = 0; /* mpirun may give rank 0 a pty even when its output goes to a file */
         fprintf(console, "Epoch %d/%d\n", epoch + 1, c->epochs);
-        double loss_sum = 0.0;
-        long correct = 0, seen = 0;
         const int first = epoch == pos.epoch ? pos.batch_in_epoch : 0;
+        /* A resumed epoch goes on from its sums so far. */
+        double loss_sum = first ? pos.tally.loss_sum : 0.0;
+        long correct = first ? pos.tally.correct : 0, seen = first ? pos.tally.seen : 0, seen_here = 0;
+        const double seconds_before = first ? pos.tally.epoch_seconds : 0.0;
         loader_start_epoch_at(s.train, epoch, first);
         const double t_epoch = progress_now();
         for (int step = first; step < steps; step++) {
@@ -429,13 +534,17 @@ agree:
             compute_seconds += progress_now() - t0;
             loss_sum += batch_loss;
             seen += batch->size;
+            seen_here += batch->size;
             images_total += batch->size;
-            progress_update(&bar, step + 1 - first, seen, loss_sum / seen, (double)correct / seen);
+            progress_update(&bar, step + 1 - first, seen_here, loss_sum / seen, (double)correct / seen);
+            const train_tally mid = tally_now(loss_sum, correct, seen, seconds_before + progress_now() - t_epoch,
+                                              wall_before + progress_now() - t_start, compute_seconds,
+                                              images_total, first_epochs);
 
             /* checkpoint_every: a kill loses at most that many steps. The
              * epoch's last step is saved at the epoch's end, after evaluation. */
             if (lead && c->checkpoint_every > 0 && pos.step % c->checkpoint_every == 0 && step + 1 < steps) {
-                const train_position at = {pos.step, epoch, step + 1};
+                const train_position at = {pos.step, epoch, step + 1, mid};
                 if (checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &at, hash, s.files.config_text,
                                     &out->numerics, err) != 0) {
                     fputc('\n', console);
@@ -450,6 +559,7 @@ agree:
             if (signalled || (opt && opt->stop_after_steps && pos.step >= opt->stop_after_steps)) {
                 pos.epoch = epoch;
                 pos.batch_in_epoch = step + 1;
+                pos.tally = mid;
                 fputc('\n', console);
                 if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
                 if (lead) {
@@ -465,8 +575,9 @@ agree:
         }
         run_epoch_metrics row = {.epoch = epoch + 1, .train_loss = seen ? loss_sum / seen : NAN,
                                  .train_acc = seen ? (double)correct / seen : NAN,
-                                 .seconds = progress_now() - t_epoch};
+                                 .seconds = seconds_before + progress_now() - t_epoch};
         row.images_per_second = seen / row.seconds;
+        row.learning_rate = lr_at_step(&lr, pos.step - 1); /* the epoch's last step's */
         state_diversity div;
         if (evaluate(&s.infer, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
         row.state_cosine = div.cosine;
@@ -475,26 +586,39 @@ agree:
         /* The slow state's rows after the last chunk: cosine 1 and rank 1 = collapsed. */
         snprintf(extra, sizeof extra, "val_loss: %.4f - val_acc: %.4f - state_cos: %.3f - state_rank: %.2f",
                  row.val_loss, row.val_acc, row.state_cosine, row.state_rank);
-        progress_end(&bar, seen, row.train_loss, row.train_acc, extra);
+        progress_end(&bar, seen_here, row.train_loss, row.train_acc, extra);
         pos.epoch = epoch + 1;
         pos.batch_in_epoch = 0;
+        pos.tally = tally_now(0.0, 0, 0, 0.0, wall_before + progress_now() - t_start, compute_seconds, images_total,
+                              first_epochs);
         if (check_ranks_agree(&s.model, s.adam_m, pos.step, err) != 0) goto done;
         /* Rank 0 writes; if that fails the others would wait in the next
          * step's reduction, so it ends them all. */
+        const int better = row.val_acc > best_val;
         if (lead && (run_files_add_epoch(&s.files, &row, err) != 0 ||
                      checkpoint_save(ckpt, &s.model, s.adam_m, s.adam_v, &pos, hash, s.files.config_text,
-                                     &out->numerics, err) != 0))
+                                     &out->numerics, err) != 0 ||
+                     (better && best_checkpoint_update(out->run_dir, ckpt, err) != 0)))
         {
             abort_all(err);
             goto done;
         }
+        if (better) best_val = row.val_acc;
         out->train_loss = row.train_loss;
         out->train_acc = row.train_acc;
         out->val_loss = row.val_loss;
         out->val_acc = row.val_acc;
         out->epochs_done = epoch + 1;
     }
-    if (out->epochs_done == 0 && pos.epoch >= c->epochs) out->epochs_done = pos.epoch;
+    if (out->epochs_done == 0 && pos.epoch >= c->epochs) {
+        /* Resumed after the last epoch (a stop during the final evaluation):
+         * the final training metrics are the last row's. */
+        out->epochs_done = pos.epoch;
+        if (lead && s.files.num_rows > 0) {
+            out->train_loss = s.files.rows[s.files.num_rows - 1].train_loss;
+            out->train_acc = s.files.rows[s.files.num_rows - 1].train_acc;
+        }
+    }
 
     state_diversity div;
     if (evaluate(&s.infer, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
@@ -502,8 +626,9 @@ agree:
         goto done;
     out->state_cosine = div.cosine;
     out->state_rank = div.rank;
-    out->wall_seconds = progress_now() - t_start;
+    out->wall_seconds = wall_before + progress_now() - t_start;
     out->images_per_second = compute_seconds > 0 ? images_total / compute_seconds : 0.0;
+    out->train_images = images_total;
     struct rusage usage;
     if (getrusage(RUSAGE_SELF, &usage) == 0) out->peak_rss_mib = (double)usage.ru_maxrss / 1024.0;
     fprintf(console, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,

@@ -15,6 +15,7 @@ typedef struct {
     volatile sig_atomic_t *stop_signal; /* set by SIGINT/SIGTERM handlers: finish the step, checkpoint, stop */
     long stop_after_steps;             /* tests: behave as if signalled after this many steps (0 = never) */
     int accept_numerics;               /* resume even if the backends or precision differ from the checkpoint's */
+    int resume_epochs_was;             /* a resume whose --set epochs changed config.cfg's: its value there, else 0 */
 } train_options;
 
 typedef struct {
@@ -22,7 +23,10 @@ typedef struct {
     int epochs_done;
     double train_loss, train_acc, val_loss, val_acc, test_loss, test_acc;
     double state_cosine, state_rank; /* the final slow state's diversity on the validation images */
-    double wall_seconds, images_per_second;
+    double wall_seconds, images_per_second; /* across resumes */
+    long train_images;      /* images trained on, across resumes */
+    int finished;           /* a resume of a finished run: nothing was done or written */
+    int extended_from;      /* the epochs the run folder was named for, when a resume extended it; else 0 */
     double peak_rss_mib;    /* the process's peak resident memory */
     size_t num_params;
     int micro_batch;
@@ -45,8 +49,9 @@ void train_resolve_threads(run_config *c);
  * message naming the mpirun command that would match. */
 int train_resolve_world(run_config *c, const char *resume_dir, tlb_error *err);
 
-/* Exit statuses: 0 done, 1 failure (message in err), 2 bad input, 128 + signal
- * when stopped by a signal after writing a checkpoint. */
+/* Exit statuses: 0 done (also a resume of a finished run, which changes
+ * nothing and sets summary->finished), 1 failure (message in err), 2 bad
+ * input, 128 + signal when stopped by a signal after writing a checkpoint. */
 int train_run(const run_config *config, const train_options *opt, train_summary *out,
               tlb_error *err);
 

@@ -326,6 +326,16 @@ int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, c
                       const plot_series *series, int nseries, const double *const *errbars,
                       const plot_categories *xcats, tlb_error *err)
 {
+    const plot_line_options o = {.errbars = errbars, .xcats = xcats};
+    return plot_lines_png_opts(path, title, xlabel, ylabel, series, nseries, &o, err);
+}
+
+int plot_lines_png_opts(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                        const plot_series *series, int nseries, const plot_line_options *o, tlb_error *err)
+{
+    const double *const *errbars = o->errbars;
+    const plot_categories *xcats = o->xcats;
+    const double ref = o->reference_y > 0 && isfinite(o->reference_y) ? o->reference_y : 0;
     if (xcats && (xcats->count < 1 || !xcats->names)) xcats = NULL;
     if (nseries < 0 || (nseries > 0 && !series)) return tlb_fail(err, "%s: bad series list (%d series)", path, nseries);
     int maxn = 0;
@@ -345,6 +355,8 @@ int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, c
             xint &= x == floor(x), yint &= y == floor(y);
         }
     const int have_data = xmn <= xmx;
+    if (have_data && o->y_from_zero) ymn = fmin(ymn, 0.0), yint = 0;
+    if (have_data && ref > 0) ymn = fmin(ymn, ref), ymx = fmax(ymx, ref);
     axis ax = make_axis(xmn, xmx, 7, xint);
     const axis ay = make_axis(ymn, ymx, 6, yint);
     if (xcats) ax = (axis){-0.5, xcats->count - 0.5, 0, 1, xcats->count, 0};
@@ -382,6 +394,11 @@ int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, c
         fill_rect(&c, left, y, pw, 1, GRID);
     }
     c.cx0 = left + 1, c.cy0 = top + 1, c.cx1 = left + pw - 1, c.cy1 = top + ph - 1;
+    if (have_data && ref > 0) { /* dashed, under the data */
+        const double ry = top + ph - (ref - ay.lo) * sy;
+        for (double x = left + 2; x < left + pw - 2; x += 10) cover_segment(&l, x, ry, fmin(x + 5, left + pw - 2), ry, 1.5);
+        layer_flush(&l, MUTED);
+    }
     for (int k = 0; k < nseries; k++) {
         const int m = sorted_points(&series[k], pts);
         int pen = 0;
@@ -392,7 +409,7 @@ int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, c
                 continue;
             }
             const double px = left + (pts[j].x - ax.lo) * sx, py = top + ph - (pts[j].y - ay.lo) * sy;
-            if (pen) cover_segment(&l, px0, py0, px, py, 2.0);
+            if (pen && !xcats) cover_segment(&l, px0, py0, px, py, 2.0);
             const double e = bar_of(errbars, k, pts[j].i) * sy;
             if (e > 0) {
                 cover_segment(&l, px, py - e, px, py + e, 1.5);
@@ -440,12 +457,17 @@ int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, c
 
     /* Legend: a framed box in whichever inside corner hides the least data. */
     int entries = 0, label_w = 0;
+    const int ref_entry = have_data && ref > 0 && o->reference_label && *o->reference_label;
     for (int k = 0; k < nseries; k++)
         if (series[k].label && *series[k].label) {
             entries++;
             fit_text(buf, sizeof buf, series[k].label, 1, pw / 2);
             if (text_width(buf, 1) > label_w) label_w = text_width(buf, 1);
         }
+    if (entries > 0 && ref_entry) {
+        entries++;
+        if (text_width(o->reference_label, 1) > label_w) label_w = text_width(o->reference_label, 1);
+    }
     if (entries > 0) {
         const int bw = 8 + 24 + 6 + label_w + 8, bh = 6 + 13 * entries + 3;
         const int xs[2] = {left + pw - 8 - bw, left + 8}, ys[2] = {top + 8, top + ph - 8 - bh};
@@ -462,12 +484,20 @@ int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, c
         for (int k = 0; k < nseries; k++) {
             if (!series[k].label || !*series[k].label) continue;
             const double cy = by + 6 + 13 * row + 3.5;
-            cover_segment(&l, bx + 8, cy, bx + 8 + 24, cy, 2.0);
+            if (!xcats) cover_segment(&l, bx + 8, cy, bx + 8 + 24, cy, 2.0);
             cover_marker(&l, bx + 8 + 12, cy, k % 4, 3.5);
             layer_flush(&l, plot_palette[k % PLOT_NUM_COLORS]);
             fit_text(buf, sizeof buf, series[k].label, 1, pw / 2);
             draw_text(&c, bx + 8 + 24 + 6, by + 6 + 13 * row, buf, 1, TEXT, 0);
             row++;
+        }
+        if (ref_entry) {
+            const double cy = by + 6 + 13 * row + 3.5;
+            cover_segment(&l, bx + 8, cy, bx + 8 + 9, cy, 1.5);
+            cover_segment(&l, bx + 8 + 15, cy, bx + 8 + 24, cy, 1.5);
+            layer_flush(&l, MUTED);
+            fit_text(buf, sizeof buf, o->reference_label, 1, pw / 2);
+            draw_text(&c, bx + 8 + 24 + 6, by + 6 + 13 * row, buf, 1, TEXT, 0);
         }
     }
 

@@ -40,12 +40,26 @@ int plot_lines_png(const char *path, const char *title, const char *xlabel, cons
                    const plot_series *series, int nseries, tlb_error *err);
 
 /* The same with error bars and, when xcats is not NULL, a categorical x
- * axis. errbars may be NULL, else errbars[k] (may be NULL) holds series k's
+ * axis (points not joined: plot_line_options). errbars may be NULL, else errbars[k] (may be NULL) holds series k's
  * half-lengths: a capped vertical line y +- errbars[k][i] in the series'
  * colour, inside the y limits (none where the value is not > 0). */
 int plot_lines_png_ex(const char *path, const char *title, const char *xlabel, const char *ylabel,
                       const plot_series *series, int nseries, const double *const *errbars,
                       const plot_categories *xcats, tlb_error *err);
+
+/* What plot_lines_png_opts adds to a chart (zero = nothing). */
+typedef struct {
+    const double *const *errbars;  /* as in plot_lines_png_ex */
+    /* Words on the x axis: each point is drawn with its bar, never joined
+     * to the next (no order runs between words). */
+    const plot_categories *xcats;
+    int y_from_zero;               /* the y axis includes 0 (accuracies: no magnified differences) */
+    double reference_y;            /* > 0: a dashed grey line at this y (chance accuracy), in the legend */
+    const char *reference_label;   /* its legend entry, e.g. "chance" */
+} plot_line_options;
+
+int plot_lines_png_opts(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                        const plot_series *series, int nseries, const plot_line_options *o, tlb_error *err);
 
 /* images: [count, S, S, 3] floats in [0,1] (clamped), channels last.
  * maps:   [count, G, G] attention scores, any range, row-major (row = y).
