@@ -59,6 +59,7 @@ struct op_case {
  *   dropout      B per_sample sample0     rate: < 0 passes a NULL ctx
  *   residual     n
  *   token_embed  N V D                    (ids [N] in labels, drawn in [0, V))
+ *   relu         n                        (inputs at least 1/16 from 0)
  * Returns NULL for an op the harness does not know. */
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed);

@@ -109,6 +109,11 @@ typedef void (*token_embed_forward_fn)(float *out, const int *ids, const float *
 typedef void (*token_embed_backward_fn)(float *dtable, const float *dout, const int *ids, int N,
                                         int V, int D);
 
+/* ReLU, max(x, 0) elementwise over n values (a NaN gives 0); backward
+ * dinp += dout where inp > 0 (relu'(0) taken as 0). The head's hidden layer. */
+typedef void (*relu_forward_fn)(float *out, const float *inp, size_t n);
+typedef void (*relu_backward_fn)(float *dinp, const float *dout, const float *inp, size_t n);
+
 typedef enum {
     TLB_BACKEND_REF,
     TLB_BACKEND_AVX2,
@@ -135,6 +140,7 @@ typedef int (*meanpool_prepare_fn)(int B, int T, int D, tlb_error *err);
 typedef int (*dropout_prepare_fn)(int B, size_t per_sample, tlb_error *err);
 typedef int (*residual_prepare_fn)(size_t n, tlb_error *err);
 typedef int (*token_embed_prepare_fn)(int N, int V, int D, tlb_error *err);
+typedef int (*relu_prepare_fn)(size_t n, tlb_error *err);
 
 /* From the op list (op_list.h): per op a struct `name_op` of its typed
  * forward/backward pair and set-up, an id TLB_OP_name, and a slot in the
