@@ -40,6 +40,9 @@ static void carve(model_inference *inf, arena *a)
             w->readout_rstd = arena_take(a, t * Ns);
         }
         w->pooled = arena_take(a, t * D);
+        const size_t Hh = (size_t)c->head_hidden;
+        w->hidden_pre = Hh ? arena_take(a, t * Hh) : NULL;
+        w->hidden = Hh ? arena_take(a, t * Hh) : NULL;
     }
 }
 
@@ -152,7 +155,7 @@ static block_acts tile_step(model_walk *w, int chunk, int s, const float *const 
 }
 
 /* Samples [b0, b0+n) on one workspace: the model's walk with dropout off. */
-static void run_tile(model_inference *inf, infer_workspace *ws, const float *img, const int *labels, int b0, int n)
+static void run_tile(model_inference *inf, infer_workspace *ws, const void *x, const int *labels, int b0, int n)
 {
     const tlb_model *m = inf->model;
     const tlb_model_config *c = &m->config;
@@ -166,6 +169,7 @@ static void run_tile(model_inference *inf, infer_workspace *ws, const float *img
     w.slow0 = ws->slow[0];
     w.readout_ln = ws->readout_ln, w.readout_mean = ws->readout_mean, w.readout_rstd = ws->readout_rstd;
     w.pooled = ws->pooled;
+    w.hidden_pre = ws->hidden_pre, w.hidden = ws->hidden;
     w.logits = inf->logits + (size_t)b0 * V;
     w.losses = inf->losses + b0;
     w.probs = inf->probs + (size_t)b0 * V;
@@ -177,10 +181,10 @@ static void run_tile(model_inference *inf, infer_workspace *ws, const float *img
     w.owner = ws;
     /* The last update only feeds the state and its attention maps. */
     w.skip_unread_update = !(inf->flags & (INFER_STATE | INFER_ATTENTION)) && c->readout != READOUT_STATE;
-    model_walk_forward(&w, img, labels, NULL, NULL);
+    model_walk_forward(&w, x, labels, NULL, NULL);
 }
 
-int model_inference_run(model_inference *inf, const float *img, const int *labels, int B, tlb_error *err)
+int model_inference_run(model_inference *inf, const void *x, const int *labels, int B, tlb_error *err)
 {
     if (B < 1 || B > inf->capacity)
         return tlb_fail(err, "inference on %d samples: the plan holds 1 to %d", B, inf->capacity);
@@ -190,7 +194,7 @@ int model_inference_run(model_inference *inf, const float *img, const int *label
     if (teams <= 1) { /* one tile at a time, the ops free to use every thread */
         for (int t = 0; t < tiles; t++) {
             const int b0 = t * tile;
-            run_tile(inf, &inf->ws[0], img, labels, b0, B - b0 < tile ? B - b0 : tile);
+            run_tile(inf, &inf->ws[0], x, labels, b0, B - b0 < tile ? B - b0 : tile);
         }
         return 0;
     }
@@ -206,7 +210,7 @@ int model_inference_run(model_inference *inf, const float *img, const int *label
 #pragma omp for schedule(static, 1)
         for (int t = 0; t < tiles; t++) {
             const int b0 = t * tile;
-            run_tile(inf, ws, img, labels, b0, B - b0 < tile ? B - b0 : tile);
+            run_tile(inf, ws, x, labels, b0, B - b0 < tile ? B - b0 : tile);
         }
     }
     return 0;

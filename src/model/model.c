@@ -84,6 +84,20 @@ size_t model_num_params(const tlb_model *m) { return m->layout.table.total; }
 
 void model_zero_grads(tlb_model *m) { memset(m->grads, 0, model_num_params(m) * sizeof(float)); }
 
+int model_check_tokens(const tlb_model *m, const int *ids, int B, tlb_error *err)
+{
+    const tlb_model_config *c = &m->config;
+    if (c->input != INPUT_TOKENS) return 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < c->seq_len; t++) {
+            const int id = ids[(size_t)b * c->seq_len + t];
+            if (id < 0 || id >= c->vocab_size)
+                return tlb_fail(err, "sample %d, token %d: id %d is outside [0, vocab_size %d)", b, t, id,
+                                c->vocab_size);
+        }
+    return 0;
+}
+
 /* Carves every activation and scratch buffer for B samples (arena protocol). */
 static void carve(tlb_model *m, arena *a, int B)
 {
@@ -111,6 +125,11 @@ static void carve(tlb_model *m, arena *a, int B)
         m->d_readout = arena_take(a, (size_t)B * Ns * D);
     }
     m->pooled = arena_take(a, (size_t)B * D);
+    const size_t Hh = (size_t)c->head_hidden;
+    m->hidden_pre = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
+    m->hidden = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
+    m->d_hidden = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
+    m->d_hidden_pre = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
     m->logits = arena_take(a, (size_t)B * V);
     m->probs = arena_take(a, (size_t)B * V);
     m->losses = arena_take(a, (size_t)B);
@@ -331,6 +350,10 @@ static model_walk training_walk(tlb_model *m, int B, int b0, int n, int shard)
         w.readout_rstd = m->readout_rstd + b0 * Ns;
     }
     w.pooled = m->pooled + b0 * D;
+    if (m->hidden) {
+        w.hidden_pre = m->hidden_pre + b0 * (size_t)c->head_hidden;
+        w.hidden = m->hidden + b0 * (size_t)c->head_hidden;
+    }
     w.logits = m->logits + b0 * V;
     w.losses = m->losses + b0;
     w.probs = m->probs + b0 * V;
@@ -368,7 +391,7 @@ static void record_step_inputs(tlb_model *m, int B)
     }
 }
 
-double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+double model_forward_targets(tlb_model *m, const void *x, const int *labels,
                              const model_targets *targets, int B, const model_dropout *drop)
 {
     if (model_check_batch(m, B, NULL) != 0) return NAN;
@@ -377,14 +400,14 @@ double model_forward_targets(tlb_model *m, const float *img, const int *labels,
     record_step_inputs(m, B);
     if (shards == 1) {
         model_walk w = training_walk(m, B, 0, B, 0);
-        model_walk_forward(&w, img, labels, targets, drop);
+        model_walk_forward(&w, x, labels, targets, drop);
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
         for (int s = 0; s < shards; s++) {
             shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
             model_walk w = training_walk(m, B, b0, shard_start(B, shards, s + 1) - b0, s);
-            model_walk_forward(&w, img, labels, targets, drop);
+            model_walk_forward(&w, x, labels, targets, drop);
         }
     }
     if (!labels) return 0.0;
@@ -393,14 +416,68 @@ double model_forward_targets(tlb_model *m, const float *img, const int *labels,
     return sum;
 }
 
-double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+double model_forward(tlb_model *m, const void *x, const int *labels, int B,
                      const model_dropout *drop)
 {
-    return model_forward_targets(m, img, labels, NULL, B, drop);
+    return model_forward_targets(m, x, labels, NULL, B, drop);
 }
 
 /* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
-static void backward_shard(tlb_model *m, const float *img, const int *labels,
+/* 1. The input stage's backward from d_tokens (the gradient of the
+ * LayerNorm's output): the LayerNorm, the position table (summed over the
+ * chunks with pos_emb: chunk), and the patch convolution's weights or the
+ * token table's scatter-add. */
+static void input_backward(tlb_model *m, const void *x, float *g, const float *d_tokens, int b0, int n)
+{
+    const op_table *ops = &m->ops;
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const float *w = m->params;
+    const int D = c->embed_dim, N = model_num_patches(c), rows = model_pos_rows(c);
+    const size_t tok_at = (size_t)b0 * N * D;
+    float *d_tok = m->d_tok + tok_at;
+    memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
+    ops->layernorm.backward(d_tok, g + l->input_ln_gamma, g + l->input_ln_beta, d_tokens, m->tok + tok_at,
+                            w + l->input_ln_gamma, m->tok_mean + (size_t)b0 * N, m->tok_rstd + (size_t)b0 * N,
+                            n * N, D);
+    ops->posemb.backward(NULL, g + l->pos_emb, d_tok, n * (N / rows), rows, D);
+    if (c->input == INPUT_TOKENS) {
+        ops->token_embed.backward(g + l->token_table, d_tok, (const int *)x + (size_t)b0 * N, n * N, c->vocab_size,
+                                  D);
+    } else {
+        const int S = c->image_size;
+        ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
+                                 (const float *)x + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, c->patch_size,
+                                 D);
+    }
+}
+
+/* 3. The head's backward: d_pooled [n, D] from the logits' gradient, through
+ * the hidden ReLU layer when there is one. */
+static void head_backward(tlb_model *m, const block_kernels *k, float *g, const float *d_logits, int b0, int n)
+{
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const int D = c->embed_dim, Hh = c->head_hidden, V = c->num_classes;
+    float *d_pooled = m->d_pooled + (size_t)b0 * D;
+    const float *pooled = m->pooled + (size_t)b0 * D;
+    memset(d_pooled, 0, (size_t)n * D * sizeof(float));
+    if (Hh == 0) {
+        kernels_dense_backward(k, d_pooled, g, d_logits, pooled, m->params, l->head_kernel, l->head_bias, n, D, V);
+        return;
+    }
+    const size_t at = (size_t)b0 * Hh, len = (size_t)n * Hh;
+    float *d_hidden = m->d_hidden + at, *d_pre = m->d_hidden_pre + at;
+    memset(d_hidden, 0, len * sizeof(float));
+    memset(d_pre, 0, len * sizeof(float));
+    kernels_dense_backward(k, d_hidden, g, d_logits, m->hidden + at, m->params, l->head_kernel, l->head_bias, n,
+                           Hh, V);
+    k->ops->relu.backward(d_pre, d_hidden, m->hidden_pre + at, len);
+    kernels_dense_backward(k, d_pooled, g, d_pre, pooled, m->params, l->head_hidden_kernel, l->head_hidden_bias,
+                           n, D, Hh);
+}
+
+static void backward_shard(tlb_model *m, const void *x, const int *labels,
                            const model_targets *targets, int B, int b0, int n, float loss_scale,
                            const model_dropout *drop, float *g, int shard)
 {
@@ -408,7 +485,7 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     const block_kernels k = {ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL};
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
-    const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
+    const int D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
     const int Ns = model_num_state(c), T = model_stream_rows_max(c);
     const float *w = m->params;
@@ -421,14 +498,12 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     /* 3. Head. */
     float *d_logits = m->d_logits + (size_t)b0 * V, *d_pooled = m->d_pooled + (size_t)b0 * D;
     memset(d_logits, 0, (size_t)n * V * sizeof(float));
-    memset(d_pooled, 0, (size_t)n * D * sizeof(float));
     ops->softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
                                   V);
     for (int b = b0; b < b0 + n; b++)
         if (targets_soft(targets, b))
             targets_grad_correction(m->d_logits + (size_t)b * V, V, labels[b], targets, b, loss_scale);
-    kernels_dense_backward(&k, d_pooled, g, d_logits, m->pooled + (size_t)b0 * D, w, l->head_kernel,
-                           l->head_bias, n, D, V);
+    head_backward(m, &k, g, d_logits, b0, n);
     /* Local copies: the shard swaps its own stream-gradient buffers. */
     float *d_stream[2] = {m->d_stream[STREAM_FAST] + stream_at, m->d_stream[STREAM_SLOW] + stream_at};
     float *d_tmp = m->d_tmp + stream_at;
@@ -490,25 +565,17 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
             for (size_t k = 0; k < (size_t)Ns * D; k++) dst[k] += src[k];
         }
 
-    /* 1. Patch embedding. */
-    float *d_tok = m->d_tok + tok_at;
-    memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
-    ops->layernorm.backward(d_tok, g + l->patch_ln_gamma, g + l->patch_ln_beta, d_tokens,
-                               m->tok + tok_at, w + l->patch_ln_gamma, m->tok_mean + (size_t)b0 * N,
-                               m->tok_rstd + (size_t)b0 * N, n * N, D);
-    ops->posemb.backward(NULL, g + l->pos_emb, d_tok, n, N, D);
-    ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
-                                img + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, P, D);
+    input_backward(m, x, g, d_tokens, b0, n);
 }
 
-void model_backward_targets(tlb_model *m, const float *img, const int *labels,
+void model_backward_targets(tlb_model *m, const void *x, const int *labels,
                             const model_targets *targets, int B, float loss_scale,
                             const model_dropout *drop)
 {
     if (model_check_batch(m, B, NULL) != 0) return;
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        backward_shard(m, img, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
+        backward_shard(m, x, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
         return;
     }
     const size_t np = model_num_params(m);
@@ -521,7 +588,7 @@ void model_backward_targets(tlb_model *m, const float *img, const int *labels,
             memset(g, 0, np * sizeof(float));
         }
         const int b0 = shard_start(B, shards, s);
-        backward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
+        backward_shard(m, x, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
                        drop, g, s);
     }
     /* Shards' weight gradients in shard order: deterministic for a shard count. */
@@ -533,10 +600,10 @@ void model_backward_targets(tlb_model *m, const float *img, const int *labels,
     }
 }
 
-void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+void model_backward(tlb_model *m, const void *x, const int *labels, int B, float loss_scale,
                     const model_dropout *drop)
 {
-    model_backward_targets(m, img, labels, NULL, B, loss_scale, drop);
+    model_backward_targets(m, x, labels, NULL, B, loss_scale, drop);
 }
 
 state_diversity model_state_diversity(const tlb_model *m, int B, double *work)

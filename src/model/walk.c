@@ -28,24 +28,64 @@ void model_params_to_bf16(const tlb_model *m, uint16_t *params16)
     }
 }
 
-void model_walk_forward(model_walk *w, const float *img, const int *labels, const model_targets *targets,
+/* 1. The input stage: the batch's tokens [n*N, D] embedded (image patches
+ * through the patch convolution, or token ids through the table), the
+ * position table added (every token's row, or a chunk's rows repeated per
+ * chunk: the op then sees n*N/C "samples" of C tokens), and the LayerNorm. */
+static void input_forward(model_walk *w, const void *x)
+{
+    const tlb_model *m = w->model;
+    const op_table *ops = w->kernels.ops;
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const int D = c->embed_dim, N = model_num_patches(c), n = w->n, b0 = w->b0;
+    const float *p = m->params;
+    if (c->input == INPUT_TOKENS) {
+        ops->token_embed.forward(w->tok, (const int *)x + (size_t)b0 * N, p + l->token_table, n * N, c->vocab_size, D);
+    } else {
+        const int S = c->image_size;
+        ops->patch_conv.forward(w->tok, (const float *)x + (size_t)b0 * S * S * 3, p + l->conv_kernel,
+                                p + l->conv_bias, n, S, c->patch_size, D);
+    }
+    const int rows = model_pos_rows(c);
+    ops->posemb.forward(w->tok, w->tok, p + l->pos_emb, n * (N / rows), rows, D);
+    ops->layernorm.forward(w->tokens, w->tok_mean, w->tok_rstd, w->tok, p + l->input_ln_gamma,
+                           p + l->input_ln_beta, n * N, D);
+}
+
+/* 3. The head: pooled [n, D], through the hidden ReLU layer when there is
+ * one, to the logits. */
+static void head_forward(model_walk *w)
+{
+    const tlb_model *m = w->model;
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const int D = c->embed_dim, Hh = c->head_hidden, V = c->num_classes, n = w->n;
+    const float *p = m->params;
+    if (Hh > 0) {
+        kernels_dense_forward(&w->kernels, w->hidden_pre, w->pooled, p, l->head_hidden_kernel, l->head_hidden_bias,
+                              n, D, Hh);
+        w->kernels.ops->relu.forward(w->hidden, w->hidden_pre, (size_t)n * Hh);
+        kernels_dense_forward(&w->kernels, w->logits, w->hidden, p, l->head_kernel, l->head_bias, n, Hh, V);
+    } else {
+        kernels_dense_forward(&w->kernels, w->logits, w->pooled, p, l->head_kernel, l->head_bias, n, D, V);
+    }
+}
+
+void model_walk_forward(model_walk *w, const void *x, const int *labels, const model_targets *targets,
                         const model_dropout *drop)
 {
     const tlb_model *m = w->model;
     const op_table *ops = w->kernels.ops;
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
-    const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
+    const int D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
     const int Ns = model_num_state(c), n = w->n, b0 = w->b0;
     const size_t state_len = (size_t)Ns * D;
     const float *p = m->params;
 
-    /* 1. The input stage: patch embedding. */
-    ops->patch_conv.forward(w->tok, img + (size_t)b0 * S * S * 3, p + l->conv_kernel, p + l->conv_bias, n, S, P, D);
-    ops->posemb.forward(w->tok, w->tok, p + l->pos_emb, n, N, D);
-    ops->layernorm.forward(w->tokens, w->tok_mean, w->tok_rstd, w->tok, p + l->patch_ln_gamma,
-                           p + l->patch_ln_beta, n * N, D);
+    input_forward(w, x);
     for (int b = 0; b < n; b++) {
         float *dst = w->slow0 + (size_t)b * state_len;
         if (c->state_init == STATE_INIT_LEARNED) memcpy(dst, p + l->state_init, state_len * sizeof(float));
@@ -90,7 +130,7 @@ void model_walk_forward(model_walk *w, const float *img, const int *labels, cons
     } else {
         ops->meanpool.forward(w->pooled, stream[STREAM_FAST], n, C, D);
     }
-    kernels_dense_forward(&w->kernels, w->logits, w->pooled, p, l->head_kernel, l->head_bias, n, D, V);
+    head_forward(w);
     if (w->final_state) memcpy(w->final_state, slow, (size_t)n * state_len * sizeof(float));
     if (!labels) return;
     ops->softmax_xent.forward(w->losses, w->probs, w->logits, labels + b0, n, V);
@@ -105,8 +145,14 @@ int model_walk_prepare(const tlb_model *m, const block_kernels *k, int n, size_t
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int D = c->embed_dim, N = model_num_patches(c), Ns = model_num_state(c), V = c->num_classes;
+    const int rows = model_pos_rows(c), Hh = c->head_hidden;
     if (n < 1) return 0;
-    if (o->patch_conv.prepare && o->patch_conv.prepare(n, c->image_size, c->patch_size, D, err) != 0) return -1;
+    if (c->input == INPUT_TOKENS) {
+        if (o->token_embed.prepare && o->token_embed.prepare(n * N, c->vocab_size, D, err) != 0) return -1;
+    } else if (o->patch_conv.prepare && o->patch_conv.prepare(n, c->image_size, c->patch_size, D, err) != 0) {
+        return -1;
+    }
+    if (o->posemb.prepare && o->posemb.prepare(n * (N / rows), rows, D, err) != 0) return -1;
     if (o->layernorm.prepare && o->layernorm.prepare(n * N, D, err) != 0) return -1;
     for (int s = 0; s < l->num_steps; s++) {
         const cell_step *st = &l->steps[s];
@@ -115,7 +161,11 @@ int model_walk_prepare(const tlb_model *m, const block_kernels *k, int n, size_t
             return -1;
     }
     if (c->readout == READOUT_STATE && o->layernorm.prepare && o->layernorm.prepare(n * Ns, D, err) != 0) return -1;
-    if (kernels_dense_prepare(k, n, D, V, staging, err) != 0) return -1;
+    if (Hh > 0) {
+        if (kernels_dense_prepare(k, n, D, Hh, staging, err) != 0) return -1;
+        if (o->relu.prepare && o->relu.prepare((size_t)n * Hh, err) != 0) return -1;
+    }
+    if (kernels_dense_prepare(k, n, model_head_in(c), V, staging, err) != 0) return -1;
     if (o->softmax_xent.prepare && o->softmax_xent.prepare(n, V, err) != 0) return -1;
     return 0;
 }

@@ -1,5 +1,5 @@
-/* The forward walk of the model, written once: the input stage (patch
- * embedding), every (chunk, step) of the wiring's schedule, the readout, the
+/* The forward walk of the model, written once: the input stage (patch or
+ * token embedding, position table, LayerNorm), every (chunk, step) of the wiring's schedule, the readout, the
  * head and the loss, over samples [b0, b0+n) of a batch. Training (model.c)
  * and inference (infer.c) run this same walk; they differ only in where it
  * keeps what it computes:
@@ -24,6 +24,7 @@ struct model_walk {
     float *slow0;                              /* [n, Ns, D] */
     float *readout_ln, *readout_mean, *readout_rstd; /* readout: state */
     float *pooled, *logits;                    /* [n, D], [n, V] */
+    float *hidden_pre, *hidden;                /* [n, Hh] the head's hidden layer before and after ReLU */
     float *losses, *probs;                     /* [n], [n, V] (with labels) */
     float *final_state;                        /* [n, Ns, D] copy of the last state, or NULL */
     block_scratch scratch;
@@ -42,8 +43,9 @@ struct model_walk {
     int skip_unread_update;
 };
 
-/* Runs the walk; dropout as model_forward (NULL or !training: off). */
-void model_walk_forward(model_walk *w, const float *img, const int *labels, const model_targets *targets,
+/* Runs the walk on the input batch x (model_forward says what it holds);
+ * dropout as model_forward (NULL or !training: off). */
+void model_walk_forward(model_walk *w, const void *x, const int *labels, const model_targets *targets,
                         const model_dropout *drop);
 
 /* Plan time: every kernel a forward and backward walk over n samples calls,
