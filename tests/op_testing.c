@@ -150,8 +150,8 @@ static void attention_fwd(op_case *c)
 {
     const attention_op *o = c->impl;
     const int *d = c->dim;
-    o->forward(c->out[0].x, c->out[1].x, c->in[0].x, c->in[1].x, c->in[2].x, d[0], d[1], d[2],
-               d[3], d[4], c->dropp);
+    o->forward(c->out[0].x, c->out[1].x, c->in[0].x, c->in[1].x, c->in[2].x, c->labels, d[0], d[1],
+               d[2], d[3], d[4], c->dropp);
 }
 static void attention_bwd(op_case *c, unsigned m)
 {
@@ -341,6 +341,13 @@ static void build_relu(op_case *c, const int *d, uint64_t seed)
     add_out(c, "out", (size_t)d[0]);
     c->forward = relu_fwd;
     c->backward = relu_bwd;
+}
+
+void opt_case_mask_keys(op_case *c, const int *kv_len)
+{
+    const int B = c->dim[0];
+    c->labels = own(c, (size_t)B * sizeof(int));
+    memcpy(c->labels, kv_len, (size_t)B * sizeof(int));
 }
 
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],

@@ -80,6 +80,15 @@ static inline int model_num_state(const tlb_model_config *c)
     return c->num_state_tokens > 0 ? c->num_state_tokens : c->chunk_size;
 }
 
+/* Padded sequences: of a sequence of len tokens (1..T), the valid tokens in
+ * chunk ch (0..C; the rest padding), and the chunk of its last token. */
+static inline int model_chunk_tokens(const tlb_model_config *c, int len, int ch)
+{
+    const int v = len - ch * c->chunk_size;
+    return v < 0 ? 0 : v > c->chunk_size ? c->chunk_size : v;
+}
+static inline int model_last_chunk(const tlb_model_config *c, int len) { return (len - 1) / c->chunk_size; }
+
 /* Each enum's words in the order of its values, NULL-terminated: the one
  * table that config files, config.cfg, summaries and messages use. */
 extern const char *const tlb_wiring_names[];

@@ -46,6 +46,7 @@ typedef struct {
     float *readout_ln, *readout_mean, *readout_rstd; /* [tile*Ns, D], [tile*Ns] x2 (readout: state) */
     float *pooled;                             /* [tile, D] */
     float *hidden_pre, *hidden;                /* [tile, Hh] the head's hidden layer (head_hidden) */
+    int *kv_len;                               /* [tile] a chunk's valid tokens (input: tokens) */
 } infer_workspace;
 
 struct model_inference {
@@ -76,6 +77,11 @@ void model_inference_free(model_inference *inf);
  * with labels also probs and losses. Allocates nothing; another B is refused
  * (-1 with err). */
 int model_inference_run(model_inference *inf, const void *x, const int *labels, int B, tlb_error *err);
+
+/* The same for padded sequences (model_forward_padded): lengths[b] valid
+ * tokens of sample b, NULL = every sample whole. */
+int model_inference_run_padded(model_inference *inf, const void *x, const int *lengths, const int *labels, int B,
+                               tlb_error *err);
 
 /* The final state's diversity over the B samples of the last run (INFER_STATE;
  * NaN without it). work: Ns * Ns doubles. */

@@ -84,6 +84,17 @@ size_t model_num_params(const tlb_model *m) { return m->layout.table.total; }
 
 void model_zero_grads(tlb_model *m) { memset(m->grads, 0, model_num_params(m) * sizeof(float)); }
 
+int model_check_lengths(const tlb_model *m, const int *lengths, int B, tlb_error *err)
+{
+    const tlb_model_config *c = &m->config;
+    if (!lengths) return 0;
+    if (c->input != INPUT_TOKENS) return tlb_fail(err, "sequence lengths given for an image model");
+    for (int b = 0; b < B; b++)
+        if (lengths[b] < 1 || lengths[b] > c->seq_len)
+            return tlb_fail(err, "sample %d: length %d is outside [1, seq_len %d]", b, lengths[b], c->seq_len);
+    return 0;
+}
+
 int model_check_tokens(const tlb_model *m, const int *ids, int B, tlb_error *err)
 {
     const tlb_model_config *c = &m->config;
@@ -141,6 +152,11 @@ static void carve(tlb_model *m, arena *a, int B)
     m->d_tok = arena_take(a, (size_t)B * N * D);
     m->d_pooled = arena_take(a, (size_t)B * D);
     m->d_logits = arena_take(a, (size_t)B * V);
+    /* Padded sequences (input: tokens): a chunk's valid tokens per sample
+     * (ints in float-sized slots) and the held state gradients. */
+    const int tokens = c->input == INPUT_TOKENS;
+    m->kv_len = tokens ? (int *)arena_take(a, (size_t)B) : NULL;
+    m->d_hold = tokens ? arena_take(a, (size_t)B * Ns * D) : NULL;
 }
 
 size_t model_plan_bytes(const tlb_model *m, int B)
@@ -362,6 +378,7 @@ static model_walk training_walk(tlb_model *m, int B, int b0, int n, int shard)
     w.chunk_stride = (size_t)B * C * D;
     w.state_in = m->slow_in ? m->slow_in + b0 * Ns * D : NULL;
     w.state_stride = (size_t)B * Ns * D;
+    w.kv_len = m->kv_len + b0;
     w.step = training_step;
     return w;
 }
@@ -394,12 +411,19 @@ static void record_step_inputs(tlb_model *m, int B)
 double model_forward_targets(tlb_model *m, const void *x, const int *labels,
                              const model_targets *targets, int B, const model_dropout *drop)
 {
+    return model_forward_padded(m, x, NULL, labels, targets, B, drop);
+}
+
+double model_forward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                            const model_targets *targets, int B, const model_dropout *drop)
+{
     if (model_check_batch(m, B, NULL) != 0) return NAN;
     const int shards = model_shards_for(m, B);
     if (m->params16) model_params_to_bf16(m, m->params16);
     record_step_inputs(m, B);
     if (shards == 1) {
         model_walk w = training_walk(m, B, 0, B, 0);
+        w.lengths = lengths;
         model_walk_forward(&w, x, labels, targets, drop);
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
@@ -407,6 +431,7 @@ double model_forward_targets(tlb_model *m, const void *x, const int *labels,
             shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
             model_walk w = training_walk(m, B, b0, shard_start(B, shards, s + 1) - b0, s);
+            w.lengths = lengths;
             model_walk_forward(&w, x, labels, targets, drop);
         }
     }
@@ -423,6 +448,30 @@ double model_forward(tlb_model *m, const void *x, const int *labels, int B,
 }
 
 /* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
+/* Padded sequences, before chunk ch's backward: a sample whose last valid
+ * token is here receives its readout's gradient over its valid tokens
+ * (readout: last_fast); one with no valid token here keeps the gradient of
+ * its state aside (d_hold) and lets nothing through the chunk, whose update
+ * it skipped (restored after the chunk, in backward_shard). */
+static void padded_chunk_grads_in(tlb_model *m, int ch, const int *len, int n, const float *d_pooled,
+                                  float *const d_stream[2], float *d_hold)
+{
+    const tlb_model_config *c = &m->config;
+    const int D = c->embed_dim, C = c->chunk_size;
+    const size_t state_len = (size_t)model_num_state(c) * D;
+    for (int b = 0; b < n; b++) {
+        const int valid = model_chunk_tokens(c, len[b], ch);
+        if (c->readout == READOUT_LAST_FAST && valid > 0 && model_last_chunk(c, len[b]) == ch)
+            m->ops.meanpool.backward(d_stream[STREAM_FAST] + (size_t)b * C * D, d_pooled + (size_t)b * D, 1, valid,
+                                     D);
+        if (valid == 0) {
+            float *d_slow = d_stream[STREAM_SLOW] + b * state_len;
+            memcpy(d_hold + b * state_len, d_slow, state_len * sizeof(float));
+            memset(d_slow, 0, state_len * sizeof(float));
+        }
+    }
+}
+
 /* 1. The input stage's backward from d_tokens (the gradient of the
  * LayerNorm's output): the LayerNorm, the position table (summed over the
  * chunks with pos_emb: chunk), and the patch convolution's weights or the
@@ -477,7 +526,7 @@ static void head_backward(tlb_model *m, const block_kernels *k, float *g, const 
                            n, D, Hh);
 }
 
-static void backward_shard(tlb_model *m, const void *x, const int *labels,
+static void backward_shard(tlb_model *m, const void *x, const int *lengths, const int *labels,
                            const model_targets *targets, int B, int b0, int n, float loss_scale,
                            const model_dropout *drop, float *g, int shard)
 {
@@ -493,6 +542,8 @@ static void backward_shard(tlb_model *m, const void *x, const int *labels,
     const size_t stream_at = (size_t)b0 * T * D; /* the stream-gradient buffers' shard window */
     const size_t fast_bytes = (size_t)n * C * D * sizeof(float);
     const size_t slow_bytes = (size_t)n * Ns * D * sizeof(float);
+    const int *len = lengths ? lengths + b0 : NULL;
+    float *d_hold = m->d_hold + state_at;
     (void)B;
 
     /* 3. Head. */
@@ -517,7 +568,7 @@ static void backward_shard(tlb_model *m, const void *x, const int *labels,
                                    d_ro, model_trace_slow(m, nchunks - 1) + state_at,
                                    w + l->readout_ln_gamma, m->readout_mean + (size_t)b0 * Ns,
                                    m->readout_rstd + (size_t)b0 * Ns, n * Ns, D);
-    } else {
+    } else if (!len) { /* padded sequences: at each one's last chunk, below */
         ops->meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
     }
 
@@ -531,6 +582,7 @@ static void backward_shard(tlb_model *m, const void *x, const int *labels,
         const int skip_update = ch == nchunks - 1 && c->readout == READOUT_LAST_FAST;
         const int last = skip_update ? l->num_steps - 1 : l->num_steps;
         if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, fast_bytes);
+        if (len) padded_chunk_grads_in(m, ch, len, n, d_pooled, d_stream, d_hold);
         for (int s = last - 1; s >= 0; s--) {
             const cell_step *st = &l->steps[s];
             const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
@@ -548,6 +600,11 @@ static void backward_shard(tlb_model *m, const void *x, const int *labels,
             d_stream[st->query] = d_tmp;
             d_tmp = swap;
         }
+        if (len) /* a sample with no valid token here passed its state through */
+            for (int b = 0; b < n; b++)
+                if (model_chunk_tokens(c, len[b], ch) == 0)
+                    memcpy(d_stream[STREAM_SLOW] + (size_t)b * Ns * D, d_hold + (size_t)b * Ns * D,
+                           (size_t)Ns * D * sizeof(float));
         /* d_stream[FAST] is now the gradient of chunk ch's input tokens. */
         const float *dchunk = d_stream[STREAM_FAST];
         for (int b = 0; b < n; b++) {
@@ -568,14 +625,13 @@ static void backward_shard(tlb_model *m, const void *x, const int *labels,
     input_backward(m, x, g, d_tokens, b0, n);
 }
 
-void model_backward_targets(tlb_model *m, const void *x, const int *labels,
-                            const model_targets *targets, int B, float loss_scale,
-                            const model_dropout *drop)
+void model_backward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                           const model_targets *targets, int B, float loss_scale, const model_dropout *drop)
 {
     if (model_check_batch(m, B, NULL) != 0) return;
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        backward_shard(m, x, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
+        backward_shard(m, x, lengths, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
         return;
     }
     const size_t np = model_num_params(m);
@@ -588,7 +644,7 @@ void model_backward_targets(tlb_model *m, const void *x, const int *labels,
             memset(g, 0, np * sizeof(float));
         }
         const int b0 = shard_start(B, shards, s);
-        backward_shard(m, x, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
+        backward_shard(m, x, lengths, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
                        drop, g, s);
     }
     /* Shards' weight gradients in shard order: deterministic for a shard count. */
@@ -598,6 +654,12 @@ void model_backward_targets(tlb_model *m, const void *x, const int *labels,
         for (int s = 1; s < shards; s++) sum += m->shard_grads[(size_t)(s - 1) * np + i];
         m->grads[i] = sum;
     }
+}
+
+void model_backward_targets(tlb_model *m, const void *x, const int *labels, const model_targets *targets, int B,
+                            float loss_scale, const model_dropout *drop)
+{
+    model_backward_padded(m, x, NULL, labels, targets, B, loss_scale, drop);
 }
 
 void model_backward(tlb_model *m, const void *x, const int *labels, int B, float loss_scale,

@@ -72,6 +72,11 @@ typedef struct {
     size_t staging_n;
 
     float *state_pe;        /* [Ns, D] the fixed sinusoid table (state_init: sinusoid), not a parameter */
+    /* Padded sequences (input: tokens only): a chunk's valid tokens per
+     * sample [B], and the state gradients a fully padded chunk holds aside
+     * [B, Ns, D]. */
+    int *kv_len;
+    float *d_hold;
 } tlb_model;
 
 /* Dropout for one forward/backward: off when rate == 0 or !training. The key
@@ -137,6 +142,23 @@ double model_forward_targets(tlb_model *m, const void *x, const int *labels,
 void model_backward_targets(tlb_model *m, const void *x, const int *labels,
                             const model_targets *targets, int B, float loss_scale,
                             const model_dropout *drop);
+
+/* Padded sequences (input: tokens): samples of different lengths in one
+ * batch, x [B, seq_len] with sample b's lengths[b] (1..seq_len) tokens first
+ * and any ids after them (padding). Each sample's logits, loss and
+ * gradients are those of its own tokens: padded keys are masked in every
+ * attention that reads the fast stream, a chunk with no valid token leaves
+ * the slow state as it was (sinusoid included), and the last_fast readout
+ * pools the valid tokens of the sample's last chunk. lengths NULL: every
+ * sample whole, model_forward_targets/model_backward_targets bit for bit.
+ * The backward needs the lengths of the forward just run. */
+double model_forward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                            const model_targets *targets, int B, const model_dropout *drop);
+void model_backward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                           const model_targets *targets, int B, float loss_scale, const model_dropout *drop);
+/* -1 with a message when a length is outside [1, seq_len] or lengths are
+ * given to an image model; 0 for NULL. */
+int model_check_lengths(const tlb_model *m, const int *lengths, int B, tlb_error *err);
 
 void model_zero_grads(tlb_model *m);
 

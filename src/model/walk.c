@@ -72,6 +72,28 @@ static void head_forward(model_walk *w)
     }
 }
 
+/* The end of chunk ch of padded sequences: a sample whose last valid token
+ * is in this chunk pools its fast stream's valid tokens (readout: last_fast);
+ * one with no valid token here keeps the state it had before the chunk, the
+ * sinusoid not added either (`updated`: the slow update ran). */
+static void padded_chunk_end(model_walk *w, int ch, const float *const stream[2], int updated)
+{
+    const tlb_model *m = w->model;
+    const tlb_model_config *c = &m->config;
+    const int D = c->embed_dim, C = c->chunk_size, n = w->n;
+    const int *len = w->lengths + w->b0;
+    const size_t state_len = (size_t)model_num_state(c) * D;
+    for (int b = 0; b < n; b++) {
+        const int valid = w->kv_len[b];
+        if (c->readout == READOUT_LAST_FAST && valid > 0 && model_last_chunk(c, len[b]) == ch)
+            w->kernels.ops->meanpool.forward(w->pooled + (size_t)b * D, stream[STREAM_FAST] + (size_t)b * C * D, 1,
+                                             valid, D);
+        if (valid == 0 && updated)
+            memcpy((float *)stream[STREAM_SLOW] + b * state_len, w->slow_prev + b * state_len,
+                   state_len * sizeof(float));
+    }
+}
+
 void model_walk_forward(model_walk *w, const void *x, const int *labels, const model_targets *targets,
                         const model_dropout *drop)
 {
@@ -93,6 +115,7 @@ void model_walk_forward(model_walk *w, const void *x, const int *labels, const m
     }
 
     /* 2. The recurrent cell over the chunks. */
+    const int *len = w->lengths ? w->lengths + b0 : NULL;
     const float *slow = w->slow0;
     const float *stream[2] = {NULL, NULL};
     for (int ch = 0; ch < nchunks; ch++) {
@@ -100,12 +123,20 @@ void model_walk_forward(model_walk *w, const void *x, const int *labels, const m
         for (int b = 0; b < n; b++)
             memcpy(chunk + (size_t)b * C * D, w->tokens + ((size_t)b * N + (size_t)ch * C) * D,
                    (size_t)C * D * sizeof(float));
+        w->slow_prev = slow;
         if (m->state_pe) { /* sinusoid: the table is added before the chunk reads the state */
             float *in = w->state_in + (size_t)ch * w->state_stride;
             for (int b = 0; b < n; b++)
                 for (size_t k = 0; k < state_len; k++)
                     in[b * state_len + k] = slow[b * state_len + k] + m->state_pe[k];
             slow = in;
+        }
+        /* Padded sequences: each sample's valid tokens in this chunk, the
+         * keys the fast stream offers (the rest masked). */
+        const int *kv_fast = NULL;
+        if (len) {
+            for (int b = 0; b < n; b++) w->kv_len[b] = model_chunk_tokens(c, len[b], ch);
+            kv_fast = w->kv_len;
         }
         stream[STREAM_FAST] = chunk, stream[STREAM_SLOW] = slow;
         const int last = ch == nchunks - 1 && w->skip_unread_update ? l->num_steps - 1 : l->num_steps;
@@ -115,19 +146,22 @@ void model_walk_forward(model_walk *w, const void *x, const int *labels, const m
             block_acts a = w->step(w, ch, s, stream);
             const block_dropout bd = model_step_dropout(m, drop, ch, s, b0);
             block_forward(&a, &w->scratch, &w->kernels, p, &l->attn[st->attn], &l->ffn[st->ffn],
-                          stream[st->query], stream[st->kv], m->dims, n, Tq, Tk, &bd);
+                          stream[st->query], stream[st->kv], st->kv == STREAM_FAST ? kv_fast : NULL, m->dims, n,
+                          Tq, Tk, &bd);
             stream[st->query] = a.out;
         }
+        if (len) padded_chunk_end(w, ch, stream, last == l->num_steps);
         slow = stream[STREAM_SLOW];
     }
 
     /* 3. Readout (the last chunk's fast stream, which the slow update read,
-     * or the final state), head and loss. */
+     * or the final state), head and loss. Padded sequences pooled their own
+     * last chunk's valid tokens as it ran (padded_chunk_end). */
     if (c->readout == READOUT_STATE) {
         ops->layernorm.forward(w->readout_ln, w->readout_mean, w->readout_rstd, slow, p + l->readout_ln_gamma,
                                p + l->readout_ln_beta, n * Ns, D);
         ops->meanpool.forward(w->pooled, w->readout_ln, n, Ns, D);
-    } else {
+    } else if (!len) {
         ops->meanpool.forward(w->pooled, stream[STREAM_FAST], n, C, D);
     }
     head_forward(w);
@@ -167,5 +201,8 @@ int model_walk_prepare(const tlb_model *m, const block_kernels *k, int n, size_t
     }
     if (kernels_dense_prepare(k, n, model_head_in(c), V, staging, err) != 0) return -1;
     if (o->softmax_xent.prepare && o->softmax_xent.prepare(n, V, err) != 0) return -1;
+    /* Padded sequences pool one sample's valid tokens at a time. */
+    for (int t = 1; c->input == INPUT_TOKENS && c->readout == READOUT_LAST_FAST && t <= c->chunk_size; t++)
+        if (o->meanpool.prepare && o->meanpool.prepare(1, t, D, err) != 0) return -1;
     return 0;
 }

@@ -18,6 +18,11 @@ struct model_walk {
     const tlb_model *model;
     block_kernels kernels;
     int b0, n; /* the samples this walk runs */
+    /* Padded sequences (input: tokens): lengths[b] valid tokens of global
+     * sample b, or NULL (every sample whole). kv_len [n] is the walk's
+     * scratch for a chunk's valid tokens per sample. */
+    const int *lengths;
+    int *kv_len;
 
     /* Input stage and head buffers, at the walk's first sample. */
     float *tok, *tok_mean, *tok_rstd, *tokens; /* [n*N, D], [n*N] x2, [n*N, D] */
@@ -37,6 +42,10 @@ struct model_walk {
      * and stream[1] (slow). */
     block_acts (*step)(model_walk *w, int chunk, int s, const float *const stream[2]);
     void *owner;
+
+    /* The state before the current chunk (before the sinusoid is added):
+     * set by the walk, read by `step` so that it does not write over it. */
+    const float *slow_prev;
 
     /* Skip the last chunk's slow-state update when nothing reads it (the
      * head reads the last fast stream and no final state is asked for). */

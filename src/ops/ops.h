@@ -52,11 +52,15 @@ typedef void (*gelu_backward_fn)(float *dinp, const float *dout, const float *in
 /* Multi-head scaled dot-product attention core for B samples:
  * q[B*Tq, H*K], k and v[B*Tk, H*K] (head h = columns h*K .. h*K+K-1);
  * probs[B, H, Tq, Tk] receives the softmax (before dropout, kept for backward);
- * out[B*Tq, H*K] = dropout(probs) @ v per head. Tk <= TLB_MAX_KEYS. */
+ * out[B*Tq, H*K] = dropout(probs) @ v per head. Tk <= TLB_MAX_KEYS.
+ * kv_len[B] (NULL: every key) masks padded keys: sample b attends to its first
+ * kv_len[b] keys (0..Tk) only; the others get probability exactly 0, and
+ * with none a query's probabilities and output are 0. Backward needs no mask:
+ * it reads probs, whose zeros pass no gradient to masked keys. */
 #define TLB_MAX_KEYS 1024
 typedef void (*attention_forward_fn)(float *out, float *probs, const float *q, const float *k,
-                                     const float *v, int B, int Tq, int Tk, int H, int K,
-                                     const dropout_ctx *drop);
+                                     const float *v, const int *kv_len, int B, int Tq, int Tk, int H,
+                                     int K, const dropout_ctx *drop);
 typedef void (*attention_backward_fn)(float *dq, float *dk, float *dv, const float *dout,
                                       const float *q, const float *k, const float *v,
                                       const float *probs, int B, int Tq, int Tk, int H, int K,

@@ -209,7 +209,7 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
     if (rc == 0) {
         block_acts_plan(&acts, &a, dims, B, T, T);
         block_scratch_plan(&s, &a, dims, B, T, T);
-        block_forward(&acts, &s, &k, params, &ap, &fp, xq, xkv, dims, B, T, T, NULL);
+        block_forward(&acts, &s, &k, params, &ap, &fp, xq, xkv, NULL, dims, B, T, T, NULL);
         double loss = 0.0;
         for (size_t i = 0; i < nx; i++) loss += (double)acts.out[i] * cot[i];
         float lossf = (float)loss;
