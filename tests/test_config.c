@@ -798,7 +798,7 @@ Test(config, canonical_text_is_fixed)
                      "num_layers: 4\nnum_heads: 1\nkey_dim: 64\nffn_mult: 4\nnum_classes: 10\n"
                      "wiring: keras\nffn_drop: 0.2\nattn_drop: 0.2\n"
                      "num_state_tokens: 0\nstate_init: zeros\nreadout: last_fast\n"
-                     "input: image\nvocab_size: 0\nseq_len: 0\npos_emb: global\nhead_hidden: 0\n"
+                     "input: image\nvocab_size: 0\nseq_len: 0\npos_emb: global\nhead_hidden: 0\nembed_drop: 0\n"
                      "\n# data\n"
                      "dataset: \"cifar10\"\ntrain_slice: 40000\ntrain_limit: 0\neval_limit: 0\n"
                      "shuffle: epoch\ndata_dir: \"\"\n"
@@ -864,7 +864,7 @@ Test(config, new_keys_at_default_keep_old_hashes)
     const char *at_default[] = {"num_state_tokens=0", "state_init=zeros", "readout=last_fast",
                                 "lr_schedule=constant", "warmup_epochs=0", "label_smoothing=0",
                                 "randaugment_m=9", "checkpoint_every=100", "input=image",
-                                "vocab_size=0", "seq_len=0", "pos_emb=global", "head_hidden=0",
+                                "vocab_size=0", "seq_len=0", "pos_emb=global", "head_hidden=0", "embed_drop=0",
                                 "adam_beta1=0.9", "adam_beta2=0.999", "adam_epsilon=1e-7"};
     for (size_t i = 0; i < sizeof at_default / sizeof at_default[0]; i++) {
         run_config b = c;
@@ -895,6 +895,7 @@ Test(config, sequence_and_adam_keys_refuse_bad_values)
     expect_error("input: text\n", ":1: input: expected image or tokens, got 'text'");
     expect_error("pos_emb: local\n", ":1: pos_emb: expected global or chunk, got 'local'");
     expect_error("head_hidden: -1\n", ":1: head_hidden: -1 is out of range [0, 65536]");
+    expect_error("embed_drop: 1\n", ":1: embed_drop: 1 is out of range [0, 1)");
     expect_error("vocab_size: -3\n", ":1: vocab_size: -3 is out of range [0, 16777216]");
     expect_error("seq_len: -1\n", ":1: seq_len: -1 is out of range [0, 1048576]");
     expect_error("adam_beta1: 1\n", ":1: adam_beta1: 1 is out of range [0, 0.999999]");
@@ -916,7 +917,7 @@ Test(config, sequence_and_adam_keys_change_the_hash)
     run_config_defaults(&c);
     cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
     const uint64_t h = run_config_hash(&c);
-    const char *set[] = {"pos_emb=chunk", "head_hidden=32", "adam_beta1=0.8", "adam_beta2=0.98", "adam_epsilon=1e-9"};
+    const char *set[] = {"pos_emb=chunk", "head_hidden=32", "embed_drop=0.3", "adam_beta1=0.8", "adam_beta2=0.98", "adam_epsilon=1e-9"};
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
         run_config b = c;
         cr_assert_eq(run_config_set(&b, set[i], &err), 0, "%s", err.msg);

@@ -99,6 +99,8 @@ int model_config_validate(const tlb_model_config *c, tlb_error *err)
         return tlb_fail_key(err, "ffn_drop", "%g is out of range [0, 1)", c->ffn_drop);
     if (!(c->attn_drop >= 0.0f && c->attn_drop < 1.0f))
         return tlb_fail_key(err, "attn_drop", "%g is out of range [0, 1)", c->attn_drop);
+    if (!(c->embed_drop >= 0.0f && c->embed_drop < 1.0f))
+        return tlb_fail_key(err, "embed_drop", "%g is out of range [0, 1)", c->embed_drop);
     /* Out-of-range enums: named with their words, from the one table. */
     struct { const char *key; unsigned value, max; const char *const *names; } enums[] = {
         {"wiring", (unsigned)c->wiring, TLB_WIRING_PAPER, tlb_wiring_names},

@@ -47,6 +47,7 @@ typedef struct {
     int seq_len;               /* T, tokens per sequence, a multiple of C (input: tokens) */
     tlb_pos_emb pos_emb;       /* global (the seed) | chunk */
     int head_hidden;           /* Hh: a ReLU layer of Hh units before the head; 0 = none (the seed) */
+    float embed_drop;          /* dropout on the input stage's tokens (after its LayerNorm); 0 = off */
 } tlb_model_config;
 
 /* The seed configuration of the Keras example. */

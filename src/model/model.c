@@ -472,30 +472,41 @@ static void padded_chunk_grads_in(tlb_model *m, int ch, const int *len, int n, c
     }
 }
 
-/* 1. The input stage's backward from d_tokens (the gradient of the
- * LayerNorm's output): the LayerNorm, the position table (summed over the
- * chunks with pos_emb: chunk), and the patch convolution's weights or the
- * token table's scatter-add. */
-static void input_backward(tlb_model *m, const void *x, float *g, const float *d_tokens, int b0, int n)
+/* 1. The input stage's backward from d_tokens (the gradient of its output
+ * tokens, which it may overwrite): embed_drop's dropout, the LayerNorm, the
+ * position table (summed over the chunks with pos_emb: chunk), and the patch
+ * convolution's weights or the token table's scatter-add. */
+static void input_backward(tlb_model *m, const void *x, float *g, float *d_tokens, int b0, int n,
+                           const model_dropout *drop)
 {
     const op_table *ops = &m->ops;
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const float *w = m->params;
     const int D = c->embed_dim, N = model_num_patches(c), rows = model_pos_rows(c);
-    const size_t tok_at = (size_t)b0 * N * D;
-    float *d_tok = m->d_tok + tok_at;
-    memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
-    ops->layernorm.backward(d_tok, g + l->input_ln_gamma, g + l->input_ln_beta, d_tokens, m->tok + tok_at,
+    const size_t tok_at = (size_t)b0 * N * D, len = (size_t)n * N * D;
+    /* The LayerNorm's output gradient, then its input's: with embed_drop the
+     * dropout's backward first (into d_tok), and the two buffers trade roles. */
+    const float *d_ln_out = d_tokens;
+    float *d_ln_in = m->d_tok + tok_at;
+    const dropout_ctx ed = model_embed_dropout(m, drop, b0);
+    if (ed.rate > 0.0f) {
+        memset(d_ln_in, 0, len * sizeof(float));
+        ops->dropout.backward(d_ln_in, d_tokens, n, (size_t)N * D, &ed);
+        d_ln_out = d_ln_in;
+        d_ln_in = d_tokens;
+    }
+    memset(d_ln_in, 0, len * sizeof(float));
+    ops->layernorm.backward(d_ln_in, g + l->input_ln_gamma, g + l->input_ln_beta, d_ln_out, m->tok + tok_at,
                             w + l->input_ln_gamma, m->tok_mean + (size_t)b0 * N, m->tok_rstd + (size_t)b0 * N,
                             n * N, D);
-    ops->posemb.backward(NULL, g + l->pos_emb, d_tok, n * (N / rows), rows, D);
+    ops->posemb.backward(NULL, g + l->pos_emb, d_ln_in, n * (N / rows), rows, D);
     if (c->input == INPUT_TOKENS) {
-        ops->token_embed.backward(g + l->token_table, d_tok, (const int *)x + (size_t)b0 * N, n * N, c->vocab_size,
-                                  D);
+        ops->token_embed.backward(g + l->token_table, d_ln_in, (const int *)x + (size_t)b0 * N, n * N,
+                                  c->vocab_size, D);
     } else {
         const int S = c->image_size;
-        ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
+        ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_ln_in,
                                  (const float *)x + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, c->patch_size,
                                  D);
     }
@@ -622,7 +633,7 @@ static void backward_shard(tlb_model *m, const void *x, const int *lengths, cons
             for (size_t k = 0; k < (size_t)Ns * D; k++) dst[k] += src[k];
         }
 
-    input_backward(m, x, g, d_tokens, b0, n);
+    input_backward(m, x, g, d_tokens, b0, n, drop);
 }
 
 void model_backward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,

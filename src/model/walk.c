@@ -6,6 +6,17 @@
 #include "ops/bf16.h"
 #include "util/rng.h"
 
+dropout_ctx model_embed_dropout(const tlb_model *m, const model_dropout *drop, int b0)
+{
+    dropout_ctx d = {0.0f, 0, 0};
+    if (!drop || !drop->training || m->config.embed_drop <= 0.0f) return d;
+    /* A site apart from every (chunk, step)'s, which are small labels. */
+    d.rate = m->config.embed_drop;
+    d.key = rng_key(rng_key(drop->key, UINT64_MAX), 0);
+    d.sample0 = drop->sample0 + b0;
+    return d;
+}
+
 block_dropout model_step_dropout(const tlb_model *m, const model_dropout *drop, int chunk, int step, int b0)
 {
     block_dropout bd;
@@ -31,8 +42,9 @@ void model_params_to_bf16(const tlb_model *m, uint16_t *params16)
 /* 1. The input stage: the batch's tokens [n*N, D] embedded (image patches
  * through the patch convolution, or token ids through the table), the
  * position table added (every token's row, or a chunk's rows repeated per
- * chunk: the op then sees n*N/C "samples" of C tokens), and the LayerNorm. */
-static void input_forward(model_walk *w, const void *x)
+ * chunk: the op then sees n*N/C "samples" of C tokens), the LayerNorm, and
+ * embed_drop's dropout when training. */
+static void input_forward(model_walk *w, const void *x, const model_dropout *drop)
 {
     const tlb_model *m = w->model;
     const op_table *ops = w->kernels.ops;
@@ -51,6 +63,8 @@ static void input_forward(model_walk *w, const void *x)
     ops->posemb.forward(w->tok, w->tok, p + l->pos_emb, n * (N / rows), rows, D);
     ops->layernorm.forward(w->tokens, w->tok_mean, w->tok_rstd, w->tok, p + l->input_ln_gamma,
                            p + l->input_ln_beta, n * N, D);
+    const dropout_ctx ed = model_embed_dropout(m, drop, b0);
+    if (ed.rate > 0.0f) ops->dropout.forward(w->tokens, w->tokens, n, (size_t)N * D, &ed);
 }
 
 /* 3. The head: pooled [n, D], through the hidden ReLU layer when there is
@@ -107,7 +121,7 @@ void model_walk_forward(model_walk *w, const void *x, const int *labels, const m
     const size_t state_len = (size_t)Ns * D;
     const float *p = m->params;
 
-    input_forward(w, x);
+    input_forward(w, x, drop);
     for (int b = 0; b < n; b++) {
         float *dst = w->slow0 + (size_t)b * state_len;
         if (c->state_init == STATE_INIT_LEARNED) memcpy(dst, p + l->state_init, state_len * sizeof(float));
@@ -188,6 +202,7 @@ int model_walk_prepare(const tlb_model *m, const block_kernels *k, int n, size_t
     }
     if (o->posemb.prepare && o->posemb.prepare(n * (N / rows), rows, D, err) != 0) return -1;
     if (o->layernorm.prepare && o->layernorm.prepare(n * N, D, err) != 0) return -1;
+    if (c->embed_drop > 0.0f && o->dropout.prepare && o->dropout.prepare(n, (size_t)N * D, err) != 0) return -1;
     for (int s = 0; s < l->num_steps; s++) {
         const cell_step *st = &l->steps[s];
         if (block_prepare(k, m->dims, n, model_stream_rows(c, st->query), model_stream_rows(c, st->kv), staging,

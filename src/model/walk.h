@@ -67,6 +67,11 @@ int model_walk_prepare(const tlb_model *m, const block_kernels *k, int n, size_t
  * draws exactly the masks the whole micro-batch would). Off without drop. */
 block_dropout model_step_dropout(const tlb_model *m, const model_dropout *drop, int chunk, int step, int b0);
 
+/* The dropout of the input stage's tokens (embed_drop) for a walk whose
+ * first sample is b0: rate 0 (off) without drop, when not training, or at
+ * embed_drop 0. */
+dropout_ctx model_embed_dropout(const tlb_model *m, const model_dropout *drop, int b0);
+
 /* Converts the parameters to the bf16 copy the dense layers read (mixed
  * precision): once per forward pass, before any shard runs. */
 void model_params_to_bf16(const tlb_model *m, uint16_t *params16);

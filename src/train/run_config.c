@@ -60,6 +60,7 @@ static const key_def KEYS[] = {
     NEW_KEY("seq_len", K_INT, MOFF(seq_len), NULL),
     NEW_ENUM("pos_emb", MOFF(pos_emb), tlb_pos_emb_names),
     NEW_KEY("head_hidden", K_INT, MOFF(head_hidden), NULL),
+    NEW_KEY("embed_drop", K_FLOAT, MOFF(embed_drop), NULL),
     {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 1, "data", 0, NULL},
     {"train_slice", K_INT, OFF(train_slice), 0, 1, NULL, 0, NULL},
     {"train_limit", K_INT, OFF(train_limit), 0, 1, NULL, 0, NULL},

@@ -57,7 +57,7 @@ typedef struct {
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 53
+#define RUN_CONFIG_NUM_KEYS 54
 
 typedef struct {
     tlb_model_config model;  /* key_dim 0: absent, = embed_dim (the parser refuses a written 0) */
