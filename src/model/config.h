@@ -66,6 +66,13 @@ static inline int model_num_patches(const tlb_model_config *c)
 static inline int model_num_chunks(const tlb_model_config *c) { return model_num_patches(c) / c->chunk_size; }
 static inline int model_hk(const tlb_model_config *c) { return c->num_heads * c->key_dim; }
 static inline int model_ffn_dim(const tlb_model_config *c) { return c->ffn_mult * c->embed_dim; }
+/* Bytes of one sample of the input batch: an image's floats or a sequence's
+ * int32 ids (x + b * model_input_bytes is sample b). */
+static inline size_t model_input_bytes(const tlb_model_config *c)
+{
+    return c->input == INPUT_TOKENS ? (size_t)c->seq_len * sizeof(int)
+                                    : (size_t)c->image_size * c->image_size * 3 * sizeof(float);
+}
 /* Rows of the position table: every token's, or a chunk's positions. */
 static inline int model_pos_rows(const tlb_model_config *c)
 {
