@@ -150,8 +150,8 @@ static void attention_fwd(op_case *c)
 {
     const attention_op *o = c->impl;
     const int *d = c->dim;
-    o->forward(c->out[0].x, c->out[1].x, c->in[0].x, c->in[1].x, c->in[2].x, d[0], d[1], d[2],
-               d[3], d[4], c->dropp);
+    o->forward(c->out[0].x, c->out[1].x, c->in[0].x, c->in[1].x, c->in[2].x, c->labels, d[0], d[1],
+               d[2], d[3], d[4], c->dropp);
 }
 static void attention_bwd(op_case *c, unsigned m)
 {
@@ -321,6 +321,35 @@ static void build_token_embed(op_case *c, const int *d, uint64_t seed)
     c->backward = token_embed_bwd;
 }
 
+static void relu_fwd(op_case *c)
+{
+    const relu_op *o = c->impl;
+    o->forward(c->out[0].x, c->in[0].x, (size_t)c->dim[0]);
+}
+static void relu_bwd(op_case *c, unsigned m)
+{
+    const relu_op *o = c->impl;
+    o->backward(G(c, m, 0), c->cot, c->in[0].x, (size_t)c->dim[0]);
+}
+/* Inputs kept at least 1/16 from the kink, so a finite difference never
+ * straddles it; signs mixed. */
+static void build_relu(op_case *c, const int *d, uint64_t seed)
+{
+    add_in(c, "inp", (size_t)d[0], 2.0f, 0.0f, seed);
+    float *x = c->in[0].x;
+    for (int i = 0; i < d[0]; i++) x[i] += x[i] >= 0.0f ? 0.0625f : -0.0625f;
+    add_out(c, "out", (size_t)d[0]);
+    c->forward = relu_fwd;
+    c->backward = relu_bwd;
+}
+
+void opt_case_mask_keys(op_case *c, const int *kv_len)
+{
+    const int B = c->dim[0];
+    c->labels = own(c, (size_t)B * sizeof(int));
+    memcpy(c->labels, kv_len, (size_t)B * sizeof(int));
+}
+
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed)
 {
@@ -366,6 +395,9 @@ op_case *opt_case(const char *op, const void *impl, const char *backend, const i
     } else if (strcmp(op, "token_embed") == 0) {
         build_token_embed(c, d, seed);
         label(c, backend, "N=%d V=%d D=%d", d[0], d[1], d[2]);
+    } else if (strcmp(op, "relu") == 0) {
+        build_relu(c, d, seed);
+        label(c, backend, "n=%d", d[0]);
     } else {
         free(c);
         return NULL;

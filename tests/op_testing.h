@@ -36,7 +36,7 @@ struct op_case {
     int dim[6];
     dropout_ctx drop;
     const dropout_ctx *dropp;         /* &drop, or NULL for "no dropout at all" */
-    int *labels;                      /* softmax_xent's labels; token_embed's ids */
+    int *labels;                      /* softmax_xent's labels; token_embed's ids; attention's kv_len */
     void (*forward)(op_case *c);
     /* Bit i of mask set: pass in[i].g, else NULL. */
     void (*backward)(op_case *c, unsigned mask);
@@ -59,10 +59,15 @@ struct op_case {
  *   dropout      B per_sample sample0     rate: < 0 passes a NULL ctx
  *   residual     n
  *   token_embed  N V D                    (ids [N] in labels, drawn in [0, V))
+ *   relu         n                        (inputs at least 1/16 from 0)
  * Returns NULL for an op the harness does not know. */
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed);
 void opt_case_free(op_case *c);
+
+/* attention: mask each sample's keys past kv_len[b] (B values, copied; the
+ * case's labels), as padded sequences do. */
+void opt_case_mask_keys(op_case *c, const int *kv_len);
 
 void opt_zero_grads(op_case *c);
 void opt_fill_grads(op_case *c, uint64_t seed);

@@ -801,6 +801,7 @@ Test(config, canonical_text_is_fixed)
                      "num_layers: 4\nnum_heads: 1\nkey_dim: 64\nffn_mult: 4\nnum_classes: 10\n"
                      "wiring: keras\nffn_drop: 0.2\nattn_drop: 0.2\n"
                      "num_state_tokens: 0\nstate_init: zeros\nreadout: last_fast\n"
+                     "input: image\nvocab_size: 0\nseq_len: 0\npos_emb: global\nhead_hidden: 0\nembed_drop: 0\n"
                      "\n# data\n"
                      "dataset: \"cifar10\"\ntrain_slice: 40000\ntrain_limit: 0\neval_limit: 0\n"
                      "shuffle: epoch\ndata_dir: \"\"\n"
@@ -808,7 +809,8 @@ Test(config, canonical_text_is_fixed)
                      "mixup_alpha: 0\ncutmix_alpha: 0\nrandom_erase: 0\nrandaugment_n: 0\nrandaugment_m: 9\n"
                      "\n# optimisation\n"
                      "mixed_precision: true\nbatch_size: 2048\nmicro_batch: 0\n"
-                     "learning_rate: 0.0001\nweight_decay: 0.0001\nepochs: 30\nseed: 42\n"
+                     "learning_rate: 0.0001\nweight_decay: 0.0001\n"
+                     "adam_beta1: 0.9\nadam_beta2: 0.999\nadam_epsilon: 1e-07\nepochs: 30\nseed: 42\n"
                      "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\ninit_from: \"\"\n"
                      "\n# system\n"
                      "threads: 0\nworld_size: 1\nbackend: \"\"\n"
@@ -864,7 +866,9 @@ Test(config, new_keys_at_default_keep_old_hashes)
     cr_assert_eq(run_config_hash(&c), 0x8bc31219b2eab0d2ULL, "hash of the seed config, 2 threads");
     const char *at_default[] = {"num_state_tokens=0", "state_init=zeros", "readout=last_fast",
                                 "lr_schedule=constant", "warmup_epochs=0", "label_smoothing=0",
-                                "randaugment_m=9", "checkpoint_every=100"};
+                                "randaugment_m=9", "checkpoint_every=100", "input=image",
+                                "vocab_size=0", "seq_len=0", "pos_emb=global", "head_hidden=0", "embed_drop=0",
+                                "adam_beta1=0.9", "adam_beta2=0.999", "adam_epsilon=1e-7"};
     for (size_t i = 0; i < sizeof at_default / sizeof at_default[0]; i++) {
         run_config b = c;
         cr_assert_eq(run_config_set(&b, at_default[i], &err), 0, "%s", err.msg);
@@ -888,7 +892,7 @@ Test(config, negative_zero_is_zero)
     cr_expect_eq(run_config_hash(&a), run_config_hash(&b));
     char text[8192];
     run_config_write_canonical(&b, text, sizeof text);
-    cr_expect_null(strstr(text, "-0"), "%s", text);
+    cr_expect_null(strstr(text, ": -0"), "%s", text); /* (adam_epsilon: 1e-07 holds a "-0" of its own) */
 }
 
 Test(config, new_keys_refuse_bad_values)
@@ -905,6 +909,48 @@ Test(config, new_keys_refuse_bad_values)
     expect_error("num_state_tokens: -1\n", ":1: num_state_tokens: -1 is out of range [0, 1024]");
     expect_error("embed_dim: 5\nkey_dim: 4\nstate_init: sinusoid\n",
                  ":3: state_init: sinusoid needs an even embed_dim >= 4, got 5");
+}
+
+/* The sequence and Adam keys (issue 20). */
+Test(config, sequence_and_adam_keys_refuse_bad_values)
+{
+    expect_error("input: text\n", ":1: input: expected image or tokens, got 'text'");
+    expect_error("pos_emb: local\n", ":1: pos_emb: expected global or chunk, got 'local'");
+    expect_error("head_hidden: -1\n", ":1: head_hidden: -1 is out of range [0, 65536]");
+    expect_error("embed_drop: 1\n", ":1: embed_drop: 1 is out of range [0, 1)");
+    expect_error("vocab_size: -3\n", ":1: vocab_size: -3 is out of range [0, 16777216]");
+    expect_error("seq_len: -1\n", ":1: seq_len: -1 is out of range [0, 1048576]");
+    expect_error("adam_beta1: 1\n", ":1: adam_beta1: 1 is out of range [0, 0.999999]");
+    expect_error("adam_beta2: -0.1\n", ":1: adam_beta2: -0.1 is out of range [0, 0.999999]");
+    expect_error("adam_epsilon: 0\n", ":1: adam_epsilon: must be in (0, 1], got 0");
+    expect_error("input: tokens\nvocab_size: 0\nseq_len: 64\n", ":2: vocab_size: 0 is out of range [1, 16777216]");
+    expect_error("input: tokens\nvocab_size: 5\nchunk_size: 8\nseq_len: 60\n",
+                 ":3: chunk_size: 8 does not divide seq_len 60");
+    /* A valid token model, but CIFAR-10 holds images. */
+    expect_error("input: tokens\nvocab_size: 5\nseq_len: 64\n",
+                 ":1: input: tokens needs a token dataset, and dataset 'cifar10' holds images");
+}
+
+/* Away from their defaults the new keys are read, validated and hashed. */
+Test(config, sequence_and_adam_keys_change_the_hash)
+{
+    run_config c;
+    tlb_error err;
+    run_config_defaults(&c);
+    cr_assert_eq(run_config_validate(&c, &err), 0, "%s", err.msg);
+    const uint64_t h = run_config_hash(&c);
+    const char *set[] = {"pos_emb=chunk", "head_hidden=32", "embed_drop=0.3", "adam_beta1=0.8", "adam_beta2=0.98", "adam_epsilon=1e-9"};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
+        run_config b = c;
+        cr_assert_eq(run_config_set(&b, set[i], &err), 0, "%s", err.msg);
+        cr_assert_eq(run_config_validate(&b, &err), 0, "%s: %s", set[i], err.msg);
+        cr_expect_neq(run_config_hash(&b), h, "%s left the hash", set[i]);
+    }
+    run_config b = c;
+    cr_assert_eq(run_config_set(&b, "head_hidden=32", &err), 0, "%s", err.msg);
+    cr_assert_eq(b.model.head_hidden, 32);
+    cr_assert_eq(run_config_set(&b, "adam_beta2=0.98", &err), 0, "%s", err.msg);
+    cr_assert_eq(b.adam_beta2, 0.98);
 }
 
 Test(config, run_dir)

@@ -49,6 +49,10 @@ Test(golden, unit_block) { expect_pass("tests/data/unit_block.safetensors"); }
 Test(golden, state_learned_keras) { expect_pass("tests/data/state_learned_keras.safetensors"); }
 Test(golden, state_sinusoid_paper) { expect_pass("tests/data/state_sinusoid_paper.safetensors"); }
 Test(golden, state_zeros_readout_keras) { expect_pass("tests/data/state_zeros_readout_keras.safetensors"); }
+/* The sequence options (golden README, "Sequence options"). */
+Test(golden, tokens_keras) { expect_pass("tests/data/tokens_keras.safetensors"); }
+Test(golden, tokens_lra_paper) { expect_pass("tests/data/tokens_lra_paper.safetensors"); }
+Test(golden, image_chunkpos_head_keras) { expect_pass("tests/data/image_chunkpos_head_keras.safetensors"); }
 
 /* Every backend the CPU supports must pass the golden vectors too. */
 Test(golden, every_backend)
@@ -64,6 +68,9 @@ Test(golden, every_backend)
         expect_pass_on("tests/data/state_learned_keras.safetensors", &ops);
         expect_pass_on("tests/data/state_sinusoid_paper.safetensors", &ops);
         expect_pass_on("tests/data/state_zeros_readout_keras.safetensors", &ops);
+        expect_pass_on("tests/data/tokens_keras.safetensors", &ops);
+        expect_pass_on("tests/data/tokens_lra_paper.safetensors", &ops);
+        expect_pass_on("tests/data/image_chunkpos_head_keras.safetensors", &ops);
     }
 }
 
@@ -162,4 +169,32 @@ Test(golden, slow_state_scalars_are_read)
     cr_assert_eq(golden_check(path2, &ops, &r, &err), 0, "%s", err.msg);
     cr_expect_not(r.passed, "the state-readout file passed as readout last_fast");
     unlink(path2);
+}
+
+/* The sequence scalars are read and checked: unknown codes and a token id
+ * outside the vocabulary are refused with the file named; a head_hidden or
+ * pos_emb the parameters do not match is a shape error, not a silent pass. */
+Test(golden, sequence_scalars_are_read)
+{
+    const struct { const char *src, *name; int value; const char *msg; } bad[] = {
+        {"tests/data/tokens_keras.safetensors", "config.input", 2, "config.input must be"},
+        {"tests/data/tokens_keras.safetensors", "config.pos_emb", 2, "config.pos_emb must be"},
+        {"tests/data/tokens_keras.safetensors", "config.vocab_size", 0, "vocab_size"},
+        {"tests/data/tokens_keras.safetensors", "x", 11, "outside [0, vocab_size 11)"},
+        {"tests/data/tokens_lra_paper.safetensors", "x", -1, "outside [0, vocab_size 7)"},
+        {"tests/data/tokens_lra_paper.safetensors", "config.head_hidden", 0, "another shape"},
+        {"tests/data/image_chunkpos_head_keras.safetensors", "config.pos_emb", 0, "another shape"},
+        {"tests/data/image_chunkpos_head_keras.safetensors", "config.input", 1, "vocab_size"},
+    };
+    const op_table ops = default_ops();
+    golden_report r;
+    tlb_error err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[] = "/tmp/tlb_golden_seq_XXXXXX";
+        copy_with_i32(bad[i].src, bad[i].name, bad[i].value, path);
+        cr_expect_neq(golden_check(path, &ops, &r, &err), 0, "%s = %d accepted", bad[i].name, bad[i].value);
+        cr_expect(strstr(err.msg, path) && strstr(err.msg, bad[i].msg), "%s = %d: message: %s", bad[i].name,
+                  bad[i].value, err.msg);
+        unlink(path);
+    }
 }

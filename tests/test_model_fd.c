@@ -1,7 +1,8 @@
 /* Backpropagation through time checked by finite differences on tiny random
  * models of both wirings, independent of the golden files: for each parameter
  * tensor, the analytic directional derivative g . u (u a random +-1 direction
- * over that tensor) against (L(w + eps u) - L(w - eps u)) / 2 eps. */
+ * over that tensor) against central differences (L(w + eps u) - L(w - eps u)) / 2 eps
+ * at two steps, extrapolated. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,9 +26,11 @@ static void randomize(tlb_model *m, uint64_t seed)
     }
 }
 
-static double loss_at(tlb_model *m, const float *img, const int *labels, int B, const model_dropout *d)
+/* x: images, or token ids with per-sample lengths (NULL: whole). */
+static double loss_at(tlb_model *m, const void *x, const int *lengths, const int *labels, int B,
+                      const model_dropout *d)
 {
-    return model_forward(m, img, labels, B, d) / B;
+    return model_forward_padded(m, x, lengths, labels, NULL, B, d) / B;
 }
 
 typedef struct {
@@ -36,13 +39,13 @@ typedef struct {
 } fd_result;
 
 /* Returns the worst ratio of the FD mismatch to its tolerance (<= 1 passes). */
-static fd_result fd_check(tlb_model *m, const float *img, const int *labels, int B,
+static fd_result fd_check(tlb_model *m, const void *img, const int *lengths, const int *labels, int B,
                           const model_dropout *d, const float *grad_bias)
 {
     fd_result res = {0, ""};
     model_zero_grads(m);
-    loss_at(m, img, labels, B, d);
-    model_backward(m, img, labels, B, 1.0f / B, d);
+    loss_at(m, img, lengths, labels, B, d);
+    model_backward_padded(m, img, lengths, labels, NULL, B, 1.0f / B, d);
     const param_table *t = &m->layout.table;
     float *grads = malloc(t->total * sizeof(float));
     memcpy(grads, m->grads, t->total * sizeof(float));
@@ -62,12 +65,20 @@ static fd_result fd_check(tlb_model *m, const float *img, const int *labels, int
         }
         float *saved = malloc(e->numel * sizeof(float));
         memcpy(saved, w, e->numel * sizeof(float));
-        for (size_t k = 0; k < e->numel; k++) w[k] = saved[k] + eps * u[k];
-        const double lp = loss_at(m, img, labels, B, d);
-        for (size_t k = 0; k < e->numel; k++) w[k] = saved[k] - eps * u[k];
-        const double lm = loss_at(m, img, labels, B, d);
+        /* Central differences at eps and eps/2, extrapolated (Richardson):
+         * the eps^2 term cancels, which tables shared by many tokens (chunk
+         * positions) make large. */
+        double central[2];
+        for (int h = 0; h < 2; h++) {
+            const float step = h ? eps / 2 : eps;
+            for (size_t k = 0; k < e->numel; k++) w[k] = saved[k] + step * u[k];
+            const double lp = loss_at(m, img, lengths, labels, B, d);
+            for (size_t k = 0; k < e->numel; k++) w[k] = saved[k] - step * u[k];
+            const double lm = loss_at(m, img, lengths, labels, B, d);
+            central[h] = (lp - lm) / (2.0 * step);
+        }
         memcpy(w, saved, e->numel * sizeof(float));
-        const double fd = (lp - lm) / (2.0 * eps);
+        const double fd = (4.0 * central[1] - central[0]) / 3.0;
         /* Second-order FD error and float32 round-off of the loss set the floor. */
         const double tol = 2e-2 * fabs(fd) + 2e-3 * gnorm + 2e-4;
         const double ratio = fabs(fd - analytic) / tol;
@@ -103,7 +114,7 @@ static void run_fd(tlb_model_config c, int B, int training)
     for (size_t i = 0; i < nimg; i++) img[i] = rng_next_uniform(&r);
     for (int b = 0; b < B; b++) labels[b] = (int)rng_next_below(&r, c.num_classes);
     model_dropout d = {training, 1234, 0};
-    fd_result res = fd_check(&m, img, labels, B, &d, NULL);
+    fd_result res = fd_check(&m, img, NULL, labels, B, &d, NULL);
     cr_expect_leq(res.worst, 1.0, "%s wiring: worst tensor %s (ratio %.2f)", wiring_name(c.wiring),
                   res.tensor, res.worst);
     free(img);
@@ -156,6 +167,72 @@ Test(model_fd, paper_zeros_readout_dropout)
     run_fd(with_state(tiny(TLB_WIRING_PAPER, 0.3f), 4, STATE_INIT_ZEROS, READOUT_STATE), 3, 1);
 }
 
+/* The sequence options (golden README, "Sequence options") on models no
+ * golden file has: token inputs (the table's scatter-add), chunk positions,
+ * the hidden ReLU head layer, dropout on the embedded tokens, and padded
+ * sequences of different lengths in one batch (lengths: T, a partial last
+ * chunk, fully padded chunks). */
+static tlb_model_config tokens(tlb_model_config c, int T, int V)
+{
+    c.input = INPUT_TOKENS, c.seq_len = T, c.vocab_size = V, c.image_size = c.patch_size = 0;
+    return c;
+}
+
+static void run_fd_tokens(tlb_model_config c, int B, int training, int padded, uint64_t seed)
+{
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_plan(&m, B, &err), 0, "%s", err.msg);
+    randomize(&m, seed);
+    const int T = c.seq_len;
+    int *ids = malloc((size_t)B * T * sizeof(int)), *labels = malloc(B * sizeof(int)), *lengths = NULL;
+    rng_stream r = {9, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int)rng_next_below(&r, (uint32_t)c.vocab_size);
+    for (int b = 0; b < B; b++) labels[b] = (int)rng_next_below(&r, c.num_classes);
+    if (padded) {
+        lengths = malloc(B * sizeof(int));
+        for (int b = 0; b < B; b++) lengths[b] = b == 0 ? T : b == 1 ? T - c.chunk_size - 1 : 1;
+        cr_assert_eq(model_check_lengths(&m, lengths, B, &err), 0, "%s", err.msg);
+    }
+    model_dropout d = {training, 1234, 0};
+    /* A difference quotient across ReLU's kink is no derivative: the seed is
+     * one whose hidden units all stay clear of 0 (as the golden files do). */
+    loss_at(&m, ids, lengths, labels, B, &d);
+    for (int i = 0; i < B * c.head_hidden; i++)
+        cr_assert_gt(fabsf(m.hidden_pre[i]), 0.05f, "seed %llu: hidden unit %d at %g, near the kink",
+                     (unsigned long long)seed, i, m.hidden_pre[i]);
+    fd_result res = fd_check(&m, ids, lengths, labels, B, &d, NULL);
+    cr_expect_leq(res.worst, 1.0, "worst tensor %s (ratio %.2f)", res.tensor, res.worst);
+    free(ids), free(labels), free(lengths);
+    model_destroy(&m);
+}
+
+Test(model_fd, tokens_keras_chunk_pos_hidden_head_dropout)
+{
+    tlb_model_config c = tokens(tiny(TLB_WIRING_KERAS, 0.3f), 8, 5);
+    c.pos_emb = POS_EMB_CHUNK, c.head_hidden = 7, c.embed_drop = 0.3f;
+    run_fd_tokens(c, 3, 1, 0, 47);
+}
+Test(model_fd, tokens_paper_sinusoid_readout_padded)
+{
+    tlb_model_config c = with_state(tokens(tiny(TLB_WIRING_PAPER, 0.0f), 10, 4), 3, STATE_INIT_SINUSOID, READOUT_STATE);
+    c.head_hidden = 4;
+    run_fd_tokens(c, 3, 0, 1, 42);
+}
+Test(model_fd, tokens_keras_last_fast_padded_dropout)
+{
+    tlb_model_config c = with_state(tokens(tiny(TLB_WIRING_KERAS, 0.3f), 8, 6), 0, STATE_INIT_LEARNED, READOUT_LAST_FAST);
+    c.pos_emb = POS_EMB_CHUNK, c.embed_drop = 0.2f;
+    run_fd_tokens(c, 3, 1, 1, 42);
+}
+Test(model_fd, image_chunk_pos_hidden_head_embed_dropout)
+{
+    tlb_model_config c = tiny(TLB_WIRING_PAPER, 0.3f);
+    c.pos_emb = POS_EMB_CHUNK, c.head_hidden = 5, c.embed_drop = 0.3f;
+    run_fd(c, 3, 1);
+}
+
 /* The negative controls: a backward of 3 samples whose gradient of tensor
  * `name` is off by `scale` times itself (-1: missing, 0.05: 5% too large)
  * must fail the finite-difference check. */
@@ -171,13 +248,13 @@ static void expect_fd_catches(tlb_model_config c, const char *name, float scale,
     rng_stream r = {9, 0};
     for (size_t i = 0; i < sizeof img / sizeof img[0]; i++) img[i] = rng_next_uniform(&r);
     model_zero_grads(&m);
-    loss_at(&m, img, labels, 3, NULL);
+    loss_at(&m, img, NULL, labels, 3, NULL);
     model_backward(&m, img, labels, 3, 1.0f / 3, NULL);
     float *bias = calloc(m.layout.table.total, sizeof(float));
     const param_entry *e = param_table_find(&m.layout.table, name);
     cr_assert(e, "no tensor %s", name);
     for (size_t k = 0; k < e->numel; k++) bias[e->offset + k] = scale * m.grads[e->offset + k];
-    fd_result res = fd_check(&m, img, labels, 3, NULL, bias);
+    fd_result res = fd_check(&m, img, NULL, labels, 3, NULL, bias);
     cr_expect_gt(res.worst, 1.0, "%s went unnoticed (worst ratio %.2f)", what, res.worst);
     free(bias);
     model_destroy(&m);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "alloc_counter.h"
+#include "model/infer.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
@@ -97,6 +98,58 @@ Test(no_alloc, slow_state_options_on_every_backend)
     c.state_init = STATE_INIT_SINUSOID;
     c.num_state_tokens = 11;
     no_alloc_on_every_backend(c);
+}
+
+/* Token models on padded batches (the sequence options and the per-chunk
+ * key counts planned with the rest): forward, backward and inference, with
+ * dropout, on every backend, no warm-up. */
+static void no_alloc_tokens_on(tlb_model_config c, const op_table *ops, const char *what)
+{
+    const int B = 6, T = c.seq_len;
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    model_use_ops(&m, ops);
+    cr_assert_eq(model_plan(&m, B, &err), 0, "%s", err.msg);
+    model_inference inf;
+    cr_assert_eq(model_inference_plan(&inf, &m, B, 4, INFER_STATE, &err), 0, "%s", err.msg);
+    init_keras(&m, 3);
+    int ids[6 * 32], labels[6], lengths[6] = {T, 1, T - 3, c.chunk_size, T / 2 + 1, 2};
+    rng_stream r = {1, 0};
+    for (int i = 0; i < B * T; i++) ids[i] = (int)rng_next_below(&r, (uint32_t)c.vocab_size);
+    for (int b = 0; b < B; b++) labels[b] = b % c.num_classes;
+    const model_dropout d = {1, 7, 0};
+    const long before = alloc_count();
+    for (int t = 0; t < 2; t++) {
+        model_zero_grads(&m);
+        model_forward_padded(&m, ids, lengths, labels, NULL, B, &d);
+        model_backward_padded(&m, ids, lengths, labels, NULL, B, 1.0f / B, &d);
+        cr_assert_eq(model_inference_run_padded(&inf, ids, lengths, labels, B, &err), 0, "%s", err.msg);
+    }
+    cr_expect_eq(alloc_count() - before, 0, "%s: %ld allocations", what, alloc_count() - before);
+    model_inference_free(&inf);
+    model_destroy(&m);
+}
+
+Test(no_alloc, padded_token_batches_on_every_backend)
+{
+    tlb_model_config c = model_config_seed();
+    c.input = INPUT_TOKENS, c.vocab_size = 11, c.seq_len = 32, c.pos_emb = POS_EMB_CHUNK, c.head_hidden = 12;
+    c.embed_drop = 0.1f, c.wiring = TLB_WIRING_PAPER, c.r = 1, c.num_layers = 1, c.num_state_tokens = 5;
+    c.state_init = STATE_INIT_SINUSOID;
+    tlb_error err;
+    op_table ops;
+    for (int ro = 0; ro < 2; ro++) {
+        c.readout = ro ? READOUT_STATE : READOUT_LAST_FAST;
+        for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+            if (!backend_supported((tlb_backend)b)) continue;
+            cr_assert_eq(ops_table_select(&ops, backend_name((tlb_backend)b), &err), 0, "%s", err.msg);
+            char what[64];
+            snprintf(what, sizeof what, "tokens, readout %s, backend %s", readout_name(c.readout),
+                     backend_name((tlb_backend)b));
+            no_alloc_tokens_on(c, &ops, what);
+        }
+    }
 }
 
 /* The counter sees the library's allocations (the test above cannot pass

@@ -38,6 +38,7 @@ static void backend_shapes(void)
             add_shape("layernorm", Ms[m], Ds[d], 0, 0, 0, 0, 0);
             add_shape("gelu", Ms[m] * Ds[d], 0, 0, 0, 0, 0, 0);
             add_shape("residual", Ms[m] * Ds[d], 0, 0, 0, 0, 0, 0);
+            add_shape("relu", Ms[m] * Ds[d], 0, 0, 0, 0, 0, 0);
             add_shape("meanpool", 3, Ms[m], Ds[d], 0, 0, 0, 0);
             add_shape("posemb", 2, Ms[m], Ds[d], 0, 0, 0, 0);
             add_shape("dropout", 3, Ms[m] * Ds[d], 1, 0, 0, 0, 0.3f);
@@ -74,6 +75,7 @@ static void backend_shapes(void)
     /* above the SIMD backends' threading thresholds (32768 values), odd sizes:
      * posemb's dpos in several 1024-value blocks plus a tail */
     add_shape("residual", 40001, 0, 0, 0, 0, 0, 0);
+    add_shape("relu", 40001, 0, 0, 0, 0, 0, 0);
     add_shape("posemb", 5, 37, 181, 0, 0, 0, 0);
     add_shape("meanpool", 2, 9, 67, 0, 0, 0, 0);
     add_shape("dropout", 3, 1001, 12345, 0, 0, 0, 0.5f);
@@ -148,6 +150,7 @@ static const shape contract_shapes[] = {
     {"posemb", {2, 3, 17}, 0},            {"meanpool", {3, 5, 17}, 0},
     {"softmax_xent", {3, 17}, 0},         {"dropout", {3, 37, 0}, 0.3f},
     {"residual", {37}, 0},                {"token_embed", {37, 5, 17}, 0},
+    {"relu", {37}, 0},
 };
 
 /* The harness must not silently test nothing: every op has ref, a case

@@ -171,7 +171,7 @@ Test(ops_dropout, attention_microbatch_split_matches_one_call)
             const size_t oq = (size_t)b0[part] * Tq * HK, ok = (size_t)b0[part] * Tk * HK;
             const size_t op = (size_t)b0[part] * H * Tq * Tk;
             at->forward(out + oq, probs + op, c->in[0].x + oq, c->in[1].x + ok, c->in[2].x + ok,
-                        nb[part], Tq, Tk, H, K, &d[part]);
+                        NULL, nb[part], Tq, Tk, H, K, &d[part]);
             at->backward(dq + oq, dk + ok, dv + ok, c->cot + oq, c->in[0].x + oq,
                          c->in[1].x + ok, c->in[2].x + ok, probs + op, nb[part], Tq, Tk, H, K,
                          &d[part]);

@@ -44,6 +44,8 @@ static const shape fd_shapes[] = {
     {"residual", {1}, 0},             {"residual", {17}, 0},
     {"token_embed", {7, 3, 5}, 0},    {"token_embed", {2, 9, 17}, 0},
     {"token_embed", {1, 1, 1}, 0},
+    {"relu", {1}, 0},                 {"relu", {17}, 0},
+    {"relu", {33}, 0},
 };
 #define N_FD_SHAPES (sizeof fd_shapes / sizeof fd_shapes[0])
 
@@ -79,7 +81,7 @@ TLB_OP_LIST(FD_TEST)
 Test(ops_fd, small_ops_every_backend)
 {
     static const char *const small[] = {"posemb", "meanpool", "softmax_xent", "dropout",
-                                        "residual", "token_embed"};
+                                        "residual", "token_embed", "relu"};
     int cases = 0;
     for (size_t k = 0; k < sizeof small / sizeof small[0]; k++) {
         const int op = ops_find(small[k]);

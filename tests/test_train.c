@@ -367,6 +367,25 @@ Test(cli, bad_config_exits_2_and_writes_nothing)
     cr_expect(strstr(msg, "backend") && strstr(msg, "avx9"), "message: %s", msg);
     cr_expect_neq(stat(runs, &sb), 0);
 
+    /* The sequence keys: a bad word at its line, and token inputs on an image dataset. */
+    fp = fopen(cfg, "w");
+    fprintf(fp, "out_dir: %s/runs\npos_emb: chunky\n", dir);
+    fclose(fp);
+    cr_expect_eq(cli((const char *[]){"train", cfg, NULL}), 2);
+    read_err(msg, sizeof msg);
+    cr_expect(strstr(msg, "bad.cfg:2: pos_emb: expected global or chunk") != NULL, "message: %s", msg);
+    cr_expect_neq(stat(runs, &sb), 0);
+    fp = fopen(cfg, "w");
+    fprintf(fp, "out_dir: %s/runs\ninput: tokens\nvocab_size: 5\nseq_len: 64\n", dir);
+    fclose(fp);
+    cr_expect_eq(cli((const char *[]){"train", cfg, "--set", "adam_epsilon=-1", NULL}), 2);
+    read_err(msg, sizeof msg);
+    cr_expect(strstr(msg, "adam_epsilon: must be in (0, 1]") != NULL, "message: %s", msg);
+    cr_expect_eq(cli((const char *[]){"train", cfg, NULL}), 2);
+    read_err(msg, sizeof msg);
+    cr_expect(strstr(msg, "bad.cfg:2: input: tokens needs a token dataset") != NULL, "message: %s", msg);
+    cr_expect_neq(stat(runs, &sb), 0);
+
     cr_expect_eq(cli((const char *[]){"train", "/nonexistent/x.cfg", NULL}), 2);
     cr_expect_eq(cli((const char *[]){"frobnicate", NULL}), 2);
 }

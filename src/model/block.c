@@ -99,8 +99,8 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
 }
 
 void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, const float *params, const attn_params *ap,
-                   const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
-                   int Tq, int Tk, const block_dropout *drop)
+                   const ffn_params *fp, const float *x_q, const float *x_kv, const int *kv_len, block_dims d,
+                   int B, int Tq, int Tk, const block_dropout *drop)
 {
     const float *w = params;
     const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
@@ -117,7 +117,7 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     kernels_dense_forward(k, a->q, a->ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
     kernels_dense_forward(k, a->k, a->ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
     kernels_dense_forward(k, a->v, a->ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
-    k->ops->attention.forward(a->att, a->probs, a->q, a->k, a->v, B, Tq, Tk, d.H, d.K,
+    k->ops->attention.forward(a->att, a->probs, a->q, a->k, a->v, kv_len, B, Tq, Tk, d.H, d.K,
                               drop ? &drop->attn : NULL);
     kernels_dense_forward(k, a->attn_out, a->att, w, ap->o_kernel, ap->o_bias, rq, HK, d.D);
     k->ops->residual.forward(a->attn_out, a->attn_out, x_q, (size_t)rq * d.D);

@@ -74,9 +74,11 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk);
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk);
 
+/* kv_len[B]: the valid (unpadded) rows of each sample's x_kv, the rest masked
+ * in the attention (ops.h); NULL = all Tk. */
 void block_forward(block_acts *acts, block_scratch *s, const block_kernels *k, const float *params, const attn_params *ap,
-                   const ffn_params *fp, const float *x_q, const float *x_kv, block_dims d, int B,
-                   int Tq, int Tk, const block_dropout *drop);
+                   const ffn_params *fp, const float *x_q, const float *x_kv, const int *kv_len, block_dims d,
+                   int B, int Tq, int Tk, const block_dropout *drop);
 
 /* Accumulates into dx_q, dx_kv (which may be the same buffer when x_q and
  * x_kv are the same tensor) and into the parameter gradients `grads` (laid

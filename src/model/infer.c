@@ -40,6 +40,10 @@ static void carve(model_inference *inf, arena *a)
             w->readout_rstd = arena_take(a, t * Ns);
         }
         w->pooled = arena_take(a, t * D);
+        w->kv_len = c->input == INPUT_TOKENS ? (int *)arena_take(a, t) : NULL; /* ints in float slots */
+        const size_t Hh = (size_t)c->head_hidden;
+        w->hidden_pre = Hh ? arena_take(a, t * Hh) : NULL;
+        w->hidden = Hh ? arena_take(a, t * Hh) : NULL;
     }
 }
 
@@ -141,7 +145,11 @@ static block_acts tile_step(model_walk *w, int chunk, int s, const float *const 
     const tlb_model_config *c = &w->model->config;
     const cell_step *st = &w->model->layout.steps[s];
     block_acts a = ws->acts;
-    a.out = st->query == STREAM_SLOW ? (stream[STREAM_SLOW] == ws->slow[0] ? ws->slow[1] : ws->slow[0])
+    /* The new state goes where neither the state read (with the sinusoid,
+     * state + table in slow[2]) nor the one before the chunk is: a padded
+     * sample may keep the latter. */
+    const float *keep = stream[STREAM_SLOW] == ws->slow[2] ? w->slow_prev : stream[STREAM_SLOW];
+    a.out = st->query == STREAM_SLOW ? (keep == ws->slow[0] ? ws->slow[1] : ws->slow[0])
                                      : (stream[STREAM_FAST] == ws->fast[1] ? ws->fast[2] : ws->fast[1]);
     a.probs = ws->probs;
     if (s == w->model->layout.num_steps - 1 && inf->slow_probs)
@@ -152,7 +160,8 @@ static block_acts tile_step(model_walk *w, int chunk, int s, const float *const 
 }
 
 /* Samples [b0, b0+n) on one workspace: the model's walk with dropout off. */
-static void run_tile(model_inference *inf, infer_workspace *ws, const float *img, const int *labels, int b0, int n)
+static void run_tile(model_inference *inf, infer_workspace *ws, const void *x, const int *lengths, const int *labels,
+                     int b0, int n)
 {
     const tlb_model *m = inf->model;
     const tlb_model_config *c = &m->config;
@@ -162,10 +171,12 @@ static void run_tile(model_inference *inf, infer_workspace *ws, const float *img
     w.model = m;
     w.kernels = (block_kernels){&m->ops, inf->params16, ws->staging};
     w.b0 = b0, w.n = n;
+    w.lengths = lengths, w.kv_len = ws->kv_len;
     w.tok = ws->tok, w.tok_mean = ws->tok_mean, w.tok_rstd = ws->tok_rstd, w.tokens = ws->tokens;
     w.slow0 = ws->slow[0];
     w.readout_ln = ws->readout_ln, w.readout_mean = ws->readout_mean, w.readout_rstd = ws->readout_rstd;
     w.pooled = ws->pooled;
+    w.hidden_pre = ws->hidden_pre, w.hidden = ws->hidden;
     w.logits = inf->logits + (size_t)b0 * V;
     w.losses = inf->losses + b0;
     w.probs = inf->probs + (size_t)b0 * V;
@@ -177,10 +188,16 @@ static void run_tile(model_inference *inf, infer_workspace *ws, const float *img
     w.owner = ws;
     /* The last update only feeds the state and its attention maps. */
     w.skip_unread_update = !(inf->flags & (INFER_STATE | INFER_ATTENTION)) && c->readout != READOUT_STATE;
-    model_walk_forward(&w, img, labels, NULL, NULL);
+    model_walk_forward(&w, x, labels, NULL, NULL);
 }
 
-int model_inference_run(model_inference *inf, const float *img, const int *labels, int B, tlb_error *err)
+int model_inference_run(model_inference *inf, const void *x, const int *labels, int B, tlb_error *err)
+{
+    return model_inference_run_padded(inf, x, NULL, labels, B, err);
+}
+
+int model_inference_run_padded(model_inference *inf, const void *x, const int *lengths, const int *labels, int B,
+                               tlb_error *err)
 {
     if (B < 1 || B > inf->capacity)
         return tlb_fail(err, "inference on %d samples: the plan holds 1 to %d", B, inf->capacity);
@@ -190,7 +207,7 @@ int model_inference_run(model_inference *inf, const float *img, const int *label
     if (teams <= 1) { /* one tile at a time, the ops free to use every thread */
         for (int t = 0; t < tiles; t++) {
             const int b0 = t * tile;
-            run_tile(inf, &inf->ws[0], img, labels, b0, B - b0 < tile ? B - b0 : tile);
+            run_tile(inf, &inf->ws[0], x, lengths, labels, b0, B - b0 < tile ? B - b0 : tile);
         }
         return 0;
     }
@@ -206,7 +223,7 @@ int model_inference_run(model_inference *inf, const float *img, const int *label
 #pragma omp for schedule(static, 1)
         for (int t = 0; t < tiles; t++) {
             const int b0 = t * tile;
-            run_tile(inf, ws, img, labels, b0, B - b0 < tile ? B - b0 : tile);
+            run_tile(inf, ws, x, lengths, labels, b0, B - b0 < tile ? B - b0 : tile);
         }
     }
     return 0;

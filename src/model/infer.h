@@ -45,6 +45,8 @@ typedef struct {
     block_scratch scratch;                     /* only g (the GELU output) is used by a forward */
     float *readout_ln, *readout_mean, *readout_rstd; /* [tile*Ns, D], [tile*Ns] x2 (readout: state) */
     float *pooled;                             /* [tile, D] */
+    float *hidden_pre, *hidden;                /* [tile, Hh] the head's hidden layer (head_hidden) */
+    int *kv_len;                               /* [tile] a chunk's valid tokens (input: tokens) */
 } infer_workspace;
 
 struct model_inference {
@@ -70,10 +72,16 @@ int model_inference_plan(model_inference *inf, const tlb_model *m, int capacity,
                          unsigned flags, tlb_error *err);
 void model_inference_free(model_inference *inf);
 
-/* The outputs above for 1 <= B <= capacity samples of img ([B, S, S, 3]);
+/* The outputs above for 1 <= B <= capacity samples of the input batch x
+ * (model_forward: images [B, S, S, 3] or token ids [B, T]);
  * with labels also probs and losses. Allocates nothing; another B is refused
  * (-1 with err). */
-int model_inference_run(model_inference *inf, const float *img, const int *labels, int B, tlb_error *err);
+int model_inference_run(model_inference *inf, const void *x, const int *labels, int B, tlb_error *err);
+
+/* The same for padded sequences (model_forward_padded): lengths[b] valid
+ * tokens of sample b, NULL = every sample whole. */
+int model_inference_run_padded(model_inference *inf, const void *x, const int *lengths, const int *labels, int B,
+                               tlb_error *err);
 
 /* The final state's diversity over the B samples of the last run (INFER_STATE;
  * NaN without it). work: Ns * Ns doubles. */

@@ -84,6 +84,31 @@ size_t model_num_params(const tlb_model *m) { return m->layout.table.total; }
 
 void model_zero_grads(tlb_model *m) { memset(m->grads, 0, model_num_params(m) * sizeof(float)); }
 
+int model_check_lengths(const tlb_model *m, const int *lengths, int B, tlb_error *err)
+{
+    const tlb_model_config *c = &m->config;
+    if (!lengths) return 0;
+    if (c->input != INPUT_TOKENS) return tlb_fail(err, "sequence lengths given for an image model");
+    for (int b = 0; b < B; b++)
+        if (lengths[b] < 1 || lengths[b] > c->seq_len)
+            return tlb_fail(err, "sample %d: length %d is outside [1, seq_len %d]", b, lengths[b], c->seq_len);
+    return 0;
+}
+
+int model_check_tokens(const tlb_model *m, const int *ids, int B, tlb_error *err)
+{
+    const tlb_model_config *c = &m->config;
+    if (c->input != INPUT_TOKENS) return 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < c->seq_len; t++) {
+            const int id = ids[(size_t)b * c->seq_len + t];
+            if (id < 0 || id >= c->vocab_size)
+                return tlb_fail(err, "sample %d, token %d: id %d is outside [0, vocab_size %d)", b, t, id,
+                                c->vocab_size);
+        }
+    return 0;
+}
+
 /* Carves every activation and scratch buffer for B samples (arena protocol). */
 static void carve(tlb_model *m, arena *a, int B)
 {
@@ -111,6 +136,11 @@ static void carve(tlb_model *m, arena *a, int B)
         m->d_readout = arena_take(a, (size_t)B * Ns * D);
     }
     m->pooled = arena_take(a, (size_t)B * D);
+    const size_t Hh = (size_t)c->head_hidden;
+    m->hidden_pre = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
+    m->hidden = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
+    m->d_hidden = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
+    m->d_hidden_pre = Hh ? arena_take(a, (size_t)B * Hh) : NULL;
     m->logits = arena_take(a, (size_t)B * V);
     m->probs = arena_take(a, (size_t)B * V);
     m->losses = arena_take(a, (size_t)B);
@@ -122,6 +152,11 @@ static void carve(tlb_model *m, arena *a, int B)
     m->d_tok = arena_take(a, (size_t)B * N * D);
     m->d_pooled = arena_take(a, (size_t)B * D);
     m->d_logits = arena_take(a, (size_t)B * V);
+    /* Padded sequences (input: tokens): a chunk's valid tokens per sample
+     * (ints in float-sized slots) and the held state gradients. */
+    const int tokens = c->input == INPUT_TOKENS;
+    m->kv_len = tokens ? (int *)arena_take(a, (size_t)B) : NULL;
+    m->d_hold = tokens ? arena_take(a, (size_t)B * Ns * D) : NULL;
 }
 
 size_t model_plan_bytes(const tlb_model *m, int B)
@@ -331,6 +366,10 @@ static model_walk training_walk(tlb_model *m, int B, int b0, int n, int shard)
         w.readout_rstd = m->readout_rstd + b0 * Ns;
     }
     w.pooled = m->pooled + b0 * D;
+    if (m->hidden) {
+        w.hidden_pre = m->hidden_pre + b0 * (size_t)c->head_hidden;
+        w.hidden = m->hidden + b0 * (size_t)c->head_hidden;
+    }
     w.logits = m->logits + b0 * V;
     w.losses = m->losses + b0;
     w.probs = m->probs + b0 * V;
@@ -339,6 +378,7 @@ static model_walk training_walk(tlb_model *m, int B, int b0, int n, int shard)
     w.chunk_stride = (size_t)B * C * D;
     w.state_in = m->slow_in ? m->slow_in + b0 * Ns * D : NULL;
     w.state_stride = (size_t)B * Ns * D;
+    w.kv_len = m->kv_len + b0;
     w.step = training_step;
     return w;
 }
@@ -368,8 +408,14 @@ static void record_step_inputs(tlb_model *m, int B)
     }
 }
 
-double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+double model_forward_targets(tlb_model *m, const void *x, const int *labels,
                              const model_targets *targets, int B, const model_dropout *drop)
+{
+    return model_forward_padded(m, x, NULL, labels, targets, B, drop);
+}
+
+double model_forward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                            const model_targets *targets, int B, const model_dropout *drop)
 {
     if (model_check_batch(m, B, NULL) != 0) return NAN;
     const int shards = model_shards_for(m, B);
@@ -377,14 +423,16 @@ double model_forward_targets(tlb_model *m, const float *img, const int *labels,
     record_step_inputs(m, B);
     if (shards == 1) {
         model_walk w = training_walk(m, B, 0, B, 0);
-        model_walk_forward(&w, img, labels, targets, drop);
+        w.lengths = lengths;
+        model_walk_forward(&w, x, labels, targets, drop);
     } else {
 #pragma omp parallel for num_threads(shards) schedule(static, 1)
         for (int s = 0; s < shards; s++) {
             shard_single_threaded();
             const int b0 = shard_start(B, shards, s);
             model_walk w = training_walk(m, B, b0, shard_start(B, shards, s + 1) - b0, s);
-            model_walk_forward(&w, img, labels, targets, drop);
+            w.lengths = lengths;
+            model_walk_forward(&w, x, labels, targets, drop);
         }
     }
     if (!labels) return 0.0;
@@ -393,14 +441,103 @@ double model_forward_targets(tlb_model *m, const float *img, const int *labels,
     return sum;
 }
 
-double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+double model_forward(tlb_model *m, const void *x, const int *labels, int B,
                      const model_dropout *drop)
 {
-    return model_forward_targets(m, img, labels, NULL, B, drop);
+    return model_forward_targets(m, x, labels, NULL, B, drop);
 }
 
 /* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
-static void backward_shard(tlb_model *m, const float *img, const int *labels,
+/* Padded sequences, before chunk ch's backward: a sample whose last valid
+ * token is here receives its readout's gradient over its valid tokens
+ * (readout: last_fast); one with no valid token here keeps the gradient of
+ * its state aside (d_hold) and lets nothing through the chunk, whose update
+ * it skipped (restored after the chunk, in backward_shard). */
+static void padded_chunk_grads_in(tlb_model *m, int ch, const int *len, int n, const float *d_pooled,
+                                  float *const d_stream[2], float *d_hold)
+{
+    const tlb_model_config *c = &m->config;
+    const int D = c->embed_dim, C = c->chunk_size;
+    const size_t state_len = (size_t)model_num_state(c) * D;
+    for (int b = 0; b < n; b++) {
+        const int valid = model_chunk_tokens(c, len[b], ch);
+        if (c->readout == READOUT_LAST_FAST && valid > 0 && model_last_chunk(c, len[b]) == ch)
+            m->ops.meanpool.backward(d_stream[STREAM_FAST] + (size_t)b * C * D, d_pooled + (size_t)b * D, 1, valid,
+                                     D);
+        if (valid == 0) {
+            float *d_slow = d_stream[STREAM_SLOW] + b * state_len;
+            memcpy(d_hold + b * state_len, d_slow, state_len * sizeof(float));
+            memset(d_slow, 0, state_len * sizeof(float));
+        }
+    }
+}
+
+/* 1. The input stage's backward from d_tokens (the gradient of its output
+ * tokens, which it may overwrite): embed_drop's dropout, the LayerNorm, the
+ * position table (summed over the chunks with pos_emb: chunk), and the patch
+ * convolution's weights or the token table's scatter-add. */
+static void input_backward(tlb_model *m, const void *x, float *g, float *d_tokens, int b0, int n,
+                           const model_dropout *drop)
+{
+    const op_table *ops = &m->ops;
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const float *w = m->params;
+    const int D = c->embed_dim, N = model_num_patches(c), rows = model_pos_rows(c);
+    const size_t tok_at = (size_t)b0 * N * D, len = (size_t)n * N * D;
+    /* The LayerNorm's output gradient, then its input's: with embed_drop the
+     * dropout's backward first (into d_tok), and the two buffers trade roles. */
+    const float *d_ln_out = d_tokens;
+    float *d_ln_in = m->d_tok + tok_at;
+    const dropout_ctx ed = model_embed_dropout(m, drop, b0);
+    if (ed.rate > 0.0f) {
+        memset(d_ln_in, 0, len * sizeof(float));
+        ops->dropout.backward(d_ln_in, d_tokens, n, (size_t)N * D, &ed);
+        d_ln_out = d_ln_in;
+        d_ln_in = d_tokens;
+    }
+    memset(d_ln_in, 0, len * sizeof(float));
+    ops->layernorm.backward(d_ln_in, g + l->input_ln_gamma, g + l->input_ln_beta, d_ln_out, m->tok + tok_at,
+                            w + l->input_ln_gamma, m->tok_mean + (size_t)b0 * N, m->tok_rstd + (size_t)b0 * N,
+                            n * N, D);
+    ops->posemb.backward(NULL, g + l->pos_emb, d_ln_in, n * (N / rows), rows, D);
+    if (c->input == INPUT_TOKENS) {
+        ops->token_embed.backward(g + l->token_table, d_ln_in, (const int *)x + (size_t)b0 * N, n * N,
+                                  c->vocab_size, D);
+    } else {
+        const int S = c->image_size;
+        ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_ln_in,
+                                 (const float *)x + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, c->patch_size,
+                                 D);
+    }
+}
+
+/* 3. The head's backward: d_pooled [n, D] from the logits' gradient, through
+ * the hidden ReLU layer when there is one. */
+static void head_backward(tlb_model *m, const block_kernels *k, float *g, const float *d_logits, int b0, int n)
+{
+    const tlb_model_config *c = &m->config;
+    const model_layout *l = &m->layout;
+    const int D = c->embed_dim, Hh = c->head_hidden, V = c->num_classes;
+    float *d_pooled = m->d_pooled + (size_t)b0 * D;
+    const float *pooled = m->pooled + (size_t)b0 * D;
+    memset(d_pooled, 0, (size_t)n * D * sizeof(float));
+    if (Hh == 0) {
+        kernels_dense_backward(k, d_pooled, g, d_logits, pooled, m->params, l->head_kernel, l->head_bias, n, D, V);
+        return;
+    }
+    const size_t at = (size_t)b0 * Hh, len = (size_t)n * Hh;
+    float *d_hidden = m->d_hidden + at, *d_pre = m->d_hidden_pre + at;
+    memset(d_hidden, 0, len * sizeof(float));
+    memset(d_pre, 0, len * sizeof(float));
+    kernels_dense_backward(k, d_hidden, g, d_logits, m->hidden + at, m->params, l->head_kernel, l->head_bias, n,
+                           Hh, V);
+    k->ops->relu.backward(d_pre, d_hidden, m->hidden_pre + at, len);
+    kernels_dense_backward(k, d_pooled, g, d_pre, pooled, m->params, l->head_hidden_kernel, l->head_hidden_bias,
+                           n, D, Hh);
+}
+
+static void backward_shard(tlb_model *m, const void *x, const int *lengths, const int *labels,
                            const model_targets *targets, int B, int b0, int n, float loss_scale,
                            const model_dropout *drop, float *g, int shard)
 {
@@ -408,7 +545,7 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     const block_kernels k = {ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL};
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
-    const int S = c->image_size, P = c->patch_size, D = c->embed_dim, C = c->chunk_size;
+    const int D = c->embed_dim, C = c->chunk_size;
     const int N = model_num_patches(c), nchunks = model_num_chunks(c), V = c->num_classes;
     const int Ns = model_num_state(c), T = model_stream_rows_max(c);
     const float *w = m->params;
@@ -416,19 +553,19 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
     const size_t stream_at = (size_t)b0 * T * D; /* the stream-gradient buffers' shard window */
     const size_t fast_bytes = (size_t)n * C * D * sizeof(float);
     const size_t slow_bytes = (size_t)n * Ns * D * sizeof(float);
+    const int *len = lengths ? lengths + b0 : NULL;
+    float *d_hold = m->d_hold + state_at;
     (void)B;
 
     /* 3. Head. */
     float *d_logits = m->d_logits + (size_t)b0 * V, *d_pooled = m->d_pooled + (size_t)b0 * D;
     memset(d_logits, 0, (size_t)n * V * sizeof(float));
-    memset(d_pooled, 0, (size_t)n * D * sizeof(float));
     ops->softmax_xent.backward(d_logits, m->probs + (size_t)b0 * V, labels + b0, loss_scale, n,
                                   V);
     for (int b = b0; b < b0 + n; b++)
         if (targets_soft(targets, b))
             targets_grad_correction(m->d_logits + (size_t)b * V, V, labels[b], targets, b, loss_scale);
-    kernels_dense_backward(&k, d_pooled, g, d_logits, m->pooled + (size_t)b0 * D, w, l->head_kernel,
-                           l->head_bias, n, D, V);
+    head_backward(m, &k, g, d_logits, b0, n);
     /* Local copies: the shard swaps its own stream-gradient buffers. */
     float *d_stream[2] = {m->d_stream[STREAM_FAST] + stream_at, m->d_stream[STREAM_SLOW] + stream_at};
     float *d_tmp = m->d_tmp + stream_at;
@@ -442,7 +579,7 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
                                    d_ro, model_trace_slow(m, nchunks - 1) + state_at,
                                    w + l->readout_ln_gamma, m->readout_mean + (size_t)b0 * Ns,
                                    m->readout_rstd + (size_t)b0 * Ns, n * Ns, D);
-    } else {
+    } else if (!len) { /* padded sequences: at each one's last chunk, below */
         ops->meanpool.backward(d_stream[STREAM_FAST], d_pooled, n, C, D);
     }
 
@@ -456,6 +593,7 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
         const int skip_update = ch == nchunks - 1 && c->readout == READOUT_LAST_FAST;
         const int last = skip_update ? l->num_steps - 1 : l->num_steps;
         if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, fast_bytes);
+        if (len) padded_chunk_grads_in(m, ch, len, n, d_pooled, d_stream, d_hold);
         for (int s = last - 1; s >= 0; s--) {
             const cell_step *st = &l->steps[s];
             const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
@@ -473,6 +611,11 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
             d_stream[st->query] = d_tmp;
             d_tmp = swap;
         }
+        if (len) /* a sample with no valid token here passed its state through */
+            for (int b = 0; b < n; b++)
+                if (model_chunk_tokens(c, len[b], ch) == 0)
+                    memcpy(d_stream[STREAM_SLOW] + (size_t)b * Ns * D, d_hold + (size_t)b * Ns * D,
+                           (size_t)Ns * D * sizeof(float));
         /* d_stream[FAST] is now the gradient of chunk ch's input tokens. */
         const float *dchunk = d_stream[STREAM_FAST];
         for (int b = 0; b < n; b++) {
@@ -490,25 +633,16 @@ static void backward_shard(tlb_model *m, const float *img, const int *labels,
             for (size_t k = 0; k < (size_t)Ns * D; k++) dst[k] += src[k];
         }
 
-    /* 1. Patch embedding. */
-    float *d_tok = m->d_tok + tok_at;
-    memset(d_tok, 0, (size_t)n * N * D * sizeof(float));
-    ops->layernorm.backward(d_tok, g + l->patch_ln_gamma, g + l->patch_ln_beta, d_tokens,
-                               m->tok + tok_at, w + l->patch_ln_gamma, m->tok_mean + (size_t)b0 * N,
-                               m->tok_rstd + (size_t)b0 * N, n * N, D);
-    ops->posemb.backward(NULL, g + l->pos_emb, d_tok, n, N, D);
-    ops->patch_conv.backward(NULL, g + l->conv_kernel, g + l->conv_bias, d_tok,
-                                img + (size_t)b0 * S * S * 3, w + l->conv_kernel, n, S, P, D);
+    input_backward(m, x, g, d_tokens, b0, n, drop);
 }
 
-void model_backward_targets(tlb_model *m, const float *img, const int *labels,
-                            const model_targets *targets, int B, float loss_scale,
-                            const model_dropout *drop)
+void model_backward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                           const model_targets *targets, int B, float loss_scale, const model_dropout *drop)
 {
     if (model_check_batch(m, B, NULL) != 0) return;
     const int shards = model_shards_for(m, B);
     if (shards == 1) {
-        backward_shard(m, img, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
+        backward_shard(m, x, lengths, labels, targets, B, 0, B, loss_scale, drop, m->grads, 0);
         return;
     }
     const size_t np = model_num_params(m);
@@ -521,7 +655,7 @@ void model_backward_targets(tlb_model *m, const float *img, const int *labels,
             memset(g, 0, np * sizeof(float));
         }
         const int b0 = shard_start(B, shards, s);
-        backward_shard(m, img, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
+        backward_shard(m, x, lengths, labels, targets, B, b0, shard_start(B, shards, s + 1) - b0, loss_scale,
                        drop, g, s);
     }
     /* Shards' weight gradients in shard order: deterministic for a shard count. */
@@ -533,10 +667,16 @@ void model_backward_targets(tlb_model *m, const float *img, const int *labels,
     }
 }
 
-void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+void model_backward_targets(tlb_model *m, const void *x, const int *labels, const model_targets *targets, int B,
+                            float loss_scale, const model_dropout *drop)
+{
+    model_backward_padded(m, x, NULL, labels, targets, B, loss_scale, drop);
+}
+
+void model_backward(tlb_model *m, const void *x, const int *labels, int B, float loss_scale,
                     const model_dropout *drop)
 {
-    model_backward_targets(m, img, labels, NULL, B, loss_scale, drop);
+    model_backward_targets(m, x, labels, NULL, B, loss_scale, drop);
 }
 
 state_diversity model_state_diversity(const tlb_model *m, int B, double *work)

@@ -1,4 +1,4 @@
-/* The TLB network: patch embedding, the recurrent cell unrolled over the
+/* The TLB network: the input stage (patch or token embedding), the recurrent cell unrolled over the
  * chunks (fast stream + slow state), the head and the loss; forward and
  * backpropagation through time over one micro-batch.
  *
@@ -31,15 +31,16 @@ typedef struct {
     /* Activation plan for up to `capacity` samples. */
     int capacity;
     arena acts;
-    float *tok;             /* [B*N, D] conv + pos_emb (the patch LN's input) */
+    float *tok;             /* [B*N, D] embedded + pos_emb (the input LayerNorm's input) */
     float *tok_mean, *tok_rstd;
-    float *tokens;          /* [B*N, D] after the patch LayerNorm */
+    float *tokens;          /* [B*N, D] after the input LayerNorm */
     float *chunks;          /* [num_chunks][B, C, D] each chunk contiguous */
     float *slow0;           /* [B, Ns, D] the initial slow state (zeros or state.init) */
     float *slow_in;         /* [num_chunks][B, Ns, D] state + pe read by chunk c (sinusoid only) */
     block_acts *steps;      /* [num_chunks * num_steps] */
     float *readout_ln, *readout_mean, *readout_rstd; /* [B, Ns, D], [B*Ns] x2 (readout: state) */
     float *pooled;          /* [B, D] */
+    float *hidden_pre, *hidden; /* [B, Hh] the head's hidden layer before/after ReLU (head_hidden) */
     float *logits, *probs;  /* [B, V] */
     float *losses;          /* [B] */
     /* Backward scratch. */
@@ -53,6 +54,7 @@ typedef struct {
     float *d_tokens;        /* [B*N, D] */
     float *d_tok;           /* [B*N, D] */
     float *d_pooled;        /* [B, D] */
+    float *d_hidden, *d_hidden_pre; /* [B, Hh] after/before the ReLU (head_hidden) */
     float *d_logits;        /* [B, V] */
 
     /* Batch sharding: forward and backward split the micro-batch into up
@@ -70,6 +72,11 @@ typedef struct {
     size_t staging_n;
 
     float *state_pe;        /* [Ns, D] the fixed sinusoid table (state_init: sinusoid), not a parameter */
+    /* Padded sequences (input: tokens only): a chunk's valid tokens per
+     * sample [B], and the state gradients a fully padded chunk holds aside
+     * [B, Ns, D]. */
+    int *kv_len;
+    float *d_hold;
 } tlb_model;
 
 /* Dropout for one forward/backward: off when rate == 0 or !training. The key
@@ -111,29 +118,54 @@ int model_check_batch(const tlb_model *m, int B, tlb_error *err);
  * 0 when even the small probe cannot be allocated). */
 size_t model_plan_bytes(const tlb_model *m, int B);
 
-/* Forward over B <= capacity samples: img [B, S, S, 3]; fills logits, probs,
+/* Forward over B <= capacity samples of the input batch x, whose meaning the
+ * config's input stage defines: float images [B, S, S, 3] (input: image) or
+ * int32 token ids [B, T] in [0, vocab_size) (input: tokens; the caller checks
+ * the range, model_check_tokens). Fills logits, probs,
  * losses (per sample). Returns the sum of the B losses. labels may be NULL
  * (inference: no loss). A B outside 1..capacity runs nothing and returns NaN
  * (model_check_batch says why). */
-double model_forward(tlb_model *m, const float *img, const int *labels, int B,
+double model_forward(tlb_model *m, const void *x, const int *labels, int B,
                      const model_dropout *drop);
 
 /* Backward of sum(losses) * loss_scale (loss_scale = 1 / full batch size for
  * the mean loss), accumulating into m->grads. Requires the forward just run. */
-void model_backward(tlb_model *m, const float *img, const int *labels, int B, float loss_scale,
+void model_backward(tlb_model *m, const void *x, const int *labels, int B, float loss_scale,
                     const model_dropout *drop);
 
 /* The same with a soft target (model/targets.h: label smoothing, mixup and
  * cutmix); targets' arrays are indexed like labels. NULL targets, or
  * smoothing 0 with lam 1 (or no y2), is model_forward/model_backward bit for
  * bit. */
-double model_forward_targets(tlb_model *m, const float *img, const int *labels,
+double model_forward_targets(tlb_model *m, const void *x, const int *labels,
                              const model_targets *targets, int B, const model_dropout *drop);
-void model_backward_targets(tlb_model *m, const float *img, const int *labels,
+void model_backward_targets(tlb_model *m, const void *x, const int *labels,
                             const model_targets *targets, int B, float loss_scale,
                             const model_dropout *drop);
 
+/* Padded sequences (input: tokens): samples of different lengths in one
+ * batch, x [B, seq_len] with sample b's lengths[b] (1..seq_len) tokens first
+ * and any ids after them (padding). Each sample's logits, loss and
+ * gradients are those of its own tokens: padded keys are masked in every
+ * attention that reads the fast stream, a chunk with no valid token leaves
+ * the slow state as it was (sinusoid included), and the last_fast readout
+ * pools the valid tokens of the sample's last chunk. lengths NULL: every
+ * sample whole, model_forward_targets/model_backward_targets bit for bit.
+ * The backward needs the lengths of the forward just run. */
+double model_forward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                            const model_targets *targets, int B, const model_dropout *drop);
+void model_backward_padded(tlb_model *m, const void *x, const int *lengths, const int *labels,
+                           const model_targets *targets, int B, float loss_scale, const model_dropout *drop);
+/* -1 with a message when a length is outside [1, seq_len] or lengths are
+ * given to an image model; 0 for NULL. */
+int model_check_lengths(const tlb_model *m, const int *lengths, int B, tlb_error *err);
+
 void model_zero_grads(tlb_model *m);
+
+/* input: tokens: -1 with a message naming the sample, position and id when
+ * an id of the B x seq_len batch is outside [0, vocab_size); 0 otherwise
+ * (and always for images). */
+int model_check_tokens(const tlb_model *m, const int *ids, int B, tlb_error *err);
 
 /* Shards a micro-batch of B samples runs in: min(shards, B), or 1 when
  * already inside a parallel region. Every backend is re-entrant (oneDNN's

@@ -84,15 +84,23 @@ int model_layout_build(model_layout *l, const tlb_model_config *c)
 {
     memset(l, 0, sizeof *l);
     param_table_init(&l->table);
-    const int P = c->patch_size, D = c->embed_dim, N = model_num_patches(c);
+    const int D = c->embed_dim;
     param_table *t = &l->table;
-    /* Keras Conv2D kernel [P, P, 3, D]: fans 3*P*P and D*P*P. */
-    l->conv_kernel = param_table_add(t, "patch.conv.kernel", 4, (int[]){P, P, 3, D}, INIT_GLOROT,
-                                     3 * P * P, D * P * P);
-    l->conv_bias = param_table_add(t, "patch.conv.bias", 1, (int[]){D}, INIT_ZEROS, 0, 0);
-    l->pos_emb = param_table_add(t, "patch.pos_emb", 2, (int[]){N, D}, INIT_POS_EMB, 0, 0);
-    l->patch_ln_gamma = param_table_add(t, "patch.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
-    l->patch_ln_beta = param_table_add(t, "patch.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
+    if (c->input == INPUT_TOKENS) {
+        /* Keras Embedding's default initialiser: uniform [-0.05, 0.05]. */
+        l->token_table = param_table_add(t, "tokens.embedding", 2, (int[]){c->vocab_size, D}, INIT_POS_EMB, 0, 0);
+    } else {
+        /* Keras Conv2D kernel [P, P, 3, D]: fans 3*P*P and D*P*P. */
+        const int P = c->patch_size;
+        l->conv_kernel = param_table_add(t, "patch.conv.kernel", 4, (int[]){P, P, 3, D}, INIT_GLOROT,
+                                         3 * P * P, D * P * P);
+        l->conv_bias = param_table_add(t, "patch.conv.bias", 1, (int[]){D}, INIT_ZEROS, 0, 0);
+    }
+    const int tokens = c->input == INPUT_TOKENS;
+    l->pos_emb = param_table_add(t, tokens ? "tokens.pos_emb" : "patch.pos_emb", 2, (int[]){model_pos_rows(c), D},
+                                 INIT_POS_EMB, 0, 0);
+    l->input_ln_gamma = param_table_add(t, tokens ? "tokens.ln.gamma" : "patch.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
+    l->input_ln_beta = param_table_add(t, tokens ? "tokens.ln.beta" : "patch.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
     /* A learned initial state must start random (train/init.c): a zero one
      * gets the same gradient in every row and stays collapsed (golden README). */
     if (c->state_init == STATE_INIT_LEARNED)
@@ -111,8 +119,13 @@ int model_layout_build(model_layout *l, const tlb_model_config *c)
         l->readout_ln_gamma = param_table_add(t, "readout.ln.gamma", 1, (int[]){D}, INIT_ONES, 0, 0);
         l->readout_ln_beta = param_table_add(t, "readout.ln.beta", 1, (int[]){D}, INIT_ZEROS, 0, 0);
     }
-    l->head_kernel = param_table_add(t, "head.kernel", 2, (int[]){D, c->num_classes}, INIT_GLOROT,
-                                     D, c->num_classes);
+    const int Hin = model_head_in(c);
+    if (c->head_hidden > 0) {
+        l->head_hidden_kernel = param_table_add(t, "head.hidden.kernel", 2, (int[]){D, Hin}, INIT_GLOROT, D, Hin);
+        l->head_hidden_bias = param_table_add(t, "head.hidden.bias", 1, (int[]){Hin}, INIT_ZEROS, 0, 0);
+    }
+    l->head_kernel = param_table_add(t, "head.kernel", 2, (int[]){Hin, c->num_classes}, INIT_GLOROT,
+                                     Hin, c->num_classes);
     l->head_bias = param_table_add(t, "head.bias", 1, (int[]){c->num_classes}, INIT_ZEROS, 0, 0);
     return t->out_of_memory ? -1 : 0;
 }

@@ -32,10 +32,15 @@ typedef struct {
 
 typedef struct {
     param_table table;
-    size_t conv_kernel, conv_bias, pos_emb, patch_ln_gamma, patch_ln_beta;
+    /* The input stage: patch.conv.* (image) or tokens.embedding (tokens),
+     * then its position table and LayerNorm (patch.* or tokens.*). */
+    size_t conv_kernel, conv_bias;             /* input: image */
+    size_t token_table;                        /* [V, D], input: tokens */
+    size_t pos_emb, input_ln_gamma, input_ln_beta;
     size_t state_init;                         /* [Ns, D], only with state_init: learned */
     size_t readout_ln_gamma, readout_ln_beta;  /* [D], only with readout: state */
-    size_t head_kernel, head_bias;
+    size_t head_hidden_kernel, head_hidden_bias; /* [D, Hh], [Hh], only with head_hidden > 0 */
+    size_t head_kernel, head_bias;             /* [model_head_in, classes], [classes] */
     attn_params *attn;
     int num_attn;
     ffn_params *ffn;

@@ -27,19 +27,20 @@ static inline size_t drop_at(int h, int i, int j, int Tq, int Tk)
 }
 
 static void attention_forward_ref(float *out, float *probs, const float *q, const float *k,
-                                  const float *v, int B, int Tq, int Tk, int H, int K,
-                                  const dropout_ctx *drop)
+                                  const float *v, const int *kv_len, int B, int Tq, int Tk, int H,
+                                  int K, const dropout_ctx *drop)
 {
     const float scale = 1.0f / sqrtf((float)K);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
+            const int nk = kv_len ? kv_len[b] : Tk; /* keys past nk are padding */
             for (int i = 0; i < Tq; i++) {
                 const float *qi = q + tok(b, Tq, i, H, K, h);
                 float *p = probs + probs_row(b, h, i, H, Tq, Tk);
                 float mx = -INFINITY;
-                for (int j = 0; j < Tk; j++) {
+                for (int j = 0; j < nk; j++) {
                     const float *kj = k + tok(b, Tk, j, H, K, h);
                     float s = 0.0f;
                     for (int c = 0; c < K; c++) s += qi[c] * kj[c];
@@ -47,14 +48,15 @@ static void attention_forward_ref(float *out, float *probs, const float *q, cons
                     mx = fmaxf(mx, p[j]);
                 }
                 float sum = 0.0f;
-                for (int j = 0; j < Tk; j++) {
+                for (int j = 0; j < nk; j++) {
                     p[j] = expf(p[j] - mx);
                     sum += p[j];
                 }
-                for (int j = 0; j < Tk; j++) p[j] /= sum;
+                for (int j = 0; j < nk; j++) p[j] /= sum;
+                for (int j = nk; j < Tk; j++) p[j] = 0.0f;
                 float *oi = out + tok(b, Tq, i, H, K, h);
                 for (int c = 0; c < K; c++) oi[c] = 0.0f;
-                for (int j = 0; j < Tk; j++) {
+                for (int j = 0; j < nk; j++) {
                     float pj = p[j];
                     if (skey) pj *= dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk));
                     const float *vj = v + tok(b, Tk, j, H, K, h);

@@ -146,34 +146,37 @@ static int attention_prepare_simd(int B, int Tq, int Tk, int H, int K, tlb_error
     return failed ? tlb_fail(err, "out of memory for attention scratch") : 0;
 }
 
-/* Row-wise softmax in place; full vectors use plain loads and stores. */
-static void softmax_rows(float *p, int Tq, int Tk)
+/* Row-wise softmax in place over the first nk of each row's Tk entries (the
+ * rest, padded keys, set to 0); full vectors use plain loads and stores. */
+static void softmax_rows(float *p, int Tq, int Tk, int nk)
 {
     for (int i = 0; i < Tq; i++) {
         float *row = p + (size_t)i * Tk;
+        if (nk < Tk) memset(row + nk, 0, (size_t)(Tk - nk) * sizeof *row);
+        if (nk == 0) continue;
         vec mx = VSET1(-INFINITY);
-        for (int j = 0; j < Tk; j += VW)
-            mx = VMAX(mx, Tk - j >= VW ? VLOAD(row + j) : VMLOAD_OR(row + j, vlanes(Tk - j), mx));
+        for (int j = 0; j < nk; j += VW)
+            mx = VMAX(mx, nk - j >= VW ? VLOAD(row + j) : VMLOAD_OR(row + j, vlanes(nk - j), mx));
         const vec m = VSET1(vhmax(mx));
         vec s = VZERO;
-        for (int j = 0; j < Tk; j += VW) {
-            if (Tk - j >= VW) {
+        for (int j = 0; j < nk; j += VW) {
+            if (nk - j >= VW) {
                 const vec e = vexp(VSUB(VLOAD(row + j), m));
                 s = VADD(s, e);
                 VSTORE(row + j, e);
             } else {
-                const vmask k = vlanes(Tk - j);
+                const vmask k = vlanes(nk - j);
                 const vec e = VMASKZ(k, vexp(VSUB(VMLOAD(row + j, k), m)));
                 s = VADD(s, e);
                 VMSTORE(row + j, k, e);
             }
         }
         const vec sum = VSET1(vhsum(s));
-        for (int j = 0; j < Tk; j += VW) {
-            if (Tk - j >= VW) {
+        for (int j = 0; j < nk; j += VW) {
+            if (nk - j >= VW) {
                 VSTORE(row + j, VDIV(VLOAD(row + j), sum));
             } else {
-                const vmask k = vlanes(Tk - j);
+                const vmask k = vlanes(nk - j);
                 VMSTORE(row + j, k, VDIV(VMLOAD(row + j, k), sum));
             }
         }
@@ -181,8 +184,8 @@ static void softmax_rows(float *p, int Tq, int Tk)
 }
 
 static void attention_forward_simd(float *out, float *probs, const float *q, const float *k,
-                                   const float *v, int B, int Tq, int Tk, int H, int K,
-                                   const dropout_ctx *drop)
+                                   const float *v, const int *kv_len, int B, int Tq, int Tk, int H,
+                                   int K, const dropout_ctx *drop)
 {
     const int HK = H * K, np = Tq * Tk;
     const float scale = 1.0f / sqrtf((float)K);
@@ -193,8 +196,9 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
             const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
             const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
             float *p = probs + ((size_t)b * H + h) * np;
+            const int nk = kv_len ? kv_len[b] : Tk; /* keys past nk are padding */
             pair_dots(p, q + qo, k + ko, HK, Tq, Tk, K, scale);
-            softmax_rows(p, Tq, Tk);
+            softmax_rows(p, Tq, Tk, nk);
             const float *pd = p;
             if (active) { /* dropped-out copy of the probabilities */
                 float *buf = scratch((size_t)np);
@@ -203,7 +207,7 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
                 pd = buf;
             }
             for (int i = 0; i < Tq; i++)
-                combine(out + qo + (size_t)i * HK, 0, pd + (size_t)i * Tk, 1, v + ko, HK, Tk, K);
+                combine(out + qo + (size_t)i * HK, 0, pd + (size_t)i * Tk, 1, v + ko, HK, nk, K);
         }
     }
 }

@@ -21,7 +21,8 @@
     X(softmax_xent, 1, 1, 1, 1)        \
     X(dropout,      1, 1, 1, 0)        \
     X(residual,     1, 1, 1, 0)        \
-    X(token_embed,  1, 1, 1, 0)
+    X(token_embed,  1, 1, 1, 0)        \
+    X(relu,         1, 1, 1, 0)
 
 /* TLB_WHEN(flag, text): text if flag is 1, nothing if 0.
  * TLB_PICK(flag, expr): expr if flag is 1, NULL if 0. */

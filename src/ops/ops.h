@@ -52,11 +52,15 @@ typedef void (*gelu_backward_fn)(float *dinp, const float *dout, const float *in
 /* Multi-head scaled dot-product attention core for B samples:
  * q[B*Tq, H*K], k and v[B*Tk, H*K] (head h = columns h*K .. h*K+K-1);
  * probs[B, H, Tq, Tk] receives the softmax (before dropout, kept for backward);
- * out[B*Tq, H*K] = dropout(probs) @ v per head. Tk <= TLB_MAX_KEYS. */
+ * out[B*Tq, H*K] = dropout(probs) @ v per head. Tk <= TLB_MAX_KEYS.
+ * kv_len[B] (NULL: every key) masks padded keys: sample b attends to its first
+ * kv_len[b] keys (0..Tk) only; the others get probability exactly 0, and
+ * with none a query's probabilities and output are 0. Backward needs no mask:
+ * it reads probs, whose zeros pass no gradient to masked keys. */
 #define TLB_MAX_KEYS 1024
 typedef void (*attention_forward_fn)(float *out, float *probs, const float *q, const float *k,
-                                     const float *v, int B, int Tq, int Tk, int H, int K,
-                                     const dropout_ctx *drop);
+                                     const float *v, const int *kv_len, int B, int Tq, int Tk, int H,
+                                     int K, const dropout_ctx *drop);
 typedef void (*attention_backward_fn)(float *dq, float *dk, float *dv, const float *dout,
                                       const float *q, const float *k, const float *v,
                                       const float *probs, int B, int Tq, int Tk, int H, int K,
@@ -109,6 +113,11 @@ typedef void (*token_embed_forward_fn)(float *out, const int *ids, const float *
 typedef void (*token_embed_backward_fn)(float *dtable, const float *dout, const int *ids, int N,
                                         int V, int D);
 
+/* ReLU, max(x, 0) elementwise over n values (a NaN gives 0); backward
+ * dinp += dout where inp > 0 (relu'(0) taken as 0). The head's hidden layer. */
+typedef void (*relu_forward_fn)(float *out, const float *inp, size_t n);
+typedef void (*relu_backward_fn)(float *dinp, const float *dout, const float *inp, size_t n);
+
 typedef enum {
     TLB_BACKEND_REF,
     TLB_BACKEND_AVX2,
@@ -135,6 +144,7 @@ typedef int (*meanpool_prepare_fn)(int B, int T, int D, tlb_error *err);
 typedef int (*dropout_prepare_fn)(int B, size_t per_sample, tlb_error *err);
 typedef int (*residual_prepare_fn)(size_t n, tlb_error *err);
 typedef int (*token_embed_prepare_fn)(int N, int V, int D, tlb_error *err);
+typedef int (*relu_prepare_fn)(size_t n, tlb_error *err);
 
 /* From the op list (op_list.h): per op a struct `name_op` of its typed
  * forward/backward pair and set-up, an id TLB_OP_name, and a slot in the

@@ -32,6 +32,7 @@ typedef __m256i vmask;
 #define VMLOAD_OR(p, m, src) _mm256_blendv_ps(src, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
 #define VMASKZ(m, v) _mm256_and_ps(v, _mm256_castsi256_ps(m))
 #define VCMPGE(a, b) _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GE_OQ))
+#define VCMPGT(a, b) _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ))
 #define VNONE(m) _mm256_testz_ps(_mm256_castsi256_ps(m), _mm256_castsi256_ps(m))
 #define VBLEND(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m))
 

@@ -32,6 +32,7 @@ typedef __mmask16 vmask;
 #define VMLOAD_OR(p, m, src) _mm512_mask_loadu_ps(src, m, p)
 #define VMASKZ(m, v) _mm512_maskz_mov_ps(m, v)
 #define VCMPGE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
+#define VCMPGT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
 #define VNONE(m) (!(m))
 #define VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 

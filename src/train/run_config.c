@@ -56,6 +56,12 @@ static const key_def KEYS[] = {
     NEW_KEY("num_state_tokens", K_INT, MOFF(num_state_tokens), NULL),
     NEW_ENUM("state_init", MOFF(state_init), tlb_state_init_names),
     NEW_ENUM("readout", MOFF(readout), tlb_readout_names),
+    NEW_ENUM("input", MOFF(input), tlb_input_names),
+    NEW_KEY("vocab_size", K_INT, MOFF(vocab_size), NULL),
+    NEW_KEY("seq_len", K_INT, MOFF(seq_len), NULL),
+    NEW_ENUM("pos_emb", MOFF(pos_emb), tlb_pos_emb_names),
+    NEW_KEY("head_hidden", K_INT, MOFF(head_hidden), NULL),
+    NEW_KEY("embed_drop", K_FLOAT, MOFF(embed_drop), NULL),
     {"dataset", K_STR, OFF(dataset), sizeof(((run_config *)0)->dataset), 1, "data", 0, NULL},
     {"train_slice", K_INT, OFF(train_slice), 0, 1, NULL, 0, NULL},
     {"train_limit", K_INT, OFF(train_limit), 0, 1, NULL, 0, NULL},
@@ -72,6 +78,9 @@ static const key_def KEYS[] = {
     {"micro_batch", K_INT, OFF(micro_batch), 0, 1, NULL, 0, NULL},
     {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 1, NULL, 0, NULL},
     {"weight_decay", K_DOUBLE, OFF(weight_decay), 0, 1, NULL, 0, NULL},
+    NEW_KEY("adam_beta1", K_DOUBLE, OFF(adam_beta1), NULL),
+    NEW_KEY("adam_beta2", K_DOUBLE, OFF(adam_beta2), NULL),
+    NEW_KEY("adam_epsilon", K_DOUBLE, OFF(adam_epsilon), NULL),
     {"epochs", K_INT, OFF(epochs), 0, 1, NULL, 0, NULL},
     {"seed", K_U64, OFF(seed), 0, 1, NULL, 0, NULL},
     NEW_ENUM("lr_schedule", OFF(lr_schedule), LR_SCHEDULE_WORDS),
@@ -241,6 +250,9 @@ void run_config_defaults(run_config *c)
     c->batch_size = 2048;
     c->learning_rate = 1e-4;
     c->weight_decay = 1e-4;
+    c->adam_beta1 = 0.9; /* Keras AdamW's (golden README, section 5) */
+    c->adam_beta2 = 0.999;
+    c->adam_epsilon = 1e-7;
     c->epochs = 30;
     c->seed = 42;
     strcpy(c->out_dir, "runs");
@@ -761,6 +773,16 @@ static int validate_one(const run_config *c, tlb_error *err)
     if (!(c->weight_decay >= 0))
         return fail_key(err, key_where(c, key_index("weight_decay")), "weight_decay",
                         "must be >= 0, got %g", c->weight_decay);
+    /* 0 = unset (the dataset's, for token inputs); the model checks the rest. */
+    if (check_range(c, "vocab_size", c->model.vocab_size, 0, 1 << 24, err)) return -1;
+    if (check_range(c, "seq_len", c->model.seq_len, 0, 1 << 20, err)) return -1;
+    /* Adam's moment decays in [0, 1): 1 would never forget, and its bias
+     * correction divides by 1 - beta^t. */
+    if (check_number(c, "adam_beta1", c->adam_beta1, 0, 0.999999, NULL, err)) return -1;
+    if (check_number(c, "adam_beta2", c->adam_beta2, 0, 0.999999, NULL, err)) return -1;
+    if (!(c->adam_epsilon > 0 && c->adam_epsilon <= 1))
+        return fail_key(err, key_where(c, key_index("adam_epsilon")), "adam_epsilon",
+                        "must be in (0, 1], got %g", c->adam_epsilon);
     if (check_range(c, "epochs", c->epochs, 1, 1 << 20, err)) return -1;
     if (check_number(c, "warmup_epochs", c->warmup_epochs, 0, c->epochs, "epochs", err)) return -1;
     if (check_number(c, "min_lr", c->min_lr, 0, c->learning_rate, "learning_rate", err)) return -1;
@@ -792,7 +814,12 @@ static int validate_one(const run_config *c, tlb_error *err)
 
     tlb_model_config m = c->model;
     resolve_key_dim(&m); /* a swept embed_dim leaves it unresolved in c */
-    return check_model(c, &m, err);
+    if (check_model(c, &m, err)) return -1;
+    /* Token inputs need a token dataset; CIFAR-10 gives images. */
+    if (m.input == INPUT_TOKENS && strcmp(c->dataset, "cifar10") == 0)
+        return fail_key(err, key_where(c, key_index("input")), "input",
+                        "tokens needs a token dataset, and dataset '%.40s' holds images", c->dataset);
+    return 0;
 }
 
 int run_config_validate(run_config *c, tlb_error *err)

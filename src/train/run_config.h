@@ -20,7 +20,7 @@
  * Typing: integers are plain decimals (no leading zeros, no quotes); numbers
  * also take 1e-4 style; booleans are true/false (yes/no/on/off too); words,
  * unquoted, from their enum's table: wiring keras|paper, shuffle epoch|once,
- * state_init, readout, lr_schedule; strings take any YAML scalar, with a
+ * state_init, readout, input image|tokens, pos_emb global|chunk, lr_schedule; strings take any YAML scalar, with a
  * null ("key:", "~") meaning "". Every key but the strings (dataset,
  * data_dir, backend, out_dir, name) and world_size also takes a list (flow [1, 2] or
  * block) of distinct values of its type, at most RUN_SWEEP_MAX: a sweep. */
@@ -57,7 +57,7 @@ typedef struct {
 } run_sweep;
 
 /* Number of keys a config file may contain (see the table in run_config.c). */
-#define RUN_CONFIG_NUM_KEYS 46
+#define RUN_CONFIG_NUM_KEYS 55
 
 typedef struct {
     tlb_model_config model;  /* key_dim 0: absent, = embed_dim (the parser refuses a written 0) */
@@ -69,6 +69,9 @@ typedef struct {
     int batch_size;          /* 2048 */
     double learning_rate;    /* 1e-4 */
     double weight_decay;     /* 1e-4 */
+    double adam_beta1;       /* 0.9: AdamW's first-moment decay */
+    double adam_beta2;       /* 0.999: its second-moment decay */
+    double adam_epsilon;     /* 1e-7 (Keras), added to sqrt(v) */
     int epochs;              /* 30 */
     unsigned long long seed; /* 42 */
     int threads;             /* 0 = all cores */

@@ -473,7 +473,8 @@ agree:
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
     const train_stepper stepper = {
         .model = &s.model, .adam_m = s.adam_m, .adam_v = s.adam_v,
-        .hparams = adamw_keras_defaults((float)c->learning_rate, (float)c->weight_decay),
+        .hparams = {(float)c->learning_rate, (float)c->weight_decay, (float)c->adam_beta1, (float)c->adam_beta2,
+                    (float)c->adam_epsilon},
         .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0,
         .reduce = dist_size() > 1 ? reduce_across_processes : NULL,
         .first_row = share_first, .global_batch = c->batch_size};
