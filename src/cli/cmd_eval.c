@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "train/sequences.h"
 #include "data/fetch.h"
 #include "train/evaluate.h"
 #include "train/progress.h"
@@ -151,23 +152,36 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     cifar10_set train_set = {0}, test_set = {0};
-    cifar10_view view;
-    loader *l = NULL;
+    token_set sequences[DATA_SPLIT_COUNT] = {{0}};
+    data_source source = {0};
     eval_metrics e = {0};
-    int status = 1;
-    if (load_data(&train_set, &test_set, r.data_dir, &err) != 0) goto done;
-    if (evaluate_view(&view, &r.config, &train_set, &test_set, split, &err) != 0) {
-        status = 2;
-        goto done;
+    int status = 1, count = 0;
+    const char *unit = "images";
+    if (r.model.config.input == INPUT_TOKENS) { /* a token dataset (train/sequences.h) */
+        int missing = 0;
+        if (sequences_load(sequences, &train_set, &test_set, &r.config, r.data_dir, &missing, &err) != 0) goto done;
+        const token_set *set = &sequences[split == EVAL_SPLIT_VAL ? DATA_SPLIT_VAL : DATA_SPLIT_TEST];
+        if (sequence_source(&source, set, &r.config, &r.model.config, 0, &err) != 0) goto done;
+        count = data_source_num_items(&source), unit = "sequences";
+    } else {
+        cifar10_view view;
+        if (load_data(&train_set, &test_set, r.data_dir, &err) != 0) goto done;
+        if (evaluate_view(&view, &r.config, &train_set, &test_set, split, &err) != 0) {
+            status = 2;
+            goto done;
+        }
+        const loader_config cfg = evaluate_loader_config(&r.config);
+        loader *l;
+        if (loader_create(&l, &view, &cfg, &err) != 0) goto done;
+        source = data_source_of_images(l);
+        count = view.count;
     }
-    const loader_config cfg = evaluate_loader_config(&r.config);
-    if (loader_create(&l, &view, &cfg, &err) != 0 || eval_metrics_init(&e, r.config.model.num_classes, &err) != 0)
-        goto done;
-    fprintf(stderr, "eval: %s (epoch %d, step %ld), %s split, %d images, %s, class names %s\n", r.checkpoint,
-            r.position.epoch, r.position.step, split_name, view.count, r.precision,
+    if (eval_metrics_init(&e, r.model.config.num_classes, &err) != 0) goto done;
+    fprintf(stderr, "eval: %s (epoch %d, step %ld), %s split, %d %s, %s, class names %s\n", r.checkpoint,
+            r.position.epoch, r.position.step, split_name, count, unit, r.precision,
             r.classes.from_metadata ? "from batches.meta.txt" : "built in (no batches.meta.txt in the data folder)");
     eval_progress p = {isatty(2), -1, progress_now()};
-    evaluate_run(&r.infer, l, &e, NULL, on_progress, &p);
+    evaluate_run(&r.infer, &source, &e, NULL, on_progress, &p);
 
     char png[2100], title[128];
     snprintf(png, sizeof png, "%s/confusion-%s.png", out_dir ? out_dir : run_dir, split_name);
@@ -197,7 +211,8 @@ int cmd_eval(int argc, char **argv)
 done:
     if (status != 0 && err.msg[0]) fprintf(stderr, "tlb eval: %s\n", err.msg);
     eval_metrics_free(&e);
-    loader_destroy(l);
+    data_source_destroy(&source);
+    for (int k = 0; k < DATA_SPLIT_COUNT; k++) token_set_free(&sequences[k]);
     cifar10_free(&train_set);
     cifar10_free(&test_set);
     trained_run_close(&r);

@@ -26,26 +26,27 @@ loader_config evaluate_loader_config(const run_config *c)
                            .seed = c->seed};
 }
 
-void evaluate_run(model_inference *inf, loader *l, eval_metrics *e, state_diversity *div,
+void evaluate_run(model_inference *inf, data_source *l, eval_metrics *e, state_diversity *div,
                   void (*progress)(void *, long, long), void *arg)
 {
     const tlb_model *m = inf->model;
-    const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
-    const long total = loader_num_images(l);
+    const long total = data_source_num_items(l);
     const int Ns = model_num_state(&m->config);
     double *work = div && inf->state ? malloc((size_t)Ns * Ns * sizeof *work) : NULL;
     double cos_sum = 0.0, rank_sum = 0.0;
     long seen = 0;
-    loader_start_epoch(l, 0);
+    data_source_start_epoch(l, 0);
     /* Data parallel (mpirun): this process's rows of each batch, [rank*n/N,
      * (rank+1)*n/N); the caller sums the metrics. Alone: every row. */
     const int r = dist_rank(), N = dist_size();
-    for (int b = 0; b < loader_num_batches(l); b++) {
-        const loader_batch *batch = loader_next(l);
+    for (int b = 0; b < data_source_num_batches(l); b++) {
+        const data_batch *batch = data_source_next(l);
         const int lo = (int)((long)batch->size * r / N), hi = (int)((long)batch->size * (r + 1) / N);
         for (int at = lo; at < hi; at += inf->capacity) {
             const int n = hi - at < inf->capacity ? hi - at : inf->capacity;
-            (void)model_inference_run(inf, batch->x + at * img, batch->y + at, n, NULL); /* 1 <= n <= capacity */
+            const void *x = (const char *)batch->x + (size_t)at * batch->sample_bytes;
+            (void)model_inference_run_padded(inf, x, batch->lengths ? batch->lengths + at : NULL, batch->y + at, n,
+                                             NULL); /* 1 <= n <= capacity, lengths checked by the loader's set */
             eval_metrics_add(e, inf->logits, batch->y + at, inf->losses, n);
             if (work) {
                 const state_diversity d = model_inference_state_diversity(inf, n, work);

@@ -7,6 +7,7 @@
 
 #include "data/cifar10.h"
 #include "data/loader.h"
+#include "data/source.h"
 #include "model/infer.h"
 #include "model/model.h"
 #include "train/eval_metrics.h"
@@ -31,7 +32,7 @@ loader_config evaluate_loader_config(const run_config *c);
  * buffer cannot be had); after each batch calls
  * progress(arg, images done, images in all) when set. In a data-parallel
  * run only this process's rows of each batch (the caller sums e and div). */
-void evaluate_run(model_inference *inf, loader *l, eval_metrics *e, state_diversity *div,
+void evaluate_run(model_inference *inf, data_source *l, eval_metrics *e, state_diversity *div,
                   void (*progress)(void *, long, long), void *arg);
 
 #endif

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <strings.h>
 #include <xxhash.h>
+
+#include "data/listops.h"
+#include "data/lra_image.h"
 #include <yaml.h>
 
 /* ------------------------------------------------------------------------ */
@@ -267,6 +270,34 @@ void run_config_defaults(run_config *c)
 static void resolve_key_dim(tlb_model_config *m)
 {
     if (m->key_dim == 0) m->key_dim = m->embed_dim;
+}
+
+/* The datasets a run may name: what each holds and, for token sequences,
+ * the vocabulary and longest sequence a model needs (data/lra_image.h,
+ * data/listops.h). */
+static const run_dataset DATASETS[] = {
+    {"cifar10", INPUT_IMAGE, 0, 0, 50000, 10},
+    {"lra_image", INPUT_TOKENS, LRA_IMAGE_VOCAB, LRA_IMAGE_LEN, LRA_IMAGE_TRAIN, 10},
+    {"listops", INPUT_TOKENS, LISTOPS_VOCAB, LISTOPS_MAX_LEN, LISTOPS_TRAIN_COUNT, LISTOPS_NUM_CLASSES},
+};
+
+const run_dataset *run_config_dataset(const run_config *c)
+{
+    for (size_t i = 0; i < sizeof DATASETS / sizeof DATASETS[0]; i++)
+        if (strcmp(DATASETS[i].name, c->dataset) == 0) return &DATASETS[i];
+    return NULL;
+}
+
+void run_config_model(const run_config *c, tlb_model_config *m)
+{
+    *m = c->model;
+    resolve_key_dim(m);
+    const run_dataset *d = run_config_dataset(c);
+    if (!d || m->input != INPUT_TOKENS || d->input != INPUT_TOKENS) return;
+    if (m->vocab_size == 0) m->vocab_size = d->vocab;
+    /* The longest sequence, padded to whole chunks. */
+    if (m->seq_len == 0 && m->chunk_size > 0)
+        m->seq_len = (d->max_len + m->chunk_size - 1) / m->chunk_size * m->chunk_size;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -758,12 +789,15 @@ static size_t sweep_suffix_len(const run_config *c)
 /* One plain config (or a sweep's first values, with room for its suffix). */
 static int validate_one(const run_config *c, tlb_error *err)
 {
-    /* CIFAR-10 has 50000 training images; the validation part must not be empty. */
-    if (strcmp(c->dataset, "cifar10") != 0)
+    const run_dataset *data = run_config_dataset(c);
+    if (!data)
         return fail_key(err, key_where(c, key_index("dataset")), "dataset",
-                        "only 'cifar10' is supported, got '%.40s'", c->dataset);
+                        "expected cifar10, lra_image or listops, got '%.40s'", c->dataset);
+    /* CIFAR-10 has 50000 training images; the validation part must not be empty. */
     if (check_range(c, "train_slice", c->train_slice, 1, 49999, err)) return -1;
-    if (check_range(c, "train_limit", c->train_limit, 0, c->train_slice, err)) return -1;
+    if (data->input == INPUT_IMAGE && check_range(c, "train_limit", c->train_limit, 0, c->train_slice, err)) return -1;
+    if (data->input == INPUT_TOKENS && check_range(c, "train_limit", c->train_limit, 0, data->train_count, err))
+        return -1;
     if (check_range(c, "eval_limit", c->eval_limit, 0, 1 << 30, err)) return -1;
     if (check_range(c, "batch_size", c->batch_size, 1, 1 << 24, err)) return -1;
     if (check_range(c, "micro_batch", c->micro_batch, 0, c->batch_size, err)) return -1;
@@ -812,13 +846,28 @@ static int validate_one(const run_config *c, tlb_error *err)
     if (ops_spec_check(c->backend, &spec_err) != 0)
         return fail_key(err, key_where(c, key_index("backend")), "backend", "%s", spec_err.msg);
 
-    tlb_model_config m = c->model;
-    resolve_key_dim(&m); /* a swept embed_dim leaves it unresolved in c */
-    if (check_model(c, &m, err)) return -1;
-    /* Token inputs need a token dataset; CIFAR-10 gives images. */
-    if (m.input == INPUT_TOKENS && strcmp(c->dataset, "cifar10") == 0)
+    tlb_model_config m;
+    run_config_model(c, &m); /* a swept embed_dim leaves key_dim unresolved in c */
+    /* The input stage reads what the dataset holds. */
+    if (m.input == INPUT_TOKENS && data->input == INPUT_IMAGE)
         return fail_key(err, key_where(c, key_index("input")), "input",
                         "tokens needs a token dataset, and dataset '%.40s' holds images", c->dataset);
+    if (m.input == INPUT_IMAGE && data->input == INPUT_TOKENS)
+        return fail_key(err, key_where(c, key_index("input")), "input",
+                        "dataset '%.40s' holds token sequences: set input: tokens", c->dataset);
+    if (data->input == INPUT_TOKENS) {
+        if (m.vocab_size < data->vocab)
+            return fail_key(err, key_where(c, key_index("vocab_size")), "vocab_size",
+                            "%d is smaller than dataset '%s''s %d token ids", m.vocab_size, data->name, data->vocab);
+        if (m.seq_len < data->max_len)
+            return fail_key(err, key_where(c, key_index("seq_len")), "seq_len",
+                            "%d is shorter than dataset '%s''s sequences (up to %d tokens)", m.seq_len, data->name,
+                            data->max_len);
+        if (m.num_classes != data->num_classes)
+            return fail_key(err, key_where(c, key_index("num_classes")), "num_classes",
+                            "%d, but dataset '%s' has %d classes", m.num_classes, data->name, data->num_classes);
+    }
+    if (check_model(c, &m, err)) return -1;
     return 0;
 }
 

@@ -139,6 +139,24 @@ int run_config_set(run_config *c, const char *assignment, tlb_error *err);
  * --set) of the key at fault. */
 int run_config_validate(run_config *c, tlb_error *err);
 
+/* A dataset a run may name: cifar10 (images), lra_image and listops (token
+ * sequences, vocab ids, up to max_len tokens). */
+typedef struct {
+    const char *name;
+    tlb_input input;
+    int vocab, max_len;
+    int train_count, num_classes;
+} run_dataset;
+
+/* c's dataset, or NULL for an unknown name. */
+const run_dataset *run_config_dataset(const run_config *c);
+
+/* The model a run builds: c->model with key_dim resolved and, for token
+ * inputs, vocab_size and seq_len 0 replaced by the dataset's (the longest
+ * sequence padded to whole chunks). The config keeps the 0s ("the
+ * dataset's"), so its text and hash say what was asked. */
+void run_config_model(const run_config *c, tlb_model_config *m);
+
 /* Sweep grid: product of the list lengths (1 without sweeps). Run i is a
  * plain config (no lists); i must be in [0, num_runs). The grid is ordered
  * like nested loops: the outermost loop is r, then chunk_size, then

@@ -180,7 +180,7 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     return rc;
 }
 
-int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader *test, tlb_error *err)
+int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, data_source *test, tlb_error *err)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "epochs", s->epochs_done);
@@ -224,7 +224,8 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader 
     snprintf(path, sizeof path, "%s/summary.json", f->dir);
     int rc = fs_write_file_atomic(path, text, strlen(text), err);
     free(text);
-    if (rc == 0) rc = write_attention(f, m, test, err);
+    /* The picture overlays the maps on images: token runs have none to draw on. */
+    if (rc == 0 && test->images) rc = write_attention(f, m, test->images, err);
     return rc;
 }
 

@@ -9,6 +9,7 @@
 
 #include "data/cifar10_classes.h"
 #include "data/loader.h"
+#include "data/source.h"
 #include "model/model.h"
 #include "train/trainer.h"
 
@@ -37,7 +38,7 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
 /* Appends a row and rewrites metrics.csv and curves.png. */
 int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *err);
 /* summary.json and attention.png (from the first images of `test`). */
-int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, loader *test,
+int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, data_source *test,
                      tlb_error *err);
 void run_files_close(run_files *f);
 

@@ -35,13 +35,20 @@ static void poison_grads(tlb_model *m)
     m->grads[t->entries[t->count - 1].offset] = NAN;
 }
 
-int train_step(const train_stepper *s, const float *x, const int *y, const model_targets *targets,
+int train_step(const train_stepper *s, const void *x, const int *y, const model_targets *targets,
                int batch_size, long t, uint64_t dropout_key, float lr, train_step_result *out,
                tlb_error *err)
 {
+    return train_step_padded(s, x, NULL, y, targets, batch_size, t, dropout_key, lr, out, err);
+}
+
+int train_step_padded(const train_stepper *s, const void *x, const int *lengths, const int *y,
+                      const model_targets *targets, int batch_size, long t, uint64_t dropout_key, float lr,
+                      train_step_result *out, tlb_error *err)
+{
     tlb_model *m = s->model;
     const size_t n = model_num_params(m);
-    const size_t img = (size_t)m->config.image_size * m->config.image_size * 3;
+    const size_t sample = model_input_bytes(&m->config);
     const int V = m->config.num_classes, mb = s->micro_batch;
     memset(out, 0, sizeof *out);
 
@@ -59,9 +66,11 @@ int train_step(const train_stepper *s, const float *x, const int *y, const model
             if (mt.lam) mt.lam += at;
         }
         const model_targets *tk = targets ? &mt : NULL;
-        out->loss += model_forward_targets(m, x + at * img, y + at, tk, k, &d);
+        const void *xk = (const char *)x + (size_t)at * sample;
+        const int *lk = lengths ? lengths + at : NULL;
+        out->loss += model_forward_padded(m, xk, lk, y + at, tk, k, &d);
         for (int i = 0; i < k; i++) out->correct += argmax(m->logits + (size_t)i * V, V) == y[at + i];
-        model_backward_targets(m, x + at * img, y + at, tk, k, scale, &d);
+        model_backward_padded(m, xk, lk, y + at, tk, k, scale, &d);
     }
     if (s->reduce && s->reduce(s->reduce_ctx, m->grads, n, out, err) != 0) return -1;
     if (s->nan_at_step == t) poison_grads(m);

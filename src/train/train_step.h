@@ -52,8 +52,15 @@ typedef struct {
  * rate lr. Returns 0 after the update; -1 with err set and the parameters
  * untouched when the reduction fails or the loss or a gradient is not finite
  * (out->nonfinite names which; err reads "non-finite gradient of TENSOR"). */
-int train_step(const train_stepper *s, const float *x, const int *y, const model_targets *targets,
+int train_step(const train_stepper *s, const void *x, const int *y, const model_targets *targets,
                int batch_size, long t, uint64_t dropout_key, float lr, train_step_result *out,
                tlb_error *err);
+
+/* The same over the rows of any input stage (x: batch_size samples of
+ * model_input_bytes each), with each sequence's length (lengths NULL: every
+ * sample whole, train_step bit for bit). */
+int train_step_padded(const train_stepper *s, const void *x, const int *lengths, const int *y,
+                      const model_targets *targets, int batch_size, long t, uint64_t dropout_key, float lr,
+                      train_step_result *out, tlb_error *err);
 
 #endif

@@ -50,7 +50,9 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
     if (numerics_choose(&ops, c->backend, c->mixed_precision, err) != 0)
         return tlb_fail_prefix(err, "%s/config.cfg: backend", run_dir);
     r->precision = ops_table_precision(&ops);
-    if (model_create(&r->model, &c->model, err) != 0) return -1;
+    tlb_model_config m;
+    run_config_model(c, &m); /* a token dataset's vocabulary and sequence length */
+    if (model_create(&r->model, &m, err) != 0) return -1;
     model_use_ops(&r->model, &ops);
     const size_t n = model_num_params(&r->model);
     /* checkpoint_load reads the AdamW moments too; inference drops them. */
@@ -65,6 +67,10 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
     if (c->data_dir[0]) snprintf(r->data_dir, sizeof r->data_dir, "%s", c->data_dir);
     else if (!cifar10_default_dir(r->data_dir, sizeof r->data_dir)) r->data_dir[0] = '\0';
     cifar10_classes_load(&r->classes, r->data_dir[0] ? r->data_dir : NULL);
+    if (strcmp(c->dataset, "listops") == 0) { /* ListOps' classes are the values 0..9 */
+        for (int k = 0; k < CIFAR10_NUM_CLASSES; k++) snprintf(r->classes.names[k], sizeof r->classes.names[k], "%d", k);
+        r->classes.from_metadata = 0;
+    }
     return 0;
 }
 

@@ -13,7 +13,11 @@
 
 #include "data/cifar10.h"
 #include "data/fetch.h" /* cifar10_default_dir */
+#include "data/listops.h"
 #include "data/loader.h"
+#include "data/lra_image.h"
+#include "data/source.h"
+#include "train/sequences.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
@@ -115,7 +119,7 @@ static int check_ranks_agree(const tlb_model *m, const float *adam_m, long step,
 /* Loss and accuracy over a whole split (evaluate.c: each process runs its
  * rows of every batch), summed over the processes; with div, also the final
  * slow state's diversity averaged over the images. */
-static int evaluate(model_inference *inf, loader *l, double *loss, double *acc, state_diversity *div,
+static int evaluate(model_inference *inf, data_source *l, double *loss, double *acc, state_diversity *div,
                     tlb_error *err)
 {
     eval_metrics e;
@@ -151,7 +155,8 @@ typedef struct {
     model_inference infer; /* validation and test: the forward-only plan `tlb eval` uses */
     float *adam_m, *adam_v;
     cifar10_set train_set, test_set;
-    loader *train, *val, *test;
+    token_set sequences[DATA_SPLIT_COUNT]; /* token datasets: train, val, test */
+    data_source train, val, test;
     run_files files;
     run_lock lock;
 } run_state;
@@ -213,9 +218,10 @@ static int record_extension(const char *ckpt, run_state *s, const run_config *c,
 
 static void run_state_free(run_state *s)
 {
-    loader_destroy(s->train);
-    loader_destroy(s->val);
-    loader_destroy(s->test);
+    data_source_destroy(&s->train);
+    data_source_destroy(&s->val);
+    data_source_destroy(&s->test);
+    for (int k = 0; k < DATA_SPLIT_COUNT; k++) token_set_free(&s->sequences[k]);
     cifar10_free(&s->train_set);
     cifar10_free(&s->test_set);
     free(s->adam_m);
@@ -226,9 +232,25 @@ static void run_state_free(run_state *s)
     run_lock_release(&s->lock);
 }
 
+/* The token loaders; every process reads whole batches (a batch is a cheap
+ * copy) and runs its rows. */
+static int open_sequences(run_state *s, const run_config *c, const tlb_model_config *m, tlb_error *err)
+{
+    const token_set *train = &s->sequences[DATA_SPLIT_TRAIN];
+    const int n = c->train_limit > 0 && c->train_limit < train->count ? c->train_limit : train->count;
+    if (n < c->batch_size)
+        return tlb_fail(err, "batch_size: %d is larger than the %d training sequences", c->batch_size, n);
+    if (sequence_source(&s->train, &s->sequences[DATA_SPLIT_TRAIN], c, m, 1, err) != 0 ||
+        sequence_source(&s->val, &s->sequences[DATA_SPLIT_VAL], c, m, 0, err) != 0 ||
+        sequence_source(&s->test, &s->sequences[DATA_SPLIT_TEST], c, m, 0, err) != 0)
+        return -1;
+    return 0;
+}
+
 /* The data, or -1 with *missing set when CIFAR-10 is missing or fails its
  * checks (the command line layer decides whether to fetch it and retry). */
-static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_error *err)
+static int open_data(run_state *s, const run_config *c, const tlb_model_config *m, train_summary *out,
+                     tlb_error *err)
 {
     char dir[sizeof out->data_dir];
     const char *data_dir = c->data_dir[0] ? c->data_dir : cifar10_default_dir(dir, sizeof dir);
@@ -236,6 +258,9 @@ static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_
         return tlb_fail(err, "no CIFAR-10 data directory: set data_dir, TLB_DATA_DIR, XDG_CACHE_HOME or HOME");
     if (snprintf(out->data_dir, sizeof out->data_dir, "%s", data_dir) >= (int)sizeof out->data_dir)
         return tlb_fail(err, "data_dir: longer than %zu bytes", sizeof out->data_dir - 1);
+    if (m->input == INPUT_TOKENS)
+        return sequences_load(s->sequences, &s->train_set, &s->test_set, c, data_dir, &out->data_missing, err) != 0
+                   ? -1 : open_sequences(s, c, m, err);
     /* Loading verifies every file's size and hash. */
     if (cifar10_load(&s->train_set, &s->test_set, data_dir, err) != 0) {
         out->data_missing = 1;
@@ -253,9 +278,13 @@ static int open_data(run_state *s, const run_config *c, train_summary *out, tlb_
     /* Data parallel: each process prepares only the rows it runs. */
     train_cfg.share_index = eval_cfg.share_index = dist_rank();
     train_cfg.share_count = eval_cfg.share_count = dist_size();
-    if (loader_create(&s->train, &train, &train_cfg, err) != 0) return -1;
-    if (loader_create(&s->val, &val, &eval_cfg, err) != 0) return -1;
-    if (loader_create(&s->test, &test, &eval_cfg, err) != 0) return -1;
+    loader *l;
+    if (loader_create(&l, &train, &train_cfg, err) != 0) return -1;
+    s->train = data_source_of_images(l);
+    if (loader_create(&l, &val, &eval_cfg, err) != 0) return -1;
+    s->val = data_source_of_images(l);
+    if (loader_create(&l, &test, &eval_cfg, err) != 0) return -1;
+    s->test = data_source_of_images(l);
     return 0;
 }
 
@@ -352,9 +381,11 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     /* The data before anything is written: a missing CIFAR-10 leaves no run folder. */
     local = 1;
-    if (open_data(&s, c, out, err) != 0) goto agree;
+    tlb_model_config model_cfg; /* the dataset's vocabulary and sequence length resolved */
+    run_config_model(c, &model_cfg);
+    if (open_data(&s, c, &model_cfg, out, err) != 0) goto agree;
     local = 2;
-    if (model_create(&s.model, &c->model, err) != 0) goto agree;
+    if (model_create(&s.model, &model_cfg, err) != 0) goto agree;
     model_use_ops(&s.model, &ops);
     n = model_num_params(&s.model);
     out->num_params = n;
@@ -428,7 +459,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     local = 1;
     char grid[sizeof out->run_dir + 16];
     snprintf(grid, sizeof grid, "%s/augmented.png", out->run_dir);
-    if (lead && !resuming && train_plot_first_batch(grid, s.train, c, s.files.classes.ptr, err) != 0) goto agree; /* what the model is fed */
+    if (lead && !resuming && s.train.images &&
+        train_plot_first_batch(grid, s.train.images, c, s.files.classes.ptr, err) != 0)
+        goto agree; /* what the model is fed */
     local = 0;
 agree:
     status = agree_status(local, err);
@@ -467,7 +500,7 @@ agree:
 
     /* The rate of each step is a function of the step alone (a resume sees the same rates). */
     const lr_schedule lr = {c->lr_schedule, c->learning_rate, c->min_lr, c->warmup_epochs,
-                            loader_num_batches(s.train), (long)c->epochs * loader_num_batches(s.train)};
+                            data_source_num_batches(&s.train), (long)c->epochs * data_source_num_batches(&s.train)};
     char world_cmd[32] = "";
     snprintf(world_cmd, sizeof world_cmd, "mpirun -np %d ", dist_size());
     const char *nan_env = getenv("TLB_TEST_NAN_AT_STEP");
@@ -478,7 +511,6 @@ agree:
         .micro_batch = mb, .grad_clip = (float)c->grad_clip, .nan_at_step = nan_env ? atol(nan_env) : 0,
         .reduce = dist_size() > 1 ? reduce_across_processes : NULL,
         .first_row = share_first, .global_batch = c->batch_size};
-    const size_t img_floats = (size_t)c->model.image_size * c->model.image_size * 3;
     const uint64_t dropout_root = rng_key(c->seed, 0xd7);
     /* A resumed run counts what was done before it (checkpoint.h, train_tally). */
     const double wall_before = pos.tally.wall_seconds;
@@ -492,7 +524,7 @@ agree:
     out->extended_from = first_epochs;
 
     for (int epoch = pos.epoch; epoch < c->epochs; epoch++) {
-        const int steps = loader_num_batches(s.train);
+        const int steps = data_source_num_batches(&s.train);
         progress bar;
         progress_begin(&bar, console, steps);
         if (dist_size() > 1) bar.is_tty = 0; /* mpirun may give rank 0 a pty even when its output goes to a file */
@@ -502,10 +534,10 @@ agree:
         double loss_sum = first ? pos.tally.loss_sum : 0.0;
         long correct = first ? pos.tally.correct : 0, seen = first ? pos.tally.seen : 0, seen_here = 0;
         const double seconds_before = first ? pos.tally.epoch_seconds : 0.0;
-        loader_start_epoch_at(s.train, epoch, first);
+        data_source_start_epoch_at(&s.train, epoch, first);
         const double t_epoch = progress_now();
         for (int step = first; step < steps; step++) {
-            const loader_batch *batch = loader_next(s.train);
+            const data_batch *batch = data_source_next(&s.train);
             const double t0 = progress_now();
             /* Mixup/cutmix partners (NULL when off) and label smoothing. */
             const model_targets targets = {batch->y2, batch->lam, (float)c->label_smoothing};
@@ -514,8 +546,9 @@ agree:
             const model_targets share_targets = {batch->y2 ? batch->y2 + share_first : NULL,
                                                  batch->lam ? batch->lam + share_first : NULL,
                                                  targets.smoothing};
-            if (train_step(&stepper, batch->x + (size_t)share_first * img_floats, batch->y + share_first,
-                           &share_targets, share, pos.step + 1, rng_key(dropout_root, (uint64_t)pos.step),
+            if (train_step_padded(&stepper, (const char *)batch->x + (size_t)share_first * batch->sample_bytes,
+                                  batch->lengths ? batch->lengths + share_first : NULL, batch->y + share_first,
+                                  &share_targets, share, pos.step + 1, rng_key(dropout_root, (uint64_t)pos.step),
                            (float)lr_at_step(&lr, pos.step), &r, err) != 0) {
                 fputc('\n', console);
                 if (r.nonfinite)
@@ -580,7 +613,7 @@ agree:
         row.images_per_second = seen / row.seconds;
         row.learning_rate = lr_at_step(&lr, pos.step - 1); /* the epoch's last step's */
         state_diversity div;
-        if (evaluate(&s.infer, s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
+        if (evaluate(&s.infer, &s.val, &row.val_loss, &row.val_acc, &div, err) != 0) goto done;
         row.state_cosine = div.cosine;
         row.state_rank = div.rank;
         char extra[160];
@@ -622,8 +655,8 @@ agree:
     }
 
     state_diversity div;
-    if (evaluate(&s.infer, s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
-        evaluate(&s.infer, s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
+    if (evaluate(&s.infer, &s.val, &out->val_loss, &out->val_acc, &div, err) != 0 ||
+        evaluate(&s.infer, &s.test, &out->test_loss, &out->test_acc, NULL, err) != 0)
         goto done;
     out->state_cosine = div.cosine;
     out->state_rank = div.rank;
@@ -634,7 +667,7 @@ agree:
     if (getrusage(RUSAGE_SELF, &usage) == 0) out->peak_rss_mib = (double)usage.ru_maxrss / 1024.0;
     fprintf(console, "test_loss: %.4f - test_acc: %.4f - val_acc: %.4f - %.0f s\n", out->test_loss,
             out->test_acc, out->val_acc, out->wall_seconds);
-    if (lead && run_files_finish(&s.files, out, &s.model, s.test, err) != 0) goto done;
+    if (lead && run_files_finish(&s.files, out, &s.model, &s.test, err) != 0) goto done;
     status = 0;
 done:
     run_state_free(&s);

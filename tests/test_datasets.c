@@ -1,0 +1,120 @@
+/* datasets: a run names its data (cifar10, lra_image, listops); the config
+ * checks that the model's input stage reads what the dataset holds and
+ * fills the token models' vocabulary and sequence length from it; a token
+ * run trains, evaluates and is read back by `tlb eval` end to end. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/listops.h"
+#include "data/lra_image.h"
+#include "test_helpers.h"
+#include "train/run_config.h"
+
+static const char *cfg_with(const char *dir, const char *text)
+{
+    static char path[1200];
+    snprintf(path, sizeof path, "%s/run.cfg", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* The one-line error of validating text, "" when it validates. */
+static void validate(const char *text, char *msg, size_t n, run_config *out)
+{
+    char tmpl[] = "/tmp/tlb_datasets_XXXXXX";
+    const char *dir = test_mkdtemp(tmpl);
+    tlb_error err = {0};
+    run_config c;
+    int rc = run_config_load(&c, cfg_with(dir, text), &err);
+    if (rc == 0) rc = run_config_validate(&c, &err);
+    snprintf(msg, n, "%s", rc == 0 ? "" : err.msg);
+    if (out) *out = c;
+}
+
+static void expect_refused(const char *text, const char *part)
+{
+    char msg[1200];
+    validate(text, msg, sizeof msg, NULL);
+    cr_expect(strstr(msg, part) != NULL, "for:\n%s\nexpected '%s' in: '%s'", text, part, msg);
+    cr_expect(strstr(msg, "run.cfg:") != NULL, "the file and line are named: %s", msg);
+}
+
+Test(datasets, the_input_stage_reads_what_the_dataset_holds)
+{
+    expect_refused("dataset: mnist\n", "dataset: expected cifar10, lra_image or listops, got 'mnist'");
+    expect_refused("dataset: lra_image\n", "dataset 'lra_image' holds token sequences: set input: tokens");
+    expect_refused("input: tokens\n", "tokens needs a token dataset, and dataset 'cifar10' holds images");
+    expect_refused("dataset: lra_image\ninput: tokens\nvocab_size: 200\n",
+                   "vocab_size: 200 is smaller than dataset 'lra_image''s 256 token ids");
+    expect_refused("dataset: listops\ninput: tokens\nchunk_size: 100\nseq_len: 1000\n",
+                   "seq_len: 1000 is shorter than dataset 'listops''s sequences (up to 2000 tokens)");
+    expect_refused("dataset: listops\ninput: tokens\nchunk_size: 100\nnum_classes: 5\n",
+                   "num_classes: 5, but dataset 'listops' has 10 classes");
+}
+
+/* vocab_size and seq_len 0 are the dataset's: LRA Image's 256 ids and 1024
+ * tokens, ListOps' 16 ids and 2000 tokens padded to whole chunks; the
+ * config keeps the 0s. */
+Test(datasets, token_models_take_the_datasets_sizes)
+{
+    char msg[1200];
+    run_config c;
+    tlb_model_config m;
+    validate("dataset: lra_image\ninput: tokens\nchunk_size: 32\n", msg, sizeof msg, &c);
+    cr_assert_str_eq(msg, "");
+    run_config_model(&c, &m);
+    cr_expect_eq(m.vocab_size, LRA_IMAGE_VOCAB);
+    cr_expect_eq(m.seq_len, LRA_IMAGE_LEN);
+    cr_expect_eq(c.model.seq_len, 0, "the config keeps 'the dataset's'");
+    validate("dataset: listops\ninput: tokens\nchunk_size: 48\n", msg, sizeof msg, &c);
+    cr_assert_str_eq(msg, "");
+    run_config_model(&c, &m);
+    cr_expect_eq(m.vocab_size, LISTOPS_VOCAB);
+    cr_expect_eq(m.seq_len, 2016, "2000 tokens padded to whole chunks of 48");
+    cr_expect_eq(m.seq_len % m.chunk_size, 0);
+}
+
+/* A small ListOps run trains (the sequences of a batch have different
+ * lengths), evaluates, and `tlb eval` reads it back with the digit classes. */
+Test(datasets, a_listops_run_trains_and_evaluates, .timeout = 240)
+{
+    char tmpl[] = "/tmp/tlb_listops_run_XXXXXX";
+    const char *dir = test_mkdtemp(tmpl);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "dataset: listops\ninput: tokens\nchunk_size: 100\nembed_dim: 16\nkey_dim: 8\nnum_layers: 2\n"
+             "ffn_mult: 1\nbatch_size: 8\ntrain_limit: 16\neval_limit: 16\nepochs: 1\nthreads: 2\n"
+             "mixed_precision: false\nout_dir: %s/runs\nname: lo\n", dir);
+    const char *cfg = cfg_with(dir, text);
+    char errf[1300], outf[1300], buf[16384];
+    snprintf(errf, sizeof errf, "%s/err.txt", dir);
+    snprintf(outf, sizeof outf, "%s/out.txt", dir);
+    const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    read_text(errf, buf, sizeof buf, NULL);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
+    char runs[1300];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    char run_dir[1400] = "";
+    char cmd[1500]; /* the run folder: runs/lo-<hash> */
+    snprintf(cmd, sizeof cmd, "ls -d %s/lo-*", runs);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(run_dir, sizeof run_dir, p));
+    pclose(p);
+    run_dir[strcspn(run_dir, "\n")] = '\0';
+    char summary[1500];
+    snprintf(summary, sizeof summary, "%s/summary.json", run_dir);
+    read_text(summary, buf, sizeof buf, NULL);
+    cr_expect(strstr(buf, "\"test_accuracy\"") != NULL, "%s", buf);
+    cr_assert_eq(run_tlb_out(outf, errf, NULL, (const char *[]){"eval", run_dir, "--split", "test", "--no-plots", NULL}), 0);
+    read_text(outf, buf, sizeof buf, NULL);
+    cr_expect(strstr(buf, "confusion matrix") != NULL, "%s", buf);
+    cr_expect(strstr(buf, "\n9 ") != NULL || strstr(buf, "\n9\t") != NULL, "digit class rows: %s", buf);
+    read_text(errf, buf, sizeof buf, NULL);
+    cr_expect(strstr(buf, "16 sequences") != NULL, "%s", buf);
+}
