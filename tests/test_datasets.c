@@ -118,3 +118,39 @@ Test(datasets, a_listops_run_trains_and_evaluates, .timeout = 240)
     read_text(errf, buf, sizeof buf, NULL);
     cr_expect(strstr(buf, "16 sequences") != NULL, "%s", buf);
 }
+
+/* An LRA Image run: its sequences are pictures, so attention.png draws the
+ * slow state's maps over the 32x32 grey image, as image runs do. */
+Test(datasets, an_lra_image_run_draws_its_attention, .timeout = 240)
+{
+    test_ensure_cifar10();
+    char tmpl[] = "/tmp/tlb_lra_run_XXXXXX";
+    const char *dir = test_mkdtemp(tmpl);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "dataset: lra_image\ninput: tokens\nchunk_size: 32\nembed_dim: 16\nkey_dim: 4\nnum_heads: 2\n"
+             "num_layers: 1\nr: 1\nwiring: paper\nnum_state_tokens: 3\nstate_init: sinusoid\nreadout: state\n"
+             "pos_emb: chunk\nhead_hidden: 8\nffn_mult: 1\nbatch_size: 8\ntrain_limit: 16\neval_limit: 16\n"
+             "epochs: 1\nthreads: 2\nmixed_precision: false\nout_dir: %s/runs\nname: lra\n", dir);
+    const char *cfg = cfg_with(dir, text);
+    char errf[1300], buf[8192];
+    snprintf(errf, sizeof errf, "%s/err.txt", dir);
+    const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    read_text(errf, buf, sizeof buf, NULL);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
+    char cmd[1500], run_dir[1400] = "";
+    snprintf(cmd, sizeof cmd, "ls -d %s/runs/lra-*", dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(run_dir, sizeof run_dir, p));
+    pclose(p);
+    run_dir[strcspn(run_dir, "\n")] = '\0';
+    char png[1500];
+    snprintf(png, sizeof png, "%s/attention.png", run_dir);
+    FILE *f = fopen(png, "rb");
+    cr_assert_not_null(f, "no %s", png);
+    unsigned char sig[8];
+    cr_expect_eq(fread(sig, 1, 8, f), 8u);
+    cr_expect_eq(memcmp(sig, "\x89PNG\r\n\x1a\n", 8), 0, "not a PNG");
+    fclose(f);
+}

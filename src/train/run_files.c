@@ -1,5 +1,7 @@
 #include "train/run_files.h"
 
+#include "data/lra_image.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +50,7 @@ int run_files_open(run_files *f, const char *dir, const run_config *c, int keep_
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s", dir);
     f->num_classes = c->model.num_classes;
+    snprintf(f->dataset, sizeof f->dataset, "%s", c->dataset);
     char data_dir[1024];
     cifar10_classes_load(&f->classes, c->data_dir[0] ? c->data_dir : cifar10_default_dir(data_dir, sizeof data_dir));
     size_t len = run_config_write_canonical(c, NULL, 0);
@@ -131,24 +134,32 @@ int run_files_add_epoch(run_files *f, const run_epoch_metrics *row, tlb_error *e
 /* The first (up to 4) test images, each above its overlays: the slow
  * state's attention, max over the state rows (the seed's picture), then
  * every row on its own, so a collapsed state shows identical rows. */
-static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_error *err)
+static int write_attention(const run_files *f, tlb_model *m, data_source *test, tlb_error *err)
 {
     const tlb_model_config *c = &m->config;
-    loader_start_epoch(test, 0);
-    const loader_batch *batch = loader_next(test);
+    data_source_start_epoch(test, 0);
+    const data_batch *batch = data_source_next(test);
     const int ready = batch->first == 0 ? batch->count : 0; /* rows from 0 this process prepared */
     int count = ready < 4 ? ready : 4;
     if (count > m->capacity) count = m->capacity;
     if (count < 1) return 0;
-    const int G = model_grid(c), N = model_num_patches(c), S = c->image_size;
+    /* Images: the patch grid over the picture. LRA Image: its 1,024 tokens
+     * are a 32x32 grey picture, one map cell a pixel. */
+    const int lra = c->input == INPUT_TOKENS && c->seq_len == LRA_IMAGE_LEN && !strcmp(f->dataset, "lra_image");
+    const int G = lra ? 32 : model_grid(c), N = model_num_patches(c), S = lra ? 32 : c->image_size;
     const int Ns = model_state_rows(m), nmaps = 1 + Ns;
-    model_forward(m, batch->x, batch->y, count, NULL);
+    model_forward_padded(m, batch->x, batch->lengths, batch->y, NULL, count, NULL);
     float *maps = malloc((size_t)count * nmaps * N * sizeof *maps);
     char (*labels)[32] = malloc((size_t)nmaps * sizeof *labels);
     const char **label_ptr = malloc((size_t)nmaps * sizeof *label_ptr);
-    if (!maps || !labels || !label_ptr) {
-        free(maps), free(labels), free(label_ptr);
+    float *grey = lra ? malloc((size_t)count * S * S * 3 * sizeof *grey) : NULL;
+    if (!maps || !labels || !label_ptr || (lra && !grey)) {
+        free(maps), free(labels), free(label_ptr), free(grey);
         return tlb_fail(err, "out of memory");
+    }
+    for (int i = 0; lra && i < count * S * S; i++) {
+        const float v = (float)((const int *)batch->x)[i] / 255.0f;
+        grey[3 * i] = grey[3 * i + 1] = grey[3 * i + 2] = v;
     }
     snprintf(labels[0], sizeof labels[0], "max over %d rows", Ns);
     for (int k = 1; k < nmaps; k++) snprintf(labels[k], sizeof labels[k], "state row %d", k - 1);
@@ -172,11 +183,11 @@ static int write_attention(const run_files *f, tlb_model *m, loader *test, tlb_e
     }
     char path[1300];
     snprintf(path, sizeof path, "%s/attention.png", f->dir);
-    const plot_overlays o = {.images = batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
+    const plot_overlays o = {.images = lra ? grey : batch->x, .count = count, .S = S, .maps = maps, .nmaps = nmaps, .G = G,
                              .map_labels = label_ptr, .captions = captions};
     int rc = plot_overlays_png(path, "TLB attention over tokens (the slow state's queries, mean over heads);"
                                      " captions: true/predicted class", &o, err);
-    free(maps), free(labels), free(label_ptr);
+    free(maps), free(labels), free(label_ptr), free(grey);
     return rc;
 }
 
@@ -224,8 +235,8 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, data_so
     snprintf(path, sizeof path, "%s/summary.json", f->dir);
     int rc = fs_write_file_atomic(path, text, strlen(text), err);
     free(text);
-    /* The picture overlays the maps on images: token runs have none to draw on. */
-    if (rc == 0 && test->images) rc = write_attention(f, m, test->images, err);
+    /* The maps over a picture: image runs and LRA Image (ListOps has no picture). */
+    if (rc == 0 && (test->images || !strcmp(f->dataset, "lra_image"))) rc = write_attention(f, m, test, err);
     return rc;
 }
 

@@ -29,6 +29,7 @@ typedef struct {
     int num_rows, capacity;
     cifar10_classes classes; /* for captions */
     int num_classes;         /* chance accuracy on the accuracy curve: 1 / num_classes */
+    char dataset[32];        /* the run's dataset (what attention.png draws on) */
 } run_files;
 
 /* Writes config.cfg; keeps the first `keep_epochs` rows of an existing
