@@ -23,6 +23,18 @@ static const char *cfg_with(const char *dir, const char *text)
     return path;
 }
 
+/* The run folder DIR/runs/NAME-<hash> the train command made. */
+static void run_folder(const char *dir, const char *name, char *out, size_t n)
+{
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "ls -d %s/runs/%s-*", dir, name);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(out, (int)n, p), "no run folder %s/runs/%s-*", dir, name);
+    pclose(p);
+    out[strcspn(out, "\n")] = '\0';
+}
+
 /* The one-line error of validating text, "" when it validates. */
 static void validate(const char *text, char *msg, size_t n, run_config *out)
 {
@@ -97,16 +109,8 @@ Test(datasets, a_listops_run_trains_and_evaluates, .timeout = 240)
     const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
     read_text(errf, buf, sizeof buf, NULL);
     cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
-    char runs[1300];
-    snprintf(runs, sizeof runs, "%s/runs", dir);
-    char run_dir[1400] = "";
-    char cmd[1500]; /* the run folder: runs/lo-<hash> */
-    snprintf(cmd, sizeof cmd, "ls -d %s/lo-*", runs);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    cr_assert_not_null(fgets(run_dir, sizeof run_dir, p));
-    pclose(p);
-    run_dir[strcspn(run_dir, "\n")] = '\0';
+    char run_dir[1400];
+    run_folder(dir, "lo", run_dir, sizeof run_dir);
     char summary[1500];
     snprintf(summary, sizeof summary, "%s/summary.json", run_dir);
     read_text(summary, buf, sizeof buf, NULL);
@@ -138,13 +142,8 @@ Test(datasets, an_lra_image_run_draws_its_attention, .timeout = 240)
     const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
     read_text(errf, buf, sizeof buf, NULL);
     cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
-    char cmd[1500], run_dir[1400] = "";
-    snprintf(cmd, sizeof cmd, "ls -d %s/runs/lra-*", dir);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    cr_assert_not_null(fgets(run_dir, sizeof run_dir, p));
-    pclose(p);
-    run_dir[strcspn(run_dir, "\n")] = '\0';
+    char run_dir[1400];
+    run_folder(dir, "lra", run_dir, sizeof run_dir);
     char png[1500];
     snprintf(png, sizeof png, "%s/attention.png", run_dir);
     FILE *f = fopen(png, "rb");
