@@ -101,7 +101,7 @@ $(BUILD)/bench_allreduce: bench/mpi/allreduce.c $(BUILD)/libtlb.a
 # tests run $(TLB) (TLB_BIN); the fuzz targets then run over their corpora.
 test: deps
 	$(MAKE) --no-print-directory test-run
-test-run: $(TLB) $(BUILD)/tlb_tests layers
+test-run: $(TLB) $(BUILD)/tlb_tests $(BUILD)/tlb_bench layers
 	TLB_BIN=./$(TLB) $(BUILD)/tlb_tests $(TEST_ARGS)
 	$(MAKE) --no-print-directory fuzz-smoke
 

@@ -230,13 +230,13 @@ static void check_attention(void)
                   *dv0 = rnd(nk, 1);
             float *o1 = dup(o0, nq), *p1 = dup(p0, np), *dq1 = dup(dq0, nq),
                   *dk1 = dup(dk0, nk), *dv1 = dup(dv0, nk);
-            ref->forward(o0, p0, q, k, v, B, Tq, Tk, H, K, &drop);
+            ref->forward(o0, p0, q, k, v, NULL, B, Tq, Tk, H, K, &drop);
             ref->backward(dq0, dk0, dv0, g, q, k, v, p0, B, Tq, Tk, H, K, &drop);
             char what[80];
             FOR_BACKENDS(attention, d)
             {
                 float *dq = dup(dq1, nq), *dk = dup(dk1, nk), *dv = dup(dv1, nk);
-                d->forward(o1, p1, q, k, v, B, Tq, Tk, H, K, &drop);
+                d->forward(o1, p1, q, k, v, NULL, B, Tq, Tk, H, K, &drop);
                 snprintf(what, sizeof what, "attention fwd B%d Tq%d Tk%d H%d K%d drop%d", B, Tq,
                          Tk, H, K, dr);
                 cmp(what, BE, o1, o0, nq, 1e-5);

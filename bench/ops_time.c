@@ -56,7 +56,7 @@ static void attn_f(void *p)
 {
     op_ctx *x = p;
     const dropout_ctx drop = {x->rate, 99, 0};
-    ops_impl_attention(x->be)->forward(x->a, x->b, x->c, x->d, x->e, x->B, x->T, x->T, x->H, x->K, &drop);
+    ops_impl_attention(x->be)->forward(x->a, x->b, x->c, x->d, x->e, NULL, x->B, x->T, x->T, x->H, x->K, &drop);
 }
 static void attn_b(void *p)
 {

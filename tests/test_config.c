@@ -342,7 +342,7 @@ Test(config, out_of_range)
     expect_error("batch_size: 64\nmicro_batch: 128\n", ":2: micro_batch: 128 is out of range [0, 64]");
     expect_error("num_heads: 0\n", ":1: num_heads: 0 is out of range [1, 1024]");
     expect_error("r: [1, 0]\n", ":1: r: 0 is out of range [1, 1048576]");
-    expect_error("dataset: mnist\n", ":1: dataset: only 'cifar10' is supported, got 'mnist'");
+    expect_error("dataset: mnist\n", ":1: dataset: expected cifar10, lra_image or listops, got 'mnist'");
     expect_error("name: my run\n", ":1: name: 'my run' may only contain letters, digits, '.', '_' and '-'");
 }
 
@@ -923,9 +923,9 @@ Test(config, sequence_and_adam_keys_refuse_bad_values)
     expect_error("adam_beta1: 1\n", ":1: adam_beta1: 1 is out of range [0, 0.999999]");
     expect_error("adam_beta2: -0.1\n", ":1: adam_beta2: -0.1 is out of range [0, 0.999999]");
     expect_error("adam_epsilon: 0\n", ":1: adam_epsilon: must be in (0, 1], got 0");
-    expect_error("input: tokens\nvocab_size: 0\nseq_len: 64\n", ":2: vocab_size: 0 is out of range [1, 16777216]");
-    expect_error("input: tokens\nvocab_size: 5\nchunk_size: 8\nseq_len: 60\n",
-                 ":3: chunk_size: 8 does not divide seq_len 60");
+    /* (vocab_size and seq_len 0 are the dataset's: test_datasets.c) */
+    expect_error("dataset: listops\ninput: tokens\nchunk_size: 8\nseq_len: 2004\n",
+                 ":3: chunk_size: 8 does not divide seq_len 2004");
     /* A valid token model, but CIFAR-10 holds images. */
     expect_error("input: tokens\nvocab_size: 5\nseq_len: 64\n",
                  ":1: input: tokens needs a token dataset, and dataset 'cifar10' holds images");

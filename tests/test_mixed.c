@@ -272,6 +272,16 @@ Test(mixed, golden_state_files_within_tolerance)
     golden_within_bf16_tolerance("tests/data/state_zeros_readout_keras.safetensors");
 }
 
+/* The sequence options (token inputs, chunk positions, the hidden ReLU head
+ * in bf16 too) in mixed precision, with the same tolerances. */
+Test(mixed, golden_sequence_files_within_tolerance)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    golden_within_bf16_tolerance("tests/data/tokens_keras.safetensors");
+    golden_within_bf16_tolerance("tests/data/tokens_lra_paper.safetensors");
+    golden_within_bf16_tolerance("tests/data/image_chunkpos_head_keras.safetensors");
+}
+
 /* Along a short training run (a small model, 12 AdamW steps at a high rate on
  * fixed data, dropout on) the bf16 loss stays within 2% of the fp32 loss. */
 static void train_losses(double *loss, int steps, int mixed)

@@ -285,6 +285,46 @@ Test(train, state_diversity_shows_the_collapse, .timeout = 240)
     cr_expect_gt(learned.state_rank, 1.5, "learned: rank %.2f", learned.state_rank);
 }
 
+/* One epoch of the tiny config plus `extra` keys, named `name`. */
+static train_summary one_epoch_with(const char *extra, const char *name)
+{
+    test_ensure_cifar10();
+    char out[] = "/tmp/tlb_keys_XXXXXX";
+    cr_assert_not_null(test_mkdtemp(out));
+    char text[2048];
+    snprintf(text, sizeof text, "%s%sname: %s\ntrain_limit: 128\neval_limit: 64\nbatch_size: 64\nepochs: 1\n",
+             tiny_model, extra, name);
+    return train_text(text, out);
+}
+
+/* adam_beta1/2 and adam_epsilon reach AdamW: written at their defaults they
+ * train bit for bit as when absent; another epsilon trains otherwise. */
+Test(train, adam_keys_reach_the_optimizer, .timeout = 240)
+{
+    const train_summary plain = one_epoch_with("", "adam_plain");
+    const train_summary same = one_epoch_with("adam_beta1: 0.9\nadam_beta2: 0.999\nadam_epsilon: 1e-7\n", "adam_same");
+    cr_expect_eq(plain.train_loss, same.train_loss, "defaults written: %.9g vs %.9g", plain.train_loss,
+                 same.train_loss);
+    cr_expect_eq(plain.val_loss, same.val_loss);
+    const train_summary eps = one_epoch_with("adam_epsilon: 0.01\n", "adam_eps");
+    cr_expect_neq(plain.val_loss, eps.val_loss, "adam_epsilon 0.01 changed nothing");
+    const train_summary beta = one_epoch_with("adam_beta2: 0.5\n", "adam_beta2");
+    cr_expect_neq(plain.val_loss, beta.val_loss, "adam_beta2 0.5 changed nothing");
+}
+
+/* The image model with chunk positions, a hidden head layer and embedding
+ * dropout trains through the whole program (config, init, checkpoint). */
+Test(train, chunk_positions_and_hidden_head_train, .timeout = 240)
+{
+    const train_summary plain = one_epoch_with("", "seq_plain");
+    const train_summary s = one_epoch_with("pos_emb: chunk\nhead_hidden: 16\nembed_drop: 0.1\n", "seq_opts");
+    /* pos_emb [16, 32] -> [4, 32]; head [32, 10] + [10] -> [32, 16] + [16] + [16, 10] + [10] */
+    cr_expect_eq(s.num_params, plain.num_params - 12 * 32 + (32 * 16 + 16 + 16 * 10) - 32 * 10, "%zu parameters",
+                 s.num_params);
+    cr_expect(s.train_loss > 0 && s.train_loss < 10 && s.val_loss > 0 && s.val_loss < 10, "losses %g %g",
+              s.train_loss, s.val_loss);
+}
+
 /* A new run refuses a folder that already holds a checkpoint. */
 Test(train, refuses_to_overwrite_a_run, .timeout = 120)
 {

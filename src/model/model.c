@@ -447,7 +447,6 @@ double model_forward(tlb_model *m, const void *x, const int *labels, int B,
     return model_forward_targets(m, x, labels, NULL, B, drop);
 }
 
-/* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
 /* Padded sequences, before chunk ch's backward: a sample whose last valid
  * token is here receives its readout's gradient over its valid tokens
  * (readout: last_fast); one with no valid token here keeps the gradient of
@@ -537,6 +536,7 @@ static void head_backward(tlb_model *m, const block_kernels *k, float *g, const 
                            n, D, Hh);
 }
 
+/* Backward of samples [b0, b0+n), weight gradients accumulated into g. */
 static void backward_shard(tlb_model *m, const void *x, const int *lengths, const int *labels,
                            const model_targets *targets, int B, int b0, int n, float loss_scale,
                            const model_dropout *drop, float *g, int shard)

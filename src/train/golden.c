@@ -284,16 +284,16 @@ static int check_model(golden_report *r, const st_file *f, const op_table *ops, 
     int B;
     if (read_model_config(f, &c, &B, err) != 0) return -1;
     snprintf(r->kind, sizeof r->kind, "model");
-    int len = snprintf(r->summary, sizeof r->summary, "%s S=%d P=%d D=%d C=%d r=%d L=%d H=%d K=%d B=%d",
-                       wiring_name(c.wiring), c.image_size, c.patch_size, c.embed_dim, c.chunk_size,
-                       c.r, c.num_layers, c.num_heads, c.key_dim, B);
+    char input[64];
+    if (c.input == INPUT_TOKENS) snprintf(input, sizeof input, "tokens T=%d V=%d", c.seq_len, c.vocab_size);
+    else snprintf(input, sizeof input, "S=%d P=%d", c.image_size, c.patch_size);
+    int len = snprintf(r->summary, sizeof r->summary, "%s %s D=%d C=%d r=%d L=%d H=%d K=%d B=%d",
+                       wiring_name(c.wiring), input, c.embed_dim, c.chunk_size, c.r, c.num_layers, c.num_heads,
+                       c.key_dim, B);
     if (len > 0 && (size_t)len < sizeof r->summary &&
         (c.num_state_tokens != 0 || c.state_init != STATE_INIT_ZEROS || c.readout != READOUT_LAST_FAST))
         len += snprintf(r->summary + len, sizeof r->summary - (size_t)len, " Ns=%d state_init=%s readout=%s",
                         model_num_state(&c), state_init_name(c.state_init), readout_name(c.readout));
-    if (len > 0 && (size_t)len < sizeof r->summary && c.input == INPUT_TOKENS)
-        len += snprintf(r->summary + len, sizeof r->summary - (size_t)len, " tokens T=%d V=%d", c.seq_len,
-                        c.vocab_size);
     if (len > 0 && (size_t)len < sizeof r->summary && (c.pos_emb != POS_EMB_GLOBAL || c.head_hidden > 0))
         snprintf(r->summary + len, sizeof r->summary - (size_t)len, " pos_emb=%s head_hidden=%d",
                  pos_emb_name(c.pos_emb), c.head_hidden);
