@@ -76,9 +76,10 @@ int main(int argc, char **argv)
     strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("# tlb_bench %s, %d threads, micro-batch %d (%s), CSV in %s/\n", when, o.threads, mb,
            o.micro_batch > 0 ? "from the flags" : "the trainer's rule for the batch", o.out_dir);
-    printf("automatic choice:");
-    for (int op = 0; op < ops_count(); op++) printf(" %s:%s", ops_name(op), backend_name(ops.backend[op]));
-    printf("\n");
+    char chosen[512];
+    ops_table_describe(&ops, chosen, sizeof chosen); /* "off" for a fused stage not in use */
+    for (char *c = chosen; *c; c++) *c = *c == ',' ? ' ' : *c;
+    printf("automatic choice: %s\n", chosen);
 
     bench_machine m = {0};
     bench_op_summary sum = {0};

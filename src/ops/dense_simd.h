@@ -11,7 +11,12 @@
  * bias row, or zero. A is read through (row stride, column stride), so the
  * same kernel serves inp @ w, dout @ w^T (w^T pre-transposed) and inp^T @ dout.
  * Each tile of C is owned by one thread and reduced over R in order, so the
- * result does not depend on the thread count. */
+ * result does not depend on the thread count.
+ *
+ * Fused stages (ffn_simd.h) define GEMM_EPILOGUE(g, m0, n0, mr, nv, last, c)
+ * before including this file: a tile whose g->epi is set hands its finished
+ * registers to it instead of storing them, so an elementwise op runs in the
+ * product's output pass. SCRATCH_SLOTS (default 2) sizes the scratch below. */
 #ifndef TLB_DENSE_SIMD_H
 #define TLB_DENSE_SIMD_H
 
@@ -25,7 +30,7 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PARALLEL_MACS 131072
 
-typedef struct {
+typedef struct gemm_args {
     float *C;
     size_t ldc;
     const float *A;
@@ -35,6 +40,7 @@ typedef struct {
     const float *bias; /* NULL: zero init */
     int accumulate;    /* init from C */
     int M, N, R;
+    const void *epi; /* NULL: plain store; else GEMM_EPILOGUE's own data */
 } gemm_args;
 
 static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m0, int n0,
@@ -71,6 +77,12 @@ static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m
             for (int j = 0; j < nv; j++) c[i][j] = VFMA(a, b[j], c[i][j]);
         }
     }
+#ifdef GEMM_EPILOGUE
+    if (g->epi) {
+        GEMM_EPILOGUE(g, m0, n0, mr, nv, last, c);
+        return;
+    }
+#endif
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 8
@@ -117,8 +129,11 @@ static inline void gemm(const gemm_args *g)
 /* Per-thread scratch buffers (slot 0: w^T, slot 1: patches), reserved at
  * plan time (scratch_reserve, from the ops' prepare); grown here only for a
  * shape no plan prepared (op-level callers). */
-static _Thread_local float *scratch_buf[2];
-static _Thread_local size_t scratch_cap[2];
+#ifndef SCRATCH_SLOTS
+#define SCRATCH_SLOTS 2
+#endif
+static _Thread_local float *scratch_buf[SCRATCH_SLOTS];
+static _Thread_local size_t scratch_cap[SCRATCH_SLOTS];
 
 static inline int scratch_reserve(int slot, size_t n)
 {
@@ -180,7 +195,7 @@ static inline void column_sums(float *dbias, const float *g, size_t M, int N)
 static inline void dense_forward_simd(float *out, const float *inp, const float *w, const float *bias,
                                int M, int K, int N)
 {
-    gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K};
+    gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K, NULL};
     gemm(&g);
 }
 
@@ -198,11 +213,11 @@ static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, con
     if (M <= 0 || N <= 0) return;
     if (dinp && K > 0) { /* dinp[M,K] += dout[M,N] @ wt[N,K] */
         const float *wt = transposed(w, K, N);
-        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N};
+        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N, NULL};
         gemm(&g);
     }
     if (dw && K > 0) { /* dw[K,N] += inp^T[K,M] @ dout[M,N] */
-        gemm_args g = {dw, (size_t)N, inp, 1, (size_t)K, dout, (size_t)N, NULL, 1, K, N, M};
+        gemm_args g = {dw, (size_t)N, inp, 1, (size_t)K, dout, (size_t)N, NULL, 1, K, N, M, NULL};
         gemm(&g);
     }
     if (dbias) column_sums(dbias, dout, (size_t)M, N);

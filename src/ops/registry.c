@@ -89,8 +89,48 @@ int ops_table_force(op_table *t, int op, tlb_backend b)
     default: return -1;
     }
     t->backend[op] = b;
+    t->forced |= 1u << op;
     if (op == TLB_OP_dense) t->bf16_dense = 0;
     return 0;
+}
+
+/* The ops each fused stage does the work of. */
+static unsigned fused_parts(int op)
+{
+    switch (op) {
+    case TLB_OP_layernorm_pair: return 1u << TLB_OP_layernorm;
+    case TLB_OP_ffn:
+        return 1u << TLB_OP_dense | 1u << TLB_OP_gelu | 1u << TLB_OP_dropout | 1u << TLB_OP_residual;
+    default: return 0;
+    }
+}
+
+/* Whether t's slot for op holds the registry's implementation for the
+ * backend it names (not one a caller put there by hand). */
+static int slot_is_registry(const op_table *t, int op)
+{
+    switch ((tlb_op)op) {
+#define SAME(name, ...) \
+    case TLB_OP_##name: \
+        return name##_impls[t->backend[op]] && memcmp(&t->name, name##_impls[t->backend[op]], sizeof t->name) == 0;
+        TLB_OP_LIST(SAME)
+#undef SAME
+    default: return 0;
+    }
+}
+
+int ops_table_fused(const op_table *t, int op)
+{
+    const unsigned parts = fused_parts(op);
+    if (!parts || t->backend[op] >= TLB_BACKEND_COUNT || !slot_is_registry(t, op)) return 0;
+    if (op == TLB_OP_ffn && t->bf16_dense) return 0; /* its products are fp32 */
+    for (int p = 0; p < NUM_OPS; p++) {
+        if (!(parts >> p & 1u)) continue;
+        /* an op put on another backend, or replaced by hand, runs itself */
+        if ((t->forced >> p & 1u) && t->backend[p] != t->backend[op]) return 0;
+        if (t->backend[p] >= TLB_BACKEND_COUNT || !slot_is_registry(t, p)) return 0;
+    }
+    return 1;
 }
 
 int ops_mixed_precision_supported(void) { return bf16_native(); }
@@ -110,6 +150,7 @@ void ops_table_automatic(op_table *t)
         for (int i = 0; i < TLB_BACKEND_COUNT && !done; i++) done = ops_table_force(t, op, preference[i]) == 0;
         if (!done) ops_table_force(t, op, TLB_BACKEND_REF);
     }
+    t->forced = 0; /* chosen, not forced */
 }
 
 static int parse_backend(const char *name, size_t len, tlb_backend *out)
@@ -186,7 +227,9 @@ void ops_table_describe(const op_table *t, char *backends, size_t n)
     size_t at = 0;
     if (n) backends[0] = '\0';
     for (int op = 0; op < NUM_OPS && at < n; op++) {
-        const char *b = t->bf16_dense && op == TLB_OP_dense ? "bf16" : backend_name(t->backend[op]);
+        const char *b = t->bf16_dense && op == TLB_OP_dense ? "bf16"
+                        : fused_parts(op) && !ops_table_fused(t, op) ? "off"
+                                                                     : backend_name(t->backend[op]);
         at += (size_t)snprintf(backends + at, n - at, "%s%s:%s", op ? "," : "", op_names[op], b);
     }
 }
