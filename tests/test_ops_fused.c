@@ -2,7 +2,8 @@
  * unfused ops they stand in for, composed on the same backend as the block
  * calls them: bit for bit (the same kernels in the same summation order), on
  * odd shapes and the model's, for 1 and 3 threads; finite differences of
- * every backend's backward; and when the op table runs them. (ops_backend and ops_fd hold them to ref, to the +=
+ * every backend's backward; when the op table runs them; and a whole model
+ * fused vs unfused. (ops_backend and ops_fd hold them to ref, to the +=
  * and NULL contracts and to finite differences like every op.) */
 #include <criterion/criterion.h>
 
@@ -12,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/model.h"
 #include "op_testing.h"
 #include "ops/ops.h"
+#include "test_helpers.h"
+#include "util/rng.h"
 
 static float *copy_of(const float *x, size_t n)
 {
@@ -245,4 +249,65 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
         cr_expect(!ops_table_fused(&t, TLB_OP_ffn));
         cr_expect_eq(ops_table_fused(&t, TLB_OP_layernorm_pair), simd);
     }
+}
+
+/* ---- a whole model, fused vs unfused -------------------------------------- */
+
+#define MB 5
+
+/* Logits and gradients of one forward + backward with dropout on. */
+static void model_run(const char *spec, float *logits, float **grads, size_t *n)
+{
+    const op_table ops = table(spec);
+    const tlb_model_config c = test_small_config(TLB_WIRING_KERAS);
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    model_use_ops(&m, &ops);
+    cr_assert_eq(model_plan(&m, MB, &err), 0, "%s", err.msg);
+    rng_stream r = {23, 0};
+    for (size_t i = 0; i < model_num_params(&m); i++) m.params[i] = 0.4f * (rng_next_uniform(&r) - 0.5f);
+    float x[MB * 8 * 8 * 3];
+    int labels[MB];
+    rng_stream ri = {3, 0};
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = rng_next_uniform(&ri);
+    for (int b = 0; b < MB; b++) labels[b] = b % 5;
+    const model_dropout drop = {1, 0x5eed, 7};
+    model_zero_grads(&m);
+    model_forward(&m, x, labels, MB, &drop);
+    model_backward(&m, x, labels, MB, 1.0f / MB, &drop);
+    memcpy(logits, m.logits, sizeof(float) * MB * 5);
+    *n = model_num_params(&m);
+    *grads = copy_of(m.grads, *n);
+    model_destroy(&m);
+}
+
+/* Every backend with fused stages: the model's logits and all its
+ * gradients equal the unfused run's (the fused stages put on another
+ * backend while their ops stay, which turns them off) bit for bit, dropout
+ * on. */
+Test(ops_fused, model_fused_equals_unfused)
+{
+    int runs = 0;
+    for (int b = TLB_BACKEND_REF; b <= TLB_BACKEND_AVX512; b++) {
+        const tlb_backend elsewhere = b != TLB_BACKEND_REF ? TLB_BACKEND_REF
+                                      : backend_supported(TLB_BACKEND_AVX2) ? TLB_BACKEND_AVX2
+                                                                            : TLB_BACKEND_COUNT;
+        if (!backend_supported((tlb_backend)b) || elsewhere == TLB_BACKEND_COUNT) continue;
+        char fused[64], unfused[128];
+        snprintf(fused, sizeof fused, "%s", backend_name((tlb_backend)b));
+        snprintf(unfused, sizeof unfused, "%s,ffn:%s,layernorm_pair:%s", fused, backend_name(elsewhere),
+                 backend_name(elsewhere));
+        runs++;
+        const op_table off = table(unfused);
+        cr_assert(!ops_table_fused(&off, TLB_OP_ffn) && !ops_table_fused(&off, TLB_OP_layernorm_pair));
+        float la[MB * 5], lb[MB * 5], *ga, *gb;
+        size_t n;
+        model_run(fused, la, &ga, &n);
+        model_run(unfused, lb, &gb, &n);
+        expect_same_bits("logits", fused, lb, la, MB * 5);
+        expect_same_bits("gradients", fused, gb, ga, n);
+        free(ga), free(gb);
+    }
+    cr_expect_geq(runs, 1);
 }
