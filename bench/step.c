@@ -219,7 +219,7 @@ static int measure(const bench_opts *o, const tlb_model_config *c, const char *s
     return 0;
 }
 
-const char *const bench_step_keys = "ref,avx2,auto,dnnl,bf16,paper,paper-bf16";
+const char *const bench_step_keys = "ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16";
 
 void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step_summary *out)
 {
@@ -234,6 +234,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         {"ref", "ref (all ops)", "ref", TLB_WIRING_KERAS, 1},
         {"avx2", "avx2", "avx2", TLB_WIRING_KERAS, 0},
         {"auto", "avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0},
+        {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0},
         {"dnnl", "dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0},
         {"bf16", "mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0},
         {"paper", "paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0},

@@ -230,6 +230,17 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
     t = table("ffn:ref,layernorm_pair:ref,dense:ref,gelu:ref,dropout:ref,residual:ref,layernorm:ref");
     cr_expect(ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
 
+    t = table("ref,ffn:off"); /* off by name; a later backend for it turns it back on */
+    cr_expect(!ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
+    ops_table_describe(&t, desc, sizeof desc);
+    cr_expect(strstr(desc, "ffn:off") && strstr(desc, "layernorm_pair:ref"), "%s", desc);
+    t = table("layernorm_pair:off,ffn:off,layernorm_pair:ref");
+    cr_expect(!ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
+    tlb_error err = {0};
+    cr_expect_eq(ops_spec_check("dense:off", &err), -1, "only a fused stage can be off");
+    cr_expect(strstr(err.msg, "dense cannot be off"), "%s", err.msg);
+    cr_expect_eq(ops_spec_check("avx2,ffn:off,layernorm_pair:off", &err), 0, "%s", err.msg);
+
     for (int b = TLB_BACKEND_AVX2; b <= TLB_BACKEND_AVX512; b++) {
         if (!backend_supported((tlb_backend)b)) continue;
         t = table(backend_name((tlb_backend)b));

@@ -204,6 +204,7 @@ typedef struct {
     tlb_backend backend[TLB_OP_COUNT];
     int bf16_dense;
     unsigned forced; /* bit op: put on its backend by ops_table_force (a spec, TLB_BACKEND) */
+    unsigned off;    /* bit op: a fused stage turned off by a spec ("ffn:off") */
 } op_table;
 
 /* The implementation of one op in backend b, typed (NULL where that backend
@@ -235,7 +236,8 @@ void ops_table_automatic(op_table *t);
  * ops ("ref") or a comma list "op:backend,..." ("dense:dnnl,gelu:ref"); both
  * forms may be mixed ("avx2,attention:ref"). An unsupported or unknown name is
  * an error naming it (t is then the automatic choice); an op that backend
- * lacks falls back to the automatic choice. fp32: see ops_table_set_bf16. */
+ * lacks falls back to the automatic choice; a fused stage may be "off"
+ * ("ffn:off"). fp32: see ops_table_set_bf16. */
 int ops_table_select(op_table *t, const char *spec, tlb_error *err);
 
 /* Checks a spec as ops_table_select would apply it; changes nothing. The
@@ -253,7 +255,8 @@ int ops_table_force(op_table *t, int op, tlb_backend b);
  * test's own dense), or, for ffn, the dense layers run in bf16. So the automatic choice fuses on AVX-512 and AVX2 (the stage then
  * carries its own products, also where dense would be dnnl), TLB_BACKEND=ref
  * runs ref's fused stages (the ref ops composed) and TLB_BACKEND=dnnl,
- * which has none, the unfused ops. 0 for an op that is not a fused stage. */
+ * which has none, the unfused ops; "ffn:off" or "layernorm_pair:off" in a
+ * spec turns a stage off. 0 for an op that is not a fused stage. */
 int ops_table_fused(const op_table *t, int op);
 
 /* Mixed precision (the config's mixed_precision): dense layers multiply bf16

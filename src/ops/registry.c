@@ -56,6 +56,17 @@ int backend_supported(tlb_backend b)
     }
 }
 
+/* The ops each fused stage does the work of. */
+static unsigned fused_parts(int op)
+{
+    switch (op) {
+    case TLB_OP_layernorm_pair: return 1u << TLB_OP_layernorm;
+    case TLB_OP_ffn:
+        return 1u << TLB_OP_dense | 1u << TLB_OP_gelu | 1u << TLB_OP_dropout | 1u << TLB_OP_residual;
+    default: return 0;
+    }
+}
+
 int ops_count(void) { return NUM_OPS; }
 const char *ops_name(int op) { return op >= 0 && op < NUM_OPS ? op_names[op] : NULL; }
 
@@ -90,19 +101,9 @@ int ops_table_force(op_table *t, int op, tlb_backend b)
     }
     t->backend[op] = b;
     t->forced |= 1u << op;
+    t->off &= ~(1u << op);
     if (op == TLB_OP_dense) t->bf16_dense = 0;
     return 0;
-}
-
-/* The ops each fused stage does the work of. */
-static unsigned fused_parts(int op)
-{
-    switch (op) {
-    case TLB_OP_layernorm_pair: return 1u << TLB_OP_layernorm;
-    case TLB_OP_ffn:
-        return 1u << TLB_OP_dense | 1u << TLB_OP_gelu | 1u << TLB_OP_dropout | 1u << TLB_OP_residual;
-    default: return 0;
-    }
 }
 
 /* Whether t's slot for op holds the registry's implementation for the
@@ -122,7 +123,8 @@ static int slot_is_registry(const op_table *t, int op)
 int ops_table_fused(const op_table *t, int op)
 {
     const unsigned parts = fused_parts(op);
-    if (!parts || t->backend[op] >= TLB_BACKEND_COUNT || !slot_is_registry(t, op)) return 0;
+    if (!parts || (t->off >> op & 1u) || t->backend[op] >= TLB_BACKEND_COUNT || !slot_is_registry(t, op))
+        return 0;
     if (op == TLB_OP_ffn && t->bf16_dense) return 0; /* its products are fp32 */
     for (int p = 0; p < NUM_OPS; p++) {
         if (!(parts >> p & 1u)) continue;
@@ -191,6 +193,14 @@ static int apply_spec(op_table *t, const char *spec, tlb_error *err)
                 if (strlen(op_names[i]) == oplen && strncmp(op_names[i], p, oplen) == 0)
                     op = i;
             if (op < 0) return tlb_fail(err, "unknown op '%.*s'", (int)oplen, p);
+            if (len - oplen - 1 == 3 && strncmp(colon + 1, "off", 3) == 0) { /* "ffn:off" */
+                if (!fused_parts(op))
+                    return tlb_fail(err, "op %s cannot be off (only the fused stages layernorm_pair and ffn)",
+                                    op_names[op]);
+                t->off |= 1u << op;
+                p += len + (end ? 1 : 0);
+                continue;
+            }
             if (parse_backend(colon + 1, len - oplen - 1, &b) != 0)
                 return tlb_fail(err, "unknown backend '%.*s' for op %s",
                                 (int)(len - oplen - 1), colon + 1, op_names[op]);
