@@ -13,10 +13,12 @@
  * Each tile of C is owned by one thread and reduced over R in order, so the
  * result does not depend on the thread count.
  *
- * Fused stages (ffn_simd.h) define GEMM_EPILOGUE(g, m0, n0, mr, nv, last, c)
- * before including this file: a tile whose g->epi is set hands its finished
- * registers to it instead of storing them, so an elementwise op runs in the
- * product's output pass. SCRATCH_SLOTS (default 2) sizes the scratch below. */
+ * Fused stages (ffn_simd.h) define GEMM_EPILOGUE(g, m0) before including
+ * this file: with g->epi set, gemm() runs it on rows [m0, m0 + MR) of C as
+ * soon as they are stored, while they are in L1, so an elementwise op runs
+ * in the product's output pass (on the stored rows, not the accumulator
+ * registers, which would crowd the FMA loop's). SCRATCH_SLOTS (default 2)
+ * sizes the scratch below. */
 #ifndef TLB_DENSE_SIMD_H
 #define TLB_DENSE_SIMD_H
 
@@ -77,12 +79,6 @@ static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m
             for (int j = 0; j < nv; j++) c[i][j] = VFMA(a, b[j], c[i][j]);
         }
     }
-#ifdef GEMM_EPILOGUE
-    if (g->epi) {
-        GEMM_EPILOGUE(g, m0, n0, mr, nv, last, c);
-        return;
-    }
-#endif
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 8
@@ -116,9 +112,32 @@ static inline void tile_any(const gemm_args *g, int m0, int n0)
     }
 }
 
+#ifdef GEMM_EPILOGUE
+/* With an epilogue: a thread takes MR rows at a time, all their column
+ * tiles, then GEMM_EPILOGUE over those whole rows while they are in L1
+ * (long rows give the elementwise op the same vector loop a separate pass
+ * has). */
+static inline void gemm_rows(const gemm_args *g)
+{
+    const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
+    const double macs = (double)g->M * g->N * (g->R > 0 ? g->R : 1);
+#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MACS)
+    for (int r = 0; r < mt; r++) {
+        for (int t = 0; t < nt; t++) tile_any(g, r * MR, t * TILE_N);
+        GEMM_EPILOGUE(g, r * MR);
+    }
+}
+#endif
+
 static inline void gemm(const gemm_args *g)
 {
     if (g->M <= 0 || g->N <= 0) return;
+#ifdef GEMM_EPILOGUE
+    if (g->epi) {
+        gemm_rows(g);
+        return;
+    }
+#endif
     const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
     const int tiles = mt * nt;
     const double macs = (double)g->M * g->N * (g->R > 0 ? g->R : 1);

@@ -1,9 +1,10 @@
 /* ffn (ops.h) on the register-blocked GEMM of dense_simd.h, with the
- * elementwise ops in the products' output passes (GEMM_EPILOGUE):
- *   forward:  fc1's tiles store h and gelu(h); fc2's tiles store
- *             res + keep * (g @ w2 + b2), the mask drawn for the tile;
+ * elementwise ops in the products' output passes (GEMM_EPILOGUE, on each
+ * block of rows as soon as it is stored):
+ *   forward:  fc1's rows get h and gelu(h); fc2's rows become
+ *             res + keep * (g @ w2 + b2), the mask drawn for the rows;
  *   backward: one pass over dout applies the mask (dy) and adds dres; the
- *             dg product's tiles store dh = dg * gelu'(h) directly, so
+ *             dg product's rows become dh = dg * gelu'(h) in place, so
  *             neither dg nor a GELU-backward pass exists; gelu(h) is
  *             recomputed for dw2 (cheaper than keeping it per step).
  * Each piece does what the unfused ops do on the same backend, in the same
@@ -19,9 +20,7 @@
 #include "ops/gelu_simd.h"
 
 struct gemm_args;
-static inline __attribute__((always_inline)) void ffn_epilogue(const struct gemm_args *g, int m0,
-                                                               int n0, int mr, int nv, vmask last,
-                                                               vec c[][NV_MAX]);
+static inline void ffn_epilogue(const struct gemm_args *g, int m0);
 #define GEMM_EPILOGUE ffn_epilogue
 /* slot 0: a transposed weight (dense_simd.h); 2: gelu(h); 3: dy; 4: dh */
 #define SCRATCH_SLOTS 5
@@ -40,40 +39,60 @@ typedef struct {
     int active, T;        /* DROP_RES: mask on or off; rows per sample */
 } ffn_epi;
 
-static inline __attribute__((always_inline)) void ffn_epilogue(const struct gemm_args *g, int m0,
-                                                               int n0, int mr, int nv, vmask last,
-                                                               vec c[][NV_MAX])
+/* Rows [m0, m0 + MR) of C, just stored by the GEMM, in place (and gelu(h)
+ * beside them). Every ffn product has ldc == N, so the rows are one span:
+ * GELU and its derivative run the flat loop of a separate pass (a loop per
+ * kind: a per-vector branch cost AVX2 a third of the GELU's speed). */
+static inline void ffn_epilogue(const struct gemm_args *g, int m0)
 {
     const ffn_epi *e = g->epi;
-    const size_t ldc = g->ldc;
-#pragma GCC unroll 8
-    for (int i = 0; i < mr; i++) {
-        const size_t row = (size_t)(m0 + i) * ldc + n0;
-        float *C = g->C + row;
-        uint64_t skey = 0;
-        size_t elem = 0;
-        if (e->kind == FFN_EPI_DROP_RES && e->active) { /* mask coordinates as dropout_simd.h */
-            skey = dropout_sample_key(e->drop, (m0 + i) / e->T);
-            elem = (size_t)((m0 + i) % e->T) * ldc + n0;
+    const int rows = g->M - m0 < MR ? g->M - m0 : MR, N = g->N;
+    const size_t at = (size_t)m0 * N, n = (size_t)rows * N, nv = n / VW * VW;
+    float *C = g->C + at;
+    switch (e->kind) {
+    case FFN_EPI_GELU: {
+        float *out = e->g + at;
+        for (size_t i = 0; i < nv; i += VW) {
+            const vec x = VLOAD(C + i);
+            VSTORE(out + i, VMUL(x, gelu_cdf(x)));
         }
-#pragma GCC unroll 8
-        for (int j = 0; j < nv; j++) {
-            const vmask k = j == nv - 1 ? last : VMASK(VW);
-            vec v = c[i][j];
-            switch (e->kind) {
-            case FFN_EPI_GELU:
-                VMSTORE(e->g + row + j * VW, k, VMUL(v, gelu_cdf(v)));
-                break;
-            case FFN_EPI_GELU_GRAD:
-                v = VMUL(v, gelu_grad(VMLOAD(e->aux + row + j * VW, k)));
-                break;
-            case FFN_EPI_DROP_RES:
-                if (e->active) v = VMUL(v, VKEEP(e->drop, skey, elem + j * VW));
-                v = VADD(v, VMLOAD(e->aux + row + j * VW, k));
-                break;
+        if (n > nv) {
+            const vmask k = VMASK((int)(n - nv));
+            const vec x = VMLOAD(C + nv, k);
+            VMSTORE(out + nv, k, VMUL(x, gelu_cdf(x)));
+        }
+        return;
+    }
+    case FFN_EPI_GELU_GRAD: {
+        const float *h = e->aux + at;
+        for (size_t i = 0; i < nv; i += VW) VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad(VLOAD(h + i))));
+        if (n > nv) {
+            const vmask k = VMASK((int)(n - nv));
+            VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad(VMLOAD(h + nv, k))));
+        }
+        return;
+    }
+    case FFN_EPI_DROP_RES:
+        for (int i = 0; i < rows; i++) { /* mask coordinates as dropout_simd.h */
+            float *c = C + (size_t)i * N;
+            const float *res = e->aux + at + (size_t)i * N;
+            const int m = m0 + i;
+            const uint64_t skey = e->active ? dropout_sample_key(e->drop, m / e->T) : 0;
+            const size_t elem = (size_t)(m % e->T) * N;
+            int j = 0;
+            for (; j + VW <= N; j += VW) {
+                vec v = VLOAD(c + j);
+                if (e->active) v = VMUL(v, VKEEP(e->drop, skey, elem + j));
+                VSTORE(c + j, VADD(v, VLOAD(res + j)));
             }
-            VMSTORE(C + j * VW, k, v);
+            if (j < N) {
+                const vmask k = VMASK(N - j);
+                vec v = VMLOAD(c + j, k);
+                if (e->active) v = VMUL(v, VKEEP(e->drop, skey, elem + j));
+                VMSTORE(c + j, k, VADD(v, VMLOAD(res + j, k)));
+            }
         }
+        return;
     }
 }
 
