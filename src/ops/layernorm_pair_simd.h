@@ -71,6 +71,62 @@ static inline void layernorm_pair_rows(float *dinp, float (*part)[LN_MAX_D], con
     }
 }
 
+/* The same for D <= 64 with the four partials of rows [m0, m1) in
+ * registers (as layernorm_rows_backward_regs), stored into part at the end. */
+static inline void layernorm_pair_rows_regs(float *dinp, float (*part)[LN_MAX_D], const float *dout1,
+                                            const float *dout2, const float *inp, const float *gamma1,
+                                            const float *gamma2, const float *mean, const float *rstd,
+                                            int m0, int m1, int D)
+{
+    vec p[4][LN_RV];
+#pragma GCC unroll 8
+    for (int j = 0; j < LN_RV; j++) p[0][j] = p[1][j] = p[2][j] = p[3][j] = VZERO;
+    for (int m = m0; m < m1; m++) {
+        const float *x = inp + (size_t)m * D;
+        const float *g1 = dout1 + (size_t)m * D, *g2 = dout2 + (size_t)m * D;
+        const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
+        vec a1 = VZERO, b1 = VZERO, a2 = VZERO, b2 = VZERO;
+#pragma GCC unroll 8
+        for (int j = 0; j < LN_RV; j++) {
+            if (j * VW >= D) break;
+            const vmask k = vlanes(D - j * VW);
+            const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
+            const vec gd1 = VMLOAD(g1 + j * VW, k), gd2 = VMLOAD(g2 + j * VW, k);
+            p[0][j] = VFMA(gd1, xh, p[0][j]);
+            p[1][j] = VADD(gd1, p[1][j]);
+            p[2][j] = VFMA(gd2, xh, p[2][j]);
+            p[3][j] = VADD(gd2, p[3][j]);
+            const vec dn1 = VMUL(gd1, VMLOAD(gamma1 + j * VW, k));
+            const vec dn2 = VMUL(gd2, VMLOAD(gamma2 + j * VW, k));
+            a1 = VADD(a1, dn1);
+            b1 = VFMA(dn1, xh, b1);
+            a2 = VADD(a2, dn2);
+            b2 = VFMA(dn2, xh, b2);
+        }
+        if (!dinp) continue;
+        const vec mdn1 = VSET1(vhsum(a1) / (float)D), mdx1 = VSET1(vhsum(b1) / (float)D);
+        const vec mdn2 = VSET1(vhsum(a2) / (float)D), mdx2 = VSET1(vhsum(b2) / (float)D);
+        float *dx = dinp + (size_t)m * D;
+#pragma GCC unroll 8
+        for (int j = 0; j < LN_RV; j++) {
+            if (j * VW >= D) break;
+            const vmask k = vlanes(D - j * VW);
+            const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
+            const vec dn1 = VMUL(VMLOAD(g1 + j * VW, k), VMLOAD(gamma1 + j * VW, k));
+            const vec dn2 = VMUL(VMLOAD(g2 + j * VW, k), VMLOAD(gamma2 + j * VW, k));
+            const vec t1 = VFNMA(xh, mdx1, VSUB(dn1, mdn1));
+            const vec t2 = VFNMA(xh, mdx2, VSUB(dn2, mdn2));
+            VMSTORE(dx + j * VW, k, VFMA(t2, rs, VFMA(t1, rs, VMLOAD(dx + j * VW, k))));
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < LN_RV; j++) {
+        if (j * VW >= D) break;
+        const vmask k = vlanes(D - j * VW);
+        for (int q = 0; q < 4; q++) VMSTORE(part[q] + j * VW, k, p[q][j]);
+    }
+}
+
 static inline void layernorm_pair_backward_simd(float *dinp, float *dgamma1, float *dbeta1,
                                                 float *dgamma2, float *dbeta2, const float *dout1,
                                                 const float *dout2, const float *inp,
@@ -96,6 +152,11 @@ static inline void layernorm_pair_backward_simd(float *dinp, float *dgamma1, flo
 #pragma omp parallel for schedule(static) if (blocks > 1)
     for (int blk = 0; blk < blocks; blk++) {
         const int m0 = (int)((long)M * blk / blocks), m1 = (int)((long)M * (blk + 1) / blocks);
+        if (D <= LN_RV * VW) {
+            layernorm_pair_rows_regs(dinp, partial[blk], dout1, dout2, inp, gamma1, gamma2, mean, rstd, m0,
+                                     m1, D);
+            continue;
+        }
         for (int j = 0; j < 4; j++)
             for (int d = 0; d < D; d++) partial[blk][j][d] = 0.0f;
         layernorm_pair_rows(dinp, partial[blk], dout1, dout2, inp, gamma1, gamma2, mean, rstd, m0, m1, D);
