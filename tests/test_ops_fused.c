@@ -207,8 +207,10 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
 {
     const int simd = backend_supported(TLB_BACKEND_AVX512) || backend_supported(TLB_BACKEND_AVX2);
     op_table t = table(NULL);
-    cr_expect_eq(ops_table_fused(&t, TLB_OP_ffn), simd, "automatic: ffn fused only on AVX-512/AVX2");
+    /* automatic: layernorm_pair wherever AVX2 is; ffn where dense is on its backend (AVX-512) */
     cr_expect_eq(ops_table_fused(&t, TLB_OP_layernorm_pair), simd);
+    cr_expect_eq(ops_table_fused(&t, TLB_OP_ffn), simd && t.backend[TLB_OP_dense] == t.backend[TLB_OP_ffn]);
+    if (backend_supported(TLB_BACKEND_AVX512)) cr_expect(ops_table_fused(&t, TLB_OP_ffn), "AVX-512: ffn fused");
     if (simd) cr_expect_neq(t.backend[TLB_OP_ffn], TLB_BACKEND_REF);
 
     t = table("ref"); /* ref's fused stages: the ref ops composed */
@@ -253,6 +255,18 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
     t = table("ref"); /* a dense of the caller's own (test_mixed.c's emulated bf16) must run */
     t.dense.forward = NULL;
     cr_expect(!ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
+
+    /* dense chosen (not forced) on another backend, as dnnl is on AVX2-only
+     * CPUs: ffn steps aside unless asked for by name; layernorm_pair stays */
+    if (simd) {
+        t = table(NULL);
+        t.dense = *ops_impl_dense(TLB_BACKEND_DNNL);
+        t.backend[TLB_OP_dense] = TLB_BACKEND_DNNL;
+        cr_expect(!ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
+        const tlb_backend own = t.backend[TLB_OP_ffn];
+        cr_assert_eq(ops_table_force(&t, TLB_OP_ffn, own), 0);
+        cr_expect(ops_table_fused(&t, TLB_OP_ffn), "ffn asked for by name runs beside dnnl dense");
+    }
 
     if (ops_mixed_precision_supported()) { /* bf16 products are dense's: ffn steps aside */
         t = table(NULL);

@@ -33,8 +33,9 @@ int cmd_ops(int argc, char **argv)
            " -: not implemented.\nOverride with TLB_BACKEND=ref or TLB_BACKEND=dense:dnnl,gelu:ref"
            " (or the config key `backend`).\n"
            "layernorm_pair and ffn are fused stages: they run in place of the ops they fuse\n"
-           "unless one of those is put on another backend (ops.h, ops_table_fused), or the spec\n"
-           "says ffn:off, layernorm_pair:off.\n");
+           "unless one of those is put on another backend, or (ffn) dense's automatic choice is\n"
+           "another backend and ffn is not named (ops.h, ops_table_fused); ffn:off and\n"
+           "layernorm_pair:off turn them off.\n");
     printf("\nmixed_precision: true runs dense in bf16 (oneDNN, fp32 accumulation) in place of the\n"
            "chosen dense: %s\n",
            ops_mixed_precision_supported() ? "available (AVX512_BF16)"

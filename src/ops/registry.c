@@ -128,9 +128,12 @@ int ops_table_fused(const op_table *t, int op)
     if (op == TLB_OP_ffn && t->bf16_dense) return 0; /* its products are fp32 */
     for (int p = 0; p < NUM_OPS; p++) {
         if (!(parts >> p & 1u)) continue;
-        /* an op put on another backend, or replaced by hand, runs itself */
-        if ((t->forced >> p & 1u) && t->backend[p] != t->backend[op]) return 0;
-        if (t->backend[p] >= TLB_BACKEND_COUNT || !slot_is_registry(t, p)) return 0;
+        if (t->backend[p] >= TLB_BACKEND_COUNT || !slot_is_registry(t, p)) return 0; /* by hand: runs itself */
+        if (t->backend[p] == t->backend[op]) continue;
+        /* an op put on another backend runs itself; so does an automatic
+         * dense on another backend (dnnl on AVX2-only CPUs), whose products
+         * beat the stage's own there, unless the stage itself was asked for */
+        if ((t->forced >> p & 1u) || (p == TLB_OP_dense && !(t->forced >> op & 1u))) return 0;
     }
     return 1;
 }
