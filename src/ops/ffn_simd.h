@@ -122,12 +122,19 @@ static inline void ffn_forward_simd(float *out, float *h, const float *inp, cons
 }
 
 /* dy = keep * dout over sample b (when the mask is on) and dres += dout, in
- * one pass over dout. */
+ * one pass over dout; plain accesses but for the tail (AVX2's masked ones
+ * cost several). */
 static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, size_t n,
                                    const dropout_ctx *drop, int active, uint64_t skey)
 {
-    for (size_t i = 0; i < n; i += VW) {
-        const vmask m = vlanes(n - i < VW ? (int)(n - i) : VW);
+    size_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        const vec v = VLOAD(dout + i);
+        if (dres) VSTORE(dres + i, VADD(VLOAD(dres + i), v));
+        if (active) VSTORE(dy + i, VMUL(v, VKEEP(drop, skey, i)));
+    }
+    if (i < n) {
+        const vmask m = VMASK((int)(n - i));
         const vec v = VMLOAD(dout + i, m);
         if (dres) VMSTORE(dres + i, m, VADD(VMLOAD(dres + i, m), v));
         if (active) VMSTORE(dy + i, m, VMUL(v, VKEEP(drop, skey, i)));
