@@ -19,7 +19,7 @@ static void usage(void)
             "  --batch N        training-step batch (default 2048); also caps the inference batch (256)\n"
             "  --steps N        timed training steps per configuration (default 5)\n"
             "  --step-configs LIST  comma list of the training-step rows to run (default: all):\n"
-            "                   ref,avx2,auto,dnnl,bf16,paper,paper-bf16\n"
+            "                   ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16\n"
             "  --bw-mib N       MiB per bandwidth-probe buffer (default 1024)\n"
             "  --quick          tiny sizes and timings, for development\n");
 }
@@ -76,9 +76,10 @@ int main(int argc, char **argv)
     strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("# tlb_bench %s, %d threads, micro-batch %d (%s), CSV in %s/\n", when, o.threads, mb,
            o.micro_batch > 0 ? "from the flags" : "the trainer's rule for the batch", o.out_dir);
-    printf("automatic choice:");
-    for (int op = 0; op < ops_count(); op++) printf(" %s:%s", ops_name(op), backend_name(ops.backend[op]));
-    printf("\n");
+    char chosen[512];
+    ops_table_describe(&ops, chosen, sizeof chosen); /* "off" for a fused stage not in use */
+    for (char *c = chosen; *c; c++) *c = *c == ',' ? ' ' : *c;
+    printf("automatic choice: %s\n", chosen);
 
     bench_machine m = {0};
     bench_op_summary sum = {0};

@@ -17,7 +17,7 @@ typedef struct {
     int B, S, P, D, T, H;     /* others */
     size_t n;
     float rate;
-    float *a, *b, *c, *d, *e, *f, *g, *h, *i, *j; /* buffers, meaning per op */
+    float *a, *b, *c, *d, *e, *f, *g, *h, *i, *j, *u, *v, *w, *y; /* buffers, meaning per op */
     int *labels;
 } op_ctx;
 
@@ -127,6 +127,31 @@ static void xent_b(void *p)
     op_ctx *x = p;
     ops_impl_softmax_xent(x->be)->backward(x->d, x->b, x->labels, 1.0f / 2048, x->B, x->N);
 }
+/* The fused stages, called as block.c calls them (ops.h). */
+static void lnp_f(void *p)
+{
+    op_ctx *x = p;
+    ops_impl_layernorm_pair(x->be)->forward(x->a, x->b, x->c, x->d, x->e, x->f, x->g, x->h, x->i, x->M, x->D);
+}
+static void lnp_b(void *p)
+{
+    op_ctx *x = p;
+    ops_impl_layernorm_pair(x->be)->backward(x->j, x->u, x->v, x->w, x->y, x->a, x->b, x->e, x->f, x->h,
+                                             x->c, x->d, x->M, x->D);
+}
+static void ffn_f(void *p)
+{
+    op_ctx *x = p;
+    const dropout_ctx drop = {x->rate, 77, 0};
+    ops_impl_ffn(x->be)->forward(x->a, x->b, x->c, x->d, x->e, x->f, x->g, x->h, x->B, x->T, x->D, x->N, &drop);
+}
+static void ffn_b(void *p) /* as the model calls it: no dres (block.c copies dout first) */
+{
+    op_ctx *x = p;
+    const dropout_ctx drop = {x->rate, 77, 0};
+    ops_impl_ffn(x->be)->backward(x->i, x->j, x->u, x->v, x->w, NULL, x->y, x->c, x->d, x->f, x->b, x->B,
+                                  x->T, x->D, x->N, &drop);
+}
 
 /* ---- the table ---- */
 typedef struct {
@@ -162,7 +187,7 @@ static void measure(const bench_opts *o, const char *op, const char *shape, op_c
 
 static void free_ctx(op_ctx *x)
 {
-    float *bufs[] = {x->a, x->b, x->c, x->d, x->e, x->f, x->g, x->h, x->i, x->j};
+    float *bufs[] = {x->a, x->b, x->c, x->d, x->e, x->f, x->g, x->h, x->i, x->j, x->u, x->v, x->w, x->y};
     for (unsigned k = 0; k < sizeof bufs / sizeof *bufs; k++) free(bufs[k]);
     free(x->labels);
     memset(x, 0, sizeof *x);
@@ -237,6 +262,83 @@ static void time_patch_conv(const bench_opts *o, int B, int S, int P, int D)
     const double fl = 2.0 * B * N * R * D;
     measure(o, "patch_conv", shape, &x, conv_f, conv_b, fl, fl, 0, 0, 1, 1);
     free_ctx(&x);
+}
+
+/* The fused stages at the block's shapes, 0 calls: the micro-batch sums
+ * above model the unfused ops; the lines after the table set each stage
+ * against the ops it stands in for. */
+static void time_fused(const bench_opts *o, int B, int T, int D, int F, float rate)
+{
+    const int M = B * T;
+    const size_t n = (size_t)M * D, nf = (size_t)M * F;
+    char shape[48];
+    {
+        op_ctx x = {.M = M, .D = D};
+        x.a = bench_rand(n, 1), x.b = bench_rand(n, 1), x.c = bench_rand(M, 1), x.d = bench_rand(M, 1);
+        x.e = bench_rand(n, 2), x.f = bench_rand(D, 1), x.g = bench_rand(D, 1), x.h = bench_rand(D, 1);
+        x.i = bench_rand(D, 1), x.j = bench_rand(n, 1), x.u = bench_rand(D, 1), x.v = bench_rand(D, 1);
+        x.w = bench_rand(D, 1), x.y = bench_rand(D, 1);
+        x.be = TLB_BACKEND_REF;
+        lnp_f(&x); /* real mean/rstd for backward */
+        snprintf(shape, sizeof shape, "kv M%d D%d (fused)", M, D);
+        measure(o, "layernorm_pair", shape, &x, lnp_f, lnp_b, 0, 0, 4.0 * (3.0 * n + 2.0 * M),
+                4.0 * (5.0 * n + 2.0 * M), 0, 0);
+        free_ctx(&x);
+    }
+    {
+        op_ctx x = {.B = B, .T = T, .D = D, .N = F, .rate = rate};
+        x.a = bench_rand(n, 1), x.b = bench_rand(nf, 1), x.c = bench_rand(n, 1);
+        x.d = bench_rand((size_t)D * F, 0.1f), x.e = bench_rand(F, 1), x.f = bench_rand((size_t)F * D, 0.1f);
+        x.g = bench_rand(D, 1), x.h = bench_rand(n, 1), x.i = bench_rand(n, 1);
+        x.j = bench_rand((size_t)D * F, 1), x.u = bench_rand(F, 1), x.v = bench_rand((size_t)F * D, 1);
+        x.w = bench_rand(D, 1), x.y = bench_rand(n, 1);
+        snprintf(shape, sizeof shape, "B%d T%d D%d F%d p%.1f (fused)", B, T, D, F, rate);
+        const double fl = 4.0 * M * D * F;
+        measure(o, "ffn", shape, &x, ffn_f, ffn_b, fl, 2 * fl, 0, 0, 0, 0);
+        free_ctx(&x);
+    }
+}
+
+/* Per block execution on the automatic choice: each fused stage against
+ * the unfused ops' rows it replaces (plus the unfused path's memsets of its
+ * intermediates, timed here). */
+static double row_t(const char *op, const char *tag, const char *dir, tlb_backend be)
+{
+    for (int r = 0; r < nrows; r++)
+        if (strcmp(rows[r].op, op) == 0 && strncmp(rows[r].shape, tag, strlen(tag)) == 0 &&
+            strcmp(rows[r].dir, dir) == 0)
+            return rows[r].t[be];
+    return 0;
+}
+
+static void memset_f(void *p)
+{
+    op_ctx *x = p;
+    memset(x->a, 0, x->n * sizeof(float));
+}
+
+static void fused_vs_ops(const bench_opts *o, const op_table *t, size_t ffn_zeroed)
+{
+    op_ctx z = {.n = ffn_zeroed};
+    z.a = bench_rand(ffn_zeroed, 1);
+    const double zero = bench_median(memset_f, &z, o->seconds);
+    free_ctx(&z);
+    const tlb_backend ln = t->backend[TLB_OP_layernorm], de = t->backend[TLB_OP_dense], ge = t->backend[TLB_OP_gelu],
+                      dr = t->backend[TLB_OP_dropout], re = t->backend[TLB_OP_residual];
+    const tlb_backend lp = t->backend[TLB_OP_layernorm_pair], ff = t->backend[TLB_OP_ffn];
+    printf("\nfused stages vs the ops they stand in for, per block execution, automatic choice (us):\n");
+    printf("  layernorm_pair[%s]%s: fwd %.1f vs 2 x layernorm[%s] %.1f; bwd %.1f vs %.1f\n", backend_name(lp),
+           ops_table_fused(t, TLB_OP_layernorm_pair) ? "" : " (off)", row_t("layernorm_pair", "kv", "fwd", lp) * 1e6,
+           backend_name(ln), 2e6 * row_t("layernorm", "block", "fwd", ln), row_t("layernorm_pair", "kv", "bwd", lp) * 1e6,
+           2e6 * row_t("layernorm", "block", "bwd", ln));
+    const double ops_f = row_t("dense", "fc1", "fwd", de) + row_t("gelu", "n", "fwd", ge) + row_t("dense", "fc2", "fwd", de) +
+                         row_t("dropout", "B", "fwd", dr) + row_t("residual", "n", "fwd", re);
+    const double ops_b = zero + row_t("dropout", "B", "bwd", dr) + row_t("gelu", "n", "fwd", ge) +
+                         row_t("dense", "fc2", "bwd", de) + row_t("gelu", "n", "bwd", ge) + row_t("dense", "fc1", "bwd", de);
+    printf("  ffn[%s]%s: fwd %.1f vs fc1 + gelu + fc2 + dropout + residual %.1f; bwd %.1f vs %.1f (with %.1f of"
+           " memsets)\n",
+           backend_name(ff), ops_table_fused(t, TLB_OP_ffn) ? "" : " (off)", row_t("ffn", "B", "fwd", ff) * 1e6,
+           ops_f * 1e6, row_t("ffn", "B", "bwd", ff) * 1e6, ops_b * 1e6, zero * 1e6);
 }
 
 static void time_small(const bench_opts *o, const tlb_model_config *c, int B, double nb)
@@ -314,11 +416,12 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
     time_gelu(o, (size_t)rq * F, 2 * nb, nb); /* forward is recomputed in backward */
     time_attention(o, mb, C, c.num_heads, c.key_dim, c.attn_drop, nb);
     time_small(o, &c, mb, nb);
+    time_fused(o, mb, C, D, F, c.ffn_drop);
 
     FILE *csv = bench_csv(o, "ops.csv",
                           "op,shape,direction,backend,us_per_call,gflops,gbytes_per_s,pct_peak,"
                           "speedup_vs_ref,auto,calls_per_microbatch");
-    printf("%-12s %-34s %-4s %-7s %10s %9s %7s %8s %s\n", "op", "shape", "dir", "backend",
+    printf("%-14s %-34s %-4s %-7s %10s %9s %7s %8s %s\n", "op", "shape", "dir", "backend",
            "us/call", "rate", "%peak", "vs ref", "auto");
     double mb_auto = 0, dense_auto = 0, mb_best = 0;
     int slower_than_ref = 0, auto_off = 0;
@@ -338,7 +441,7 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
             const double vs = w->t[0] > 0 ? w->t[0] / w->t[be] : 0;
             char pct_s[16] = "    n/a";
             if (peak > 0) snprintf(pct_s, sizeof pct_s, "%6.1f%%", pct);
-            printf("%-12s %-34s %-4s %-7s %10.1f %6.1f %-2s %s %7.2fx %s\n", w->op, w->shape,
+            printf("%-14s %-34s %-4s %-7s %10.1f %6.1f %-2s %s %7.2fx %s\n", w->op, w->shape,
                    w->dir, backend_name((tlb_backend)be), w->t[be] * 1e6, rate,
                    compute ? "GF" : "GB", pct_s, vs, be == (int)chosen ? "*" : "");
             if (csv)
@@ -382,7 +485,7 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
     for (int r = 0; r < nrows; r++) {
         int seen = 0;
         for (int q = 0; q < r; q++) seen |= strcmp(rows[q].op, rows[r].op) == 0;
-        if (seen) continue;
+        if (seen || rows[r].calls == 0) continue; /* a fused stage: see fused_vs_ops */
         double total[TLB_BACKEND_COUNT] = {0};
         int complete[TLB_BACKEND_COUNT];
         for (int be = 0; be < TLB_BACKEND_COUNT; be++) complete[be] = 1;
@@ -397,7 +500,7 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
         int fastest = -1;
         for (int be = 0; be < TLB_BACKEND_COUNT; be++)
             if (complete[be] && (fastest < 0 || total[be] < total[fastest])) fastest = be;
-        printf("  %-12s", rows[r].op);
+        printf("  %-14s", rows[r].op);
         for (int be = 0; be < TLB_BACKEND_COUNT; be++) {
             if (!complete[be]) continue;
             printf("  %s %.2f%s", backend_name((tlb_backend)be), total[be] * 1e3, be == (int)chosen ? "*" : "");
@@ -414,6 +517,7 @@ void bench_ops(const bench_opts *o, const bench_machine *m, int mb, bench_op_sum
     printf("\nsum of op time for one micro-batch forward+backward (calls x median, auto choice): "
            "%.1f ms (fastest backend per op: %.1f ms), of which dense %.1f ms (%.0f%%)\n",
            mb_auto * 1e3, mb_best * 1e3, dense_auto * 1e3, 100.0 * dense_auto / mb_auto);
+    fused_vs_ops(o, &automatic, (size_t)rq * (D + 2 * F));
     sum->mb_seconds_auto = mb_auto;
     sum->dense_seconds_auto = dense_auto;
     model_layout_free(&l);

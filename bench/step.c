@@ -53,7 +53,7 @@ typedef struct {
     double planned_mib;  /* params + grads + AdamW m, v + activation arena + input batch */
     double hwm_mib;      /* VmHWM at the end, seen by the child itself */
     int scaled;          /* 1: one micro-batch timed and scaled to the batch */
-    char backends[200];  /* op:backend as run */
+    char backends[400];  /* op:backend as run */
     char error[200];
 } step_result;
 
@@ -76,12 +76,8 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
         snprintf(r->error, sizeof r->error, "mixed precision needs AVX512_BF16");
         return;
     }
-    for (int op = 0; op < ops_count(); op++) {
-        const size_t at = strlen(r->backends);
-        const int bf16 = ops.bf16_dense && op == TLB_OP_dense;
-        snprintf(r->backends + at, sizeof r->backends - at, "%s%s:%s", op ? " " : "", ops_name(op),
-                 bf16 ? "bf16" : backend_name(ops.backend[op]));
-    }
+    ops_table_describe(&ops, r->backends, sizeof r->backends); /* bf16 dense, fused stages "off" */
+    for (char *p = r->backends; *p; p++) *p = *p == ',' ? ' ' : *p;
     tlb_model m;
     if (model_create(&m, c, &err) != 0) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
@@ -223,7 +219,7 @@ static int measure(const bench_opts *o, const tlb_model_config *c, const char *s
     return 0;
 }
 
-const char *const bench_step_keys = "ref,avx2,auto,dnnl,bf16,paper,paper-bf16";
+const char *const bench_step_keys = "ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16";
 
 void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step_summary *out)
 {
@@ -238,6 +234,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         {"ref", "ref (all ops)", "ref", TLB_WIRING_KERAS, 1},
         {"avx2", "avx2", "avx2", TLB_WIRING_KERAS, 0},
         {"auto", "avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0},
+        {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0},
         {"dnnl", "dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0},
         {"bf16", "mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0},
         {"paper", "paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0},

@@ -350,6 +350,66 @@ void opt_case_mask_keys(op_case *c, const int *kv_len)
     memcpy(c->labels, kv_len, (size_t)B * sizeof(int));
 }
 
+/* Both outputs in one buffer, so the loss (and the cot) covers both. */
+static void layernorm_pair_fwd(op_case *c)
+{
+    const layernorm_pair_op *o = c->impl;
+    const size_t n = (size_t)c->dim[0] * c->dim[1];
+    o->forward(c->out[0].x, c->out[0].x + n, c->out[1].x, c->out[2].x, c->in[0].x, c->in[1].x,
+               c->in[2].x, c->in[3].x, c->in[4].x, c->dim[0], c->dim[1]);
+}
+static void layernorm_pair_bwd(op_case *c, unsigned m)
+{
+    const layernorm_pair_op *o = c->impl;
+    const size_t n = (size_t)c->dim[0] * c->dim[1];
+    o->backward(G(c, m, 0), G(c, m, 1), G(c, m, 2), G(c, m, 3), G(c, m, 4), c->cot, c->cot + n,
+                c->in[0].x, c->in[1].x, c->in[3].x, c->out[1].x, c->out[2].x, c->dim[0], c->dim[1]);
+}
+static void build_layernorm_pair(op_case *c, const int *d, uint64_t seed)
+{
+    const size_t M = d[0], D = d[1];
+    add_in(c, "inp", M * D, 2.0f, 0.5f, seed); /* off-centre rows */
+    add_in(c, "gamma1", D, 0.5f, 1.0f, seed);
+    add_in(c, "beta1", D, 1.0f, 0.0f, seed);
+    add_in(c, "gamma2", D, 0.5f, -1.0f, seed);
+    add_in(c, "beta2", D, 1.0f, 0.0f, seed);
+    add_out(c, "out", 2 * M * D);
+    add_out(c, "mean", M);
+    add_out(c, "rstd", M);
+    c->forward = layernorm_pair_fwd;
+    c->backward = layernorm_pair_bwd;
+}
+
+static void ffn_fwd(op_case *c)
+{
+    const ffn_op *o = c->impl;
+    const int *d = c->dim;
+    o->forward(c->out[0].x, c->out[1].x, c->in[0].x, c->in[1].x, c->in[2].x, c->in[3].x, c->in[4].x,
+               c->in[5].x, d[0], d[1], d[2], d[3], c->dropp);
+}
+static void ffn_bwd(op_case *c, unsigned m)
+{
+    const ffn_op *o = c->impl;
+    const int *d = c->dim;
+    o->backward(G(c, m, 0), G(c, m, 1), G(c, m, 2), G(c, m, 3), G(c, m, 4), G(c, m, 5), c->cot,
+                c->in[0].x, c->in[1].x, c->in[3].x, c->out[1].x, d[0], d[1], d[2], d[3], c->dropp);
+}
+static void build_ffn(op_case *c, const int *d, float rate, uint64_t seed)
+{
+    const size_t M = (size_t)d[0] * d[1], D = d[2], F = d[3];
+    add_in(c, "inp", M * D, 1.0f, 0.0f, seed);
+    add_in(c, "w1", D * F, 0.5f, 0.0f, seed);
+    add_in(c, "b1", F, 0.5f, 0.0f, seed);
+    add_in(c, "w2", F * D, 0.5f, 0.0f, seed);
+    add_in(c, "b2", D, 0.5f, 0.0f, seed);
+    add_in(c, "res", M * D, 1.0f, 0.0f, seed);
+    add_out(c, "out", M * D);
+    add_out(c, "h", M * F);
+    set_drop(c, rate, d[4], seed);
+    c->forward = ffn_fwd;
+    c->backward = ffn_bwd;
+}
+
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed)
 {
@@ -398,6 +458,13 @@ op_case *opt_case(const char *op, const void *impl, const char *backend, const i
     } else if (strcmp(op, "relu") == 0) {
         build_relu(c, d, seed);
         label(c, backend, "n=%d", d[0]);
+    } else if (strcmp(op, "layernorm_pair") == 0) {
+        build_layernorm_pair(c, d, seed);
+        label(c, backend, "M=%d D=%d", d[0], d[1]);
+    } else if (strcmp(op, "ffn") == 0) {
+        build_ffn(c, d, rate, seed);
+        label(c, backend, "B=%d T=%d D=%d F=%d sample0=%d rate=%g%s", d[0], d[1], d[2], d[3], d[4],
+              rate < 0 ? 0.0 : rate, rate < 0 ? " (NULL ctx)" : "");
     } else {
         free(c);
         return NULL;

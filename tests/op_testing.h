@@ -12,7 +12,7 @@
 
 #include "ops/ops.h"
 
-#define OPT_MAX_TENSORS 4
+#define OPT_MAX_TENSORS 8
 #define OPT_MAX_OWNED 16
 
 /* A differentiable input or parameter (x, g) or an output (x only). */
@@ -60,6 +60,8 @@ struct op_case {
  *   residual     n
  *   token_embed  N V D                    (ids [N] in labels, drawn in [0, V))
  *   relu         n                        (inputs at least 1/16 from 0)
+ *   layernorm_pair M D                    (out[0] = [out1; out2], cot likewise)
+ *   ffn          B T D F sample0          rate: < 0 passes a NULL ctx
  * Returns NULL for an op the harness does not know. */
 op_case *opt_case(const char *op, const void *impl, const char *backend, const int dims[6],
                   float rate, uint64_t seed);

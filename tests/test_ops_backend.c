@@ -89,6 +89,20 @@ static void backend_shapes(void)
     add_shape("token_embed", 1, 1, 1, 0, 0, 0, 0);
     add_shape("token_embed", 2000, 7, 67, 0, 0, 0, 0);
     add_shape("token_embed", 1031, 256, 128, 0, 0, 0, 0);
+    /* the fused stages: layernorm_pair over layernorm's shapes (threaded,
+     * row-blocked, above the blocked limit); ffn with odd D and F, one row,
+     * the model's D=64 F=256 with dropout, and above the threading limits */
+    for (int m = 0; m < 3; m++)
+        for (int d = 0; d < 3; d++) add_shape("layernorm_pair", Ms[m], Ds[d], 0, 0, 0, 0, 0);
+    add_shape("layernorm_pair", 301, 67, 0, 0, 0, 0, 0);
+    add_shape("layernorm_pair", 400, 50, 0, 0, 0, 0, 0);
+    add_shape("layernorm_pair", 7, 300, 0, 0, 0, 0, 0);
+    add_shape("ffn", 1, 1, 1, 1, 0, 0, -1);
+    add_shape("ffn", 2, 3, 5, 17, 1, 0, 0.3f);
+    add_shape("ffn", 3, 1, 17, 5, 0, 0, -1);
+    add_shape("ffn", 3, 7, 33, 65, 2, 0, 0.0f);
+    add_shape("ffn", 5, 8, 64, 256, 3, 0, 0.2f);
+    add_shape("ffn", 37, 3, 64, 37, 0, 0, 0.5f);
 }
 
 #define BACKEND_RTOL 1e-5
@@ -151,6 +165,8 @@ static const shape contract_shapes[] = {
     {"softmax_xent", {3, 17}, 0},         {"dropout", {3, 37, 0}, 0.3f},
     {"residual", {37}, 0},                {"token_embed", {37, 5, 17}, 0},
     {"relu", {37}, 0},
+    {"layernorm_pair", {3, 17}, 0},       {"layernorm_pair", {37, 64}, 0},
+    {"ffn", {2, 3, 5, 17, 1}, 0.3f},      {"ffn", {3, 5, 17, 9, 0}, -1},
 };
 
 /* The harness must not silently test nothing: every op has ref, a case

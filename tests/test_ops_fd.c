@@ -46,6 +46,10 @@ static const shape fd_shapes[] = {
     {"token_embed", {1, 1, 1}, 0},
     {"relu", {1}, 0},                 {"relu", {17}, 0},
     {"relu", {33}, 0},
+    {"layernorm_pair", {1, 5}, 0},    {"layernorm_pair", {3, 13}, 0},
+    {"layernorm_pair", {2, 17}, 0},
+    {"ffn", {1, 1, 1, 1, 0}, -1},     {"ffn", {2, 3, 5, 7, 0}, 0.3f},
+    {"ffn", {1, 2, 9, 17, 1}, 0.0f},  {"ffn", {2, 2, 3, 4, 0}, -1},
 };
 #define N_FD_SHAPES (sizeof fd_shapes / sizeof fd_shapes[0])
 

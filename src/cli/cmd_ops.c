@@ -14,22 +14,28 @@ int cmd_ops(int argc, char **argv)
         fprintf(stderr, "tlb ops: %s\n", err.msg);
         return 2;
     }
-    printf("%-14s", "op");
+    printf("%-16s", "op");
     for (int b = 0; b < TLB_BACKEND_COUNT; b++)
         printf("%-10s", backend_name((tlb_backend)b));
     printf("chosen\n");
     for (int op = 0; op < ops_count(); op++) {
-        printf("%-14s", ops_name(op));
+        printf("%-16s", ops_name(op));
         for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
             const char *mark = !ops_impl(op, (tlb_backend)b) ? "-"
                                : backend_supported((tlb_backend)b) ? "yes" : "no-cpu";
             printf("%-10s", mark);
         }
-        printf("%s\n", backend_name(ops.backend[op]));
+        const int stage = op == TLB_OP_layernorm_pair || op == TLB_OP_ffn;
+        printf("%s\n", stage && !ops_table_fused(&ops, op) ? "off (unfused ops run)"
+                                                          : backend_name(ops.backend[op]));
     }
     printf("\nyes: implemented and runnable here; no-cpu: implemented, this CPU lacks the ISA;"
            " -: not implemented.\nOverride with TLB_BACKEND=ref or TLB_BACKEND=dense:dnnl,gelu:ref"
-           " (or the config key `backend`).\n");
+           " (or the config key `backend`).\n"
+           "layernorm_pair and ffn are fused stages: they run in place of the ops they fuse\n"
+           "unless one of those is put on another backend, or (ffn) dense's automatic choice is\n"
+           "another backend and ffn is not named (ops.h, ops_table_fused); ffn:off and\n"
+           "layernorm_pair:off turn them off.\n");
     printf("\nmixed_precision: true runs dense in bf16 (oneDNN, fp32 accumulation) in place of the\n"
            "chosen dense: %s\n",
            ops_mixed_precision_supported() ? "available (AVX512_BF16)"

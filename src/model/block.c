@@ -79,6 +79,11 @@ int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *s
     return k->ops->dense.prepare ? k->ops->dense.prepare(M, K, N, err) : 0;
 }
 
+/* The fused stages (ops.h) run where the table says so; ffn carries fp32
+ * products of its own, so not in mixed precision. */
+static int fuse_ffn(const block_kernels *k) { return !k->params16 && ops_table_fused(k->ops, TLB_OP_ffn); }
+static int fuse_kv_norms(const block_kernels *k) { return ops_table_fused(k->ops, TLB_OP_layernorm_pair); }
+
 int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, size_t *staging,
                   tlb_error *err)
 {
@@ -95,6 +100,10 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
         return -1;
     if (o->attention.prepare && o->attention.prepare(B, Tq, Tk, d.H, d.K, err) != 0) return -1;
     if (o->gelu.prepare && o->gelu.prepare((size_t)rq * d.F, err) != 0) return -1;
+    if (fuse_kv_norms(k) && o->layernorm_pair.prepare && o->layernorm_pair.prepare(rk, d.D, err) != 0)
+        return -1;
+    if (fuse_ffn(k) && o->ffn.prepare && o->ffn.prepare(B, Tq, d.D, d.F, err) != 0)
+        return -1;
     return 0;
 }
 
@@ -110,10 +119,16 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
     k->ops->layernorm.forward(a->ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
                               w + ap->ln_q_beta, rq, d.D);
-    k->ops->layernorm.forward(a->ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
-                              w + ap->ln_k_beta, rk, d.D);
-    k->ops->layernorm.forward(a->ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
-                              w + ap->ln_v_beta, rk, d.D);
+    if (fuse_kv_norms(k)) { /* one set of statistics (ln_k's) serves both */
+        k->ops->layernorm_pair.forward(a->ln_k, a->ln_v, a->ln_k_mean, a->ln_k_rstd, x_kv,
+                                       w + ap->ln_k_gamma, w + ap->ln_k_beta, w + ap->ln_v_gamma,
+                                       w + ap->ln_v_beta, rk, d.D);
+    } else {
+        k->ops->layernorm.forward(a->ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
+                                  w + ap->ln_k_beta, rk, d.D);
+        k->ops->layernorm.forward(a->ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
+                                  w + ap->ln_v_beta, rk, d.D);
+    }
     kernels_dense_forward(k, a->q, a->ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
     kernels_dense_forward(k, a->k, a->ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
     kernels_dense_forward(k, a->v, a->ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
@@ -125,6 +140,12 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     /* FFN with its dropout before the residual add. */
     k->ops->layernorm.forward(a->ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
                               w + fp->ln_beta, rq, d.D);
+    if (fuse_ffn(k)) {
+        k->ops->ffn.forward(a->out, a->h, a->ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
+                            w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
+                            drop ? &drop->ffn : NULL);
+        return;
+    }
     kernels_dense_forward(k, a->h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, rq, d.D, d.F);
     k->ops->gelu.forward(s->g, a->h, (size_t)rq * d.F);
     kernels_dense_forward(k, a->out, s->g, w, fp->fc2_kernel, fp->fc2_bias, rq, d.F, d.D);
@@ -142,10 +163,13 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     const float *w = params;
     float *g = grads;
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
+    const int fused_ffn = fuse_ffn(k), fused_kv = fuse_kv_norms(k);
     memset(s->d_ln_f, 0, rq * d.D * sizeof(float));
-    memset(s->d_y2, 0, rq * d.D * sizeof(float));
-    memset(s->d_h, 0, rq * d.F * sizeof(float));
-    memset(s->d_g, 0, rq * d.F * sizeof(float));
+    if (!fused_ffn) { /* the fused stage keeps these inside, written once */
+        memset(s->d_y2, 0, rq * d.D * sizeof(float));
+        memset(s->d_h, 0, rq * d.F * sizeof(float));
+        memset(s->d_g, 0, rq * d.F * sizeof(float));
+    }
     memset(s->d_att, 0, rq * HK * sizeof(float));
     memset(s->d_q, 0, rq * HK * sizeof(float));
     memset(s->d_k, 0, rk * HK * sizeof(float));
@@ -156,12 +180,18 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
 
     /* FFN: out = attn_out + dropout(g @ W2 + b2). */
     memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float)); /* the residual path */
-    k->ops->dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
-    /* The GELU output is cheaper to recompute than to keep for every step. */
-    k->ops->gelu.forward(s->g, a->h, rq * d.F);
-    kernels_dense_backward(k, s->d_g, g, s->d_y2, s->g, w, fp->fc2_kernel, fp->fc2_bias, (int)rq, d.F, d.D);
-    k->ops->gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
-    kernels_dense_backward(k, s->d_ln_f, g, s->d_h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq, d.D, d.F);
+    if (fused_ffn) {
+        k->ops->ffn.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
+                             g + fp->fc2_bias, NULL, dout, a->ln_f, w + fp->fc1_kernel,
+                             w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
+    } else {
+        k->ops->dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
+        /* The GELU output is cheaper to recompute than to keep for every step. */
+        k->ops->gelu.forward(s->g, a->h, rq * d.F);
+        kernels_dense_backward(k, s->d_g, g, s->d_y2, s->g, w, fp->fc2_kernel, fp->fc2_bias, (int)rq, d.F, d.D);
+        k->ops->gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
+        kernels_dense_backward(k, s->d_ln_f, g, s->d_h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq, d.D, d.F);
+    }
     k->ops->layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
                                a->attn_out, w + fp->ln_gamma, a->ln_f_mean, a->ln_f_rstd, (int)rq,
                                d.D);
@@ -176,6 +206,13 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     kernels_dense_backward(k, s->d_ln_v, g, s->d_v, a->ln_v, w, ap->v_kernel, ap->v_bias, (int)rk, d.D, (int)HK);
     k->ops->layernorm.backward(dx_q, g + ap->ln_q_gamma, g + ap->ln_q_beta, s->d_ln_q, a->x_q,
                                w + ap->ln_q_gamma, a->ln_q_mean, a->ln_q_rstd, (int)rq, d.D);
+    if (fused_kv) {
+        k->ops->layernorm_pair.backward(dx_kv, g + ap->ln_k_gamma, g + ap->ln_k_beta,
+                                        g + ap->ln_v_gamma, g + ap->ln_v_beta, s->d_ln_k, s->d_ln_v,
+                                        a->x_kv, w + ap->ln_k_gamma, w + ap->ln_v_gamma,
+                                        a->ln_k_mean, a->ln_k_rstd, (int)rk, d.D);
+        return;
+    }
     k->ops->layernorm.backward(dx_kv, g + ap->ln_k_gamma, g + ap->ln_k_beta, s->d_ln_k, a->x_kv,
                                w + ap->ln_k_gamma, a->ln_k_mean, a->ln_k_rstd, (int)rk, d.D);
     k->ops->layernorm.backward(dx_kv, g + ap->ln_v_gamma, g + ap->ln_v_beta, s->d_ln_v, a->x_kv,

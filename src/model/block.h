@@ -17,7 +17,7 @@ typedef struct {
 typedef struct {
     float *ln_q, *ln_q_mean, *ln_q_rstd;   /* [B*Tq, D], [B*Tq] x2 */
     float *ln_k, *ln_k_mean, *ln_k_rstd;   /* [B*Tk, D] */
-    float *ln_v, *ln_v_mean, *ln_v_rstd;   /* [B*Tk, D] */
+    float *ln_v, *ln_v_mean, *ln_v_rstd;   /* [B*Tk, D] (layernorm_pair: ln_k's statistics serve both) */
     float *q, *k, *v;                      /* [B*Tq, HK], [B*Tk, HK] x2 */
     float *probs;                          /* [B, H, Tq, Tk] */
     float *att;                            /* [B*Tq, HK] heads concatenated */
@@ -32,7 +32,7 @@ typedef struct {
 /* Scratch for one block forward or backward, reused by every block. */
 typedef struct {
     float *d_attn_out, *d_ln_f, *d_y2;     /* [B*Tq, D] */
-    float *d_h, *d_g;                      /* [B*Tq, F] */
+    float *d_h, *d_g;                      /* [B*Tq, F] (d_y2, d_h, d_g, g: the unfused FFN only) */
     float *g;                              /* [B*Tq, F] GELU output, rebuilt when needed */
     float *d_att, *d_q;                    /* [B*Tq, HK] */
     float *d_k, *d_v;                      /* [B*Tk, HK] */

@@ -11,7 +11,14 @@
  * bias row, or zero. A is read through (row stride, column stride), so the
  * same kernel serves inp @ w, dout @ w^T (w^T pre-transposed) and inp^T @ dout.
  * Each tile of C is owned by one thread and reduced over R in order, so the
- * result does not depend on the thread count. */
+ * result does not depend on the thread count.
+ *
+ * Fused stages (ffn_simd.h) define GEMM_EPILOGUE(g, m0) before including
+ * this file: with g->epi set, gemm() runs it on rows [m0, m0 + MR) of C as
+ * soon as they are stored, while they are in L1, so an elementwise op runs
+ * in the product's output pass (on the stored rows, not the accumulator
+ * registers, which would crowd the FMA loop's). SCRATCH_SLOTS (default 2)
+ * sizes the scratch below. */
 #ifndef TLB_DENSE_SIMD_H
 #define TLB_DENSE_SIMD_H
 
@@ -25,7 +32,7 @@
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PARALLEL_MACS 131072
 
-typedef struct {
+typedef struct gemm_args {
     float *C;
     size_t ldc;
     const float *A;
@@ -35,6 +42,7 @@ typedef struct {
     const float *bias; /* NULL: zero init */
     int accumulate;    /* init from C */
     int M, N, R;
+    const void *epi; /* NULL: plain store; else GEMM_EPILOGUE's own data */
 } gemm_args;
 
 static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m0, int n0,
@@ -104,9 +112,32 @@ static inline void tile_any(const gemm_args *g, int m0, int n0)
     }
 }
 
+#ifdef GEMM_EPILOGUE
+/* With an epilogue: a thread takes MR rows at a time, all their column
+ * tiles, then GEMM_EPILOGUE over those whole rows while they are in L1
+ * (long rows give the elementwise op the same vector loop a separate pass
+ * has). */
+static inline void gemm_rows(const gemm_args *g)
+{
+    const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
+    const double macs = (double)g->M * g->N * (g->R > 0 ? g->R : 1);
+#pragma omp parallel for schedule(static) if (macs >= PARALLEL_MACS)
+    for (int r = 0; r < mt; r++) {
+        for (int t = 0; t < nt; t++) tile_any(g, r * MR, t * TILE_N);
+        GEMM_EPILOGUE(g, r * MR);
+    }
+}
+#endif
+
 static inline void gemm(const gemm_args *g)
 {
     if (g->M <= 0 || g->N <= 0) return;
+#ifdef GEMM_EPILOGUE
+    if (g->epi) {
+        gemm_rows(g);
+        return;
+    }
+#endif
     const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
     const int tiles = mt * nt;
     const double macs = (double)g->M * g->N * (g->R > 0 ? g->R : 1);
@@ -117,8 +148,11 @@ static inline void gemm(const gemm_args *g)
 /* Per-thread scratch buffers (slot 0: w^T, slot 1: patches), reserved at
  * plan time (scratch_reserve, from the ops' prepare); grown here only for a
  * shape no plan prepared (op-level callers). */
-static _Thread_local float *scratch_buf[2];
-static _Thread_local size_t scratch_cap[2];
+#ifndef SCRATCH_SLOTS
+#define SCRATCH_SLOTS 2
+#endif
+static _Thread_local float *scratch_buf[SCRATCH_SLOTS];
+static _Thread_local size_t scratch_cap[SCRATCH_SLOTS];
 
 static inline int scratch_reserve(int slot, size_t n)
 {
@@ -180,7 +214,7 @@ static inline void column_sums(float *dbias, const float *g, size_t M, int N)
 static inline void dense_forward_simd(float *out, const float *inp, const float *w, const float *bias,
                                int M, int K, int N)
 {
-    gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K};
+    gemm_args g = {out, (size_t)N, inp, (size_t)K, 1, w, (size_t)N, bias, 0, M, N, K, NULL};
     gemm(&g);
 }
 
@@ -198,11 +232,11 @@ static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, con
     if (M <= 0 || N <= 0) return;
     if (dinp && K > 0) { /* dinp[M,K] += dout[M,N] @ wt[N,K] */
         const float *wt = transposed(w, K, N);
-        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N};
+        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N, NULL};
         gemm(&g);
     }
     if (dw && K > 0) { /* dw[K,N] += inp^T[K,M] @ dout[M,N] */
-        gemm_args g = {dw, (size_t)N, inp, 1, (size_t)K, dout, (size_t)N, NULL, 1, K, N, M};
+        gemm_args g = {dw, (size_t)N, inp, 1, (size_t)K, dout, (size_t)N, NULL, 1, K, N, M, NULL};
         gemm(&g);
     }
     if (dbias) column_sums(dbias, dout, (size_t)M, N);

@@ -26,7 +26,7 @@ static inline vec gelu_grad(vec x)
     return VFMA(x, VMUL(VSET1(0.3989422804014327f), e), cdf);
 }
 
-static void gelu_forward_simd(float *out, const float *inp, size_t n)
+static inline void gelu_forward_simd(float *out, const float *inp, size_t n)
 {
     const long nv = (long)(n / VW);
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
@@ -42,7 +42,7 @@ static void gelu_forward_simd(float *out, const float *inp, size_t n)
     }
 }
 
-static void gelu_backward_simd(float *dinp, const float *dout, const float *inp, size_t n)
+static inline void gelu_backward_simd(float *dinp, const float *dout, const float *inp, size_t n)
 {
     if (!dinp) return; /* NULL gradient = not needed (ops.h) */
     const long nv = (long)(n / VW);

@@ -10,32 +10,44 @@
 #define LN_EPS 1e-5f
 #define PARALLEL_MIN 16384
 
-static void layernorm_forward_simd(float *out, float *mean, float *rstd, const float *inp,
-                                   const float *gamma, const float *beta, int M, int D)
+/* One row's mean and 1/sqrt(variance + eps), two passes (also the fused
+ * layernorm_pair's statistics, so both agree bit for bit). */
+static inline void layernorm_row_stats(const float *x, int D, float *mean, float *rstd)
+{
+    vec s = VZERO;
+    for (int d = 0; d < D; d += VW) s = VADD(s, VMLOAD(x + d, vlanes(D - d)));
+    const float mu = vhsum(s) / (float)D;
+    const vec vmu = VSET1(mu);
+    vec v = VZERO;
+    for (int d = 0; d < D; d += VW) {
+        const vmask k = vlanes(D - d);
+        const vec c = VMASKZ(k, VSUB(VMLOAD(x + d, k), vmu));
+        v = VFMA(c, c, v);
+    }
+    *mean = mu;
+    *rstd = 1.0f / sqrtf(vhsum(v) / (float)D + LN_EPS);
+}
+
+/* o = (x - mean) rstd gamma + beta over one row */
+static inline void layernorm_row_apply(float *o, const float *x, const float *gamma,
+                                       const float *beta, float mean, float rstd, int D)
+{
+    const vec vmu = VSET1(mean), vrs = VSET1(rstd);
+    for (int d = 0; d < D; d += VW) {
+        const vmask k = vlanes(D - d);
+        const vec xh = VMUL(VSUB(VMLOAD(x + d, k), vmu), vrs);
+        VMSTORE(o + d, k, VFMA(xh, VMLOAD(gamma + d, k), VMLOAD(beta + d, k)));
+    }
+}
+
+static inline void layernorm_forward_simd(float *out, float *mean, float *rstd, const float *inp,
+                                          const float *gamma, const float *beta, int M, int D)
 {
 #pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
     for (int m = 0; m < M; m++) {
         const float *x = inp + (size_t)m * D;
-        float *o = out + (size_t)m * D;
-        vec s = VZERO;
-        for (int d = 0; d < D; d += VW) s = VADD(s, VMLOAD(x + d, vlanes(D - d)));
-        const float mu = vhsum(s) / (float)D;
-        const vec vmu = VSET1(mu);
-        vec v = VZERO;
-        for (int d = 0; d < D; d += VW) {
-            const vmask k = vlanes(D - d);
-            const vec c = VMASKZ(k, VSUB(VMLOAD(x + d, k), vmu));
-            v = VFMA(c, c, v);
-        }
-        const float rs = 1.0f / sqrtf(vhsum(v) / (float)D + LN_EPS);
-        const vec vrs = VSET1(rs);
-        for (int d = 0; d < D; d += VW) {
-            const vmask k = vlanes(D - d);
-            const vec xh = VMUL(VSUB(VMLOAD(x + d, k), vmu), vrs);
-            VMSTORE(o + d, k, VFMA(xh, VMLOAD(gamma + d, k), VMLOAD(beta + d, k)));
-        }
-        mean[m] = mu;
-        rstd[m] = rs;
+        layernorm_row_stats(x, D, &mean[m], &rstd[m]);
+        layernorm_row_apply(out + (size_t)m * D, x, gamma, beta, mean[m], rstd[m], D);
     }
 }
 
@@ -62,7 +74,7 @@ static inline void layernorm_row_dx(float *dx, const float *x, const float *g,
     }
 }
 
-static void layernorm_row_backward(float *dx, float *sg, float *sb, const float *x,
+static inline void layernorm_row_backward(float *dx, float *sg, float *sb, const float *x,
                                    const float *g, const float *gamma, float mean, float rstd,
                                    int D)
 {
@@ -91,7 +103,7 @@ static void layernorm_row_backward(float *dx, float *sg, float *sb, const float 
  * live in registers instead of being reloaded and stored for every row. */
 #define LN_RV (64 / VW)
 
-static void layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out,
+static inline void layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out,
                                          const float *dout, const float *inp, const float *gamma,
                                          const float *mean, const float *rstd, int m0, int m1,
                                          int D)
@@ -128,7 +140,7 @@ static void layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_o
     }
 }
 
-static void layernorm_backward_simd(float *dinp, float *dgamma, float *dbeta, const float *dout,
+static inline void layernorm_backward_simd(float *dinp, float *dgamma, float *dbeta, const float *dout,
                                     const float *inp, const float *gamma, const float *mean,
                                     const float *rstd, int M, int D)
 {

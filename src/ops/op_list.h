@@ -6,7 +6,8 @@
  * X(name, ref, avx2, avx512, dnnl): 1 where that backend implements the op,
  * which then defines `const name_op name_<backend>` in src/ops/name_<backend>.c.
  * The signatures name_forward_fn and name_backward_fn are declared in ops.h.
- * The order is the registry's (`tlb ops` prints it). */
+ * The order is the registry's (`tlb ops` prints it); the fused stages
+ * (ops.h, ops_table_fused) come last. */
 #ifndef TLB_OPS_OP_LIST_H
 #define TLB_OPS_OP_LIST_H
 
@@ -22,7 +23,9 @@
     X(dropout,      1, 1, 1, 0)        \
     X(residual,     1, 1, 1, 0)        \
     X(token_embed,  1, 1, 1, 0)        \
-    X(relu,         1, 1, 1, 0)
+    X(relu,         1, 1, 1, 0)        \
+    X(layernorm_pair, 1, 1, 1, 0)      \
+    X(ffn,          1, 1, 1, 0)
 
 /* TLB_WHEN(flag, text): text if flag is 1, nothing if 0.
  * TLB_PICK(flag, expr): expr if flag is 1, NULL if 0. */

@@ -118,6 +118,41 @@ typedef void (*token_embed_backward_fn)(float *dtable, const float *dout, const 
 typedef void (*relu_forward_fn)(float *out, const float *inp, size_t n);
 typedef void (*relu_backward_fn)(float *dinp, const float *dout, const float *inp, size_t n);
 
+/* Fused stages: ops that do the work of several others in fewer passes over
+ * memory, with the same contracts (backward accumulates, NULL skips). The
+ * model runs one in place of the ops it fuses where ops_table_fused() says
+ * so; each equals the composition of those ops on its own backend, bit for
+ * bit (the same kernels in the same summation order).
+ *
+ * layernorm_pair: two LayerNorms of one input (LN_k and LN_v of x_kv) from
+ * one set of statistics: out1 = LN(inp; gamma1, beta1), out2 = LN(inp;
+ * gamma2, beta2), mean[M] and rstd[M] saved once. Backward: both
+ * normalisations' input gradients into dinp in one pass. */
+typedef void (*layernorm_pair_forward_fn)(float *out1, float *out2, float *mean, float *rstd,
+                                          const float *inp, const float *gamma1, const float *beta1,
+                                          const float *gamma2, const float *beta2, int M, int D);
+typedef void (*layernorm_pair_backward_fn)(float *dinp, float *dgamma1, float *dbeta1,
+                                           float *dgamma2, float *dbeta2, const float *dout1,
+                                           const float *dout2, const float *inp,
+                                           const float *gamma1, const float *gamma2,
+                                           const float *mean, const float *rstd, int M, int D);
+
+/* ffn: the FFN after its LayerNorm, fc1 with GELU and fc2 with dropout and
+ * the residual add, over B samples of T rows:
+ *   h[M, F] = inp[M, D] @ w1 + b1   (saved: the backward's GELU input)
+ *   out[M, D] = res + dropout(gelu(h) @ w2 + b2),  M = B*T,
+ * dropout over each sample's T*D values as the dropout op draws them. out
+ * must not alias inp, h or res. gelu(h) lives in the backend's scratch
+ * (recomputed by the backward). Backward: dinp, dw1, db1, dw2, db2 and
+ * dres (+= dout) accumulate; the mask is applied to dout once. */
+typedef void (*ffn_forward_fn)(float *out, float *h, const float *inp, const float *w1,
+                               const float *b1, const float *w2, const float *b2, const float *res,
+                               int B, int T, int D, int F, const dropout_ctx *drop);
+typedef void (*ffn_backward_fn)(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+                                float *dres, const float *dout, const float *inp, const float *w1,
+                                const float *w2, const float *h, int B, int T, int D, int F,
+                                const dropout_ctx *drop);
+
 typedef enum {
     TLB_BACKEND_REF,
     TLB_BACKEND_AVX2,
@@ -145,6 +180,9 @@ typedef int (*dropout_prepare_fn)(int B, size_t per_sample, tlb_error *err);
 typedef int (*residual_prepare_fn)(size_t n, tlb_error *err);
 typedef int (*token_embed_prepare_fn)(int N, int V, int D, tlb_error *err);
 typedef int (*relu_prepare_fn)(size_t n, tlb_error *err);
+
+typedef int (*layernorm_pair_prepare_fn)(int M, int D, tlb_error *err);
+typedef int (*ffn_prepare_fn)(int B, int T, int D, int F, tlb_error *err);
 
 /* From the op list (op_list.h): per op a struct `name_op` of its typed
  * forward/backward pair and set-up, an id TLB_OP_name, and a slot in the
@@ -176,6 +214,8 @@ typedef struct {
 #undef TLB_OP_SLOT
     tlb_backend backend[TLB_OP_COUNT];
     int bf16_dense;
+    unsigned forced; /* bit op: put on its backend by ops_table_force (a spec, TLB_BACKEND) */
+    unsigned off;    /* bit op: a fused stage turned off by a spec ("ffn:off") */
 } op_table;
 
 /* The implementation of one op in backend b, typed (NULL where that backend
@@ -207,16 +247,28 @@ void ops_table_automatic(op_table *t);
  * ops ("ref") or a comma list "op:backend,..." ("dense:dnnl,gelu:ref"); both
  * forms may be mixed ("avx2,attention:ref"). An unsupported or unknown name is
  * an error naming it (t is then the automatic choice); an op that backend
- * lacks falls back to the automatic choice. fp32: see ops_table_set_bf16. */
+ * lacks falls back to the automatic choice; a fused stage may be "off"
+ * ("ffn:off"). fp32: see ops_table_set_bf16. */
 int ops_table_select(op_table *t, const char *spec, tlb_error *err);
 
 /* Checks a spec as ops_table_select would apply it; changes nothing. The
  * message names the unknown or unsupported op or backend. */
 int ops_spec_check(const char *spec, tlb_error *err);
 
-/* Puts one op of t on one backend. -1 if that backend does not implement the
- * op or the CPU cannot run it. Forcing dense turns bf16 dense off. */
+/* Puts one op of t on one backend (marking it forced, see ops_table_fused).
+ * -1 if that backend does not implement the op or the CPU cannot run it.
+ * Forcing dense turns bf16 dense off. */
 int ops_table_force(op_table *t, int op, tlb_backend b);
+
+/* Whether the fused stage `op` (layernorm_pair, ffn) stands in for the ops
+ * it fuses: yes unless one of those was put (by a spec or TLB_BACKEND) on
+ * another backend than the stage's or replaced in the table by hand (a
+ * test's own dense), or, for ffn, the dense layers run in bf16. So the automatic choice fuses on AVX-512 and AVX2 (the stage then
+ * carries its own products, also where dense would be dnnl), TLB_BACKEND=ref
+ * runs ref's fused stages (the ref ops composed) and TLB_BACKEND=dnnl,
+ * which has none, the unfused ops; "ffn:off" or "layernorm_pair:off" in a
+ * spec turns a stage off. 0 for an op that is not a fused stage. */
+int ops_table_fused(const op_table *t, int op);
 
 /* Mixed precision (the config's mixed_precision): dense layers multiply bf16
  * operands with fp32 accumulation on oneDNN; every other op, and every stored
@@ -227,7 +279,8 @@ int ops_mixed_precision_supported(void);
 int ops_table_set_bf16(op_table *t, int on);
 
 /* "dense:avx512,layernorm:avx512,..." in op order ("bf16" for dense when
- * bf16_dense), and the precision "bf16 dense" or "fp32". */
+ * bf16_dense, "off" for a fused stage not in use), and the precision
+ * "bf16 dense" or "fp32". */
 void ops_table_describe(const op_table *t, char *backends, size_t n);
 const char *ops_table_precision(const op_table *t);
 

@@ -56,6 +56,17 @@ int backend_supported(tlb_backend b)
     }
 }
 
+/* The ops each fused stage does the work of. */
+static unsigned fused_parts(int op)
+{
+    switch (op) {
+    case TLB_OP_layernorm_pair: return 1u << TLB_OP_layernorm;
+    case TLB_OP_ffn:
+        return 1u << TLB_OP_dense | 1u << TLB_OP_gelu | 1u << TLB_OP_dropout | 1u << TLB_OP_residual;
+    default: return 0;
+    }
+}
+
 int ops_count(void) { return NUM_OPS; }
 const char *ops_name(int op) { return op >= 0 && op < NUM_OPS ? op_names[op] : NULL; }
 
@@ -89,8 +100,42 @@ int ops_table_force(op_table *t, int op, tlb_backend b)
     default: return -1;
     }
     t->backend[op] = b;
+    t->forced |= 1u << op;
+    t->off &= ~(1u << op);
     if (op == TLB_OP_dense) t->bf16_dense = 0;
     return 0;
+}
+
+/* Whether t's slot for op holds the registry's implementation for the
+ * backend it names (not one a caller put there by hand). */
+static int slot_is_registry(const op_table *t, int op)
+{
+    switch ((tlb_op)op) {
+#define SAME(name, ...) \
+    case TLB_OP_##name: \
+        return name##_impls[t->backend[op]] && memcmp(&t->name, name##_impls[t->backend[op]], sizeof t->name) == 0;
+        TLB_OP_LIST(SAME)
+#undef SAME
+    default: return 0;
+    }
+}
+
+int ops_table_fused(const op_table *t, int op)
+{
+    const unsigned parts = fused_parts(op);
+    if (!parts || (t->off >> op & 1u) || t->backend[op] >= TLB_BACKEND_COUNT || !slot_is_registry(t, op))
+        return 0;
+    if (op == TLB_OP_ffn && t->bf16_dense) return 0; /* its products are fp32 */
+    for (int p = 0; p < NUM_OPS; p++) {
+        if (!(parts >> p & 1u)) continue;
+        if (t->backend[p] >= TLB_BACKEND_COUNT || !slot_is_registry(t, p)) return 0; /* by hand: runs itself */
+        if (t->backend[p] == t->backend[op]) continue;
+        /* an op put on another backend runs itself; so does an automatic
+         * dense on another backend (dnnl on AVX2-only CPUs), whose products
+         * beat the stage's own there, unless the stage itself was asked for */
+        if ((t->forced >> p & 1u) || (p == TLB_OP_dense && !(t->forced >> op & 1u))) return 0;
+    }
+    return 1;
 }
 
 int ops_mixed_precision_supported(void) { return bf16_native(); }
@@ -110,6 +155,7 @@ void ops_table_automatic(op_table *t)
         for (int i = 0; i < TLB_BACKEND_COUNT && !done; i++) done = ops_table_force(t, op, preference[i]) == 0;
         if (!done) ops_table_force(t, op, TLB_BACKEND_REF);
     }
+    t->forced = 0; /* chosen, not forced */
 }
 
 static int parse_backend(const char *name, size_t len, tlb_backend *out)
@@ -150,6 +196,14 @@ static int apply_spec(op_table *t, const char *spec, tlb_error *err)
                 if (strlen(op_names[i]) == oplen && strncmp(op_names[i], p, oplen) == 0)
                     op = i;
             if (op < 0) return tlb_fail(err, "unknown op '%.*s'", (int)oplen, p);
+            if (len - oplen - 1 == 3 && strncmp(colon + 1, "off", 3) == 0) { /* "ffn:off" */
+                if (!fused_parts(op))
+                    return tlb_fail(err, "op %s cannot be off (only the fused stages layernorm_pair and ffn)",
+                                    op_names[op]);
+                t->off |= 1u << op;
+                p += len + (end ? 1 : 0);
+                continue;
+            }
             if (parse_backend(colon + 1, len - oplen - 1, &b) != 0)
                 return tlb_fail(err, "unknown backend '%.*s' for op %s",
                                 (int)(len - oplen - 1), colon + 1, op_names[op]);
@@ -186,7 +240,9 @@ void ops_table_describe(const op_table *t, char *backends, size_t n)
     size_t at = 0;
     if (n) backends[0] = '\0';
     for (int op = 0; op < NUM_OPS && at < n; op++) {
-        const char *b = t->bf16_dense && op == TLB_OP_dense ? "bf16" : backend_name(t->backend[op]);
+        const char *b = t->bf16_dense && op == TLB_OP_dense ? "bf16"
+                        : fused_parts(op) && !ops_table_fused(t, op) ? "off"
+                                                                     : backend_name(t->backend[op]);
         at += (size_t)snprintf(backends + at, n - at, "%s%s:%s", op ? "," : "", op_names[op], b);
     }
 }

@@ -1,0 +1,10 @@
+/* ffn with AVX2: fc1 with GELU and fc2 with dropout and the residual add
+ * in the products' output passes (see ffn_simd.h). */
+#include "ops/impls.h"
+
+#include "ops/simd_avx2.h"
+#include "ops/dropout_mask_avx2.h"
+#define VKEEP(drop, key, elem0) mask_keep_x8(drop, key, elem0)
+#include "ops/ffn_simd.h"
+
+const ffn_op ffn_avx2 = {ffn_forward_simd, ffn_backward_simd, ffn_prepare_simd};
