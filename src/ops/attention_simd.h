@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops/dropout_mask.h"
+#include "ops/thread_scratch.h"
 #include "util/error.h"
 #include "ops/vmath_simd.h"
 
@@ -114,36 +115,16 @@ static inline void dropout_apply(float *y0, const float *x0, float *y1, const fl
 #endif
 }
 
-/* Per-thread scratch, reserved at plan time (attention_prepare_simd) on
- * every thread of the team; grown here only for a shape no plan prepared. */
-static _Thread_local float *tbuf;
-static _Thread_local size_t tcap;
-
-static int scratch_reserve(size_t n)
-{
-    if (n <= tcap) return 0;
-    float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-    if (!p) return -1;
-    free(tbuf);
-    tbuf = p;
-    tcap = n;
-    return 0;
-}
-
-static float *scratch(size_t n)
-{
-    if (scratch_reserve(n) != 0) abort(); /* unprepared shape, out of memory */
-    return tbuf;
-}
+/* Per-thread scratch (thread_scratch.h), reserved by attention_prepare_simd. */
+static _Thread_local thread_scratch attention_tls;
+static thread_scratch *attention_scratch(void) { return &attention_tls; }
+static float *scratch(size_t n) { return thread_scratch_get(&attention_tls, n); }
 
 static int attention_prepare_simd(int B, int Tq, int Tk, int H, int K, tlb_error *err)
 {
     (void)B, (void)H, (void)K;
-    const size_t n = 2 * (size_t)Tq * Tk; /* backward's ds and pk */
-    int failed = 0;
-#pragma omp parallel reduction(| : failed)
-    failed |= scratch_reserve(n) != 0;
-    return failed ? tlb_fail(err, "out of memory for attention scratch") : 0;
+    /* backward's ds and pk */
+    return thread_scratch_reserve_team(attention_scratch, 2 * (size_t)Tq * Tk, "attention", err);
 }
 
 /* Row-wise softmax in place over the first nk of each row's Tk entries (the

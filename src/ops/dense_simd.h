@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/thread_scratch.h"
 #include "util/error.h"
 
 #define MR 6
@@ -145,41 +146,15 @@ static inline void gemm(const gemm_args *g)
     for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
 }
 
-/* Per-thread scratch buffers (slot 0: w^T, slot 1: patches), reserved at
- * plan time (scratch_reserve, from the ops' prepare); grown here only for a
- * shape no plan prepared (op-level callers). */
+/* Per-thread scratch buffers (slot 0: w^T, slot 1: patches; thread_scratch.h). */
 #ifndef SCRATCH_SLOTS
 #define SCRATCH_SLOTS 2
 #endif
-static _Thread_local float *scratch_buf[SCRATCH_SLOTS];
-static _Thread_local size_t scratch_cap[SCRATCH_SLOTS];
+static _Thread_local thread_scratch scratch_slots[SCRATCH_SLOTS];
 
-static inline int scratch_reserve(int slot, size_t n)
-{
-    if (n <= scratch_cap[slot]) return 0;
-    float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-    if (!p) return -1;
-    free(scratch_buf[slot]);
-    scratch_buf[slot] = p;
-    scratch_cap[slot] = n;
-    return 0;
-}
-
-static inline float *scratch(int slot, size_t n)
-{
-    if (scratch_reserve(slot, n) != 0) abort(); /* unprepared shape, out of memory */
-    return scratch_buf[slot];
-}
-
-/* Reserves slot's n floats on every thread of a team, as the op's parallel
- * loops would use them (inside a batch shard that team is the one thread). */
-static inline int scratch_reserve_all(int slot, size_t n, tlb_error *err)
-{
-    int failed = 0;
-#pragma omp parallel reduction(| : failed)
-    failed |= scratch_reserve(slot, n) != 0;
-    return failed ? tlb_fail(err, "out of memory for %zu floats of SIMD scratch", n) : 0;
-}
+static inline int scratch_reserve(int slot, size_t n) { return thread_scratch_reserve(&scratch_slots[slot], n); }
+static inline float *scratch(int slot, size_t n) { return thread_scratch_get(&scratch_slots[slot], n); }
+static inline thread_scratch *patches_scratch(void) { return &scratch_slots[1]; }
 
 /* wt[N,K] = w[K,N]^T */
 static inline float *transposed(const float *w, int K, int N)

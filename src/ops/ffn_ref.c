@@ -3,32 +3,16 @@
  * intermediates (GELU output, masked dout, their gradients) in a per-thread
  * buffer that prepare reserves. */
 #include "ops/impls.h"
+#include "ops/thread_scratch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local float *buf;
-static _Thread_local size_t cap;
-
-/* g [M,F], dy [M,D], dg [M,F], dh [M,F] */
+/* The intermediates (thread_scratch.h): g [M,F], dy [M,D], dg [M,F], dh [M,F]. */
+static _Thread_local thread_scratch ffn_tls;
 static size_t need(int B, int T, int D, int F) { return (size_t)B * T * ((size_t)D + 3 * (size_t)F); }
-
-static int reserve(size_t n)
-{
-    if (n <= cap) return 0;
-    float *p = malloc(n * sizeof(float));
-    if (!p) return -1;
-    free(buf);
-    buf = p;
-    cap = n;
-    return 0;
-}
-
-static float *scratch(size_t n)
-{
-    if (reserve(n) != 0) abort(); /* unprepared shape, out of memory */
-    return buf;
-}
+static int reserve(size_t n) { return thread_scratch_reserve(&ffn_tls, n); }
+static float *scratch(size_t n) { return thread_scratch_get(&ffn_tls, n); }
 
 static int ffn_prepare_ref(int B, int T, int D, int F, tlb_error *err)
 {

@@ -47,7 +47,7 @@ static inline int patch_conv_prepare_simd(int B, int S, int P, int D, tlb_error 
     const int N = (S / P) * (S / P), R = P * P * 3;
     if (N <= 0 || D <= 0) return 0;
     if (scratch_reserve(0, (size_t)R * D) != 0) return tlb_fail(err, "out of memory for patch_conv scratch");
-    return scratch_reserve_all(1, (size_t)N * R, err);
+    return thread_scratch_reserve_team(patches_scratch, (size_t)N * R, "patch_conv", err);
 }
 
 static inline void patch_conv_forward_simd(float *out, const float *img, const float *w,
