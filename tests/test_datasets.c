@@ -35,6 +35,19 @@ static void run_folder(const char *dir, const char *name, char *out, size_t n)
     out[strcspn(out, "\n")] = '\0';
 }
 
+/* `tlb train` of the config text in dir (its stderr in dir/err.txt), which
+ * must succeed; the run folder it made into run_dir. */
+static void train_in(const char *dir, const char *text, const char *name, char *run_dir, size_t n)
+{
+    const char *cfg = cfg_with(dir, text);
+    char errf[1300], buf[16384];
+    snprintf(errf, sizeof errf, "%s/err.txt", dir);
+    const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
+    read_text(errf, buf, sizeof buf, NULL);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
+    run_folder(dir, name, run_dir, n);
+}
+
 /* The one-line error of validating text, "" when it validates. */
 static void validate(const char *text, char *msg, size_t n, run_config *out)
 {
@@ -102,15 +115,11 @@ Test(datasets, a_listops_run_trains_and_evaluates, .timeout = 240)
              "dataset: listops\ninput: tokens\nchunk_size: 100\nembed_dim: 16\nkey_dim: 8\nnum_layers: 2\n"
              "ffn_mult: 1\nbatch_size: 8\ntrain_limit: 16\neval_limit: 16\nepochs: 1\nthreads: 2\n"
              "mixed_precision: false\nout_dir: %s/runs\nname: lo\n", dir);
-    const char *cfg = cfg_with(dir, text);
+    char run_dir[1400];
+    train_in(dir, text, "lo", run_dir, sizeof run_dir);
     char errf[1300], outf[1300], buf[16384];
     snprintf(errf, sizeof errf, "%s/err.txt", dir);
     snprintf(outf, sizeof outf, "%s/out.txt", dir);
-    const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
-    read_text(errf, buf, sizeof buf, NULL);
-    cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
-    char run_dir[1400];
-    run_folder(dir, "lo", run_dir, sizeof run_dir);
     char summary[1500];
     snprintf(summary, sizeof summary, "%s/summary.json", run_dir);
     read_text(summary, buf, sizeof buf, NULL);
@@ -136,14 +145,8 @@ Test(datasets, an_lra_image_run_draws_its_attention, .timeout = 240)
              "num_layers: 1\nr: 1\nwiring: paper\nnum_state_tokens: 3\nstate_init: sinusoid\nreadout: state\n"
              "pos_emb: chunk\nhead_hidden: 8\nffn_mult: 1\nbatch_size: 8\ntrain_limit: 16\neval_limit: 16\n"
              "epochs: 1\nthreads: 2\nmixed_precision: false\nout_dir: %s/runs\nname: lra\n", dir);
-    const char *cfg = cfg_with(dir, text);
-    char errf[1300], buf[8192];
-    snprintf(errf, sizeof errf, "%s/err.txt", dir);
-    const int rc = run_tlb(errf, NULL, (const char *[]){"train", cfg, NULL});
-    read_text(errf, buf, sizeof buf, NULL);
-    cr_assert_eq(rc, 0, "exit %d: %s", rc, buf);
     char run_dir[1400];
-    run_folder(dir, "lra", run_dir, sizeof run_dir);
+    train_in(dir, text, "lra", run_dir, sizeof run_dir);
     char png[1500];
     snprintf(png, sizeof png, "%s/attention.png", run_dir);
     FILE *f = fopen(png, "rb");
