@@ -87,6 +87,17 @@ static void run_dir(char *dir, size_t n, const char *name)
     pclose(p);
 }
 
+/* A new run of config NAME (write_config's extra lines), trained to the
+ * end; its folder into dir. */
+static void train_new(const char *name, const char *extra, char *dir, size_t n)
+{
+    write_config(name, extra);
+    char args[1600];
+    snprintf(args, sizeof args, "train %s/%s.cfg", tmp, name);
+    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
+    run_dir(dir, n, name);
+}
+
 static double summary_number(const char *dir, const char *key)
 {
     char path[1400];
@@ -115,11 +126,8 @@ static int same_file(const char *a, const char *b_text, size_t b_len)
 Test(resume, finished_run_is_left_as_it_is)
 {
     test_ensure_cifar10();
-    write_config("done", "");
     char args[1600], dir[1300], path[1400], ckpt[1400];
-    snprintf(args, sizeof args, "train %s/done.cfg", tmp);
-    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
-    run_dir(dir, sizeof dir, "done");
+    train_new("done", "", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/summary.json", dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
     size_t ns = 0, nc = 0;
@@ -143,11 +151,8 @@ Test(resume, finished_run_is_left_as_it_is)
 Test(resume, set_on_resume_is_applied_or_refused)
 {
     test_ensure_cifar10();
-    write_config("ext", "");
     char args[1600], dir[1300], path[1400];
-    snprintf(args, sizeof args, "train %s/ext.cfg", tmp);
-    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
-    run_dir(dir, sizeof dir, "ext");
+    train_new("ext", "", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/config.cfg", dir);
     size_t nconf = 0;
     char *config = slurp(path, &nconf);
@@ -193,10 +198,7 @@ Test(resume, set_on_resume_is_applied_or_refused)
     free(config);
 
     /* The cosine schedule's rates depend on the epochs: no extension. */
-    write_config("cos", "lr_schedule: cosine\nwarmup_epochs: 0\n");
-    snprintf(args, sizeof args, "train %s/cos.cfg", tmp);
-    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
-    run_dir(dir, sizeof dir, "cos");
+    train_new("cos", "lr_schedule: cosine\nwarmup_epochs: 0\n", dir, sizeof dir);
     snprintf(args, sizeof args, "train --resume %s --set epochs=2", dir);
     cr_expect_eq(tlb(NULL, args), 2);
     cr_expect(strstr(out_text("err.txt"), "cosine"), "%s", out_text("err.txt"));
@@ -266,11 +268,8 @@ static double eval_loss(const char *dir)
 Test(resume, init_from_starts_a_new_run_from_another_runs_weights)
 {
     test_ensure_cifar10();
-    write_config("src", "");
     char args[1600], src[1300], ft[1300], path[1400];
-    snprintf(args, sizeof args, "train %s/src.cfg", tmp);
-    cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
-    run_dir(src, sizeof src, "src");
+    train_new("src", "", src, sizeof src);
     write_config("ft", "weight_decay: 0\n");
     snprintf(args, sizeof args, "train %s/ft.cfg --init-from %s --set learning_rate=1e-30", tmp, src);
     cr_assert_eq(tlb(NULL, args), 0, "%s", out_text("err.txt"));
