@@ -23,8 +23,10 @@
 
 #include "data/fetch.h"
 #include "model/model.h"
+#include "ops/bf16_rate.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
+#include "train/numerics.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 #include "util/safetensors.h"
@@ -824,9 +826,9 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
      * "bf16 dense" with AVX512_BF16, "fp32" without. */
     tlb_error err;
     op_table ops;
-    cr_assert_eq(numerics_choose(&ops, NULL, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, NULL, NULL, 0, &err), 0, "%s", err.msg);
     const int bf16 = ops.bf16_dense;
-    cr_expect_eq(bf16, ops_mixed_precision_supported(), "mixed precision where the CPU has AVX512_BF16 only");
+    cr_expect(!bf16 || ops_mixed_precision_supported(), "mixed precision where the CPU has AVX512_BF16 only");
     run_numerics now;
     numerics_of(&now, &ops);
     unsigned char *json;
@@ -860,8 +862,10 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
                  "--accept-numerics is for --resume only");
 
     /* Written in the other precision (bf16 where this CPU runs fp32, fp32
-     * where it runs bf16), resumed here; then a checkpoint written before the
-     * fields existed: resumes, unchecked. */
+     * where it runs bf16), resumed here: a CPU with AVX512_BF16 continues in
+     * the recorded precision (numerics_choose), one without cannot run bf16
+     * and refuses; then a checkpoint written before the fields existed:
+     * resumes, unchecked. */
     loaded_run r;
     open_run(&r, run_dir);
     train_position pos;
@@ -871,10 +875,31 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     run_numerics other = now;
     const char *other_precision = bf16 ? "fp32" : "bf16 dense";
     snprintf(other.precision, sizeof other.precision, "%s", other_precision);
+    if (ops_mixed_precision_supported()) { /* what a run in the other precision records */
+        op_table other_ops = ops;
+        cr_assert_eq(ops_table_set_bf16(&other_ops, !bf16), 0);
+        numerics_of(&other, &other_ops);
+    }
     cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &other, &err), 0,
                  "%s", err.msg);
-    snprintf(want, sizeof want, "numerics: precision was %s, now %s (", other_precision, now.precision);
-    expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, "pass --accept-numerics");
+    if (!ops_mixed_precision_supported()) {
+        snprintf(want, sizeof want, "numerics: precision was %s, now %s (", other_precision, now.precision);
+        expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, "pass --accept-numerics");
+    } else {
+        const int rc = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, "--set", "epochs=2", NULL});
+        read_text(errf, msg, sizeof msg, NULL);
+        cr_assert_eq(rc, 0, "%s", msg);
+        snprintf(path, sizeof path, "%s/summary.json", run_dir);
+        slurp(path, &json, &n);
+        snprintf(want, sizeof want, "\"precision\":\t\"%s\"", other_precision);
+        cr_expect(strstr((char *)json, want) != NULL, "the resumed run must keep %s: %s", other_precision, json);
+        free(json);
+        snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+        close_run(&r); /* epochs is 2 now */
+        open_run(&r, run_dir);
+        cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+        run_config_write_canonical(&r.config, text, sizeof text);
+    }
     cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, NULL, &err), 0,
                  "%s", err.msg);
     close_run(&r);
@@ -882,6 +907,40 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     cr_expect_null(st_meta(&f, "backends"));
     st_close(&f);
     cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}), 0);
+}
+
+/* mixed_precision runs bf16 products where they pay: never without
+ * AVX512_BF16; a checkpoint's recorded precision wins (a run continues as it
+ * began); TLB_BF16=always forces bf16 where the CPU has it; else the
+ * measured rate decides. Which branch applies depends on the CPU: each
+ * checks what this CPU must give. */
+Test(hardening, mixed_precision_where_it_pays)
+{
+    tlb_error err;
+    op_table ops;
+    char why[200];
+    const int has = ops_mixed_precision_supported();
+    const double ratio = bf16_rate_ratio();
+    cr_expect(has ? ratio > 0.1 && ratio < 10.0 : ratio == 0.0, "bf16/fp32 rate %.3f", ratio);
+
+    cr_assert_eq(numerics_choose(&ops, NULL, 0, "bf16 dense", why, sizeof why, &err), 0, "%s", err.msg);
+    cr_expect(!ops.bf16_dense && !why[0], "mixed_precision: false is fp32 whatever was recorded");
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, "bf16 dense", why, sizeof why, &err), 0, "%s", err.msg);
+    cr_expect_eq(ops.bf16_dense, has, "a bf16 checkpoint continues in bf16 where the CPU can");
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, "fp32", why, sizeof why, &err), 0, "%s", err.msg);
+    cr_expect(!ops.bf16_dense, "an fp32 checkpoint continues in fp32");
+    cr_expect(strstr(why, has ? "the checkpoint ran in fp32" : "lacks") != NULL, "%s", why);
+
+    /* Nothing recorded: the measured rate (read again here: both readings
+     * must fall on the same side, BF16_PAYS_RATIO being far from either
+     * measured kind). */
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, NULL, why, sizeof why, &err), 0, "%s", err.msg);
+    cr_expect_eq(ops.bf16_dense, has && ratio >= BF16_PAYS_RATIO, "rate %.2f, why: %s", ratio, why);
+    cr_expect_eq(why[0] != '\0', !ops.bf16_dense, "a reason exactly when the config's bf16 is not run: %s", why);
+    cr_assert_eq(setenv("TLB_BF16", "always", 1), 0);
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, "", why, sizeof why, &err), 0, "%s", err.msg);
+    cr_expect_eq(ops.bf16_dense, has, "TLB_BF16=always: bf16 wherever the CPU has it");
+    unsetenv("TLB_BF16");
 }
 
 /* A path that does not fit a buffer is refused with a message, never

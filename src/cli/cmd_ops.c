@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "cli/commands.h"
+#include "ops/bf16_rate.h"
 #include "ops/ops.h"
 
 int cmd_ops(int argc, char **argv)
@@ -37,8 +38,15 @@ int cmd_ops(int argc, char **argv)
            "another backend and ffn is not named (ops.h, ops_table_fused); ffn:off and\n"
            "layernorm_pair:off turn them off.\n");
     printf("\nmixed_precision: true runs dense in bf16 (oneDNN, fp32 accumulation) in place of the\n"
-           "chosen dense: %s\n",
-           ops_mixed_precision_supported() ? "available (AVX512_BF16)"
-                                           : "not on this CPU (no AVX512_BF16): runs fp32");
+           "chosen dense where bf16 products pay: ");
+    if (!ops_mixed_precision_supported()) {
+        printf("not on this CPU (no AVX512_BF16): runs fp32\n");
+        return 0;
+    }
+    const double ratio = bf16_rate_ratio();
+    printf("VDPBF16PS runs %.2fx the fp32 FMA rate here (measured now),\n"
+           "so it %s (bf16 needs %.2fx; TLB_BF16=always runs bf16 anyway; a resumed run\n"
+           "keeps the precision it began with)\n",
+           ratio, ratio >= BF16_PAYS_RATIO ? "runs bf16" : "runs fp32", BF16_PAYS_RATIO);
     return 0;
 }

@@ -136,6 +136,18 @@ static int open_checked(st_file *f, const char *path, tlb_error *err)
     return rc;
 }
 
+int checkpoint_numerics(const char *path, run_numerics *recorded, tlb_error *err)
+{
+    st_file f;
+    if (open_checked(&f, path, err) != 0) return -1;
+    const char *b = st_meta(&f, "backends"), *p = st_meta(&f, "precision");
+    memset(recorded, 0, sizeof *recorded);
+    if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
+    if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
+    st_close(&f);
+    return 0;
+}
+
 int checkpoint_data_hash(const char *path, char out[17], tlb_error *err)
 {
     st_file f;

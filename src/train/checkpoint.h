@@ -57,6 +57,11 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
  * must equal `data_xxh3` (16 hex digits) unless that is NULL. */
 int checkpoint_load_params(const char *path, tlb_model *m, const char *data_xxh3, tlb_error *err);
 
+/* The "backends" and "precision" a checkpoint recorded (empty strings when
+ * it was written before they were), from a checked file, without loading it:
+ * what a resume or an evaluation must compute with before its model is built. */
+int checkpoint_numerics(const char *path, run_numerics *recorded, tlb_error *err);
+
 /* The recorded data_xxh3 of a checkpoint (16 hex digits), checked against
  * its data section. */
 int checkpoint_data_hash(const char *path, char out[17], tlb_error *err);

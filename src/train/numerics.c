@@ -1,14 +1,43 @@
 #include "train/numerics.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ops/bf16_rate.h"
 #include "ops/ops.h"
 
-int numerics_choose(op_table *ops, const char *backend, int mixed_precision, tlb_error *err)
+int numerics_choose(op_table *ops, const char *backend, int mixed_precision, const char *recorded, char *why,
+                    size_t n, tlb_error *err)
 {
+    if (why && n) why[0] = '\0';
     if (ops_table_select(ops, backend, err) != 0) return -1;
-    if (mixed_precision && ops_mixed_precision_supported()) ops_table_set_bf16(ops, 1);
+    if (!mixed_precision) return 0;
+    if (!ops_mixed_precision_supported()) {
+        if (why) snprintf(why, n, "mixed_precision needs AVX512_BF16, which this CPU lacks: fp32");
+        return 0;
+    }
+    if (recorded && recorded[0]) {
+        const int bf16 = strcmp(recorded, "bf16 dense") == 0;
+        ops_table_set_bf16(ops, bf16);
+        if (!bf16 && why) snprintf(why, n, "the checkpoint ran in %s: it continues so", recorded);
+        return 0;
+    }
+    const char *force = getenv("TLB_BF16");
+    if (force && strcmp(force, "always") == 0) {
+        ops_table_set_bf16(ops, 1);
+        return 0;
+    }
+    const double ratio = bf16_rate_ratio();
+    if (ratio >= BF16_PAYS_RATIO) {
+        ops_table_set_bf16(ops, 1);
+        return 0;
+    }
+    if (why)
+        snprintf(why, n,
+                 "bf16 products run %.2fx the fp32 rate on this CPU (measured now; bf16 needs %.2fx): fp32"
+                 " (TLB_BF16=always runs bf16 anyway)",
+                 ratio, BF16_PAYS_RATIO);
     return 0;
 }
 

@@ -16,10 +16,19 @@ typedef struct {
     char precision[16]; /* "bf16 dense" or "fp32"; "" = not recorded */
 } run_numerics;
 
-/* The op table a run asks for: its `backend` spec (then TLB_BACKEND) and
- * mixed precision where it pays (AVX512_BF16; elsewhere the run is fp32 and
- * says so in its precision). */
-int numerics_choose(op_table *ops, const char *backend, int mixed_precision, tlb_error *err);
+/* The op table a run asks for: its `backend` spec (then TLB_BACKEND) and,
+ * with mixed_precision, bf16 dense layers where they pay:
+ *   - never without AVX512_BF16;
+ *   - `recorded` (a checkpoint's precision, being resumed or evaluated; NULL
+ *     or "" when none) decides where it names one: "bf16 dense" keeps bf16,
+ *     anything else fp32, so a run continues as it began;
+ *   - TLB_BF16=always in the environment: bf16 wherever the CPU has it (to
+ *     study bf16's numerics on a CPU where it is slow);
+ *   - else bf16 when bf16_rate_ratio() >= BF16_PAYS_RATIO (ops/bf16_rate.h).
+ * why (n bytes, may be NULL) gets one line on a choice that differs from
+ * what the config asked, "" otherwise. */
+int numerics_choose(op_table *ops, const char *backend, int mixed_precision, const char *recorded, char *why,
+                    size_t n, tlb_error *err);
 
 /* What a model on this op table computes with. */
 void numerics_of(run_numerics *n, const op_table *ops);

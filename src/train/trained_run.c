@@ -46,8 +46,11 @@ int trained_run_open(trained_run *r, const char *run_dir, const char *checkpoint
                             run_dir, r->checkpoint);
     }
 
+    /* Evaluate as the run trained (its checkpoint says whether in bf16). */
+    run_numerics trained;
+    if (checkpoint_numerics(r->checkpoint, &trained, err) != 0) return -1;
     op_table ops;
-    if (numerics_choose(&ops, c->backend, c->mixed_precision, err) != 0)
+    if (numerics_choose(&ops, c->backend, c->mixed_precision, trained.precision, NULL, 0, err) != 0)
         return tlb_fail_prefix(err, "%s/config.cfg: backend", run_dir);
     r->precision = ops_table_precision(&ops);
     tlb_model_config m;

@@ -351,7 +351,20 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     if (train_resolve_world(&resolved, resuming ? opt->resume_dir : NULL, err) != 0) goto agree;
     if (c->threads > 0) omp_set_num_threads(c->threads);
-    if (numerics_choose(&ops, c->backend, c->mixed_precision, err) != 0) goto agree;
+    /* A resumed run computes as it began (mixed precision's choice is measured
+     * on the CPU at hand, which may have changed): its checkpoint says how. */
+    run_numerics began = {{0}, {0}};
+    if (resuming) {
+        char path[1300];
+        tlb_error ignored;
+        snprintf(path, sizeof path, "%s/checkpoint.safetensors", opt->resume_dir);
+        if (access(path, F_OK) == 0 && checkpoint_numerics(path, &began, &ignored) != 0)
+            memset(&began, 0, sizeof began); /* the load below reports what is wrong with it */
+    }
+    char precision_why[200];
+    if (numerics_choose(&ops, c->backend, c->mixed_precision, began.precision, precision_why,
+                        sizeof precision_why, err) != 0)
+        goto agree;
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
 
@@ -490,9 +503,8 @@ agree:
         if (ops.bf16_dense)
             fprintf(stderr, "mixed precision: dense layers multiply bf16 operands with fp32 accumulation;"
                             " weights, optimizer state and every other op stay fp32\n");
-        else if (c->mixed_precision)
-            fprintf(stderr, "note: mixed_precision needs AVX512_BF16, which this CPU lacks;"
-                            " training runs in fp32 (BENCHMARKS.md, \"Mixed precision\")\n");
+        else if (precision_why[0])
+            fprintf(stderr, "note: mixed_precision: %s (BENCHMARKS.md, \"Mixed precision\")\n", precision_why);
         if (resuming)
             fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch,
                     pos.step);
