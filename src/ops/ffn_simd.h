@@ -4,9 +4,10 @@
  *   forward:  fc1's rows get h and gelu(h); fc2's rows become
  *             res + keep * (g @ w2 + b2), the mask drawn for the rows;
  *   backward: one pass over dout applies the mask (dy) and adds dres; the
- *             dg product's rows become dh = dg * gelu'(h) in place, so
- *             neither dg nor a GELU-backward pass exists; gelu(h) is
- *             recomputed for dw2 (cheaper than keeping it per step).
+ *             dg product's rows become dh = dg * gelu'(h) in place, and
+ *             gelu(h) for dw2 is written beside them from the same h in
+ *             registers, so neither dg nor a GELU pass exists (gelu(h) is
+ *             recomputed rather than kept from the forward: memory per step).
  * Each piece does what the unfused ops do on the same backend, in the same
  * order, so the results are theirs bit for bit. Include simd_avx512.h or
  * simd_avx2.h, the matching dropout_mask_*.h and VKEEP first (as
@@ -65,6 +66,21 @@ static inline void ffn_epilogue(const struct gemm_args *g, int m0)
     }
     case FFN_EPI_GELU_GRAD: {
         const float *h = e->aux + at;
+        if (e->g) { /* gelu(h) for dw2 too, while h is in registers: no recompute pass */
+            float *g = e->g + at;
+            for (size_t i = 0; i < nv; i += VW) {
+                const vec x = VLOAD(h + i);
+                VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad(x)));
+                VSTORE(g + i, VMUL(x, gelu_cdf(x)));
+            }
+            if (n > nv) {
+                const vmask k = VMASK((int)(n - nv));
+                const vec x = VMLOAD(h + nv, k);
+                VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad(x)));
+                VMSTORE(g + nv, k, VMUL(x, gelu_cdf(x)));
+            }
+            return;
+        }
         for (size_t i = 0; i < nv; i += VW) VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad(VLOAD(h + i))));
         if (n > nv) {
             const vmask k = VMASK((int)(n - nv));
@@ -163,17 +179,19 @@ static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float 
         if (db2) column_sums(db2, dy, (size_t)M, D);
         return;
     }
-    if (dinp || dw1 || db1) { /* dh[M,F] = (dy @ w2^T) * gelu'(h), then fc1's backward */
+    float *g = dw2 ? scratch(FFN_G, (size_t)M * F) : NULL; /* gelu(h), for dw2 */
+    int have_g = 0;
+    if (dinp || dw1 || db1) { /* dh[M,F] = (dy @ w2^T) * gelu'(h) (and g), then fc1's backward */
         float *dh = scratch(FFN_DH, (size_t)M * F);
         const float *w2t = transposed(w2, F, D);
-        const ffn_epi grad = {FFN_EPI_GELU_GRAD, NULL, h, NULL, 0, T};
+        const ffn_epi grad = {FFN_EPI_GELU_GRAD, g, h, NULL, 0, T};
         const gemm_args dg = {dh, (size_t)F, dy, (size_t)D, 1, w2t, (size_t)F, NULL, 0, M, F, D, &grad};
         gemm(&dg);
+        have_g = g != NULL;
         dense_backward_simd(dinp, dw1, db1, dh, inp, w1, M, D, F);
     }
     if (dw2) { /* dw2[F,D] += gelu(h)^T @ dy */
-        float *g = scratch(FFN_G, (size_t)M * F);
-        gelu_forward_simd(g, h, (size_t)M * F);
+        if (!have_g) gelu_forward_simd(g, h, (size_t)M * F);
         const gemm_args a = {dw2, (size_t)D, g, 1, (size_t)F, dy, (size_t)D, NULL, 1, F, D, M, NULL};
         gemm(&a);
     }
