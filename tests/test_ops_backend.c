@@ -62,6 +62,9 @@ static void backend_shapes(void)
             add_shape("attention", 3, TqTk[t][0], TqTk[t][1], HK[h][0], HK[h][1], 2, 0.3f);
         }
     add_shape("attention", 2, 8, 8, 2, 32, 0, 0.0f);
+    /* LRA Image's blocks (8 heads of key_dim 8, chunk 32): pair_dots' short-row path */
+    add_shape("attention", 2, 32, 32, 8, 8, 0, 0.2f);
+    add_shape("attention", 2, 5, 32, 8, 8, 1, 0.0f);
     for (int d = 0; d < 3; d++) {
         add_shape("patch_conv", 2, 8, 4, Ds[d], 1, 0, 0);
         add_shape("patch_conv", 3, 6, 3, Ds[d], 1, 0, 0);

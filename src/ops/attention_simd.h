@@ -18,16 +18,34 @@
 #include "util/error.h"
 #include "ops/vmath_simd.h"
 
-/* out[i*Tk + j] = scale * <a_i, b_j> over K, rows `stride` floats apart.
+/* out[i*Tk + j] = scale * <a_i, b_j> over K, rows `stride` floats apart;
+ * bt: room for K * Tk floats (the transposed keys of the short-row path).
  * Each dot is summed over K in order, VW lanes at a time; the VW dots of a
  * group advance together (independent chains). Full vectors use plain loads
  * and stores: masked ones are slow (AMD's maskstore above all) and give the
  * same values. */
 static void pair_dots(float *out, const float *a, const float *b, size_t stride, int Tq, int Tk,
-                      int K, float scale)
+                      int K, float scale, float *bt)
 {
     const int np = Tq * Tk, kfull = K - K % VW;
     const vmask ktail = vlanes(K - kfull);
+    if (Tk % VW == 0 && K <= VW) {
+        /* Short rows (LRA's key_dim 8): a row group would load VW keys for a
+         * few lanes each and spend a transpose-add on them. Instead the keys
+         * go column-major once (bt[c][j], K x Tk, from scratch) and a score
+         * vector is K broadcast FMAs over VW keys, summed over c in order. */
+        for (int j = 0; j < Tk; j++)
+            for (int c = 0; c < K; c++) bt[(size_t)c * Tk + j] = b[(size_t)j * stride + c];
+        for (int i = 0; i < Tq; i++) {
+            const float *x = a + (size_t)i * stride;
+            for (int j0 = 0; j0 < Tk; j0 += VW) {
+                vec acc = VZERO;
+                for (int c = 0; c < K; c++) acc = VFMA(VSET1(x[c]), VLOAD(bt + (size_t)c * Tk + j0), acc);
+                VSTORE(out + (size_t)i * Tk + j0, VMUL(acc, VSET1(scale)));
+            }
+        }
+        return;
+    }
     if (Tk % VW == 0) { /* a group is VW keys of one query row: its q chunk is loaded once */
         for (int i = 0; i < Tq; i++)
             for (int j0 = 0; j0 < Tk; j0 += VW) {
@@ -94,6 +112,45 @@ static void combine(float *dst, int accumulate, const float *coef, size_t cs, co
     }
 }
 
+/* combine for n destinations at once: dst + d * ds (+)= sum_r coef[d * cd +
+ * r * cs] * rows[r * rs + 0..K), each summed over r in order exactly as
+ * combine sums it (so the results are combine's, bit for bit). Four
+ * destinations advance together: four independent FMA chains sharing each
+ * row load, where one destination alone is one chain bound by the FMA's
+ * latency whenever K fits a vector or two (key_dim 8 or 16). */
+static void combine_many(float *dst, size_t ds, int n, int accumulate, const float *coef, size_t cd,
+                         size_t cs, const float *rows, size_t rs, int nrows, int K)
+{
+    int d0 = 0;
+    for (; d0 + 4 <= n; d0 += 4)
+        for (int c0 = 0; c0 < K; c0 += VW) {
+            const int full = K - c0 >= VW;
+            const vmask m = vlanes(K - c0);
+            float *o[4];
+            vec acc[4];
+            for (int g = 0; g < 4; g++) {
+                o[g] = dst + (size_t)(d0 + g) * ds + c0;
+                acc[g] = !accumulate ? VZERO : full ? VLOAD(o[g]) : VMLOAD(o[g], m);
+            }
+            const float *c = coef + (size_t)d0 * cd;
+            for (int r = 0; r < nrows; r++) {
+                const float *row = rows + (size_t)r * rs + c0;
+                const vec x = full ? VLOAD(row) : VMLOAD(row, m);
+                const size_t at = (size_t)r * cs;
+                acc[0] = VFMA(VSET1(c[at]), x, acc[0]);
+                acc[1] = VFMA(VSET1(c[cd + at]), x, acc[1]);
+                acc[2] = VFMA(VSET1(c[2 * cd + at]), x, acc[2]);
+                acc[3] = VFMA(VSET1(c[3 * cd + at]), x, acc[3]);
+            }
+            for (int g = 0; g < 4; g++) {
+                if (full) VSTORE(o[g], acc[g]);
+                else VMSTORE(o[g], m, acc[g]);
+            }
+        }
+    for (; d0 < n; d0++)
+        combine(dst + (size_t)d0 * ds, accumulate, coef + (size_t)d0 * cd, cs, rows, rs, nrows, K);
+}
+
 /* y0[e] = x0[e] * keep_e and, if y1, y1[e] = x1[e] * keep_e for e < n, with
  * keep_e = dropout_scale_at(drop, skey, elem0 + e); y0 may be x0. */
 static inline void dropout_apply(float *y0, const float *x0, float *y1, const float *x1, int n,
@@ -122,9 +179,11 @@ static float *scratch(size_t n) { return thread_scratch_get(&attention_tls, n); 
 
 static int attention_prepare_simd(int B, int Tq, int Tk, int H, int K, tlb_error *err)
 {
-    (void)B, (void)H, (void)K;
-    /* backward's ds and pk */
-    return thread_scratch_reserve_team(attention_scratch, 2 * (size_t)Tq * Tk, "attention", err);
+    (void)B, (void)H;
+    /* backward's ds and pk (forward's dropped-out probabilities in the first),
+     * then pair_dots' transposed keys */
+    return thread_scratch_reserve_team(attention_scratch, 2 * (size_t)Tq * Tk + (size_t)K * Tk, "attention",
+                                       err);
 }
 
 /* Row-wise softmax in place over the first nk of each row's Tk entries (the
@@ -178,17 +237,16 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
             const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
             float *p = probs + ((size_t)b * H + h) * np;
             const int nk = kv_len ? kv_len[b] : Tk; /* keys past nk are padding */
-            pair_dots(p, q + qo, k + ko, HK, Tq, Tk, K, scale);
+            float *buf = scratch(2 * (size_t)np + (size_t)K * Tk);
+            pair_dots(p, q + qo, k + ko, HK, Tq, Tk, K, scale, buf + 2 * (size_t)np);
             softmax_rows(p, Tq, Tk, nk);
             const float *pd = p;
             if (active) { /* dropped-out copy of the probabilities */
-                float *buf = scratch((size_t)np);
                 dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b),
                               (uint64_t)h * np);
                 pd = buf;
             }
-            for (int i = 0; i < Tq; i++)
-                combine(out + qo + (size_t)i * HK, 0, pd + (size_t)i * Tk, 1, v + ko, HK, nk, K);
+            combine_many(out + qo, HK, Tq, 0, pd, Tk, 1, v + ko, HK, nk, K);
         }
     }
 }
@@ -208,9 +266,9 @@ static void attention_backward_simd(float *dq, float *dk, float *dv, const float
             const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
             const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
             const float *p = probs + ((size_t)b * H + h) * np;
-            float *ds = scratch(2 * (size_t)np), *pk = ds + np;
+            float *ds = scratch(2 * (size_t)np + (size_t)K * Tk), *pk = ds + np;
             /* dp = dout v^T, then through dropout: dp *= keep, pk = p * keep */
-            pair_dots(ds, dout + qo, v + ko, HK, Tq, Tk, K, 1.0f);
+            pair_dots(ds, dout + qo, v + ko, HK, Tq, Tk, K, 1.0f, ds + 2 * (size_t)np);
             if (active)
                 dropout_apply(ds, ds, pk, p, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
             else
@@ -231,15 +289,9 @@ static void attention_backward_simd(float *dq, float *dk, float *dv, const float
                     VMSTORE(d + j, m, VMUL(x, VSET1(scale)));
                 }
             }
-            if (dv)
-                for (int j = 0; j < Tk; j++)
-                    combine(dv + ko + (size_t)j * HK, 1, pk + j, Tk, dout + qo, HK, Tq, K);
-            if (dq)
-                for (int i = 0; i < Tq; i++)
-                    combine(dq + qo + (size_t)i * HK, 1, ds + (size_t)i * Tk, 1, k + ko, HK, Tk, K);
-            if (dk)
-                for (int j = 0; j < Tk; j++)
-                    combine(dk + ko + (size_t)j * HK, 1, ds + j, Tk, q + qo, HK, Tq, K);
+            if (dv) combine_many(dv + ko, HK, Tk, 1, pk, 1, Tk, dout + qo, HK, Tq, K);
+            if (dq) combine_many(dq + qo, HK, Tq, 1, ds, Tk, 1, k + ko, HK, Tk, K);
+            if (dk) combine_many(dk + ko, HK, Tk, 1, ds, 1, Tk, q + qo, HK, Tq, K);
         }
     }
 }
