@@ -846,7 +846,20 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
     cr_expect_str_eq(st_meta(&f, "backends"), now.backends);
     cr_expect_str_eq(st_meta(&f, "precision"), now.precision);
+    /* and the build that wrote it, as `tlb --version` names it */
+    char version[200], build[48];
+    snprintf(path, sizeof path, "%s/version.txt", run.dir);
+    cr_assert_eq(run_tlb_out(path, errf, NULL, (const char *[]){"--version", NULL}), 0);
+    read_text(path, version, sizeof version, NULL);
+    cr_assert_eq(sscanf(version, "tlb %47s", build), 1, "%s", version);
+    cr_expect_str_eq(st_meta(&f, "build"), build);
     st_close(&f);
+    snprintf(path, sizeof path, "%s/summary.json", run_dir);
+    slurp(path, &json, &n);
+    snprintf(want, sizeof want, "\"build\":\t\"%s\"", build);
+    cr_expect(strstr((char *)json, want) != NULL, "%s not in summary.json: %s", want, json);
+    free(json);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
 
     /* Under TLB_BACKEND=ref the first op on another backend is dense in fp32;
      * in bf16 dense stays bf16 and it is layernorm (the next in op order). */
@@ -880,6 +893,7 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
         cr_assert_eq(ops_table_set_bf16(&other_ops, !bf16), 0);
         numerics_of(&other, &other_ops);
     }
+    snprintf(other.build, sizeof other.build, "v0-elsewhere");
     cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &other, &err), 0,
                  "%s", err.msg);
     if (!ops_mixed_precision_supported()) {
@@ -889,6 +903,8 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
         const int rc = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, "--set", "epochs=2", NULL});
         read_text(errf, msg, sizeof msg, NULL);
         cr_assert_eq(rc, 0, "%s", msg);
+        snprintf(want, sizeof want, "was checkpointed by tlb v0-elsewhere and resumes under tlb %s:", build);
+        cr_expect(strstr(msg, want) != NULL, "another build's checkpoint resumes with a note: %s", msg);
         snprintf(path, sizeof path, "%s/summary.json", run_dir);
         slurp(path, &json, &n);
         snprintf(want, sizeof want, "\"precision\":\t\"%s\"", other_precision);

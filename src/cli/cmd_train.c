@@ -221,7 +221,7 @@ static int train_command(int argc, char **argv)
             if (dist_rank() == 0)
                 printf("== sweep run %d/%d: %s%s\n", i + 1, runs, run.name, resume_dir ? " (resuming)" : "");
         }
-        train_options opt = {resume_dir, &stop_signal, 0, accept_numerics, epochs_was};
+        train_options opt = {resume_dir, &stop_signal, 0, accept_numerics, epochs_was, tlb_build()};
         train_summary summary;
         status = train_run_fetching(&run, &opt, &summary, &err);
         if (status == 1 || status == 2) print_error(&err);

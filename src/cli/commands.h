@@ -3,6 +3,9 @@
 #ifndef TLB_COMMANDS_H
 #define TLB_COMMANDS_H
 
+/* This program's build: `git describe --always --dirty` at compile time (main.c). */
+const char *tlb_build(void);
+
 int cmd_check(int argc, char **argv); /* tlb check FILE.safetensors... */
 int cmd_ops(int argc, char **argv);   /* tlb ops: op x backend table */
 int cmd_data(int argc, char **argv);  /* tlb data fetch|verify [--data-dir DIR] | data show CONFIG */

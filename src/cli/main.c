@@ -45,6 +45,8 @@ static int check_stdout(const char *command, int status)
 #define TLB_VERSION "unknown"
 #endif
 
+const char *tlb_build(void) { return TLB_VERSION; }
+
 int main(int argc, char **argv)
 {
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, which

@@ -67,6 +67,7 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
     if (rc == 0) rc = st_writer_meta(&w, "run_tally", tally);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "backends", numerics->backends);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "precision", numerics->precision);
+    if (rc == 0 && numerics && numerics->build[0]) rc = st_writer_meta(&w, "build", numerics->build);
     if (rc != 0) {
         st_writer_free(&w);
         return tlb_fail(err, "%s: out of memory preparing the checkpoint", path);
@@ -144,6 +145,8 @@ int checkpoint_numerics(const char *path, run_numerics *recorded, tlb_error *err
     memset(recorded, 0, sizeof *recorded);
     if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
     if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
+    const char *bd = st_meta(&f, "build");
+    if (bd) snprintf(recorded->build, sizeof recorded->build, "%s", bd);
     st_close(&f);
     return 0;
 }
@@ -253,6 +256,8 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
         memset(recorded, 0, sizeof *recorded);
         if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
         if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
+        const char *bd = st_meta(&f, "build");
+        if (bd) snprintf(recorded->build, sizeof recorded->build, "%s", bd);
     }
     st_close(&f);
     return rc;

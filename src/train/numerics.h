@@ -14,6 +14,7 @@
 typedef struct {
     char backends[320]; /* "dense:avx512,layernorm:avx512,..." in op order; "" = not recorded */
     char precision[16]; /* "bf16 dense" or "fp32"; "" = not recorded */
+    char build[48];     /* the tlb build that ran (`tlb --version`, git describe); "" = not recorded */
 } run_numerics;
 
 /* The op table a run asks for: its `backend` spec (then TLB_BACKEND) and,
@@ -30,7 +31,7 @@ typedef struct {
 int numerics_choose(op_table *ops, const char *backend, int mixed_precision, const char *recorded, char *why,
                     size_t n, tlb_error *err);
 
-/* What a model on this op table computes with. */
+/* What a model on this op table computes with (build left "": the caller's). */
 void numerics_of(run_numerics *n, const op_table *ops);
 
 /* 0 when `now` computes as `was` did (or `was` recorded nothing: a checkpoint

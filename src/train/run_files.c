@@ -209,6 +209,7 @@ int run_files_finish(run_files *f, const train_summary *s, tlb_model *m, data_so
     cJSON_AddNumberToObject(j, "parameters", (double)s->num_params);
     cJSON_AddNumberToObject(j, "micro_batch", s->micro_batch);
     cJSON_AddStringToObject(j, "precision", s->precision ? s->precision : "fp32");
+    if (s->numerics.build[0]) cJSON_AddStringToObject(j, "build", s->numerics.build);
     cJSON *backends = cJSON_AddObjectToObject(j, "backends");
     char pair[64];
     for (const char *p = s->numerics.backends; *p;) { /* "op:backend,..." -> {"op": "backend"} */

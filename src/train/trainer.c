@@ -353,7 +353,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (c->threads > 0) omp_set_num_threads(c->threads);
     /* A resumed run computes as it began (mixed precision's choice is measured
      * on the CPU at hand, which may have changed): its checkpoint says how. */
-    run_numerics began = {{0}, {0}};
+    run_numerics began = {{0}, {0}, {0}};
     if (resuming) {
         char path[1300];
         tlb_error ignored;
@@ -367,6 +367,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         goto agree;
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
+    if (opt->build) snprintf(out->numerics.build, sizeof out->numerics.build, "%s", opt->build);
 
     /* The run folder: new, or the one being resumed. */
     if (resuming) {
@@ -440,6 +441,13 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                 }
                 fprintf(stderr, "note: resuming with different numerics (%s), as --accept-numerics asks\n", why);
             }
+            /* Another build may have changed a kernel's arithmetic under the
+             * same backend names: say so rather than refuse (rebuilds are
+             * routine), since the bit-exact promise holds within one build. */
+            if (was.build[0] && out->numerics.build[0] && strcmp(was.build, out->numerics.build) != 0)
+                fprintf(stderr, "note: %s was checkpointed by tlb %s and resumes under tlb %s: where the two"
+                                " builds' kernels differ, the rest of the run is not bit for bit what %s would"
+                                " have computed\n", out->run_dir, was.build, out->numerics.build, was.build);
             /* A finished run (summary.json) stays as it is: resuming it again
              * would rewrite its summary from an evaluation alone. Checked
              * after its checkpoint, which must still load. */

@@ -16,6 +16,7 @@ typedef struct {
     long stop_after_steps;             /* tests: behave as if signalled after this many steps (0 = never) */
     int accept_numerics;               /* resume even if the backends or precision differ from the checkpoint's */
     int resume_epochs_was;             /* a resume whose --set epochs changed config.cfg's: its value there, else 0 */
+    const char *build;                 /* this program's build (`tlb --version`), recorded with the run; NULL: none */
 } train_options;
 
 typedef struct {
