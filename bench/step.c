@@ -28,22 +28,42 @@ int bench_trainer_micro_batch(int batch)
     return mb;
 }
 
-/* Training FLOPs per image, counted from the wiring's schedule: every step
- * runs one block (q, k, v, o projections; QK^T and PV; fc1, fc2) over one
- * chunk; backward costs twice the forward of each matmul, except the patch
- * convolution, whose input gradient is never needed (forward + dW only). */
+/* Training FLOPs per image (or sequence), counted from the wiring's
+ * schedule: each step runs one block, its q, o and FFN products over the
+ * query stream's rows (C tokens of the chunk, or the Ns state rows), k and
+ * v over the key stream's, QK^T and PV over both; backward costs twice the
+ * forward of each matmul, except the patch convolution, whose input
+ * gradient is never needed (forward + dW only). A token input's lookup has
+ * no products. */
 static double train_flops_per_image(const tlb_model_config *c, const model_layout *l, double *fwd)
 {
-    const double C = c->chunk_size, D = c->embed_dim, HK = model_hk(c), F = model_ffn_dim(c);
-    const double block = 2 * C * D * HK * 3 + 2 * C * HK * D /* q k v o */
-                         + 4 * c->num_heads * C * C * c->key_dim /* QK^T, PV */
-                         + 2 * C * D * F * 2;                    /* fc1, fc2 */
-    const double cell = block * l->num_steps * model_num_chunks(c);
+    const double D = c->embed_dim, HK = model_hk(c), F = model_ffn_dim(c);
+    double cell = 0;
+    for (int s = 0; s < l->num_steps; s++) {
+        const double rq = model_stream_rows(c, l->steps[s].query), rk = model_stream_rows(c, l->steps[s].kv);
+        cell += 2 * rq * D * HK * 2 + 2 * rk * D * HK * 2       /* q, o; k, v */
+                + 4 * c->num_heads * rq * rk * c->key_dim       /* QK^T, PV */
+                + (l->steps[s].ffn >= 0 ? 2 * rq * D * F * 2 : 0); /* fc1, fc2 */
+    }
+    cell *= model_num_chunks(c);
     const double P = c->patch_size;
-    const double conv = 2.0 * model_num_patches(c) * (P * P * 3) * D;
-    const double head = 2 * D * c->num_classes;
+    const double conv = c->input == INPUT_TOKENS ? 0 : 2.0 * model_num_patches(c) * (P * P * 3) * D;
+    const double head = c->head_hidden > 0 ? 2 * D * c->head_hidden + 2.0 * c->head_hidden * c->num_classes
+                                           : 2 * D * c->num_classes;
     *fwd = cell + conv + head;
     return 3 * (cell + head) + 2 * conv;
+}
+
+/* The LRA Image row's model: experiments/lra_image_tlb.cfg (make bench runs
+ * from the repository root), its batch in *batch; -1 if it cannot be read. */
+#define LRA_CONFIG "experiments/lra_image_tlb.cfg"
+static int lra_model(tlb_model_config *m, int *batch, tlb_error *err)
+{
+    run_config rc;
+    if (run_config_load(&rc, LRA_CONFIG, err) != 0) return -1;
+    run_config_model(&rc, m);
+    *batch = rc.batch_size;
+    return 0;
 }
 
 typedef struct {
@@ -91,11 +111,15 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
     }
     const size_t acts = model_plan_bytes(&m, mb);
     init_keras(&m, 1);
-    const size_t n = model_num_params(&m), per = (size_t)c->image_size * c->image_size * 3;
+    const size_t n = model_num_params(&m), per = model_input_bytes(c) / sizeof(float);
     float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));
-    float *img = bench_rand((size_t)o->batch * per, 1);
+    float *img = bench_rand((size_t)o->batch * per, 1); /* tokens: the same bytes, rewritten as ids below */
     int *labels = malloc(o->batch * sizeof(int));
-    if (!am || !av || !labels) {
+    if (c->input == INPUT_TOKENS && img) { /* ids spread over the vocabulary */
+        int *ids = (int *)img;
+        for (size_t i = 0; i < (size_t)o->batch * per; i++) ids[i] = (int)((i * 2654435761u) % c->vocab_size);
+    }
+    if (!am || !av || !labels || !img) {
         snprintf(r->error, sizeof r->error, "out of memory");
         return;
     }
@@ -172,6 +196,9 @@ int bench_step_child(int argc, char **argv)
     const char *spec = strcmp(argv[2], "-") ? argv[2] : NULL;
     tlb_model_config c = model_config_seed();
     c.wiring = (tlb_wiring)atoi(argv[3]);
+    int lra_batch;
+    tlb_error err;
+    if (argc > 9 && strcmp(argv[9], "lra") == 0 && lra_model(&c, &lra_batch, &err) != 0) return 2;
     const int mb = atoi(argv[4]), scaled = atoi(argv[5]);
     o.batch = atoi(argv[6]);
     o.steps = atoi(argv[7]);
@@ -185,7 +212,7 @@ int bench_step_child(int argc, char **argv)
  * the child starts with no OpenMP pool and no memory of ours; VmHWM read in
  * the child is then its own peak). */
 static int measure(const bench_opts *o, const tlb_model_config *c, const char *spec, int mb,
-                   int scaled, step_result *r)
+                   int scaled, int lra, step_result *r)
 {
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -197,7 +224,7 @@ static int measure(const bench_opts *o, const tlb_model_config *c, const char *s
     snprintf(a_steps, sizeof a_steps, "%d", o->steps);
     snprintf(a_fd, sizeof a_fd, "%d", fds[1]);
     char *argv[] = {"tlb_bench", "--step-child", (char *)(spec ? spec : "-"), a_wiring, a_mb,
-                    a_scaled, a_batch, a_steps, a_fd, NULL};
+                    a_scaled, a_batch, a_steps, a_fd, lra ? "lra" : NULL, NULL};
     fflush(stdout);
     const pid_t pid = fork();
     if (pid < 0) return -1;
@@ -219,7 +246,7 @@ static int measure(const bench_opts *o, const tlb_model_config *c, const char *s
     return 0;
 }
 
-const char *const bench_step_keys = "ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16";
+const char *const bench_step_keys = "ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16,lra";
 
 void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step_summary *out)
 {
@@ -229,16 +256,17 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
     const struct {
         const char *key, *label, *spec;
         tlb_wiring wiring;
-        int scaled;
+        int scaled, lra; /* lra: the model, batch and micro-batch of LRA_CONFIG, not the seed's */
     } configs[] = {
-        {"ref", "ref (all ops)", "ref", TLB_WIRING_KERAS, 1},
-        {"avx2", "avx2", "avx2", TLB_WIRING_KERAS, 0},
-        {"auto", "avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0},
-        {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0},
-        {"dnnl", "dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0},
-        {"bf16", "mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0},
-        {"paper", "paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0},
-        {"paper-bf16", "paper wiring, bf16 dense", "bf16", TLB_WIRING_PAPER, 0},
+        {"ref", "ref (all ops)", "ref", TLB_WIRING_KERAS, 1, 0},
+        {"avx2", "avx2", "avx2", TLB_WIRING_KERAS, 0, 0},
+        {"auto", "avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0, 0},
+        {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0, 0},
+        {"dnnl", "dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0, 0},
+        {"bf16", "mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0, 0},
+        {"paper", "paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0, 0},
+        {"paper-bf16", "paper wiring, bf16 dense", "bf16", TLB_WIRING_PAPER, 0, 0},
+        {"lra", "LRA Image, automatic", NULL, TLB_WIRING_PAPER, 0, 1},
     };
     const int nconf = sizeof configs / sizeof *configs;
     printf("\n## Training step (seed config, batch %d in micro-batches of %d, fp32 unless bf16, %d threads; "
@@ -279,18 +307,34 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         }
         tlb_model_config c = model_config_seed();
         c.wiring = configs[i].wiring;
+        bench_opts row_o = *o; /* the LRA row runs its config's batch and the trainer's micro-batch for it */
+        int row_mb = mb;
+        if (configs[i].lra) {
+            tlb_error err;
+            tlb_model lm;
+            if (lra_model(&c, &row_o.batch, &err) != 0 || model_create(&lm, &c, &err) != 0) {
+                printf("%-24s not run: %s\n", configs[i].label, err.msg);
+                continue;
+            }
+            row_mb = train_choose_micro_batch(&lm, row_o.batch, 0);
+            model_destroy(&lm);
+        }
         model_layout l;
         model_layout_build(&l, &c);
         double fwd;
         const double fl = train_flops_per_image(&c, &l, &fwd);
         model_layout_free(&l);
+        if (configs[i].lra)
+            printf("%-24s %s: batch %d in micro-batches of %d, %d tokens; FLOPs per sequence: forward %.4f G,"
+                   " training %.4f G\n", configs[i].label, LRA_CONFIG, row_o.batch, row_mb, c.seq_len, fwd * 1e-9,
+                   fl * 1e-9);
         step_result r;
         memset(&r, 0, sizeof r);
-        if (measure(o, &c, configs[i].spec, mb, configs[i].scaled, &r) != 0 || r.error[0]) {
+        if (measure(&row_o, &c, configs[i].spec, row_mb, configs[i].scaled, configs[i].lra, &r) != 0 || r.error[0]) {
             printf("%-24s failed: %s\n", configs[i].label, r.error[0] ? r.error : "child process");
             continue;
         }
-        const double ips = o->batch / r.step_s, gf = fl * ips * 1e-9, rss = r.hwm_mib;
+        const double ips = row_o.batch / r.step_s, gf = fl * ips * 1e-9, rss = r.hwm_mib;
         /* the peak of the precision the step ran in; 0: not measured */
         const double peak = bf16 ? m->bf16_all : m->fma_all, pct = peak > 0 ? 100 * gf / peak : 0;
         char pct_s[16] = "    n/a";
@@ -306,7 +350,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
                 snprintf(pct_c, sizeof pct_c, "%.2f", pct);
             }
             fprintf(csv, "%s,%s,%d,%d,%.4f,%.2f,%.4f,%.2f,%s,%s,%s,%.1f,%.1f,%.1f,%d,%.4f,%s\n", configs[i].label,
-                    wiring_name(c.wiring), o->batch, mb, r.step_s, ips, fl * 1e-9, gf, bf16 ? "bf16" : "fp32",
+                    wiring_name(c.wiring), row_o.batch, row_mb, r.step_s, ips, fl * 1e-9, gf, bf16 ? "bf16" : "fp32",
                     peak_s, pct_c, rss, r.planned_mib, r.base_mib, r.scaled, r.mb_s, r.backends);
         }
         /* issue 22's targets: >= 60% of the peak of the step's precision (aim 67% in bf16) */
