@@ -316,6 +316,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
                 printf("%-24s not run: %s\n", configs[i].label, err.msg);
                 continue;
             }
+            if (o->batch < row_o.batch) row_o.batch = o->batch; /* --quick, --batch: never larger */
             row_mb = train_choose_micro_batch(&lm, row_o.batch, 0);
             model_destroy(&lm);
         }
