@@ -226,7 +226,7 @@ static void golden_within_bf16_tolerance(const char *path)
     tlb_error err = {0};
     op_table emulated, native;
     cr_assert_eq(ops_table_select(&emulated, "ref", &err), 0, "%s", err.msg);
-    emulated.dense = (dense_op){emulated_forward, emulated_backward, NULL};
+    emulated.dense = (dense_op){emulated_forward, emulated_backward, NULL, NULL};
     ops_table_automatic(&native);
     cr_assert_eq(ops_table_set_bf16(&native, 1), 0);
     golden_report emu, rep;

@@ -180,8 +180,8 @@ Test(ops_fd, checker_detects_1pct_error_in_one_element)
 {
     ref_dense = ops_impl_dense(TLB_BACKEND_REF);
     ref_attention = ops_impl_attention(TLB_BACKEND_REF);
-    const dense_op bad_dense = {ref_dense->forward, dense_backward_1pct_off, NULL};
-    const attention_op bad_attention = {ref_attention->forward, attention_backward_1pct_off, NULL};
+    const dense_op bad_dense = {ref_dense->forward, dense_backward_1pct_off, NULL, NULL};
+    const attention_op bad_attention = {ref_attention->forward, attention_backward_1pct_off, NULL, NULL};
     const struct {
         const char *op;
         const void *good, *bad;

@@ -69,6 +69,18 @@ void kernels_dense_backward(const block_kernels *k, float *dinp, float *grads, c
         k->ops->dense.backward(dinp, grads + w_at, grads + b_at, dout, inp, params + w_at, M, K, N);
 }
 
+void kernels_dense_backward_first(const block_kernels *k, float *dinp, float *grads, const float *dout,
+                                  const float *inp, const float *params, size_t w_at, size_t b_at, int M,
+                                  int K, int N)
+{
+    if (!k->params16 && k->ops->dense.backward_first) {
+        k->ops->dense.backward_first(dinp, grads + w_at, grads + b_at, dout, inp, params + w_at, M, K, N);
+        return;
+    }
+    memset(dinp, 0, (size_t)M * K * sizeof(float));
+    kernels_dense_backward(k, dinp, grads, dout, inp, params, w_at, b_at, M, K, N);
+}
+
 int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *staging, tlb_error *err)
 {
     if (k->ops->bf16_dense) {
@@ -170,13 +182,8 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
         memset(s->d_h, 0, rq * d.F * sizeof(float));
         memset(s->d_g, 0, rq * d.F * sizeof(float));
     }
-    memset(s->d_att, 0, rq * HK * sizeof(float));
-    memset(s->d_q, 0, rq * HK * sizeof(float));
-    memset(s->d_k, 0, rk * HK * sizeof(float));
-    memset(s->d_v, 0, rk * HK * sizeof(float));
-    memset(s->d_ln_q, 0, rq * d.D * sizeof(float));
-    memset(s->d_ln_k, 0, rk * d.D * sizeof(float));
-    memset(s->d_ln_v, 0, rk * d.D * sizeof(float));
+    /* d_att, d_q, d_k, d_v and d_ln_q, d_ln_k, d_ln_v are written by their
+     * first writers below (backward_first), so they are not zeroed here. */
 
     /* FFN: out = attn_out + dropout(g @ W2 + b2). */
     memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float)); /* the residual path */
@@ -198,12 +205,24 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
 
     /* Attention: attn_out = x_q + att @ Wo + bo. */
     k->ops->residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
-    kernels_dense_backward(k, s->d_att, g, s->d_attn_out, a->att, w, ap->o_kernel, ap->o_bias, (int)rq, (int)HK, d.D);
-    k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
-                               Tk, d.H, d.K, drop ? &drop->attn : NULL);
-    kernels_dense_backward(k, s->d_ln_q, g, s->d_q, a->ln_q, w, ap->q_kernel, ap->q_bias, (int)rq, d.D, (int)HK);
-    kernels_dense_backward(k, s->d_ln_k, g, s->d_k, a->ln_k, w, ap->k_kernel, ap->k_bias, (int)rk, d.D, (int)HK);
-    kernels_dense_backward(k, s->d_ln_v, g, s->d_v, a->ln_v, w, ap->v_kernel, ap->v_bias, (int)rk, d.D, (int)HK);
+    kernels_dense_backward_first(k, s->d_att, g, s->d_attn_out, a->att, w, ap->o_kernel, ap->o_bias, (int)rq,
+                                 (int)HK, d.D);
+    if (k->ops->attention.backward_first) {
+        k->ops->attention.backward_first(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
+                                         Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    } else {
+        memset(s->d_q, 0, rq * HK * sizeof(float));
+        memset(s->d_k, 0, rk * HK * sizeof(float));
+        memset(s->d_v, 0, rk * HK * sizeof(float));
+        k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
+                                   Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    }
+    kernels_dense_backward_first(k, s->d_ln_q, g, s->d_q, a->ln_q, w, ap->q_kernel, ap->q_bias, (int)rq, d.D,
+                                 (int)HK);
+    kernels_dense_backward_first(k, s->d_ln_k, g, s->d_k, a->ln_k, w, ap->k_kernel, ap->k_bias, (int)rk, d.D,
+                                 (int)HK);
+    kernels_dense_backward_first(k, s->d_ln_v, g, s->d_v, a->ln_v, w, ap->v_kernel, ap->v_bias, (int)rk, d.D,
+                                 (int)HK);
     k->ops->layernorm.backward(dx_q, g + ap->ln_q_gamma, g + ap->ln_q_beta, s->d_ln_q, a->x_q,
                                w + ap->ln_q_gamma, a->ln_q_mean, a->ln_q_rstd, (int)rq, d.D);
     if (fused_kv) {

@@ -60,6 +60,11 @@ void kernels_dense_forward(const block_kernels *k, float *out, const float *inp,
 void kernels_dense_backward(const block_kernels *k, float *dinp, float *grads, const float *dout,
                             const float *inp, const float *params, size_t w_at, size_t b_at, int M,
                             int K, int N);
+/* The same with dinp written, not accumulated (its first writer): the op's
+ * backward_first where it has one, else zeroing and backward. */
+void kernels_dense_backward_first(const block_kernels *k, float *dinp, float *grads, const float *dout,
+                                  const float *inp, const float *params, size_t w_at, size_t b_at, int M,
+                                  int K, int N);
 /* Plan time: sets up the dense kernel for [M,K] x [K,N] on the calling thread;
  * the bf16 values of staging it needs go into *staging (max). */
 int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *staging, tlb_error *err);

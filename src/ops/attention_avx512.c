@@ -7,4 +7,5 @@
 #define VKEEP(drop, key, elem0) mask_keep_x16(drop, key, elem0)
 #include "ops/attention_simd.h"
 
-const attention_op attention_avx512 = {attention_forward_simd, attention_backward_simd, attention_prepare_simd};
+const attention_op attention_avx512 = {attention_forward_simd, attention_backward_simd, attention_prepare_simd,
+                                     attention_backward_first_simd};

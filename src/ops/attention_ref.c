@@ -114,4 +114,4 @@ static void attention_backward_ref(float *dq, float *dk, float *dv, const float 
     }
 }
 
-const attention_op attention_ref = {attention_forward_ref, attention_backward_ref, NULL};
+const attention_op attention_ref = {attention_forward_ref, attention_backward_ref, NULL, NULL};

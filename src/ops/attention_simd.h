@@ -251,10 +251,12 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
     }
 }
 
-static void attention_backward_simd(float *dq, float *dk, float *dv, const float *dout,
+/* add 0: dq, dk and dv are written, not accumulated (ops.h, backward_first):
+ * every (sample, head) writes all its rows of the three, padded keys included. */
+static void attention_backward_into(float *dq, float *dk, float *dv, const float *dout,
                                     const float *q, const float *k, const float *v,
                                     const float *probs, int B, int Tq, int Tk, int H, int K,
-                                    const dropout_ctx *drop)
+                                    const dropout_ctx *drop, int add)
 {
     const int HK = H * K, np = Tq * Tk;
     const float scale = 1.0f / sqrtf((float)K);
@@ -289,11 +291,25 @@ static void attention_backward_simd(float *dq, float *dk, float *dv, const float
                     VMSTORE(d + j, m, VMUL(x, VSET1(scale)));
                 }
             }
-            if (dv) combine_many(dv + ko, HK, Tk, 1, pk, 1, Tk, dout + qo, HK, Tq, K);
-            if (dq) combine_many(dq + qo, HK, Tq, 1, ds, Tk, 1, k + ko, HK, Tk, K);
-            if (dk) combine_many(dk + ko, HK, Tk, 1, ds, 1, Tk, q + qo, HK, Tq, K);
+            if (dv) combine_many(dv + ko, HK, Tk, add, pk, 1, Tk, dout + qo, HK, Tq, K);
+            if (dq) combine_many(dq + qo, HK, Tq, add, ds, Tk, 1, k + ko, HK, Tk, K);
+            if (dk) combine_many(dk + ko, HK, Tk, add, ds, 1, Tk, q + qo, HK, Tq, K);
         }
     }
+}
+
+static void attention_backward_simd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                    const float *k, const float *v, const float *probs, int B, int Tq,
+                                    int Tk, int H, int K, const dropout_ctx *drop)
+{
+    attention_backward_into(dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 1);
+}
+
+static void attention_backward_first_simd(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                          const float *k, const float *v, const float *probs, int B,
+                                          int Tq, int Tk, int H, int K, const dropout_ctx *drop)
+{
+    attention_backward_into(dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 0);
 }
 
 #endif

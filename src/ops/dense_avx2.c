@@ -5,4 +5,4 @@
 #include "ops/simd_avx2.h"
 #include "ops/dense_simd.h"
 
-const dense_op dense_avx2 = {dense_forward_simd, dense_backward_simd, dense_prepare_simd};
+const dense_op dense_avx2 = {dense_forward_simd, dense_backward_simd, dense_prepare_simd, dense_backward_first_simd};

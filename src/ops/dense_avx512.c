@@ -5,4 +5,4 @@
 #include "ops/simd_avx512.h"
 #include "ops/dense_simd.h"
 
-const dense_op dense_avx512 = {dense_forward_simd, dense_backward_simd, dense_prepare_simd};
+const dense_op dense_avx512 = {dense_forward_simd, dense_backward_simd, dense_prepare_simd, dense_backward_first_simd};

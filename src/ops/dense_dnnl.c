@@ -107,4 +107,4 @@ static void dense_backward_dnnl(float *dinp, float *dw, float *dbias, const floa
     }
 }
 
-const dense_op dense_dnnl = {dense_forward_dnnl, dense_backward_dnnl, dense_prepare_dnnl};
+const dense_op dense_dnnl = {dense_forward_dnnl, dense_backward_dnnl, dense_prepare_dnnl, NULL};

@@ -54,4 +54,4 @@ static void dense_backward_ref(float *dinp, float *dw, float *dbias, const float
     }
 }
 
-const dense_op dense_ref = {dense_forward_ref, dense_backward_ref, NULL};
+const dense_op dense_ref = {dense_forward_ref, dense_backward_ref, NULL, NULL};

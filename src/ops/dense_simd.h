@@ -201,13 +201,18 @@ static inline int dense_prepare_simd(int M, int K, int N, tlb_error *err)
                ? tlb_fail(err, "out of memory for a [%d,%d] transposed weight", K, N) : 0;
 }
 
-static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, const float *dout,
-                                const float *inp, const float *w, int M, int K, int N)
+/* add_dinp 0: dinp is written, not accumulated (ops.h, backward_first). */
+static inline void dense_backward_into(float *dinp, float *dw, float *dbias, const float *dout,
+                                       const float *inp, const float *w, int M, int K, int N, int add_dinp)
 {
-    if (M <= 0 || N <= 0) return;
-    if (dinp && K > 0) { /* dinp[M,K] += dout[M,N] @ wt[N,K] */
+    if (M <= 0) return;
+    if (N <= 0) { /* no products: the written dinp is zeros */
+        if (dinp && !add_dinp && K > 0) memset(dinp, 0, (size_t)M * K * sizeof(float));
+        return;
+    }
+    if (dinp && K > 0) { /* dinp[M,K] (+)= dout[M,N] @ wt[N,K] */
         const float *wt = transposed(w, K, N);
-        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, 1, M, K, N, NULL};
+        gemm_args g = {dinp, (size_t)K, dout, (size_t)N, 1, wt, (size_t)K, NULL, add_dinp, M, K, N, NULL};
         gemm(&g);
     }
     if (dw && K > 0) { /* dw[K,N] += inp^T[K,M] @ dout[M,N] */
@@ -215,6 +220,18 @@ static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, con
         gemm(&g);
     }
     if (dbias) column_sums(dbias, dout, (size_t)M, N);
+}
+
+static inline void dense_backward_simd(float *dinp, float *dw, float *dbias, const float *dout,
+                                       const float *inp, const float *w, int M, int K, int N)
+{
+    dense_backward_into(dinp, dw, dbias, dout, inp, w, M, K, N, 1);
+}
+
+static inline void dense_backward_first_simd(float *dinp, float *dw, float *dbias, const float *dout,
+                                             const float *inp, const float *w, int M, int K, int N)
+{
+    dense_backward_into(dinp, dw, dbias, dout, inp, w, M, K, N, 0);
 }
 
 #endif

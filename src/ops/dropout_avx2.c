@@ -7,4 +7,4 @@
 #define VKEEP(drop, key, elem0) mask_keep_x8(drop, key, elem0)
 #include "ops/dropout_simd.h"
 
-const dropout_op dropout_avx2 = {dropout_forward_simd, dropout_backward_simd, NULL};
+const dropout_op dropout_avx2 = {dropout_forward_simd, dropout_backward_simd, NULL, NULL};

@@ -30,4 +30,4 @@ static void dropout_backward_ref(float *dinp, const float *dout, int B, size_t p
     }
 }
 
-const dropout_op dropout_ref = {dropout_forward_ref, dropout_backward_ref, NULL};
+const dropout_op dropout_ref = {dropout_forward_ref, dropout_backward_ref, NULL, NULL};

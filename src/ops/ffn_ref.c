@@ -52,4 +52,4 @@ static void ffn_backward_ref(float *dinp, float *dw1, float *db1, float *dw2, fl
     dense_ref.backward(dinp, dw1, db1, dh, inp, w1, (int)M, D, F);
 }
 
-const ffn_op ffn_ref = {ffn_forward_ref, ffn_backward_ref, ffn_prepare_ref};
+const ffn_op ffn_ref = {ffn_forward_ref, ffn_backward_ref, ffn_prepare_ref, NULL};

@@ -4,4 +4,4 @@
 #include "ops/simd_avx512.h"
 #include "ops/gelu_simd.h"
 
-const gelu_op gelu_avx512 = {gelu_forward_simd, gelu_backward_simd, NULL};
+const gelu_op gelu_avx512 = {gelu_forward_simd, gelu_backward_simd, NULL, NULL};

@@ -84,4 +84,4 @@ static void gelu_backward_dnnl(float *dinp, const float *dout, const float *inp,
     tlb_dnnl_release(e, &transient);
 }
 
-const gelu_op gelu_dnnl = {gelu_forward_dnnl, gelu_backward_dnnl, gelu_prepare_dnnl};
+const gelu_op gelu_dnnl = {gelu_forward_dnnl, gelu_backward_dnnl, gelu_prepare_dnnl, NULL};

@@ -21,4 +21,4 @@ static void gelu_backward_ref(float *dinp, const float *dout, const float *inp, 
     }
 }
 
-const gelu_op gelu_ref = {gelu_forward_ref, gelu_backward_ref, NULL};
+const gelu_op gelu_ref = {gelu_forward_ref, gelu_backward_ref, NULL, NULL};

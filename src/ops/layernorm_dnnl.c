@@ -127,4 +127,4 @@ static void layernorm_backward_dnnl(float *dinp, float *dgamma, float *dbeta, co
     tlb_dnnl_release(e, &transient);
 }
 
-const layernorm_op layernorm_dnnl = {layernorm_forward_dnnl, layernorm_backward_dnnl, layernorm_prepare_dnnl};
+const layernorm_op layernorm_dnnl = {layernorm_forward_dnnl, layernorm_backward_dnnl, layernorm_prepare_dnnl, NULL};

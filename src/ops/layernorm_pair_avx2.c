@@ -5,4 +5,4 @@
 #include "ops/layernorm_pair_simd.h"
 
 const layernorm_pair_op layernorm_pair_avx2 = {layernorm_pair_forward_simd, layernorm_pair_backward_simd,
-                                              NULL};
+                                              NULL, NULL};

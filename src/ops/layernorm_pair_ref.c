@@ -20,4 +20,4 @@ static void layernorm_pair_backward_ref(float *dinp, float *dgamma1, float *dbet
 }
 
 const layernorm_pair_op layernorm_pair_ref = {layernorm_pair_forward_ref, layernorm_pair_backward_ref,
-                                              NULL};
+                                              NULL, NULL};

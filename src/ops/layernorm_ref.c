@@ -59,4 +59,4 @@ static void layernorm_backward_ref(float *dinp, float *dgamma, float *dbeta, con
     }
 }
 
-const layernorm_op layernorm_ref = {layernorm_forward_ref, layernorm_backward_ref, NULL};
+const layernorm_op layernorm_ref = {layernorm_forward_ref, layernorm_backward_ref, NULL, NULL};

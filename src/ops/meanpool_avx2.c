@@ -4,4 +4,4 @@
 #include "ops/simd_avx2.h"
 #include "ops/meanpool_simd.h"
 
-const meanpool_op meanpool_avx2 = {meanpool_forward_simd, meanpool_backward_simd, NULL};
+const meanpool_op meanpool_avx2 = {meanpool_forward_simd, meanpool_backward_simd, NULL, NULL};

@@ -20,4 +20,4 @@ static void meanpool_backward_ref(float *dinp, const float *dout, int B, int T, 
                 dinp[((size_t)b * T + t) * D + d] += dout[(size_t)b * D + d] / (float)T;
 }
 
-const meanpool_op meanpool_ref = {meanpool_forward_ref, meanpool_backward_ref, NULL};
+const meanpool_op meanpool_ref = {meanpool_forward_ref, meanpool_backward_ref, NULL, NULL};

@@ -186,12 +186,19 @@ typedef int (*ffn_prepare_fn)(int B, int T, int D, int F, tlb_error *err);
 
 /* From the op list (op_list.h): per op a struct `name_op` of its typed
  * forward/backward pair and set-up, an id TLB_OP_name, and a slot in the
- * dispatch table. */
+ * dispatch table.
+ * backward_first (optional, NULL where a backend has none): backward with
+ * the *input* gradients (dense: dinp; attention: dq, dk, dv) written, not
+ * accumulated, bit for bit what zeroing them and calling backward gives;
+ * parameter gradients still accumulate. It saves a caller that is the
+ * buffers' first writer the memset and the product's read of zeros
+ * (block_backward). */
 #define TLB_OP_STRUCT(name, ...)                                                                   \
     typedef struct {                                                                               \
         name##_forward_fn forward;                                                                 \
         name##_backward_fn backward;                                                               \
         name##_prepare_fn prepare;                                                                 \
+        name##_backward_fn backward_first;                                                         \
     } name##_op;
 TLB_OP_LIST(TLB_OP_STRUCT)
 #undef TLB_OP_STRUCT

@@ -151,4 +151,4 @@ static void patch_conv_backward_dnnl(float *dimg, float *dw, float *dbias, const
 }
 
 const patch_conv_op patch_conv_dnnl = {patch_conv_forward_dnnl, patch_conv_backward_dnnl,
-                                      patch_conv_prepare_dnnl};
+                                      patch_conv_prepare_dnnl, NULL};

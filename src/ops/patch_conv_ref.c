@@ -63,4 +63,4 @@ static void patch_conv_backward_ref(float *dimg, float *dw, float *dbias, const 
     }
 }
 
-const patch_conv_op patch_conv_ref = {patch_conv_forward_ref, patch_conv_backward_ref, NULL};
+const patch_conv_op patch_conv_ref = {patch_conv_forward_ref, patch_conv_backward_ref, NULL, NULL};

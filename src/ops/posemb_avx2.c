@@ -4,4 +4,4 @@
 #include "ops/simd_avx2.h"
 #include "ops/posemb_simd.h"
 
-const posemb_op posemb_avx2 = {posemb_forward_simd, posemb_backward_simd, NULL};
+const posemb_op posemb_avx2 = {posemb_forward_simd, posemb_backward_simd, NULL, NULL};

@@ -4,4 +4,4 @@
 #include "ops/simd_avx512.h"
 #include "ops/posemb_simd.h"
 
-const posemb_op posemb_avx512 = {posemb_forward_simd, posemb_backward_simd, NULL};
+const posemb_op posemb_avx512 = {posemb_forward_simd, posemb_backward_simd, NULL, NULL};

@@ -19,4 +19,4 @@ static void posemb_backward_ref(float *dinp, float *dpos, const float *dout, int
             for (size_t i = 0; i < nd; i++) dpos[i] += dout[b * nd + i];
 }
 
-const posemb_op posemb_ref = {posemb_forward_ref, posemb_backward_ref, NULL};
+const posemb_op posemb_ref = {posemb_forward_ref, posemb_backward_ref, NULL, NULL};

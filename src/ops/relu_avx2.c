@@ -4,4 +4,4 @@
 #include "ops/simd_avx2.h"
 #include "ops/relu_simd.h"
 
-const relu_op relu_avx2 = {relu_forward_simd, relu_backward_simd, NULL};
+const relu_op relu_avx2 = {relu_forward_simd, relu_backward_simd, NULL, NULL};

@@ -14,4 +14,4 @@ static void relu_backward_ref(float *dinp, const float *dout, const float *inp, 
     for (size_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-const relu_op relu_ref = {relu_forward_ref, relu_backward_ref, NULL};
+const relu_op relu_ref = {relu_forward_ref, relu_backward_ref, NULL, NULL};

@@ -4,4 +4,4 @@
 #include "ops/simd_avx2.h"
 #include "ops/residual_simd.h"
 
-const residual_op residual_avx2 = {residual_forward_simd, residual_backward_simd, NULL};
+const residual_op residual_avx2 = {residual_forward_simd, residual_backward_simd, NULL, NULL};

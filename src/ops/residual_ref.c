@@ -17,4 +17,4 @@ static void residual_backward_ref(float *da, float *db, const float *dout, size_
 }
 
 
-const residual_op residual_ref = {residual_forward_ref, residual_backward_ref, NULL};
+const residual_op residual_ref = {residual_forward_ref, residual_backward_ref, NULL, NULL};

@@ -4,4 +4,4 @@
 #include "ops/simd_avx512.h"
 #include "ops/softmax_xent_simd.h"
 
-const softmax_xent_op softmax_xent_avx512 = {softmax_xent_forward_simd, softmax_xent_backward_simd, NULL};
+const softmax_xent_op softmax_xent_avx512 = {softmax_xent_forward_simd, softmax_xent_backward_simd, NULL, NULL};

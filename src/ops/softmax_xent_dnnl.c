@@ -71,4 +71,4 @@ static void softmax_xent_backward_dnnl(float *dlogits, const float *probs, const
 }
 
 const softmax_xent_op softmax_xent_dnnl = {softmax_xent_forward_dnnl, softmax_xent_backward_dnnl,
-                                          softmax_xent_prepare_dnnl};
+                                          softmax_xent_prepare_dnnl, NULL};

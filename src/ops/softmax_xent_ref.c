@@ -30,4 +30,4 @@ static void softmax_xent_backward_ref(float *dlogits, const float *probs, const 
                 (probs[(size_t)b * V + v] - (v == labels[b] ? 1.0f : 0.0f)) * scale;
 }
 
-const softmax_xent_op softmax_xent_ref = {softmax_xent_forward_ref, softmax_xent_backward_ref, NULL};
+const softmax_xent_op softmax_xent_ref = {softmax_xent_forward_ref, softmax_xent_backward_ref, NULL, NULL};

@@ -27,4 +27,4 @@ static void token_embed_backward_ref(float *dtable, const float *dout, const int
     }
 }
 
-const token_embed_op token_embed_ref = {token_embed_forward_ref, token_embed_backward_ref, NULL};
+const token_embed_op token_embed_ref = {token_embed_forward_ref, token_embed_backward_ref, NULL, NULL};
