@@ -93,3 +93,45 @@ Test(ops_first, attention_is_zero_then_backward)
     }
     if (backend_supported(TLB_BACKEND_AVX2)) cr_expect_geq(cases, 12);
 }
+
+/* {B, T, D, F}: tails on both widths, one row, no hidden units. */
+static const int ffn_shapes[][4] = {{2, 3, 5, 7}, {1, 2, 9, 17}, {3, 8, 64, 256}, {2, 1, 17, 3}, {1, 1, 4, 0}};
+
+Test(ops_first, ffn_is_zero_then_backward)
+{
+    int cases = 0;
+    for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+        const ffn_op *op = ops_impl_ffn((tlb_backend)b);
+        if (!op || !op->backward_first || !backend_supported((tlb_backend)b)) continue;
+        for (size_t s = 0; s < sizeof ffn_shapes / sizeof *ffn_shapes; s++)
+            for (int drop_on = 0; drop_on < 2; drop_on++, cases++) {
+                const int B = ffn_shapes[s][0], T = ffn_shapes[s][1], D = ffn_shapes[s][2], F = ffn_shapes[s][3];
+                const size_t M = (size_t)B * T;
+                const dropout_ctx drop = {0.3f, 91 + s, 2};
+                const dropout_ctx *d = drop_on ? &drop : NULL;
+                float *inp = filled(M * D, 20 + s, 1.0f), *res = filled(M * D, 21 + s, 1.0f);
+                float *w1 = filled((size_t)D * F, 22 + s, 0.5f), *b1 = filled((size_t)F, 23 + s, 0.1f);
+                float *w2 = filled((size_t)F * D, 24 + s, 0.5f), *b2 = filled((size_t)D, 25 + s, 0.1f);
+                float *out = malloc(M * D * sizeof(float)), *h = malloc((M * F + 1) * sizeof(float));
+                float *dout = filled(M * D, 26 + s, 1.0f);
+                op->forward(out, h, inp, w1, b1, w2, b2, res, B, T, D, F, d);
+                /* a: garbage input gradients, backward_first; b: zeros, backward; same parameter gradients */
+                float *dinp_a = filled(M * D, 27 + s, 1e6f), *dres_a = filled(M * D, 28 + s, 1e6f);
+                float *dinp_b = calloc(M * D, sizeof(float)), *dres_b = calloc(M * D, sizeof(float));
+                const size_t np = 2 * (size_t)D * F + F + D;
+                float *pg_a = filled(np, 29 + s, 1.0f), *pg_b = malloc(np * sizeof(float));
+                memcpy(pg_b, pg_a, np * sizeof(float));
+                float *ga[4] = {pg_a, pg_a + (size_t)D * F, pg_a + (size_t)D * F + F, pg_a + 2 * (size_t)D * F + F};
+                float *gb[4] = {pg_b, pg_b + (size_t)D * F, pg_b + (size_t)D * F + F, pg_b + 2 * (size_t)D * F + F};
+                op->backward_first(dinp_a, ga[0], ga[1], ga[2], ga[3], dres_a, dout, inp, w1, w2, h, B, T, D, F, d);
+                op->backward(dinp_b, gb[0], gb[1], gb[2], gb[3], dres_b, dout, inp, w1, w2, h, B, T, D, F, d);
+                const char *be = backend_name((tlb_backend)b);
+                expect_same(dinp_a, dinp_b, M * D, "ffn dinp", be);
+                expect_same(dres_a, dres_b, M * D, "ffn dres", be);
+                expect_same(pg_a, pg_b, np, "ffn parameter gradients (accumulated)", be);
+                free(inp), free(res), free(w1), free(b1), free(w2), free(b2), free(out), free(h), free(dout);
+                free(dinp_a), free(dres_a), free(dinp_b), free(dres_b), free(pg_a), free(pg_b);
+            }
+    }
+    if (backend_supported(TLB_BACKEND_AVX2)) cr_expect_geq(cases, 10);
+}

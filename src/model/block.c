@@ -176,28 +176,32 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     float *g = grads;
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
     const int fused_ffn = fuse_ffn(k), fused_kv = fuse_kv_norms(k);
-    memset(s->d_ln_f, 0, rq * d.D * sizeof(float));
-    if (!fused_ffn) { /* the fused stage keeps these inside, written once */
-        memset(s->d_y2, 0, rq * d.D * sizeof(float));
-        memset(s->d_h, 0, rq * d.F * sizeof(float));
-        memset(s->d_g, 0, rq * d.F * sizeof(float));
-    }
-    /* d_att, d_q, d_k, d_v and d_ln_q, d_ln_k, d_ln_v are written by their
-     * first writers below (backward_first), so they are not zeroed here. */
+    /* Gradient buffers are written by their first writers (ops.h,
+     * backward_first) where the kernels have it, else zeroed first. */
 
-    /* FFN: out = attn_out + dropout(g @ W2 + b2). */
-    memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float)); /* the residual path */
-    if (fused_ffn) {
+    /* FFN: out = attn_out + dropout(g @ W2 + b2); d_attn_out starts as dout (the residual path). */
+    if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
+        k->ops->ffn.backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
+                                   g + fp->fc2_bias, s->d_attn_out, dout, a->ln_f, w + fp->fc1_kernel,
+                                   w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
+    } else if (fused_ffn) {
+        memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float));
+        memset(s->d_ln_f, 0, rq * d.D * sizeof(float));
         k->ops->ffn.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                              g + fp->fc2_bias, NULL, dout, a->ln_f, w + fp->fc1_kernel,
                              w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
     } else {
+        memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float));
+        memset(s->d_y2, 0, rq * d.D * sizeof(float));
+        memset(s->d_h, 0, rq * d.F * sizeof(float));
         k->ops->dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
         /* The GELU output is cheaper to recompute than to keep for every step. */
         k->ops->gelu.forward(s->g, a->h, rq * d.F);
-        kernels_dense_backward(k, s->d_g, g, s->d_y2, s->g, w, fp->fc2_kernel, fp->fc2_bias, (int)rq, d.F, d.D);
+        kernels_dense_backward_first(k, s->d_g, g, s->d_y2, s->g, w, fp->fc2_kernel, fp->fc2_bias, (int)rq, d.F,
+                                     d.D);
         k->ops->gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
-        kernels_dense_backward(k, s->d_ln_f, g, s->d_h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq, d.D, d.F);
+        kernels_dense_backward_first(k, s->d_ln_f, g, s->d_h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq,
+                                     d.D, d.F);
     }
     k->ops->layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
                                a->attn_out, w + fp->ln_gamma, a->ln_f_mean, a->ln_f_rstd, (int)rq,

@@ -7,4 +7,4 @@
 #define VKEEP(drop, key, elem0) mask_keep_x16(drop, key, elem0)
 #include "ops/ffn_simd.h"
 
-const ffn_op ffn_avx512 = {ffn_forward_simd, ffn_backward_simd, ffn_prepare_simd, NULL};
+const ffn_op ffn_avx512 = {ffn_forward_simd, ffn_backward_simd, ffn_prepare_simd, ffn_backward_first_simd};

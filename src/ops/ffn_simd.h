@@ -141,29 +141,32 @@ static inline void ffn_forward_simd(float *out, float *h, const float *inp, cons
  * one pass over dout; plain accesses but for the tail (AVX2's masked ones
  * cost several). */
 static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, size_t n,
-                                   const dropout_ctx *drop, int active, uint64_t skey)
+                                   const dropout_ctx *drop, int active, uint64_t skey, int add)
 {
     size_t i = 0;
     for (; i + VW <= n; i += VW) {
         const vec v = VLOAD(dout + i);
-        if (dres) VSTORE(dres + i, VADD(VLOAD(dres + i), v));
+        if (dres) VSTORE(dres + i, add ? VADD(VLOAD(dres + i), v) : v);
         if (active) VSTORE(dy + i, VMUL(v, VKEEP(drop, skey, i)));
     }
     if (i < n) {
         const vmask m = VMASK((int)(n - i));
         const vec v = VMLOAD(dout + i, m);
-        if (dres) VMSTORE(dres + i, m, VADD(VMLOAD(dres + i, m), v));
+        if (dres) VMSTORE(dres + i, m, add ? VADD(VMLOAD(dres + i, m), v) : v);
         if (active) VMSTORE(dy + i, m, VMUL(v, VKEEP(drop, skey, i)));
     }
 }
 
-static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+/* add 0: dinp and dres are written, not accumulated (ops.h, backward_first):
+ * dres = dout replaces the caller's copy of the residual path. */
+static inline void ffn_backward_into(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
                                      float *dres, const float *dout, const float *inp,
                                      const float *w1, const float *w2, const float *h, int B, int T,
-                                     int D, int F, const dropout_ctx *drop)
+                                     int D, int F, const dropout_ctx *drop, int add)
 {
     const int M = B * T;
     if (M <= 0 || D <= 0) return;
+    if (!add && dinp && F <= 0) memset(dinp, 0, (size_t)M * D * sizeof(float)); /* no products reach it */
     const int active = dropout_active(drop);
     const size_t per = (size_t)T * D;
     const float *dy = dout; /* without the mask, dy is dout itself */
@@ -172,7 +175,7 @@ static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float 
 #pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
         for (int b = 0; b < B; b++)
             ffn_dout_sample(masked ? masked + b * per : NULL, dres ? dres + b * per : NULL,
-                            dout + b * per, per, drop, active, active ? dropout_sample_key(drop, b) : 0);
+                            dout + b * per, per, drop, active, active ? dropout_sample_key(drop, b) : 0, add);
         if (active) dy = masked;
     }
     if (F <= 0) {
@@ -188,7 +191,7 @@ static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float 
         const gemm_args dg = {dh, (size_t)F, dy, (size_t)D, 1, w2t, (size_t)F, NULL, 0, M, F, D, &grad};
         gemm(&dg);
         have_g = g != NULL;
-        dense_backward_simd(dinp, dw1, db1, dh, inp, w1, M, D, F);
+        dense_backward_into(dinp, dw1, db1, dh, inp, w1, M, D, F, add);
     }
     if (dw2) { /* dw2[F,D] += gelu(h)^T @ dy */
         if (!have_g) gelu_forward_simd(g, h, (size_t)M * F);
@@ -196,6 +199,21 @@ static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float 
         gemm(&a);
     }
     if (db2) column_sums(db2, dy, (size_t)M, D);
+}
+
+static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float *dw2, float *db2, float *dres,
+                                     const float *dout, const float *inp, const float *w1, const float *w2,
+                                     const float *h, int B, int T, int D, int F, const dropout_ctx *drop)
+{
+    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, h, B, T, D, F, drop, 1);
+}
+
+static inline void ffn_backward_first_simd(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+                                           float *dres, const float *dout, const float *inp, const float *w1,
+                                           const float *w2, const float *h, int B, int T, int D, int F,
+                                           const dropout_ctx *drop)
+{
+    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, h, B, T, D, F, drop, 0);
 }
 
 #endif
