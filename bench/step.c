@@ -370,7 +370,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
     }
     if (csv) fclose(csv);
     printf("\n(peak RSS = VmHWM of a fresh process per configuration: parameters, gradients,\n"
-           " AdamW m and v, the activation arena, the %d-image fp32 input batch, oneDNN's\n"
+           " AdamW m and v, the activation arena, the input batch (%d fp32 images; LRA: its int32 ids), oneDNN's\n"
            " primitives and scratch, plus 'base' = the process at start (binary, libraries);\n"
            " 'planned' = what the step allocates; the trainer also holds the dataset)\n",
            o->batch);
