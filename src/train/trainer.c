@@ -367,7 +367,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
         goto agree;
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
-    if (opt->build) snprintf(out->numerics.build, sizeof out->numerics.build, "%s", opt->build);
+    if (opt && opt->build) snprintf(out->numerics.build, sizeof out->numerics.build, "%s", opt->build);
 
     /* The run folder: new, or the one being resumed. */
     if (resuming) {
