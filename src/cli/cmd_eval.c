@@ -43,20 +43,21 @@ typedef struct {
     int tty;
     int last_decile;
     double t0;
+    const char *unit; /* "images" or "sequences" */
 } eval_progress;
 
 static void on_progress(void *arg, long done, long total)
 {
     eval_progress *p = arg;
     if (p->tty) {
-        fprintf(stderr, "\reval: %ld/%ld images", done, total);
+        fprintf(stderr, "\reval: %ld/%ld %s", done, total, p->unit);
         if (done == total) fputc('\n', stderr);
         return;
     }
     const int decile = total ? (int)(10 * done / total) : 10;
     if (decile == p->last_decile) return;
     p->last_decile = decile;
-    fprintf(stderr, "eval: %ld/%ld images, %.1f s\n", done, total, progress_now() - p->t0);
+    fprintf(stderr, "eval: %ld/%ld %s, %.1f s\n", done, total, p->unit, progress_now() - p->t0);
 }
 
 static void print_text(const trained_run *r, const eval_metrics *e, const char *split, const char *png)
@@ -180,7 +181,7 @@ int cmd_eval(int argc, char **argv)
     fprintf(stderr, "eval: %s (epoch %d, step %ld), %s split, %d %s, %s, class names %s\n", r.checkpoint,
             r.position.epoch, r.position.step, split_name, count, unit, r.precision,
             r.classes.from_metadata ? "from batches.meta.txt" : "built in (no batches.meta.txt in the data folder)");
-    eval_progress p = {isatty(2), -1, progress_now()};
+    eval_progress p = {isatty(2), -1, progress_now(), unit};
     evaluate_run(&r.infer, &source, &e, NULL, on_progress, &p);
 
     char png[2100], title[128];
