@@ -956,6 +956,9 @@ Test(hardening, mixed_precision_where_it_pays)
     cr_assert_eq(setenv("TLB_BF16", "always", 1), 0);
     cr_assert_eq(numerics_choose(&ops, NULL, 1, "", why, sizeof why, &err), 0, "%s", err.msg);
     cr_expect_eq(ops.bf16_dense, has, "TLB_BF16=always: bf16 wherever the CPU has it");
+    cr_assert_eq(setenv("TLB_BF16", "alwyas", 1), 0); /* a misspelling is an error, not a silent fp32 */
+    cr_expect_eq(numerics_choose(&ops, NULL, 1, NULL, why, sizeof why, &err), -1);
+    cr_expect(strstr(err.msg, "TLB_BF16: expected always (or unset), got 'alwyas'") != NULL, "%s", err.msg);
     unsetenv("TLB_BF16");
 }
 

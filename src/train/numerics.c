@@ -12,6 +12,9 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
 {
     if (why && n) why[0] = '\0';
     if (ops_table_select(ops, backend, err) != 0) return -1;
+    const char *force = getenv("TLB_BF16");
+    if (force && force[0] && strcmp(force, "always") != 0)
+        return tlb_fail(err, "TLB_BF16: expected always (or unset), got '%.40s'", force);
     if (!mixed_precision) return 0;
     if (!ops_mixed_precision_supported()) {
         if (why) snprintf(why, n, "mixed_precision needs AVX512_BF16, which this CPU lacks: fp32");
@@ -23,8 +26,7 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
         if (!bf16 && why) snprintf(why, n, "the checkpoint ran in %s: it continues so", recorded);
         return 0;
     }
-    const char *force = getenv("TLB_BF16");
-    if (force && strcmp(force, "always") == 0) {
+    if (force && force[0]) { /* "always" */
         ops_table_set_bf16(ops, 1);
         return 0;
     }
