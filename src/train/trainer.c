@@ -497,6 +497,17 @@ agree:
     }
     if (status != 0) goto done;
     status = 1;
+    /* Every rank computes in one precision: mixed precision's choice is
+     * measured per process, and a cluster of mixed CPUs could differ. */
+    if (dist_size() > 1) {
+        int same;
+        if (dist_agree_u64(XXH3_64bits(out->precision, strlen(out->precision)), &same, err) != 0) goto done;
+        if (!same) {
+            tlb_fail(err, "the processes chose different precisions (rank %d: %s): pin one with"
+                          " TLB_BF16=always or mixed_precision: false", dist_rank(), out->precision);
+            goto done;
+        }
+    }
     /* Every rank starts from rank 0's parameters, moments and position. */
     if (dist_broadcast(s.model.params, n * sizeof(float), err) != 0 ||
         dist_broadcast(s.adam_m, n * sizeof(float), err) != 0 ||
