@@ -137,16 +137,21 @@ static int open_checked(st_file *f, const char *path, tlb_error *err)
     return rc;
 }
 
+/* The numerics a checkpoint recorded ("" for fields it predates). */
+static void read_numerics(const st_file *f, run_numerics *recorded)
+{
+    const char *b = st_meta(f, "backends"), *p = st_meta(f, "precision"), *bd = st_meta(f, "build");
+    memset(recorded, 0, sizeof *recorded);
+    if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
+    if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
+    if (bd) snprintf(recorded->build, sizeof recorded->build, "%s", bd);
+}
+
 int checkpoint_numerics(const char *path, run_numerics *recorded, tlb_error *err)
 {
     st_file f;
     if (open_checked(&f, path, err) != 0) return -1;
-    const char *b = st_meta(&f, "backends"), *p = st_meta(&f, "precision");
-    memset(recorded, 0, sizeof *recorded);
-    if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
-    if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
-    const char *bd = st_meta(&f, "build");
-    if (bd) snprintf(recorded->build, sizeof recorded->build, "%s", bd);
+    read_numerics(&f, recorded);
     st_close(&f);
     return 0;
 }
@@ -251,14 +256,7 @@ int checkpoint_load(const char *path, tlb_model *m, float *adam_m, float *adam_v
             t2->images < 0 || t2->first_epochs < 0)
             rc = tlb_fail(err, "%s: corrupted: run_tally '%.60s' is not 8 numbers", path, tally);
     }
-    if (rc == 0 && recorded) {
-        const char *b = st_meta(&f, "backends"), *p = st_meta(&f, "precision");
-        memset(recorded, 0, sizeof *recorded);
-        if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
-        if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
-        const char *bd = st_meta(&f, "build");
-        if (bd) snprintf(recorded->build, sizeof recorded->build, "%s", bd);
-    }
+    if (rc == 0 && recorded) read_numerics(&f, recorded);
     st_close(&f);
     return rc;
 }
