@@ -927,7 +927,7 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
 
 /* mixed_precision runs bf16 products where they pay: never without
  * AVX512_BF16; a checkpoint's recorded precision wins (a run continues as it
- * began); TLB_BF16=always forces bf16 where the CPU has it; else the
+ * began); TLB_BF16=always forces bf16 where the CPU has it, never fp32; else the
  * measured rate decides. Which branch applies depends on the CPU: each
  * checks what this CPU must give. */
 Test(hardening, mixed_precision_where_it_pays)
@@ -956,9 +956,14 @@ Test(hardening, mixed_precision_where_it_pays)
     cr_assert_eq(setenv("TLB_BF16", "always", 1), 0);
     cr_assert_eq(numerics_choose(&ops, NULL, 1, "", why, sizeof why, &err), 0, "%s", err.msg);
     cr_expect_eq(ops.bf16_dense, has, "TLB_BF16=always: bf16 wherever the CPU has it");
+    cr_assert_eq(setenv("TLB_BF16", "never", 1), 0);
+    cr_assert_eq(numerics_choose(&ops, NULL, 1, "", why, sizeof why, &err), 0, "%s", err.msg);
+    cr_expect(!ops.bf16_dense, "TLB_BF16=never: fp32 on every CPU");
+    cr_expect(strstr(why, has ? "TLB_BF16=never" : "lacks") != NULL, "%s", why);
     cr_assert_eq(setenv("TLB_BF16", "alwyas", 1), 0); /* a misspelling is an error, not a silent fp32 */
     cr_expect_eq(numerics_choose(&ops, NULL, 1, NULL, why, sizeof why, &err), -1);
-    cr_expect(strstr(err.msg, "TLB_BF16: expected always (or unset), got 'alwyas'") != NULL, "%s", err.msg);
+    cr_expect(strstr(err.msg, "TLB_BF16: expected always or never (or unset), got 'alwyas'") != NULL, "%s",
+              err.msg);
     unsetenv("TLB_BF16");
 }
 

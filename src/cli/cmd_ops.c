@@ -45,7 +45,8 @@ int cmd_ops(int argc, char **argv)
     }
     const double ratio = bf16_rate_ratio();
     printf("VDPBF16PS runs %.2fx the fp32 FMA rate here (measured now),\n"
-           "so it %s (bf16 needs %.2fx; TLB_BF16=always runs bf16 anyway; a resumed run\n"
+           "so it %s (bf16 needs %.2fx; TLB_BF16=always runs bf16 anyway, TLB_BF16=never\n"
+           "pins fp32; a resumed run "
            "keeps the precision it began with)\n",
            ratio, ratio >= BF16_PAYS_RATIO ? "runs bf16" : "runs fp32", BF16_PAYS_RATIO);
     return 0;

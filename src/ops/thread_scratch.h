@@ -9,10 +9,16 @@
 
 #include "util/error.h"
 
-typedef struct {
+typedef struct thread_scratch {
     float *p;
-    size_t cap; /* floats */
+    size_t cap;                  /* floats */
+    struct thread_scratch *next; /* the thread's other buffers, freed with it */
 } thread_scratch;
+
+/* Frees s's buffer when the calling thread exits (thread_scratch.c): an
+ * OpenMP runtime ends threads of a smaller or nested team, and their
+ * buffers must not outlive them. Once per buffer, on its first allocation. */
+int thread_scratch_free_at_exit(thread_scratch *s);
 
 /* Room for n floats, 64-byte aligned: 0, or -1 when out of memory (the old
  * buffer kept). */
@@ -21,6 +27,10 @@ static inline int thread_scratch_reserve(thread_scratch *s, size_t n)
     if (n <= s->cap) return 0;
     float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
     if (!p) return -1;
+    if (!s->p && thread_scratch_free_at_exit(s) != 0) {
+        free(p);
+        return -1;
+    }
     free(s->p);
     s->p = p, s->cap = n;
     return 0;

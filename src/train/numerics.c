@@ -13,8 +13,9 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
     if (why && n) why[0] = '\0';
     if (ops_table_select(ops, backend, err) != 0) return -1;
     const char *force = getenv("TLB_BF16");
-    if (force && force[0] && strcmp(force, "always") != 0)
-        return tlb_fail(err, "TLB_BF16: expected always (or unset), got '%.40s'", force);
+    if (force && !force[0]) force = NULL;
+    if (force && strcmp(force, "always") != 0 && strcmp(force, "never") != 0)
+        return tlb_fail(err, "TLB_BF16: expected always or never (or unset), got '%.40s'", force);
     if (!mixed_precision) return 0;
     if (!ops_mixed_precision_supported()) {
         if (why) snprintf(why, n, "mixed_precision needs AVX512_BF16, which this CPU lacks: fp32");
@@ -26,8 +27,10 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
         if (!bf16 && why) snprintf(why, n, "the checkpoint ran in %s: it continues so", recorded);
         return 0;
     }
-    if (force && force[0]) { /* "always" */
-        ops_table_set_bf16(ops, 1);
+    if (force) {
+        const int bf16 = strcmp(force, "always") == 0;
+        ops_table_set_bf16(ops, bf16);
+        if (!bf16 && why) snprintf(why, n, "TLB_BF16=never: fp32");
         return 0;
     }
     const double ratio = bf16_rate_ratio();
@@ -38,7 +41,7 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
     if (why)
         snprintf(why, n,
                  "bf16 products run %.2fx the fp32 rate on this CPU (measured now; bf16 needs %.2fx): fp32"
-                 " (TLB_BF16=always runs bf16 anyway)",
+                 " (TLB_BF16=always runs bf16 anyway, TLB_BF16=never pins fp32)",
                  ratio, BF16_PAYS_RATIO);
     return 0;
 }

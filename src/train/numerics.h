@@ -24,7 +24,8 @@ typedef struct {
  *     or "" when none) decides where it names one: "bf16 dense" keeps bf16,
  *     anything else fp32, so a run continues as it began;
  *   - TLB_BF16=always in the environment: bf16 wherever the CPU has it (to
- *     study bf16's numerics on a CPU where it is slow);
+ *     study bf16's numerics on a CPU where it is slow); TLB_BF16=never: fp32
+ *     (a choice that no measurement can flip between two runs);
  *   - else bf16 when bf16_rate_ratio() >= BF16_PAYS_RATIO (ops/bf16_rate.h).
  * why (n bytes, may be NULL) gets one line on a choice that differs from
  * what the config asked, "" otherwise. */

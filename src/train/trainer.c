@@ -504,7 +504,7 @@ agree:
         if (dist_agree_u64(XXH3_64bits(out->precision, strlen(out->precision)), &same, err) != 0) goto done;
         if (!same) {
             tlb_fail(err, "the processes chose different precisions (rank %d: %s): pin one with"
-                          " TLB_BF16=always or mixed_precision: false", dist_rank(), out->precision);
+                          " TLB_BF16=always, TLB_BF16=never or mixed_precision: false", dist_rank(), out->precision);
             goto done;
         }
     }
