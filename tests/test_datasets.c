@@ -128,6 +128,8 @@ Test(datasets, a_listops_run_trains_and_evaluates, .timeout = 240)
     read_text(outf, buf, sizeof buf, NULL);
     cr_expect(strstr(buf, "confusion matrix") != NULL, "%s", buf);
     cr_expect(strstr(buf, "\n9 ") != NULL || strstr(buf, "\n9\t") != NULL, "digit class rows: %s", buf);
+    cr_expect(strstr(buf, "test split, 16 sequences)") != NULL && strstr(buf, "images") == NULL,
+              "a token run counts sequences, never images: %s", buf);
     read_text(errf, buf, sizeof buf, NULL);
     cr_expect(strstr(buf, "16 sequences") != NULL, "%s", buf);
 }

@@ -60,14 +60,16 @@ static void on_progress(void *arg, long done, long total)
     fprintf(stderr, "eval: %ld/%ld %s, %.1f s\n", done, total, p->unit, progress_now() - p->t0);
 }
 
-static void print_text(const trained_run *r, const eval_metrics *e, const char *split, const char *png)
+/* unit: what a row counts, "images" or "sequences" (a token dataset). */
+static void print_text(const trained_run *r, const eval_metrics *e, const char *split, const char *unit,
+                       const char *png)
 {
     const int V = e->num_classes;
-    printf("loss: %.4f - accuracy: %.4f - top-5 accuracy: %.4f (%s split, %ld images)\n", eval_loss(e),
-           eval_accuracy(e), eval_top5_accuracy(e), split, e->count);
-    printf("\n%-12s %7s %9s\n", "class", "images", "accuracy");
+    printf("loss: %.4f - accuracy: %.4f - top-5 accuracy: %.4f (%s split, %ld %s)\n", eval_loss(e),
+           eval_accuracy(e), eval_top5_accuracy(e), split, e->count, unit);
+    printf("\n%-12s %9s %9s\n", "class", unit, "accuracy");
     for (int k = 0; k < V; k++)
-        printf("%-12s %7ld %9.4f\n", r->classes.names[k], eval_class_count(e, k), eval_class_accuracy(e, k));
+        printf("%-12s %9ld %9.4f\n", r->classes.names[k], eval_class_count(e, k), eval_class_accuracy(e, k));
     printf("\nconfusion matrix (rows: true class, columns: predicted)\n%-12s", "");
     for (int j = 0; j < V; j++) printf(" %5.5s", r->classes.names[j]);
     printf("\n");
@@ -79,13 +81,15 @@ static void print_text(const trained_run *r, const eval_metrics *e, const char *
     if (png) printf("\nconfusion matrix plot: %s\n", png);
 }
 
-static int print_json(const trained_run *r, const eval_metrics *e, const char *split, const char *png)
+/* The counts are keyed by unit ("images" or "sequences"). */
+static int print_json(const trained_run *r, const eval_metrics *e, const char *split, const char *unit,
+                      const char *png)
 {
     const int V = e->num_classes;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "checkpoint", r->checkpoint);
     cJSON_AddStringToObject(j, "split", split);
-    cJSON_AddNumberToObject(j, "images", (double)e->count);
+    cJSON_AddNumberToObject(j, unit, (double)e->count);
     cJSON_AddStringToObject(j, "precision", r->precision);
     cJSON_AddNumberToObject(j, "loss", eval_loss(e));
     cJSON_AddNumberToObject(j, "accuracy", eval_accuracy(e));
@@ -96,7 +100,7 @@ static int print_json(const trained_run *r, const eval_metrics *e, const char *s
     for (int k = 0; k < V; k++) {
         cJSON *row = cJSON_CreateObject();
         cJSON_AddStringToObject(row, "name", r->classes.names[k]);
-        cJSON_AddNumberToObject(row, "images", (double)eval_class_count(e, k));
+        cJSON_AddNumberToObject(row, unit, (double)eval_class_count(e, k));
         cJSON_AddNumberToObject(row, "accuracy", eval_class_accuracy(e, k));
         cJSON_AddItemToArray(classes, row);
         cJSON *counts = cJSON_CreateArray();
@@ -188,18 +192,18 @@ int cmd_eval(int argc, char **argv)
     snprintf(png, sizeof png, "%s/confusion-%s.png", out_dir ? out_dir : run_dir, split_name);
     /* The result first: a picture that cannot be written loses only itself. */
     if (json) {
-        if (print_json(&r, &e, split_name, plots ? png : NULL) != 0) {
+        if (print_json(&r, &e, split_name, unit, plots ? png : NULL) != 0) {
             tlb_fail(&err, "out of memory");
             goto done;
         }
     } else {
-        print_text(&r, &e, split_name, plots ? png : NULL);
+        print_text(&r, &e, split_name, unit, plots ? png : NULL);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         tlb_fail(&err, "writing standard output failed: %s", strerror(errno));
         goto done;
     }
-    snprintf(title, sizeof title, "Confusion matrix, %s split (%ld images, accuracy %.4f)", split_name, e.count,
+    snprintf(title, sizeof title, "Confusion matrix, %s split (%ld %s, accuracy %.4f)", split_name, e.count, unit,
              eval_accuracy(&e));
     if (plots && plot_confusion_png(png, title, e.confusion, e.num_classes, r.classes.ptr, &err) != 0) {
         char why[sizeof err.msg];
