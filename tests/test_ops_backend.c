@@ -21,7 +21,7 @@ static void add_shape(const char *op, int d0, int d1, int d2, int d3, int d4, in
     be_shapes[n_be_shapes++] = (shape){op, {d0, d1, d2, d3, d4, d5}, rate};
 }
 
-/* Odd sizes exercise vector tails: M in {1,3,37}, K,N in {1,5,17,64,256}, D in
+/* Odd sizes exercise vector tails: M in {1,3,37} (and 301), K,N in {1,5,17,64,256} (and 300), D in
  * {5,16,64}; attention with H*K = 64 and H*K = 15, Tq == Tk and Tq != Tk,
  * Tk = 8 and 16 (one and two vectors of keys). */
 static void backend_shapes(void)
@@ -33,6 +33,11 @@ static void backend_shapes(void)
             for (int n = 0; n < 5; n++) add_shape("dense", Ms[m], KNs[k], KNs[n], 1, 0, 0, 0);
     add_shape("dense", 3, 17, 5, 0, 0, 0, 0);
     add_shape("dense", 37, 64, 64, 0, 0, 0, 0);
+    /* R longer than two spans (dense_simd.h's R_SPAN 128) with a short last
+     * span: the forward's R is K, dW's M, dX's N. */
+    add_shape("dense", 7, 300, 9, 1, 0, 0, 0);
+    add_shape("dense", 301, 17, 5, 1, 0, 0, 0);
+    add_shape("dense", 5, 19, 300, 1, 0, 0, 0);
     for (int m = 0; m < 3; m++)
         for (int d = 0; d < 3; d++) {
             add_shape("layernorm", Ms[m], Ds[d], 0, 0, 0, 0, 0);

@@ -46,16 +46,20 @@ typedef struct gemm_args {
     const void *epi; /* NULL: plain store; else GEMM_EPILOGUE's own data */
 } gemm_args;
 
+/* One tile of C over R's rows [r0, r1): it starts from C itself when the
+ * GEMM accumulates or an earlier span of R stored it (a store and a reload
+ * of fp32 are exact, so spans give the bits of one pass). */
 static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m0, int n0,
-                                                       const int mr, const int nv, vmask last)
+                                                       const int mr, const int nv, vmask last, int r0, int r1)
 {
     vec c[MR][NV_MAX];
     float *C = g->C + (size_t)m0 * g->ldc + n0;
+    const int from_c = g->accumulate || r0 > 0;
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < nv; j++) {
-            if (g->accumulate)
+            if (from_c)
                 c[i][j] = j == nv - 1 ? VMLOAD(C + i * g->ldc + j * VW, last)
                                       : VLOAD(C + i * g->ldc + j * VW);
             else if (g->bias)
@@ -67,7 +71,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m
     const float *A = g->A + (size_t)m0 * g->ars;
     const float *B = g->B + n0;
     const size_t ars = g->ars, acs = g->acs, ldb = g->ldb;
-    for (int r = 0; r < g->R; r++) {
+    for (int r = r0; r < r1; r++) {
         vec b[NV_MAX];
 #pragma GCC unroll 8
         for (int j = 0; j < nv; j++)
@@ -89,15 +93,16 @@ static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m
         }
 }
 
-#define TILE_NV(mr)                                          \
-    switch (nv) {                                            \
-    case 1: tile(g, m0, n0, mr, 1, last); break;             \
-    case 2: if (NV_MAX >= 2) tile(g, m0, n0, mr, 2, last); break; \
-    case 3: if (NV_MAX >= 3) tile(g, m0, n0, mr, 3, last); break; \
-    default: if (NV_MAX >= 4) tile(g, m0, n0, mr, 4, last); break; \
+#define TILE_NV(mr)                                                       \
+    switch (nv) {                                                         \
+    case 1: tile(g, m0, n0, mr, 1, last, r0, r1); break;                  \
+    case 2: if (NV_MAX >= 2) tile(g, m0, n0, mr, 2, last, r0, r1); break; \
+    case 3: if (NV_MAX >= 3) tile(g, m0, n0, mr, 3, last, r0, r1); break; \
+    default: if (NV_MAX >= 4) tile(g, m0, n0, mr, 4, last, r0, r1); break; \
     }
 
-static inline void tile_any(const gemm_args *g, int m0, int n0)
+/* The tile at (m0, n0) over R's rows [r0, r1). */
+static inline void tile_span(const gemm_args *g, int m0, int n0, int r0, int r1)
 {
     const int mr = g->M - m0 < MR ? g->M - m0 : MR;
     const int nc = g->N - n0 < TILE_N ? g->N - n0 : TILE_N;
@@ -112,6 +117,15 @@ static inline void tile_any(const gemm_args *g, int m0, int n0)
     default: TILE_NV(6); break;
     }
 }
+
+static inline void tile_any(const gemm_args *g, int m0, int n0) { tile_span(g, m0, n0, 0, g->R); }
+
+/* R rows per span when R is long (a weight gradient's R is the batch's
+ * rows): every tile streams all of A's and B's rows, so without spans each
+ * tile of C re-read megabytes from L3 (fc1's dW ran at a third of peak);
+ * a span's rows of A and B (at most 128 x (M + N) floats) stay in L2 while
+ * all the tiles pass over them. */
+#define R_SPAN 128
 
 #ifdef GEMM_EPILOGUE
 /* With an epilogue: a thread takes MR rows at a time, all their column
@@ -142,8 +156,19 @@ static inline void gemm(const gemm_args *g)
     const int mt = (g->M + MR - 1) / MR, nt = (g->N + TILE_N - 1) / TILE_N;
     const int tiles = mt * nt;
     const double macs = (double)g->M * g->N * (g->R > 0 ? g->R : 1);
+    if (g->R <= 2 * R_SPAN) {
 #pragma omp parallel for schedule(static) if (macs >= PARALLEL_MACS)
-    for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
+        for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
+        return;
+    }
+    /* Spans of R outermost; each thread keeps the same tiles in every span
+     * (omp for's static split), so no tile is shared and no barrier is needed. */
+#pragma omp parallel if (macs >= PARALLEL_MACS)
+    for (int r0 = 0; r0 < g->R; r0 += R_SPAN) {
+        const int r1 = g->R - r0 < R_SPAN ? g->R : r0 + R_SPAN;
+#pragma omp for schedule(static) nowait
+        for (int t = 0; t < tiles; t++) tile_span(g, (t / nt) * MR, (t % nt) * TILE_N, r0, r1);
+    }
 }
 
 /* Per-thread scratch buffers (slot 0: w^T, slot 1: patches; thread_scratch.h). */
