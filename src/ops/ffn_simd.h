@@ -6,8 +6,9 @@
  *   backward: one pass over dout applies the mask (dy) and adds dres; the
  *             dg product's rows become dh = dg * gelu'(h) in place, and
  *             gelu(h) for dw2 is written beside them from the same h in
- *             registers, so neither dg nor a GELU pass exists (gelu(h) is
- *             recomputed rather than kept from the forward: memory per step).
+ *             registers and the same exp and Phi (gelu_simd.h), so neither
+ *             dg nor a GELU pass exists (gelu(h) is recomputed rather than
+ *             kept from the forward: memory per step).
  * Each piece does what the unfused ops do on the same backend, in the same
  * order, so the results are theirs bit for bit. Include simd_avx512.h or
  * simd_avx2.h, the matching dropout_mask_*.h and VKEEP first (as
@@ -68,16 +69,16 @@ static inline void ffn_epilogue(const struct gemm_args *g, int m0)
         const float *h = e->aux + at;
         if (e->g) { /* gelu(h) for dw2 too, while h is in registers: no recompute pass */
             float *g = e->g + at;
-            for (size_t i = 0; i < nv; i += VW) {
-                const vec x = VLOAD(h + i);
-                VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad(x)));
-                VSTORE(g + i, VMUL(x, gelu_cdf(x)));
+            for (size_t i = 0; i < nv; i += VW) { /* one exp and one Phi serve both */
+                const vec x = VLOAD(h + i), e = gelu_exp(x), cdf = gelu_cdf_given_exp(x, e);
+                VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad_given(x, e, cdf)));
+                VSTORE(g + i, VMUL(x, cdf));
             }
             if (n > nv) {
                 const vmask k = VMASK((int)(n - nv));
-                const vec x = VMLOAD(h + nv, k);
-                VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad(x)));
-                VMSTORE(g + nv, k, VMUL(x, gelu_cdf(x)));
+                const vec x = VMLOAD(h + nv, k), e = gelu_exp(x), cdf = gelu_cdf_given_exp(x, e);
+                VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad_given(x, e, cdf)));
+                VMSTORE(g + nv, k, VMUL(x, cdf));
             }
             return;
         }

@@ -43,6 +43,4 @@ static inline vec verf_given_exp(vec x, vec emx2)
     return VOR(erf_abs, VAND(x, VSET1(-0.0f))); /* sign of x */
 }
 
-static inline vec verf(vec x) { return verf_given_exp(x, vexp(VMUL(VSET1(-1.0f), VMUL(x, x)))); }
-
 #endif
