@@ -59,9 +59,12 @@ static void backend_shapes(void)
     add_shape("dropout", 2, 77, 0, 0, 0, 0, 0.0f);
     add_shape("dropout", 2, 77, 0, 0, 0, 0, -1);
     add_shape("dropout", 1, 1, 0, 0, 0, 0, 0.5f);
-    /* Tk a multiple of the vector width (8, 16) takes pair_dots' row-group path */
-    static const int TqTk[][2] = {{8, 8}, {3, 5}, {1, 1}, {5, 16}}, HK[][2] = {{1, 64}, {3, 5}, {4, 16}};
-    for (int t = 0; t < 4; t++)
+    /* Tk a multiple of the vector width (8, 16) takes pair_dots' row-group
+     * path; Tk half of it (8 on AVX-512, 4 on AVX2) with Tq even its
+     * two-row path, Tq odd (3 x 4) the general one */
+    static const int TqTk[][2] = {{8, 8}, {3, 5}, {1, 1}, {5, 16}, {6, 4}, {3, 4}},
+                     HK[][2] = {{1, 64}, {3, 5}, {4, 16}};
+    for (int t = 0; t < 6; t++)
         for (int h = 0; h < 3; h++) {
             add_shape("attention", 3, TqTk[t][0], TqTk[t][1], HK[h][0], HK[h][1], 0, -1);
             add_shape("attention", 3, TqTk[t][0], TqTk[t][1], HK[h][0], HK[h][1], 2, 0.3f);

@@ -66,6 +66,35 @@ static void pair_dots(float *out, const float *a, const float *b, size_t stride,
             }
         return;
     }
+    if (2 * Tk == VW && Tq % 2 == 0) {
+        /* Half a vector of keys (the seed's 8 on AVX-512): a group is two
+         * whole query rows, as below, but each query and key chunk is loaded
+         * once (2 + Tk loads per VW FMAs, not 2 VW); the lanes' products and
+         * sums are the general path's, so are its bits. */
+        for (int p0 = 0; p0 < np; p0 += VW) {
+            vec acc[VW];
+            const float *x0 = a + (size_t)(p0 / Tk) * stride, *x1 = x0 + stride;
+            for (int l = 0; l < VW; l++) acc[l] = VZERO;
+            for (int c = 0; c < kfull; c += VW) {
+                const vec u = VLOAD(x0 + c), w = VLOAD(x1 + c);
+                for (int j = 0; j < VW / 2; j++) {
+                    const vec y = VLOAD(b + (size_t)j * stride + c);
+                    acc[j] = VFMA(u, y, acc[j]);
+                    acc[VW / 2 + j] = VFMA(w, y, acc[VW / 2 + j]);
+                }
+            }
+            if (kfull < K) {
+                const vec u = VMLOAD(x0 + kfull, ktail), w = VMLOAD(x1 + kfull, ktail);
+                for (int j = 0; j < VW / 2; j++) {
+                    const vec y = VMLOAD(b + (size_t)j * stride + kfull, ktail);
+                    acc[j] = VFMA(u, y, acc[j]);
+                    acc[VW / 2 + j] = VFMA(w, y, acc[VW / 2 + j]);
+                }
+            }
+            VSTORE(out + p0, VMUL(vsums(acc), VSET1(scale)));
+        }
+        return;
+    }
     for (int p0 = 0; p0 < np; p0 += VW) {
         vec acc[VW];
         const float *x[VW], *y[VW];
