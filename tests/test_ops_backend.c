@@ -38,6 +38,8 @@ static void backend_shapes(void)
     add_shape("dense", 7, 300, 9, 1, 0, 0, 0);
     add_shape("dense", 301, 17, 5, 1, 0, 0, 0);
     add_shape("dense", 5, 19, 300, 1, 0, 0, 0);
+    /* ... and on threads (over PARALLEL_MACS): dW 64 x 64 over R = 301 */
+    add_shape("dense", 301, 64, 64, 1, 0, 0, 0);
     for (int m = 0; m < 3; m++)
         for (int d = 0; d < 3; d++) {
             add_shape("layernorm", Ms[m], Ds[d], 0, 0, 0, 0, 0);

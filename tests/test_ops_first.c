@@ -25,9 +25,10 @@ static void expect_same(const float *a, const float *b, size_t n, const char *wh
     cr_expect(memcmp(a, b, n * sizeof *a) == 0, "%s[%s]: backward_first differs from zero + backward", what, be);
 }
 
-/* {5, 19, 300}: dinp's R is N = 300, longer than two of dense_simd.h's spans. */
+/* {5, 19, 300}: dinp's R is N = 300, longer than two of dense_simd.h's
+ * spans; {9, 64, 300} the same on threads (over PARALLEL_MACS). */
 static const int dense_shapes[][3] = {{1, 1, 1}, {3, 5, 17}, {37, 64, 64}, {7, 17, 5}, {13, 256, 64}, {5, 0, 3},
-                                      {4, 3, 0}, {5, 19, 300}};
+                                      {4, 3, 0}, {5, 19, 300}, {9, 64, 300}};
 
 Test(ops_first, dense_is_zero_then_backward)
 {
