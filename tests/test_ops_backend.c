@@ -40,6 +40,9 @@ static void backend_shapes(void)
     add_shape("dense", 5, 19, 300, 1, 0, 0, 0);
     /* ... and on threads (over PARALLEL_MACS): dW 64 x 64 over R = 301 */
     add_shape("dense", 301, 64, 64, 1, 0, 0, 0);
+    /* bias gradients summed by columns on threads (over COLUMN_SUMS_PARALLEL
+     * values), a column tail on both AVX widths */
+    add_shape("dense", 1031, 5, 67, 1, 0, 0, 0);
     for (int m = 0; m < 3; m++)
         for (int d = 0; d < 3; d++) {
             add_shape("layernorm", Ms[m], Ds[d], 0, 0, 0, 0, 0);

@@ -181,20 +181,33 @@ static inline int scratch_reserve(int slot, size_t n) { return thread_scratch_re
 static inline float *scratch(int slot, size_t n) { return thread_scratch_get(&scratch_slots[slot], n); }
 static inline thread_scratch *patches_scratch(void) { return &scratch_slots[1]; }
 
-/* wt[N,K] = w[K,N]^T */
+/* wt[N,K] = w[K,N]^T in 16 x 16 blocks: element by element, each of wt's
+ * lines was written 16 times far apart and left L1 between (fc1's 64 x 256
+ * took 33 us, serial, ahead of every dX product; blocked: a few us). */
 static inline float *transposed(const float *w, int K, int N)
 {
     float *wt = scratch(0, (size_t)K * N);
-    for (int k = 0; k < K; k++)
-        for (int n = 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
+    enum { TB = 16 };
+    for (int k0 = 0; k0 < K; k0 += TB)
+        for (int n0 = 0; n0 < N; n0 += TB) {
+            const int k1 = K - k0 < TB ? K : k0 + TB, n1 = N - n0 < TB ? N : n0 + TB;
+            for (int k = k0; k < k1; k++)
+                for (int n = n0; n < n1; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
+        }
     return wt;
 }
 
 /* dbias[N] += column sums of g[M,N]: four interleaved partial sums (rows
  * m = r mod 4) break the add latency chain; the order is fixed. */
+#define COLUMN_SUMS_PARALLEL 65536
 static inline void column_sums(float *dbias, const float *g, size_t M, int N)
 {
-    for (int n0 = 0; n0 < N; n0 += VW) {
+    const int nvec = (N + VW - 1) / VW;
+    /* Threads take whole columns, so each column's order of additions, and
+     * its bits, are the serial loop's whatever the thread count. */
+#pragma omp parallel for schedule(static) if (nvec >= 2 && (double)M * N >= COLUMN_SUMS_PARALLEL)
+    for (int v = 0; v < nvec; v++) {
+        const int n0 = v * VW;
         const int nc = N - n0 < VW ? N - n0 : VW;
         const vmask mk = VMASK(nc);
         vec s0 = VZERO, s1 = VZERO, s2 = VZERO, s3 = VZERO;
