@@ -271,3 +271,42 @@ Test(ops_dropout, rate_zero_is_identity)
     free(g);
     free(g0);
 }
+
+/* Keep decisions are independent where a weak mixer would tie them: the
+ * next element, the element one vector (16 lanes) on, the same element of
+ * the next sample, and of the next step's key (at rate 0.5 both are kept a
+ * quarter of the time); and the 24 bits themselves are uniform (16 bins). */
+Test(ops_dropout, keep_decisions_are_independent)
+{
+    const int B = 64;
+    const size_t per = 4096, n = (size_t)B * per;
+    const dropout_ctx d = {0.5f, 99, 0}, next_step = {0.5f, 100, 0};
+    unsigned char *keep = malloc(n), *keep2 = malloc(n);
+    size_t bins[16] = {0};
+    for (int b = 0; b < B; b++) {
+        const uint64_t k = dropout_sample_key(&d, b), k2 = dropout_sample_key(&next_step, b);
+        for (size_t i = 0; i < per; i++) {
+            keep[(size_t)b * per + i] = dropout_scale_at(&d, k, i) != 0.0f;
+            keep2[(size_t)b * per + i] = dropout_scale_at(&next_step, k2, i) != 0.0f;
+            bins[dropout_bits24(k, i) >> 20]++;
+        }
+    }
+    const struct { const char *what; size_t lag; const unsigned char *other; } pairs[] = {
+        {"next element", 1, keep}, {"16 elements on", 16, keep},
+        {"next sample", per, keep}, {"next step's key", 0, keep2}};
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        size_t both = 0;
+        const size_t m = n - pairs[p].lag;
+        for (size_t i = 0; i < m; i++) both += keep[i] && pairs[p].other[i + pairs[p].lag];
+        const double frac = (double)both / m, sigma = sqrt(0.25 * 0.75 / m);
+        cr_expect(fabs(frac - 0.25) < 5 * sigma, "dropout %s: both kept %.5f, expected 0.25 +- %.5f",
+                  pairs[p].what, frac, 5 * sigma);
+    }
+    for (int i = 0; i < 16; i++) {
+        const double want = n / 16.0, sigma = sqrt(want * 15.0 / 16.0);
+        cr_expect(fabs((double)bins[i] - want) < 5 * sigma, "dropout bits: bin %d holds %zu of %zu", i,
+                  bins[i], n);
+    }
+    free(keep);
+    free(keep2);
+}
