@@ -215,10 +215,46 @@ static int attention_prepare_simd(int B, int Tq, int Tk, int H, int K, tlb_error
                                        err);
 }
 
+/* Rows of Tk keys, Tk < VW dividing VW (the seed's 8 on AVX-512), lie
+ * VW / Tk to a vector. Every lane gets its row's max or sum by exchanging
+ * lanes l ^ Tk/2, ..., l ^ 1 (vswap_lanes): for the sum, the pairs and their
+ * order of vhsum's tree on a row alone in a zero-filled vector (vhsum adds
+ * its upper halves first, zeros there), so the bits are the row-at-a-time
+ * path's. */
+static inline vec seg_max(vec v, int Tk)
+{
+    for (int s = Tk / 2; s >= 1; s /= 2) v = VMAX(v, vswap_lanes(v, s));
+    return v;
+}
+
+static inline vec seg_sum(vec v, int Tk)
+{
+    for (int s = Tk / 2; s >= 1; s /= 2) v = VADD(v, vswap_lanes(v, s));
+    return v;
+}
+
+static inline int rows_share_vectors(int Tk, int nk) { return nk == Tk && Tk < VW && VW % Tk == 0; }
+
+/* softmax_rows for rows_share_vectors: a row-at-a-time pass spent a
+ * vector's reductions and an exp on each 8-key row, serially dependent. */
+static void softmax_shared(float *p, int np, int Tk)
+{
+    for (int e0 = 0; e0 < np; e0 += VW) {
+        const vmask k = vlanes(np - e0); /* a tail holds whole rows */
+        const vec x = VMLOAD(p + e0, k);
+        const vec e = vexp(VSUB(x, seg_max(x, Tk)));
+        VMSTORE(p + e0, k, VDIV(e, seg_sum(e, Tk)));
+    }
+}
+
 /* Row-wise softmax in place over the first nk of each row's Tk entries (the
  * rest, padded keys, set to 0); full vectors use plain loads and stores. */
 static void softmax_rows(float *p, int Tq, int Tk, int nk)
 {
+    if (rows_share_vectors(Tk, nk)) {
+        softmax_shared(p, Tq * Tk, Tk);
+        return;
+    }
     for (int i = 0; i < Tq; i++) {
         float *row = p + (size_t)i * Tk;
         if (nk < Tk) memset(row + nk, 0, (size_t)(Tk - nk) * sizeof *row);
@@ -280,6 +316,36 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
     }
 }
 
+/* Softmax backward in place: ds = p (ds - <ds, p>) scale, row by row (rows
+ * sharing vectors as softmax_shared's). */
+static void softmax_backward_rows(float *ds, const float *p, int Tq, int Tk, float scale)
+{
+    if (rows_share_vectors(Tk, Tk)) {
+        for (int e0 = 0; e0 < Tq * Tk; e0 += VW) {
+            const vmask m = vlanes(Tq * Tk - e0);
+            const vec d = VMLOAD(ds + e0, m), pr = VMLOAD(p + e0, m);
+            const vec dot = seg_sum(VFMA(d, pr, VZERO), Tk);
+            VMSTORE(ds + e0, m, VMUL(VMUL(pr, VSUB(d, dot)), VSET1(scale)));
+        }
+        return;
+    }
+    for (int i = 0; i < Tq; i++) {
+        float *d = ds + (size_t)i * Tk;
+        const float *pr = p + (size_t)i * Tk;
+        vec acc = VZERO;
+        for (int j = 0; j < Tk; j += VW) {
+            const vmask m = vlanes(Tk - j);
+            acc = VFMA(VMLOAD(d + j, m), VMLOAD(pr + j, m), acc);
+        }
+        const vec dot = VSET1(vhsum(acc));
+        for (int j = 0; j < Tk; j += VW) {
+            const vmask m = vlanes(Tk - j);
+            const vec x = VMUL(VMLOAD(pr + j, m), VSUB(VMLOAD(d + j, m), dot));
+            VMSTORE(d + j, m, VMUL(x, VSET1(scale)));
+        }
+    }
+}
+
 /* add 0: dq, dk and dv are written, not accumulated (ops.h, backward_first):
  * every (sample, head) writes all its rows of the three, padded keys included. */
 static void attention_backward_into(float *dq, float *dk, float *dv, const float *dout,
@@ -304,22 +370,7 @@ static void attention_backward_into(float *dq, float *dk, float *dv, const float
                 dropout_apply(ds, ds, pk, p, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
             else
                 memcpy(pk, p, (size_t)np * sizeof *pk);
-            /* softmax backward: ds = p (dp - <dp, p>) scale, row by row */
-            for (int i = 0; i < Tq; i++) {
-                float *d = ds + (size_t)i * Tk;
-                const float *pr = p + (size_t)i * Tk;
-                vec acc = VZERO;
-                for (int j = 0; j < Tk; j += VW) {
-                    const vmask m = vlanes(Tk - j);
-                    acc = VFMA(VMLOAD(d + j, m), VMLOAD(pr + j, m), acc);
-                }
-                const vec dot = VSET1(vhsum(acc));
-                for (int j = 0; j < Tk; j += VW) {
-                    const vmask m = vlanes(Tk - j);
-                    const vec x = VMUL(VMLOAD(pr + j, m), VSUB(VMLOAD(d + j, m), dot));
-                    VMSTORE(d + j, m, VMUL(x, VSET1(scale)));
-                }
-            }
+            softmax_backward_rows(ds, p, Tq, Tk, scale);
             if (dv) combine_many(dv + ko, HK, Tk, add, pk, 1, Tk, dout + qo, HK, Tq, K);
             if (dq) combine_many(dq + qo, HK, Tq, add, ds, Tk, 1, k + ko, HK, Tk, K);
             if (dk) combine_many(dk + ko, HK, Tk, add, ds, 1, Tk, q + qo, HK, Tq, K);

@@ -63,6 +63,17 @@ static inline float vhmax(vec v)
     return _mm_cvtss_f32(s);
 }
 
+/* v with lanes l and l ^ s exchanged (s = 1, 2, 4): segment reductions
+ * (attention_simd.h, rows of fewer keys than a vector). */
+static inline vec vswap_lanes(vec v, int s)
+{
+    switch (s) {
+    case 1: return _mm256_permute_ps(v, 0xB1);
+    case 2: return _mm256_permute_ps(v, 0x4E);
+    default: return _mm256_permute2f128_ps(v, v, 1);
+    }
+}
+
 /* r[l] = horizontal sum of v[l], l < VW (one 8-way transpose-add) */
 static inline vec vsums(const vec v[VW])
 {

@@ -50,6 +50,18 @@ static inline vmask vlanes(int n)
 static inline float vhsum(vec v) { return _mm512_reduce_add_ps(v); }
 static inline float vhmax(vec v) { return _mm512_reduce_max_ps(v); }
 
+/* v with lanes l and l ^ s exchanged (s = 1, 2, 4, 8): segment reductions
+ * (attention_simd.h, rows of fewer keys than a vector). */
+static inline vec vswap_lanes(vec v, int s)
+{
+    switch (s) {
+    case 1: return _mm512_permute_ps(v, 0xB1);
+    case 2: return _mm512_permute_ps(v, 0x4E);
+    case 4: return _mm512_shuffle_f32x4(v, v, 0xB1);
+    default: return _mm512_shuffle_f32x4(v, v, 0x4E);
+    }
+}
+
 /* r[l] = horizontal sum of v[l], l < VW (one 16-way transpose-add) */
 static inline vec vsums(const vec v[VW])
 {
