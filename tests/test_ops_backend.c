@@ -10,6 +10,7 @@
 
 #include "op_testing.h"
 #include "ops/ops.h"
+#include "util/rng.h"
 
 #define MAX_BACKEND_SHAPES 256
 static shape be_shapes[MAX_BACKEND_SHAPES];
@@ -407,4 +408,43 @@ Test(ops_backend, in_place_forwards)
             }
         }
     }
+}
+
+/* A row's LayerNorm does not depend on the rows beside it: the SIMD
+ * kernels reduce a vector's worth of rows in one transpose-add (vhsums)
+ * and a lone row with vhsum, in the same pairs and order, so 37 rows at
+ * once (two groups of 16 and a tail, or four of 8) give each row's mean,
+ * rstd, output and input gradient bit for bit as that row alone; D = 64
+ * takes the backward's register path, 67 the masked tails. */
+Test(ops_backend, layernorm_rows_independent_bit_for_bit)
+{
+    enum { M = 37, DMAX = 67 };
+    static const int Ds[] = {64, 67};
+    float *x = malloc(M * DMAX * sizeof(float)), *g = malloc(M * DMAX * sizeof(float));
+    float *out = malloc(M * DMAX * sizeof(float)), *dx = malloc(M * DMAX * sizeof(float));
+    float gamma[DMAX], beta[DMAX], dgamma[DMAX], dbeta[DMAX], mean[M], rstd[M];
+    rng_stream r = {21, 0};
+    for (int i = 0; i < M * DMAX; i++) x[i] = 8.0f * rng_next_uniform(&r) - 3.0f, g[i] = rng_next_uniform(&r) - 0.5f;
+    for (int d = 0; d < DMAX; d++) gamma[d] = 0.5f + rng_next_uniform(&r), beta[d] = rng_next_uniform(&r);
+    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
+        for (int b = 1; b < TLB_BACKEND_COUNT; b++) {
+            const int D = Ds[di];
+            const layernorm_op *ln = ops_impl_layernorm((tlb_backend)b);
+            if (!ln || !backend_supported((tlb_backend)b) || b == TLB_BACKEND_DNNL) continue;
+            memset(dx, 0, M * DMAX * sizeof(float));
+            memset(dgamma, 0, sizeof dgamma), memset(dbeta, 0, sizeof dbeta);
+            ln->forward(out, mean, rstd, x, gamma, beta, M, D);
+            ln->backward(dx, dgamma, dbeta, g, x, gamma, mean, rstd, M, D);
+            for (int m = 0; m < M; m++) {
+                float o1[DMAX], mu1, rs1, dx1[DMAX] = {0};
+                ln->forward(o1, &mu1, &rs1, x + m * D, gamma, beta, 1, D);
+                ln->backward(dx1, dgamma, dbeta, g + m * D, x + m * D, gamma, &mu1, &rs1, 1, D);
+                cr_expect(memcmp(&mu1, &mean[m], 4) == 0 && memcmp(&rs1, &rstd[m], 4) == 0 &&
+                              memcmp(o1, out + m * D, D * sizeof(float)) == 0 &&
+                              memcmp(dx1, dx + m * D, D * sizeof(float)) == 0,
+                          "layernorm[%s] D %d: row %d of %d differs from the row alone", backend_name((tlb_backend)b),
+                          D, m, M);
+            }
+        }
+    free(x), free(g), free(out), free(dx);
 }

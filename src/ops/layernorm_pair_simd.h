@@ -16,11 +16,13 @@ static inline void layernorm_pair_forward_simd(float *out1, float *out2, float *
                                                const float *beta2, int M, int D)
 {
 #pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
-    for (int m = 0; m < M; m++) {
-        const float *x = inp + (size_t)m * D;
-        layernorm_row_stats(x, D, &mean[m], &rstd[m]);
-        layernorm_row_apply(out1 + (size_t)m * D, x, gamma1, beta1, mean[m], rstd[m], D);
-        layernorm_row_apply(out2 + (size_t)m * D, x, gamma2, beta2, mean[m], rstd[m], D);
+    for (int g = 0; g <= M / VW; g++) {
+        const int m0 = g * VW, rows = layernorm_group_rows(inp, mean, rstd, g, M, D);
+        for (int m = m0; m < m0 + rows; m++) {
+            const float *x = inp + (size_t)m * D;
+            layernorm_row_apply(out1 + (size_t)m * D, x, gamma1, beta1, mean[m], rstd[m], D);
+            layernorm_row_apply(out2 + (size_t)m * D, x, gamma2, beta2, mean[m], rstd[m], D);
+        }
     }
 }
 
@@ -81,42 +83,58 @@ static inline void layernorm_pair_rows_regs(float *dinp, float (*part)[LN_MAX_D]
     vec p[4][LN_RV];
 #pragma GCC unroll 8
     for (int j = 0; j < LN_RV; j++) p[0][j] = p[1][j] = p[2][j] = p[3][j] = VZERO;
-    for (int m = m0; m < m1; m++) {
-        const float *x = inp + (size_t)m * D;
-        const float *g1 = dout1 + (size_t)m * D, *g2 = dout2 + (size_t)m * D;
-        const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
-        vec a1 = VZERO, b1 = VZERO, a2 = VZERO, b2 = VZERO;
+    /* VW rows at a time: their dx means in one transpose-add each */
+    for (int g0 = m0; g0 < m1; g0 += VW) {
+        const int n = m1 - g0 < VW ? m1 - g0 : VW;
+        vec a1[VW], b1[VW], a2[VW], b2[VW];
+        for (int r = 0; r < n; r++) {
+            const int m = g0 + r;
+            const float *x = inp + (size_t)m * D;
+            const float *g1 = dout1 + (size_t)m * D, *g2 = dout2 + (size_t)m * D;
+            const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
+            a1[r] = b1[r] = a2[r] = b2[r] = VZERO;
 #pragma GCC unroll 8
-        for (int j = 0; j < LN_RV; j++) {
-            if (j * VW >= D) break;
-            const vmask k = vlanes(D - j * VW);
-            const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
-            const vec gd1 = VMLOAD(g1 + j * VW, k), gd2 = VMLOAD(g2 + j * VW, k);
-            p[0][j] = VFMA(gd1, xh, p[0][j]);
-            p[1][j] = VADD(gd1, p[1][j]);
-            p[2][j] = VFMA(gd2, xh, p[2][j]);
-            p[3][j] = VADD(gd2, p[3][j]);
-            const vec dn1 = VMUL(gd1, VMLOAD(gamma1 + j * VW, k));
-            const vec dn2 = VMUL(gd2, VMLOAD(gamma2 + j * VW, k));
-            a1 = VADD(a1, dn1);
-            b1 = VFMA(dn1, xh, b1);
-            a2 = VADD(a2, dn2);
-            b2 = VFMA(dn2, xh, b2);
+            for (int j = 0; j < LN_RV; j++) {
+                if (j * VW >= D) break;
+                const vmask k = vlanes(D - j * VW);
+                const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
+                const vec gd1 = VMLOAD(g1 + j * VW, k), gd2 = VMLOAD(g2 + j * VW, k);
+                p[0][j] = VFMA(gd1, xh, p[0][j]);
+                p[1][j] = VADD(gd1, p[1][j]);
+                p[2][j] = VFMA(gd2, xh, p[2][j]);
+                p[3][j] = VADD(gd2, p[3][j]);
+                const vec dn1 = VMUL(gd1, VMLOAD(gamma1 + j * VW, k));
+                const vec dn2 = VMUL(gd2, VMLOAD(gamma2 + j * VW, k));
+                a1[r] = VADD(a1[r], dn1);
+                b1[r] = VFMA(dn1, xh, b1[r]);
+                a2[r] = VADD(a2[r], dn2);
+                b2[r] = VFMA(dn2, xh, b2[r]);
+            }
         }
         if (!dinp) continue;
-        const vec mdn1 = VSET1(vhsum(a1) / (float)D), mdx1 = VSET1(vhsum(b1) / (float)D);
-        const vec mdn2 = VSET1(vhsum(a2) / (float)D), mdx2 = VSET1(vhsum(b2) / (float)D);
-        float *dx = dinp + (size_t)m * D;
+        float mdn1[VW], mdx1[VW], mdn2[VW], mdx2[VW];
+        layernorm_group_means(mdn1, a1, n, D);
+        layernorm_group_means(mdx1, b1, n, D);
+        layernorm_group_means(mdn2, a2, n, D);
+        layernorm_group_means(mdx2, b2, n, D);
+        for (int r = 0; r < n; r++) {
+            const int m = g0 + r;
+            const float *x = inp + (size_t)m * D;
+            const float *g1 = dout1 + (size_t)m * D, *g2 = dout2 + (size_t)m * D;
+            const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
+            const vec n1 = VSET1(mdn1[r]), x1 = VSET1(mdx1[r]), n2 = VSET1(mdn2[r]), x2 = VSET1(mdx2[r]);
+            float *dx = dinp + (size_t)m * D;
 #pragma GCC unroll 8
-        for (int j = 0; j < LN_RV; j++) {
-            if (j * VW >= D) break;
-            const vmask k = vlanes(D - j * VW);
-            const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
-            const vec dn1 = VMUL(VMLOAD(g1 + j * VW, k), VMLOAD(gamma1 + j * VW, k));
-            const vec dn2 = VMUL(VMLOAD(g2 + j * VW, k), VMLOAD(gamma2 + j * VW, k));
-            const vec t1 = VFNMA(xh, mdx1, VSUB(dn1, mdn1));
-            const vec t2 = VFNMA(xh, mdx2, VSUB(dn2, mdn2));
-            VMSTORE(dx + j * VW, k, VFMA(t2, rs, VFMA(t1, rs, VMLOAD(dx + j * VW, k))));
+            for (int j = 0; j < LN_RV; j++) {
+                if (j * VW >= D) break;
+                const vmask k = vlanes(D - j * VW);
+                const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
+                const vec dn1 = VMUL(VMLOAD(g1 + j * VW, k), VMLOAD(gamma1 + j * VW, k));
+                const vec dn2 = VMUL(VMLOAD(g2 + j * VW, k), VMLOAD(gamma2 + j * VW, k));
+                const vec t1 = VFNMA(xh, x1, VSUB(dn1, n1));
+                const vec t2 = VFNMA(xh, x2, VSUB(dn2, n2));
+                VMSTORE(dx + j * VW, k, VFMA(t2, rs, VFMA(t1, rs, VMLOAD(dx + j * VW, k))));
+            }
         }
     }
 #pragma GCC unroll 8

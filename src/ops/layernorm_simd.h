@@ -28,6 +28,51 @@ static inline void layernorm_row_stats(const float *x, int D, float *mean, float
     *rstd = 1.0f / sqrtf(vhsum(v) / (float)D + LN_EPS);
 }
 
+/* layernorm_row_stats for VW consecutive rows (x: the first), bit for bit:
+ * each row's vector sums as there, their horizontal sums in one
+ * transpose-add (vhsums, vhsum's order), the divisions and square roots on
+ * a vector -- a row alone waited on two horizontal sums and a scalar
+ * square root and division. */
+static inline void layernorm_group_stats(const float *x, int D, float *mean, float *rstd)
+{
+    vec s[VW];
+    for (int r = 0; r < VW; r++) {
+        const float *xr = x + (size_t)r * D;
+        vec a = VZERO;
+        for (int d = 0; d < D; d += VW) a = VADD(a, VMLOAD(xr + d, vlanes(D - d)));
+        s[r] = a;
+    }
+    const vec vD = VSET1((float)D), mu = VDIV(vhsums(s), vD);
+    float mus[VW];
+    VSTORE(mus, mu);
+    for (int r = 0; r < VW; r++) {
+        const float *xr = x + (size_t)r * D;
+        const vec vmu = VSET1(mus[r]);
+        vec v = VZERO;
+        for (int d = 0; d < D; d += VW) {
+            const vmask k = vlanes(D - d);
+            const vec c = VMASKZ(k, VSUB(VMLOAD(xr + d, k), vmu));
+            v = VFMA(c, c, v);
+        }
+        s[r] = v;
+    }
+    VSTORE(mean, mu);
+    VSTORE(rstd, VDIV(VSET1(1.0f), VSQRT(VADD(VDIV(vhsums(s), vD), VSET1(LN_EPS)))));
+}
+
+/* Statistics of rows [VW g, VW g + VW) of inp[M, D], or of the rows left
+ * past the last whole group when g = M / VW. */
+static inline int layernorm_group_rows(const float *inp, float *mean, float *rstd, int g, int M, int D)
+{
+    const int m0 = g * VW;
+    if (m0 + VW <= M) {
+        layernorm_group_stats(inp + (size_t)m0 * D, D, mean + m0, rstd + m0);
+        return VW;
+    }
+    for (int m = m0; m < M; m++) layernorm_row_stats(inp + (size_t)m * D, D, &mean[m], &rstd[m]);
+    return M - m0;
+}
+
 /* o = (x - mean) rstd gamma + beta over one row */
 static inline void layernorm_row_apply(float *o, const float *x, const float *gamma,
                                        const float *beta, float mean, float rstd, int D)
@@ -44,10 +89,10 @@ static inline void layernorm_forward_simd(float *out, float *mean, float *rstd, 
                                           const float *gamma, const float *beta, int M, int D)
 {
 #pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
-    for (int m = 0; m < M; m++) {
-        const float *x = inp + (size_t)m * D;
-        layernorm_row_stats(x, D, &mean[m], &rstd[m]);
-        layernorm_row_apply(out + (size_t)m * D, x, gamma, beta, mean[m], rstd[m], D);
+    for (int g = 0; g <= M / VW; g++) {
+        const int m0 = g * VW, rows = layernorm_group_rows(inp, mean, rstd, g, M, D);
+        for (int m = m0; m < m0 + rows; m++)
+            layernorm_row_apply(out + (size_t)m * D, inp + (size_t)m * D, gamma, beta, mean[m], rstd[m], D);
     }
 }
 
@@ -60,11 +105,9 @@ static inline void layernorm_forward_simd(float *out, float *mean, float *rstd, 
 
 /* dx += rstd (dn - mean(dn) - xh mean(dn xh)), dn = g gamma, given the
  * row's sums a = sum(dn) and b = sum(dn xh) as vectors. */
-static inline void layernorm_row_dx(float *dx, const float *x, const float *g,
-                                    const float *gamma, vec mu, vec rs, vec a, vec b, int D)
+static inline void layernorm_row_dx_given(float *dx, const float *x, const float *g, const float *gamma,
+                                          vec mu, vec rs, vec mdn, vec mdx, int D)
 {
-    const vec mdn = VSET1(vhsum(a) / (float)D);
-    const vec mdx = VSET1(vhsum(b) / (float)D);
     for (int d = 0; d < D; d += VW) {
         const vmask k = vlanes(D - d);
         const vec dn = VMUL(VMLOAD(g + d, k), VMLOAD(gamma + d, k));
@@ -72,6 +115,25 @@ static inline void layernorm_row_dx(float *dx, const float *x, const float *g,
         const vec t = VFNMA(xh, mdx, VSUB(dn, mdn));
         VMSTORE(dx + d, k, VFMA(t, rs, VMLOAD(dx + d, k)));
     }
+}
+
+static inline void layernorm_row_dx(float *dx, const float *x, const float *g,
+                                    const float *gamma, vec mu, vec rs, vec a, vec b, int D)
+{
+    layernorm_row_dx_given(dx, x, g, gamma, mu, rs, VSET1(vhsum(a) / (float)D), VSET1(vhsum(b) / (float)D), D);
+}
+
+/* means[r] = hsum(v[r]) / D for the n (<= VW) rows of a group, as
+ * layernorm_row_dx takes each row's: a whole group in one transpose-add
+ * (vhsums, bit for bit), a tail row by row (so a row alone is checked
+ * against the group path: ops_backend's rows-independent test). */
+static inline void layernorm_group_means(float *means, const vec v[VW], int n, int D)
+{
+    if (n < VW) {
+        for (int r = 0; r < n; r++) means[r] = vhsum(v[r]) / (float)D;
+        return;
+    }
+    VSTORE(means, VDIV(vhsums(v), VSET1((float)D)));
 }
 
 static inline void layernorm_row_backward(float *dx, float *sg, float *sb, const float *x,
@@ -111,25 +173,37 @@ static inline void layernorm_rows_backward_regs(float *dinp, float *sg_out, floa
     vec sg[LN_RV], sb[LN_RV];
 #pragma GCC unroll 8
     for (int j = 0; j < LN_RV; j++) sg[j] = sb[j] = VZERO;
-    for (int m = m0; m < m1; m++) {
-        const float *x = inp + (size_t)m * D, *g = dout + (size_t)m * D;
-        const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
-        vec a = VZERO, b = VZERO;
+    /* VW rows at a time: their dx means in one transpose-add each */
+    for (int g0 = m0; g0 < m1; g0 += VW) {
+        const int n = m1 - g0 < VW ? m1 - g0 : VW;
+        vec a[VW], b[VW];
+        for (int r = 0; r < n; r++) {
+            const int m = g0 + r;
+            const float *x = inp + (size_t)m * D, *g = dout + (size_t)m * D;
+            const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
+            a[r] = b[r] = VZERO;
 #pragma GCC unroll 8
-        for (int j = 0; j < LN_RV; j++) {
-            if (j * VW >= D) break;
-            const vmask k = vlanes(D - j * VW);
-            const vec gd = VMLOAD(g + j * VW, k);
-            const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
-            sg[j] = VFMA(gd, xh, sg[j]);
-            sb[j] = VADD(gd, sb[j]);
-            const vec dn = VMUL(gd, VMLOAD(gamma + j * VW, k));
-            a = VADD(a, dn);
-            b = VFMA(dn, xh, b);
+            for (int j = 0; j < LN_RV; j++) {
+                if (j * VW >= D) break;
+                const vmask k = vlanes(D - j * VW);
+                const vec gd = VMLOAD(g + j * VW, k);
+                const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
+                sg[j] = VFMA(gd, xh, sg[j]);
+                sb[j] = VADD(gd, sb[j]);
+                const vec dn = VMUL(gd, VMLOAD(gamma + j * VW, k));
+                a[r] = VADD(a[r], dn);
+                b[r] = VFMA(dn, xh, b[r]);
+            }
         }
         if (!dinp) continue;
-        float *dx = dinp + (size_t)m * D;
-        layernorm_row_dx(dx, x, g, gamma, mu, rs, a, b, D);
+        float mdn[VW], mdx[VW];
+        layernorm_group_means(mdn, a, n, D);
+        layernorm_group_means(mdx, b, n, D);
+        for (int r = 0; r < n; r++) {
+            const int m = g0 + r;
+            layernorm_row_dx_given(dinp + (size_t)m * D, inp + (size_t)m * D, dout + (size_t)m * D, gamma,
+                                   VSET1(mean[m]), VSET1(rstd[m]), VSET1(mdn[r]), VSET1(mdx[r]), D);
+        }
     }
 #pragma GCC unroll 8
     for (int j = 0; j < LN_RV; j++) {

@@ -20,6 +20,7 @@ typedef __m256i vmask;
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VDIV(a, b) _mm256_div_ps(a, b)
+#define VSQRT(a) _mm256_sqrt_ps(a)
 #define VMIN(a, b) _mm256_min_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #define VAND(a, b) _mm256_and_ps(a, b)
@@ -61,6 +62,24 @@ static inline float vhmax(vec v)
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* r[l] = vhsum(v[l]) bit for bit, l < VW: the transpose-add in vhsum's own
+ * pairs and order (lanes i + 4, then i + 2, i + 1), so a batch of rows
+ * reduces as each row alone. */
+static inline vec vhsums(const vec v[VW])
+{
+    __m256 z[4], u[2];
+    for (int k = 0; k < 4; k++) /* rows 2k | 2k+1, 4 lanes each */
+        z[k] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x31));
+    for (int k = 0; k < 2; k++) /* half h: rows 4k + h, 4k + 2 + h, 2 lanes each */
+        u[k] = _mm256_add_ps(_mm256_shuffle_ps(z[2 * k], z[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(z[2 * k], z[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* half h: rows h, 2 + h, 4 + h, 6 + h */
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
 /* v with lanes l and l ^ s exchanged (s = 1, 2, 4): segment reductions

@@ -20,6 +20,7 @@ typedef __mmask16 vmask;
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VDIV(a, b) _mm512_div_ps(a, b)
+#define VSQRT(a) _mm512_sqrt_ps(a)
 #define VMIN(a, b) _mm512_min_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #define VAND(a, b) _mm512_and_ps(a, b)
@@ -49,6 +50,27 @@ static inline vmask vlanes(int n)
 
 static inline float vhsum(vec v) { return _mm512_reduce_add_ps(v); }
 static inline float vhmax(vec v) { return _mm512_reduce_max_ps(v); }
+
+/* r[l] = vhsum(v[l]) bit for bit, l < VW: the transpose-add in vhsum's own
+ * pairs and order (lanes i + 8, then i + 4, i + 2, i + 1; see GCC's
+ * _mm512_reduce_add_ps), so a batch of rows reduces as each row alone. */
+static inline vec vhsums(const vec v[VW])
+{
+    __m512 z[8], u[4], w[2];
+    for (int k = 0; k < 8; k++) /* rows 2k | 2k+1, 8 lanes each */
+        z[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int k = 0; k < 4; k++) /* rows 4k, 4k+1, 4k+2, 4k+3, 4 lanes each */
+        u[k] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * k], z[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(z[2 * k], z[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int k = 0; k < 2; k++) /* 128-bit group g: rows 8k + g, 8k + 4 + g, 2 lanes each */
+        w[k] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* group g: rows g, 4 + g, 8 + g, 12 + g */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
 
 /* v with lanes l and l ^ s exchanged (s = 1, 2, 4, 8): segment reductions
  * (attention_simd.h, rows of fewer keys than a vector). */
