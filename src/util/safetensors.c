@@ -211,7 +211,7 @@ int st_read_i32(const st_file *f, const char *name, int32_t *out, size_t numel, 
 
 int st_read_int(const st_file *f, const char *name, int *out, tlb_error *err)
 {
-    int32_t v;
+    int32_t v = 0; /* read_typed fills it; -fPIC builds warn otherwise */
     if (read_typed(f, name, ST_I32, &v, 1, err) != 0) return -1;
     *out = v;
     return 0;
