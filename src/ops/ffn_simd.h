@@ -131,10 +131,10 @@ static inline void ffn_forward_simd(float *out, float *h, const float *inp, cons
     if (M <= 0 || D <= 0) return;
     float *g = scratch(FFN_G, (size_t)M * F);
     const ffn_epi up = {FFN_EPI_GELU, g, NULL, NULL, 0, T};
-    const gemm_args fc1 = {h, (size_t)F, inp, (size_t)D, 1, w1, (size_t)F, b1, 0, M, F, D, &up};
+    const gemm_args fc1 = {h, (size_t)F, inp, (size_t)D, 1, w1, (size_t)F, b1, 0, M, F, D, &up, NULL};
     gemm(&fc1);
     const ffn_epi down = {FFN_EPI_DROP_RES, NULL, res, drop, dropout_active(drop), T};
-    const gemm_args fc2 = {out, (size_t)D, g, (size_t)F, 1, w2, (size_t)D, b2, 0, M, D, F, &down};
+    const gemm_args fc2 = {out, (size_t)D, g, (size_t)F, 1, w2, (size_t)D, b2, 0, M, D, F, &down, NULL};
     gemm(&fc2);
 }
 
@@ -189,14 +189,15 @@ static inline void ffn_backward_into(float *dinp, float *dw1, float *db1, float 
         float *dh = scratch(FFN_DH, (size_t)M * F);
         const float *w2t = transposed(w2, F, D);
         const ffn_epi grad = {FFN_EPI_GELU_GRAD, g, h, NULL, 0, T};
-        const gemm_args dg = {dh, (size_t)F, dy, (size_t)D, 1, w2t, (size_t)F, NULL, 0, M, F, D, &grad};
+        const gemm_args dg = {dh, (size_t)F, dy, (size_t)D, 1, w2t, (size_t)F, NULL, 0, M, F, D, &grad, NULL};
         gemm(&dg);
         have_g = g != NULL;
         dense_backward_into(dinp, dw1, db1, dh, inp, w1, M, D, F, add);
     }
-    if (dw2) { /* dw2[F,D] += gelu(h)^T @ dy */
+    if (dw2) { /* dw2[F,D] += gelu(h)^T @ dy (and db2 in spans, as the unfused dense backward) */
         if (!have_g) gelu_forward_simd(g, h, (size_t)M * F);
-        const gemm_args a = {dw2, (size_t)D, g, 1, (size_t)F, dy, (size_t)D, NULL, 1, F, D, M, NULL};
+        gemm_args a = {dw2, (size_t)D, g, 1, (size_t)F, dy, (size_t)D, NULL, 1, F, D, M, NULL, NULL};
+        if (db2 && gemm_spans(M)) a.colsum = db2, db2 = NULL;
         gemm(&a);
     }
     if (db2) column_sums(db2, dy, (size_t)M, D);

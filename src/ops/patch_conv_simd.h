@@ -60,7 +60,7 @@ static inline void patch_conv_forward_simd(float *out, const float *img, const f
         float *buf = scratch(1, (size_t)N * R);
         gather_patches(buf, img, b, S, P);
         gemm_args g = {out + (size_t)b * N * D, (size_t)D, buf, (size_t)R, 1, w, (size_t)D,
-                       bias, 0, N, D, R, NULL};
+                       bias, 0, N, D, R, NULL, NULL};
         tiles_serial(&g);
     }
 }
@@ -77,7 +77,7 @@ static inline void patch_conv_backward_simd(float *dimg, float *dw, float *dbias
         for (int b = 0; b < B; b++) {
             float *buf = scratch(1, (size_t)N * R);
             gemm_args g = {buf, (size_t)R, dout + (size_t)b * N * D, (size_t)D, 1, wt,
-                           (size_t)R, NULL, 0, N, R, D, NULL};
+                           (size_t)R, NULL, 0, N, R, D, NULL, NULL};
             tiles_serial(&g);
             scatter_add_patches(dimg, buf, b, S, P);
         }
@@ -93,7 +93,7 @@ static inline void patch_conv_backward_simd(float *dimg, float *dw, float *dbias
                 for (int b = 0; b < B; b++) {
                     gather_patches(buf, img, b, S, P);
                     gemm_args g = {dw, (size_t)D, buf, 1, (size_t)R, dout + (size_t)b * N * D,
-                                   (size_t)D, NULL, 1, R, D, N, NULL};
+                                   (size_t)D, NULL, 1, R, D, N, NULL, NULL};
                     for (int t = tid; t < mt * nt; t += nth) tile_any(&g, (t / nt) * MR, (t % nt) * TILE_N);
                 }
             }
