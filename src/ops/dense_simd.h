@@ -224,19 +224,18 @@ static inline int scratch_reserve(int slot, size_t n) { return thread_scratch_re
 static inline float *scratch(int slot, size_t n) { return thread_scratch_get(&scratch_slots[slot], n); }
 static inline thread_scratch *patches_scratch(void) { return &scratch_slots[1]; }
 
-/* wt[N,K] = w[K,N]^T in 16 x 16 blocks: element by element, each of wt's
- * lines was written 16 times far apart and left L1 between (fc1's 64 x 256
- * took 33 us, serial, ahead of every dX product; blocked: a few us). */
+/* wt[N,K] = w[K,N]^T: whole VW x VW blocks in registers (vtranspose_block),
+ * the edges element by element. Serial, ahead of every dX product: one
+ * element at a time, fc1's 64 x 256 took 33 us (each line of wt written 16
+ * times far apart). */
 static inline float *transposed(const float *w, int K, int N)
 {
     float *wt = scratch(0, (size_t)K * N);
-    enum { TB = 16 };
-    for (int k0 = 0; k0 < K; k0 += TB)
-        for (int n0 = 0; n0 < N; n0 += TB) {
-            const int k1 = K - k0 < TB ? K : k0 + TB, n1 = N - n0 < TB ? N : n0 + TB;
-            for (int k = k0; k < k1; k++)
-                for (int n = n0; n < n1; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
-        }
+    const int kb = K - K % VW, nb = N - N % VW;
+    for (int k0 = 0; k0 < kb; k0 += VW)
+        for (int n0 = 0; n0 < nb; n0 += VW) vtranspose_block(wt + (size_t)n0 * K + k0, K, w + (size_t)k0 * N + n0, N);
+    for (int k = 0; k < K; k++) /* the right edge, then the bottom rows */
+        for (int n = k < kb ? nb : 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
     return wt;
 }
 
