@@ -39,7 +39,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train bench-ab print-ldlibs clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -202,7 +202,16 @@ bench-pytorch-infer: $(BUILD)/tlb_bench
 bench-pytorch-train: $(BUILD)/tlb_bench
 	bench/train_vs_pytorch.sh $(TRAIN_ROUNDS) $(TRAIN_STEPS)
 
+# A change's speed on a shared machine: REF (a commit) and the working tree
+# in one process, their micro-batch steps alternated (bench/ab.sh).
+bench-ab:
+	@test -n "$(REF)" || { echo "make bench-ab REF=<commit> [ROUNDS=15]" >&2; exit 2; }
+	bench/ab.sh $(REF) $(or $(ROUNDS),15)
+
+print-ldlibs:
+	@echo $(LDLIBS)
+
 clean:
-	rm -rf $(BUILD) tlb build-san build-fuzz build-tsan
+	rm -rf $(BUILD) tlb build-san build-fuzz build-tsan build-ab
 
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)

@@ -1,0 +1,51 @@
+/* One build's side of bench/ab.sh: compiled with that build's headers and
+ * linked with its library into one shared object, so two builds of tlb-c
+ * can run in one process (bench/ab/ab_main.c). The seed model at image 48,
+ * the automatic backends, dropout on, Keras initialisation, a fixed input. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "model/model.h"
+#include "ops/ops.h"
+#include "train/init.h"
+#include "util/rng.h"
+
+static tlb_model model;
+static op_table ops;
+static float *images;
+static int *labels;
+static int rows;
+
+/* 0 on success; the stage that failed otherwise. */
+int ab_setup(int micro_batch)
+{
+    tlb_error err;
+    if (ops_table_select(&ops, NULL, &err) != 0) return 1;
+    tlb_model_config c = model_config_seed();
+    c.image_size = 48;
+    if (model_create(&model, &c, &err) != 0) return 2;
+    model_use_ops(&model, &ops);
+    if (model_plan(&model, micro_batch, &err) != 0) return 3;
+    init_keras(&model, 42);
+    rows = micro_batch;
+    const size_t n = (size_t)micro_batch * 48 * 48 * 3;
+    images = malloc(n * sizeof(float));
+    labels = malloc((size_t)micro_batch * sizeof(int));
+    if (!images || !labels) return 4;
+    rng_stream r = {7, 0};
+    for (size_t i = 0; i < n; i++) images[i] = rng_next_uniform(&r);
+    for (int b = 0; b < micro_batch; b++) labels[b] = b % 10;
+    return 0;
+}
+
+/* Seconds for one micro-batch's forward and backward. */
+double ab_step(void)
+{
+    const model_dropout d = {1, 99, 0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    model_forward(&model, images, labels, rows, &d);
+    model_backward(&model, images, labels, rows, 1.0f / 2048, &d);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+}
