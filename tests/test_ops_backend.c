@@ -424,7 +424,8 @@ Test(ops_backend, layernorm_rows_independent_bit_for_bit)
     float *out = malloc(M * DMAX * sizeof(float)), *dx = malloc(M * DMAX * sizeof(float));
     float gamma[DMAX], beta[DMAX], dgamma[DMAX], dbeta[DMAX], mean[M], rstd[M];
     rng_stream r = {21, 0};
-    for (int i = 0; i < M * DMAX; i++) x[i] = 8.0f * rng_next_uniform(&r) - 3.0f, g[i] = rng_next_uniform(&r) - 0.5f;
+    for (int i = 0; i < M * DMAX; i++)
+        x[i] = 8.0f * rng_next_uniform(&r) - 3.0f, g[i] = rng_next_uniform(&r) - 0.5f;
     for (int d = 0; d < DMAX; d++) gamma[d] = 0.5f + rng_next_uniform(&r), beta[d] = rng_next_uniform(&r);
     for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
         for (int b = 1; b < TLB_BACKEND_COUNT; b++) {
@@ -442,8 +443,8 @@ Test(ops_backend, layernorm_rows_independent_bit_for_bit)
                 cr_expect(memcmp(&mu1, &mean[m], 4) == 0 && memcmp(&rs1, &rstd[m], 4) == 0 &&
                               memcmp(o1, out + m * D, D * sizeof(float)) == 0 &&
                               memcmp(dx1, dx + m * D, D * sizeof(float)) == 0,
-                          "layernorm[%s] D %d: row %d of %d differs from the row alone", backend_name((tlb_backend)b),
-                          D, m, M);
+                          "layernorm[%s] D %d: row %d of %d differs from the row alone",
+                          backend_name((tlb_backend)b), D, m, M);
             }
         }
     free(x), free(g), free(out), free(dx);

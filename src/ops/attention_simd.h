@@ -164,7 +164,8 @@ static void combine_many(float *dst, size_t ds, int n, int accumulate, const flo
             for (int r = 0; r < nrows; r++) {
                 const float *row = rows + (size_t)r * rs + c0;
                 const size_t at = (size_t)r * cs;
-                const vec x0 = VLOAD(row), x1 = VLOAD(row + VW), x2 = VLOAD(row + 2 * VW), x3 = VLOAD(row + 3 * VW);
+                const vec x0 = VLOAD(row), x1 = VLOAD(row + VW);
+                const vec x2 = VLOAD(row + 2 * VW), x3 = VLOAD(row + 3 * VW);
                 for (int g = 0; g < 4; g++) {
                     const vec w = VSET1(c[g * cd + at]);
                     acc[g][0] = VFMA(w, x0, acc[g][0]);

@@ -146,7 +146,8 @@ static inline void colsum_span(const gemm_args *g, int n0, int r0, int r1)
     const int nc = g->N - n0 < TILE_N ? g->N - n0 : TILE_N, nv = (nc + VW - 1) / VW;
     const vmask last = VMASK(nc - (nv - 1) * VW);
     vec c[NV_MAX];
-    for (int j = 0; j < nv; j++) c[j] = j == nv - 1 ? VMLOAD(g->colsum + n0 + j * VW, last) : VLOAD(g->colsum + n0 + j * VW);
+    for (int j = 0; j < nv; j++)
+        c[j] = j == nv - 1 ? VMLOAD(g->colsum + n0 + j * VW, last) : VLOAD(g->colsum + n0 + j * VW);
     const float *B = g->B + n0;
     for (int r = r0; r < r1; r++)
         for (int j = 0; j < nv; j++)
@@ -233,7 +234,8 @@ static inline float *transposed(const float *w, int K, int N)
     float *wt = scratch(0, (size_t)K * N);
     const int kb = K - K % VW, nb = N - N % VW;
     for (int k0 = 0; k0 < kb; k0 += VW)
-        for (int n0 = 0; n0 < nb; n0 += VW) vtranspose_block(wt + (size_t)n0 * K + k0, K, w + (size_t)k0 * N + n0, N);
+        for (int n0 = 0; n0 < nb; n0 += VW)
+            vtranspose_block(wt + (size_t)n0 * K + k0, K, w + (size_t)k0 * N + n0, N);
     for (int k = 0; k < K; k++) /* the right edge, then the bottom rows */
         for (int n = k < kb ? nb : 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
     return wt;
