@@ -24,6 +24,7 @@ typedef struct {
 typedef struct {
     double fma_1t, fma_all; /* GFLOP/s, fp32 FMA */
     const char *fma_isa;
+    double fma_avx2_all; /* AVX2's FMA peak, all threads, where fma_all is AVX-512's (else 0): the avx2 row's */
     double bw_triad, bw_copy; /* GB/s, all threads */
     double bf16_1t, bf16_all; /* GFLOP/s, bf16 dot products (VDPBF16PS), 2 FLOPs per multiply-add */
 } bench_machine;

@@ -76,6 +76,8 @@ void bench_probe(const bench_opts *o, bench_machine *m)
     m->fma_isa = avx512 ? "avx512 (16 zmm accumulators)" : "avx2 (12 ymm accumulators)";
     m->fma_1t = fma_rate(loop, 1);
     m->fma_all = fma_rate(loop, o->threads);
+    /* the AVX2 kernels' own ceiling on an AVX-512 CPU: half the lanes per FMA */
+    m->fma_avx2_all = avx512 ? fma_rate(probe_fma_avx2, o->threads) : 0;
     /* bf16: only where the CPU has the instruction (the file is compiled for it) */
     const int bf16 = avx512 && bf16_native();
     m->bf16_1t = bf16 ? fma_rate(probe_dpbf16_avx512, 1) : 0;
@@ -85,6 +87,9 @@ void bench_probe(const bench_opts *o, bench_machine *m)
     printf("\n## Machine probe\n\n");
     printf("fp32 FMA peak, %s: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n",
            m->fma_isa, m->fma_1t, m->fma_all, o->threads);
+    if (m->fma_avx2_all > 0)
+        printf("fp32 FMA peak, avx2 (12 ymm accumulators) on this CPU: %.1f GFLOP/s on %d threads (the avx2 "
+               "step row's denominator)\n", m->fma_avx2_all, o->threads);
     if (bf16)
         printf("bf16 peak, avx512_bf16 VDPBF16PS (24 zmm accumulators, 64 FLOPs each): %.1f GFLOP/s on 1 thread, "
                "%.1f GFLOP/s on %d threads (%.2fx the fp32 peak)\n",
@@ -97,6 +102,7 @@ void bench_probe(const bench_opts *o, bench_machine *m)
     if (f) {
         fprintf(f, "fma_peak_1_thread,%.2f,GFLOP/s\nfma_peak_%d_threads,%.2f,GFLOP/s\n", m->fma_1t,
                 o->threads, m->fma_all);
+        if (m->fma_avx2_all > 0) fprintf(f, "fma_avx2_peak_%d_threads,%.2f,GFLOP/s\n", o->threads, m->fma_avx2_all);
         if (bf16)
             fprintf(f, "bf16_peak_1_thread,%.2f,GFLOP/s\nbf16_peak_%d_threads,%.2f,GFLOP/s\n", m->bf16_1t,
                     o->threads, m->bf16_all);

@@ -288,8 +288,9 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
     char bf16_peak[64] = "not available (no AVX512_BF16)";
     if (m->bf16_all > 0) snprintf(bf16_peak, sizeof bf16_peak, "%.1f GFLOP/s", m->bf16_all);
     if (m->fma_all > 0)
-        printf("%%peak: effective GFLOP/s over the probe's peak of the row's precision: fp32 FMA %.1f GFLOP/s, "
-               "bf16 VDPBF16PS %s\n", m->fma_all, bf16_peak);
+        printf("%%peak: effective GFLOP/s over the probe's peak of the row's precision: fp32 FMA %.1f GFLOP/s "
+               "(the avx2 row: AVX2's FMA, %.1f GFLOP/s, where measured), bf16 VDPBF16PS %s\n", m->fma_all,
+               m->fma_avx2_all > 0 ? m->fma_avx2_all : m->fma_all, bf16_peak);
     else
         printf("%%peak: n/a (the probe did not run in this invocation)\n");
     printf("\n%-24s %9s %9s %9s %7s %-4s %9s %9s %9s %9s\n", "configuration", "step s", "img/s",
@@ -336,12 +337,16 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
             continue;
         }
         const double ips = row_o.batch / r.step_s, gf = fl * ips * 1e-9, rss = r.hwm_mib;
-        /* the peak of the precision the step ran in; 0: not measured */
-        const double peak = bf16 ? m->bf16_all : m->fma_all, pct = peak > 0 ? 100 * gf / peak : 0;
+        /* the peak of the precision the step ran in (the avx2 row: of AVX2's FMA where the CPU has
+         * AVX-512 too); 0: not measured */
+        const int avx2_row = configs[i].spec && strcmp(configs[i].spec, "avx2") == 0 && m->fma_avx2_all > 0;
+        const double peak = bf16 ? m->bf16_all : avx2_row ? m->fma_avx2_all : m->fma_all;
+        const double pct = peak > 0 ? 100 * gf / peak : 0;
+        const char *of = bf16 ? "bf16" : avx2_row ? "avx2" : "fp32";
         char pct_s[16] = "    n/a";
         if (peak > 0) snprintf(pct_s, sizeof pct_s, "%6.1f%%", pct);
         printf("%-24s %9.3f %9.1f %9.1f %s %-4s %9.3f %5.0f MiB %5.0f MiB %4.0f MiB%s\n", configs[i].label,
-               r.step_s, ips, gf, pct_s, bf16 ? "bf16" : "fp32", r.mb_s, rss, r.planned_mib, r.base_mib,
+               r.step_s, ips, gf, pct_s, of, r.mb_s, rss, r.planned_mib, r.base_mib,
                r.scaled ? "  (one micro-batch timed, scaled)" : "");
         printf("%-24s   ops: %s\n", "", r.backends);
         if (csv) {
@@ -355,8 +360,8 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
                     peak_s, pct_c, rss, r.planned_mib, r.base_mib, r.scaled, r.mb_s, r.backends);
         }
         /* issue 22's targets: >= 60% of the peak of the step's precision (aim 67% in bf16) */
-        if (c.wiring == TLB_WIRING_KERAS && (bf16 || !configs[i].spec) && peak > 0)
-            printf("%-24s   target (issue 22): >= 60%% of the %s peak: %s%s\n", "", bf16 ? "bf16" : "fp32",
+        if (c.wiring == TLB_WIRING_KERAS && (bf16 || avx2_row || !configs[i].spec) && peak > 0)
+            printf("%-24s   target (issue 22): >= 60%% of the %s peak: %s%s\n", "", of,
                    pct >= 60 ? "met" : "NOT met", bf16 ? (pct >= 67 ? "; aim 67%: met" : "; aim 67%: not met") : "");
         if (configs[i].spec && strcmp(configs[i].spec, "bf16") == 0 && c.wiring == TLB_WIRING_KERAS)
             out->bf16_step_seconds = r.step_s;
