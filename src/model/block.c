@@ -4,16 +4,16 @@
 
 #include "ops/dense_bf16.h"
 
-void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk)
+void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, int keep_normalised)
 {
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
-    acts->ln_q = arena_take(a, rq * d.D);
+    acts->ln_q = keep_normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_q_mean = arena_take(a, rq);
     acts->ln_q_rstd = arena_take(a, rq);
-    acts->ln_k = arena_take(a, rk * d.D);
+    acts->ln_k = keep_normalised ? arena_take(a, rk * d.D) : NULL;
     acts->ln_k_mean = arena_take(a, rk);
     acts->ln_k_rstd = arena_take(a, rk);
-    acts->ln_v = arena_take(a, rk * d.D);
+    acts->ln_v = keep_normalised ? arena_take(a, rk * d.D) : NULL;
     acts->ln_v_mean = arena_take(a, rk);
     acts->ln_v_rstd = arena_take(a, rk);
     acts->q = arena_take(a, rq * HK);
@@ -22,7 +22,7 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->probs = arena_take(a, (size_t)B * d.H * Tq * Tk);
     acts->att = arena_take(a, rq * HK);
     acts->attn_out = arena_take(a, rq * d.D);
-    acts->ln_f = arena_take(a, rq * d.D);
+    acts->ln_f = keep_normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_f_mean = arena_take(a, rq);
     acts->ln_f_rstd = arena_take(a, rq);
     acts->h = arena_take(a, rq * d.F);
@@ -47,6 +47,10 @@ void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq,
     s->d_ln_q = arena_take(a, rq * d.D);
     s->d_ln_k = arena_take(a, rk * d.D);
     s->d_ln_v = arena_take(a, rk * d.D);
+    s->ln_q = arena_take(a, rq * d.D);
+    s->ln_f = arena_take(a, rq * d.D);
+    s->ln_k = arena_take(a, rk * d.D);
+    s->ln_v = arena_take(a, rk * d.D);
 }
 
 void kernels_dense_forward(const block_kernels *k, float *out, const float *inp, const float *params,
@@ -96,6 +100,23 @@ int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *s
 static int fuse_ffn(const block_kernels *k) { return !k->params16 && ops_table_fused(k->ops, TLB_OP_ffn); }
 static int fuse_kv_norms(const block_kernels *k) { return ops_table_fused(k->ops, TLB_OP_layernorm_pair); }
 
+int block_keeps_normalised(const op_table *ops)
+{
+    const int kv = ops_table_fused(ops, TLB_OP_layernorm_pair) ? TLB_OP_layernorm_pair : TLB_OP_layernorm;
+    return !ops_layernorm_apply(ops, TLB_OP_layernorm) || !ops_layernorm_apply(ops, kv);
+}
+
+/* A LayerNorm output the plan did not keep, rebuilt into scratch from the
+ * input and the saved statistics (the forward's bits); a kept one as is. */
+static const float *normalised(const float *kept, float *scratch, const block_kernels *k, int op, const float *x,
+                               const float *mean, const float *rstd, const float *gamma, const float *beta,
+                               int M, int D)
+{
+    if (kept) return kept;
+    ops_layernorm_apply(k->ops, op)(scratch, x, mean, rstd, gamma, beta, M, D);
+    return scratch;
+}
+
 int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, size_t *staging,
                   tlb_error *err)
 {
@@ -127,38 +148,41 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
     a->x_q = x_q;
     a->x_kv = x_kv;
+    /* the LayerNorm outputs: kept, or in scratch for the products only */
+    float *ln_q = a->ln_q ? a->ln_q : s->ln_q, *ln_k = a->ln_k ? a->ln_k : s->ln_k;
+    float *ln_v = a->ln_v ? a->ln_v : s->ln_v, *ln_f = a->ln_f ? a->ln_f : s->ln_f;
 
     /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
-    k->ops->layernorm.forward(a->ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
+    k->ops->layernorm.forward(ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
                               w + ap->ln_q_beta, rq, d.D);
     if (fuse_kv_norms(k)) { /* one set of statistics (ln_k's) serves both */
-        k->ops->layernorm_pair.forward(a->ln_k, a->ln_v, a->ln_k_mean, a->ln_k_rstd, x_kv,
+        k->ops->layernorm_pair.forward(ln_k, ln_v, a->ln_k_mean, a->ln_k_rstd, x_kv,
                                        w + ap->ln_k_gamma, w + ap->ln_k_beta, w + ap->ln_v_gamma,
                                        w + ap->ln_v_beta, rk, d.D);
     } else {
-        k->ops->layernorm.forward(a->ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
+        k->ops->layernorm.forward(ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
                                   w + ap->ln_k_beta, rk, d.D);
-        k->ops->layernorm.forward(a->ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
+        k->ops->layernorm.forward(ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
                                   w + ap->ln_v_beta, rk, d.D);
     }
-    kernels_dense_forward(k, a->q, a->ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
-    kernels_dense_forward(k, a->k, a->ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
-    kernels_dense_forward(k, a->v, a->ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
+    kernels_dense_forward(k, a->q, ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
+    kernels_dense_forward(k, a->k, ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
+    kernels_dense_forward(k, a->v, ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
     k->ops->attention.forward(a->att, a->probs, a->q, a->k, a->v, kv_len, B, Tq, Tk, d.H, d.K,
                               drop ? &drop->attn : NULL);
     kernels_dense_forward(k, a->attn_out, a->att, w, ap->o_kernel, ap->o_bias, rq, HK, d.D);
     k->ops->residual.forward(a->attn_out, a->attn_out, x_q, (size_t)rq * d.D);
 
     /* FFN with its dropout before the residual add. */
-    k->ops->layernorm.forward(a->ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
+    k->ops->layernorm.forward(ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
                               w + fp->ln_beta, rq, d.D);
     if (fuse_ffn(k)) {
-        k->ops->ffn.forward(a->out, a->h, a->ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
+        k->ops->ffn.forward(a->out, a->h, ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
                             w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
                             drop ? &drop->ffn : NULL);
         return;
     }
-    kernels_dense_forward(k, a->h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, rq, d.D, d.F);
+    kernels_dense_forward(k, a->h, ln_f, w, fp->fc1_kernel, fp->fc1_bias, rq, d.D, d.F);
     k->ops->gelu.forward(s->g, a->h, (size_t)rq * d.F);
     kernels_dense_forward(k, a->out, s->g, w, fp->fc2_kernel, fp->fc2_bias, rq, d.F, d.D);
     if (drop && drop->ffn.rate > 0.0f)
@@ -180,15 +204,17 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
      * backward_first) where the kernels have it, else zeroed first. */
 
     /* FFN: out = attn_out + dropout(g @ W2 + b2); d_attn_out starts as dout (the residual path). */
+    const float *ln_f = normalised(a->ln_f, s->ln_f, k, TLB_OP_layernorm, a->attn_out, a->ln_f_mean,
+                                   a->ln_f_rstd, w + fp->ln_gamma, w + fp->ln_beta, (int)rq, d.D);
     if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
         k->ops->ffn.backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
-                                   g + fp->fc2_bias, s->d_attn_out, dout, a->ln_f, w + fp->fc1_kernel,
+                                   g + fp->fc2_bias, s->d_attn_out, dout, ln_f, w + fp->fc1_kernel,
                                    w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
     } else if (fused_ffn) {
         memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float));
         memset(s->d_ln_f, 0, rq * d.D * sizeof(float));
         k->ops->ffn.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
-                             g + fp->fc2_bias, NULL, dout, a->ln_f, w + fp->fc1_kernel,
+                             g + fp->fc2_bias, NULL, dout, ln_f, w + fp->fc1_kernel,
                              w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
     } else {
         memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float));
@@ -200,7 +226,7 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
         kernels_dense_backward_first(k, s->d_g, g, s->d_y2, s->g, w, fp->fc2_kernel, fp->fc2_bias, (int)rq, d.F,
                                      d.D);
         k->ops->gelu.backward(s->d_h, s->d_g, a->h, rq * d.F);
-        kernels_dense_backward_first(k, s->d_ln_f, g, s->d_h, a->ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq,
+        kernels_dense_backward_first(k, s->d_ln_f, g, s->d_h, ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq,
                                      d.D, d.F);
     }
     k->ops->layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
@@ -221,11 +247,20 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
         k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
                                    Tk, d.H, d.K, drop ? &drop->attn : NULL);
     }
-    kernels_dense_backward_first(k, s->d_ln_q, g, s->d_q, a->ln_q, w, ap->q_kernel, ap->q_bias, (int)rq, d.D,
+    /* each rebuilt LayerNorm output just before its product reads it */
+    const int kv_op = fused_kv ? TLB_OP_layernorm_pair : TLB_OP_layernorm;
+    const float *v_mean = fused_kv ? a->ln_k_mean : a->ln_v_mean, *v_rstd = fused_kv ? a->ln_k_rstd : a->ln_v_rstd;
+    const float *ln_q = normalised(a->ln_q, s->ln_q, k, TLB_OP_layernorm, a->x_q, a->ln_q_mean, a->ln_q_rstd,
+                                   w + ap->ln_q_gamma, w + ap->ln_q_beta, (int)rq, d.D);
+    kernels_dense_backward_first(k, s->d_ln_q, g, s->d_q, ln_q, w, ap->q_kernel, ap->q_bias, (int)rq, d.D,
                                  (int)HK);
-    kernels_dense_backward_first(k, s->d_ln_k, g, s->d_k, a->ln_k, w, ap->k_kernel, ap->k_bias, (int)rk, d.D,
+    const float *ln_k = normalised(a->ln_k, s->ln_k, k, kv_op, a->x_kv, a->ln_k_mean, a->ln_k_rstd,
+                                   w + ap->ln_k_gamma, w + ap->ln_k_beta, (int)rk, d.D);
+    kernels_dense_backward_first(k, s->d_ln_k, g, s->d_k, ln_k, w, ap->k_kernel, ap->k_bias, (int)rk, d.D,
                                  (int)HK);
-    kernels_dense_backward_first(k, s->d_ln_v, g, s->d_v, a->ln_v, w, ap->v_kernel, ap->v_bias, (int)rk, d.D,
+    const float *ln_v = normalised(a->ln_v, s->ln_v, k, kv_op, a->x_kv, v_mean, v_rstd, w + ap->ln_v_gamma,
+                                   w + ap->ln_v_beta, (int)rk, d.D);
+    kernels_dense_backward_first(k, s->d_ln_v, g, s->d_v, ln_v, w, ap->v_kernel, ap->v_bias, (int)rk, d.D,
                                  (int)HK);
     k->ops->layernorm.backward(dx_q, g + ap->ln_q_gamma, g + ap->ln_q_beta, s->d_ln_q, a->x_q,
                                w + ap->ln_q_gamma, a->ln_q_mean, a->ln_q_rstd, (int)rq, d.D);

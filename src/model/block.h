@@ -15,7 +15,7 @@ typedef struct {
 
 /* Activations of one block execution over B samples. */
 typedef struct {
-    float *ln_q, *ln_q_mean, *ln_q_rstd;   /* [B*Tq, D], [B*Tq] x2 */
+    float *ln_q, *ln_q_mean, *ln_q_rstd;   /* [B*Tq, D], [B*Tq] x2 (ln_q .. ln_f: NULL where rebuilt, below) */
     float *ln_k, *ln_k_mean, *ln_k_rstd;   /* [B*Tk, D] */
     float *ln_v, *ln_v_mean, *ln_v_rstd;   /* [B*Tk, D] (layernorm_pair: ln_k's statistics serve both) */
     float *q, *k, *v;                      /* [B*Tq, HK], [B*Tk, HK] x2 */
@@ -38,6 +38,8 @@ typedef struct {
     float *d_k, *d_v;                      /* [B*Tk, HK] */
     float *d_ln_q;                         /* [B*Tq, D] */
     float *d_ln_k, *d_ln_v;                /* [B*Tk, D] */
+    float *ln_q, *ln_f;                    /* [B*Tq, D] the normalised inputs of a plan that */
+    float *ln_k, *ln_v;                    /* [B*Tk, D] rebuilds them rather than keep them */
 } block_scratch;
 
 typedef struct {
@@ -74,9 +76,19 @@ int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *s
 int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, size_t *staging,
                   tlb_error *err);
 
+/* Whether a plan on these ops keeps the LayerNorm outputs (ln_q, ln_k, ln_v,
+ * ln_f) for the backward. Where every LayerNorm of the block can be redone
+ * bit for bit from its input and saved statistics (ops_layernorm_apply), the
+ * forward writes them to scratch and the backward rebuilds each just before
+ * its product: 4 of the ~14 rows' worth of floats a block stores, written to
+ * memory and read back, for an elementwise pass over data the backward reads
+ * anyway (BENCHMARKS.md, "Session 10"). The gradients are the same bits. */
+int block_keeps_normalised(const op_table *ops);
+
 /* Carve a block_acts / block_scratch for up to B samples from `a` (see
- * util/arena.h: called once to measure, once to carve). */
-void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk);
+ * util/arena.h: called once to measure, once to carve); keep_normalised 0
+ * leaves acts' ln_q .. ln_f NULL (block_keeps_normalised). */
+void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, int keep_normalised);
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk);
 
 /* kv_len[B]: the valid (unpadded) rows of each sample's x_kv, the rest masked

@@ -15,4 +15,13 @@
 TLB_OP_LIST(TLB_DECLARE_IMPLS)
 #undef TLB_DECLARE_IMPLS
 
+/* The exact recomputation of each backend's LayerNorm output (ops.h,
+ * layernorm_apply_fn); the layernorm_pair backends write theirs the same way. */
+void layernorm_apply_ref(float *out, const float *inp, const float *mean, const float *rstd,
+                         const float *gamma, const float *beta, int M, int D);
+void layernorm_apply_avx2(float *out, const float *inp, const float *mean, const float *rstd,
+                          const float *gamma, const float *beta, int M, int D);
+void layernorm_apply_avx512(float *out, const float *inp, const float *mean, const float *rstd,
+                            const float *gamma, const float *beta, int M, int D);
+
 #endif

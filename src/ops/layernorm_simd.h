@@ -85,6 +85,16 @@ static inline void layernorm_row_apply(float *o, const float *x, const float *ga
     }
 }
 
+/* The forward's output from its saved statistics (ops.h, layernorm_apply_fn):
+ * the same layernorm_row_apply, so the same bits. */
+static inline void layernorm_apply_simd(float *out, const float *inp, const float *mean, const float *rstd,
+                                        const float *gamma, const float *beta, int M, int D)
+{
+#pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
+    for (int m = 0; m < M; m++)
+        layernorm_row_apply(out + (size_t)m * D, inp + (size_t)m * D, gamma, beta, mean[m], rstd[m], D);
+}
+
 static inline void layernorm_forward_simd(float *out, float *mean, float *rstd, const float *inp,
                                           const float *gamma, const float *beta, int M, int D)
 {

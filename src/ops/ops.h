@@ -277,6 +277,18 @@ int ops_table_force(op_table *t, int op, tlb_backend b);
  * spec turns a stage off. 0 for an op that is not a fused stage. */
 int ops_table_fused(const op_table *t, int op);
 
+/* out = (inp - mean) rstd gamma + beta over M rows of D, from the mean and
+ * rstd a LayerNorm forward saved: the out that forward wrote, bit for bit,
+ * so a plan may drop the normalised tensor and rebuild it for the backward
+ * (block.h) instead of storing it. */
+typedef void (*layernorm_apply_fn)(float *out, const float *inp, const float *mean, const float *rstd,
+                                   const float *gamma, const float *beta, int M, int D);
+/* The apply that reproduces the outputs of t's `op` (TLB_OP_layernorm or
+ * TLB_OP_layernorm_pair, whose outputs are each such an apply of the shared
+ * statistics): NULL where there is none (oneDNN's normalisation rounds its
+ * own way) or the slot holds a function put there by hand. */
+layernorm_apply_fn ops_layernorm_apply(const op_table *t, int op);
+
 /* Mixed precision (the config's mixed_precision): dense layers multiply bf16
  * operands with fp32 accumulation on oneDNN; every other op, and every stored
  * tensor, stays fp32. Available where the CPU has AVX512_BF16, the only place

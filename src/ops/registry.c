@@ -120,6 +120,19 @@ static int slot_is_registry(const op_table *t, int op)
     }
 }
 
+layernorm_apply_fn ops_layernorm_apply(const op_table *t, int op)
+{
+    if ((op != TLB_OP_layernorm && op != TLB_OP_layernorm_pair) || t->backend[op] >= TLB_BACKEND_COUNT ||
+        !slot_is_registry(t, op))
+        return NULL;
+    switch (t->backend[op]) {
+    case TLB_BACKEND_REF: return layernorm_apply_ref;
+    case TLB_BACKEND_AVX2: return layernorm_apply_avx2;
+    case TLB_BACKEND_AVX512: return layernorm_apply_avx512;
+    default: return NULL;
+    }
+}
+
 int ops_table_fused(const op_table *t, int op)
 {
     const unsigned parts = fused_parts(op);
