@@ -4,8 +4,9 @@
 
 #include "ops/dense_bf16.h"
 
-void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, int keep_normalised)
+void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, block_keep keep)
 {
+    const int keep_normalised = keep.normalised;
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
     acts->ln_q = keep_normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_q_mean = arena_take(a, rq);
@@ -20,7 +21,7 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->k = arena_take(a, rk * HK);
     acts->v = arena_take(a, rk * HK);
     acts->probs = arena_take(a, (size_t)B * d.H * Tq * Tk);
-    acts->att = arena_take(a, rq * HK);
+    acts->att = keep.att ? arena_take(a, rq * HK) : NULL;
     acts->attn_out = arena_take(a, rq * d.D);
     acts->ln_f = keep_normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_f_mean = arena_take(a, rq);
@@ -51,6 +52,7 @@ void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq,
     s->ln_f = arena_take(a, rq * d.D);
     s->ln_k = arena_take(a, rk * d.D);
     s->ln_v = arena_take(a, rk * d.D);
+    s->att = arena_take(a, rq * HK);
 }
 
 void kernels_dense_forward(const block_kernels *k, float *out, const float *inp, const float *params,
@@ -106,6 +108,8 @@ int block_keeps_normalised(const op_table *ops)
     return !ops_layernorm_apply(ops, TLB_OP_layernorm) || !ops_layernorm_apply(ops, kv);
 }
 
+int block_keeps_att(const op_table *ops, int padded) { return padded || !ops_attention_mix(ops); }
+
 /* A LayerNorm output the plan did not keep, rebuilt into scratch from the
  * input and the saved statistics (the forward's bits); a kept one as is. */
 static const float *normalised(const float *kept, float *scratch, const block_kernels *k, int op, const float *x,
@@ -151,6 +155,7 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     /* the LayerNorm outputs: kept, or in scratch for the products only */
     float *ln_q = a->ln_q ? a->ln_q : s->ln_q, *ln_k = a->ln_k ? a->ln_k : s->ln_k;
     float *ln_v = a->ln_v ? a->ln_v : s->ln_v, *ln_f = a->ln_f ? a->ln_f : s->ln_f;
+    float *att = a->att ? a->att : s->att; /* rebuilt att: every key valid (kv_len NULL, block_keeps_att) */
 
     /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
     k->ops->layernorm.forward(ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
@@ -168,9 +173,9 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     kernels_dense_forward(k, a->q, ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
     kernels_dense_forward(k, a->k, ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
     kernels_dense_forward(k, a->v, ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
-    k->ops->attention.forward(a->att, a->probs, a->q, a->k, a->v, kv_len, B, Tq, Tk, d.H, d.K,
+    k->ops->attention.forward(att, a->probs, a->q, a->k, a->v, kv_len, B, Tq, Tk, d.H, d.K,
                               drop ? &drop->attn : NULL);
-    kernels_dense_forward(k, a->attn_out, a->att, w, ap->o_kernel, ap->o_bias, rq, HK, d.D);
+    kernels_dense_forward(k, a->attn_out, att, w, ap->o_kernel, ap->o_bias, rq, HK, d.D);
     k->ops->residual.forward(a->attn_out, a->attn_out, x_q, (size_t)rq * d.D);
 
     /* FFN with its dropout before the residual add. */
@@ -235,7 +240,12 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
 
     /* Attention: attn_out = x_q + att @ Wo + bo. */
     k->ops->residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
-    kernels_dense_backward_first(k, s->d_att, g, s->d_attn_out, a->att, w, ap->o_kernel, ap->o_bias, (int)rq,
+    const float *att = a->att;
+    if (!att) { /* rebuilt from what the attention's backward reads next anyway */
+        ops_attention_mix(k->ops)(s->att, a->probs, a->v, B, Tq, Tk, d.H, d.K, drop ? &drop->attn : NULL);
+        att = s->att;
+    }
+    kernels_dense_backward_first(k, s->d_att, g, s->d_attn_out, att, w, ap->o_kernel, ap->o_bias, (int)rq,
                                  (int)HK, d.D);
     if (k->ops->attention.backward_first) {
         k->ops->attention.backward_first(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,

@@ -20,7 +20,7 @@ typedef struct {
     float *ln_v, *ln_v_mean, *ln_v_rstd;   /* [B*Tk, D] (layernorm_pair: ln_k's statistics serve both) */
     float *q, *k, *v;                      /* [B*Tq, HK], [B*Tk, HK] x2 */
     float *probs;                          /* [B, H, Tq, Tk] */
-    float *att;                            /* [B*Tq, HK] heads concatenated */
+    float *att;                            /* [B*Tq, HK] heads concatenated (NULL where rebuilt) */
     float *attn_out;                       /* [B*Tq, D] = x_q + O */
     float *ln_f, *ln_f_mean, *ln_f_rstd;   /* [B*Tq, D] */
     float *h;                              /* [B*Tq, F] pre-GELU (GELU is recomputed, not stored) */
@@ -40,6 +40,7 @@ typedef struct {
     float *d_ln_k, *d_ln_v;                /* [B*Tk, D] */
     float *ln_q, *ln_f;                    /* [B*Tq, D] the normalised inputs of a plan that */
     float *ln_k, *ln_v;                    /* [B*Tk, D] rebuilds them rather than keep them */
+    float *att;                            /* [B*Tq, HK] likewise the attention's output */
 } block_scratch;
 
 typedef struct {
@@ -80,15 +81,27 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
  * ln_f) for the backward. Where every LayerNorm of the block can be redone
  * bit for bit from its input and saved statistics (ops_layernorm_apply), the
  * forward writes them to scratch and the backward rebuilds each just before
- * its product: 4 of the ~14 rows' worth of floats a block stores, written to
- * memory and read back, for an elementwise pass over data the backward reads
- * anyway (BENCHMARKS.md, "Session 10"). The gradients are the same bits. */
+ * its product: 256 of the ~900 floats a row a block stored, written to
+ * memory and read back, traded for an elementwise pass over data the
+ * backward reads anyway (BENCHMARKS.md, "Session 10"). The gradients are the
+ * same bits. */
 int block_keeps_normalised(const op_table *ops);
+/* Likewise the attention's output att (64 floats a row in the seed), rebuilt
+ * from the probabilities and v (ops_attention_mix) just before the output
+ * projection's weight gradient, except for padded sequences (padded 1: the
+ * forward masked keys the backward does not know of) and hand-made
+ * attention slots. */
+int block_keeps_att(const op_table *ops, int padded);
+
+/* What a plan keeps (1) or rebuilds (0). */
+typedef struct {
+    int normalised, att;
+} block_keep;
 
 /* Carve a block_acts / block_scratch for up to B samples from `a` (see
- * util/arena.h: called once to measure, once to carve); keep_normalised 0
- * leaves acts' ln_q .. ln_f NULL (block_keeps_normalised). */
-void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, int keep_normalised);
+ * util/arena.h: called once to measure, once to carve); what keep says is
+ * rebuilt is left NULL in acts. */
+void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, block_keep keep);
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk);
 
 /* kv_len[B]: the valid (unpadded) rows of each sample's x_kv, the rest masked

@@ -124,12 +124,13 @@ static void carve(tlb_model *m, arena *a, int B)
     m->chunks = arena_take(a, (size_t)B * N * D);
     m->slow0 = arena_take(a, (size_t)B * Ns * D);
     m->slow_in = c->state_init == STATE_INIT_SINUSOID ? arena_take(a, nchunks * B * Ns * D) : NULL;
-    const int keep_normalised = block_keeps_normalised(&m->ops);
+    const block_keep keep = {block_keeps_normalised(&m->ops),
+                             block_keeps_att(&m->ops, c->input == INPUT_TOKENS)};
     for (size_t ch = 0; ch < nchunks; ch++)
         for (int s = 0; s < l->num_steps; s++)
             block_acts_plan(&m->steps[ch * l->num_steps + s], a, m->dims, B,
                             model_stream_rows(c, l->steps[s].query), model_stream_rows(c, l->steps[s].kv),
-                            keep_normalised);
+                            keep);
     m->readout_ln = m->readout_mean = m->readout_rstd = m->d_readout = NULL;
     if (c->readout == READOUT_STATE) {
         m->readout_ln = arena_take(a, (size_t)B * Ns * D);
@@ -312,7 +313,7 @@ static block_acts acts_view(const block_acts *a, block_dims d, int b0, int Tq, i
     v.ln_v_mean += k, v.ln_v_rstd += k;
     v.q += q * HK, v.k += k * HK, v.v += k * HK;
     v.probs += (size_t)b0 * d.H * Tq * Tk;
-    v.att += q * HK;
+    if (v.att) v.att += q * HK;
     v.attn_out += q * d.D;
     v.ln_f_mean += q, v.ln_f_rstd += q;
     v.h += q * d.F;
@@ -334,6 +335,7 @@ static block_scratch scratch_view(const block_scratch *s, block_dims d, int b0, 
     v.d_ln_k += k * d.D, v.d_ln_v += k * d.D;
     v.ln_q += q * d.D, v.ln_f += q * d.D;
     v.ln_k += k * d.D, v.ln_v += k * d.D;
+    v.att += q * HK;
     return v;
 }
 

@@ -9,3 +9,9 @@
 
 const attention_op attention_avx512 = {attention_forward_simd, attention_backward_simd, attention_prepare_simd,
                                      attention_backward_first_simd};
+
+void attention_mix_avx512(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
+                          const dropout_ctx *drop)
+{
+    attention_mix_simd(out, probs, v, B, Tq, Tk, H, K, drop);
+}

@@ -342,6 +342,29 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
     }
 }
 
+/* The forward's last stage alone, every key valid (ops.h, attention_mix_fn):
+ * the same dropout_apply and combine_many, so the same bits. */
+static void attention_mix_simd(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
+                               const dropout_ctx *drop)
+{
+    const int HK = H * K, np = Tq * Tk;
+    const int active = dropout_active(drop);
+#pragma omp parallel for collapse(2) schedule(static) if (B * H > 1)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
+            const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
+            const float *p = probs + ((size_t)b * H + h) * np, *pd = p;
+            if (active) {
+                float *buf = scratch((size_t)np);
+                dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
+                pd = buf;
+            }
+            combine_many(out + qo, HK, Tq, 0, pd, Tk, 1, v + ko, HK, Tk, K);
+        }
+    }
+}
+
 /* Softmax backward in place: ds = p (ds - <ds, p>) scale, row by row (rows
  * sharing vectors as softmax_shared's). */
 static void softmax_backward_rows(float *ds, const float *p, int Tq, int Tk, float scale)

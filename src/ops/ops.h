@@ -289,6 +289,16 @@ typedef void (*layernorm_apply_fn)(float *out, const float *inp, const float *me
  * own way) or the slot holds a function put there by hand. */
 layernorm_apply_fn ops_layernorm_apply(const op_table *t, int op);
 
+/* out = dropout(probs) @ v per (sample, head) with every key valid: the out
+ * attention's forward wrote (kv_len NULL), from the probabilities it saved
+ * and v, bit for bit, so a plan may rebuild it for the backward rather than
+ * store it (block.h). */
+typedef void (*attention_mix_fn)(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H,
+                                 int K, const dropout_ctx *drop);
+/* The mix that reproduces t's attention forward; NULL where the slot holds a
+ * function put there by hand. */
+attention_mix_fn ops_attention_mix(const op_table *t);
+
 /* Mixed precision (the config's mixed_precision): dense layers multiply bf16
  * operands with fp32 accumulation on oneDNN; every other op, and every stored
  * tensor, stays fp32. Available where the CPU has AVX512_BF16, the only place

@@ -133,6 +133,17 @@ layernorm_apply_fn ops_layernorm_apply(const op_table *t, int op)
     }
 }
 
+attention_mix_fn ops_attention_mix(const op_table *t)
+{
+    if (t->backend[TLB_OP_attention] >= TLB_BACKEND_COUNT || !slot_is_registry(t, TLB_OP_attention)) return NULL;
+    switch (t->backend[TLB_OP_attention]) {
+    case TLB_BACKEND_REF: return attention_mix_ref;
+    case TLB_BACKEND_AVX2: return attention_mix_avx2;
+    case TLB_BACKEND_AVX512: return attention_mix_avx512;
+    default: return NULL;
+    }
+}
+
 int ops_table_fused(const op_table *t, int op)
 {
     const unsigned parts = fused_parts(op);

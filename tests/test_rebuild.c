@@ -1,10 +1,11 @@
-/* ln_rebuild: a plan that drops the LayerNorm outputs and rebuilds them for
- * the backward (block.h, block_keeps_normalised) gives the gradients of one
- * that keeps them, bit for bit. First the op: every backend's apply
- * (ops_layernorm_apply) writes what its forward wrote, layernorm and
- * layernorm_pair, on odd shapes; none where it cannot promise that. Then
- * whole models, rebuilt vs kept, on every backend the CPU runs, fp32 and,
- * where the CPU has it, bf16 dense. */
+/* rebuild: a plan that drops the LayerNorm outputs and the attention's
+ * output and rebuilds them for the backward (block.h, block_keeps_normalised,
+ * block_keeps_att) gives the gradients of one that keeps them, bit for bit.
+ * First the ops: every backend's LayerNorm apply (ops_layernorm_apply) and
+ * attention mix (ops_attention_mix) write what its forward wrote, on odd
+ * shapes, dropout on and off; none where that cannot be promised. Then whole
+ * models, rebuilt vs kept, on every backend the CPU runs, fp32 and, where the
+ * CPU has it, bf16 dense. */
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -45,7 +46,7 @@ static op_table table_on(tlb_backend b)
 
 static const int shapes[][2] = {{1, 1}, {3, 16}, {37, 67}, {300, 64}, {33, 256}, {5, 7}};
 
-Test(ln_rebuild, apply_writes_the_forwards_bits)
+Test(rebuild, apply_writes_the_forwards_bits)
 {
     int checked = 0;
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
@@ -66,8 +67,9 @@ Test(ln_rebuild, apply_writes_the_forwards_bits)
             float *rstd = malloc(M * sizeof(float)), *out = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
             t.layernorm.forward(out, mean, rstd, x, gamma, beta, M, D);
             apply(again, x, mean, rstd, gamma, beta, M, D);
-            cr_expect_eq(differing(out, again, n), 0, "%s layernorm M%d D%d: %zu of %zu values differ",
-                         backend_name((tlb_backend)b), M, D, differing(out, again, n), n);
+            const size_t bad = differing(out, again, n);
+            cr_expect_eq(bad, 0, "%s layernorm M%d D%d: %zu of %zu values differ", backend_name((tlb_backend)b), M,
+                         D, bad, n);
             checked++;
             free(x), free(gamma), free(beta), free(mean), free(rstd), free(out), free(again);
         }
@@ -75,7 +77,7 @@ Test(ln_rebuild, apply_writes_the_forwards_bits)
     cr_expect_geq(checked, 2 * (int)(sizeof shapes / sizeof shapes[0]), "ref and at least one SIMD backend");
 }
 
-Test(ln_rebuild, pair_outputs_are_applies_of_the_shared_statistics)
+Test(rebuild, pair_outputs_are_applies_of_the_shared_statistics)
 {
     for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
         if (!backend_supported((tlb_backend)b) || !ops_impl_layernorm_pair((tlb_backend)b)) continue;
@@ -93,11 +95,44 @@ Test(ln_rebuild, pair_outputs_are_applies_of_the_shared_statistics)
             t.layernorm_pair.forward(o1, o2, mean, rstd, x, g1, b1, g2, b2, M, D);
             apply(r1, x, mean, rstd, g1, b1, M, D);
             apply(r2, x, mean, rstd, g2, b2, M, D);
-            cr_expect_eq(differing(o1, r1, n) + differing(o2, r2, n), 0, "%s layernorm_pair M%d D%d: outputs differ",
-                         backend_name((tlb_backend)b), M, D);
+            cr_expect_eq(differing(o1, r1, n) + differing(o2, r2, n), 0,
+                         "%s layernorm_pair M%d D%d: outputs differ", backend_name((tlb_backend)b), M, D);
             free(x), free(g1), free(b1), free(g2), free(b2), free(mean), free(rstd), free(o1), free(o2), free(r1), free(r2);
         }
     }
+}
+
+/* B, Tq, Tk, H, K: the seed's, one query, more keys than a vector, odd everything */
+static const int att_shapes[][5] = {{4, 8, 8, 1, 64}, {2, 1, 33, 3, 16}, {3, 5, 7, 2, 9}, {2, 16, 16, 2, 32}};
+
+Test(rebuild, attention_mix_writes_the_forwards_bits)
+{
+    int checked = 0;
+    for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+        if (!backend_supported((tlb_backend)b) || !ops_impl_attention((tlb_backend)b)) continue;
+        const op_table t = table_on((tlb_backend)b);
+        const attention_mix_fn mix = ops_attention_mix(&t);
+        cr_assert_not_null(mix, "%s: no mix", backend_name((tlb_backend)b));
+        for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
+            for (int dropped = 0; dropped < 2; dropped++) {
+                const int B = att_shapes[s][0], Tq = att_shapes[s][1], Tk = att_shapes[s][2];
+                const int H = att_shapes[s][3], K = att_shapes[s][4];
+                const size_t nq = (size_t)B * Tq * H * K, nk = (size_t)B * Tk * H * K;
+                const size_t np = (size_t)B * H * Tq * Tk;
+                float *q = random_floats(nq, 41 + s, 2.0f, 0.0f), *k = random_floats(nk, 42, 2.0f, 0.0f);
+                float *v = random_floats(nk, 43, 2.0f, 0.3f), *probs = malloc(np * sizeof(float));
+                float *out = malloc(nq * sizeof(float)), *again = malloc(nq * sizeof(float));
+                const dropout_ctx drop = {0.3f, 0xa77e, 11};
+                t.attention.forward(out, probs, q, k, v, NULL, B, Tq, Tk, H, K, dropped ? &drop : NULL);
+                mix(again, probs, v, B, Tq, Tk, H, K, dropped ? &drop : NULL);
+                const size_t bad = differing(out, again, nq);
+                cr_expect_eq(bad, 0, "%s attention B%d Tq%d Tk%d H%d K%d%s: %zu of %zu values differ",
+                             backend_name((tlb_backend)b), B, Tq, Tk, H, K, dropped ? " dropout" : "", bad, nq);
+                checked++;
+                free(q), free(k), free(v), free(probs), free(out), free(again);
+            }
+    }
+    cr_expect_geq(checked, 16, "ref and at least one SIMD backend");
 }
 
 /* A LayerNorm put in the table by hand: the registry cannot vouch for its
@@ -105,6 +140,7 @@ Test(ln_rebuild, pair_outputs_are_applies_of_the_shared_statistics)
  * (`disguised`), which the model tests below use to plan a model that keeps
  * the outputs while computing exactly what the rebuilding one does. */
 static layernorm_forward_fn disguised;
+static attention_forward_fn disguised_attention;
 
 static void ln_forward_by_hand(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                                const float *beta, int M, int D)
@@ -112,7 +148,14 @@ static void ln_forward_by_hand(float *out, float *mean, float *rstd, const float
     disguised(out, mean, rstd, inp, gamma, beta, M, D);
 }
 
-Test(ln_rebuild, nothing_rebuilt_for_a_hand_made_layernorm)
+static void attention_forward_by_hand(float *out, float *probs, const float *q, const float *k, const float *v,
+                                      const int *kv_len, int B, int Tq, int Tk, int H, int K,
+                                      const dropout_ctx *drop)
+{
+    disguised_attention(out, probs, q, k, v, kv_len, B, Tq, Tk, H, K, drop);
+}
+
+Test(rebuild, nothing_rebuilt_for_a_hand_made_layernorm)
 {
     op_table t = table_on(TLB_BACKEND_REF);
     cr_expect_eq(block_keeps_normalised(&t), 0, "ref: rebuilt");
@@ -125,6 +168,14 @@ Test(ln_rebuild, nothing_rebuilt_for_a_hand_made_layernorm)
         const op_table d = table_on(TLB_BACKEND_DNNL);
         cr_expect_eq(block_keeps_normalised(&d), 1, "dnnl: kept");
     }
+    /* att: rebuilt for whole sequences, kept for padded ones and by-hand slots */
+    op_table a = table_on(TLB_BACKEND_REF);
+    cr_expect_eq(block_keeps_att(&a, 0), 0);
+    cr_expect_eq(block_keeps_att(&a, 1), 1, "padded: the forward masked keys the rebuild would not");
+    disguised_attention = a.attention.forward;
+    a.attention.forward = attention_forward_by_hand;
+    cr_expect_null(ops_attention_mix(&a));
+    cr_expect_eq(block_keeps_att(&a, 0), 1);
 }
 
 /* ---- whole models ---------------------------------------------------------- */
@@ -165,12 +216,15 @@ static void rebuilt_vs_kept(tlb_backend b, int bf16, tlb_wiring wiring)
 {
     op_table rebuilt = table_on(b);
     if (bf16) cr_assert_eq(ops_table_set_bf16(&rebuilt, 1), 0);
-    op_table kept = rebuilt; /* the same kernels, the LayerNorm in disguise: kept (and the kv
-                              * norms unfused, which layernorm_pair equals bit for bit: ops_fused) */
+    /* the same kernels, LayerNorm and attention in disguise: everything kept
+     * (and the kv norms unfused, which layernorm_pair equals bit for bit: ops_fused) */
+    op_table kept = rebuilt;
     disguised = rebuilt.layernorm.forward;
     kept.layernorm.forward = ln_forward_by_hand;
-    cr_assert_eq(block_keeps_normalised(&rebuilt), 0);
-    cr_assert_eq(block_keeps_normalised(&kept), 1);
+    disguised_attention = rebuilt.attention.forward;
+    kept.attention.forward = attention_forward_by_hand;
+    cr_assert_eq(block_keeps_normalised(&rebuilt) + block_keeps_att(&rebuilt, 0), 0);
+    cr_assert_eq(block_keeps_normalised(&kept) + block_keeps_att(&kept, 0), 2);
     float la[MB * 5], lb[MB * 5], *ga, *gb;
     size_t n;
     const size_t bytes_rebuilt = model_run(&rebuilt, wiring, la, &ga, &n);
@@ -183,7 +237,7 @@ static void rebuilt_vs_kept(tlb_backend b, int bf16, tlb_wiring wiring)
     free(ga), free(gb);
 }
 
-Test(ln_rebuild, model_gradients_equal_the_kept_plans)
+Test(rebuild, model_gradients_equal_the_kept_plans)
 {
     int runs = 0;
     for (int b = TLB_BACKEND_REF; b <= TLB_BACKEND_AVX512; b++) {
@@ -196,7 +250,7 @@ Test(ln_rebuild, model_gradients_equal_the_kept_plans)
 }
 
 /* CPU-dependent: mixed precision only where the CPU has AVX512_BF16. */
-Test(ln_rebuild, bf16_dense_gradients_equal_the_kept_plans)
+Test(rebuild, bf16_dense_gradients_equal_the_kept_plans)
 {
     if (!ops_mixed_precision_supported()) {
         op_table t = table_on(TLB_BACKEND_REF);
