@@ -6,15 +6,14 @@
 
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, block_keep keep)
 {
-    const int keep_normalised = keep.normalised;
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
-    acts->ln_q = keep_normalised ? arena_take(a, rq * d.D) : NULL;
+    acts->ln_q = keep.normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_q_mean = arena_take(a, rq);
     acts->ln_q_rstd = arena_take(a, rq);
-    acts->ln_k = keep_normalised ? arena_take(a, rk * d.D) : NULL;
+    acts->ln_k = keep.normalised ? arena_take(a, rk * d.D) : NULL;
     acts->ln_k_mean = arena_take(a, rk);
     acts->ln_k_rstd = arena_take(a, rk);
-    acts->ln_v = keep_normalised ? arena_take(a, rk * d.D) : NULL;
+    acts->ln_v = keep.normalised ? arena_take(a, rk * d.D) : NULL;
     acts->ln_v_mean = arena_take(a, rk);
     acts->ln_v_rstd = arena_take(a, rk);
     acts->q = arena_take(a, rq * HK);
@@ -23,7 +22,7 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->probs = arena_take(a, (size_t)B * d.H * Tq * Tk);
     acts->att = keep.att ? arena_take(a, rq * HK) : NULL;
     acts->attn_out = arena_take(a, rq * d.D);
-    acts->ln_f = keep_normalised ? arena_take(a, rq * d.D) : NULL;
+    acts->ln_f = keep.normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_f_mean = arena_take(a, rq);
     acts->ln_f_rstd = arena_take(a, rq);
     acts->h = arena_take(a, rq * d.F);

@@ -184,13 +184,14 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
     arena a = {0};
     block_acts acts;
     block_scratch s;
+    const block_keep keep = {block_keeps_normalised(ops), block_keeps_att(ops, 0)}; /* as a plan would */
     int rc = (params && grads && xq && xkv && cot && dxq && dxkv && !t.out_of_memory) ? 0 : tlb_fail(err, "out of memory");
     if (rc == 0) rc = load_params(f, &t, params, err);
     if (rc == 0) rc = st_read_f32(f, "x_q", xq, nx, err);
     if (rc == 0) rc = st_read_f32(f, "x_kv", xkv, nx, err);
     if (rc == 0) rc = st_read_f32(f, "cot", cot, nx, err);
     if (rc == 0) {
-        block_acts_plan(&acts, &a, dims, B, T, T, (block_keep){block_keeps_normalised(ops), block_keeps_att(ops, 0)});
+        block_acts_plan(&acts, &a, dims, B, T, T, keep);
         block_scratch_plan(&s, &a, dims, B, T, T);
         rc = arena_commit(&a) == 0 ? 0 : tlb_fail(err, "out of memory");
     }
@@ -207,7 +208,7 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
         k.params16 = params16, k.staging = stage16;
     }
     if (rc == 0) {
-        block_acts_plan(&acts, &a, dims, B, T, T, (block_keep){block_keeps_normalised(ops), block_keeps_att(ops, 0)});
+        block_acts_plan(&acts, &a, dims, B, T, T, keep);
         block_scratch_plan(&s, &a, dims, B, T, T);
         block_forward(&acts, &s, &k, params, &ap, &fp, xq, xkv, NULL, dims, B, T, T, NULL);
         double loss = 0.0;
