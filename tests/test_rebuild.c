@@ -102,8 +102,10 @@ Test(rebuild, pair_outputs_are_applies_of_the_shared_statistics)
     }
 }
 
-/* B, Tq, Tk, H, K: the seed's, one query, more keys than a vector, odd everything */
-static const int att_shapes[][5] = {{4, 8, 8, 1, 64}, {2, 1, 33, 3, 16}, {3, 5, 7, 2, 9}, {2, 16, 16, 2, 32}};
+/* B, Tq, Tk, H, K: the seed's, one query, more keys than a vector, odd everything, more
+ * samples than keys (padded: some with none) */
+static const int att_shapes[][5] = {{4, 8, 8, 1, 64}, {2, 1, 33, 3, 16}, {3, 5, 7, 2, 9}, {2, 16, 16, 2, 32},
+                                    {5, 2, 3, 1, 16}};
 
 Test(rebuild, attention_mix_writes_the_forwards_bits)
 {
@@ -114,7 +116,8 @@ Test(rebuild, attention_mix_writes_the_forwards_bits)
         const attention_mix_fn mix = ops_attention_mix(&t);
         cr_assert_not_null(mix, "%s: no mix", backend_name((tlb_backend)b));
         for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
-            for (int dropped = 0; dropped < 2; dropped++) {
+            for (int variant = 0; variant < 4; variant++) {
+                const int dropped = variant & 1, padded = variant >> 1;
                 const int B = att_shapes[s][0], Tq = att_shapes[s][1], Tk = att_shapes[s][2];
                 const int H = att_shapes[s][3], K = att_shapes[s][4];
                 const size_t nq = (size_t)B * Tq * H * K, nk = (size_t)B * Tk * H * K;
@@ -123,16 +126,20 @@ Test(rebuild, attention_mix_writes_the_forwards_bits)
                 float *v = random_floats(nk, 43, 2.0f, 0.3f), *probs = malloc(np * sizeof(float));
                 float *out = malloc(nq * sizeof(float)), *again = malloc(nq * sizeof(float));
                 const dropout_ctx drop = {0.3f, 0xa77e, 11};
-                t.attention.forward(out, probs, q, k, v, NULL, B, Tq, Tk, H, K, dropped ? &drop : NULL);
-                mix(again, probs, v, B, Tq, Tk, H, K, dropped ? &drop : NULL);
+                int kv_len[8]; /* padded: sample b offers Tk - b keys (none when b >= Tk) */
+                for (int i = 0; i < B; i++) kv_len[i] = Tk - i > 0 ? Tk - i : 0;
+                const int *kl = padded ? kv_len : NULL;
+                t.attention.forward(out, probs, q, k, v, kl, B, Tq, Tk, H, K, dropped ? &drop : NULL);
+                mix(again, probs, v, kl, B, Tq, Tk, H, K, dropped ? &drop : NULL);
                 const size_t bad = differing(out, again, nq);
-                cr_expect_eq(bad, 0, "%s attention B%d Tq%d Tk%d H%d K%d%s: %zu of %zu values differ",
-                             backend_name((tlb_backend)b), B, Tq, Tk, H, K, dropped ? " dropout" : "", bad, nq);
+                cr_expect_eq(bad, 0, "%s attention B%d Tq%d Tk%d H%d K%d%s%s: %zu of %zu values differ",
+                             backend_name((tlb_backend)b), B, Tq, Tk, H, K, dropped ? " dropout" : "",
+                             padded ? " padded" : "", bad, nq);
                 checked++;
                 free(q), free(k), free(v), free(probs), free(out), free(again);
             }
     }
-    cr_expect_geq(checked, 16, "ref and at least one SIMD backend");
+    cr_expect_geq(checked, 32, "ref and at least one SIMD backend");
 }
 
 /* A LayerNorm put in the table by hand: the registry cannot vouch for its
@@ -168,14 +175,13 @@ Test(rebuild, nothing_rebuilt_for_a_hand_made_layernorm)
         const op_table d = table_on(TLB_BACKEND_DNNL);
         cr_expect_eq(block_keeps_normalised(&d), 1, "dnnl: kept");
     }
-    /* att: rebuilt for whole sequences, kept for padded ones and by-hand slots */
+    /* att: rebuilt, but for by-hand slots */
     op_table a = table_on(TLB_BACKEND_REF);
-    cr_expect_eq(block_keeps_att(&a, 0), 0);
-    cr_expect_eq(block_keeps_att(&a, 1), 1, "padded: the forward masked keys the rebuild would not");
+    cr_expect_eq(block_keeps_att(&a), 0);
     disguised_attention = a.attention.forward;
     a.attention.forward = attention_forward_by_hand;
     cr_expect_null(ops_attention_mix(&a));
-    cr_expect_eq(block_keeps_att(&a, 0), 1);
+    cr_expect_eq(block_keeps_att(&a), 1);
 }
 
 /* ---- whole models ---------------------------------------------------------- */
@@ -223,8 +229,8 @@ static void rebuilt_vs_kept(tlb_backend b, int bf16, tlb_wiring wiring)
     kept.layernorm.forward = ln_forward_by_hand;
     disguised_attention = rebuilt.attention.forward;
     kept.attention.forward = attention_forward_by_hand;
-    cr_assert_eq(block_keeps_normalised(&rebuilt) + block_keeps_att(&rebuilt, 0), 0);
-    cr_assert_eq(block_keeps_normalised(&kept) + block_keeps_att(&kept, 0), 2);
+    cr_assert_eq(block_keeps_normalised(&rebuilt) + block_keeps_att(&rebuilt), 0);
+    cr_assert_eq(block_keeps_normalised(&kept) + block_keeps_att(&kept), 2);
     float la[MB * 5], lb[MB * 5], *ga, *gb;
     size_t n;
     const size_t bytes_rebuilt = model_run(&rebuilt, wiring, la, &ga, &n);

@@ -107,7 +107,7 @@ int block_keeps_normalised(const op_table *ops)
     return !ops_layernorm_apply(ops, TLB_OP_layernorm) || !ops_layernorm_apply(ops, kv);
 }
 
-int block_keeps_att(const op_table *ops, int padded) { return padded || !ops_attention_mix(ops); }
+int block_keeps_att(const op_table *ops) { return !ops_attention_mix(ops); }
 
 /* A LayerNorm output the plan did not keep, rebuilt into scratch from the
  * input and the saved statistics (the forward's bits); a kept one as is. */
@@ -154,7 +154,7 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     /* the LayerNorm outputs: kept, or in scratch for the products only */
     float *ln_q = a->ln_q ? a->ln_q : s->ln_q, *ln_k = a->ln_k ? a->ln_k : s->ln_k;
     float *ln_v = a->ln_v ? a->ln_v : s->ln_v, *ln_f = a->ln_f ? a->ln_f : s->ln_f;
-    float *att = a->att ? a->att : s->att; /* rebuilt att: every key valid (kv_len NULL, block_keeps_att) */
+    float *att = a->att ? a->att : s->att;
 
     /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
     k->ops->layernorm.forward(ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
@@ -197,8 +197,8 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
 void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
                     const block_acts *a, const block_kernels *k, const float *params,
                     const attn_params *ap,
-                    const ffn_params *fp, block_scratch *s, block_dims d, int B, int Tq, int Tk,
-                    const block_dropout *drop)
+                    const ffn_params *fp, block_scratch *s, const int *kv_len, block_dims d, int B, int Tq,
+                    int Tk, const block_dropout *drop)
 {
     const float *w = params;
     float *g = grads;
@@ -241,7 +241,8 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     k->ops->residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
     const float *att = a->att;
     if (!att) { /* rebuilt from what the attention's backward reads next anyway */
-        ops_attention_mix(k->ops)(s->att, a->probs, a->v, B, Tq, Tk, d.H, d.K, drop ? &drop->attn : NULL);
+        ops_attention_mix(k->ops)(s->att, a->probs, a->v, kv_len, B, Tq, Tk, d.H, d.K,
+                                  drop ? &drop->attn : NULL);
         att = s->att;
     }
     kernels_dense_backward_first(k, s->d_att, g, s->d_attn_out, att, w, ap->o_kernel, ap->o_bias, (int)rq,

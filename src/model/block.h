@@ -87,11 +87,10 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
  * same bits. */
 int block_keeps_normalised(const op_table *ops);
 /* Likewise the attention's output att (64 floats a row in the seed), rebuilt
- * from the probabilities and v (ops_attention_mix) just before the output
- * projection's weight gradient, except for padded sequences (padded 1: the
- * forward masked keys the backward does not know of) and hand-made
+ * from the probabilities, v and the forward's kv_len (ops_attention_mix)
+ * just before the output projection's weight gradient; kept for hand-made
  * attention slots. */
-int block_keeps_att(const op_table *ops, int padded);
+int block_keeps_att(const op_table *ops);
 
 /* What a plan keeps (1) or rebuilds (0). */
 typedef struct {
@@ -112,11 +111,11 @@ void block_forward(block_acts *acts, block_scratch *s, const block_kernels *k, c
 
 /* Accumulates into dx_q, dx_kv (which may be the same buffer when x_q and
  * x_kv are the same tensor) and into the parameter gradients `grads` (laid
- * out like params). */
+ * out like params). kv_len: the forward's (a rebuilt att needs it). */
 void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
                     const block_acts *acts, const block_kernels *k, const float *params,
                     const attn_params *ap,
-                    const ffn_params *fp, block_scratch *s, block_dims d, int B, int Tq, int Tk,
-                    const block_dropout *drop);
+                    const ffn_params *fp, block_scratch *s, const int *kv_len, block_dims d, int B, int Tq,
+                    int Tk, const block_dropout *drop);
 
 #endif

@@ -124,8 +124,7 @@ static void carve(tlb_model *m, arena *a, int B)
     m->chunks = arena_take(a, (size_t)B * N * D);
     m->slow0 = arena_take(a, (size_t)B * Ns * D);
     m->slow_in = c->state_init == STATE_INIT_SINUSOID ? arena_take(a, nchunks * B * Ns * D) : NULL;
-    const block_keep keep = {block_keeps_normalised(&m->ops),
-                             block_keeps_att(&m->ops, c->input == INPUT_TOKENS)};
+    const block_keep keep = {block_keeps_normalised(&m->ops), block_keeps_att(&m->ops)};
     for (size_t ch = 0; ch < nchunks; ch++)
         for (int s = 0; s < l->num_steps; s++)
             block_acts_plan(&m->steps[ch * l->num_steps + s], a, m->dims, B,
@@ -602,6 +601,12 @@ static void backward_shard(tlb_model *m, const void *x, const int *lengths, cons
         const int last = skip_update ? l->num_steps - 1 : l->num_steps;
         if (ch < nchunks - 1) memset(d_stream[STREAM_FAST], 0, fast_bytes);
         if (len) padded_chunk_grads_in(m, ch, len, n, d_pooled, d_stream, d_hold);
+        /* the keys the fast stream offered in the forward (walk.c), for a rebuilt att */
+        int *kv_fast = NULL;
+        if (len) {
+            kv_fast = m->kv_len + b0;
+            for (int b = 0; b < n; b++) kv_fast[b] = model_chunk_tokens(c, len[b], ch);
+        }
         for (int s = last - 1; s >= 0; s--) {
             const cell_step *st = &l->steps[s];
             const int Tq = model_stream_rows(c, st->query), Tk = model_stream_rows(c, st->kv);
@@ -614,7 +619,8 @@ static void backward_shard(tlb_model *m, const void *x, const int *lengths, cons
             memset(d_tmp, 0, (size_t)n * Tq * D * sizeof(float));
             float *d_kv = st->kv == st->query ? d_tmp : d_stream[st->kv];
             block_backward(d_tmp, d_kv, g, d_stream[st->query], &a, &k, w, &l->attn[st->attn],
-                           &l->ffn[st->ffn], &scratch, m->dims, n, Tq, Tk, &bd);
+                           &l->ffn[st->ffn], &scratch, st->kv == STREAM_FAST ? kv_fast : NULL, m->dims, n, Tq,
+                           Tk, &bd);
             float *swap = d_stream[st->query];
             d_stream[st->query] = d_tmp;
             d_tmp = swap;

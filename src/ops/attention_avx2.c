@@ -10,8 +10,8 @@
 const attention_op attention_avx2 = {attention_forward_simd, attention_backward_simd, attention_prepare_simd,
                                      attention_backward_first_simd};
 
-void attention_mix_avx2(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
-                        const dropout_ctx *drop)
+void attention_mix_avx2(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq,
+                        int Tk, int H, int K, const dropout_ctx *drop)
 {
-    attention_mix_simd(out, probs, v, B, Tq, Tk, H, K, drop);
+    attention_mix_simd(out, probs, v, kv_len, B, Tq, Tk, H, K, drop);
 }

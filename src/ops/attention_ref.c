@@ -67,19 +67,20 @@ static void attention_forward_ref(float *out, float *probs, const float *q, cons
     }
 }
 
-/* The forward's last loop (every key valid), from the saved probabilities. */
-void attention_mix_ref(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
-                       const dropout_ctx *drop)
+/* The forward's last loop, from the saved probabilities. */
+void attention_mix_ref(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq, int Tk,
+                       int H, int K, const dropout_ctx *drop)
 {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
+            const int nk = kv_len ? kv_len[b] : Tk;
             for (int i = 0; i < Tq; i++) {
                 const float *p = probs + probs_row(b, h, i, H, Tq, Tk);
                 float *oi = out + tok(b, Tq, i, H, K, h);
                 for (int c = 0; c < K; c++) oi[c] = 0.0f;
-                for (int j = 0; j < Tk; j++) {
+                for (int j = 0; j < nk; j++) {
                     float pj = p[j];
                     if (skey) pj *= dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk));
                     const float *vj = v + tok(b, Tk, j, H, K, h);

@@ -342,10 +342,10 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
     }
 }
 
-/* The forward's last stage alone, every key valid (ops.h, attention_mix_fn):
- * the same dropout_apply and combine_many, so the same bits. */
-static void attention_mix_simd(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
-                               const dropout_ctx *drop)
+/* The forward's last stage alone (ops.h, attention_mix_fn): the same
+ * dropout_apply and combine_many over the same keys, so the same bits. */
+static void attention_mix_simd(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq,
+                               int Tk, int H, int K, const dropout_ctx *drop)
 {
     const int HK = H * K, np = Tq * Tk;
     const int active = dropout_active(drop);
@@ -360,7 +360,7 @@ static void attention_mix_simd(float *out, const float *probs, const float *v, i
                 dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
                 pd = buf;
             }
-            combine_many(out + qo, HK, Tq, 0, pd, Tk, 1, v + ko, HK, Tk, K);
+            combine_many(out + qo, HK, Tq, 0, pd, Tk, 1, v + ko, HK, kv_len ? kv_len[b] : Tk, K);
         }
     }
 }

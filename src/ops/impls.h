@@ -25,11 +25,11 @@ void layernorm_apply_avx512(float *out, const float *inp, const float *mean, con
                             const float *gamma, const float *beta, int M, int D);
 /* Each attention backend's forward output rebuilt from probs and v (ops.h,
  * attention_mix_fn). */
-void attention_mix_ref(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
-                       const dropout_ctx *drop);
-void attention_mix_avx2(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
-                        const dropout_ctx *drop);
-void attention_mix_avx512(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H, int K,
-                          const dropout_ctx *drop);
+void attention_mix_ref(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq, int Tk,
+                       int H, int K, const dropout_ctx *drop);
+void attention_mix_avx2(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq, int Tk,
+                        int H, int K, const dropout_ctx *drop);
+void attention_mix_avx512(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq,
+                          int Tk, int H, int K, const dropout_ctx *drop);
 
 #endif

@@ -289,12 +289,12 @@ typedef void (*layernorm_apply_fn)(float *out, const float *inp, const float *me
  * own way) or the slot holds a function put there by hand. */
 layernorm_apply_fn ops_layernorm_apply(const op_table *t, int op);
 
-/* out = dropout(probs) @ v per (sample, head) with every key valid: the out
- * attention's forward wrote (kv_len NULL), from the probabilities it saved
- * and v, bit for bit, so a plan may rebuild it for the backward rather than
- * store it (block.h). */
-typedef void (*attention_mix_fn)(float *out, const float *probs, const float *v, int B, int Tq, int Tk, int H,
-                                 int K, const dropout_ctx *drop);
+/* out = dropout(probs) @ v per (sample, head) over its kv_len[b] valid keys
+ * (NULL: all): the out attention's forward wrote with the same kv_len, from
+ * the probabilities it saved and v, bit for bit, so a plan may rebuild it
+ * for the backward rather than store it (block.h). */
+typedef void (*attention_mix_fn)(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq,
+                                 int Tk, int H, int K, const dropout_ctx *drop);
 /* The mix that reproduces t's attention forward; NULL where the slot holds a
  * function put there by hand. */
 attention_mix_fn ops_attention_mix(const op_table *t);

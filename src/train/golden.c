@@ -184,7 +184,7 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
     arena a = {0};
     block_acts acts;
     block_scratch s;
-    const block_keep keep = {block_keeps_normalised(ops), block_keeps_att(ops, 0)}; /* as a plan would */
+    const block_keep keep = {block_keeps_normalised(ops), block_keeps_att(ops)}; /* as a plan would */
     int rc = (params && grads && xq && xkv && cot && dxq && dxkv && !t.out_of_memory) ? 0 : tlb_fail(err, "out of memory");
     if (rc == 0) rc = load_params(f, &t, params, err);
     if (rc == 0) rc = st_read_f32(f, "x_q", xq, nx, err);
@@ -217,7 +217,7 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
         rc = compare(r, "attn_out", f, "attn_out", acts.attn_out, nx, 1e-4, 0, err);
         if (rc == 0) rc = compare(r, "y", f, "y", acts.out, nx, 1e-4, 0, err);
         if (rc == 0) rc = compare(r, "loss", f, "loss", &lossf, 1, 1e-4, 0, err);
-        block_backward(dxq, dxkv, grads, cot, &acts, &k, params, &ap, &fp, &s, dims, B, T, T, NULL);
+        block_backward(dxq, dxkv, grads, cot, &acts, &k, params, &ap, &fp, &s, NULL, dims, B, T, T, NULL);
         const double gmax = grad_gmax(f, &t);
         if (rc == 0) rc = compare(r, "grad", f, "grad.x_q", dxq, nx, 1e-4, 1e-5 * gmax, err);
         if (rc == 0) rc = compare(r, "grad", f, "grad.x_kv", dxkv, nx, 1e-4, 1e-5 * gmax, err);
