@@ -26,6 +26,20 @@ static inline size_t drop_at(int h, int i, int j, int Tq, int Tk)
     return ((size_t)h * Tq + i) * Tk + j;
 }
 
+/* Query row i of (b, h): oi = sum over the nk valid keys of dropout(p_j) v_j
+ * -- the forward's last loop, and all of attention_mix_ref. */
+static void mix_row(float *oi, const float *p, const float *v, int b, int h, int i, int nk, int Tq, int Tk, int H,
+                    int K, const dropout_ctx *drop, uint64_t skey)
+{
+    for (int c = 0; c < K; c++) oi[c] = 0.0f;
+    for (int j = 0; j < nk; j++) {
+        float pj = p[j];
+        if (skey) pj *= dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk));
+        const float *vj = v + tok(b, Tk, j, H, K, h);
+        for (int c = 0; c < K; c++) oi[c] += pj * vj[c];
+    }
+}
+
 static void attention_forward_ref(float *out, float *probs, const float *q, const float *k,
                                   const float *v, const int *kv_len, int B, int Tq, int Tk, int H,
                                   int K, const dropout_ctx *drop)
@@ -54,14 +68,7 @@ static void attention_forward_ref(float *out, float *probs, const float *q, cons
                 }
                 for (int j = 0; j < nk; j++) p[j] /= sum;
                 for (int j = nk; j < Tk; j++) p[j] = 0.0f;
-                float *oi = out + tok(b, Tq, i, H, K, h);
-                for (int c = 0; c < K; c++) oi[c] = 0.0f;
-                for (int j = 0; j < nk; j++) {
-                    float pj = p[j];
-                    if (skey) pj *= dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk));
-                    const float *vj = v + tok(b, Tk, j, H, K, h);
-                    for (int c = 0; c < K; c++) oi[c] += pj * vj[c];
-                }
+                mix_row(out + tok(b, Tq, i, H, K, h), p, v, b, h, i, nk, Tq, Tk, H, K, drop, skey);
             }
         }
     }
@@ -76,17 +83,9 @@ void attention_mix_ref(float *out, const float *probs, const float *v, const int
         for (int h = 0; h < H; h++) {
             const uint64_t skey = dropout_active(drop) ? dropout_sample_key(drop, b) : 0;
             const int nk = kv_len ? kv_len[b] : Tk;
-            for (int i = 0; i < Tq; i++) {
-                const float *p = probs + probs_row(b, h, i, H, Tq, Tk);
-                float *oi = out + tok(b, Tq, i, H, K, h);
-                for (int c = 0; c < K; c++) oi[c] = 0.0f;
-                for (int j = 0; j < nk; j++) {
-                    float pj = p[j];
-                    if (skey) pj *= dropout_scale_at(drop, skey, drop_at(h, i, j, Tq, Tk));
-                    const float *vj = v + tok(b, Tk, j, H, K, h);
-                    for (int c = 0; c < K; c++) oi[c] += pj * vj[c];
-                }
-            }
+            for (int i = 0; i < Tq; i++)
+                mix_row(out + tok(b, Tq, i, H, K, h), probs + probs_row(b, h, i, H, Tq, Tk), v, b, h, i, nk, Tq,
+                        Tk, H, K, drop, skey);
         }
     }
 }

@@ -314,13 +314,27 @@ static void softmax_rows(float *p, int Tq, int Tk, int nk)
     }
 }
 
+/* (b, h)'s output from its probabilities p over nk valid keys: dropout into
+ * buf, then the rows of v combined -- the forward's last stage, and all of
+ * attention_mix_simd. */
+static inline void mix_head(float *out, const float *p, float *buf, const float *v, int b, int h, int nk, int Tq,
+                            int Tk, int HK, int K, const dropout_ctx *drop)
+{
+    const int np = Tq * Tk;
+    const float *pd = p;
+    if (dropout_active(drop)) { /* dropped-out copy of the probabilities */
+        dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
+        pd = buf;
+    }
+    combine_many(out, HK, Tq, 0, pd, Tk, 1, v, HK, nk, K);
+}
+
 static void attention_forward_simd(float *out, float *probs, const float *q, const float *k,
                                    const float *v, const int *kv_len, int B, int Tq, int Tk, int H,
                                    int K, const dropout_ctx *drop)
 {
     const int HK = H * K, np = Tq * Tk;
     const float scale = 1.0f / sqrtf((float)K);
-    const int active = dropout_active(drop);
 #pragma omp parallel for collapse(2) schedule(static) if (B * H > 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
@@ -331,38 +345,23 @@ static void attention_forward_simd(float *out, float *probs, const float *q, con
             float *buf = scratch(2 * (size_t)np + (size_t)K * Tk);
             pair_dots(p, q + qo, k + ko, HK, Tq, Tk, K, scale, buf + 2 * (size_t)np);
             softmax_rows(p, Tq, Tk, nk);
-            const float *pd = p;
-            if (active) { /* dropped-out copy of the probabilities */
-                dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b),
-                              (uint64_t)h * np);
-                pd = buf;
-            }
-            combine_many(out + qo, HK, Tq, 0, pd, Tk, 1, v + ko, HK, nk, K);
+            mix_head(out + qo, p, buf, v + ko, b, h, nk, Tq, Tk, HK, K, drop);
         }
     }
 }
 
-/* The forward's last stage alone (ops.h, attention_mix_fn): the same
- * dropout_apply and combine_many over the same keys, so the same bits. */
+/* The forward's last stage alone (ops.h, attention_mix_fn): mix_head over
+ * the same keys, so the same bits. */
 static void attention_mix_simd(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq,
                                int Tk, int H, int K, const dropout_ctx *drop)
 {
     const int HK = H * K, np = Tq * Tk;
-    const int active = dropout_active(drop);
 #pragma omp parallel for collapse(2) schedule(static) if (B * H > 1)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
-            const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
-            const float *p = probs + ((size_t)b * H + h) * np, *pd = p;
-            if (active) {
-                float *buf = scratch((size_t)np);
-                dropout_apply(buf, p, NULL, NULL, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
-                pd = buf;
-            }
-            combine_many(out + qo, HK, Tq, 0, pd, Tk, 1, v + ko, HK, kv_len ? kv_len[b] : Tk, K);
-        }
-    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            mix_head(out + (size_t)b * Tq * HK + (size_t)h * K, probs + ((size_t)b * H + h) * np,
+                     scratch((size_t)np), v + (size_t)b * Tk * HK + (size_t)h * K, b, h, kv_len ? kv_len[b] : Tk,
+                     Tq, Tk, HK, K, drop);
 }
 
 /* Softmax backward in place: ds = p (ds - <ds, p>) scale, row by row (rows
