@@ -808,7 +808,7 @@ Test(config, canonical_text_is_fixed)
                      "\n# augmentation beyond crop and flip (all off by default)\n"
                      "mixup_alpha: 0\ncutmix_alpha: 0\nrandom_erase: 0\nrandaugment_n: 0\nrandaugment_m: 9\n"
                      "\n# optimisation\n"
-                     "mixed_precision: true\nbatch_size: 2048\nmicro_batch: 0\n"
+                     "mixed_precision: true\nbf16_activations: false\nbatch_size: 2048\nmicro_batch: 0\n"
                      "learning_rate: 0.0001\nweight_decay: 0.0001\n"
                      "adam_beta1: 0.9\nadam_beta2: 0.999\nadam_epsilon: 1e-07\nepochs: 30\nseed: 42\n"
                      "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\ninit_from: \"\"\n"

@@ -25,7 +25,8 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->ln_f = keep.normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_f_mean = arena_take(a, rq);
     acts->ln_f_rstd = arena_take(a, rq);
-    acts->h = arena_take(a, rq * d.F);
+    acts->h = keep.h_bf16 ? NULL : arena_take(a, rq * d.F);
+    acts->h16 = keep.h_bf16 ? (uint16_t *)arena_take(a, (rq * d.F + 1) / 2) : NULL; /* two in a float's room */
     acts->out = arena_take(a, rq * d.D);
     acts->x_q = acts->x_kv = NULL;
     acts->Tq = Tq, acts->Tk = Tk;
@@ -109,6 +110,8 @@ int block_keeps_normalised(const op_table *ops)
 
 int block_keeps_att(const op_table *ops) { return !ops_attention_mix(ops); }
 
+int block_saves_h_bf16(const op_table *ops) { return ops_ffn_h16(ops) != NULL; }
+
 /* A LayerNorm output the plan did not keep, rebuilt into scratch from the
  * input and the saved statistics (the forward's bits); a kept one as is. */
 static const float *normalised(const float *kept, float *scratch, const block_kernels *k, int op, const float *x,
@@ -180,6 +183,12 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     /* FFN with its dropout before the residual add. */
     k->ops->layernorm.forward(ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
                               w + fp->ln_beta, rq, d.D);
+    if (a->h16) { /* fused (block_saves_h_bf16) */
+        ops_ffn_h16(k->ops)->forward(a->out, a->h16, ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
+                                     w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
+                                     drop ? &drop->ffn : NULL);
+        return;
+    }
     if (fuse_ffn(k)) {
         k->ops->ffn.forward(a->out, a->h, ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
                             w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
@@ -210,7 +219,11 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     /* FFN: out = attn_out + dropout(g @ W2 + b2); d_attn_out starts as dout (the residual path). */
     const float *ln_f = normalised(a->ln_f, s->ln_f, k, TLB_OP_layernorm, a->attn_out, a->ln_f_mean,
                                    a->ln_f_rstd, w + fp->ln_gamma, w + fp->ln_beta, (int)rq, d.D);
-    if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
+    if (a->h16) { /* the fused ffn's bf16 form has backward_first */
+        ops_ffn_h16(k->ops)->backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
+                                            g + fp->fc2_bias, s->d_attn_out, dout, ln_f, w + fp->fc1_kernel,
+                                            w + fp->fc2_kernel, a->h16, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
+    } else if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
         k->ops->ffn.backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                                    g + fp->fc2_bias, s->d_attn_out, dout, ln_f, w + fp->fc1_kernel,
                                    w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);

@@ -23,7 +23,8 @@ typedef struct {
     float *att;                            /* [B*Tq, HK] heads concatenated (NULL where rebuilt) */
     float *attn_out;                       /* [B*Tq, D] = x_q + O */
     float *ln_f, *ln_f_mean, *ln_f_rstd;   /* [B*Tq, D] */
-    float *h;                              /* [B*Tq, F] pre-GELU (GELU is recomputed, not stored) */
+    float *h;                              /* [B*Tq, F] pre-GELU (GELU is recomputed, not stored); NULL where h16 */
+    uint16_t *h16;                         /* [B*Tq, F] the same in bf16 (block_keep.h_bf16), else NULL */
     float *out;                            /* [B*Tq, D] the block's output */
     const float *x_q, *x_kv;               /* inputs, recorded by the forward */
     int Tq, Tk;                            /* rows of the query / key-value stream, from the plan */
@@ -92,9 +93,15 @@ int block_keeps_normalised(const op_table *ops);
  * attention slots. */
 int block_keeps_att(const op_table *ops);
 
-/* What a plan keeps (1) or rebuilds (0). */
+/* Whether a plan saves the FFN's pre-activation h in bf16 (fp32 arithmetic,
+ * half its bytes; the gradients then are those of the rounded h): where the
+ * table asks for it and its fused ffn can (ops_ffn_h16). */
+int block_saves_h_bf16(const op_table *ops);
+
+/* What a plan keeps (1) or rebuilds (0), and how it saves h. */
 typedef struct {
     int normalised, att;
+    int h_bf16;
 } block_keep;
 
 /* Carve a block_acts / block_scratch for up to B samples from `a` (see

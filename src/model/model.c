@@ -124,7 +124,7 @@ static void carve(tlb_model *m, arena *a, int B)
     m->chunks = arena_take(a, (size_t)B * N * D);
     m->slow0 = arena_take(a, (size_t)B * Ns * D);
     m->slow_in = c->state_init == STATE_INIT_SINUSOID ? arena_take(a, nchunks * B * Ns * D) : NULL;
-    const block_keep keep = {block_keeps_normalised(&m->ops), block_keeps_att(&m->ops)};
+    const block_keep keep = {block_keeps_normalised(&m->ops), block_keeps_att(&m->ops), block_saves_h_bf16(&m->ops)};
     for (size_t ch = 0; ch < nchunks; ch++)
         for (int s = 0; s < l->num_steps; s++)
             block_acts_plan(&m->steps[ch * l->num_steps + s], a, m->dims, B,
@@ -315,7 +315,8 @@ static block_acts acts_view(const block_acts *a, block_dims d, int b0, int Tq, i
     if (v.att) v.att += q * HK;
     v.attn_out += q * d.D;
     v.ln_f_mean += q, v.ln_f_rstd += q;
-    v.h += q * d.F;
+    if (v.h) v.h += q * d.F;
+    if (v.h16) v.h16 += q * d.F;
     v.out += q * d.D;
     if (v.x_q) v.x_q += q * d.D;
     if (v.x_kv) v.x_kv += k * d.D;

@@ -8,3 +8,4 @@
 #include "ops/ffn_simd.h"
 
 const ffn_op ffn_avx512 = {ffn_forward_simd, ffn_backward_simd, ffn_prepare_simd, ffn_backward_first_simd};
+const ffn_h16_op ffn_h16_avx512 = {ffn_forward_h16_simd, ffn_backward_h16_simd, ffn_backward_first_h16_simd};

@@ -1,14 +1,16 @@
 /* ffn (ops.h) on the register-blocked GEMM of dense_simd.h, with the
- * elementwise ops in the products' output passes (GEMM_EPILOGUE, on each
- * block of rows as soon as it is stored):
- *   forward:  fc1's rows get h and gelu(h); fc2's rows become
- *             res + keep * (g @ w2 + b2), the mask drawn for the rows;
+ * elementwise ops where the products' rows are still in L1:
+ *   forward:  a thread takes MR rows at a time through the whole FFN: fc1's
+ *             tiles for the rows, gelu(h) of them into a per-thread buffer,
+ *             fc2's tiles from that buffer, then res + keep * (. + b2) on
+ *             the stored output rows. Neither gelu(h) nor (in inference) h
+ *             ever exists as an [M, F] tensor;
  *   backward: one pass over dout applies the mask (dy) and adds dres; the
- *             dg product's rows become dh = dg * gelu'(h) in place, and
- *             gelu(h) for dw2 is written beside them from the same h in
- *             registers and the same exp and Phi (gelu_simd.h), so neither
- *             dg nor a GELU pass exists (gelu(h) is recomputed rather than
- *             kept from the forward: memory per step).
+ *             dg product's rows become dh = dg * gelu'(h) in place
+ *             (GEMM_EPILOGUE), and gelu(h) for dw2 is written beside them
+ *             from the same h in registers and the same exp and Phi
+ *             (gelu_simd.h), so neither dg nor a GELU pass exists (gelu(h)
+ *             is recomputed rather than kept from the forward: memory).
  * Each piece does what the unfused ops do on the same backend, in the same
  * order, so the results are theirs bit for bit. Include simd_avx512.h or
  * simd_avx2.h, the matching dropout_mask_*.h and VKEEP first (as
@@ -24,102 +26,153 @@
 struct gemm_args;
 static inline void ffn_epilogue(const struct gemm_args *g, int m0);
 #define GEMM_EPILOGUE ffn_epilogue
-/* slot 0: a transposed weight (dense_simd.h); 2: gelu(h); 3: dy; 4: dh */
-#define SCRATCH_SLOTS 5
+/* slot 0: a transposed weight (dense_simd.h); 2: gelu(h); 3: dy; 4: dh;
+ * 5: the forward's per-thread rows (h where not kept, gelu(h)) */
+#define SCRATCH_SLOTS 6
 #define FFN_G 2
 #define FFN_DY 3
 #define FFN_DH 4
+#define FFN_ROWS 5
 #include "ops/dense_simd.h"
 
-typedef enum { FFN_EPI_GELU, FFN_EPI_GELU_GRAD, FFN_EPI_DROP_RES } ffn_epi_kind;
-
+/* The backward's dg product epilogue: g (gelu(h) for dw2, or NULL) and h,
+ * fp32 or (h16) bf16. */
 typedef struct {
-    ffn_epi_kind kind;
-    float *g;             /* GELU: gelu(c), laid out like C */
-    const float *aux;     /* GELU_GRAD: h; DROP_RES: res (like C) */
-    const dropout_ctx *drop;
-    int active, T;        /* DROP_RES: mask on or off; rows per sample */
+    float *g;
+    const float *h;
+    const uint16_t *h16;
 } ffn_epi;
 
-/* Rows [m0, m0 + MR) of C, just stored by the GEMM, in place (and gelu(h)
- * beside them). Every ffn product has ldc == N, so the rows are one span:
- * GELU and its derivative run the flat loop of a separate pass (a loop per
- * kind: a per-vector branch cost AVX2 a third of the GELU's speed). */
+/* h's VW values at i, widened where it is kept in bf16. */
+static inline vec ffn_h_at(const ffn_epi *e, size_t i) { return e->h16 ? vbf16_load(e->h16 + i) : VLOAD(e->h + i); }
+/* Its last n < VW values at i, the other lanes zero. */
+static inline vec ffn_h_tail(const ffn_epi *e, size_t i, size_t n)
+{
+    if (!e->h16) return VMLOAD(e->h + i, VMASK((int)n));
+    uint16_t t[VW] = {0};
+    memcpy(t, e->h16 + i, n * sizeof *t);
+    return vbf16_load(t);
+}
+
+/* Rows [m0, m0 + MR) of dg, just stored by the GEMM, become dh in place
+ * (and gelu(h) beside them). Every ffn product has ldc == N, so the rows
+ * are one span: the flat loop of a separate pass. */
 static inline void ffn_epilogue(const struct gemm_args *g, int m0)
 {
     const ffn_epi *e = g->epi;
     const int rows = g->M - m0 < MR ? g->M - m0 : MR, N = g->N;
     const size_t at = (size_t)m0 * N, n = (size_t)rows * N, nv = n / VW * VW;
     float *C = g->C + at;
-    switch (e->kind) {
-    case FFN_EPI_GELU: {
-        float *out = e->g + at;
-        for (size_t i = 0; i < nv; i += VW) {
-            const vec x = VLOAD(C + i);
-            VSTORE(out + i, VMUL(x, gelu_cdf(x)));
+    if (e->g) { /* gelu(h) for dw2 too, while h is in registers: no recompute pass */
+        float *gh = e->g + at;
+        for (size_t i = 0; i < nv; i += VW) { /* one exp and one Phi serve both */
+            const vec x = ffn_h_at(e, at + i), ex = gelu_exp(x), cdf = gelu_cdf_given_exp(x, ex);
+            VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad_given(x, ex, cdf)));
+            VSTORE(gh + i, VMUL(x, cdf));
         }
         if (n > nv) {
             const vmask k = VMASK((int)(n - nv));
-            const vec x = VMLOAD(C + nv, k);
-            VMSTORE(out + nv, k, VMUL(x, gelu_cdf(x)));
+            const vec x = ffn_h_tail(e, at + nv, n - nv), ex = gelu_exp(x), cdf = gelu_cdf_given_exp(x, ex);
+            VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad_given(x, ex, cdf)));
+            VMSTORE(gh + nv, k, VMUL(x, cdf));
         }
         return;
     }
-    case FFN_EPI_GELU_GRAD: {
-        const float *h = e->aux + at;
-        if (e->g) { /* gelu(h) for dw2 too, while h is in registers: no recompute pass */
-            float *g = e->g + at;
-            for (size_t i = 0; i < nv; i += VW) { /* one exp and one Phi serve both */
-                const vec x = VLOAD(h + i), e = gelu_exp(x), cdf = gelu_cdf_given_exp(x, e);
-                VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad_given(x, e, cdf)));
-                VSTORE(g + i, VMUL(x, cdf));
-            }
-            if (n > nv) {
-                const vmask k = VMASK((int)(n - nv));
-                const vec x = VMLOAD(h + nv, k), e = gelu_exp(x), cdf = gelu_cdf_given_exp(x, e);
-                VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad_given(x, e, cdf)));
-                VMSTORE(g + nv, k, VMUL(x, cdf));
-            }
-            return;
-        }
-        for (size_t i = 0; i < nv; i += VW) VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad(VLOAD(h + i))));
-        if (n > nv) {
-            const vmask k = VMASK((int)(n - nv));
-            VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad(VMLOAD(h + nv, k))));
-        }
-        return;
-    }
-    case FFN_EPI_DROP_RES:
-        for (int i = 0; i < rows; i++) { /* mask coordinates as dropout_simd.h */
-            float *c = C + (size_t)i * N;
-            const float *res = e->aux + at + (size_t)i * N;
-            const int m = m0 + i;
-            const uint64_t skey = e->active ? dropout_sample_key(e->drop, m / e->T) : 0;
-            const size_t elem = (size_t)(m % e->T) * N;
-            int j = 0;
-            for (; j + VW <= N; j += VW) {
-                vec v = VLOAD(c + j);
-                if (e->active) v = VMUL(v, VKEEP(e->drop, skey, elem + j));
-                VSTORE(c + j, VADD(v, VLOAD(res + j)));
-            }
-            if (j < N) {
-                const vmask k = VMASK(N - j);
-                vec v = VMLOAD(c + j, k);
-                if (e->active) v = VMUL(v, VKEEP(e->drop, skey, elem + j));
-                VMSTORE(c + j, k, VADD(v, VMLOAD(res + j, k)));
-            }
-        }
-        return;
+    for (size_t i = 0; i < nv; i += VW) VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad(ffn_h_at(e, at + i))));
+    if (n > nv) {
+        const vmask k = VMASK((int)(n - nv));
+        VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad(ffn_h_tail(e, at + nv, n - nv))));
     }
 }
+
+/* g[0, n) = gelu(h[0, n)): the GELU op's vector loop (gelu_simd.h); and
+ * h16 = bf16(h) where h is saved so. */
+static inline void ffn_gelu_span(float *g, uint16_t *h16, const float *h, size_t n)
+{
+    const size_t nv = n / VW * VW;
+    for (size_t i = 0; i < nv; i += VW) {
+        const vec x = VLOAD(h + i);
+        VSTORE(g + i, VMUL(x, gelu_cdf(x)));
+        if (h16) vbf16_store(h16 + i, x);
+    }
+    if (n > nv) {
+        const vmask k = VMASK((int)(n - nv));
+        const vec x = VMLOAD(h + nv, k);
+        VMSTORE(g + nv, k, VMUL(x, gelu_cdf(x)));
+        if (h16) {
+            uint16_t t[VW];
+            vbf16_store(t, x);
+            memcpy(h16 + nv, t, (n - nv) * sizeof *t);
+        }
+    }
+}
+
+/* Output rows [m0, m0 + rows) of N: c = res + keep * c, the mask at the
+ * coordinates dropout_simd.h draws it at. */
+static inline void ffn_drop_res_rows(float *C, const float *res, int m0, int rows, int N, int T,
+                                     const dropout_ctx *drop, int active)
+{
+    for (int i = 0; i < rows; i++) {
+        float *c = C + (size_t)i * N;
+        const float *r = res + (size_t)i * N;
+        const int m = m0 + i;
+        const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
+        const size_t elem = (size_t)(m % T) * N;
+        int j = 0;
+        for (; j + VW <= N; j += VW) {
+            vec v = VLOAD(c + j);
+            if (active) v = VMUL(v, VKEEP(drop, skey, elem + j));
+            VSTORE(c + j, VADD(v, VLOAD(r + j)));
+        }
+        if (j < N) {
+            const vmask k = VMASK(N - j);
+            vec v = VMLOAD(c + j, k);
+            if (active) v = VMUL(v, VKEEP(drop, skey, elem + j));
+            VMSTORE(c + j, k, VADD(v, VMLOAD(r + j, k)));
+        }
+    }
+}
+
+/* Floats of the forward's per-thread rows: h (where not kept) and gelu(h). */
+static inline size_t ffn_rows_floats(int F) { return (size_t)omp_get_max_threads() * 2 * MR * (size_t)F; }
 
 static inline int ffn_prepare_simd(int B, int T, int D, int F, tlb_error *err)
 {
     const size_t M = (size_t)B * T;
     if (scratch_reserve(0, (size_t)D * F) != 0 || scratch_reserve(FFN_G, M * F) != 0 ||
-        scratch_reserve(FFN_DY, M * D) != 0 || scratch_reserve(FFN_DH, M * F) != 0)
+        scratch_reserve(FFN_DY, M * D) != 0 || scratch_reserve(FFN_DH, M * F) != 0 ||
+        scratch_reserve(FFN_ROWS, ffn_rows_floats(F)) != 0)
         return tlb_fail(err, "out of memory for the FFN's scratch (%zu rows of %d and %d)", M, D, F);
     return 0;
+}
+
+/* h (fp32) or h16 (bf16) the saved pre-activation, or neither (inference). */
+static inline void ffn_forward_rows(float *out, float *h, uint16_t *h16, const float *inp, const float *w1,
+                                    const float *b1, const float *w2, const float *b2, const float *res,
+                                    int B, int T, int D, int F, const dropout_ctx *drop)
+{
+    const int M = B * T;
+    if (M <= 0 || D <= 0) return;
+    const int mt = (M + MR - 1) / MR, active = dropout_active(drop);
+    const double macs = 2.0 * M * D * (F > 0 ? F : 1);
+    float *rows_all = scratch(FFN_ROWS, ffn_rows_floats(F));
+#pragma omp parallel if (macs >= PARALLEL_MACS)
+    {
+        float *g = rows_all + (size_t)omp_get_thread_num() * 2 * MR * F, *h_rows = g + (size_t)MR * F;
+#pragma omp for schedule(static)
+        for (int r = 0; r < mt; r++) {
+            const int m0 = r * MR, rows = M - m0 < MR ? M - m0 : MR;
+            float *hr = h ? h + (size_t)m0 * F : h_rows;
+            const gemm_args up = {hr, (size_t)F, inp + (size_t)m0 * D, (size_t)D, 1, w1, (size_t)F, b1, 0,
+                                  rows, F, D, NULL, NULL};
+            for (int n0 = 0; n0 < F; n0 += TILE_N) tile_any(&up, 0, n0);
+            ffn_gelu_span(g, h16 ? h16 + (size_t)m0 * F : NULL, hr, (size_t)rows * F);
+            const gemm_args down = {out + (size_t)m0 * D, (size_t)D, g, (size_t)F, 1, w2, (size_t)D, b2, 0,
+                                    rows, D, F, NULL, NULL};
+            for (int n0 = 0; n0 < D; n0 += TILE_N) tile_any(&down, 0, n0);
+            ffn_drop_res_rows(out + (size_t)m0 * D, res + (size_t)m0 * D, m0, rows, D, T, drop, active);
+        }
+    }
 }
 
 static inline void ffn_forward_simd(float *out, float *h, const float *inp, const float *w1,
@@ -127,15 +180,31 @@ static inline void ffn_forward_simd(float *out, float *h, const float *inp, cons
                                     const float *res, int B, int T, int D, int F,
                                     const dropout_ctx *drop)
 {
-    const int M = B * T;
-    if (M <= 0 || D <= 0) return;
-    float *g = scratch(FFN_G, (size_t)M * F);
-    const ffn_epi up = {FFN_EPI_GELU, g, NULL, NULL, 0, T};
-    const gemm_args fc1 = {h, (size_t)F, inp, (size_t)D, 1, w1, (size_t)F, b1, 0, M, F, D, &up, NULL};
-    gemm(&fc1);
-    const ffn_epi down = {FFN_EPI_DROP_RES, NULL, res, drop, dropout_active(drop), T};
-    const gemm_args fc2 = {out, (size_t)D, g, (size_t)F, 1, w2, (size_t)D, b2, 0, M, D, F, &down, NULL};
-    gemm(&fc2);
+    ffn_forward_rows(out, h, NULL, inp, w1, b1, w2, b2, res, B, T, D, F, drop);
+}
+
+static inline void ffn_forward_h16_simd(float *out, uint16_t *h16, const float *inp, const float *w1,
+                                        const float *b1, const float *w2, const float *b2,
+                                        const float *res, int B, int T, int D, int F,
+                                        const dropout_ctx *drop)
+{
+    ffn_forward_rows(out, NULL, h16, inp, w1, b1, w2, b2, res, B, T, D, F, drop);
+}
+
+/* g = gelu(widened h16) over n values (the GELU op's loop on them). */
+static inline void ffn_gelu_of_h16(float *g, const uint16_t *h16, size_t n)
+{
+    const ffn_epi e = {NULL, NULL, h16};
+    const size_t nv = n / VW * VW;
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < nv; i += VW) {
+        const vec x = ffn_h_at(&e, i);
+        VSTORE(g + i, VMUL(x, gelu_cdf(x)));
+    }
+    if (n > nv) {
+        const vec x = ffn_h_tail(&e, nv, n - nv);
+        VMSTORE(g + nv, VMASK((int)(n - nv)), VMUL(x, gelu_cdf(x)));
+    }
 }
 
 /* dy = keep * dout over sample b (when the mask is on) and dres += dout, in
@@ -162,8 +231,8 @@ static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, si
  * dres = dout replaces the caller's copy of the residual path. */
 static inline void ffn_backward_into(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
                                      float *dres, const float *dout, const float *inp,
-                                     const float *w1, const float *w2, const float *h, int B, int T,
-                                     int D, int F, const dropout_ctx *drop, int add)
+                                     const float *w1, const float *w2, const float *h, const uint16_t *h16,
+                                     int B, int T, int D, int F, const dropout_ctx *drop, int add)
 {
     const int M = B * T;
     if (M <= 0 || D <= 0) return;
@@ -188,14 +257,15 @@ static inline void ffn_backward_into(float *dinp, float *dw1, float *db1, float 
     if (dinp || dw1 || db1) { /* dh[M,F] = (dy @ w2^T) * gelu'(h) (and g), then fc1's backward */
         float *dh = scratch(FFN_DH, (size_t)M * F);
         const float *w2t = transposed(w2, F, D);
-        const ffn_epi grad = {FFN_EPI_GELU_GRAD, g, h, NULL, 0, T};
+        const ffn_epi grad = {g, h, h16};
         const gemm_args dg = {dh, (size_t)F, dy, (size_t)D, 1, w2t, (size_t)F, NULL, 0, M, F, D, &grad, NULL};
         gemm(&dg);
         have_g = g != NULL;
         dense_backward_into(dinp, dw1, db1, dh, inp, w1, M, D, F, add);
     }
     if (dw2) { /* dw2[F,D] += gelu(h)^T @ dy (and db2 in spans, as the unfused dense backward) */
-        if (!have_g) gelu_forward_simd(g, h, (size_t)M * F);
+        if (!have_g && h16) ffn_gelu_of_h16(g, h16, (size_t)M * F);
+        else if (!have_g) gelu_forward_simd(g, h, (size_t)M * F);
         gemm_args a = {dw2, (size_t)D, g, 1, (size_t)F, dy, (size_t)D, NULL, 1, F, D, M, NULL, NULL};
         if (db2 && gemm_spans(M)) a.colsum = db2, db2 = NULL;
         gemm(&a);
@@ -207,7 +277,7 @@ static inline void ffn_backward_simd(float *dinp, float *dw1, float *db1, float 
                                      const float *dout, const float *inp, const float *w1, const float *w2,
                                      const float *h, int B, int T, int D, int F, const dropout_ctx *drop)
 {
-    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, h, B, T, D, F, drop, 1);
+    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, h, NULL, B, T, D, F, drop, 1);
 }
 
 static inline void ffn_backward_first_simd(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
@@ -215,7 +285,23 @@ static inline void ffn_backward_first_simd(float *dinp, float *dw1, float *db1, 
                                            const float *w2, const float *h, int B, int T, int D, int F,
                                            const dropout_ctx *drop)
 {
-    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, h, B, T, D, F, drop, 0);
+    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, h, NULL, B, T, D, F, drop, 0);
+}
+
+static inline void ffn_backward_h16_simd(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+                                         float *dres, const float *dout, const float *inp, const float *w1,
+                                         const float *w2, const uint16_t *h16, int B, int T, int D, int F,
+                                         const dropout_ctx *drop)
+{
+    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, NULL, h16, B, T, D, F, drop, 1);
+}
+
+static inline void ffn_backward_first_h16_simd(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+                                               float *dres, const float *dout, const float *inp, const float *w1,
+                                               const float *w2, const uint16_t *h16, int B, int T, int D, int F,
+                                               const dropout_ctx *drop)
+{
+    ffn_backward_into(dinp, dw1, db1, dw2, db2, dres, dout, inp, w1, w2, NULL, h16, B, T, D, F, drop, 0);
 }
 
 #endif

@@ -221,6 +221,7 @@ typedef struct {
 #undef TLB_OP_SLOT
     tlb_backend backend[TLB_OP_COUNT];
     int bf16_dense;
+    int bf16_h; /* the fused ffn saves h in bf16 (ops_table_set_bf16_h) */
     unsigned forced; /* bit op: put on its backend by ops_table_force (a spec, TLB_BACKEND) */
     unsigned off;    /* bit op: a fused stage turned off by a spec ("ffn:off") */
 } op_table;
@@ -299,6 +300,30 @@ typedef void (*attention_mix_fn)(float *out, const float *probs, const float *v,
  * function put there by hand. */
 attention_mix_fn ops_attention_mix(const op_table *t);
 
+/* The ffn with its saved pre-activation in bf16 (the config's
+ * bf16_activations: bf16 storage, fp32 arithmetic): the forward is the ffn
+ * op's, bit for bit, and stores h16[M, F] = bf16(h) (bf16.h's rounding) in
+ * place of h; the backward is the ffn op's backward given h = the widened
+ * h16, bit for bit. backward_first as the op's (above). */
+typedef void (*ffn_forward_h16_fn)(float *out, uint16_t *h16, const float *inp, const float *w1,
+                                   const float *b1, const float *w2, const float *b2, const float *res,
+                                   int B, int T, int D, int F, const dropout_ctx *drop);
+typedef void (*ffn_backward_h16_fn)(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+                                    float *dres, const float *dout, const float *inp, const float *w1,
+                                    const float *w2, const uint16_t *h16, int B, int T, int D, int F,
+                                    const dropout_ctx *drop);
+typedef struct {
+    ffn_forward_h16_fn forward;
+    ffn_backward_h16_fn backward, backward_first;
+} ffn_h16_op;
+/* t's ffn in that form where t asks for it (ops_table_set_bf16_h) and the
+ * fused ffn runs (ops_table_fused) on AVX2 or AVX-512; NULL elsewhere (ref,
+ * oneDNN, bf16 dense, a slot put in by hand), where h stays fp32. */
+const ffn_h16_op *ops_ffn_h16(const op_table *t);
+/* on = 1: t's fused ffn saves h in bf16. -1 (and t unchanged) where it
+ * cannot (ops_ffn_h16 would be NULL); on = 0 always succeeds. */
+int ops_table_set_bf16_h(op_table *t, int on);
+
 /* Mixed precision (the config's mixed_precision): dense layers multiply bf16
  * operands with fp32 accumulation on oneDNN; every other op, and every stored
  * tensor, stays fp32. Available where the CPU has AVX512_BF16, the only place
@@ -309,7 +334,8 @@ int ops_table_set_bf16(op_table *t, int on);
 
 /* "dense:avx512,layernorm:avx512,..." in op order ("bf16" for dense when
  * bf16_dense, "off" for a fused stage not in use), and the precision
- * "bf16 dense" or "fp32". */
+ * "bf16 dense", "fp32, bf16 h" (fp32 products, the ffn's h saved in bf16)
+ * or "fp32". */
 void ops_table_describe(const op_table *t, char *backends, size_t n);
 const char *ops_table_precision(const op_table *t);
 

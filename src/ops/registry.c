@@ -144,6 +144,25 @@ attention_mix_fn ops_attention_mix(const op_table *t)
     }
 }
 
+static const ffn_h16_op *ffn_h16_of(const op_table *t)
+{
+    if (!ops_table_fused(t, TLB_OP_ffn)) return NULL;
+    switch (t->backend[TLB_OP_ffn]) {
+    case TLB_BACKEND_AVX2: return &ffn_h16_avx2;
+    case TLB_BACKEND_AVX512: return &ffn_h16_avx512;
+    default: return NULL;
+    }
+}
+
+const ffn_h16_op *ops_ffn_h16(const op_table *t) { return t->bf16_h ? ffn_h16_of(t) : NULL; }
+
+int ops_table_set_bf16_h(op_table *t, int on)
+{
+    if (on && !ffn_h16_of(t)) return -1;
+    t->bf16_h = on;
+    return 0;
+}
+
 int ops_table_fused(const op_table *t, int op)
 {
     const unsigned parts = fused_parts(op);
@@ -271,4 +290,7 @@ void ops_table_describe(const op_table *t, char *backends, size_t n)
     }
 }
 
-const char *ops_table_precision(const op_table *t) { return t->bf16_dense ? "bf16 dense" : "fp32"; }
+const char *ops_table_precision(const op_table *t)
+{
+    return t->bf16_dense ? "bf16 dense" : ops_ffn_h16(t) ? "fp32, bf16 h" : "fp32";
+}

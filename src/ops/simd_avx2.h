@@ -5,6 +5,7 @@
 #define TLB_SIMD_AVX2_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define VW 8
 #define NV_MAX 2
@@ -121,6 +122,30 @@ static inline vec vsums(const vec v[VW])
     const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
     const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
     return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+}
+
+/* bf16 storage with fp32 arithmetic (the fused ffn's h in bf16): VW values
+ * rounded as bf16_from_f32 (bf16.h) rounds one, in integer lanes (AVX2 has
+ * no bf16 conversion): nearest even, a NaN kept quiet, a denormal to signed
+ * zero. */
+static inline void vbf16_store(uint16_t *p, vec x)
+{
+    const __m256i u = _mm256_castps_si256(x), hi = _mm256_srli_epi32(u, 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i den = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)), _mm256_setzero_si256());
+    const __m256i even = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(hi, _mm256_set1_epi32(1)));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, even), 16);
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+    r = _mm256_blendv_epi8(r, _mm256_and_si256(hi, _mm256_set1_epi32(0x8000)), den);
+    r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08); /* 8 halves into the low 128 bits */
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(r));
+}
+
+/* VW bf16 values widened to fp32 (exact). */
+static inline vec vbf16_load(const uint16_t *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
 #endif

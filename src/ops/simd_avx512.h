@@ -5,6 +5,7 @@
 #define TLB_SIMD_AVX512_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define VW 16
 #define NV_MAX 4
@@ -128,6 +129,29 @@ static inline vec vsums(const vec v[VW])
                                      _mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(3, 1, 3, 1)));
     return _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
                          _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* bf16 storage with fp32 arithmetic (the fused ffn's h in bf16): VW values
+ * rounded as bf16_from_f32 (bf16.h) rounds one, in integer lanes (the file
+ * is not compiled for AVX512_BF16): nearest even, a NaN kept quiet, a
+ * denormal to signed zero. */
+static inline void vbf16_store(uint16_t *p, vec x)
+{
+    const __m512i u = _mm512_castps_si512(x), hi = _mm512_srli_epi32(u, 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                  _mm512_set1_epi32(0x7f800000));
+    const __mmask16 den = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+    const __m512i even = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, even), 16);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    r = _mm512_mask_mov_epi32(r, den, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
+}
+
+/* VW bf16 values widened to fp32 (exact). */
+static inline vec vbf16_load(const uint16_t *p)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
 #endif

@@ -77,6 +77,7 @@ static const key_def KEYS[] = {
     NEW_KEY("randaugment_n", K_INT, OFF(randaugment_n), NULL),
     NEW_KEY("randaugment_m", K_INT, OFF(randaugment_m), NULL),
     {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 1, "optimisation", 0, NULL},
+    NEW_KEY("bf16_activations", K_BOOL, OFF(bf16_activations), NULL),
     {"batch_size", K_INT, OFF(batch_size), 0, 1, NULL, 0, NULL},
     {"micro_batch", K_INT, OFF(micro_batch), 0, 1, NULL, 0, NULL},
     {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 1, NULL, 0, NULL},

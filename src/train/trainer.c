@@ -319,7 +319,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     s.lock.fd = -1;
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
-    int status = 1;
+    int status = 1, h_bf16_refused = 0;
     const int rank = dist_rank(), lead = rank == 0;
     /* Rank 0 alone prints; the others' progress goes nowhere. */
     FILE *console = lead ? stdout : fopen("/dev/null", "w");
@@ -365,6 +365,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (numerics_choose(&ops, c->backend, c->mixed_precision, began.precision, precision_why,
                         sizeof precision_why, err) != 0)
         goto agree;
+    /* bf16 storage of h needs the fused ffn with fp32 products: elsewhere h
+     * stays fp32, said below and in the recorded precision. */
+    h_bf16_refused = c->bf16_activations && ops_table_set_bf16_h(&ops, 1) != 0;
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
     if (opt && opt->build) snprintf(out->numerics.build, sizeof out->numerics.build, "%s", opt->build);
@@ -524,6 +527,13 @@ agree:
                             " weights, optimizer state and every other op stay fp32\n");
         else if (precision_why[0])
             fprintf(stderr, "note: mixed_precision: %s (BENCHMARKS.md, \"Mixed precision\")\n", precision_why);
+        if (ops_ffn_h16(&ops))
+            fprintf(stderr, "bf16 activations: the FFN's pre-activation h is saved for the backward in bf16"
+                            " (fp32 arithmetic; README, \"bf16 activations\")\n");
+        else if (h_bf16_refused)
+            fprintf(stderr, "note: bf16_activations: h stays fp32 here: %s\n",
+                    ops.bf16_dense ? "the dense layers run in bf16, without the fused ffn that stores it"
+                                   : "the ffn is not the fused AVX2 or AVX-512 stage (backend)");
         if (resuming)
             fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch,
                     pos.step);
