@@ -4,6 +4,7 @@
  * a slow spell of a shared machine hits every build alike, which timing the
  * builds one after another cannot promise (on the 2-core VMs here a step's
  * time moved 20% within minutes). Prints each build's min and median. */
+#define _POSIX_C_SOURCE 200112L /* setenv */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "ab_main: %s lacks ab_setup or ab_step\n", argv[3 + i]);
             return 2;
         }
+        setenv("AB_SIDE", i == 0 ? "ref" : "new", 1); /* step_entry.c's per-side settings */
         const int e = setup(mb);
         if (e != 0) {
             fprintf(stderr, "ab_main: %s: set-up stage %d failed\n", argv[3 + i], e);

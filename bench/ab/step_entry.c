@@ -1,7 +1,13 @@
 /* One build's side of bench/ab.sh: compiled with that build's headers and
  * linked with its library into one shared object, so two builds of tlb-c
  * can run in one process (bench/ab/ab_main.c). The seed model at image 48,
- * the automatic backends, dropout on, Keras initialisation, a fixed input. */
+ * the automatic backends, dropout on, Keras initialisation, a fixed input.
+ * ab_main names the side it sets up in AB_SIDE ("ref" or "new"); AB_REF_SPEC
+ * / AB_NEW_SPEC pick that side's backends (an ops spec, as TLB_BACKEND) and
+ * AB_REF_BF16_H / AB_NEW_BF16_H = 1 saves the ffn's h in bf16 there (a
+ * build without that knob refuses it), so one build can be timed against
+ * itself with a setting changed. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -9,6 +15,19 @@
 #include "ops/ops.h"
 #include "train/init.h"
 #include "util/rng.h"
+
+/* Weak: REF's headers may predate it (then it is NULL here). */
+int ops_table_set_bf16_h(op_table *t, int on) __attribute__((weak));
+
+/* AB_<SIDE>_<what>, or NULL. */
+static const char *side_env(const char *what)
+{
+    const char *side = getenv("AB_SIDE");
+    char name[64];
+    snprintf(name, sizeof name, "AB_%s_%s", side && side[0] == 'r' ? "REF" : "NEW", what);
+    const char *v = getenv(name);
+    return v && v[0] ? v : NULL;
+}
 
 static tlb_model model;
 static op_table ops;
@@ -20,7 +39,9 @@ static int rows;
 int ab_setup(int micro_batch)
 {
     tlb_error err;
-    if (ops_table_select(&ops, NULL, &err) != 0) return 1;
+    if (ops_table_select(&ops, side_env("SPEC"), &err) != 0) return 1;
+    const char *h16 = side_env("BF16_H");
+    if (h16 && atoi(h16) && (!ops_table_set_bf16_h || ops_table_set_bf16_h(&ops, 1) != 0)) return 5;
     tlb_model_config c = model_config_seed();
     c.image_size = 48;
     if (model_create(&model, &c, &err) != 0) return 2;
