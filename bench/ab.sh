@@ -7,7 +7,7 @@
 #
 #   bench/ab.sh REF [ROUNDS [MICRO_BATCH]]      (make bench-ab REF=... ROUNDS=...)
 #
-# ROUNDS default 15, MICRO_BATCH default 293 (the trainer's for batch 2048 on
+# ROUNDS default 15, MICRO_BATCH default 410 (the trainer's for batch 2048 on
 # this model); THREADS=N (default 2); AB_REF_SPEC / AB_NEW_SPEC an ops spec
 # per side, AB_REF_BF16_H / AB_NEW_BF16_H=1 bf16 h per side
 # (bench/ab/step_entry.c), so REF=HEAD times one setting against another.
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ref=${1:?usage: bench/ab.sh REF [ROUNDS [MICRO_BATCH]]}
 rounds=${2:-15}
-mb=${3:-293}
+mb=${3:-410}
 out=build-ab
 refsrc=$out/ref-src
 commit=$(git rev-parse --verify "$ref^{commit}") || { echo "bench/ab.sh: no commit $ref" >&2; exit 2; }

@@ -15,11 +15,12 @@ static void usage(void)
             "  --only LIST      comma list of probe,ops,step,mixed,infer (default: all)\n"
             "  --out DIR        CSV files (default build/bench)\n"
             "  --seconds S      time budget per op measurement (default 0.3)\n"
-            "  --micro-batch N  default: the trainer's rule for batch 2048 (228)\n"
+            "  --micro-batch N  default: the trainer's rule for batch 2048 (410)\n"
             "  --batch N        training-step batch (default 2048); also caps the inference batch (256)\n"
             "  --steps N        timed training steps per configuration (default 5)\n"
             "  --step-configs LIST  comma list of the training-step rows to run (default: all):\n"
-            "                   ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16,lra (LRA Image's config)\n"
+            "                   ref,avx2,auto,h16,avx2-h16,unfused,dnnl,bf16,paper,paper-bf16,lra\n"
+            "                   (h16: bf16 h, fp32 products; lra: LRA Image's config)\n"
             "  --bw-mib N       MiB per bandwidth-probe buffer (default 1024)\n"
             "  --quick          tiny sizes and timings, for development\n");
 }

@@ -84,9 +84,12 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
     r->base_mib = bench_vm_rss_mib();
     r->scaled = scaled;
     tlb_error err;
-    /* "bf16" or "bf16,SPEC": mixed precision over the automatic choice or SPEC */
+    /* "bf16" or "bf16,SPEC": mixed precision over the automatic choice or
+     * SPEC; "h16" or "h16,SPEC" likewise the ffn's h saved in bf16 */
     const int mixed = spec && strncmp(spec, "bf16", 4) == 0;
     if (mixed) spec = spec[4] == ',' ? spec + 5 : NULL;
+    const int h16 = spec && strncmp(spec, "h16", 3) == 0;
+    if (h16) spec = spec[3] == ',' ? spec + 4 : NULL;
     op_table ops;
     if (ops_table_select(&ops, spec, &err) != 0) {
         snprintf(r->error, sizeof r->error, "%.190s", err.msg);
@@ -94,6 +97,10 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
     }
     if (mixed && ops_table_set_bf16(&ops, 1) != 0) {
         snprintf(r->error, sizeof r->error, "mixed precision needs AVX512_BF16");
+        return;
+    }
+    if (h16 && ops_table_set_bf16_h(&ops, 1) != 0) {
+        snprintf(r->error, sizeof r->error, "bf16 h needs the fused AVX2 or AVX-512 ffn");
         return;
     }
     ops_table_describe(&ops, r->backends, sizeof r->backends); /* bf16 dense, fused stages "off" */
@@ -246,13 +253,14 @@ static int measure(const bench_opts *o, const tlb_model_config *c, const char *s
     return 0;
 }
 
-const char *const bench_step_keys = "ref,avx2,auto,unfused,dnnl,bf16,paper,paper-bf16,lra";
+const char *const bench_step_keys = "ref,avx2,auto,h16,avx2-h16,unfused,dnnl,bf16,paper,paper-bf16,lra";
 
 void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step_summary *out)
 {
     /* key: the name --step-configs selects it by. A spec starting with
-     * "bf16" runs mixed precision: its row is a share of the bf16 peak, the
-     * others of the fp32 peak. */
+     * "bf16" runs mixed precision: its row is a share of the bf16 peak; one
+     * starting with "h16" saves the ffn's h in bf16 (fp32 products): of the
+     * fp32 peak, as the others (AVX2's for the avx2 rows). */
     const struct {
         const char *key, *label, *spec;
         tlb_wiring wiring;
@@ -261,6 +269,8 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         {"ref", "ref (all ops)", "ref", TLB_WIRING_KERAS, 1, 0},
         {"avx2", "avx2", "avx2", TLB_WIRING_KERAS, 0, 0},
         {"auto", "avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0, 0},
+        {"h16", "automatic, bf16 h", "h16", TLB_WIRING_KERAS, 0, 0},
+        {"avx2-h16", "avx2, bf16 h", "h16,avx2", TLB_WIRING_KERAS, 0, 0},
         {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0, 0},
         {"dnnl", "dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0, 0},
         {"bf16", "mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0, 0},
@@ -339,7 +349,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         const double ips = row_o.batch / r.step_s, gf = fl * ips * 1e-9, rss = r.hwm_mib;
         /* the peak of the precision the step ran in (the avx2 row: of AVX2's FMA where the CPU has
          * AVX-512 too); 0: not measured */
-        const int avx2_row = configs[i].spec && strcmp(configs[i].spec, "avx2") == 0 && m->fma_avx2_all > 0;
+        const int avx2_row = configs[i].spec && strstr(configs[i].spec, "avx2") && m->fma_avx2_all > 0;
         const double peak = bf16 ? m->bf16_all : avx2_row ? m->fma_avx2_all : m->fma_all;
         const double pct = peak > 0 ? 100 * gf / peak : 0;
         const char *of = bf16 ? "bf16" : avx2_row ? "avx2" : "fp32";
