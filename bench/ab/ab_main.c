@@ -30,6 +30,7 @@ int main(int argc, char **argv)
         return 2;
     }
     double (*step[MAX_BUILDS])(void);
+    int rows[MAX_BUILDS];
     static double t[MAX_BUILDS][MAX_ROUNDS];
     for (int i = 0; i < n; i++) {
         void *h = dlopen(argv[3 + i], RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
@@ -44,7 +45,9 @@ int main(int argc, char **argv)
             return 2;
         }
         setenv("AB_SIDE", i == 0 ? "ref" : "new", 1); /* step_entry.c's per-side settings */
-        const int e = setup(mb);
+        const char *own = getenv(i == 0 ? "AB_REF_MB" : "AB_NEW_MB"); /* a side's own micro-batch */
+        rows[i] = own && atoi(own) > 0 ? atoi(own) : mb;
+        const int e = setup(rows[i]);
         if (e != 0) {
             fprintf(stderr, "ab_main: %s: set-up stage %d failed\n", argv[3 + i], e);
             return 1;
@@ -55,11 +58,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) t[i][r] = step[i]();
     for (int i = 0; i < n; i++) {
         qsort(t[i], rounds, sizeof(double), by_value);
-        printf("%-40s micro-batch %d forward+backward: min %.4f s, median %.4f s (%d rounds)\n", argv[3 + i], mb,
-               t[i][0], t[i][rounds / 2], rounds);
+        printf("%-40s micro-batch %d forward+backward: min %.4f s, median %.4f s (%d rounds)\n", argv[3 + i],
+               rows[i], t[i][0], t[i][rounds / 2], rounds);
     }
-    for (int i = 1; i < n; i++)
-        printf("%s / %s: min %.3fx, median %.3fx\n", argv[3 + i], argv[3], t[i][0] / t[0][0],
-               t[i][rounds / 2] / t[0][rounds / 2]);
+    for (int i = 1; i < n; i++) /* per image, where the sides' micro-batches differ */
+        printf("%s / %s%s: min %.3fx, median %.3fx\n", argv[3 + i], argv[3],
+               rows[i] != rows[0] ? " (time per image)" : "", t[i][0] / rows[i] / (t[0][0] / rows[0]),
+               t[i][rounds / 2] / rows[i] / (t[0][rounds / 2] / rows[0]));
     return 0;
 }
