@@ -12,7 +12,8 @@
 # per side, AB_REF_BF16_H / AB_NEW_BF16_H=1 bf16 h per side
 # (bench/ab/step_entry.c), AB_REF_MB / AB_NEW_MB a side's own micro-batch
 # (the ratio is then per image), so REF=HEAD times one setting against
-# another.
+# another; AB_INFER=TILE times inference (the batch in tiles of TILE) in
+# place of the training micro-batch.
 # Builds under build-ab/ (REF's source in a temporary git worktree there,
 # removed at the end). Both build with -O3
 # -fPIC and without -Wmaybe-uninitialized (older commits tripped it under

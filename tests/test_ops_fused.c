@@ -166,6 +166,32 @@ Test(ops_fused, ffn_is_the_unfused_ops_bit_for_bit)
     cr_expect_geq(cases, 2 * (int)(sizeof ffn_shapes / sizeof ffn_shapes[0]));
 }
 
+/* h NULL (a forward-only plan, block_keep.h_none): the same out, every
+ * backend, odd shapes and the model's, dropout on. */
+Test(ops_fused, ffn_forward_without_h_is_the_same)
+{
+    int cases = 0;
+    for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+        const ffn_op *ffn = ops_impl_ffn((tlb_backend)b);
+        if (!ffn || !backend_supported((tlb_backend)b)) continue;
+        for (size_t s = 0; s < sizeof ffn_shapes / sizeof ffn_shapes[0]; s++, cases++) {
+            const int *dm = ffn_shapes[s].dims, B = dm[0], T = dm[1], D = dm[2], F = dm[3];
+            op_case *c = opt_case("ffn", ffn, backend_name((tlb_backend)b), dm, ffn_shapes[s].rate, 170 + s);
+            const size_t md = (size_t)B * T * D;
+            float *with = malloc(md * sizeof(float)), *without = malloc(md * sizeof(float));
+            float *h = malloc((size_t)B * T * F * sizeof(float));
+            const float *in[6];
+            for (int i = 0; i < 6; i++) in[i] = c->in[i].x;
+            ffn->forward(with, h, in[0], in[1], in[2], in[3], in[4], in[5], B, T, D, F, c->dropp);
+            ffn->forward(without, NULL, in[0], in[1], in[2], in[3], in[4], in[5], B, T, D, F, c->dropp);
+            expect_same_bits("out with h NULL", c->label, with, without, md);
+            free(with), free(without), free(h);
+            opt_case_free(c);
+        }
+    }
+    cr_expect_geq(cases, (int)(sizeof ffn_shapes / sizeof ffn_shapes[0]));
+}
+
 /* ---- finite differences on every backend ---------------------------------- */
 
 Test(ops_fused, finite_differences_every_backend)

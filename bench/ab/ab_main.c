@@ -58,8 +58,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) t[i][r] = step[i]();
     for (int i = 0; i < n; i++) {
         qsort(t[i], rounds, sizeof(double), by_value);
-        printf("%-40s micro-batch %d forward+backward: min %.4f s, median %.4f s (%d rounds)\n", argv[3 + i],
-               rows[i], t[i][0], t[i][rounds / 2], rounds);
+        printf("%-40s %s %d: min %.4f s, median %.4f s (%d rounds)\n", argv[3 + i],
+               getenv("AB_INFER") ? "inference, batch" : "micro-batch forward+backward,", rows[i], t[i][0], t[i][rounds / 2], rounds);
     }
     for (int i = 1; i < n; i++) /* per image, where the sides' micro-batches differ */
         printf("%s / %s%s: min %.3fx, median %.3fx\n", argv[3 + i], argv[3],

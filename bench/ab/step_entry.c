@@ -6,11 +6,13 @@
  * / AB_NEW_SPEC pick that side's backends (an ops spec, as TLB_BACKEND) and
  * AB_REF_BF16_H / AB_NEW_BF16_H = 1 saves the ffn's h in bf16 there (a
  * build without that knob refuses it), so one build can be timed against
- * itself with a setting changed. */
+ * itself with a setting changed. AB_INFER=TILE times inference instead: the
+ * inference plan (model/infer.h) over the micro-batch in tiles of TILE. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "model/infer.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "train/init.h"
@@ -30,6 +32,8 @@ static const char *side_env(const char *what)
 }
 
 static tlb_model model;
+static model_inference inference;
+static int infer_tile; /* 0: training */
 static op_table ops;
 static float *images;
 static int *labels;
@@ -47,6 +51,9 @@ int ab_setup(int micro_batch)
     if (model_create(&model, &c, &err) != 0) return 2;
     model_use_ops(&model, &ops);
     if (model_plan(&model, micro_batch, &err) != 0) return 3;
+    const char *tile = getenv("AB_INFER");
+    infer_tile = tile && atoi(tile) > 0 ? atoi(tile) : 0;
+    if (infer_tile && model_inference_plan(&inference, &model, micro_batch, infer_tile, 0, &err) != 0) return 6;
     init_keras(&model, 42);
     rows = micro_batch;
     const size_t n = (size_t)micro_batch * 48 * 48 * 3;
@@ -59,14 +66,18 @@ int ab_setup(int micro_batch)
     return 0;
 }
 
-/* Seconds for one micro-batch's forward and backward. */
+/* Seconds for one micro-batch's forward and backward (or inference). */
 double ab_step(void)
 {
     const model_dropout d = {1, 99, 0};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    model_forward(&model, images, labels, rows, &d);
-    model_backward(&model, images, labels, rows, 1.0f / 2048, &d);
+    if (infer_tile) {
+        model_inference_run(&inference, images, NULL, rows, NULL);
+    } else {
+        model_forward(&model, images, labels, rows, &d);
+        model_backward(&model, images, labels, rows, 1.0f / 2048, &d);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     return (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
 }

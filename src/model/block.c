@@ -25,7 +25,7 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
     acts->ln_f = keep.normalised ? arena_take(a, rq * d.D) : NULL;
     acts->ln_f_mean = arena_take(a, rq);
     acts->ln_f_rstd = arena_take(a, rq);
-    acts->h = keep.h_bf16 ? NULL : arena_take(a, rq * d.F);
+    acts->h = keep.h_bf16 || keep.h_none ? NULL : arena_take(a, rq * d.F);
     acts->h16 = keep.h_bf16 ? (uint16_t *)arena_take(a, (rq * d.F + 1) / 2) : NULL; /* two in a float's room */
     acts->out = arena_take(a, rq * d.D);
     acts->x_q = acts->x_kv = NULL;
@@ -189,7 +189,7 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
                                      drop ? &drop->ffn : NULL);
         return;
     }
-    if (fuse_ffn(k)) {
+    if (fuse_ffn(k)) { /* a->h NULL: nothing saved (block_keep.h_none) */
         k->ops->ffn.forward(a->out, a->h, ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
                             w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
                             drop ? &drop->ffn : NULL);

@@ -98,10 +98,12 @@ int block_keeps_att(const op_table *ops);
  * table asks for it and its fused ffn can (ops_ffn_h16). */
 int block_saves_h_bf16(const op_table *ops);
 
-/* What a plan keeps (1) or rebuilds (0), and how it saves h. */
+/* What a plan keeps (1) or rebuilds (0), and how it saves h: in bf16, or
+ * (h_none, a forward-only plan where the fused ffn runs:
+ * ops_table_fused) not at all. */
 typedef struct {
     int normalised, att;
-    int h_bf16;
+    int h_bf16, h_none;
 } block_keep;
 
 /* Carve a block_acts / block_scratch for up to B samples from `a` (see

@@ -31,7 +31,7 @@ static void carve(model_inference *inf, arena *a)
         for (int k = 0; k < 3; k++) w->slow[k] = arena_take(a, t * Ns * D);
         w->probs = arena_take(a, t * H * T * T);
         block_acts_plan(&w->acts, a, m->dims, (int)t, (int)T, (int)T,
-                        (block_keep){1, 1, 0}); /* forward only: nothing to rebuild */
+                        (block_keep){1, 1, 0, ops_table_fused(&m->ops, TLB_OP_ffn)}); /* forward only */
         memset(&w->scratch, 0, sizeof w->scratch);
         w->scratch.g = arena_take(a, t * T * (size_t)m->dims.F);
         w->readout_ln = w->readout_mean = w->readout_rstd = NULL;

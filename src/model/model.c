@@ -124,7 +124,8 @@ static void carve(tlb_model *m, arena *a, int B)
     m->chunks = arena_take(a, (size_t)B * N * D);
     m->slow0 = arena_take(a, (size_t)B * Ns * D);
     m->slow_in = c->state_init == STATE_INIT_SINUSOID ? arena_take(a, nchunks * B * Ns * D) : NULL;
-    const block_keep keep = {block_keeps_normalised(&m->ops), block_keeps_att(&m->ops), block_saves_h_bf16(&m->ops)};
+    const block_keep keep = {block_keeps_normalised(&m->ops), block_keeps_att(&m->ops), block_saves_h_bf16(&m->ops),
+                             0};
     for (size_t ch = 0; ch < nchunks; ch++)
         for (int s = 0; s < l->num_steps; s++)
             block_acts_plan(&m->steps[ch * l->num_steps + s], a, m->dims, B,

@@ -25,6 +25,7 @@ static void ffn_forward_ref(float *out, float *h, const float *inp, const float 
 {
     const int M = B * T;
     float *g = scratch(need(B, T, D, F));
+    if (!h) h = g + (size_t)M * (F + D); /* not kept: the backward's dg room */
     dense_ref.forward(h, inp, w1, b1, M, D, F);
     gelu_ref.forward(g, h, (size_t)M * F);
     dense_ref.forward(out, g, w2, b2, M, F, D);

@@ -139,7 +139,8 @@ typedef void (*layernorm_pair_backward_fn)(float *dinp, float *dgamma1, float *d
 
 /* ffn: the FFN after its LayerNorm, fc1 with GELU and fc2 with dropout and
  * the residual add, over B samples of T rows:
- *   h[M, F] = inp[M, D] @ w1 + b1   (saved: the backward's GELU input)
+ *   h[M, F] = inp[M, D] @ w1 + b1   (saved: the backward's GELU input;
+ *                                    h NULL saves nothing: inference)
  *   out[M, D] = res + dropout(gelu(h) @ w2 + b2),  M = B*T,
  * dropout over each sample's T*D values as the dropout op draws them. out
  * must not alias inp, h or res. gelu(h) lives in the backend's scratch

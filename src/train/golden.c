@@ -184,7 +184,7 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
     arena a = {0};
     block_acts acts;
     block_scratch s;
-    const block_keep keep = {block_keeps_normalised(ops), block_keeps_att(ops), block_saves_h_bf16(ops)}; /* as a plan would */
+    const block_keep keep = {block_keeps_normalised(ops), block_keeps_att(ops), block_saves_h_bf16(ops), 0}; /* as a plan would */
     int rc = (params && grads && xq && xkv && cot && dxq && dxkv && !t.out_of_memory) ? 0 : tlb_fail(err, "out of memory");
     if (rc == 0) rc = load_params(f, &t, params, err);
     if (rc == 0) rc = st_read_f32(f, "x_q", xq, nx, err);
