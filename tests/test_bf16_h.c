@@ -223,41 +223,11 @@ Test(bf16_h, offered_only_where_the_fused_simd_ffn_runs)
 
 #define MB 7
 
-typedef struct {
-    double loss;
-    float logits[MB * 5];
-    float *grads;
-    size_t n, plan_bytes;
-} model_result;
-
-static model_result model_run(const char *spec, int h_bf16)
+static test_step model_run(const char *spec, int h_bf16)
 {
     op_table ops = table(spec);
     if (h_bf16) cr_assert_eq(ops_table_set_bf16_h(&ops, 1), 0);
-    const tlb_model_config c = test_small_config(TLB_WIRING_KERAS);
-    tlb_model m;
-    tlb_error err;
-    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
-    model_use_ops(&m, &ops);
-    cr_assert_eq(model_plan(&m, MB, &err), 0, "%s", err.msg);
-    rng_stream r = {23, 0};
-    for (size_t i = 0; i < model_num_params(&m); i++) m.params[i] = 0.4f * (rng_next_uniform(&r) - 0.5f);
-    float x[MB * 8 * 8 * 3];
-    int labels[MB];
-    rng_stream ri = {3, 0};
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = rng_next_uniform(&ri);
-    for (int b = 0; b < MB; b++) labels[b] = b % 5;
-    const model_dropout drop = {1, 0x5eed, 7};
-    model_result res;
-    res.plan_bytes = model_plan_bytes(&m, MB);
-    model_zero_grads(&m);
-    res.loss = model_forward(&m, x, labels, MB, &drop);
-    model_backward(&m, x, labels, MB, 1.0f / MB, &drop);
-    memcpy(res.logits, m.logits, sizeof res.logits);
-    res.n = model_num_params(&m);
-    res.grads = copy_of(m.grads, res.n);
-    model_destroy(&m);
-    return res;
+    return test_small_step(&ops, TLB_WIRING_KERAS, MB, 23, 0.4f, 3, (model_dropout){1, 0x5eed, 7});
 }
 
 /* A model planned with bf16 h: its forward is fp32's bit for bit (the loss,
@@ -274,9 +244,9 @@ Test(bf16_h, model_gradients_are_those_of_the_rounded_h)
     for (size_t b = 0; b < sizeof simd_backends / sizeof simd_backends[0]; b++) {
         if (!backend_supported(simd_backends[b])) continue;
         const char *spec = backend_name(simd_backends[b]);
-        model_result f32 = model_run(spec, 0), f16 = model_run(spec, 1);
+        test_step f32 = model_run(spec, 0), f16 = model_run(spec, 1);
         cr_expect_eq(f32.loss, f16.loss, "%s: the forward changed: loss %.9g vs %.9g", spec, f32.loss, f16.loss);
-        cr_expect_eq(memcmp(f32.logits, f16.logits, sizeof f32.logits), 0, "%s: the logits changed", spec);
+        cr_expect_eq(memcmp(f32.logits, f16.logits, sizeof(float) * MB * 5), 0, "%s: the logits changed", spec);
         cr_expect_lt(f16.plan_bytes, f32.plan_bytes, "%s: bf16 h saved no memory", spec);
         double d2 = 0, n2 = 0;
         size_t differ = 0;
@@ -291,7 +261,7 @@ Test(bf16_h, model_gradients_are_those_of_the_rounded_h)
         cr_expect_gt(differ, 0, "%s: no gradient changed: h was not rounded", spec);
         cr_expect_lt(rel, ldexp(1, -6), "%s: gradients %.3g from fp32's, more than bf16's rounding explains", spec,
                      rel);
-        free(f32.grads), free(f16.grads);
+        test_step_free(&f32), test_step_free(&f16);
         runs++;
     }
     cr_expect_geq(runs, backend_supported(TLB_BACKEND_AVX2));

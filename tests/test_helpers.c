@@ -11,6 +11,7 @@
 
 #include "data/cifar10.h"
 #include "data/fetch.h"
+#include "util/rng.h"
 #include "util/safetensors.h"
 
 /* ---- the tlb binary as a subprocess ---------------------------------------- */
@@ -154,4 +155,44 @@ tlb_model_config test_small_state_config(tlb_wiring wiring, int ns, tlb_state_in
     c.state_init = init;
     c.readout = ro;
     return c;
+}
+
+test_step test_small_step(const op_table *ops, tlb_wiring wiring, int mb, uint64_t param_seed, float amp,
+                          uint64_t input_seed, model_dropout drop)
+{
+    const tlb_model_config c = test_small_config(wiring);
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    model_use_ops(&m, ops);
+    cr_assert_eq(model_plan(&m, mb, &err), 0, "%s", err.msg);
+    rng_stream r = {param_seed, 0};
+    for (size_t i = 0; i < model_num_params(&m); i++) m.params[i] = amp * (rng_next_uniform(&r) - 0.5f);
+    const size_t nx = (size_t)mb * c.image_size * c.image_size * 3;
+    float *x = malloc(nx * sizeof(float));
+    int *labels = malloc((size_t)mb * sizeof(int));
+    cr_assert(x && labels);
+    rng_stream ri = {input_seed, 0};
+    for (size_t i = 0; i < nx; i++) x[i] = rng_next_uniform(&ri);
+    for (int b = 0; b < mb; b++) labels[b] = b % c.num_classes;
+    test_step s = {0};
+    model_zero_grads(&m);
+    s.loss = model_forward(&m, x, labels, mb, &drop);
+    model_backward(&m, x, labels, mb, 1.0f / mb, &drop);
+    s.n = model_num_params(&m);
+    s.plan_bytes = model_plan_bytes(&m, mb);
+    s.logits = malloc((size_t)mb * c.num_classes * sizeof(float));
+    s.grads = malloc(s.n * sizeof(float));
+    cr_assert(s.logits && s.grads);
+    memcpy(s.logits, m.logits, (size_t)mb * c.num_classes * sizeof(float));
+    memcpy(s.grads, m.grads, s.n * sizeof(float));
+    free(x), free(labels);
+    model_destroy(&m);
+    return s;
+}
+
+void test_step_free(test_step *s)
+{
+    free(s->logits), free(s->grads);
+    s->logits = s->grads = NULL;
 }

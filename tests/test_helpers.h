@@ -8,6 +8,8 @@
 #include <sys/types.h>
 
 #include "model/config.h"
+#include "model/model.h"
+#include "ops/ops.h"
 
 /* ---- the tlb binary as a subprocess ---------------------------------------- */
 
@@ -64,5 +66,19 @@ unsigned char *test_checkpoint_data(const char *run_dir, size_t *n);
 tlb_model_config test_small_config(tlb_wiring wiring);
 /* The same with the slow-state options set. */
 tlb_model_config test_small_state_config(tlb_wiring wiring, int ns, tlb_state_init init, tlb_readout ro);
+
+/* One forward + backward of test_small_config(wiring) on ops over mb
+ * samples: parameters uniform in [-amp/2, amp/2) from stream (param_seed,
+ * 0), images uniform in [0, 1) from (input_seed, 0), labels b % 5, dropout
+ * drop. Fails the current test if the model cannot be made. */
+typedef struct {
+    double loss;
+    float *logits; /* [mb * 5], malloc'd */
+    float *grads;  /* [n], malloc'd */
+    size_t n, plan_bytes;
+} test_step;
+test_step test_small_step(const op_table *ops, tlb_wiring wiring, int mb, uint64_t param_seed, float amp,
+                          uint64_t input_seed, model_dropout drop);
+void test_step_free(test_step *s);
 
 #endif

@@ -315,27 +315,11 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
 static void model_run(const char *spec, float *logits, float **grads, size_t *n)
 {
     const op_table ops = table(spec);
-    const tlb_model_config c = test_small_config(TLB_WIRING_KERAS);
-    tlb_model m;
-    tlb_error err;
-    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
-    model_use_ops(&m, &ops);
-    cr_assert_eq(model_plan(&m, MB, &err), 0, "%s", err.msg);
-    rng_stream r = {23, 0};
-    for (size_t i = 0; i < model_num_params(&m); i++) m.params[i] = 0.4f * (rng_next_uniform(&r) - 0.5f);
-    float x[MB * 8 * 8 * 3];
-    int labels[MB];
-    rng_stream ri = {3, 0};
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = rng_next_uniform(&ri);
-    for (int b = 0; b < MB; b++) labels[b] = b % 5;
-    const model_dropout drop = {1, 0x5eed, 7};
-    model_zero_grads(&m);
-    model_forward(&m, x, labels, MB, &drop);
-    model_backward(&m, x, labels, MB, 1.0f / MB, &drop);
-    memcpy(logits, m.logits, sizeof(float) * MB * 5);
-    *n = model_num_params(&m);
-    *grads = copy_of(m.grads, *n);
-    model_destroy(&m);
+    test_step s = test_small_step(&ops, TLB_WIRING_KERAS, MB, 23, 0.4f, 3, (model_dropout){1, 0x5eed, 7});
+    memcpy(logits, s.logits, sizeof(float) * MB * 5);
+    *n = s.n;
+    *grads = s.grads; /* the caller frees it */
+    free(s.logits);
 }
 
 /* Every backend with fused stages: the model's logits and all its

@@ -192,30 +192,12 @@ Test(rebuild, nothing_rebuilt_for_a_hand_made_layernorm)
  * and the plan's bytes. */
 static size_t model_run(const op_table *ops, tlb_wiring wiring, float *logits, float **grads, size_t *n)
 {
-    tlb_model_config c = test_small_config(wiring);
-    tlb_model m;
-    tlb_error err;
-    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
-    model_use_ops(&m, ops);
-    cr_assert_eq(model_plan(&m, MB, &err), 0, "%s", err.msg);
-    rng_stream r = {31, 0};
-    for (size_t i = 0; i < model_num_params(&m); i++) m.params[i] = 0.6f * (rng_next_uniform(&r) - 0.5f);
-    float x[MB * 8 * 8 * 3];
-    int labels[MB];
-    rng_stream ri = {5, 0};
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = rng_next_uniform(&ri);
-    for (int b = 0; b < MB; b++) labels[b] = b % 5;
-    const model_dropout drop = {1, 0xb10c, 3};
-    model_zero_grads(&m);
-    model_forward(&m, x, labels, MB, &drop);
-    model_backward(&m, x, labels, MB, 1.0f / MB, &drop);
-    memcpy(logits, m.logits, sizeof(float) * MB * 5);
-    *n = model_num_params(&m);
-    *grads = malloc(*n * sizeof(float));
-    memcpy(*grads, m.grads, *n * sizeof(float));
-    const size_t bytes = model_plan_bytes(&m, MB);
-    model_destroy(&m);
-    return bytes;
+    test_step s = test_small_step(ops, wiring, MB, 31, 0.6f, 5, (model_dropout){1, 0xb10c, 3});
+    memcpy(logits, s.logits, sizeof(float) * MB * 5);
+    *n = s.n;
+    *grads = s.grads; /* the caller frees it */
+    free(s.logits);
+    return s.plan_bytes;
 }
 
 static void rebuilt_vs_kept(tlb_backend b, int bf16, tlb_wiring wiring)
