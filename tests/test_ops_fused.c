@@ -3,7 +3,8 @@
  * calls them: bit for bit (the same kernels in the same summation order), on
  * odd shapes and the model's, for 1 and 3 threads; finite differences of
  * every backend's backward; when the op table runs them; and a whole model
- * fused vs unfused. (ops_backend and ops_fd hold them to ref, to the +=
+ * fused vs unfused (the ffn bit for bit; the LayerNorms folded into the
+ * q, k, v products within the fp32 level). (ops_backend and ops_fd hold them to ref, to the +=
  * and NULL contracts and to finite differences like every op.) */
 #include <criterion/criterion.h>
 
@@ -284,8 +285,18 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
     cr_expect_eq(ops_table_fused(&t, TLB_OP_dense), 0, "dense is no fused stage");
 
     t = table("ref"); /* a dense of the caller's own (test_mixed.c's emulated bf16) must run */
+    cr_expect(ops_table_folds_norms(&t), "ref folds its LayerNorms into the products");
     t.dense.forward = NULL;
     cr_expect(!ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
+    cr_expect(!ops_table_folds_norms(&t), "the fold is for the registry's fp32 dense only");
+
+    /* the LayerNorm fold goes with the pair stage, fp32 products */
+    t = table(NULL);
+    cr_expect_eq(ops_table_folds_norms(&t), simd);
+    t = table("layernorm_pair:off");
+    cr_expect(!ops_table_folds_norms(&t));
+    t = table("dnnl");
+    cr_expect(!ops_table_folds_norms(&t));
 
     /* dense chosen (not forced) on another backend, as dnnl is on AVX2-only
      * CPUs: ffn steps aside unless asked for by name; layernorm_pair stays */
@@ -304,6 +315,7 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
         cr_assert_eq(ops_table_set_bf16(&t, 1), 0);
         cr_expect(!ops_table_fused(&t, TLB_OP_ffn));
         cr_expect_eq(ops_table_fused(&t, TLB_OP_layernorm_pair), simd);
+        cr_expect(!ops_table_folds_norms(&t), "bf16 weights are converted unfolded");
     }
 }
 
@@ -322,25 +334,29 @@ static void model_run(const char *spec, float *logits, float **grads, size_t *n)
     free(s.logits);
 }
 
+/* The backend's first fused-stage-free partner: ref for SIMD, AVX2 for ref. */
+static tlb_backend elsewhere_of(tlb_backend b)
+{
+    if (b != TLB_BACKEND_REF) return TLB_BACKEND_REF;
+    return backend_supported(TLB_BACKEND_AVX2) ? TLB_BACKEND_AVX2 : TLB_BACKEND_COUNT;
+}
+
 /* Every backend with fused stages: the model's logits and all its
- * gradients equal the unfused run's (the fused stages put on another
- * backend while their ops stay, which turns them off) bit for bit, dropout
- * on. */
-Test(ops_fused, model_fused_equals_unfused)
+ * gradients with the fused ffn equal the unfused ops' (the stage put on
+ * another backend while its ops stay, which turns it off) bit for bit,
+ * dropout on. */
+Test(ops_fused, model_fused_ffn_equals_unfused)
 {
     int runs = 0;
     for (int b = TLB_BACKEND_REF; b <= TLB_BACKEND_AVX512; b++) {
-        const tlb_backend elsewhere = b != TLB_BACKEND_REF ? TLB_BACKEND_REF
-                                      : backend_supported(TLB_BACKEND_AVX2) ? TLB_BACKEND_AVX2
-                                                                            : TLB_BACKEND_COUNT;
+        const tlb_backend elsewhere = elsewhere_of((tlb_backend)b);
         if (!backend_supported((tlb_backend)b) || elsewhere == TLB_BACKEND_COUNT) continue;
         char fused[64], unfused[128];
         snprintf(fused, sizeof fused, "%s", backend_name((tlb_backend)b));
-        snprintf(unfused, sizeof unfused, "%s,ffn:%s,layernorm_pair:%s", fused, backend_name(elsewhere),
-                 backend_name(elsewhere));
+        snprintf(unfused, sizeof unfused, "%s,ffn:%s", fused, backend_name(elsewhere));
         runs++;
         const op_table off = table(unfused);
-        cr_assert(!ops_table_fused(&off, TLB_OP_ffn) && !ops_table_fused(&off, TLB_OP_layernorm_pair));
+        cr_assert(!ops_table_fused(&off, TLB_OP_ffn) && ops_table_fused(&off, TLB_OP_layernorm_pair));
         float la[MB * 5], lb[MB * 5], *ga, *gb;
         size_t n;
         model_run(fused, la, &ga, &n);
@@ -350,4 +366,57 @@ Test(ops_fused, model_fused_equals_unfused)
         free(ga), free(gb);
     }
     cr_expect_geq(runs, 1);
+}
+
+/* max |got - want| over max |want|, and where the worst is. */
+static double worst_rel(const float *want, const float *got, size_t n, size_t *at)
+{
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)got[i] - want[i]) > worst) worst = fabs((double)got[i] - want[i]), *at = i;
+    return scale > 0.0 ? worst / scale : worst;
+}
+
+/* The LayerNorms folded into the q, k, v products (ops_table_folds_norms)
+ * compute the same function as the three LayerNorms and products, rounded
+ * in another order: logits and every gradient within the fp32 level the
+ * golden README calibrates (2e-5 of the scale), dropout on, random gammas
+ * and betas (test_small_step), both wirings, on every backend. Then each
+ * gradient to within 1e-3 of itself plus 2e-5 of the scale, so a term the
+ * fold dropped from a small tensor (a beta) shows too. */
+Test(ops_fused, model_folded_norms_match_the_unfolded)
+{
+    int runs = 0;
+    for (int b = TLB_BACKEND_REF; b <= TLB_BACKEND_AVX512; b++) {
+        const tlb_backend elsewhere = elsewhere_of((tlb_backend)b);
+        if (!backend_supported((tlb_backend)b) || elsewhere == TLB_BACKEND_COUNT) continue;
+        char folded[64], unfolded[128];
+        snprintf(folded, sizeof folded, "%s", backend_name((tlb_backend)b));
+        snprintf(unfolded, sizeof unfolded, "%s,layernorm_pair:%s", folded, backend_name(elsewhere));
+        const op_table on = table(folded), off = table(unfolded);
+        cr_assert(ops_table_folds_norms(&on) && !ops_table_folds_norms(&off), "%s", folded);
+        for (int wiring = TLB_WIRING_KERAS; wiring <= TLB_WIRING_PAPER; wiring++) {
+            runs++;
+            test_step a = test_small_step(&on, (tlb_wiring)wiring, MB, 23, 0.4f, 3, (model_dropout){1, 0x5eed, 7});
+            test_step u = test_small_step(&off, (tlb_wiring)wiring, MB, 23, 0.4f, 3, (model_dropout){1, 0x5eed, 7});
+            size_t at = 0;
+            const double lo = worst_rel(u.logits, a.logits, MB * 5, &at);
+            cr_expect_leq(lo, 2e-5, "%s wiring %d: logits off by %.3e of their scale at [%zu]", folded, wiring, lo, at);
+            const double gr = worst_rel(u.grads, a.grads, a.n, &at);
+            cr_expect_leq(gr, 2e-5, "%s wiring %d: gradients off by %.3e of their scale at [%zu]", folded, wiring, gr,
+                          at);
+            double scale = 0.0;
+            for (size_t i = 0; i < a.n; i++) scale = fmax(scale, fabs(u.grads[i]));
+            size_t bad = 0, first = 0;
+            for (size_t i = 0; i < a.n; i++)
+                if (fabs((double)a.grads[i] - u.grads[i]) > 1e-3 * fabs(u.grads[i]) + 2e-5 * scale && bad++ == 0)
+                    first = i;
+            cr_expect_eq(bad, 0, "%s wiring %d: %zu gradients off, first [%zu] %.9g vs unfolded %.9g", folded, wiring,
+                         bad, first, bad ? a.grads[first] : 0.0, bad ? u.grads[first] : 0.0);
+            cr_expect_gt(lo + gr, 0.0, "%s: the fold changed no bit: did it run?", folded);
+            test_step_free(&a), test_step_free(&u);
+        }
+    }
+    cr_expect_geq(runs, 2);
 }

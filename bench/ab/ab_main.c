@@ -56,14 +56,21 @@ int main(int argc, char **argv)
     }
     for (int r = 0; r < rounds; r++)
         for (int i = 0; i < n; i++) t[i][r] = step[i]();
+    /* Each round's ratio to the first build, the two steps taken back to
+     * back: host noise slower than a step cancels in it. */
+    static double paired[MAX_BUILDS][MAX_ROUNDS];
+    for (int i = 1; i < n; i++)
+        for (int r = 0; r < rounds; r++) paired[i][r] = t[i][r] / rows[i] / (t[0][r] / rows[0]);
     for (int i = 0; i < n; i++) {
         qsort(t[i], rounds, sizeof(double), by_value);
+        if (i > 0) qsort(paired[i], rounds, sizeof(double), by_value);
         printf("%-40s %s %d: min %.4f s, median %.4f s (%d rounds)\n", argv[3 + i],
                getenv("AB_INFER") ? "inference, batch" : "micro-batch forward+backward,", rows[i], t[i][0], t[i][rounds / 2], rounds);
     }
     for (int i = 1; i < n; i++) /* per image, where the sides' micro-batches differ */
-        printf("%s / %s%s: min %.3fx, median %.3fx\n", argv[3 + i], argv[3],
-               rows[i] != rows[0] ? " (time per image)" : "", t[i][0] / rows[i] / (t[0][0] / rows[0]),
-               t[i][rounds / 2] / rows[i] / (t[0][rounds / 2] / rows[0]));
+        printf("%s / %s%s: min %.3fx, median %.3fx; paired (per round): median %.3fx, quartiles %.3f-%.3fx\n",
+               argv[3 + i], argv[3], rows[i] != rows[0] ? " (time per image)" : "",
+               t[i][0] / rows[i] / (t[0][0] / rows[0]), t[i][rounds / 2] / rows[i] / (t[0][rounds / 2] / rows[0]),
+               paired[i][rounds / 2], paired[i][rounds / 4], paired[i][(3 * rounds) / 4]);
     return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "model/norm_fold.h"
 #include "ops/dense_bf16.h"
 
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, block_keep keep)
@@ -102,6 +103,11 @@ int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *s
 static int fuse_ffn(const block_kernels *k) { return !k->params16 && ops_table_fused(k->ops, TLB_OP_ffn); }
 static int fuse_kv_norms(const block_kernels *k) { return ops_table_fused(k->ops, TLB_OP_layernorm_pair); }
 
+/* The attention's LayerNorms folded into its q, k, v products (norm_fold.h,
+ * ops_table_folds_norms): one normalised z per input, which a
+ * self-attention's three products share. */
+static int fold_norms(const block_kernels *k) { return ops_table_folds_norms(k->ops) && !k->params16; }
+
 int block_keeps_normalised(const op_table *ops)
 {
     const int kv = ops_table_fused(ops, TLB_OP_layernorm_pair) ? TLB_OP_layernorm_pair : TLB_OP_layernorm;
@@ -143,7 +149,85 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
         return -1;
     if (fuse_ffn(k) && o->ffn.prepare && o->ffn.prepare(B, Tq, d.D, d.F, err) != 0)
         return -1;
+    if (fold_norms(k) && norm_fold_prepare(d.D, HK, err) != 0) return -1;
     return 0;
+}
+
+/* The folded forward of the attention's three LayerNorms and products:
+ * z_q = unit LN(x_q) (its statistics in ln_q's), and where x_kv is another
+ * tensor z_kv = unit LN(x_kv) (in ln_k's); a self-attention's k and v read
+ * z_q. Returns whether it ran (fold_norms). */
+static int folded_qkv_forward(block_acts *a, block_scratch *s, const block_kernels *k, const float *w,
+                              const attn_params *ap, block_dims d, int B, int Tq, int Tk)
+{
+    if (!fold_norms(k)) return 0;
+    const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
+    const int self = a->x_q == a->x_kv && Tq == Tk;
+    norm_fold f = norm_fold_workspace(d.D, HK);
+    const size_t ws[3] = {ap->q_kernel, ap->k_kernel, ap->v_kernel}, bs[3] = {ap->q_bias, ap->k_bias, ap->v_bias};
+    const size_t gs[3] = {ap->ln_q_gamma, ap->ln_k_gamma, ap->ln_v_gamma};
+    const size_t be[3] = {ap->ln_q_beta, ap->ln_k_beta, ap->ln_v_beta};
+    for (int i = 0; i < 3; i++) norm_fold_weights(f.w[i], f.b[i], w + gs[i], w + be[i], w + ws[i], w + bs[i], d.D, HK);
+    float *zq = a->ln_q ? a->ln_q : s->ln_q;
+    float *zkv = self ? zq : a->ln_k ? a->ln_k : s->ln_k;
+    k->ops->layernorm.forward(zq, a->ln_q_mean, a->ln_q_rstd, a->x_q, f.ones, f.zeros, rq, d.D);
+    if (!self) k->ops->layernorm.forward(zkv, a->ln_k_mean, a->ln_k_rstd, a->x_kv, f.ones, f.zeros, rk, d.D);
+    k->ops->dense.forward(a->q, zq, f.w[0], f.b[0], rq, d.D, HK);
+    k->ops->dense.forward(a->k, zkv, f.w[1], f.b[1], rk, d.D, HK);
+    k->ops->dense.forward(a->v, zkv, f.w[2], f.b[2], rk, d.D, HK);
+    return 1;
+}
+
+/* dinp (+)= dout @ w^T (written where first), dw += inp^T dout, db += column sums. */
+static void fold_dense_backward(const block_kernels *k, float *dinp, float *dw, float *db, const float *dout,
+                                const float *inp, const float *w, int M, int K, int N, int first)
+{
+    if (first && k->ops->dense.backward_first) {
+        k->ops->dense.backward_first(dinp, dw, db, dout, inp, w, M, K, N);
+        return;
+    }
+    if (first) memset(dinp, 0, (size_t)M * K * sizeof(float));
+    k->ops->dense.backward(dinp, dw, db, dout, inp, w, M, K, N);
+}
+
+/* The backward of folded_qkv_forward from d_q, d_k, d_v: the z's rebuilt
+ * (or kept), dz through the folded weights, the unit LayerNorms' backward
+ * into dx_q (and dx_kv), and the folded gradients turned into those of the
+ * q, k, v products and of the three LayerNorms. */
+static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block_acts *a, block_scratch *s,
+                                const block_kernels *k, const float *w, const attn_params *ap, block_dims d,
+                                int B, int Tq, int Tk)
+{
+    const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
+    const int self = a->x_q == a->x_kv && Tq == Tk;
+    norm_fold f = norm_fold_workspace(d.D, HK);
+    const size_t ws[3] = {ap->q_kernel, ap->k_kernel, ap->v_kernel}, bs[3] = {ap->q_bias, ap->k_bias, ap->v_bias};
+    const size_t gs[3] = {ap->ln_q_gamma, ap->ln_k_gamma, ap->ln_v_gamma};
+    const size_t be[3] = {ap->ln_q_beta, ap->ln_k_beta, ap->ln_v_beta};
+    for (int i = 0; i < 3; i++) {
+        norm_fold_weights(f.w[i], f.b[i], w + gs[i], w + be[i], w + ws[i], w + bs[i], d.D, HK);
+        memset(f.gw[i], 0, (size_t)d.D * HK * sizeof(float));
+        memset(f.gb[i], 0, (size_t)HK * sizeof(float));
+    }
+    const float *zq = normalised(a->ln_q, s->ln_q, k, TLB_OP_layernorm, a->x_q, a->ln_q_mean, a->ln_q_rstd,
+                                 f.ones, f.zeros, rq, d.D);
+    fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, f.w[0], rq, d.D, HK, 1);
+    const float *zkv = zq;
+    float *dzkv = s->d_ln_q;
+    if (!self) {
+        zkv = normalised(a->ln_k, s->ln_k, k, TLB_OP_layernorm, a->x_kv, a->ln_k_mean, a->ln_k_rstd, f.ones,
+                         f.zeros, rk, d.D);
+        dzkv = s->d_ln_k;
+    }
+    fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, f.w[1], rk, d.D, HK, !self);
+    fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, f.w[2], rk, d.D, HK, 0);
+    k->ops->layernorm.backward(dx_q, NULL, NULL, s->d_ln_q, a->x_q, f.ones, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
+    if (!self)
+        k->ops->layernorm.backward(dx_kv, NULL, NULL, dzkv, a->x_kv, f.ones, a->ln_k_mean, a->ln_k_rstd, rk,
+                                   d.D);
+    for (int i = 0; i < 3; i++)
+        norm_fold_grads(g + ws[i], g + bs[i], g + gs[i], g + be[i], f.gw[i], f.gb[i], w + gs[i], w + be[i],
+                        w + ws[i], d.D, HK);
 }
 
 void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, const float *params, const attn_params *ap,
@@ -159,22 +243,25 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     float *ln_v = a->ln_v ? a->ln_v : s->ln_v, *ln_f = a->ln_f ? a->ln_f : s->ln_f;
     float *att = a->att ? a->att : s->att;
 
-    /* Attention: three separate LayerNorms, as the Keras example wraps MHA. */
-    k->ops->layernorm.forward(ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
-                              w + ap->ln_q_beta, rq, d.D);
-    if (fuse_kv_norms(k)) { /* one set of statistics (ln_k's) serves both */
-        k->ops->layernorm_pair.forward(ln_k, ln_v, a->ln_k_mean, a->ln_k_rstd, x_kv,
-                                       w + ap->ln_k_gamma, w + ap->ln_k_beta, w + ap->ln_v_gamma,
-                                       w + ap->ln_v_beta, rk, d.D);
-    } else {
-        k->ops->layernorm.forward(ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
-                                  w + ap->ln_k_beta, rk, d.D);
-        k->ops->layernorm.forward(ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
-                                  w + ap->ln_v_beta, rk, d.D);
+    /* Attention: three separate LayerNorms, as the Keras example wraps MHA
+     * (or their fold into the products, the same function). */
+    if (!folded_qkv_forward(a, s, k, w, ap, d, B, Tq, Tk)) {
+        k->ops->layernorm.forward(ln_q, a->ln_q_mean, a->ln_q_rstd, x_q, w + ap->ln_q_gamma,
+                                  w + ap->ln_q_beta, rq, d.D);
+        if (fuse_kv_norms(k)) { /* one set of statistics (ln_k's) serves both */
+            k->ops->layernorm_pair.forward(ln_k, ln_v, a->ln_k_mean, a->ln_k_rstd, x_kv,
+                                           w + ap->ln_k_gamma, w + ap->ln_k_beta, w + ap->ln_v_gamma,
+                                           w + ap->ln_v_beta, rk, d.D);
+        } else {
+            k->ops->layernorm.forward(ln_k, a->ln_k_mean, a->ln_k_rstd, x_kv, w + ap->ln_k_gamma,
+                                      w + ap->ln_k_beta, rk, d.D);
+            k->ops->layernorm.forward(ln_v, a->ln_v_mean, a->ln_v_rstd, x_kv, w + ap->ln_v_gamma,
+                                      w + ap->ln_v_beta, rk, d.D);
+        }
+        kernels_dense_forward(k, a->q, ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
+        kernels_dense_forward(k, a->k, ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
+        kernels_dense_forward(k, a->v, ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
     }
-    kernels_dense_forward(k, a->q, ln_q, w, ap->q_kernel, ap->q_bias, rq, d.D, HK);
-    kernels_dense_forward(k, a->k, ln_k, w, ap->k_kernel, ap->k_bias, rk, d.D, HK);
-    kernels_dense_forward(k, a->v, ln_v, w, ap->v_kernel, ap->v_bias, rk, d.D, HK);
     k->ops->attention.forward(att, a->probs, a->q, a->k, a->v, kv_len, B, Tq, Tk, d.H, d.K,
                               drop ? &drop->attn : NULL);
     kernels_dense_forward(k, a->attn_out, att, w, ap->o_kernel, ap->o_bias, rq, HK, d.D);
@@ -269,6 +356,10 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
         memset(s->d_v, 0, rk * HK * sizeof(float));
         k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
                                    Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    }
+    if (fold_norms(k)) {
+        folded_qkv_backward(dx_q, dx_kv, g, a, s, k, w, ap, d, B, Tq, Tk);
+        return;
     }
     /* each rebuilt LayerNorm output just before its product reads it */
     const int kv_op = fused_kv ? TLB_OP_layernorm_pair : TLB_OP_layernorm;

@@ -279,6 +279,16 @@ int ops_table_force(op_table *t, int op, tlb_backend b);
  * spec turns a stage off. 0 for an op that is not a fused stage. */
 int ops_table_fused(const op_table *t, int op);
 
+/* Whether the model folds an attention's LayerNorms into its q, k, v
+ * products (model/norm_fold.h: one unit normalisation per input, gamma and
+ * beta in the weights; a self-attention's three products read one z): with
+ * the k/v pair stage (ops_table_fused) on fp32 products of the registry's
+ * dense. Not bit for bit the unfolded ops (the same function, rounded in
+ * another order). A dense put in the table by hand (a test's bf16
+ * emulation) or bf16 dense keeps the LayerNorms as the spec writes them;
+ * "layernorm_pair:off" turns the fold off with the pair. */
+int ops_table_folds_norms(const op_table *t);
+
 /* out = (inp - mean) rstd gamma + beta over M rows of D, from the mean and
  * rstd a LayerNorm forward saved: the out that forward wrote, bit for bit,
  * so a plan may drop the normalised tensor and rebuild it for the backward

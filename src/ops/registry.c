@@ -181,6 +181,12 @@ int ops_table_fused(const op_table *t, int op)
     return 1;
 }
 
+int ops_table_folds_norms(const op_table *t)
+{
+    return ops_table_fused(t, TLB_OP_layernorm_pair) && !t->bf16_dense &&
+           t->backend[TLB_OP_dense] < TLB_BACKEND_COUNT && slot_is_registry(t, TLB_OP_dense);
+}
+
 int ops_mixed_precision_supported(void) { return bf16_native(); }
 
 int ops_table_set_bf16(op_table *t, int on)
