@@ -50,6 +50,22 @@ void norm_fold_weights(float *wf, float *bf, const float *gamma, const float *be
     }
 }
 
+/* sum_j a[j] b[j] in LANES running sums (lane l takes j = l mod LANES, in
+ * order), then those in order: vector code without reassociating a chain,
+ * so the same bits on every CPU. */
+#define LANES 16
+static float dot(const float *a, const float *b, int n)
+{
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += a[j + l] * b[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += a[j] * b[j];
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
 void norm_fold_grads(float *dW, float *db, float *dgamma, float *dbeta, const float *gw, const float *gb,
                      const float *gamma, const float *beta, const float *W, int D, int N)
 {
@@ -58,13 +74,8 @@ void norm_fold_grads(float *dW, float *db, float *dgamma, float *dbeta, const fl
         const float g = gamma[i], be = beta[i];
         const float *w = W + (size_t)i * N, *G = gw + (size_t)i * N;
         float *o = dW + (size_t)i * N;
-        float sg = 0.0f, sb = 0.0f;
-        for (int j = 0; j < N; j++) {
-            o[j] += g * G[j] + be * gb[j];
-            sg += G[j] * w[j];
-            sb += gb[j] * w[j];
-        }
-        dgamma[i] += sg;
-        dbeta[i] += sb;
+        for (int j = 0; j < N; j++) o[j] += g * G[j] + be * gb[j];
+        dgamma[i] += dot(G, w, N);
+        dbeta[i] += dot(gb, w, N);
     }
 }
