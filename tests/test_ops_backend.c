@@ -449,3 +449,46 @@ Test(ops_backend, layernorm_rows_independent_bit_for_bit)
         }
     free(x), free(g), free(out), free(dx);
 }
+
+/* LayerNorm's input gradient alone (dgamma and dbeta NULL, as the model
+ * calls it where they are folded into a product: model/norm_fold.h) is the
+ * full backward's, bit for bit: its own pass takes each row's means as the
+ * blocked pass does. Odd shapes, groups of rows cut short, 1 and 3 threads. */
+Test(ops_backend, layernorm_input_gradient_alone_is_the_full_backwards)
+{
+    static const int shapes[][2] = {{1, 1}, {17, 64}, {33, 16}, {5, 7}, {40, 100}, {300, 64}, {16, 48}};
+    int runs = 0;
+    for (int b = TLB_BACKEND_AVX2; b <= TLB_BACKEND_AVX512; b++) {
+        if (!backend_supported((tlb_backend)b)) continue;
+        const layernorm_op *ln = ops_impl_layernorm((tlb_backend)b);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                omp_set_num_threads(threads);
+                const int M = shapes[s][0], D = shapes[s][1];
+                const size_t n = (size_t)M * D;
+                rng_stream r = {97 + s, 0};
+                float *x = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));
+                float *gamma = malloc(D * sizeof(float)), *beta = malloc(D * sizeof(float));
+                float *mean = malloc(M * sizeof(float)), *rstd = malloc(M * sizeof(float));
+                float *dx_all = malloc(n * sizeof(float)), *dx_one = malloc(n * sizeof(float));
+                float *dg = calloc(D, sizeof(float)), *db = calloc(D, sizeof(float));
+                for (size_t i = 0; i < n; i++)
+                    x[i] = 3.0f * (rng_next_uniform(&r) - 0.3f), g[i] = rng_next_uniform(&r) - 0.5f;
+                for (int d = 0; d < D; d++) gamma[d] = rng_next_uniform(&r) + 0.5f, beta[d] = rng_next_uniform(&r);
+                for (size_t i = 0; i < n; i++) dx_all[i] = dx_one[i] = 0.25f * (float)(i % 7); /* accumulated onto */
+                ln->forward(out, mean, rstd, x, gamma, beta, M, D);
+                ln->backward(dx_all, dg, db, g, x, gamma, mean, rstd, M, D);
+                ln->backward(dx_one, NULL, NULL, g, x, gamma, mean, rstd, M, D);
+                size_t bad = 0;
+                for (size_t i = 0; i < n; i++) bad += dx_all[i] != dx_one[i];
+                cr_expect_eq(bad, 0, "%s M%d D%d %d threads: %zu of %zu dinp values differ",
+                             backend_name((tlb_backend)b), M, D, threads, bad, n);
+                runs++;
+                free(x), free(g), free(out), free(gamma), free(beta), free(mean), free(rstd);
+                free(dx_all), free(dx_one), free(dg), free(db);
+            }
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    if (!backend_supported(TLB_BACKEND_AVX2)) cr_skip_test("no AVX2: only ref, which has one pass");
+    cr_expect_gt(runs, 0);
+}

@@ -175,11 +175,11 @@ static inline void layernorm_row_backward(float *dx, float *sg, float *sb, const
  * live in registers instead of being reloaded and stored for every row. */
 #define LN_RV (64 / VW)
 
-static inline void layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out,
-                                         const float *dout, const float *inp, const float *gamma,
-                                         const float *mean, const float *rstd, int m0, int m1,
-                                         int D)
+static inline __attribute__((always_inline)) void
+layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out, const float *dout, const float *inp,
+                             const float *gamma, const float *mean, const float *rstd, int m0, int m1, int D)
 {
+    const int params = sg_out != NULL; /* NULL: dinp only (a constant where inlined) */
     vec sg[LN_RV], sb[LN_RV];
 #pragma GCC unroll 8
     for (int j = 0; j < LN_RV; j++) sg[j] = sb[j] = VZERO;
@@ -198,8 +198,10 @@ static inline void layernorm_rows_backward_regs(float *dinp, float *sg_out, floa
                 const vmask k = vlanes(D - j * VW);
                 const vec gd = VMLOAD(g + j * VW, k);
                 const vec xh = VMUL(VSUB(VMLOAD(x + j * VW, k), mu), rs);
-                sg[j] = VFMA(gd, xh, sg[j]);
-                sb[j] = VADD(gd, sb[j]);
+                if (params) {
+                    sg[j] = VFMA(gd, xh, sg[j]);
+                    sb[j] = VADD(gd, sb[j]);
+                }
                 const vec dn = VMUL(gd, VMLOAD(gamma + j * VW, k));
                 a[r] = VADD(a[r], dn);
                 b[r] = VFMA(dn, xh, b[r]);
@@ -215,6 +217,7 @@ static inline void layernorm_rows_backward_regs(float *dinp, float *sg_out, floa
                                    VSET1(mean[m]), VSET1(rstd[m]), VSET1(mdn[r]), VSET1(mdx[r]), D);
         }
     }
+    if (!params) return;
 #pragma GCC unroll 8
     for (int j = 0; j < LN_RV; j++) {
         if (j * VW >= D) break;
@@ -229,6 +232,16 @@ static inline void layernorm_backward_simd(float *dinp, float *dgamma, float *db
                                     const float *rstd, int M, int D)
 {
     const int want_params = dgamma || dbeta;
+    if (!want_params && dinp && D <= LN_RV * VW) {
+        /* dinp alone (a LayerNorm whose gamma and beta are folded into the
+         * product it feeds): VW rows' means in one transpose-add each, as
+         * the blocked pass below takes them, so the same bits */
+#pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
+        for (int g = 0; g < (M + VW - 1) / VW; g++)
+            layernorm_rows_backward_regs(dinp, NULL, NULL, dout, inp, gamma, mean, rstd, g * VW,
+                                         g * VW + VW < M ? g * VW + VW : M, D);
+        return;
+    }
     if (!want_params || D > LN_MAX_D) {
         /* rare shapes: a row pass for dinp, then a column pass for the params */
         if (dinp) {
