@@ -8,7 +8,7 @@
  *   backward: one pass over dout applies the mask (dy) and adds dres; the
  *             dg product's rows become dh = dg * gelu'(h) in place
  *             (GEMM_EPILOGUE), and gelu(h) for dw2 is written beside them
- *             from the same h in registers and the same exp and Phi
+ *             from the same h in registers and the same Phi
  *             (gelu_simd.h), so neither dg nor a GELU pass exists (gelu(h)
  *             is recomputed rather than kept from the forward: memory).
  * Each piece does what the unfused ops do on the same backend, in the same
@@ -65,14 +65,14 @@ static inline void ffn_epilogue(const struct gemm_args *g, int m0)
     float *C = g->C + at;
     if (e->g) { /* gelu(h) for dw2 too, while h is in registers: no recompute pass */
         float *gh = e->g + at;
-        for (size_t i = 0; i < nv; i += VW) { /* one exp and one Phi serve both */
-            const vec x = ffn_h_at(e, at + i), ex = gelu_exp(x), cdf = gelu_cdf_given_exp(x, ex);
+        for (size_t i = 0; i < nv; i += VW) { /* one Phi serves both */
+            const vec x = ffn_h_at(e, at + i), ex = gelu_exp(x), cdf = gelu_cdf(x);
             VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad_given(x, ex, cdf)));
             VSTORE(gh + i, VMUL(x, cdf));
         }
         if (n > nv) {
             const vmask k = VMASK((int)(n - nv));
-            const vec x = ffn_h_tail(e, at + nv, n - nv), ex = gelu_exp(x), cdf = gelu_cdf_given_exp(x, ex);
+            const vec x = ffn_h_tail(e, at + nv, n - nv), ex = gelu_exp(x), cdf = gelu_cdf(x);
             VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad_given(x, ex, cdf)));
             VMSTORE(gh + nv, k, VMUL(x, cdf));
         }

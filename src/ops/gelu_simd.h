@@ -1,6 +1,6 @@
-/* Exact GELU, x Phi(x), VW values per step through vmath_simd.h's erf and
- * exp; written once over the vector macros of simd_avx512.h / simd_avx2.h
- * (include one of those first). */
+/* Exact GELU, x Phi(x), VW values per step through vmath_simd.h's erf (and
+ * its exp for the derivative); written once over the vector macros of
+ * simd_avx512.h / simd_avx2.h (include one of those first). */
 #ifndef TLB_GELU_SIMD_H
 #define TLB_GELU_SIMD_H
 
@@ -10,19 +10,13 @@
 
 #define PARALLEL_MIN 32768
 
-/* e^{-x^2/2}: erf(x/sqrt2)'s tail needs it, and so does the pdf in GELU's
- * derivative, so every GELU here computes Phi from this one exp: the
- * forward, the derivative and the backward's recomputed gelu(x) agree bit
- * for bit, and the backward pays one exp and one division for both. */
+/* Phi(x) = (1 + erf(x / sqrt2)) / 2 from the rational erf: gelu(x) = x
+ * Phi(x) takes no exp, and the forward, the derivative and the backward's
+ * recomputed gelu(x) share this Phi bit for bit. */
+static inline vec gelu_cdf(vec x) { return VFMA(VSET1(0.5f), verf(VMUL(x, VSET1(0.70710678118654752f))), VSET1(0.5f)); }
+
+/* e^{-x^2/2}, for the pdf in GELU's derivative. */
 static inline vec gelu_exp(vec x) { return vexp(VMUL(VSET1(-0.5f), VMUL(x, x))); }
-
-static inline vec gelu_cdf_given_exp(vec x, vec e)
-{
-    const vec erf = verf_given_exp(VMUL(x, VSET1(0.70710678118654752f)), e);
-    return VFMA(VSET1(0.5f), erf, VSET1(0.5f));
-}
-
-static inline vec gelu_cdf(vec x) { return gelu_cdf_given_exp(x, gelu_exp(x)); }
 
 /* d/dx gelu = cdf(x) + x pdf(x), pdf(x) = e / sqrt(2 pi). */
 static inline vec gelu_grad_given(vec x, vec e, vec cdf)
@@ -30,11 +24,7 @@ static inline vec gelu_grad_given(vec x, vec e, vec cdf)
     return VFMA(x, VMUL(VSET1(0.3989422804014327f), e), cdf);
 }
 
-static inline vec gelu_grad(vec x)
-{
-    const vec e = gelu_exp(x);
-    return gelu_grad_given(x, e, gelu_cdf_given_exp(x, e));
-}
+static inline vec gelu_grad(vec x) { return gelu_grad_given(x, gelu_exp(x), gelu_cdf(x)); }
 
 static inline void gelu_forward_simd(float *out, const float *inp, size_t n)
 {
