@@ -420,3 +420,49 @@ Test(ops_fused, model_folded_norms_match_the_unfolded)
     }
     cr_expect_geq(runs, 2);
 }
+
+/* The folded weights made once per forward (tlb_model.folded,
+ * model_fold_norms) give the bits of folding them at every block call (a
+ * model without the buffer), forward and backward, on every backend, both
+ * wirings, dropout on. */
+Test(ops_fused, model_folds_once_as_each_call_would)
+{
+    int runs = 0;
+    for (int b = TLB_BACKEND_REF; b <= TLB_BACKEND_AVX512; b++) {
+        if (!backend_supported((tlb_backend)b)) continue;
+        const op_table ops = table(backend_name((tlb_backend)b));
+        for (int wiring = TLB_WIRING_KERAS; wiring <= TLB_WIRING_PAPER; wiring++) {
+            const tlb_model_config c = test_small_config((tlb_wiring)wiring);
+            tlb_model m;
+            tlb_error err;
+            cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+            model_use_ops(&m, &ops);
+            cr_assert_eq(model_plan(&m, MB, &err), 0, "%s", err.msg);
+            cr_assert_not_null(m.folded, "%s: the plan should hold the folded weights", backend_name((tlb_backend)b));
+            rng_stream r = {29, 0};
+            for (size_t i = 0; i < model_num_params(&m); i++) m.params[i] = 0.4f * (rng_next_uniform(&r) - 0.5f);
+            const size_t nx = (size_t)MB * c.image_size * c.image_size * 3, n = model_num_params(&m);
+            float *x = malloc(nx * sizeof(float)), *grads[2], logits[2][MB * 5];
+            int labels[MB];
+            for (size_t i = 0; i < nx; i++) x[i] = rng_next_uniform(&r);
+            for (int i = 0; i < MB; i++) labels[i] = i % c.num_classes;
+            float *kept = m.folded;
+            for (int pass = 0; pass < 2; pass++) {
+                m.folded = pass == 0 ? kept : NULL; /* NULL: each call folds for itself */
+                const model_dropout drop = {1, 0x5eed, 7};
+                model_zero_grads(&m);
+                model_forward(&m, x, labels, MB, &drop);
+                model_backward(&m, x, labels, MB, 1.0f / MB, &drop);
+                grads[pass] = copy_of(m.grads, n);
+                memcpy(logits[pass], m.logits, sizeof logits[pass]);
+            }
+            m.folded = kept;
+            expect_same_bits("logits", backend_name((tlb_backend)b), logits[1], logits[0], MB * 5);
+            expect_same_bits("gradients", backend_name((tlb_backend)b), grads[1], grads[0], n);
+            free(grads[0]), free(grads[1]), free(x);
+            model_destroy(&m);
+            runs++;
+        }
+    }
+    cr_expect_geq(runs, 2);
+}

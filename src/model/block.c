@@ -108,6 +108,44 @@ static int fuse_kv_norms(const block_kernels *k) { return ops_table_fused(k->ops
  * self-attention's three products share. */
 static int fold_norms(const block_kernels *k) { return ops_table_folds_norms(k->ops) && !k->params16; }
 
+/* The offsets of q's, k's and v's kernel, bias, LayerNorm gamma and beta. */
+typedef struct {
+    size_t w[3], b[3], gamma[3], beta[3];
+} qkv_offsets;
+
+static qkv_offsets offsets_of(const attn_params *ap)
+{
+    return (qkv_offsets){{ap->q_kernel, ap->k_kernel, ap->v_kernel},
+                         {ap->q_bias, ap->k_bias, ap->v_bias},
+                         {ap->ln_q_gamma, ap->ln_k_gamma, ap->ln_v_gamma},
+                         {ap->ln_q_beta, ap->ln_k_beta, ap->ln_v_beta}};
+}
+
+void block_fold_params(float *folded, const float *params, const attn_params *ap, block_dims d)
+{
+    const qkv_offsets o = offsets_of(ap);
+    for (int i = 0; i < 3; i++)
+        norm_fold_weights(folded + o.w[i], folded + o.b[i], params + o.gamma[i], params + o.beta[i],
+                          params + o.w[i], params + o.b[i], d.D, d.H * d.K);
+}
+
+/* The folded weights and biases of q, k, v: the forward's (k->folded), or
+ * folded now into the workspace. */
+static void folded_weights(const float *wf[3], const float *bf[3], norm_fold *f, const block_kernels *k,
+                           const float *w, const attn_params *ap, block_dims d)
+{
+    const qkv_offsets o = offsets_of(ap);
+    for (int i = 0; i < 3; i++) {
+        if (k->folded) {
+            wf[i] = k->folded + o.w[i], bf[i] = k->folded + o.b[i];
+            continue;
+        }
+        norm_fold_weights(f->w[i], f->b[i], w + o.gamma[i], w + o.beta[i], w + o.w[i], w + o.b[i], d.D,
+                          d.H * d.K);
+        wf[i] = f->w[i], bf[i] = f->b[i];
+    }
+}
+
 int block_keeps_normalised(const op_table *ops)
 {
     const int kv = ops_table_fused(ops, TLB_OP_layernorm_pair) ? TLB_OP_layernorm_pair : TLB_OP_layernorm;
@@ -164,17 +202,15 @@ static int folded_qkv_forward(block_acts *a, block_scratch *s, const block_kerne
     const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
     const int self = a->x_q == a->x_kv && Tq == Tk;
     norm_fold f = norm_fold_workspace(d.D, HK);
-    const size_t ws[3] = {ap->q_kernel, ap->k_kernel, ap->v_kernel}, bs[3] = {ap->q_bias, ap->k_bias, ap->v_bias};
-    const size_t gs[3] = {ap->ln_q_gamma, ap->ln_k_gamma, ap->ln_v_gamma};
-    const size_t be[3] = {ap->ln_q_beta, ap->ln_k_beta, ap->ln_v_beta};
-    for (int i = 0; i < 3; i++) norm_fold_weights(f.w[i], f.b[i], w + gs[i], w + be[i], w + ws[i], w + bs[i], d.D, HK);
+    const float *wf[3], *bf[3];
+    folded_weights(wf, bf, &f, k, w, ap, d);
     float *zq = a->ln_q ? a->ln_q : s->ln_q;
     float *zkv = self ? zq : a->ln_k ? a->ln_k : s->ln_k;
     k->ops->layernorm.forward(zq, a->ln_q_mean, a->ln_q_rstd, a->x_q, f.ones, f.zeros, rq, d.D);
     if (!self) k->ops->layernorm.forward(zkv, a->ln_k_mean, a->ln_k_rstd, a->x_kv, f.ones, f.zeros, rk, d.D);
-    k->ops->dense.forward(a->q, zq, f.w[0], f.b[0], rq, d.D, HK);
-    k->ops->dense.forward(a->k, zkv, f.w[1], f.b[1], rk, d.D, HK);
-    k->ops->dense.forward(a->v, zkv, f.w[2], f.b[2], rk, d.D, HK);
+    k->ops->dense.forward(a->q, zq, wf[0], bf[0], rq, d.D, HK);
+    k->ops->dense.forward(a->k, zkv, wf[1], bf[1], rk, d.D, HK);
+    k->ops->dense.forward(a->v, zkv, wf[2], bf[2], rk, d.D, HK);
     return 1;
 }
 
@@ -201,17 +237,15 @@ static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block
     const int rq = B * Tq, rk = B * Tk, HK = d.H * d.K;
     const int self = a->x_q == a->x_kv && Tq == Tk;
     norm_fold f = norm_fold_workspace(d.D, HK);
-    const size_t ws[3] = {ap->q_kernel, ap->k_kernel, ap->v_kernel}, bs[3] = {ap->q_bias, ap->k_bias, ap->v_bias};
-    const size_t gs[3] = {ap->ln_q_gamma, ap->ln_k_gamma, ap->ln_v_gamma};
-    const size_t be[3] = {ap->ln_q_beta, ap->ln_k_beta, ap->ln_v_beta};
+    const float *wf[3], *bf[3];
+    folded_weights(wf, bf, &f, k, w, ap, d);
     for (int i = 0; i < 3; i++) {
-        norm_fold_weights(f.w[i], f.b[i], w + gs[i], w + be[i], w + ws[i], w + bs[i], d.D, HK);
         memset(f.gw[i], 0, (size_t)d.D * HK * sizeof(float));
         memset(f.gb[i], 0, (size_t)HK * sizeof(float));
     }
     const float *zq = normalised(a->ln_q, s->ln_q, k, TLB_OP_layernorm, a->x_q, a->ln_q_mean, a->ln_q_rstd,
                                  f.ones, f.zeros, rq, d.D);
-    fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, f.w[0], rq, d.D, HK, 1);
+    fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, wf[0], rq, d.D, HK, 1);
     const float *zkv = zq;
     float *dzkv = s->d_ln_q;
     if (!self) {
@@ -219,15 +253,16 @@ static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block
                          f.zeros, rk, d.D);
         dzkv = s->d_ln_k;
     }
-    fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, f.w[1], rk, d.D, HK, !self);
-    fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, f.w[2], rk, d.D, HK, 0);
+    fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, wf[1], rk, d.D, HK, !self);
+    fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, wf[2], rk, d.D, HK, 0);
     k->ops->layernorm.backward(dx_q, NULL, NULL, s->d_ln_q, a->x_q, f.ones, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
     if (!self)
         k->ops->layernorm.backward(dx_kv, NULL, NULL, dzkv, a->x_kv, f.ones, a->ln_k_mean, a->ln_k_rstd, rk,
                                    d.D);
+    const qkv_offsets o = offsets_of(ap);
     for (int i = 0; i < 3; i++)
-        norm_fold_grads(g + ws[i], g + bs[i], g + gs[i], g + be[i], f.gw[i], f.gb[i], w + gs[i], w + be[i],
-                        w + ws[i], d.D, HK);
+        norm_fold_grads(g + o.w[i], g + o.b[i], g + o.gamma[i], g + o.beta[i], f.gw[i], f.gb[i], w + o.gamma[i],
+                        w + o.beta[i], w + o.w[i], d.D, HK);
 }
 
 void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, const float *params, const attn_params *ap,

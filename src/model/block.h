@@ -55,6 +55,10 @@ typedef struct {
     const op_table *ops;
     const uint16_t *params16; /* NULL: dense in fp32 on ops->dense */
     uint16_t *staging;        /* dense_bf16_staging() of the largest product */
+    /* NULL, or a buffer laid out like the parameters holding each
+     * attention's folded q, k, v kernels and biases (block_fold_params),
+     * made once per forward: read instead of folding them at every call */
+    const float *folded;
 } block_kernels;
 
 /* A dense layer of the model, weights and bias at offsets into params:
@@ -77,6 +81,10 @@ int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *s
  * the calling thread (ops.h, `prepare`); *staging as above. */
 int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, size_t *staging,
                   tlb_error *err);
+
+/* Writes attention ap's folded q, k, v kernels and biases (norm_fold.h)
+ * into `folded` at their own offsets (a buffer laid out like params). */
+void block_fold_params(float *folded, const float *params, const attn_params *ap, block_dims d);
 
 /* Whether a plan on these ops keeps the LayerNorm outputs (ln_q, ln_k, ln_v,
  * ln_f) for the backward. Where every LayerNorm of the block can be redone

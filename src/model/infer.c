@@ -52,7 +52,7 @@ static void carve(model_inference *inf, arena *a)
  * remainder), set up on the calling thread. */
 static int prepare_tiles(const model_inference *inf, size_t *staging, tlb_error *err)
 {
-    const block_kernels k = {&inf->model->ops, NULL, NULL};
+    const block_kernels k = {&inf->model->ops, NULL, NULL, NULL};
     const int rest = inf->capacity % inf->tile;
     if (model_walk_prepare(inf->model, &k, inf->tile, staging, err) != 0) return -1;
     return rest ? model_walk_prepare(inf->model, &k, rest, staging, err) : 0;
@@ -85,6 +85,10 @@ static int prepare_kernels(model_inference *inf, tlb_error *err)
             return -1;
         }
         if (most > staging) staging = most;
+    }
+    if (ops_table_folds_norms(&inf->model->ops)) {
+        inf->folded = aligned_alloc(64, ((model_num_params(inf->model) * sizeof(float)) + 63) & ~(size_t)63);
+        if (!inf->folded) return tlb_fail(err, "out of memory for the folded LayerNorm weights");
     }
     if (!inf->model->ops.bf16_dense) return 0;
     const size_t n = model_num_params(inf->model);
@@ -133,6 +137,7 @@ void model_inference_free(model_inference *inf)
     free(inf->ws);
     free(inf->params16);
     free(inf->staging);
+    free(inf->folded);
     memset(inf, 0, sizeof *inf);
 }
 
@@ -170,7 +175,7 @@ static void run_tile(model_inference *inf, infer_workspace *ws, const void *x, c
     model_walk w;
     memset(&w, 0, sizeof w);
     w.model = m;
-    w.kernels = (block_kernels){&m->ops, inf->params16, ws->staging};
+    w.kernels = (block_kernels){&m->ops, inf->params16, ws->staging, inf->folded};
     w.b0 = b0, w.n = n;
     w.lengths = lengths, w.kv_len = ws->kv_len;
     w.tok = ws->tok, w.tok_mean = ws->tok_mean, w.tok_rstd = ws->tok_rstd, w.tokens = ws->tokens;
@@ -203,6 +208,7 @@ int model_inference_run_padded(model_inference *inf, const void *x, const int *l
     if (B < 1 || B > inf->capacity)
         return tlb_fail(err, "inference on %d samples: the plan holds 1 to %d", B, inf->capacity);
     if (inf->params16) model_params_to_bf16(inf->model, inf->params16);
+    if (inf->folded) model_fold_norms(inf->model, inf->folded);
     const int tile = inf->tile, tiles = (B + tile - 1) / tile;
     const int teams = inf->threads < tiles ? inf->threads : tiles;
     if (teams <= 1) { /* one tile at a time, the ops free to use every thread */

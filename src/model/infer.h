@@ -61,6 +61,7 @@ struct model_inference {
     float *state;         /* [capacity, Ns, D] (INFER_STATE) */
     float *slow_probs;    /* [chunks][capacity, H, Ns, C] (INFER_ATTENTION) */
     uint16_t *params16;   /* bf16 parameters, converted at each run (mixed precision) */
+    float *folded;        /* the folded LayerNorm weights, made at each run (model_fold_norms), or NULL */
     uint16_t *staging;    /* [threads][staging_n] */
     size_t staging_n;
 };

@@ -60,7 +60,8 @@ static void plan_release(tlb_model *m)
     free(m->shard_grads);
     free(m->params16);
     free(m->staging);
-    m->steps = NULL, m->shard_grads = NULL, m->params16 = NULL, m->staging = NULL;
+    free(m->folded);
+    m->steps = NULL, m->shard_grads = NULL, m->params16 = NULL, m->staging = NULL, m->folded = NULL;
     m->capacity = 0, m->shards = 0, m->staging_n = 0;
 }
 
@@ -189,7 +190,7 @@ static void shard_single_threaded(void) { omp_set_num_threads(1); }
 static int prepare_shards(tlb_model *m, int B, size_t *staging, tlb_error *err)
 {
     const int shards = model_shards_for(m, B);
-    const block_kernels k = {&m->ops, NULL, NULL};
+    const block_kernels k = {&m->ops, NULL, NULL, NULL};
     if (shards <= 1) return model_walk_prepare(m, &k, B, staging, err);
     int failed = 0;
     tlb_error first = {0};
@@ -218,6 +219,10 @@ static int prepare_kernels(tlb_model *m, tlb_error *err)
 {
     size_t staging = 0;
     if (prepare_shards(m, m->capacity, &staging, err) != 0) return -1;
+    if (ops_table_folds_norms(&m->ops)) {
+        m->folded = aligned_alloc(64, ((model_num_params(m) * sizeof(float)) + 63) & ~(size_t)63);
+        if (!m->folded) return tlb_fail(err, "out of memory for the folded LayerNorm weights");
+    }
     if (!m->ops.bf16_dense) return 0;
     const size_t n = model_num_params(m);
     m->staging_n = (staging + 31) & ~(size_t)31; /* each shard's slice on 64 bytes */
@@ -362,7 +367,8 @@ static model_walk training_walk(tlb_model *m, int B, int b0, int n, int shard)
     model_walk w;
     memset(&w, 0, sizeof w);
     w.model = m;
-    w.kernels = (block_kernels){&m->ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL};
+    w.kernels = (block_kernels){&m->ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL,
+                                m->folded};
     w.b0 = b0, w.n = n;
     w.tok = m->tok + b0 * N * D;
     w.tok_mean = m->tok_mean + b0 * N;
@@ -429,6 +435,7 @@ double model_forward_padded(tlb_model *m, const void *x, const int *lengths, con
     if (model_check_batch(m, B, NULL) != 0) return NAN;
     const int shards = model_shards_for(m, B);
     if (m->params16) model_params_to_bf16(m, m->params16);
+    if (m->folded) model_fold_norms(m, m->folded);
     record_step_inputs(m, B);
     if (shards == 1) {
         model_walk w = training_walk(m, B, 0, B, 0);
@@ -551,7 +558,8 @@ static void backward_shard(tlb_model *m, const void *x, const int *lengths, cons
                            const model_dropout *drop, float *g, int shard)
 {
     const op_table *ops = &m->ops;
-    const block_kernels k = {ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL};
+    const block_kernels k = {ops, m->params16, m->staging ? m->staging + (size_t)shard * m->staging_n : NULL,
+                             m->folded};
     const tlb_model_config *c = &m->config;
     const model_layout *l = &m->layout;
     const int D = c->embed_dim, C = c->chunk_size;

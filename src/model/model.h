@@ -70,6 +70,10 @@ typedef struct {
     uint16_t *params16;     /* [num_params] */
     uint16_t *staging;      /* [shards][staging_n] */
     size_t staging_n;
+    /* Where the LayerNorms fold into the q, k, v products
+     * (ops_table_folds_norms): their folded weights, laid out like params,
+     * made at the start of each forward (model_fold_norms). */
+    float *folded;          /* [num_params] or NULL */
 
     float *state_pe;        /* [Ns, D] the fixed sinusoid table (state_init: sinusoid), not a parameter */
     /* Padded sequences (input: tokens only): a chunk's valid tokens per

@@ -39,6 +39,11 @@ void model_params_to_bf16(const tlb_model *m, uint16_t *params16)
     }
 }
 
+void model_fold_norms(const tlb_model *m, float *folded)
+{
+    for (int a = 0; a < m->layout.num_attn; a++) block_fold_params(folded, m->params, &m->layout.attn[a], m->dims);
+}
+
 /* 1. The input stage: the batch's tokens [n*N, D] embedded (image patches
  * through the patch convolution, or token ids through the table), the
  * position table added (every token's row, or a chunk's rows repeated per

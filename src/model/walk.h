@@ -76,4 +76,9 @@ dropout_ctx model_embed_dropout(const tlb_model *m, const model_dropout *drop, i
  * precision): once per forward pass, before any shard runs. */
 void model_params_to_bf16(const tlb_model *m, uint16_t *params16);
 
+/* Every attention's folded q, k, v weights and biases into `folded` (laid
+ * out like the parameters; block_fold_params): once per forward pass,
+ * before any shard runs, where the ops fold the LayerNorms. */
+void model_fold_norms(const tlb_model *m, float *folded);
+
 #endif

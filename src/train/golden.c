@@ -196,7 +196,7 @@ static int check_block(golden_report *r, const st_file *f, const op_table *ops, 
         rc = arena_commit(&a) == 0 ? 0 : tlb_fail(err, "out of memory");
     }
     /* The block's kernels set up as a plan would; in bf16 its weights converted once. */
-    block_kernels k = {ops, NULL, NULL};
+    block_kernels k = {ops, NULL, NULL, NULL}; /* the block folds per call where it folds */
     size_t staging = 0;
     uint16_t *params16 = NULL, *stage16 = NULL;
     if (rc == 0) rc = block_prepare(&k, dims, B, T, T, &staging, err);
