@@ -229,7 +229,9 @@ static void fold_dense_backward(const block_kernels *k, float *dinp, float *dw, 
 /* The backward of folded_qkv_forward from d_q, d_k, d_v: the z's rebuilt
  * (or kept), dz through the folded weights, the unit LayerNorms' backward
  * into dx_q (and dx_kv), and the folded gradients turned into those of the
- * q, k, v products and of the three LayerNorms. */
+ * q, k, v products and of the three LayerNorms. A self-attention's one z
+ * takes all three products' gradient into dx_q: x_q is x_kv, so the
+ * caller's sum of dx_q and dx_kv (one buffer in the model) is the same. */
 static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block_acts *a, block_scratch *s,
                                 const block_kernels *k, const float *w, const attn_params *ap, block_dims d,
                                 int B, int Tq, int Tk)
