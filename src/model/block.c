@@ -36,7 +36,6 @@ void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, in
 void block_scratch_plan(block_scratch *s, arena *a, block_dims d, int B, int Tq, int Tk)
 {
     const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
-    s->d_attn_out = arena_take(a, rq * d.D);
     s->d_ln_f = arena_take(a, rq * d.D);
     s->d_y2 = arena_take(a, rq * d.D);
     s->d_h = arena_take(a, rq * d.F);
@@ -340,25 +339,28 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     /* Gradient buffers are written by their first writers (ops.h,
      * backward_first) where the kernels have it, else zeroed first. */
 
-    /* FFN: out = attn_out + dropout(g @ W2 + b2); d_attn_out starts as dout (the residual path). */
+    /* FFN: out = attn_out + dropout(g @ W2 + b2). attn_out's gradient lives in
+     * dx_q (x_q's is the same through the attention's residual): it starts as
+     * dout (the residual path), written by its first writer. */
+    float *d_attn_out = dx_q;
     const float *ln_f = normalised(a->ln_f, s->ln_f, k, TLB_OP_layernorm, a->attn_out, a->ln_f_mean,
                                    a->ln_f_rstd, w + fp->ln_gamma, w + fp->ln_beta, (int)rq, d.D);
     if (a->h16) { /* the fused ffn's bf16 form has backward_first */
         ops_ffn_h16(k->ops)->backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
-                                            g + fp->fc2_bias, s->d_attn_out, dout, ln_f, w + fp->fc1_kernel,
+                                            g + fp->fc2_bias, d_attn_out, dout, ln_f, w + fp->fc1_kernel,
                                             w + fp->fc2_kernel, a->h16, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
     } else if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
         k->ops->ffn.backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
-                                   g + fp->fc2_bias, s->d_attn_out, dout, ln_f, w + fp->fc1_kernel,
+                                   g + fp->fc2_bias, d_attn_out, dout, ln_f, w + fp->fc1_kernel,
                                    w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
     } else if (fused_ffn) {
-        memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float));
+        memcpy(d_attn_out, dout, rq * d.D * sizeof(float));
         memset(s->d_ln_f, 0, rq * d.D * sizeof(float));
         k->ops->ffn.backward(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                              g + fp->fc2_bias, NULL, dout, ln_f, w + fp->fc1_kernel,
                              w + fp->fc2_kernel, a->h, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
     } else {
-        memcpy(s->d_attn_out, dout, rq * d.D * sizeof(float));
+        memcpy(d_attn_out, dout, rq * d.D * sizeof(float));
         memset(s->d_y2, 0, rq * d.D * sizeof(float));
         memset(s->d_h, 0, rq * d.F * sizeof(float));
         k->ops->dropout.backward(s->d_y2, dout, B, (size_t)Tq * d.D, drop ? &drop->ffn : NULL);
@@ -370,19 +372,18 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
         kernels_dense_backward_first(k, s->d_ln_f, g, s->d_h, ln_f, w, fp->fc1_kernel, fp->fc1_bias, (int)rq,
                                      d.D, d.F);
     }
-    k->ops->layernorm.backward(s->d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
+    k->ops->layernorm.backward(d_attn_out, g + fp->ln_gamma, g + fp->ln_beta, s->d_ln_f,
                                a->attn_out, w + fp->ln_gamma, a->ln_f_mean, a->ln_f_rstd, (int)rq,
                                d.D);
 
     /* Attention: attn_out = x_q + att @ Wo + bo. */
-    k->ops->residual.backward(dx_q, NULL, s->d_attn_out, rq * d.D);
     const float *att = a->att;
     if (!att) { /* rebuilt from what the attention's backward reads next anyway */
         ops_attention_mix(k->ops)(s->att, a->probs, a->v, kv_len, B, Tq, Tk, d.H, d.K,
                                   drop ? &drop->attn : NULL);
         att = s->att;
     }
-    kernels_dense_backward_first(k, s->d_att, g, s->d_attn_out, att, w, ap->o_kernel, ap->o_bias, (int)rq,
+    kernels_dense_backward_first(k, s->d_att, g, d_attn_out, att, w, ap->o_kernel, ap->o_bias, (int)rq,
                                  (int)HK, d.D);
     if (k->ops->attention.backward_first) {
         k->ops->attention.backward_first(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,

@@ -32,7 +32,7 @@ typedef struct {
 
 /* Scratch for one block forward or backward, reused by every block. */
 typedef struct {
-    float *d_attn_out, *d_ln_f, *d_y2;     /* [B*Tq, D] */
+    float *d_ln_f, *d_y2;                  /* [B*Tq, D] */
     float *d_h, *d_g;                      /* [B*Tq, F] (d_y2, d_h, d_g, g: the unfused FFN only) */
     float *g;                              /* [B*Tq, F] GELU output, rebuilt when needed */
     float *d_att, *d_q;                    /* [B*Tq, HK] */
@@ -126,9 +126,11 @@ void block_forward(block_acts *acts, block_scratch *s, const block_kernels *k, c
                    const ffn_params *fp, const float *x_q, const float *x_kv, const int *kv_len, block_dims d,
                    int B, int Tq, int Tk, const block_dropout *drop);
 
-/* Accumulates into dx_q, dx_kv (which may be the same buffer when x_q and
- * x_kv are the same tensor) and into the parameter gradients `grads` (laid
- * out like params). kv_len: the forward's (a rebuilt att needs it). */
+/* Writes dx_q (whatever it held; it also holds the attention output's
+ * gradient on the way), accumulates into dx_kv (which may be dx_q when x_q
+ * and x_kv are the same tensor) and into the parameter gradients `grads`
+ * (laid out like params). dx_q must not be dout. kv_len: the forward's (a
+ * rebuilt att needs it). */
 void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
                     const block_acts *acts, const block_kernels *k, const float *params,
                     const attn_params *ap,

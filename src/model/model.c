@@ -333,7 +333,7 @@ static block_scratch scratch_view(const block_scratch *s, block_dims d, int b0, 
 {
     const size_t q = (size_t)b0 * Tq, k = (size_t)b0 * Tk, HK = (size_t)d.H * d.K;
     block_scratch v = *s;
-    v.d_attn_out += q * d.D, v.d_ln_f += q * d.D, v.d_y2 += q * d.D;
+    v.d_ln_f += q * d.D, v.d_y2 += q * d.D;
     v.d_h += q * d.F, v.d_g += q * d.F, v.g += q * d.F;
     v.d_att += q * HK, v.d_q += q * HK;
     v.d_k += k * HK, v.d_v += k * HK;
@@ -626,7 +626,6 @@ static void backward_shard(tlb_model *m, const void *x, const int *lengths, cons
              * and the key/value stream receives its share in place. (With
              * sinusoid, the table is a constant: the gradient of the state a
              * chunk read is the gradient of the state before it.) */
-            memset(d_tmp, 0, (size_t)n * Tq * D * sizeof(float));
             float *d_kv = st->kv == st->query ? d_tmp : d_stream[st->kv];
             block_backward(d_tmp, d_kv, g, d_stream[st->query], &a, &k, w, &l->attn[st->attn],
                            &l->ffn[st->ffn], &scratch, st->kv == STREAM_FAST ? kv_fast : NULL, m->dims, n, Tq,
