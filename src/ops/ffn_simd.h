@@ -66,15 +66,17 @@ static inline void ffn_epilogue(const struct gemm_args *g, int m0)
     if (e->g) { /* gelu(h) for dw2 too, while h is in registers: no recompute pass */
         float *gh = e->g + at;
         for (size_t i = 0; i < nv; i += VW) { /* one Phi serves both */
-            const vec x = ffn_h_at(e, at + i), ex = gelu_exp(x), cdf = gelu_cdf(x);
-            VSTORE(C + i, VMUL(VLOAD(C + i), gelu_grad_given(x, ex, cdf)));
-            VSTORE(gh + i, VMUL(x, cdf));
+            vec value;
+            const vec grad = gelu_grad_value(ffn_h_at(e, at + i), &value);
+            VSTORE(C + i, VMUL(VLOAD(C + i), grad));
+            VSTORE(gh + i, value);
         }
         if (n > nv) {
             const vmask k = VMASK((int)(n - nv));
-            const vec x = ffn_h_tail(e, at + nv, n - nv), ex = gelu_exp(x), cdf = gelu_cdf(x);
-            VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), gelu_grad_given(x, ex, cdf)));
-            VMSTORE(gh + nv, k, VMUL(x, cdf));
+            vec value;
+            const vec grad = gelu_grad_value(ffn_h_tail(e, at + nv, n - nv), &value);
+            VMSTORE(C + nv, k, VMUL(VMLOAD(C + nv, k), grad));
+            VMSTORE(gh + nv, k, value);
         }
         return;
     }

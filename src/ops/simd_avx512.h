@@ -154,4 +154,20 @@ static inline vec vbf16_load(const uint16_t *p)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
+/* 32-entry table lookups (vpermt2ps), for gelu_simd.h's piecewise
+ * polynomials: lane l gets tab[index_l mod 32], the index in the low bits
+ * of idx's lanes read as integers. */
+#define VLUT32 1
+static inline vec vlut32(const float *tab, vec idx)
+{
+    return _mm512_permutex2var_ps(_mm512_load_ps(tab), _mm512_castps_si512(idx), _mm512_load_ps(tab + 16));
+}
+
+/* |mag| with sign's sign bit, mag >= 0 (one vpternlogd: mag | (sign & -0)). */
+static inline vec vcopysign(vec mag, vec sign)
+{
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(mag), _mm512_castps_si512(sign),
+                                                         _mm512_set1_epi32((int)0x80000000u), 0xF8));
+}
+
 #endif
