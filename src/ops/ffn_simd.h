@@ -135,6 +135,19 @@ static inline void ffn_drop_res_rows(float *C, const float *res, int m0, int row
     }
 }
 
+/* dst[0, n) = src[0, n): the saved h, read next in the backward, after
+ * every other step's forward, so it goes past the caches (streaming
+ * stores: no read of the lines it overwrites, no eviction of what the next
+ * ops read); plain stores where dst is not vector-aligned. The caller
+ * fences before its threads join. */
+static inline void ffn_save_rows(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    if (((uintptr_t)dst & (VW * sizeof(float) - 1)) == 0)
+        for (; i + VW <= n; i += VW) VSTREAM(dst + i, VLOAD(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+
 /* Floats of the forward's per-thread rows: h (where not kept) and gelu(h). */
 static inline size_t ffn_rows_floats(int F) { return (size_t)omp_get_max_threads() * 2 * MR * (size_t)F; }
 
@@ -164,16 +177,17 @@ static inline void ffn_forward_rows(float *out, float *h, uint16_t *h16, const f
 #pragma omp for schedule(static)
         for (int r = 0; r < mt; r++) {
             const int m0 = r * MR, rows = M - m0 < MR ? M - m0 : MR;
-            float *hr = h ? h + (size_t)m0 * F : h_rows;
-            const gemm_args up = {hr, (size_t)F, inp + (size_t)m0 * D, (size_t)D, 1, w1, (size_t)F, b1, 0,
+            const gemm_args up = {h_rows, (size_t)F, inp + (size_t)m0 * D, (size_t)D, 1, w1, (size_t)F, b1, 0,
                                   rows, F, D, NULL, NULL};
             for (int n0 = 0; n0 < F; n0 += TILE_N) tile_any(&up, 0, n0);
-            ffn_gelu_span(g, h16 ? h16 + (size_t)m0 * F : NULL, hr, (size_t)rows * F);
+            ffn_gelu_span(g, h16 ? h16 + (size_t)m0 * F : NULL, h_rows, (size_t)rows * F);
+            if (h) ffn_save_rows(h + (size_t)m0 * F, h_rows, (size_t)rows * F);
             const gemm_args down = {out + (size_t)m0 * D, (size_t)D, g, (size_t)F, 1, w2, (size_t)D, b2, 0,
                                     rows, D, F, NULL, NULL};
             for (int n0 = 0; n0 < D; n0 += TILE_N) tile_any(&down, 0, n0);
             ffn_drop_res_rows(out + (size_t)m0 * D, res + (size_t)m0 * D, m0, rows, D, T, drop, active);
         }
+        if (h) VSTREAM_FENCE(); /* the streamed h visible before the threads join */
     }
 }
 

@@ -21,6 +21,8 @@ typedef __m256i vmask;
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VDIV(a, b) _mm256_div_ps(a, b)
+#define VSTREAM(p, v) _mm256_stream_ps(p, v) /* p 32-byte aligned */
+#define VSTREAM_FENCE() _mm_sfence()
 #define VSQRT(a) _mm256_sqrt_ps(a)
 #define VMIN(a, b) _mm256_min_ps(a, b)
 #define VMAX(a, b) _mm256_max_ps(a, b)

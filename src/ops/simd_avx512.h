@@ -21,6 +21,8 @@ typedef __mmask16 vmask;
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VDIV(a, b) _mm512_div_ps(a, b)
+#define VSTREAM(p, v) _mm512_stream_ps(p, v) /* p 64-byte aligned */
+#define VSTREAM_FENCE() _mm_sfence()
 #define VSQRT(a) _mm512_sqrt_ps(a)
 #define VMIN(a, b) _mm512_min_ps(a, b)
 #define VMAX(a, b) _mm512_max_ps(a, b)
