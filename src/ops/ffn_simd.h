@@ -1,10 +1,11 @@
 /* ffn (ops.h) on the register-blocked GEMM of dense_simd.h, with the
  * elementwise ops where the products' rows are still in L1:
  *   forward:  a thread takes MR rows at a time through the whole FFN: fc1's
- *             tiles for the rows, gelu(h) of them into a per-thread buffer,
- *             fc2's tiles from that buffer, then res + keep * (. + b2) on
- *             the stored output rows. Neither gelu(h) nor (in inference) h
- *             ever exists as an [M, F] tensor;
+ *             tiles for the rows into a per-thread buffer, gelu(h) of them
+ *             into another, h saved from there (ffn_save_rows), fc2's
+ *             tiles from gelu(h), then res + keep * (. + b2) on the stored
+ *             output rows. Neither gelu(h) nor (in inference) h ever exists
+ *             as an [M, F] tensor;
  *   backward: one pass over dout applies the mask (dy) and adds dres; the
  *             dg product's rows become dh = dg * gelu'(h) in place
  *             (GEMM_EPILOGUE), and gelu(h) for dw2 is written beside them
@@ -27,7 +28,7 @@ struct gemm_args;
 static inline void ffn_epilogue(const struct gemm_args *g, int m0);
 #define GEMM_EPILOGUE ffn_epilogue
 /* slot 0: a transposed weight (dense_simd.h); 2: gelu(h); 3: dy; 4: dh;
- * 5: the forward's per-thread rows (h where not kept, gelu(h)) */
+ * 5: the forward's per-thread rows (gelu(h), h) */
 #define SCRATCH_SLOTS 6
 #define FFN_G 2
 #define FFN_DY 3
@@ -148,7 +149,8 @@ static inline void ffn_save_rows(float *dst, const float *src, size_t n)
     for (; i < n; i++) dst[i] = src[i];
 }
 
-/* Floats of the forward's per-thread rows: h (where not kept) and gelu(h). */
+/* Floats of the forward's per-thread rows: gelu(h) and h (streamed to the
+ * arena from there where it is saved). */
 static inline size_t ffn_rows_floats(int F) { return (size_t)omp_get_max_threads() * 2 * MR * (size_t)F; }
 
 static inline int ffn_prepare_simd(int B, int T, int D, int F, tlb_error *err)
