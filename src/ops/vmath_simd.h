@@ -27,9 +27,10 @@ static inline vec vexp(vec x)
 /* erf(x) as x P(x^2) / Q(x^2) on [-4, 4], x clamped there (erf(4) is 1 in
  * float to 2e-8): the odd/even minimax pair of Eigen's and XLA's float
  * erf, absolute error below 3.4e-7 (tests/test_ops_forward.c measures
- * GELU's). No exp: the forward GELU needs none (Hastings' form, which
- * this replaced, cost an exp and a division; this costs 12 FMAs and a
- * division). */
+ * GELU's). AVX2's GELU takes its Phi from it (AVX-512's from the tables
+ * of gelu_tables.h). No exp: the forward GELU needs none (Hastings' form,
+ * which this replaced, cost an exp and a division; this costs 12 FMAs and
+ * a division). */
 static inline vec verf(vec a)
 {
     const vec x = VMAX(VMIN(a, VSET1(4.0f)), VSET1(-4.0f)), x2 = VMUL(x, x);
