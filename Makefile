@@ -8,7 +8,8 @@ BUILD   ?= build
 
 # One binary runs on any x86-64: only the files named *_avx2.c / *_avx512.c are
 # compiled for those ISAs, and the registry calls them only when the CPU has it
-# (and bench/probe_avx512bf16.c for AVX512_BF16: the probe checks the CPU first).
+# (and the *_avx512bf16.c files for AVX512_BF16: mixed precision and the probe
+# check the CPU first).
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 AVX512BF16_FLAGS := $(AVX512_FLAGS) -mavx512bf16
@@ -50,7 +51,7 @@ $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
 
-$(BUILD)/bench/probe_avx512bf16.o: bench/probe_avx512bf16.c
+$(BUILD)/%_avx512bf16.o: %_avx512bf16.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512BF16_FLAGS) -c $< -o $@
 

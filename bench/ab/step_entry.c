@@ -6,7 +6,9 @@
  * / AB_NEW_SPEC pick that side's backends (an ops spec, as TLB_BACKEND) and
  * AB_REF_BF16_H / AB_NEW_BF16_H = 1 saves the ffn's h in bf16 there (a
  * build without that knob refuses it), so one build can be timed against
- * itself with a setting changed. AB_INFER=TILE times inference instead: the
+ * itself with a setting changed; AB_REF_MIXED / AB_NEW_MIXED = 1 runs that
+ * side in mixed precision (bf16 dense, ops_table_set_bf16; refused where the
+ * CPU lacks AVX512_BF16). AB_INFER=TILE times inference instead: the
  * inference plan (model/infer.h) over the micro-batch in tiles of TILE. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,8 @@ int ab_setup(int micro_batch)
     if (ops_table_select(&ops, side_env("SPEC"), &err) != 0) return 1;
     const char *h16 = side_env("BF16_H");
     if (h16 && atoi(h16) && (!ops_table_set_bf16_h || ops_table_set_bf16_h(&ops, 1) != 0)) return 5;
+    const char *mixed = side_env("MIXED");
+    if (mixed && atoi(mixed) && ops_table_set_bf16(&ops, 1) != 0) return 7;
     tlb_model_config c = model_config_seed();
     c.image_size = 48;
     if (model_create(&model, &c, &err) != 0) return 2;

@@ -4,6 +4,7 @@
 
 #include "model/norm_fold.h"
 #include "ops/dense_bf16.h"
+#include "ops/ffn_bf16.h"
 
 void block_acts_plan(block_acts *acts, arena *a, block_dims d, int B, int Tq, int Tk, block_keep keep)
 {
@@ -100,6 +101,9 @@ int kernels_dense_prepare(const block_kernels *k, int M, int K, int N, size_t *s
 /* The fused stages (ops.h) run where the table says so; ffn carries fp32
  * products of its own, so not in mixed precision. */
 static int fuse_ffn(const block_kernels *k) { return !k->params16 && ops_table_fused(k->ops, TLB_OP_ffn); }
+/* Mixed precision's FFN stage (ops_table_ffn_bf16) on the bf16 weights. */
+static int ffn_bf16_runs(const op_table *o, block_dims d) { return ops_table_ffn_bf16(o) && d.D > 0 && d.F > 0; }
+static int fuse_ffn_bf16(const block_kernels *k, block_dims d) { return k->params16 && ffn_bf16_runs(k->ops, d); }
 static int fuse_kv_norms(const block_kernels *k) { return ops_table_fused(k->ops, TLB_OP_layernorm_pair); }
 
 /* The attention's LayerNorms folded into its q, k, v products (norm_fold.h,
@@ -186,6 +190,11 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
         return -1;
     if (fuse_ffn(k) && o->ffn.prepare && o->ffn.prepare(B, Tq, d.D, d.F, err) != 0)
         return -1;
+    if (ffn_bf16_runs(o, d)) {
+        const size_t need = ffn_bf16_staging(rq, d.D, d.F);
+        if (need > *staging) *staging = need;
+        if (ffn_bf16_prepare(rq, d.D, d.F, err) != 0) return -1;
+    }
     if (fold_norms(k) && norm_fold_prepare(d.D, HK, err) != 0) return -1;
     return 0;
 }
@@ -312,6 +321,12 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
                                      drop ? &drop->ffn : NULL);
         return;
     }
+    if (fuse_ffn_bf16(k, d)) {
+        ffn_bf16_forward(a->out, a->h, ln_f, k->params16 + fp->fc1_kernel, w + fp->fc1_bias,
+                         k->params16 + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
+                         drop ? &drop->ffn : NULL, k->staging);
+        return;
+    }
     if (fuse_ffn(k)) { /* a->h NULL: nothing saved (block_keep.h_none) */
         k->ops->ffn.forward(a->out, a->h, ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
                             w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
@@ -349,6 +364,11 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
         ops_ffn_h16(k->ops)->backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                                             g + fp->fc2_bias, d_attn_out, dout, ln_f, w + fp->fc1_kernel,
                                             w + fp->fc2_kernel, a->h16, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
+    } else if (fuse_ffn_bf16(k, d)) { /* writes d_attn_out = dout and d_ln_f */
+        ffn_bf16_backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
+                                g + fp->fc2_bias, d_attn_out, dout, ln_f, k->params16 + fp->fc1_kernel,
+                                k->params16 + fp->fc2_kernel, a->h, s->d_g, B, Tq, d.D, d.F,
+                                drop ? &drop->ffn : NULL, k->staging);
     } else if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
         k->ops->ffn.backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                                    g + fp->fc2_bias, d_attn_out, dout, ln_f, w + fp->fc1_kernel,

@@ -36,12 +36,14 @@ static void build(tlb_dnnl_entry *e, const int key[TLB_DNNL_KEY])
     const int kind = key[0], M = key[1], K = key[2], N = key[3];
     const dnnl_data_type_t dt = (dnnl_data_type_t)key[4];
     dnnl_memory_desc_t src, wei, bias, dst;
-    const int product = kind == TLB_DENSE_BWD_DATA ? 1 : kind == TLB_DENSE_BWD_WEIGHTS ? 2 : 0;
+    const int product = kind == TLB_DENSE_BWD_DATA || kind == TLB_DENSE_BWD_DATA_SET ? 1
+                        : kind == TLB_DENSE_BWD_WEIGHTS                          ? 2
+                                                                                 : 0;
     TLB_DNNL_TRY(e, tlb_dnnl_matmul_mds(product, M, K, N, dt, &src, &wei, &dst));
     TLB_DNNL_TRY(e, tlb_dnnl_md2d(&bias, 1, N, N, 1, dnnl_f32));
     dnnl_matmul_desc_t desc;
     TLB_DNNL_TRY(e, dnnl_matmul_desc_init(&desc, &src, &wei, kind == TLB_DENSE_FWD_BIAS ? &bias : NULL, &dst));
-    dnnl_primitive_attr_t attr = tlb_dnnl_attr(product != 0, 1);
+    dnnl_primitive_attr_t attr = tlb_dnnl_attr(product != 0 && kind != TLB_DENSE_BWD_DATA_SET, 1);
     TLB_DNNL_TRY(e, attr ? dnnl_success : dnnl_out_of_memory);
     dnnl_primitive_desc_t pd;
     const dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, tlb_dnnl_engine(), NULL);
@@ -68,11 +70,17 @@ void tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, 
 int tlb_dnnl_dense_prepare(int M, int K, int N, dnnl_data_type_t dt, tlb_error *err)
 {
     if (M <= 0 || N <= 0 || K <= 0) return 0; /* handled without oneDNN */
-    for (int kind = TLB_DENSE_FWD_BIAS; kind <= TLB_DENSE_BWD_WEIGHTS; kind++) {
-        const int key[TLB_DNNL_KEY] = {kind, M, K, N, (int)dt};
-        if (tlb_dnnl_prepare(&cache, key, build, err) != 0)
-            return tlb_fail_prefix(err, "dense [%d,%d]x[%d,%d]", M, K, K, N);
-    }
+    for (int kind = TLB_DENSE_FWD_BIAS; kind <= TLB_DENSE_BWD_WEIGHTS; kind++)
+        if (tlb_dnnl_dense_prepare_kind(kind, M, K, N, dt, err) != 0) return -1;
+    return 0;
+}
+
+int tlb_dnnl_dense_prepare_kind(int kind, int M, int K, int N, dnnl_data_type_t dt, tlb_error *err)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    const int key[TLB_DNNL_KEY] = {kind, M, K, N, (int)dt};
+    if (tlb_dnnl_prepare(&cache, key, build, err) != 0)
+        return tlb_fail_prefix(err, "dense [%d,%d]x[%d,%d]", M, K, K, N);
     return 0;
 }
 

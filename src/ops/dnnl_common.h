@@ -46,8 +46,10 @@ dnnl_status_t tlb_dnnl_matmul_mds(int product, int M, int K, int N, dnnl_data_ty
  * or bf16 for mixed precision) and an f32 destination, on the calling
  * thread's primitive cache: TLB_DENSE_FWD(_BIAS) writes out = inp @ w (+ bias);
  * TLB_DENSE_BWD_DATA accumulates dinp += dout @ w^T (src = dout, wei = w);
- * TLB_DENSE_BWD_WEIGHTS accumulates dw += inp^T @ dout (src = inp, wei = dout). */
-enum { TLB_DENSE_FWD, TLB_DENSE_FWD_BIAS, TLB_DENSE_BWD_DATA, TLB_DENSE_BWD_WEIGHTS };
+ * TLB_DENSE_BWD_WEIGHTS accumulates dw += inp^T @ dout (src = inp, wei = dout);
+ * TLB_DENSE_BWD_DATA_SET writes dinp = dout @ w^T (a first writer: no zeroing
+ * pass before it). */
+enum { TLB_DENSE_FWD, TLB_DENSE_FWD_BIAS, TLB_DENSE_BWD_DATA, TLB_DENSE_BWD_WEIGHTS, TLB_DENSE_BWD_DATA_SET };
 void tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
                             const void *wei, const float *bias, float *dst);
 
@@ -55,6 +57,8 @@ void tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, 
  * [M,K] x [K,N] with sources of type dt (forward with bias, backward data,
  * backward weights): the plan-time set-up of dense_dnnl and dense_bf16. */
 int tlb_dnnl_dense_prepare(int M, int K, int N, dnnl_data_type_t dt, tlb_error *err);
+/* The same for one product kind (TLB_DENSE_*). */
+int tlb_dnnl_dense_prepare_kind(int kind, int M, int K, int N, dnnl_data_type_t dt, tlb_error *err);
 
 /* Primitive attributes: `accumulate` appends a sum post-op (dst = dst + result),
  * `user_scratchpad` makes the caller own the scratchpad. Destroy after use;

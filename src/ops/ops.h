@@ -343,8 +343,16 @@ int ops_mixed_precision_supported(void);
 /* on = 1 turns bf16 dense on in t (-1 if this CPU lacks it, t unchanged). */
 int ops_table_set_bf16(op_table *t, int on);
 
+/* Whether the FFN runs as mixed precision's stage (ffn_bf16.h: bf16
+ * products, the GELU, dropout and residual in the passes that round to
+ * bf16): with bf16 dense, where ffn, gelu, dropout and residual are the
+ * registry's AVX-512 ones (the automatic choice on every CPU with
+ * AVX512_BF16); "ffn:off" runs the unfused ops, the same numbers. */
+int ops_table_ffn_bf16(const op_table *t);
+
 /* "dense:avx512,layernorm:avx512,..." in op order ("bf16" for dense when
- * bf16_dense, "off" for a fused stage not in use), and the precision
+ * bf16_dense and for ffn when ops_table_ffn_bf16, "off" for a fused stage
+ * not in use), and the precision
  * "bf16 dense", "fp32, bf16 h" (fp32 products, the ffn's h saved in bf16)
  * or "fp32". */
 void ops_table_describe(const op_table *t, char *backends, size_t n);

@@ -181,6 +181,17 @@ int ops_table_fused(const op_table *t, int op)
     return 1;
 }
 
+int ops_table_ffn_bf16(const op_table *t)
+{
+    if (!t->bf16_dense || (t->off >> TLB_OP_ffn & 1u) || t->backend[TLB_OP_ffn] != TLB_BACKEND_AVX512 ||
+        !slot_is_registry(t, TLB_OP_ffn))
+        return 0;
+    const unsigned elementwise = fused_parts(TLB_OP_ffn) & ~(1u << TLB_OP_dense); /* dense is bf16 here */
+    for (int p = 0; p < NUM_OPS; p++)
+        if ((elementwise >> p & 1u) && (t->backend[p] != TLB_BACKEND_AVX512 || !slot_is_registry(t, p))) return 0;
+    return 1;
+}
+
 int ops_table_folds_norms(const op_table *t)
 {
     return ops_table_fused(t, TLB_OP_layernorm_pair) && !t->bf16_dense &&
@@ -289,7 +300,8 @@ void ops_table_describe(const op_table *t, char *backends, size_t n)
     size_t at = 0;
     if (n) backends[0] = '\0';
     for (int op = 0; op < NUM_OPS && at < n; op++) {
-        const char *b = t->bf16_dense && op == TLB_OP_dense ? "bf16"
+        const char *b = t->bf16_dense && op == TLB_OP_dense                    ? "bf16"
+                        : op == TLB_OP_ffn && ops_table_ffn_bf16(t)             ? "bf16"
                         : fused_parts(op) && !ops_table_fused(t, op) ? "off"
                                                                      : backend_name(t->backend[op]);
         at += (size_t)snprintf(backends + at, n - at, "%s%s:%s", op ? "," : "", op_names[op], b);

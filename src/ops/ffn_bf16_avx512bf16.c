@@ -1,0 +1,182 @@
+/* Mixed precision's FFN stage (ffn_bf16.h): oneDNN's bf16 products, the
+ * elementwise ops in AVX-512 inside the passes that round to bf16
+ * (VCVTNEPS2BF16, as bf16_convert). Compiled for AVX512_BF16. */
+#include "ops/ffn_bf16.h"
+
+#include <omp.h>
+
+#include "ops/bf16.h"
+#include "ops/dnnl_common.h"
+#include "ops/simd_avx512.h"
+#include "ops/dropout_mask_avx512.h"
+#include "ops/gelu_simd.h"
+
+/* Below this many values a pass runs on the calling thread alone. */
+#define PASS_PARALLEL_MIN 32768
+
+/* bf16 values rounded up to 64 bytes: each operand starts on a line. */
+static size_t on_line(size_t n) { return (n + 31) & ~(size_t)31; }
+
+size_t ffn_bf16_staging(int M, int D, int F)
+{
+    if (M <= 0 || D <= 0 || F <= 0) return 0;
+    const size_t m = (size_t)M;
+    return 2 * on_line(m * (size_t)D) + 2 * on_line(m * (size_t)F);
+}
+
+/* The staging's operands: x16 and dy16 [M, D], g16 and dh16 [M, F]. */
+typedef struct {
+    uint16_t *x16, *dy16, *g16, *dh16;
+} ffn_operands;
+
+static ffn_operands operands(uint16_t *staging, int M, int D, int F)
+{
+    const size_t md = on_line((size_t)M * D), mf = on_line((size_t)M * F);
+    return (ffn_operands){staging, staging + md, staging + 2 * md, staging + 2 * md + mf};
+}
+
+int ffn_bf16_prepare(int M, int D, int F, tlb_error *err)
+{
+    if (M <= 0 || D <= 0 || F <= 0) return tlb_fail(err, "ffn_bf16: empty shape [%d, %d, %d]", M, D, F);
+    if (tlb_dnnl_dense_prepare(M, D, F, dnnl_bf16, err) != 0 || tlb_dnnl_dense_prepare(M, F, D, dnnl_bf16, err) != 0)
+        return -1;
+    if (tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, D, F, dnnl_bf16, err) != 0 ||
+        tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, F, D, dnnl_bf16, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* The first n (<= 16) lanes of v rounded to bf16 at p. */
+static inline void store16(uint16_t *p, vec v, vmask k)
+{
+    const __m256i r = (__m256i)_mm512_cvtneps_pbh(v);
+    if (k == 0xffff) _mm256_storeu_si256((__m256i *)p, r);
+    else _mm256_mask_storeu_epi16(p, k, r);
+}
+
+/* g16 = bf16(gelu(h)) over n values: the GELU op's values, rounded as
+ * bf16_convert rounds them. */
+static void gelu_to_bf16(uint16_t *g16, const float *h, size_t n)
+{
+    const long nv = (long)(n / VW);
+#pragma omp parallel for schedule(static) if (n >= PASS_PARALLEL_MIN)
+    for (long i = 0; i < nv; i++) {
+        const vec x = VLOAD(h + i * VW);
+        store16(g16 + i * VW, VMUL(x, gelu_cdf(x)), 0xffff);
+    }
+    const size_t at = (size_t)nv * VW;
+    if (n > at) {
+        const vmask k = VMASK((int)(n - at));
+        const vec x = VMLOAD(h + at, k);
+        store16(g16 + at, VMUL(x, gelu_cdf(x)), k);
+    }
+}
+
+/* out = res + keep * out over M rows of D (dropout's then the residual's
+ * values; the mask at dropout_simd.h's coordinates). */
+static void drop_residual(float *out, const float *res, int M, int T, int D, const dropout_ctx *drop)
+{
+    const int active = dropout_active(drop);
+#pragma omp parallel for schedule(static) if ((size_t)M * D >= PASS_PARALLEL_MIN)
+    for (int m = 0; m < M; m++) {
+        float *c = out + (size_t)m * D;
+        const float *r = res + (size_t)m * D;
+        const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
+        const size_t elem = (size_t)(m % T) * D;
+        for (int j = 0; j < D; j += VW) {
+            const vmask k = vlanes(D - j);
+            vec v = VMLOAD(c + j, k);
+            if (active) v = VMUL(v, mask_keep_x16(drop, skey, elem + j));
+            VMSTORE(c + j, k, VADD(v, VMLOAD(r + j, k)));
+        }
+    }
+}
+
+void ffn_bf16_forward(float *out, float *h, const float *inp, const uint16_t *w1_16, const float *b1,
+                      const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D, int F,
+                      const dropout_ctx *drop, uint16_t *staging)
+{
+    const int M = B * T;
+    if (M <= 0) return;
+    const ffn_operands s = operands(staging, M, D, F);
+    bf16_convert(s.x16, inp, (size_t)M * D);
+    tlb_dnnl_dense_product(b1 ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, D, F, dnnl_bf16, s.x16, w1_16, b1, h);
+    gelu_to_bf16(s.g16, h, (size_t)M * F);
+    tlb_dnnl_dense_product(b2 ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, F, D, dnnl_bf16, s.g16, w2_16, b2, out);
+    drop_residual(out, res, M, T, D, drop);
+}
+
+/* The columns [j0, j1) of N in VW blocks that thread t of nt owns: a column
+ * sum then adds its rows in order whatever the thread count. */
+static void owned_blocks(int N, int *j0, int *j1)
+{
+    const int blocks = (N + VW - 1) / VW, nt = omp_get_num_threads(), t = omp_get_thread_num();
+    *j0 = (int)((long)blocks * t / nt) * VW;
+    *j1 = (int)((long)blocks * (t + 1) / nt) * VW;
+}
+
+/* dres = dout; dy16 = bf16(keep * dout); db2 += column sums of keep * dout. */
+static void dout_pass(uint16_t *dy16, float *dres, float *db2, const float *dout, int M, int T, int D,
+                      const dropout_ctx *drop)
+{
+    const int active = dropout_active(drop);
+#pragma omp parallel if ((size_t)M * D >= PASS_PARALLEL_MIN)
+    {
+        int j0, j1;
+        owned_blocks(D, &j0, &j1);
+        for (int m = 0; m < M; m++) {
+            const size_t row = (size_t)m * D, elem = (size_t)(m % T) * D;
+            const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
+            for (int j = j0; j < j1; j += VW) {
+                const vmask k = vlanes(D - j);
+                const vec v = VMLOAD(dout + row + j, k);
+                if (dres) VMSTORE(dres + row + j, k, v);
+                const vec dy = active ? VMUL(v, mask_keep_x16(drop, skey, elem + j)) : v;
+                store16(dy16 + row + j, dy, k);
+                if (db2) VMSTORE(db2 + j, k, VADD(VMLOAD(db2 + j, k), dy));
+            }
+        }
+    }
+}
+
+/* dh16 = bf16(dg gelu'(h)), g16 = bf16(gelu(h)), db1 += column sums of
+ * dg gelu'(h): the GELU op's derivative and value from one Phi. */
+static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, const float *h, int M, int F)
+{
+#pragma omp parallel if ((size_t)M * F >= PASS_PARALLEL_MIN)
+    {
+        int j0, j1;
+        owned_blocks(F, &j0, &j1);
+        for (int m = 0; m < M; m++) {
+            const size_t row = (size_t)m * F;
+            for (int j = j0; j < j1; j += VW) {
+                const vmask k = vlanes(F - j);
+                vec value;
+                const vec grad = gelu_grad_value(VMLOAD(h + row + j, k), &value);
+                const vec dh = VMUL(VMLOAD(dg + row + j, k), grad);
+                store16(dh16 + row + j, dh, k);
+                store16(g16 + row + j, value, k);
+                if (db1) VMSTORE(db1 + j, k, VADD(VMLOAD(db1 + j, k), dh));
+            }
+        }
+    }
+}
+
+void ffn_bf16_backward_first(float *dinp, float *dw1, float *db1, float *dw2, float *db2, float *dres,
+                             const float *dout, const float *inp, const uint16_t *w1_16, const uint16_t *w2_16,
+                             const float *h, float *dg, int B, int T, int D, int F, const dropout_ctx *drop,
+                             uint16_t *staging)
+{
+    const int M = B * T;
+    if (M <= 0) return;
+    const ffn_operands s = operands(staging, M, D, F);
+    dout_pass(s.dy16, dres, db2, dout, M, T, D, drop);
+    tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA_SET, M, F, D, dnnl_bf16, s.dy16, w2_16, NULL, dg);
+    dh_pass(s.dh16, s.g16, db1, dg, h, M, F);
+    if (dw2) tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, F, D, dnnl_bf16, s.g16, s.dy16, NULL, dw2);
+    if (dinp) tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA_SET, M, D, F, dnnl_bf16, s.dh16, w1_16, NULL, dinp);
+    if (dw1) {
+        bf16_convert(s.x16, inp, (size_t)M * D);
+        tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, D, F, dnnl_bf16, s.x16, s.dh16, NULL, dw1);
+    }
+}
