@@ -171,7 +171,24 @@ static void dense_case(int M, int K, int N)
         double s = 0.5;
         for (int m = 0; m < M; m++) s += dout[(size_t)m * N + n];
         cr_expect_leq(fabs(dbias[n] - s), 1e-4 * (1 + fabs(s)), "dbias[%d] is an fp32 column sum", n);
+        float f = 0.5f; /* and exactly the fp32 sum of the rows in order */
+        for (int m = 0; m < M; m++) f += dout[(size_t)m * N + n];
+        cr_expect_eq(dbias[n], f, "dbias[%d] = %.9g, the rows' fp32 sum in order %.9g", n, dbias[n], f);
     }
+
+    /* backward_first writes dinp over stale values: the numbers of a
+     * zeroed dinp accumulated, and the same dw and dbias */
+    float *dinp1 = malloc(sizeof(float) * M * K), *dw1 = malloc(sizeof(float) * K * N);
+    float *dbias1 = malloc(sizeof(float) * N);
+    for (int i = 0; i < M * K; i++) dinp[i] = 0.0f, dinp1[i] = 1e30f;
+    for (int i = 0; i < K * N; i++) dw[i] = dw1[i] = 0.5f;
+    for (int i = 0; i < N; i++) dbias[i] = dbias1[i] = 0.5f;
+    dense_bf16_backward(dinp, dw, dbias, dout, inp, w16, M, K, N, staging);
+    dense_bf16_backward_first(dinp1, dw1, dbias1, dout, inp, w16, M, K, N, staging);
+    for (int i = 0; i < M * K; i++) cr_expect_eq(dinp1[i], dinp[i], "first: dinp[%d] %.9g vs %.9g", i, dinp1[i], dinp[i]);
+    for (int i = 0; i < K * N; i++) cr_expect_eq(dw1[i], dw[i], "first: dw[%d]", i);
+    for (int i = 0; i < N; i++) cr_expect_eq(dbias1[i], dbias[i], "first: dbias[%d]", i);
+    free(dinp1), free(dw1), free(dbias1);
     /* bf16 was in play: fp32 would sit near 1e-7 */
     for (int i = 0; i < 3; i++)
         cr_expect_gt(rel[i], 1e-5, "product %d: relative error %.2e is fp32-level", i, rel[i]);

@@ -80,7 +80,12 @@ void kernels_dense_backward_first(const block_kernels *k, float *dinp, float *gr
                                   const float *inp, const float *params, size_t w_at, size_t b_at, int M,
                                   int K, int N)
 {
-    if (!k->params16 && k->ops->dense.backward_first) {
+    if (k->params16) {
+        dense_bf16_backward_first(dinp, grads + w_at, grads + b_at, dout, inp, k->params16 + w_at, M, K, N,
+                                  k->staging);
+        return;
+    }
+    if (k->ops->dense.backward_first) {
         k->ops->dense.backward_first(dinp, grads + w_at, grads + b_at, dout, inp, params + w_at, M, K, N);
         return;
     }

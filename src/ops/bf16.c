@@ -50,6 +50,40 @@ convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
     }
 }
 
+/* bf16_convert of rows x cols, adding each column's values into colsum (fp32,
+ * rows in order) on the way. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+convert_sums_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = src + r * cols;
+        uint16_t *y = dst + r * cols;
+        for (size_t j = 0; j < cols; j += 16) {
+            const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
+            const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
+            _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
+            _mm512_mask_storeu_ps(colsum + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, colsum + j), v));
+        }
+    }
+}
+
+void bf16_convert_sums(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
+{
+    if (!colsum) {
+        bf16_convert(dst, src, rows * cols);
+        return;
+    }
+    if (bf16_native()) {
+        convert_sums_avx512bf16(dst, colsum, src, rows, cols);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j++) {
+            dst[r * cols + j] = bf16_from_f32(src[r * cols + j]);
+            colsum[j] += src[r * cols + j];
+        }
+}
+
 void bf16_convert(uint16_t *dst, const float *src, size_t n)
 {
     if (bf16_native()) {

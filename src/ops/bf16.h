@@ -20,4 +20,9 @@ float bf16_to_f32(uint16_t h);
  * CPU has it, the scalar rule otherwise. */
 void bf16_convert(uint16_t *dst, const float *src, size_t n);
 
+/* The same over rows x cols (row-major), and where colsum is not NULL,
+ * colsum[j] += src[r][j] for every row in order (fp32: the column sums of a
+ * bias gradient, in the pass that reads src anyway). */
+void bf16_convert_sums(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols);
+
 #endif

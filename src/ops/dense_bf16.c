@@ -1,6 +1,8 @@
 /* Mixed precision's dense layer (dense_bf16.h) on oneDNN's bf16 matmul. */
 #include "ops/dense_bf16.h"
 
+#include <string.h>
+
 #include "ops/bf16.h"
 #include "ops/dnnl_common.h"
 
@@ -15,7 +17,8 @@ size_t dense_bf16_staging(int M, int K, int N)
 
 int dense_bf16_prepare(int M, int K, int N, tlb_error *err)
 {
-    return tlb_dnnl_dense_prepare(M, K, N, dnnl_bf16, err);
+    if (tlb_dnnl_dense_prepare(M, K, N, dnnl_bf16, err) != 0) return -1;
+    return tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, K, N, dnnl_bf16, err);
 }
 
 static void bias_rows(float *out, const float *bias, int M, int N)
@@ -36,22 +39,37 @@ void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const
     tlb_dnnl_dense_product(bias ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, K, N, dnnl_bf16, staging, w16, bias, out);
 }
 
+/* add 0: dinp written (its first writer), not accumulated. */
+static void backward_into(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const uint16_t *w16, int M, int K, int N, uint16_t *staging, int add)
+{
+    if (M <= 0 || N <= 0) return;
+    if ((!dinp && !dw) || K <= 0) { /* no product: the bias sums alone */
+        if (dbias)
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) dbias[n] += dout[(size_t)m * N + n];
+        return;
+    }
+    uint16_t *dout16 = staging, *inp16 = staging + round_to_64_bytes((size_t)M * N);
+    bf16_convert_sums(dout16, dbias, dout, (size_t)M, (size_t)N);
+    if (dinp)
+        tlb_dnnl_dense_product(add ? TLB_DENSE_BWD_DATA : TLB_DENSE_BWD_DATA_SET, M, K, N, dnnl_bf16, dout16, w16,
+                               NULL, dinp);
+    if (dw) {
+        bf16_convert(inp16, inp, (size_t)M * K);
+        tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, K, N, dnnl_bf16, inp16, dout16, NULL, dw);
+    }
+}
+
 void dense_bf16_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const uint16_t *w16, int M, int K, int N, uint16_t *staging)
 {
-    if (M <= 0 || N <= 0) return;
-    if ((dinp || dw) && K > 0) {
-        uint16_t *dout16 = staging, *inp16 = staging + round_to_64_bytes((size_t)M * N);
-        bf16_convert(dout16, dout, (size_t)M * N);
-        if (dinp) tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA, M, K, N, dnnl_bf16, dout16, w16, NULL, dinp);
-        if (dw) {
-            bf16_convert(inp16, inp, (size_t)M * K);
-            tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, K, N, dnnl_bf16, inp16, dout16, NULL, dw);
-        }
-    }
-    if (dbias)
-        for (int m = 0; m < M; m++) {
-            const float *g = dout + (size_t)m * N;
-            for (int n = 0; n < N; n++) dbias[n] += g[n];
-        }
+    backward_into(dinp, dw, dbias, dout, inp, w16, M, K, N, staging, 1);
+}
+
+void dense_bf16_backward_first(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                               const uint16_t *w16, int M, int K, int N, uint16_t *staging)
+{
+    if (dinp && M > 0 && K > 0 && N <= 0) memset(dinp, 0, (size_t)M * K * sizeof(float)); /* no product reaches it */
+    backward_into(dinp, dw, dbias, dout, inp, w16, M, K, N, staging, 0);
 }

@@ -25,8 +25,13 @@ int dense_bf16_prepare(int M, int K, int N, tlb_error *err);
 void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const float *bias, int M, int K,
                         int N, uint16_t *staging);
 /* dinp += bf16(dout) @ w16^T; dw += bf16(inp)^T @ bf16(dout); dbias += column
- * sums of dout (fp32). NULL gradients are skipped. */
+ * sums of dout (fp32, summed in the pass that rounds dout). NULL gradients
+ * are skipped. */
 void dense_bf16_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const uint16_t *w16, int M, int K, int N, uint16_t *staging);
+/* The same with dinp written, not accumulated (its first writer: no zeroing
+ * pass before it). */
+void dense_bf16_backward_first(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                               const uint16_t *w16, int M, int K, int N, uint16_t *staging);
 
 #endif
