@@ -59,7 +59,8 @@ static void expect_same(const op_table *ops, const char *what, const float *trai
     double scale;
     const double w = worst_diff(train, infer, n, &scale);
     cr_expect_gt(scale, 0.0, "%s %s: all zero, nothing compared", ctx, what);
-    if (ops->backend[TLB_OP_dense] == TLB_BACKEND_DNNL || ops->backend[TLB_OP_patch_conv] == TLB_BACKEND_DNNL)
+    if (ops->backend[TLB_OP_dense] == TLB_BACKEND_DNNL || ops->backend[TLB_OP_patch_conv] == TLB_BACKEND_DNNL ||
+        ops->bf16_dense)
         cr_expect_leq(w, 1e-5 * scale, "%s %s: differ by %.3e (scale %.3e)", ctx, what, w, scale);
     else
         cr_expect_eq(memcmp(train, infer, n * sizeof(float)), 0, "%s %s: not bit-identical (worst %.3e)", ctx,
@@ -132,6 +133,20 @@ Test(infer, matches_training_forward_automatic) { every_case(NULL); }
 Test(infer, matches_training_forward_on_own_kernels)
 {
     every_case(backend_supported(TLB_BACKEND_AVX512) ? "avx512" : backend_supported(TLB_BACKEND_AVX2) ? "avx2" : "ref");
+}
+
+/* Mixed precision: the inference plan's bf16 weights (the folded q, k, v
+ * kernels among them) and its FFN stage give the training forward's
+ * numbers (oneDNN's products as above: within the fp32 level). */
+Test(infer, matches_training_forward_in_mixed_precision)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    op_table ops;
+    ops_table_automatic(&ops);
+    cr_assert_eq(ops_table_set_bf16(&ops, 1), 0);
+    matches_training_forward(&ops, test_small_config(TLB_WIRING_KERAS), 7, 3, 1);
+    matches_training_forward(&ops, test_small_config(TLB_WIRING_PAPER), 9, 4, 2);
+    matches_training_forward(&ops, test_small_state_config(TLB_WIRING_KERAS, 6, STATE_INIT_LEARNED, READOUT_STATE), 7, 2, 3);
 }
 
 /* The plan holds a pointer to the model: a parameter changed after

@@ -237,15 +237,21 @@ static void emulated_backward(float *dinp, float *dw, float *dbias, const float 
  * must stay within twice that, plus the fp32 level the golden README
  * calibrates (2e-5 of the scale). Twice: the two differ only in fp32
  * summation order, which can move an activation across a bf16 rounding
- * boundary now and then. */
-static void golden_within_bf16_tolerance(const char *path)
+ * boundary now and then. Both sides fold the attention's LayerNorms into
+ * the q, k, v products (ops_table_folds_norms: the emulation then rounds
+ * z and diag(gamma) W, as mixed precision does), or, with unfolded = 1
+ * ("layernorm_pair:off"), neither does. */
+static void golden_within_bf16_tolerance_as(const char *path, int unfolded)
 {
     tlb_error err = {0};
     op_table emulated, native;
-    cr_assert_eq(ops_table_select(&emulated, "ref", &err), 0, "%s", err.msg);
+    cr_assert_eq(ops_table_select(&emulated, unfolded ? "ref,layernorm_pair:off" : "ref", &err), 0, "%s", err.msg);
     emulated.dense = (dense_op){emulated_forward, emulated_backward, NULL, NULL};
-    ops_table_automatic(&native);
+    cr_assert_eq(ops_table_select(&native, unfolded ? "layernorm_pair:off" : NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(ops_table_set_bf16(&native, 1), 0);
+    cr_assert_eq(ops_table_folds_norms(&emulated), !unfolded, "%s: the emulation's fold", path);
+    cr_assert_eq(ops_table_folds_norms(&native), !unfolded && ops_table_fused(&native, TLB_OP_layernorm_pair),
+                 "%s: mixed precision's fold", path);
     golden_report emu, rep;
     cr_assert_eq(golden_check(path, &emulated, &emu, &err), 0, "%s", err.msg);
     cr_assert_eq(golden_check(path, &native, &rep, &err), 0, "%s", err.msg);
@@ -260,8 +266,8 @@ static void golden_within_bf16_tolerance(const char *path)
         cr_assert_not_null(e, "%s: no %s group in the emulated check", path, x->name);
         seen++;
         const double tol = 2.0 * e->worst_rel + 2e-5;
-        cr_log_info("mixed precision, golden %s: %-6s native %.3e, emulated bf16 %.3e, tolerance %.3e (%s)", path,
-                    x->name, x->worst_rel, e->worst_rel, tol, x->worst_tensor);
+        cr_log_info("mixed precision%s, golden %s: %-6s native %.3e, emulated bf16 %.3e, tolerance %.3e (%s)",
+                    unfolded ? " (unfolded)" : "", path, x->name, x->worst_rel, e->worst_rel, tol, x->worst_tensor);
         cr_expect_leq(x->worst_rel, tol, "%s: %s: %s off by %.3e of its scale (emulated bf16: %.3e; tolerance %.3e)",
                       path, x->name, x->worst_tensor, x->worst_rel, e->worst_rel, tol);
         if (strcmp(x->name, "grad") == 0) {
@@ -270,6 +276,12 @@ static void golden_within_bf16_tolerance(const char *path)
         }
     }
     cr_expect_eq(seen, 4, "%s: expected loss, logits, trace and grad groups, saw %d", path, seen);
+}
+
+static void golden_within_bf16_tolerance(const char *path)
+{
+    golden_within_bf16_tolerance_as(path, 0);
+    golden_within_bf16_tolerance_as(path, 1);
 }
 
 Test(mixed, golden_seed_keras_within_tolerance)

@@ -288,9 +288,9 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
     cr_expect(ops_table_folds_norms(&t), "ref folds its LayerNorms into the products");
     t.dense.forward = NULL;
     cr_expect(!ops_table_fused(&t, TLB_OP_ffn) && ops_table_fused(&t, TLB_OP_layernorm_pair));
-    cr_expect(!ops_table_folds_norms(&t), "the fold is for the registry's fp32 dense only");
+    cr_expect(!ops_table_folds_norms(&t), "the fold calls dense: not a slot without its forward");
 
-    /* the LayerNorm fold goes with the pair stage, fp32 products */
+    /* the LayerNorm fold goes with the pair stage */
     t = table(NULL);
     cr_expect_eq(ops_table_folds_norms(&t), simd);
     t = table("layernorm_pair:off");
@@ -310,12 +310,12 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
         cr_expect(ops_table_fused(&t, TLB_OP_ffn), "ffn asked for by name runs beside dnnl dense");
     }
 
-    if (ops_mixed_precision_supported()) { /* bf16 products are dense's: ffn steps aside */
+    if (ops_mixed_precision_supported()) { /* bf16 products are dense's: ffn steps aside for ffn_bf16 */
         t = table(NULL);
         cr_assert_eq(ops_table_set_bf16(&t, 1), 0);
         cr_expect(!ops_table_fused(&t, TLB_OP_ffn));
         cr_expect_eq(ops_table_fused(&t, TLB_OP_layernorm_pair), simd);
-        cr_expect(!ops_table_folds_norms(&t), "bf16 weights are converted unfolded");
+        cr_expect_eq(ops_table_folds_norms(&t), simd, "mixed precision folds too (bf16 of the folded kernels)");
     }
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "model/norm_fold.h"
+#include "ops/bf16.h"
 #include "ops/dense_bf16.h"
 #include "ops/ffn_bf16.h"
 
@@ -113,8 +114,14 @@ static int fuse_kv_norms(const block_kernels *k) { return ops_table_fused(k->ops
 
 /* The attention's LayerNorms folded into its q, k, v products (norm_fold.h,
  * ops_table_folds_norms): one normalised z per input, which a
- * self-attention's three products share. */
-static int fold_norms(const block_kernels *k) { return ops_table_folds_norms(k->ops) && !k->params16; }
+ * self-attention's three products share. In mixed precision the folded
+ * kernels are in params16 (model_fold_norms_bf16 writes them over bf16(W)
+ * wherever a model or inference plan holds `folded`), the folded biases in
+ * k->folded. */
+static int fold_norms(const block_kernels *k)
+{
+    return ops_table_folds_norms(k->ops) && (!k->params16 || k->folded);
+}
 
 /* The offsets of q's, k's and v's kernel, bias, LayerNorm gamma and beta. */
 typedef struct {
@@ -200,7 +207,7 @@ int block_prepare(const block_kernels *k, block_dims d, int B, int Tq, int Tk, s
         if (need > *staging) *staging = need;
         if (ffn_bf16_prepare(rq, d.D, d.F, err) != 0) return -1;
     }
-    if (fold_norms(k) && norm_fold_prepare(d.D, HK, err) != 0) return -1;
+    if (ops_table_folds_norms(o) && norm_fold_prepare(d.D, HK, err) != 0) return -1;
     return 0;
 }
 
@@ -221,6 +228,16 @@ static int folded_qkv_forward(block_acts *a, block_scratch *s, const block_kerne
     float *zkv = self ? zq : a->ln_k ? a->ln_k : s->ln_k;
     k->ops->layernorm.forward(zq, a->ln_q_mean, a->ln_q_rstd, a->x_q, f.ones, f.zeros, rq, d.D);
     if (!self) k->ops->layernorm.forward(zkv, a->ln_k_mean, a->ln_k_rstd, a->x_kv, f.ones, f.zeros, rk, d.D);
+    if (k->params16) { /* each z rounded to bf16 once for the products that read it */
+        const qkv_offsets o = offsets_of(ap);
+        uint16_t *z16 = k->staging;
+        bf16_convert(z16, zq, (size_t)rq * d.D);
+        dense_bf16_forward_rounded(a->q, z16, k->params16 + o.w[0], bf[0], rq, d.D, HK);
+        if (!self) bf16_convert(z16, zkv, (size_t)rk * d.D);
+        dense_bf16_forward_rounded(a->k, z16, k->params16 + o.w[1], bf[1], rk, d.D, HK);
+        dense_bf16_forward_rounded(a->v, z16, k->params16 + o.w[2], bf[2], rk, d.D, HK);
+        return 1;
+    }
     k->ops->dense.forward(a->q, zq, wf[0], bf[0], rq, d.D, HK);
     k->ops->dense.forward(a->k, zkv, wf[1], bf[1], rk, d.D, HK);
     k->ops->dense.forward(a->v, zkv, wf[2], bf[2], rk, d.D, HK);
@@ -229,8 +246,13 @@ static int folded_qkv_forward(block_acts *a, block_scratch *s, const block_kerne
 
 /* dinp (+)= dout @ w^T (written where first), dw += inp^T dout, db += column sums. */
 static void fold_dense_backward(const block_kernels *k, float *dinp, float *dw, float *db, const float *dout,
-                                const float *inp, const float *w, int M, int K, int N, int first)
+                                const float *inp, const float *w, size_t w_at, int M, int K, int N, int first)
 {
+    if (k->params16) { /* the folded kernel's bf16 at w_at (model_fold_norms_bf16) */
+        (first ? dense_bf16_backward_first : dense_bf16_backward)(dinp, dw, db, dout, inp, k->params16 + w_at, M,
+                                                                  K, N, k->staging);
+        return;
+    }
     if (first && k->ops->dense.backward_first) {
         k->ops->dense.backward_first(dinp, dw, db, dout, inp, w, M, K, N);
         return;
@@ -260,7 +282,8 @@ static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block
     }
     const float *zq = normalised(a->ln_q, s->ln_q, k, TLB_OP_layernorm, a->x_q, a->ln_q_mean, a->ln_q_rstd,
                                  f.ones, f.zeros, rq, d.D);
-    fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, wf[0], rq, d.D, HK, 1);
+    const qkv_offsets o = offsets_of(ap);
+    fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, wf[0], o.w[0], rq, d.D, HK, 1);
     const float *zkv = zq;
     float *dzkv = s->d_ln_q;
     if (!self) {
@@ -268,13 +291,12 @@ static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block
                          f.zeros, rk, d.D);
         dzkv = s->d_ln_k;
     }
-    fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, wf[1], rk, d.D, HK, !self);
-    fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, wf[2], rk, d.D, HK, 0);
+    fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, wf[1], o.w[1], rk, d.D, HK, !self);
+    fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, wf[2], o.w[2], rk, d.D, HK, 0);
     k->ops->layernorm.backward(dx_q, NULL, NULL, s->d_ln_q, a->x_q, f.ones, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
     if (!self)
         k->ops->layernorm.backward(dx_kv, NULL, NULL, dzkv, a->x_kv, f.ones, a->ln_k_mean, a->ln_k_rstd, rk,
                                    d.D);
-    const qkv_offsets o = offsets_of(ap);
     for (int i = 0; i < 3; i++)
         norm_fold_grads(g + o.w[i], g + o.b[i], g + o.gamma[i], g + o.beta[i], f.gw[i], f.gb[i], w + o.gamma[i],
                         w + o.beta[i], w + o.w[i], d.D, HK);

@@ -209,6 +209,7 @@ int model_inference_run_padded(model_inference *inf, const void *x, const int *l
         return tlb_fail(err, "inference on %d samples: the plan holds 1 to %d", B, inf->capacity);
     if (inf->params16) model_params_to_bf16(inf->model, inf->params16);
     if (inf->folded) model_fold_norms(inf->model, inf->folded);
+    if (inf->folded && inf->params16) model_fold_norms_bf16(inf->model, inf->params16, inf->folded);
     const int tile = inf->tile, tiles = (B + tile - 1) / tile;
     const int teams = inf->threads < tiles ? inf->threads : tiles;
     if (teams <= 1) { /* one tile at a time, the ops free to use every thread */

@@ -436,6 +436,7 @@ double model_forward_padded(tlb_model *m, const void *x, const int *lengths, con
     const int shards = model_shards_for(m, B);
     if (m->params16) model_params_to_bf16(m, m->params16);
     if (m->folded) model_fold_norms(m, m->folded);
+    if (m->folded && m->params16) model_fold_norms_bf16(m, m->params16, m->folded);
     record_step_inputs(m, B);
     if (shards == 1) {
         model_walk w = training_walk(m, B, 0, B, 0);

@@ -66,7 +66,8 @@ typedef struct {
     int shards;
     float *shard_grads;     /* [(shards - 1) * num_params] */
     /* Mixed precision (ops.bf16_dense): the parameters in bf16, converted at
-     * the start of each forward, and each shard's activation staging. */
+     * the start of each forward (the q, k, v kernels folded where `folded`
+     * is), and each shard's activation staging. */
     uint16_t *params16;     /* [num_params] */
     uint16_t *staging;      /* [shards][staging_n] */
     size_t staging_n;

@@ -44,6 +44,16 @@ void model_fold_norms(const tlb_model *m, float *folded)
     for (int a = 0; a < m->layout.num_attn; a++) block_fold_params(folded, m->params, &m->layout.attn[a], m->dims);
 }
 
+void model_fold_norms_bf16(const tlb_model *m, uint16_t *params16, const float *folded)
+{
+    const size_t n = (size_t)m->dims.D * m->dims.H * m->dims.K;
+    for (int a = 0; a < m->layout.num_attn; a++) {
+        const attn_params *ap = &m->layout.attn[a];
+        const size_t at[3] = {ap->q_kernel, ap->k_kernel, ap->v_kernel};
+        for (int i = 0; i < 3; i++) bf16_convert(params16 + at[i], folded + at[i], n);
+    }
+}
+
 /* 1. The input stage: the batch's tokens [n*N, D] embedded (image patches
  * through the patch convolution, or token ids through the table), the
  * position table added (every token's row, or a chunk's rows repeated per

@@ -81,4 +81,9 @@ void model_params_to_bf16(const tlb_model *m, uint16_t *params16);
  * before any shard runs, where the ops fold the LayerNorms. */
 void model_fold_norms(const tlb_model *m, float *folded);
 
+/* In mixed precision: the folded q, k, v kernels rounded into their places
+ * in params16 (over bf16(W), which the fold no longer reads), after
+ * model_params_to_bf16 and model_fold_norms. */
+void model_fold_norms_bf16(const tlb_model *m, uint16_t *params16, const float *folded);
+
 #endif

@@ -27,16 +27,22 @@ static void bias_rows(float *out, const float *bias, int M, int N)
         for (int n = 0; n < N; n++) out[(size_t)m * N + n] = bias ? bias[n] : 0.0f;
 }
 
-void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const float *bias, int M, int K,
-                        int N, uint16_t *staging)
+void dense_bf16_forward_rounded(float *out, const uint16_t *inp16, const uint16_t *w16, const float *bias, int M,
+                                int K, int N)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* oneDNN rejects empty reductions: out is just the bias */
         bias_rows(out, bias, M, N);
         return;
     }
-    bf16_convert(staging, inp, (size_t)M * K);
-    tlb_dnnl_dense_product(bias ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, K, N, dnnl_bf16, staging, w16, bias, out);
+    tlb_dnnl_dense_product(bias ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, K, N, dnnl_bf16, inp16, w16, bias, out);
+}
+
+void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const float *bias, int M, int K,
+                        int N, uint16_t *staging)
+{
+    if (M > 0 && K > 0 && N > 0) bf16_convert(staging, inp, (size_t)M * K);
+    dense_bf16_forward_rounded(out, staging, w16, bias, M, K, N);
 }
 
 /* add 0: dinp written (its first writer), not accumulated. */

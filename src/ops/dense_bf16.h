@@ -24,6 +24,10 @@ int dense_bf16_prepare(int M, int K, int N, tlb_error *err);
 /* out[M,N] = bf16(inp) @ w16 + bias (bias may be NULL). */
 void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const float *bias, int M, int K,
                         int N, uint16_t *staging);
+/* The same product on inp16 = bf16(inp) the caller rounded (once, for
+ * several products that read it). */
+void dense_bf16_forward_rounded(float *out, const uint16_t *inp16, const uint16_t *w16, const float *bias, int M,
+                                int K, int N);
 /* dinp += bf16(dout) @ w16^T; dw += bf16(inp)^T @ bf16(dout); dbias += column
  * sums of dout (fp32, summed in the pass that rounds dout). NULL gradients
  * are skipped. */

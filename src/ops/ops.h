@@ -282,11 +282,14 @@ int ops_table_fused(const op_table *t, int op);
 /* Whether the model folds an attention's LayerNorms into its q, k, v
  * products (model/norm_fold.h: one unit normalisation per input, gamma and
  * beta in the weights; a self-attention's three products read one z): with
- * the k/v pair stage (ops_table_fused) on fp32 products of the registry's
- * dense. Not bit for bit the unfolded ops (the same function, rounded in
- * another order). A dense put in the table by hand (a test's bf16
- * emulation) or bf16 dense keeps the LayerNorms as the spec writes them;
- * "layernorm_pair:off" turns the fold off with the pair. */
+ * the k/v pair stage (ops_table_fused), on whatever dense the table holds:
+ * the registry's fp32, its bf16 in mixed precision (which then multiplies
+ * bf16(z) by bf16(diag(gamma) W), the folded kernels rounded once per
+ * update), or one put there by hand (test_mixed.c's emulation of bf16,
+ * which so rounds what mixed precision rounds); not a slot without
+ * functions. Not bit for bit the unfolded ops (the same function, rounded
+ * in another order). "layernorm_pair:off" turns the fold off with the
+ * pair. */
 int ops_table_folds_norms(const op_table *t);
 
 /* out = (inp - mean) rstd gamma + beta over M rows of D, from the mean and

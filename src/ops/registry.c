@@ -194,8 +194,7 @@ int ops_table_ffn_bf16(const op_table *t)
 
 int ops_table_folds_norms(const op_table *t)
 {
-    return ops_table_fused(t, TLB_OP_layernorm_pair) && !t->bf16_dense &&
-           t->backend[TLB_OP_dense] < TLB_BACKEND_COUNT && slot_is_registry(t, TLB_OP_dense);
+    return ops_table_fused(t, TLB_OP_layernorm_pair) && t->dense.forward && t->dense.backward;
 }
 
 int ops_mixed_precision_supported(void) { return bf16_native(); }
