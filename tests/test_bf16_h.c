@@ -213,10 +213,15 @@ Test(bf16_h, offered_only_where_the_fused_simd_ffn_runs)
         cr_expect_eq(ops_table_set_bf16_h(&t, 1), -1, "%s: the unfused ffn keeps h in fp32", off);
     }
     if (ops_mixed_precision_supported() && backend_supported(TLB_BACKEND_AVX512)) {
-        t = table(NULL); /* bf16 dense turned on after: the ffn steps aside, and h16 with it */
+        t = table(NULL); /* bf16 dense turned on after: mixed precision's FFN stage keeps h16 */
         cr_assert_eq(ops_table_set_bf16_h(&t, 1), 0);
         cr_assert_eq(ops_table_set_bf16(&t, 1), 0);
-        cr_expect_null(ops_ffn_h16(&t));
+        cr_expect_null(ops_ffn_h16(&t), "the fp32 ffn steps aside");
+        cr_expect(ops_table_saves_h16(&t));
+        cr_expect_str_eq(ops_table_precision(&t), "bf16 dense, bf16 h");
+        t = table("gelu:ref"); /* mixed precision without its stage: h stays fp32 */
+        cr_assert_eq(ops_table_set_bf16(&t, 1), 0);
+        cr_expect_eq(ops_table_set_bf16_h(&t, 1), -1);
         cr_expect_str_eq(ops_table_precision(&t), "bf16 dense");
     }
 }

@@ -74,9 +74,11 @@ static void result_free(ffn_result *r)
 
 /* The block's unfused mixed-precision FFN (model/block.c), forward then
  * backward. */
+/* h16: the backward reads h rounded to bf16 (bf16_activations), as the
+ * fp32 ffn's h16 form does. */
 static void unfused(ffn_result *r, const float *inp, const float *w1, const float *b1, const float *w2,
                     const float *b2, const float *res, const float *dout, int B, int T, int D, int F,
-                    const dropout_ctx *drop)
+                    const dropout_ctx *drop, int h16)
 {
     const int M = B * T;
     const gelu_op *gelu = ops_impl_gelu(TLB_BACKEND_AVX512);
@@ -94,18 +96,23 @@ static void unfused(ffn_result *r, const float *inp, const float *w1, const floa
     if (drop && drop->rate > 0.0f) dropout->forward(r->out, r->out, B, (size_t)T * D, drop);
     residual->forward(r->out, r->out, res, (size_t)M * D);
 
+    float *h = malloc((size_t)M * F * 4); /* what the backward reads */
+    for (size_t i = 0; i < (size_t)M * F; i++) h[i] = h16 ? bf16_to_f32(bf16_from_f32(r->h[i])) : r->h[i];
     memcpy(r->dres, dout, (size_t)M * D * 4);
     dropout->backward(dy, dout, B, (size_t)T * D, drop);
-    gelu->forward(g, r->h, (size_t)M * F);
+    gelu->forward(g, h, (size_t)M * F);
     dense_bf16_backward(dg, r->dw2, r->db2, dy, g, w2_16, M, F, D, staging);
-    gelu->backward(dh, dg, r->h, (size_t)M * F);
+    gelu->backward(dh, dg, h, (size_t)M * F);
+    free(h);
     dense_bf16_backward(r->dinp, r->dw1, r->db1, dh, inp, w1_16, M, D, F, staging);
     free(w1_16), free(w2_16), free(staging), free(g), free(dy), free(dg), free(dh);
 }
 
+/* h16: h saved in bf16, r->h then the forward's scratch (still compared:
+ * the same fp32 h). */
 static void fused(ffn_result *r, const float *inp, const float *w1, const float *b1, const float *w2,
                   const float *b2, const float *res, const float *dout, int B, int T, int D, int F,
-                  const dropout_ctx *drop)
+                  const dropout_ctx *drop, int h16)
 {
     const int M = B * T;
     tlb_error err;
@@ -113,15 +120,28 @@ static void fused(ffn_result *r, const float *inp, const float *w1, const float 
     uint16_t *w1_16 = to_bf16(w1, (size_t)D * F), *w2_16 = to_bf16(w2, (size_t)F * D);
     uint16_t *staging = malloc(ffn_bf16_staging(M, D, F) * sizeof(uint16_t));
     float *dg = malloc((size_t)M * F * 4);
+    uint16_t *saved = h16 ? malloc((size_t)M * F * sizeof(uint16_t)) : NULL;
     /* stale values where the stage writes, not accumulates */
     for (size_t i = 0; i < (size_t)M * D; i++) r->dinp[i] = r->dres[i] = 1e30f;
-    ffn_bf16_forward(r->out, r->h, inp, w1_16, b1, w2_16, b2, res, B, T, D, F, drop, staging);
-    ffn_bf16_backward_first(r->dinp, r->dw1, r->db1, r->dw2, r->db2, r->dres, dout, inp, w1_16, w2_16, r->h, dg,
-                            B, T, D, F, drop, staging);
-    free(w1_16), free(w2_16), free(staging), free(dg);
+    ffn_bf16_forward(r->out, r->h, saved, inp, w1_16, b1, w2_16, b2, res, B, T, D, F, drop, staging);
+    if (saved) { /* the backward must read the bf16 copy: spoil the fp32 one */
+        for (size_t i = 0; i < (size_t)M * F; i++)
+            cr_expect_eq(saved[i], bf16_from_f32(r->h[i]), "h16[%zu] is not bf16(h)", i);
+        float *kept = malloc((size_t)M * F * 4);
+        memcpy(kept, r->h, (size_t)M * F * 4);
+        for (size_t i = 0; i < (size_t)M * F; i++) r->h[i] = NAN;
+        ffn_bf16_backward_first(r->dinp, r->dw1, r->db1, r->dw2, r->db2, r->dres, dout, inp, w1_16, w2_16, NULL,
+                                saved, dg, B, T, D, F, drop, staging);
+        memcpy(r->h, kept, (size_t)M * F * 4);
+        free(kept);
+    } else {
+        ffn_bf16_backward_first(r->dinp, r->dw1, r->db1, r->dw2, r->db2, r->dres, dout, inp, w1_16, w2_16, r->h,
+                                NULL, dg, B, T, D, F, drop, staging);
+    }
+    free(w1_16), free(w2_16), free(staging), free(dg), free(saved);
 }
 
-static void stage_case(int B, int T, int D, int F, int threads, int dropout_on)
+static void stage_case(int B, int T, int D, int F, int threads, int dropout_on, int h16)
 {
     if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
     const int M = B * T;
@@ -134,12 +154,12 @@ static void stage_case(int B, int T, int D, int F, int threads, int dropout_on)
     ffn_result want = result_alloc(M, D, F, 0.01f), got = result_alloc(M, D, F, 0.01f);
     const int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
-    unfused(&want, inp, w1, b1, w2, b2, res, dout, B, T, D, F, d);
-    fused(&got, inp, w1, b1, w2, b2, res, dout, B, T, D, F, d);
+    unfused(&want, inp, w1, b1, w2, b2, res, dout, B, T, D, F, d, h16);
+    fused(&got, inp, w1, b1, w2, b2, res, dout, B, T, D, F, d, h16);
     omp_set_num_threads(saved);
     char label[96];
-    snprintf(label, sizeof label, "B %d T %d D %d F %d, %d threads, dropout %s", B, T, D, F, threads,
-             dropout_on ? "on" : "off");
+    snprintf(label, sizeof label, "B %d T %d D %d F %d, %d threads, dropout %s%s", B, T, D, F, threads,
+             dropout_on ? "on" : "off", h16 ? ", h in bf16" : "");
     expect_same("out", label, want.out, got.out, (size_t)M * D);
     expect_same("h", label, want.h, got.h, (size_t)M * F);
     expect_same("dinp", label, want.dinp, got.dinp, (size_t)M * D);
@@ -161,12 +181,15 @@ static void stage_case(int B, int T, int D, int F, int threads, int dropout_on)
     free(inp), free(w1), free(b1), free(w2), free(b2), free(res), free(dout);
 }
 
-Test(ffn_bf16, odd_shape_one_thread) { stage_case(3, 5, 19, 37, 1, 1); }
-Test(ffn_bf16, odd_shape_two_threads) { stage_case(3, 5, 19, 37, 2, 1); }
-Test(ffn_bf16, odd_shape_no_dropout) { stage_case(2, 7, 21, 50, 2, 0); }
+Test(ffn_bf16, odd_shape_one_thread) { stage_case(3, 5, 19, 37, 1, 1, 0); }
+Test(ffn_bf16, odd_shape_two_threads) { stage_case(3, 5, 19, 37, 2, 1, 0); }
+Test(ffn_bf16, odd_shape_no_dropout) { stage_case(2, 7, 21, 50, 2, 0, 0); }
 /* The model's shape at a few samples; enough values for the passes to fork. */
-Test(ffn_bf16, model_shape_two_threads) { stage_case(24, 8, 64, 256, 2, 1); }
-Test(ffn_bf16, model_shape_one_thread) { stage_case(24, 8, 64, 256, 1, 1); }
+Test(ffn_bf16, model_shape_two_threads) { stage_case(24, 8, 64, 256, 2, 1, 0); }
+Test(ffn_bf16, model_shape_one_thread) { stage_case(24, 8, 64, 256, 1, 1, 0); }
+/* h saved in bf16: the backward of the rounded h, the forward unchanged. */
+Test(ffn_bf16, h16_odd_shape) { stage_case(3, 5, 19, 37, 2, 1, 1); }
+Test(ffn_bf16, h16_model_shape) { stage_case(24, 8, 64, 256, 2, 1, 1); }
 
 static op_table table(const char *spec, int bf16)
 {
@@ -194,6 +217,35 @@ Test(ffn_bf16, op_table_choice)
     cr_expect(!ops_table_ffn_bf16(&t), "ffn:off");
     t = table("gelu:ref", 1);
     cr_expect(!ops_table_ffn_bf16(&t), "gelu on ref: the ops run unfused");
+}
+
+/* A whole model in mixed precision with h saved in bf16: a smaller plan,
+ * the same logits (the forward does not change), gradients near the fp32-h
+ * ones but not all equal (they are the rounded h's). */
+Test(ffn_bf16, model_with_h16)
+{
+    if (!ops_mixed_precision_supported()) cr_skip_test("no AVX512_BF16");
+    op_table on = table(NULL, 1);
+    const op_table off = table(NULL, 1);
+    cr_assert_eq(ops_table_set_bf16_h(&on, 1), 0);
+    cr_expect(ops_table_saves_h16(&on) && !ops_table_saves_h16(&off));
+    cr_expect_str_eq(ops_table_precision(&on), "bf16 dense, bf16 h");
+    enum { MB = 6 };
+    test_step a = test_small_step(&on, TLB_WIRING_KERAS, MB, 23, 0.4f, 3, (model_dropout){1, 0x5eed, 7});
+    test_step u = test_small_step(&off, TLB_WIRING_KERAS, MB, 23, 0.4f, 3, (model_dropout){1, 0x5eed, 7});
+    expect_same("logits", "h16", u.logits, a.logits, MB * 5);
+    cr_expect_lt(a.plan_bytes, u.plan_bytes, "h in bf16 should shrink the plan (%zu vs %zu)", a.plan_bytes,
+                 u.plan_bytes);
+    double scale = 0.0, worst = 0.0;
+    size_t differ = 0;
+    for (size_t i = 0; i < a.n; i++) scale = fmax(scale, fabs(u.grads[i]));
+    for (size_t i = 0; i < a.n; i++) {
+        worst = fmax(worst, fabs((double)a.grads[i] - u.grads[i]));
+        differ += a.grads[i] != u.grads[i];
+    }
+    cr_expect_gt(differ, 0, "h16 changed no gradient: was it read?");
+    cr_expect_leq(worst, 2e-2 * scale, "gradients off by %.3e of their scale %.3e", worst, scale);
+    test_step_free(&a), test_step_free(&u);
 }
 
 /* A whole model in mixed precision: logits and every gradient with the stage

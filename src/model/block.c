@@ -169,7 +169,7 @@ int block_keeps_normalised(const op_table *ops)
 
 int block_keeps_att(const op_table *ops) { return !ops_attention_mix(ops); }
 
-int block_saves_h_bf16(const op_table *ops) { return ops_ffn_h16(ops) != NULL; }
+int block_saves_h_bf16(const op_table *ops) { return ops_table_saves_h16(ops); }
 
 /* A LayerNorm output the plan did not keep, rebuilt into scratch from the
  * input and the saved statistics (the forward's bits); a kept one as is. */
@@ -342,16 +342,16 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     /* FFN with its dropout before the residual add. */
     k->ops->layernorm.forward(ln_f, a->ln_f_mean, a->ln_f_rstd, a->attn_out, w + fp->ln_gamma,
                               w + fp->ln_beta, rq, d.D);
+    if (fuse_ffn_bf16(k, d)) { /* h into scratch where only its bf16 is saved */
+        ffn_bf16_forward(a->out, a->h ? a->h : s->d_h, a->h16, ln_f, k->params16 + fp->fc1_kernel,
+                         w + fp->fc1_bias, k->params16 + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq,
+                         d.D, d.F, drop ? &drop->ffn : NULL, k->staging);
+        return;
+    }
     if (a->h16) { /* fused (block_saves_h_bf16) */
         ops_ffn_h16(k->ops)->forward(a->out, a->h16, ln_f, w + fp->fc1_kernel, w + fp->fc1_bias,
                                      w + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
                                      drop ? &drop->ffn : NULL);
-        return;
-    }
-    if (fuse_ffn_bf16(k, d)) {
-        ffn_bf16_forward(a->out, a->h, ln_f, k->params16 + fp->fc1_kernel, w + fp->fc1_bias,
-                         k->params16 + fp->fc2_kernel, w + fp->fc2_bias, a->attn_out, B, Tq, d.D, d.F,
-                         drop ? &drop->ffn : NULL, k->staging);
         return;
     }
     if (fuse_ffn(k)) { /* a->h NULL: nothing saved (block_keep.h_none) */
@@ -387,15 +387,15 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
     float *d_attn_out = dx_q;
     const float *ln_f = normalised(a->ln_f, s->ln_f, k, TLB_OP_layernorm, a->attn_out, a->ln_f_mean,
                                    a->ln_f_rstd, w + fp->ln_gamma, w + fp->ln_beta, (int)rq, d.D);
-    if (a->h16) { /* the fused ffn's bf16 form has backward_first */
+    if (fuse_ffn_bf16(k, d)) { /* writes d_attn_out = dout and d_ln_f */
+        ffn_bf16_backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
+                                g + fp->fc2_bias, d_attn_out, dout, ln_f, k->params16 + fp->fc1_kernel,
+                                k->params16 + fp->fc2_kernel, a->h, a->h16, s->d_g, B, Tq, d.D, d.F,
+                                drop ? &drop->ffn : NULL, k->staging);
+    } else if (a->h16) { /* the fused ffn's bf16 form has backward_first */
         ops_ffn_h16(k->ops)->backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                                             g + fp->fc2_bias, d_attn_out, dout, ln_f, w + fp->fc1_kernel,
                                             w + fp->fc2_kernel, a->h16, B, Tq, d.D, d.F, drop ? &drop->ffn : NULL);
-    } else if (fuse_ffn_bf16(k, d)) { /* writes d_attn_out = dout and d_ln_f */
-        ffn_bf16_backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
-                                g + fp->fc2_bias, d_attn_out, dout, ln_f, k->params16 + fp->fc1_kernel,
-                                k->params16 + fp->fc2_kernel, a->h, s->d_g, B, Tq, d.D, d.F,
-                                drop ? &drop->ffn : NULL, k->staging);
     } else if (fused_ffn && k->ops->ffn.backward_first) { /* it writes d_attn_out = dout in its pass over dout */
         k->ops->ffn.backward_first(s->d_ln_f, g + fp->fc1_kernel, g + fp->fc1_bias, g + fp->fc2_kernel,
                                    g + fp->fc2_bias, d_attn_out, dout, ln_f, w + fp->fc1_kernel,

@@ -31,16 +31,19 @@ size_t ffn_bf16_staging(int M, int D, int F);
 int ffn_bf16_prepare(int M, int D, int F, tlb_error *err);
 
 /* out[M,D] and h[M,F] (M = B T rows, T per sample for the dropout mask);
- * w1_16[D,F], w2_16[F,D] the bf16 weights. */
-void ffn_bf16_forward(float *out, float *h, const float *inp, const uint16_t *w1_16, const float *b1,
+ * w1_16[D,F], w2_16[F,D] the bf16 weights. Where h16 is not NULL it gets
+ * bf16(h) (bf16.h's rounding), the copy the backward then reads (h is then
+ * the caller's scratch); the forward's numbers do not change. */
+void ffn_bf16_forward(float *out, float *h, uint16_t *h16, const float *inp, const uint16_t *w1_16, const float *b1,
                       const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D, int F,
                       const dropout_ctx *drop, uint16_t *staging);
 
 /* dinp and dres written (their first writer), dw1, db1, dw2, db2
- * accumulated; dg[M,F] is fp32 workspace. */
+ * accumulated; dg[M,F] is fp32 workspace; h from h16 (widened) where h16
+ * is not NULL, else from h. */
 void ffn_bf16_backward_first(float *dinp, float *dw1, float *db1, float *dw2, float *db2, float *dres,
                              const float *dout, const float *inp, const uint16_t *w1_16, const uint16_t *w2_16,
-                             const float *h, float *dg, int B, int T, int D, int F, const dropout_ctx *drop,
+                             const float *h, const uint16_t *h16, float *dg, int B, int T, int D, int F, const dropout_ctx *drop,
                              uint16_t *staging);
 
 #endif

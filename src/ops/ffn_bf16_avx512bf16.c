@@ -54,21 +54,29 @@ static inline void store16(uint16_t *p, vec v, vmask k)
     else _mm256_mask_storeu_epi16(p, k, r);
 }
 
+/* The first n (<= 16) lanes of bf16 at p, widened (the others zero). */
+static inline vec load16(const uint16_t *p, vmask k)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
+}
+
 /* g16 = bf16(gelu(h)) over n values: the GELU op's values, rounded as
- * bf16_convert rounds them. */
-static void gelu_to_bf16(uint16_t *g16, const float *h, size_t n)
+ * bf16_convert rounds them; and h16 = bf16(h) where it is saved. */
+static void gelu_to_bf16(uint16_t *g16, uint16_t *h16, const float *h, size_t n)
 {
     const long nv = (long)(n / VW);
 #pragma omp parallel for schedule(static) if (n >= PASS_PARALLEL_MIN)
     for (long i = 0; i < nv; i++) {
         const vec x = VLOAD(h + i * VW);
         store16(g16 + i * VW, VMUL(x, gelu_cdf(x)), 0xffff);
+        if (h16) store16(h16 + i * VW, x, 0xffff);
     }
     const size_t at = (size_t)nv * VW;
     if (n > at) {
         const vmask k = VMASK((int)(n - at));
         const vec x = VMLOAD(h + at, k);
         store16(g16 + at, VMUL(x, gelu_cdf(x)), k);
+        if (h16) store16(h16 + at, x, k);
     }
 }
 
@@ -92,7 +100,7 @@ static void drop_residual(float *out, const float *res, int M, int T, int D, con
     }
 }
 
-void ffn_bf16_forward(float *out, float *h, const float *inp, const uint16_t *w1_16, const float *b1,
+void ffn_bf16_forward(float *out, float *h, uint16_t *h16, const float *inp, const uint16_t *w1_16, const float *b1,
                       const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D, int F,
                       const dropout_ctx *drop, uint16_t *staging)
 {
@@ -101,7 +109,7 @@ void ffn_bf16_forward(float *out, float *h, const float *inp, const uint16_t *w1
     const ffn_operands s = operands(staging, M, D, F);
     bf16_convert(s.x16, inp, (size_t)M * D);
     tlb_dnnl_dense_product(b1 ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, D, F, dnnl_bf16, s.x16, w1_16, b1, h);
-    gelu_to_bf16(s.g16, h, (size_t)M * F);
+    gelu_to_bf16(s.g16, h16, h, (size_t)M * F);
     tlb_dnnl_dense_product(b2 ? TLB_DENSE_FWD_BIAS : TLB_DENSE_FWD, M, F, D, dnnl_bf16, s.g16, w2_16, b2, out);
     drop_residual(out, res, M, T, D, drop);
 }
@@ -140,8 +148,10 @@ static void dout_pass(uint16_t *dy16, float *dres, float *db2, const float *dout
 }
 
 /* dh16 = bf16(dg gelu'(h)), g16 = bf16(gelu(h)), db1 += column sums of
- * dg gelu'(h): the GELU op's derivative and value from one Phi. */
-static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, const float *h, int M, int F)
+ * dg gelu'(h): the GELU op's derivative and value from one Phi; h widened
+ * from h16 where that is what was saved. */
+static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, const float *h, const uint16_t *h16,
+                    int M, int F)
 {
 #pragma omp parallel if ((size_t)M * F >= PASS_PARALLEL_MIN)
     {
@@ -152,7 +162,8 @@ static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, 
             for (int j = j0; j < j1; j += VW) {
                 const vmask k = vlanes(F - j);
                 vec value;
-                const vec grad = gelu_grad_value(VMLOAD(h + row + j, k), &value);
+                const vec x = h16 ? load16(h16 + row + j, k) : VMLOAD(h + row + j, k);
+                const vec grad = gelu_grad_value(x, &value);
                 const vec dh = VMUL(VMLOAD(dg + row + j, k), grad);
                 store16(dh16 + row + j, dh, k);
                 store16(g16 + row + j, value, k);
@@ -164,15 +175,15 @@ static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, 
 
 void ffn_bf16_backward_first(float *dinp, float *dw1, float *db1, float *dw2, float *db2, float *dres,
                              const float *dout, const float *inp, const uint16_t *w1_16, const uint16_t *w2_16,
-                             const float *h, float *dg, int B, int T, int D, int F, const dropout_ctx *drop,
-                             uint16_t *staging)
+                             const float *h, const uint16_t *h16, float *dg, int B, int T, int D, int F,
+                             const dropout_ctx *drop, uint16_t *staging)
 {
     const int M = B * T;
     if (M <= 0) return;
     const ffn_operands s = operands(staging, M, D, F);
     dout_pass(s.dy16, dres, db2, dout, M, T, D, drop);
     tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA_SET, M, F, D, dnnl_bf16, s.dy16, w2_16, NULL, dg);
-    dh_pass(s.dh16, s.g16, db1, dg, h, M, F);
+    dh_pass(s.dh16, s.g16, db1, dg, h, h16, M, F);
     if (dw2) tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, F, D, dnnl_bf16, s.g16, s.dy16, NULL, dw2);
     if (dinp) tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA_SET, M, D, F, dnnl_bf16, s.dh16, w1_16, NULL, dinp);
     if (dw1) {

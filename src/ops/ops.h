@@ -332,10 +332,15 @@ typedef struct {
 } ffn_h16_op;
 /* t's ffn in that form where t asks for it (ops_table_set_bf16_h) and the
  * fused ffn runs (ops_table_fused) on AVX2 or AVX-512; NULL elsewhere (ref,
- * oneDNN, bf16 dense, a slot put in by hand), where h stays fp32. */
+ * oneDNN, bf16 dense, a slot put in by hand). */
 const ffn_h16_op *ops_ffn_h16(const op_table *t);
-/* on = 1: t's fused ffn saves h in bf16. -1 (and t unchanged) where it
- * cannot (ops_ffn_h16 would be NULL); on = 0 always succeeds. */
+/* Whether h is saved in bf16: t asks for it and a stage that can runs,
+ * the fused fp32 ffn above or, in mixed precision, ffn_bf16
+ * (ops_table_ffn_bf16, whose backward then reads the widened h16 just so);
+ * elsewhere h stays fp32. */
+int ops_table_saves_h16(const op_table *t);
+/* on = 1: t's FFN stage saves h in bf16. -1 (and t unchanged) where no
+ * stage could (ops_table_saves_h16 would be 0); on = 0 always succeeds. */
 int ops_table_set_bf16_h(op_table *t, int on);
 
 /* Mixed precision (the config's mixed_precision): dense layers multiply bf16
@@ -356,8 +361,8 @@ int ops_table_ffn_bf16(const op_table *t);
 /* "dense:avx512,layernorm:avx512,..." in op order ("bf16" for dense when
  * bf16_dense and for ffn when ops_table_ffn_bf16, "off" for a fused stage
  * not in use), and the precision
- * "bf16 dense", "fp32, bf16 h" (fp32 products, the ffn's h saved in bf16)
- * or "fp32". */
+ * "bf16 dense", "bf16 dense, bf16 h", "fp32, bf16 h" (fp32 products, the
+ * ffn's h saved in bf16) or "fp32". */
 void ops_table_describe(const op_table *t, char *backends, size_t n);
 const char *ops_table_precision(const op_table *t);
 

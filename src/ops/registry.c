@@ -156,9 +156,11 @@ static const ffn_h16_op *ffn_h16_of(const op_table *t)
 
 const ffn_h16_op *ops_ffn_h16(const op_table *t) { return t->bf16_h ? ffn_h16_of(t) : NULL; }
 
+int ops_table_saves_h16(const op_table *t) { return t->bf16_h && (ffn_h16_of(t) || ops_table_ffn_bf16(t)); }
+
 int ops_table_set_bf16_h(op_table *t, int on)
 {
-    if (on && !ffn_h16_of(t)) return -1;
+    if (on && !ffn_h16_of(t) && !ops_table_ffn_bf16(t)) return -1;
     t->bf16_h = on;
     return 0;
 }
@@ -309,5 +311,6 @@ void ops_table_describe(const op_table *t, char *backends, size_t n)
 
 const char *ops_table_precision(const op_table *t)
 {
-    return t->bf16_dense ? "bf16 dense" : ops_ffn_h16(t) ? "fp32, bf16 h" : "fp32";
+    if (t->bf16_dense) return ops_table_saves_h16(t) ? "bf16 dense, bf16 h" : "bf16 dense";
+    return ops_ffn_h16(t) ? "fp32, bf16 h" : "fp32";
 }

@@ -22,7 +22,7 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
         return 0;
     }
     if (recorded && recorded[0]) {
-        const int bf16 = strcmp(recorded, "bf16 dense") == 0;
+        const int bf16 = strncmp(recorded, "bf16 dense", 10) == 0; /* also "bf16 dense, bf16 h" */
         ops_table_set_bf16(ops, bf16);
         if (!bf16 && why) snprintf(why, n, "the checkpoint ran in %s: it continues so", recorded);
         return 0;

@@ -13,7 +13,7 @@
 
 typedef struct {
     char backends[320]; /* "dense:avx512,layernorm:avx512,..." in op order; "" = not recorded */
-    char precision[16]; /* "bf16 dense" or "fp32"; "" = not recorded */
+    char precision[32]; /* ops_table_precision: "bf16 dense", "fp32", ...; "" = not recorded */
     char build[48];     /* the tlb build that ran (`tlb --version`, git describe); "" = not recorded */
 } run_numerics;
 
@@ -21,7 +21,7 @@ typedef struct {
  * with mixed_precision, bf16 dense layers where they pay:
  *   - never without AVX512_BF16;
  *   - `recorded` (a checkpoint's precision, being resumed or evaluated; NULL
- *     or "" when none) decides where it names one: "bf16 dense" keeps bf16,
+ *     or "" when none) decides where it names one: "bf16 dense..." keeps bf16,
  *     anything else fp32, so a run continues as it began;
  *   - TLB_BF16=always in the environment: bf16 wherever the CPU has it (to
  *     study bf16's numerics on a CPU where it is slow); TLB_BF16=never: fp32

@@ -365,8 +365,9 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (numerics_choose(&ops, c->backend, c->mixed_precision, began.precision, precision_why,
                         sizeof precision_why, err) != 0)
         goto agree;
-    /* bf16 storage of h needs the fused ffn with fp32 products: elsewhere h
-     * stays fp32, said below and in the recorded precision. */
+    /* bf16 storage of h needs an FFN stage (fp32's fused ffn, or mixed
+     * precision's): elsewhere h stays fp32, said below and in the recorded
+     * precision. */
     h_bf16_refused = c->bf16_activations && ops_table_set_bf16_h(&ops, 1) != 0;
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
@@ -527,12 +528,12 @@ agree:
                             " weights, optimizer state and every other op stay fp32\n");
         else if (precision_why[0])
             fprintf(stderr, "note: mixed_precision: %s (BENCHMARKS.md, \"Mixed precision\")\n", precision_why);
-        if (ops_ffn_h16(&ops))
+        if (ops_table_saves_h16(&ops))
             fprintf(stderr, "bf16 activations: the FFN's pre-activation h is saved for the backward in bf16"
                             " (fp32 arithmetic; README, \"bf16 activations\")\n");
         else if (h_bf16_refused)
             fprintf(stderr, "note: bf16_activations: h stays fp32 here: %s\n",
-                    ops.bf16_dense ? "the dense layers run in bf16, without the fused ffn that stores it"
+                    ops.bf16_dense ? "the dense layers run in bf16 without mixed precision's FFN stage (backend)"
                                    : "the ffn is not the fused AVX2 or AVX-512 stage (backend)");
         if (resuming)
             fprintf(stderr, "resuming at epoch %d, batch %d (step %ld)\n", pos.epoch + 1, pos.batch_in_epoch,
