@@ -19,7 +19,7 @@ static void usage(void)
             "  --batch N        training-step batch (default 2048); also caps the inference batch (256)\n"
             "  --steps N        timed training steps per configuration (default 5)\n"
             "  --step-configs LIST  comma list of the training-step rows to run (default: all):\n"
-            "                   ref,avx2,auto,h16,avx2-h16,unfused,dnnl,bf16,paper,paper-bf16,lra\n"
+            "                   ref,avx2,auto,h16,avx2-h16,unfused,dnnl,bf16,bf16-h16,paper,paper-bf16,lra\n"
             "                   (h16: bf16 h, fp32 products; lra: LRA Image's config)\n"
             "  --bw-mib N       MiB per bandwidth-probe buffer (default 1024)\n"
             "  --quick          tiny sizes and timings, for development\n");

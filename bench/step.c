@@ -100,7 +100,7 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
         return;
     }
     if (h16 && ops_table_set_bf16_h(&ops, 1) != 0) {
-        snprintf(r->error, sizeof r->error, "bf16 h needs the fused AVX2 or AVX-512 ffn");
+        snprintf(r->error, sizeof r->error, "bf16 h needs an FFN stage (fused AVX2/AVX-512, or mixed precision's)");
         return;
     }
     ops_table_describe(&ops, r->backends, sizeof r->backends); /* bf16 dense, fused stages "off" */
@@ -253,7 +253,7 @@ static int measure(const bench_opts *o, const tlb_model_config *c, const char *s
     return 0;
 }
 
-const char *const bench_step_keys = "ref,avx2,auto,h16,avx2-h16,unfused,dnnl,bf16,paper,paper-bf16,lra";
+const char *const bench_step_keys = "ref,avx2,auto,h16,avx2-h16,unfused,dnnl,bf16,bf16-h16,paper,paper-bf16,lra";
 
 void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step_summary *out)
 {
@@ -274,6 +274,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0, 0},
         {"dnnl", "dnnl dense", "dense:dnnl", TLB_WIRING_KERAS, 0, 0},
         {"bf16", "mixed: bf16 dense", "bf16", TLB_WIRING_KERAS, 0, 0},
+        {"bf16-h16", "mixed, bf16 h", "bf16,h16", TLB_WIRING_KERAS, 0, 0},
         {"paper", "paper wiring, automatic", NULL, TLB_WIRING_PAPER, 0, 0},
         {"paper-bf16", "paper wiring, bf16 dense", "bf16", TLB_WIRING_PAPER, 0, 0},
         {"lra", "LRA Image, automatic", NULL, TLB_WIRING_PAPER, 0, 1},
