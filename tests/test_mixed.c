@@ -185,7 +185,8 @@ static void dense_case(int M, int K, int N)
     for (int i = 0; i < N; i++) dbias[i] = dbias1[i] = 0.5f;
     dense_bf16_backward(dinp, dw, dbias, dout, inp, w16, M, K, N, staging);
     dense_bf16_backward_first(dinp1, dw1, dbias1, dout, inp, w16, M, K, N, staging);
-    for (int i = 0; i < M * K; i++) cr_expect_eq(dinp1[i], dinp[i], "first: dinp[%d] %.9g vs %.9g", i, dinp1[i], dinp[i]);
+    for (int i = 0; i < M * K; i++)
+        cr_expect_eq(dinp1[i], dinp[i], "first: dinp[%d] %.9g vs %.9g", i, dinp1[i], dinp[i]);
     for (int i = 0; i < K * N; i++) cr_expect_eq(dw1[i], dw[i], "first: dw[%d]", i);
     for (int i = 0; i < N; i++) cr_expect_eq(dbias1[i], dbias[i], "first: dbias[%d]", i);
     free(dinp1), free(dw1), free(dbias1);

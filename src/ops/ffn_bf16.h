@@ -2,9 +2,9 @@
  * + b1) @ w2 + b2) with bf16 products on oneDNN (dense_bf16.h's), and the
  * elementwise work folded into the passes that round the products' operands
  * to bf16:
- *   forward:  h = bf16(inp) @ w1 + b1 (h saved, fp32); one pass g16 =
- *             bf16(gelu(h)), fc2's operand (no fp32 gelu(h)); out = g16 @ w2
- *             + b2; one pass out = res + keep * out;
+ *   forward:  h = bf16(inp) @ w1 + b1 (saved in fp32, or in bf16 by the next
+ *             pass); one pass g16 = bf16(gelu(h)), fc2's operand (no fp32
+ *             gelu(h)); out = g16 @ w2 + b2; one pass out = res + keep * out;
  *   backward: one pass over dout: dres = dout, dy = keep * dout into bf16,
  *             db2 += its column sums; dg = dy16 @ w2^T (written, no zeroing
  *             pass); one pass over dg and h: dh16 = bf16(dg gelu'(h)), g16 =
@@ -34,16 +34,16 @@ int ffn_bf16_prepare(int M, int D, int F, tlb_error *err);
  * w1_16[D,F], w2_16[F,D] the bf16 weights. Where h16 is not NULL it gets
  * bf16(h) (bf16.h's rounding), the copy the backward then reads (h is then
  * the caller's scratch); the forward's numbers do not change. */
-void ffn_bf16_forward(float *out, float *h, uint16_t *h16, const float *inp, const uint16_t *w1_16, const float *b1,
-                      const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D, int F,
-                      const dropout_ctx *drop, uint16_t *staging);
+void ffn_bf16_forward(float *out, float *h, uint16_t *h16, const float *inp, const uint16_t *w1_16,
+                      const float *b1, const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D,
+                      int F, const dropout_ctx *drop, uint16_t *staging);
 
 /* dinp and dres written (their first writer), dw1, db1, dw2, db2
  * accumulated; dg[M,F] is fp32 workspace; h from h16 (widened) where h16
  * is not NULL, else from h. */
 void ffn_bf16_backward_first(float *dinp, float *dw1, float *db1, float *dw2, float *db2, float *dres,
                              const float *dout, const float *inp, const uint16_t *w1_16, const uint16_t *w2_16,
-                             const float *h, const uint16_t *h16, float *dg, int B, int T, int D, int F, const dropout_ctx *drop,
-                             uint16_t *staging);
+                             const float *h, const uint16_t *h16, float *dg, int B, int T, int D, int F,
+                             const dropout_ctx *drop, uint16_t *staging);
 
 #endif

@@ -46,7 +46,7 @@ int ffn_bf16_prepare(int M, int D, int F, tlb_error *err)
     return 0;
 }
 
-/* The first n (<= 16) lanes of v rounded to bf16 at p. */
+/* The lanes of v that k selects, rounded to bf16, at p. */
 static inline void store16(uint16_t *p, vec v, vmask k)
 {
     const __m256i r = (__m256i)_mm512_cvtneps_pbh(v);
@@ -54,7 +54,7 @@ static inline void store16(uint16_t *p, vec v, vmask k)
     else _mm256_mask_storeu_epi16(p, k, r);
 }
 
-/* The first n (<= 16) lanes of bf16 at p, widened (the others zero). */
+/* The bf16 values at p that k selects, widened (the other lanes zero). */
 static inline vec load16(const uint16_t *p, vmask k)
 {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
@@ -100,9 +100,9 @@ static void drop_residual(float *out, const float *res, int M, int T, int D, con
     }
 }
 
-void ffn_bf16_forward(float *out, float *h, uint16_t *h16, const float *inp, const uint16_t *w1_16, const float *b1,
-                      const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D, int F,
-                      const dropout_ctx *drop, uint16_t *staging)
+void ffn_bf16_forward(float *out, float *h, uint16_t *h16, const float *inp, const uint16_t *w1_16,
+                      const float *b1, const uint16_t *w2_16, const float *b2, const float *res, int B, int T, int D,
+                      int F, const dropout_ctx *drop, uint16_t *staging)
 {
     const int M = B * T;
     if (M <= 0) return;
