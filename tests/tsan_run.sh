@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make test-tsan's runs (Criterion cannot start under ThreadSanitizer,
 # Snaipe/Criterion#274, so these run the TSan-built tlb itself): sharded
-# training on 2 threads (both wirings; the automatic backends, then ref; two
-# micro-batches per step, evaluation, checkpoints, the loader thread) and the
-# golden checks (sharded forward and backward). Any report fails the run.
+# training on 2 threads (both wirings; the automatic backends, then ref, then
+# mixed precision; two micro-batches per step, evaluation, checkpoints, the
+# loader thread) and the golden checks (sharded forward and backward). Any
+# report fails the run.
 set -euo pipefail
 tlb=$1
 dir=$(mktemp -d /tmp/tlb_tsan_XXXXXX)
@@ -31,5 +32,8 @@ out_dir: $dir/runs
 CFG
 "$tlb" train "$cfg" > "$dir/out.txt"
 "$tlb" train "$cfg" --set wiring=paper --set backend=ref > "$dir/out.txt"
+# mixed precision where the CPU has AVX512_BF16 (its FFN stage's passes split
+# columns between the threads); elsewhere the same run in fp32
+TLB_BF16=always "$tlb" train "$cfg" --set name=tsan-bf16 > "$dir/out.txt"
 OMP_NUM_THREADS=2 "$tlb" check tests/data/tiny_keras.safetensors tests/data/tiny_paper.safetensors > "$dir/out.txt"
 echo "test-tsan: no ThreadSanitizer reports"
