@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "ops/bf16.h"
+#include "ops/dense_bf16.h"
 #include "ops/dnnl_common.h"
 #include "ops/simd_avx512.h"
 #include "ops/dropout_mask_avx512.h"
@@ -38,12 +39,8 @@ static ffn_operands operands(uint16_t *staging, int M, int D, int F)
 int ffn_bf16_prepare(int M, int D, int F, tlb_error *err)
 {
     if (M <= 0 || D <= 0 || F <= 0) return tlb_fail(err, "ffn_bf16: empty shape [%d, %d, %d]", M, D, F);
-    if (tlb_dnnl_dense_prepare(M, D, F, dnnl_bf16, err) != 0 || tlb_dnnl_dense_prepare(M, F, D, dnnl_bf16, err) != 0)
-        return -1;
-    if (tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, D, F, dnnl_bf16, err) != 0 ||
-        tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, F, D, dnnl_bf16, err) != 0)
-        return -1;
-    return 0;
+    /* fc1's and fc2's products, each kind (dense_bf16's set-up) */
+    return dense_bf16_prepare(M, D, F, err) != 0 || dense_bf16_prepare(M, F, D, err) != 0 ? -1 : 0;
 }
 
 /* The lanes of v that k selects, rounded to bf16, at p. */
