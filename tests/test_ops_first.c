@@ -96,8 +96,10 @@ Test(ops_first, attention_is_zero_then_backward)
     if (backend_supported(TLB_BACKEND_AVX2)) cr_expect_geq(cases, 12);
 }
 
-/* {B, T, D, F}: tails on both widths, one row, no hidden units. */
-static const int ffn_shapes[][4] = {{2, 3, 5, 7}, {1, 2, 9, 17}, {3, 8, 64, 256}, {2, 1, 17, 3}, {1, 1, 4, 0}};
+/* {B, T, D, F}: tails on both widths, one row, no hidden units, and rows
+ * enough for the backward's blocks (M > 256: ffn_backward_blocks). */
+static const int ffn_shapes[][4] = {{2, 3, 5, 7},   {1, 2, 9, 17},    {3, 8, 64, 256}, {2, 1, 17, 3},
+                                    {1, 1, 4, 0},   {37, 8, 64, 256}, {41, 7, 19, 37}};
 
 Test(ops_first, ffn_is_zero_then_backward)
 {

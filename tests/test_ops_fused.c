@@ -142,15 +142,17 @@ static void ffn_vs_ops(tlb_backend be, const int dims[6], float rate, uint64_t s
 }
 
 /* B T D F sample0, rate (< 0: NULL ctx): one value, odd sizes, the model's
- * shape (micro-batch 37, T 8, D 64, F 256), and T*D not a vector multiple
- * (the mask's element index runs across rows). */
+ * shape (micro-batch 37, T 8, D 64, F 256), T*D not a vector multiple
+ * (the mask's element index runs across rows), and rows enough for the
+ * backward's blocks (M > 256: ffn_backward_blocks) with a last block of
+ * odd height, D and F not tile multiples, D over one column tile. */
 static const struct {
     int dims[6];
     float rate;
 } ffn_shapes[] = {
     {{1, 1, 1, 1, 0}, -1},     {{2, 3, 5, 17, 1}, 0.3f}, {{3, 1, 17, 5, 0}, 0.0f},
     {{3, 7, 33, 65, 2}, 0.5f}, {{37, 8, 64, 256, 5}, 0.2f}, {{37, 8, 64, 256, 0}, -1},
-    {{4, 5, 20, 40, 1}, 0.2f},
+    {{4, 5, 20, 40, 1}, 0.2f},    {{41, 7, 19, 37, 3}, 0.3f}, {{45, 6, 70, 130, 4}, 0.1f},
 };
 
 Test(ops_fused, ffn_is_the_unfused_ops_bit_for_bit)

@@ -176,6 +176,22 @@ static inline void gemm_rows(const gemm_args *g)
 }
 #endif
 
+/* Thread me of nth's share of one span [r0, r1) of R: an equal share of C's
+ * rows, in tiles of at most MR rows of near-equal height, the same rows in
+ * every span (no tile shared, no barrier between spans); and column tile t
+ * of the column sums on thread t mod nth, so each sum stays in order. */
+static inline void gemm_span_share(const gemm_args *g, int r0, int r1, int me, int nth)
+{
+    const int lo = (int)((long)g->M * me / nth), rows = (int)((long)g->M * (me + 1) / nth) - lo;
+    const int mine = (rows + MR - 1) / MR;
+    for (int i = 0; i < mine; i++) {
+        const int a = lo + rows * i / mine, b = lo + rows * (i + 1) / mine;
+        for (int n0 = 0; n0 < g->N; n0 += TILE_N) tile_rows(g, a, b - a, n0, r0, r1);
+    }
+    if (g->colsum)
+        for (int t = me; t * TILE_N < g->N; t += nth) colsum_span(g, t * TILE_N, r0, r1);
+}
+
 static inline void gemm(const gemm_args *g)
 {
     if (g->M <= 0 || g->N <= 0) return;
@@ -192,26 +208,15 @@ static inline void gemm(const gemm_args *g)
         for (int t = 0; t < tiles; t++) tile_any(g, (t / nt) * MR, (t % nt) * TILE_N);
         return;
     }
-    /* Spans of R outermost. Each thread owns an equal share of C's rows, in
-     * tiles of at most MR rows of near-equal height, through every span: no
-     * tile is shared and no barrier is needed. (MR-row tiles dealt out left
-     * a weight gradient's 64 rows 36 : 28 between two threads.) A value of C
-     * is the same FMAs over R in the same order whatever its tile, so the
-     * split changes no bit. */
+    /* Spans of R outermost, each thread its share of C through every span
+     * (gemm_span_share). (MR-row tiles dealt out left a weight gradient's 64
+     * rows 36 : 28 between two threads.) A value of C is the same FMAs over
+     * R in the same order whatever its tile, so the split changes no bit. */
 #pragma omp parallel if (macs >= PARALLEL_MACS)
     {
         const int nth = omp_get_num_threads(), me = omp_get_thread_num();
-        const int lo = (int)((long)g->M * me / nth), rows = (int)((long)g->M * (me + 1) / nth) - lo;
-        const int mine = (rows + MR - 1) / MR;
-        for (int r0 = 0; r0 < g->R; r0 += R_SPAN) {
-            const int r1 = g->R - r0 < R_SPAN ? g->R : r0 + R_SPAN;
-            for (int i = 0; i < mine; i++) {
-                const int a = lo + rows * i / mine, b = lo + rows * (i + 1) / mine;
-                for (int n0 = 0; n0 < g->N; n0 += TILE_N) tile_rows(g, a, b - a, n0, r0, r1);
-            }
-            if (g->colsum) /* column tile t always on thread t mod nth: its sums stay in order */
-                for (int t = me; t * TILE_N < g->N; t += nth) colsum_span(g, t * TILE_N, r0, r1);
-        }
+        for (int r0 = 0; r0 < g->R; r0 += R_SPAN)
+            gemm_span_share(g, r0, g->R - r0 < R_SPAN ? g->R : r0 + R_SPAN, me, nth);
     }
 }
 
@@ -225,13 +230,13 @@ static inline int scratch_reserve(int slot, size_t n) { return thread_scratch_re
 static inline float *scratch(int slot, size_t n) { return thread_scratch_get(&scratch_slots[slot], n); }
 static inline thread_scratch *patches_scratch(void) { return &scratch_slots[1]; }
 
-/* wt[N,K] = w[K,N]^T: whole VW x VW blocks in registers (vtranspose_block),
+/* wt[N,K] = w[K,N]^T in scratch slot `slot`: whole VW x VW blocks in registers (vtranspose_block),
  * the edges element by element. Serial, ahead of every dX product: one
  * element at a time, fc1's 64 x 256 took 33 us (each line of wt written 16
  * times far apart). */
-static inline float *transposed(const float *w, int K, int N)
+static inline float *transposed_in(int slot, const float *w, int K, int N)
 {
-    float *wt = scratch(0, (size_t)K * N);
+    float *wt = scratch(slot, (size_t)K * N);
     const int kb = K - K % VW, nb = N - N % VW;
     for (int k0 = 0; k0 < kb; k0 += VW)
         for (int n0 = 0; n0 < nb; n0 += VW)
@@ -240,6 +245,8 @@ static inline float *transposed(const float *w, int K, int N)
         for (int n = k < kb ? nb : 0; n < N; n++) wt[(size_t)n * K + k] = w[(size_t)k * N + n];
     return wt;
 }
+
+static inline float *transposed(const float *w, int K, int N) { return transposed_in(0, w, K, N); }
 
 /* dbias[N] += column sums of g[M,N]: four interleaved partial sums (rows
  * m = r mod 4) break the add latency chain; the order is fixed. */

@@ -28,12 +28,13 @@ struct gemm_args;
 static inline void ffn_epilogue(const struct gemm_args *g, int m0);
 #define GEMM_EPILOGUE ffn_epilogue
 /* slot 0: a transposed weight (dense_simd.h); 2: gelu(h); 3: dy; 4: dh;
- * 5: the forward's per-thread rows (gelu(h), h) */
-#define SCRATCH_SLOTS 6
+ * 5: the forward's per-thread rows (gelu(h), h); 6: w1^T beside w2^T */
+#define SCRATCH_SLOTS 7
 #define FFN_G 2
 #define FFN_DY 3
 #define FFN_DH 4
 #define FFN_ROWS 5
+#define FFN_W1T 6
 #include "ops/dense_simd.h"
 
 /* The backward's dg product epilogue: g (gelu(h) for dw2, or NULL) and h,
@@ -156,7 +157,8 @@ static inline size_t ffn_rows_floats(int F) { return (size_t)omp_get_max_threads
 static inline int ffn_prepare_simd(int B, int T, int D, int F, tlb_error *err)
 {
     const size_t M = (size_t)B * T;
-    if (scratch_reserve(0, (size_t)D * F) != 0 || scratch_reserve(FFN_G, M * F) != 0 ||
+    if (scratch_reserve(0, (size_t)D * F) != 0 || scratch_reserve(FFN_W1T, (size_t)D * F) != 0 ||
+        scratch_reserve(FFN_G, M * F) != 0 ||
         scratch_reserve(FFN_DY, M * D) != 0 || scratch_reserve(FFN_DH, M * F) != 0 ||
         scratch_reserve(FFN_ROWS, ffn_rows_floats(F)) != 0)
         return tlb_fail(err, "out of memory for the FFN's scratch (%zu rows of %d and %d)", M, D, F);
@@ -245,6 +247,53 @@ static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, si
     }
 }
 
+/* The backward's products in blocks of R_SPAN rows, so that a block's dh
+ * and gelu(h) (R_SPAN x F each) stay in L2 from the product that makes them
+ * to the three that read them, instead of two [M, F] tensors going out to
+ * memory and back. Per block: each group of MR rows takes dg = dy @ w2^T
+ * (dh and gelu(h) in the epilogue) and then dinp (+)= dh @ w1^T while its
+ * dh is in L1; then (after a barrier) dw1 += inp^T @ dh and dw2 += gelu(h)^T
+ * @ dy over the block's rows, with the bias gradients as their column sums.
+ * A block is one span of the whole-M products (gemm), and each value takes
+ * the same operations in the same order as there, so the bits are those of
+ * the unblocked path. Runs where M is long enough for spans (gemm_spans). */
+static inline void ffn_backward_blocks(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+                                       const float *dy, const float *inp, const float *w1t, const float *w2t,
+                                       const float *h, const uint16_t *h16, float *dh, float *g, int M, int D,
+                                       int F, int add)
+{
+    const double macs = 3.0 * M * D * F;
+#pragma omp parallel if (macs >= PARALLEL_MACS)
+    {
+        const int nth = omp_get_num_threads(), me = omp_get_thread_num();
+        for (int r0 = 0; r0 < M; r0 += R_SPAN) {
+            const int rows = M - r0 < R_SPAN ? M - r0 : R_SPAN, groups = (rows + MR - 1) / MR;
+#pragma omp for schedule(static)
+            for (int q = 0; q < groups; q++) {
+                const int i = q * MR, mr = rows - i < MR ? rows - i : MR;
+                const size_t m = (size_t)r0 + i;
+                const ffn_epi e = {g + (size_t)i * F, h ? h + m * F : NULL, h16 ? h16 + m * F : NULL};
+                const gemm_args dg = {dh + (size_t)i * F, (size_t)F, dy + m * D, (size_t)D, 1, w2t, (size_t)F,
+                                      NULL, 0, mr, F, D, &e, NULL};
+                for (int n0 = 0; n0 < F; n0 += TILE_N) tile_any(&dg, 0, n0);
+                ffn_epilogue(&dg, 0);
+                if (dinp) {
+                    const gemm_args dx = {dinp + m * D, (size_t)D, dh + (size_t)i * F, (size_t)F, 1, w1t,
+                                          (size_t)D, NULL, add, mr, D, F, NULL, NULL};
+                    for (int n0 = 0; n0 < D; n0 += TILE_N) tile_any(&dx, 0, n0);
+                }
+            } /* the block's dh and gelu(h) complete before any weight gradient reads them */
+            const gemm_args a1 = {dw1, (size_t)F, inp + (size_t)r0 * D, 1, (size_t)D, dh, (size_t)F, NULL, 1,
+                                  D, F, rows, NULL, db1};
+            gemm_span_share(&a1, 0, rows, me, nth);
+            const gemm_args a2 = {dw2, (size_t)D, g, 1, (size_t)F, dy + (size_t)r0 * D, (size_t)D, NULL, 1,
+                                  F, D, rows, NULL, db2};
+            gemm_span_share(&a2, 0, rows, me, nth);
+#pragma omp barrier /* before the next block overwrites dh and gelu(h) */
+        }
+    }
+}
+
 /* add 0: dinp and dres are written, not accumulated (ops.h, backward_first):
  * dres = dout replaces the caller's copy of the residual path. */
 static inline void ffn_backward_into(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
@@ -271,6 +320,11 @@ static inline void ffn_backward_into(float *dinp, float *dw1, float *db1, float 
         return;
     }
     float *g = dw2 ? scratch(FFN_G, (size_t)M * F) : NULL; /* gelu(h), for dw2 */
+    if (dw1 && dw2 && gemm_spans(M)) {
+        ffn_backward_blocks(dinp, dw1, db1, dw2, db2, dy, inp, transposed_in(FFN_W1T, w1, D, F),
+                            transposed(w2, F, D), h, h16, scratch(FFN_DH, (size_t)M * F), g, M, D, F, add);
+        return;
+    }
     int have_g = 0;
     if (dinp || dw1 || db1) { /* dh[M,F] = (dy @ w2^T) * gelu'(h) (and g), then fc1's backward */
         float *dh = scratch(FFN_DH, (size_t)M * F);
