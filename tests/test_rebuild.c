@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,60 @@ Test(rebuild, attention_mix_writes_the_forwards_bits)
     cr_expect_geq(checked, 32, "ref and at least one SIMD backend");
 }
 
+/* The attention's backward with att rebuilt inside it (ops_attention_backward_mix):
+ * att is the mix's, dq, dk, dv backward_first's, bit for bit, on the shapes
+ * above, dropout on and off, padded keys, 1 and 3 threads; ref has none. */
+Test(rebuild, attention_backward_mix_is_mix_then_backward_first)
+{
+    int checked = 0;
+    for (int b = 0; b < TLB_BACKEND_COUNT; b++) {
+        if (!backend_supported((tlb_backend)b) || !ops_impl_attention((tlb_backend)b)) continue;
+        const op_table t = table_on((tlb_backend)b);
+        const attention_backward_mix_fn both = ops_attention_backward_mix(&t);
+        if (b == TLB_BACKEND_REF) {
+            cr_expect_null(both, "ref: none");
+            continue;
+        }
+        cr_assert_not_null(both, "%s: none", backend_name((tlb_backend)b));
+        const attention_mix_fn mix = ops_attention_mix(&t);
+        for (int threads = 1; threads <= 3; threads += 2)
+            for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
+                for (int variant = 0; variant < 4; variant++) {
+                    omp_set_num_threads(threads);
+                    const int dropped = variant & 1, padded = variant >> 1;
+                    const int B = att_shapes[s][0], Tq = att_shapes[s][1], Tk = att_shapes[s][2];
+                    const int H = att_shapes[s][3], K = att_shapes[s][4];
+                    const size_t nq = (size_t)B * Tq * H * K, nk = (size_t)B * Tk * H * K;
+                    const size_t np = (size_t)B * H * Tq * Tk;
+                    float *q = random_floats(nq, 51 + s, 2.0f, 0.0f), *k = random_floats(nk, 52, 2.0f, 0.0f);
+                    float *v = random_floats(nk, 53, 2.0f, 0.3f), *dout = random_floats(nq, 54, 1.0f, 0.0f);
+                    float *probs = malloc(np * sizeof(float)), *out = malloc(nq * sizeof(float));
+                    float *att[2], *dq[2], *dk[2], *dv[2];
+                    for (int i = 0; i < 2; i++) { /* poisoned: every value must be written */
+                        att[i] = random_floats(nq, 60 + i, 1e30f, 0.0f), dq[i] = random_floats(nq, 62 + i, 1e30f, 0.0f);
+                        dk[i] = random_floats(nk, 64 + i, 1e30f, 0.0f), dv[i] = random_floats(nk, 66 + i, 1e30f, 0.0f);
+                    }
+                    const dropout_ctx drop = {0.3f, 0xa77e, 11}, *dp = dropped ? &drop : NULL;
+                    int kv_len[8];
+                    for (int i = 0; i < B; i++) kv_len[i] = Tk - i > 0 ? Tk - i : 0;
+                    const int *kl = padded ? kv_len : NULL;
+                    t.attention.forward(out, probs, q, k, v, kl, B, Tq, Tk, H, K, dp);
+                    mix(att[0], probs, v, kl, B, Tq, Tk, H, K, dp);
+                    t.attention.backward_first(dq[0], dk[0], dv[0], dout, q, k, v, probs, B, Tq, Tk, H, K, dp);
+                    both(att[1], dq[1], dk[1], dv[1], dout, q, k, v, probs, kl, B, Tq, Tk, H, K, dp);
+                    const size_t bad = differing(att[0], att[1], nq) + differing(dq[0], dq[1], nq) +
+                                       differing(dk[0], dk[1], nk) + differing(dv[0], dv[1], nk);
+                    cr_expect_eq(bad, 0, "%s B%d Tq%d Tk%d H%d K%d%s%s, %d threads: %zu values differ",
+                                 backend_name((tlb_backend)b), B, Tq, Tk, H, K, dropped ? " dropout" : "",
+                                 padded ? " padded" : "", threads, bad);
+                    checked++;
+                    free(q), free(k), free(v), free(dout), free(probs), free(out);
+                    for (int i = 0; i < 2; i++) free(att[i]), free(dq[i]), free(dk[i]), free(dv[i]);
+                }
+    }
+    cr_expect_geq(checked, 40, "at least one SIMD backend");
+}
+
 /* A LayerNorm put in the table by hand: the registry cannot vouch for its
  * outputs, so nothing is rebuilt. Here it is a registry kernel in disguise
  * (`disguised`), which the model tests below use to plan a model that keeps
@@ -183,6 +238,7 @@ Test(rebuild, nothing_rebuilt_for_a_hand_made_layernorm)
     disguised_attention = a.attention.forward;
     a.attention.forward = attention_forward_by_hand;
     cr_expect_null(ops_attention_mix(&a));
+    cr_expect_null(ops_attention_backward_mix(&a));
     cr_expect_eq(block_keeps_att(&a), 1);
 }
 

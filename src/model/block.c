@@ -368,6 +368,33 @@ void block_forward(block_acts *a, block_scratch *s, const block_kernels *k, cons
     k->ops->residual.forward(a->out, a->out, a->attn_out, (size_t)rq * d.D);
 }
 
+/* The output product's backward, then the attention's, att rebuilt
+ * (attention_mix) first where it is not kept. */
+static void attention_backward_rebuilt(block_scratch *s, const block_acts *a, const block_kernels *k, const float *w,
+                                       float *g, const attn_params *ap, const float *d_attn_out, const int *kv_len,
+                                       block_dims d, int B, int Tq, int Tk, const block_dropout *drop)
+{
+    const size_t rq = (size_t)B * Tq, rk = (size_t)B * Tk, HK = (size_t)d.H * d.K;
+    const float *att = a->att;
+    if (!att) { /* rebuilt from what the attention's backward reads next anyway */
+        ops_attention_mix(k->ops)(s->att, a->probs, a->v, kv_len, B, Tq, Tk, d.H, d.K,
+                                  drop ? &drop->attn : NULL);
+        att = s->att;
+    }
+    kernels_dense_backward_first(k, s->d_att, g, d_attn_out, att, w, ap->o_kernel, ap->o_bias, (int)rq,
+                                 (int)HK, d.D);
+    if (k->ops->attention.backward_first) {
+        k->ops->attention.backward_first(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
+                                         Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    } else {
+        memset(s->d_q, 0, rq * HK * sizeof(float));
+        memset(s->d_k, 0, rk * HK * sizeof(float));
+        memset(s->d_v, 0, rk * HK * sizeof(float));
+        k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
+                                   Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    }
+}
+
 void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
                     const block_acts *a, const block_kernels *k, const float *params,
                     const attn_params *ap,
@@ -425,22 +452,21 @@ void block_backward(float *dx_q, float *dx_kv, float *grads, const float *dout,
 
     /* Attention: attn_out = x_q + att @ Wo + bo. */
     const float *att = a->att;
-    if (!att) { /* rebuilt from what the attention's backward reads next anyway */
-        ops_attention_mix(k->ops)(s->att, a->probs, a->v, kv_len, B, Tq, Tk, d.H, d.K,
-                                  drop ? &drop->attn : NULL);
-        att = s->att;
-    }
-    kernels_dense_backward_first(k, s->d_att, g, d_attn_out, att, w, ap->o_kernel, ap->o_bias, (int)rq,
-                                 (int)HK, d.D);
-    if (k->ops->attention.backward_first) {
-        k->ops->attention.backward_first(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
-                                         Tk, d.H, d.K, drop ? &drop->attn : NULL);
+    const attention_backward_mix_fn backward_mix = !att && !k->params16 ? ops_attention_backward_mix(k->ops) : NULL;
+    if (backward_mix) { /* d_att first; att rebuilt inside the attention's backward; then Wo's gradients */
+        const float *wo = w + ap->o_kernel;
+        if (k->ops->dense.backward_first) {
+            k->ops->dense.backward_first(s->d_att, NULL, NULL, d_attn_out, NULL, wo, (int)rq, (int)HK, d.D);
+        } else {
+            memset(s->d_att, 0, rq * HK * sizeof(float));
+            k->ops->dense.backward(s->d_att, NULL, NULL, d_attn_out, NULL, wo, (int)rq, (int)HK, d.D);
+        }
+        backward_mix(s->att, s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, kv_len, B, Tq, Tk, d.H,
+                     d.K, drop ? &drop->attn : NULL);
+        k->ops->dense.backward(NULL, g + ap->o_kernel, g + ap->o_bias, d_attn_out, s->att, wo, (int)rq, (int)HK,
+                               d.D);
     } else {
-        memset(s->d_q, 0, rq * HK * sizeof(float));
-        memset(s->d_k, 0, rk * HK * sizeof(float));
-        memset(s->d_v, 0, rk * HK * sizeof(float));
-        k->ops->attention.backward(s->d_q, s->d_k, s->d_v, s->d_att, a->q, a->k, a->v, a->probs, B, Tq,
-                                   Tk, d.H, d.K, drop ? &drop->attn : NULL);
+        attention_backward_rebuilt(s, a, k, w, g, ap, d_attn_out, kv_len, d, B, Tq, Tk, drop);
     }
     if (fold_norms(k)) {
         folded_qkv_backward(dx_q, dx_kv, g, a, s, k, w, ap, d, B, Tq, Tk);

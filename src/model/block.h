@@ -97,8 +97,10 @@ void block_fold_params(float *folded, const float *params, const attn_params *ap
 int block_keeps_normalised(const op_table *ops);
 /* Likewise the attention's output att (64 floats a row in the seed), rebuilt
  * from the probabilities, v and the forward's kv_len (ops_attention_mix)
- * just before the output projection's weight gradient; kept for hand-made
- * attention slots. */
+ * just before the output projection's weight gradient (in fp32 on the SIMD
+ * backends, inside the attention's backward, ops_attention_backward_mix,
+ * the output projection's dX before it and its dW after); kept for
+ * hand-made attention slots. */
 int block_keeps_att(const op_table *ops);
 
 /* Whether a plan saves the FFN's pre-activation h in bf16 (fp32 arithmetic,

@@ -15,3 +15,10 @@ void attention_mix_avx512(float *out, const float *probs, const float *v, const 
 {
     attention_mix_simd(out, probs, v, kv_len, B, Tq, Tk, H, K, drop);
 }
+
+void attention_backward_mix_avx512(float *att, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                   const float *k, const float *v, const float *probs, const int *kv_len, int B,
+                                   int Tq, int Tk, int H, int K, const dropout_ctx *drop)
+{
+    attention_backward_into(att, kv_len, dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 0);
+}

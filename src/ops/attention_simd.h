@@ -395,16 +395,18 @@ static void softmax_backward_rows(float *ds, const float *p, int Tq, int Tk, flo
 }
 
 /* add 0: dq, dk and dv are written, not accumulated (ops.h, backward_first):
- * every (sample, head) writes all its rows of the three, padded keys included. */
-static void attention_backward_into(float *dq, float *dk, float *dv, const float *dout,
-                                    const float *q, const float *k, const float *v,
+ * every (sample, head) writes all its rows of the three, padded keys included.
+ * att (or NULL): the forward's output rebuilt as mix_head does it, over
+ * kv_len's keys, from pk (the same p * keep as mix_head's copy). */
+static void attention_backward_into(float *att, const int *kv_len, float *dq, float *dk, float *dv,
+                                    const float *dout, const float *q, const float *k, const float *v,
                                     const float *probs, int B, int Tq, int Tk, int H, int K,
                                     const dropout_ctx *drop, int add)
 {
     const int HK = H * K, np = Tq * Tk;
     const float scale = 1.0f / sqrtf((float)K);
     const int active = dropout_active(drop);
-    if (!dq && !dk && !dv) return;
+    if (!att && !dq && !dk && !dv) return;
 #pragma omp parallel for collapse(2) schedule(static) if (B * H > 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
@@ -418,6 +420,7 @@ static void attention_backward_into(float *dq, float *dk, float *dv, const float
                 dropout_apply(ds, ds, pk, p, np, drop, dropout_sample_key(drop, b), (uint64_t)h * np);
             else
                 memcpy(pk, p, (size_t)np * sizeof *pk);
+            if (att) combine_many(att + qo, HK, Tq, 0, pk, Tk, 1, v + ko, HK, kv_len ? kv_len[b] : Tk, K);
             softmax_backward_rows(ds, p, Tq, Tk, scale);
             if (dv) combine_many(dv + ko, HK, Tk, add, pk, 1, Tk, dout + qo, HK, Tq, K);
             if (dq) combine_many(dq + qo, HK, Tq, add, ds, Tk, 1, k + ko, HK, Tk, K);
@@ -430,14 +433,14 @@ static void attention_backward_simd(float *dq, float *dk, float *dv, const float
                                     const float *k, const float *v, const float *probs, int B, int Tq,
                                     int Tk, int H, int K, const dropout_ctx *drop)
 {
-    attention_backward_into(dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 1);
+    attention_backward_into(NULL, NULL, dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 1);
 }
 
 static void attention_backward_first_simd(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                           const float *k, const float *v, const float *probs, int B,
                                           int Tq, int Tk, int H, int K, const dropout_ctx *drop)
 {
-    attention_backward_into(dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 0);
+    attention_backward_into(NULL, NULL, dq, dk, dv, dout, q, k, v, probs, B, Tq, Tk, H, K, drop, 0);
 }
 
 #endif

@@ -31,6 +31,14 @@ void attention_mix_avx2(float *out, const float *probs, const float *v, const in
                         int H, int K, const dropout_ctx *drop);
 void attention_mix_avx512(float *out, const float *probs, const float *v, const int *kv_len, int B, int Tq,
                           int Tk, int H, int K, const dropout_ctx *drop);
+/* The SIMD attention backends' backward_first with att rebuilt (ops.h,
+ * attention_backward_mix_fn). */
+void attention_backward_mix_avx2(float *att, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                 const float *k, const float *v, const float *probs, const int *kv_len, int B,
+                                 int Tq, int Tk, int H, int K, const dropout_ctx *drop);
+void attention_backward_mix_avx512(float *att, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                   const float *k, const float *v, const float *probs, const int *kv_len, int B,
+                                   int Tq, int Tk, int H, int K, const dropout_ctx *drop);
 /* The fused ffn with h saved in bf16 (ops.h, ffn_h16_op). */
 extern const ffn_h16_op ffn_h16_avx2, ffn_h16_avx512;
 

@@ -314,6 +314,18 @@ typedef void (*attention_mix_fn)(float *out, const float *probs, const float *v,
  * function put there by hand. */
 attention_mix_fn ops_attention_mix(const op_table *t);
 
+/* t's attention backward_first (dq, dk, dv written) with its forward's
+ * output rebuilt on the way into att: what attention_mix gives, bit for bit,
+ * from the dropped-out probabilities the dv product reads anyway, so a plan
+ * that rebuilds att for the output product's weight gradient takes one pass
+ * over probs and v, not two (block.c). NULL where t's attention backend has
+ * none (ref, a slot put there by hand). */
+typedef void (*attention_backward_mix_fn)(float *att, float *dq, float *dk, float *dv, const float *dout,
+                                          const float *q, const float *k, const float *v, const float *probs,
+                                          const int *kv_len, int B, int Tq, int Tk, int H, int K,
+                                          const dropout_ctx *drop);
+attention_backward_mix_fn ops_attention_backward_mix(const op_table *t);
+
 /* The ffn with its saved pre-activation in bf16 (the config's
  * bf16_activations: bf16 storage, fp32 arithmetic): the forward is the ffn
  * op's, bit for bit, and stores h16[M, F] = bf16(h) (bf16.h's rounding) in

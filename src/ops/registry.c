@@ -144,6 +144,16 @@ attention_mix_fn ops_attention_mix(const op_table *t)
     }
 }
 
+attention_backward_mix_fn ops_attention_backward_mix(const op_table *t)
+{
+    if (t->backend[TLB_OP_attention] >= TLB_BACKEND_COUNT || !slot_is_registry(t, TLB_OP_attention)) return NULL;
+    switch (t->backend[TLB_OP_attention]) {
+    case TLB_BACKEND_AVX2: return attention_backward_mix_avx2;
+    case TLB_BACKEND_AVX512: return attention_backward_mix_avx512;
+    default: return NULL;
+    }
+}
+
 static const ffn_h16_op *ffn_h16_of(const op_table *t)
 {
     if (!ops_table_fused(t, TLB_OP_ffn)) return NULL;
