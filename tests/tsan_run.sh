@@ -3,7 +3,8 @@
 # Snaipe/Criterion#274, so these run the TSan-built tlb itself): sharded
 # training on 2 threads (both wirings; the automatic backends, then ref, then
 # mixed precision; two micro-batches per step, evaluation, checkpoints, the
-# loader thread) and the golden checks (sharded forward and backward). Any
+# loader thread), one-sample micro-batches of long chunks on ref (the ops'
+# own threads) and the golden checks (sharded forward and backward). Any
 # report fails the run.
 set -euo pipefail
 tlb=$1
@@ -35,5 +36,13 @@ CFG
 # mixed precision where the CPU has AVX512_BF16 (its FFN stage's passes split
 # columns between the threads); elsewhere the same run in fp32
 TLB_BF16=always "$tlb" train "$cfg" --set name=tsan-bf16 > "$dir/out.txt"
+# one sample a micro-batch (one shard, so the ops run on both threads) and
+# chunks of 324 patches, on ref: TSan instruments scalar accesses but not
+# the 32- and 64-byte vector loads and stores of the SIMD kernels (removing
+# ffn_backward_blocks' barrier went unreported), whose own threads the
+# 1- vs 3-thread bit-equality tests check instead (tests/test_ops_fused.c)
+"$tlb" train "$cfg" --set name=tsan-ops-threads --set backend=ref --set image_size=18 --set patch_size=1 \
+    --set chunk_size=324 --set num_state_tokens=4 --set batch_size=2 --set micro_batch=1 --set train_limit=4 \
+    --set eval_limit=4 --set epochs=1 > "$dir/out.txt"
 OMP_NUM_THREADS=2 "$tlb" check tests/data/tiny_keras.safetensors tests/data/tiny_paper.safetensors > "$dir/out.txt"
 echo "test-tsan: no ThreadSanitizer reports"
