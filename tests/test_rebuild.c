@@ -110,6 +110,42 @@ Test(rebuild, pair_outputs_are_applies_of_the_shared_statistics)
 static const int att_shapes[][5] = {{4, 8, 8, 1, 64}, {2, 1, 33, 3, 16}, {3, 5, 7, 2, 9}, {2, 16, 16, 2, 32},
                                     {5, 2, 3, 1, 16}};
 
+/* One attention case: att_shapes[s], dropout (variant bit 0) and padded
+ * keys (bit 1: sample b offers Tk - b keys, none when b >= Tk); q, k, v
+ * random (seeds from `seed`), probs and out from the forward of table t. */
+typedef struct {
+    int B, Tq, Tk, H, K;
+    size_t nq, nk, np;
+    int kv_len[8];
+    const int *kl;
+    dropout_ctx drop;
+    const dropout_ctx *dp;
+    float *q, *k, *v, *probs, *out;
+} att_case;
+
+static att_case att_case_run(const op_table *t, size_t s, int variant, uint64_t seed)
+{
+    att_case c = {.B = att_shapes[s][0], .Tq = att_shapes[s][1], .Tk = att_shapes[s][2], .H = att_shapes[s][3],
+                  .K = att_shapes[s][4]};
+    c.nq = (size_t)c.B * c.Tq * c.H * c.K, c.nk = (size_t)c.B * c.Tk * c.H * c.K;
+    c.np = (size_t)c.B * c.H * c.Tq * c.Tk;
+    for (int i = 0; i < c.B; i++) c.kv_len[i] = c.Tk - i > 0 ? c.Tk - i : 0;
+    c.kl = variant >> 1 ? c.kv_len : NULL;
+    c.drop = (dropout_ctx){0.3f, 0xa77e, 11};
+    c.dp = variant & 1 ? &c.drop : NULL;
+    c.q = random_floats(c.nq, seed + s, 2.0f, 0.0f), c.k = random_floats(c.nk, seed + 1, 2.0f, 0.0f);
+    c.v = random_floats(c.nk, seed + 2, 2.0f, 0.3f);
+    c.probs = malloc(c.np * sizeof(float)), c.out = malloc(c.nq * sizeof(float));
+    t->attention.forward(c.out, c.probs, c.q, c.k, c.v, c.kl, c.B, c.Tq, c.Tk, c.H, c.K, c.dp);
+    return c;
+}
+
+static void att_case_free(att_case *c) { free(c->q), free(c->k), free(c->v), free(c->probs), free(c->out); }
+
+#define ATT_CASE_FMT "%s attention B%d Tq%d Tk%d H%d K%d%s%s"
+#define ATT_CASE_ARGS(b, c) backend_name((tlb_backend)(b)), (c).B, (c).Tq, (c).Tk, (c).H, (c).K, \
+                            (c).dp ? " dropout" : "", (c).kl ? " padded" : ""
+
 Test(rebuild, attention_mix_writes_the_forwards_bits)
 {
     int checked = 0;
@@ -120,26 +156,14 @@ Test(rebuild, attention_mix_writes_the_forwards_bits)
         cr_assert_not_null(mix, "%s: no mix", backend_name((tlb_backend)b));
         for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
             for (int variant = 0; variant < 4; variant++) {
-                const int dropped = variant & 1, padded = variant >> 1;
-                const int B = att_shapes[s][0], Tq = att_shapes[s][1], Tk = att_shapes[s][2];
-                const int H = att_shapes[s][3], K = att_shapes[s][4];
-                const size_t nq = (size_t)B * Tq * H * K, nk = (size_t)B * Tk * H * K;
-                const size_t np = (size_t)B * H * Tq * Tk;
-                float *q = random_floats(nq, 41 + s, 2.0f, 0.0f), *k = random_floats(nk, 42, 2.0f, 0.0f);
-                float *v = random_floats(nk, 43, 2.0f, 0.3f), *probs = malloc(np * sizeof(float));
-                float *out = malloc(nq * sizeof(float)), *again = malloc(nq * sizeof(float));
-                const dropout_ctx drop = {0.3f, 0xa77e, 11};
-                int kv_len[8]; /* padded: sample b offers Tk - b keys (none when b >= Tk) */
-                for (int i = 0; i < B; i++) kv_len[i] = Tk - i > 0 ? Tk - i : 0;
-                const int *kl = padded ? kv_len : NULL;
-                t.attention.forward(out, probs, q, k, v, kl, B, Tq, Tk, H, K, dropped ? &drop : NULL);
-                mix(again, probs, v, kl, B, Tq, Tk, H, K, dropped ? &drop : NULL);
-                const size_t bad = differing(out, again, nq);
-                cr_expect_eq(bad, 0, "%s attention B%d Tq%d Tk%d H%d K%d%s%s: %zu of %zu values differ",
-                             backend_name((tlb_backend)b), B, Tq, Tk, H, K, dropped ? " dropout" : "",
-                             padded ? " padded" : "", bad, nq);
+                att_case c = att_case_run(&t, s, variant, 41);
+                float *again = malloc(c.nq * sizeof(float));
+                mix(again, c.probs, c.v, c.kl, c.B, c.Tq, c.Tk, c.H, c.K, c.dp);
+                const size_t bad = differing(c.out, again, c.nq);
+                cr_expect_eq(bad, 0, ATT_CASE_FMT ": %zu of %zu values differ", ATT_CASE_ARGS(b, c), bad, c.nq);
                 checked++;
-                free(q), free(k), free(v), free(probs), free(out), free(again);
+                free(again);
+                att_case_free(&c);
             }
     }
     cr_expect_geq(checked, 32, "ref and at least one SIMD backend");
@@ -165,35 +189,28 @@ Test(rebuild, attention_backward_mix_is_mix_then_backward_first)
             for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
                 for (int variant = 0; variant < 4; variant++) {
                     omp_set_num_threads(threads);
-                    const int dropped = variant & 1, padded = variant >> 1;
-                    const int B = att_shapes[s][0], Tq = att_shapes[s][1], Tk = att_shapes[s][2];
-                    const int H = att_shapes[s][3], K = att_shapes[s][4];
-                    const size_t nq = (size_t)B * Tq * H * K, nk = (size_t)B * Tk * H * K;
-                    const size_t np = (size_t)B * H * Tq * Tk;
-                    float *q = random_floats(nq, 51 + s, 2.0f, 0.0f), *k = random_floats(nk, 52, 2.0f, 0.0f);
-                    float *v = random_floats(nk, 53, 2.0f, 0.3f), *dout = random_floats(nq, 54, 1.0f, 0.0f);
-                    float *probs = malloc(np * sizeof(float)), *out = malloc(nq * sizeof(float));
+                    att_case c = att_case_run(&t, s, variant, 51);
+                    float *dout = random_floats(c.nq, 54, 1.0f, 0.0f);
                     float *att[2], *dq[2], *dk[2], *dv[2];
                     for (int i = 0; i < 2; i++) { /* poisoned: every value must be written */
-                        att[i] = random_floats(nq, 60 + i, 1e30f, 0.0f), dq[i] = random_floats(nq, 62 + i, 1e30f, 0.0f);
-                        dk[i] = random_floats(nk, 64 + i, 1e30f, 0.0f), dv[i] = random_floats(nk, 66 + i, 1e30f, 0.0f);
+                        att[i] = random_floats(c.nq, 60 + i, 1e30f, 0.0f);
+                        dq[i] = random_floats(c.nq, 62 + i, 1e30f, 0.0f);
+                        dk[i] = random_floats(c.nk, 64 + i, 1e30f, 0.0f);
+                        dv[i] = random_floats(c.nk, 66 + i, 1e30f, 0.0f);
                     }
-                    const dropout_ctx drop = {0.3f, 0xa77e, 11}, *dp = dropped ? &drop : NULL;
-                    int kv_len[8];
-                    for (int i = 0; i < B; i++) kv_len[i] = Tk - i > 0 ? Tk - i : 0;
-                    const int *kl = padded ? kv_len : NULL;
-                    t.attention.forward(out, probs, q, k, v, kl, B, Tq, Tk, H, K, dp);
-                    mix(att[0], probs, v, kl, B, Tq, Tk, H, K, dp);
-                    t.attention.backward_first(dq[0], dk[0], dv[0], dout, q, k, v, probs, B, Tq, Tk, H, K, dp);
-                    both(att[1], dq[1], dk[1], dv[1], dout, q, k, v, probs, kl, B, Tq, Tk, H, K, dp);
-                    const size_t bad = differing(att[0], att[1], nq) + differing(dq[0], dq[1], nq) +
-                                       differing(dk[0], dk[1], nk) + differing(dv[0], dv[1], nk);
-                    cr_expect_eq(bad, 0, "%s B%d Tq%d Tk%d H%d K%d%s%s, %d threads: %zu values differ",
-                                 backend_name((tlb_backend)b), B, Tq, Tk, H, K, dropped ? " dropout" : "",
-                                 padded ? " padded" : "", threads, bad);
+                    mix(att[0], c.probs, c.v, c.kl, c.B, c.Tq, c.Tk, c.H, c.K, c.dp);
+                    t.attention.backward_first(dq[0], dk[0], dv[0], dout, c.q, c.k, c.v, c.probs, c.B, c.Tq, c.Tk,
+                                               c.H, c.K, c.dp);
+                    both(att[1], dq[1], dk[1], dv[1], dout, c.q, c.k, c.v, c.probs, c.kl, c.B, c.Tq, c.Tk, c.H,
+                         c.K, c.dp);
+                    const size_t bad = differing(att[0], att[1], c.nq) + differing(dq[0], dq[1], c.nq) +
+                                       differing(dk[0], dk[1], c.nk) + differing(dv[0], dv[1], c.nk);
+                    cr_expect_eq(bad, 0, ATT_CASE_FMT ", %d threads: %zu values differ", ATT_CASE_ARGS(b, c),
+                                 threads, bad);
                     checked++;
-                    free(q), free(k), free(v), free(dout), free(probs), free(out);
+                    free(dout);
                     for (int i = 0; i < 2; i++) free(att[i]), free(dq[i]), free(dk[i]), free(dv[i]);
+                    att_case_free(&c);
                 }
     }
     cr_expect_geq(checked, 40, "at least one SIMD backend");
