@@ -123,21 +123,20 @@ typedef struct {
     float *q, *k, *v, *probs, *out;
 } att_case;
 
-static att_case att_case_run(const op_table *t, size_t s, int variant, uint64_t seed)
+static void att_case_run(att_case *c, const op_table *t, size_t s, int variant, uint64_t seed)
 {
-    att_case c = {.B = att_shapes[s][0], .Tq = att_shapes[s][1], .Tk = att_shapes[s][2], .H = att_shapes[s][3],
-                  .K = att_shapes[s][4]};
-    c.nq = (size_t)c.B * c.Tq * c.H * c.K, c.nk = (size_t)c.B * c.Tk * c.H * c.K;
-    c.np = (size_t)c.B * c.H * c.Tq * c.Tk;
-    for (int i = 0; i < c.B; i++) c.kv_len[i] = c.Tk - i > 0 ? c.Tk - i : 0;
-    c.kl = variant >> 1 ? c.kv_len : NULL;
-    c.drop = (dropout_ctx){0.3f, 0xa77e, 11};
-    c.dp = variant & 1 ? &c.drop : NULL;
-    c.q = random_floats(c.nq, seed + s, 2.0f, 0.0f), c.k = random_floats(c.nk, seed + 1, 2.0f, 0.0f);
-    c.v = random_floats(c.nk, seed + 2, 2.0f, 0.3f);
-    c.probs = malloc(c.np * sizeof(float)), c.out = malloc(c.nq * sizeof(float));
-    t->attention.forward(c.out, c.probs, c.q, c.k, c.v, c.kl, c.B, c.Tq, c.Tk, c.H, c.K, c.dp);
-    return c;
+    *c = (att_case){.B = att_shapes[s][0], .Tq = att_shapes[s][1], .Tk = att_shapes[s][2], .H = att_shapes[s][3],
+                    .K = att_shapes[s][4]};
+    c->nq = (size_t)c->B * c->Tq * c->H * c->K, c->nk = (size_t)c->B * c->Tk * c->H * c->K;
+    c->np = (size_t)c->B * c->H * c->Tq * c->Tk;
+    for (int i = 0; i < c->B; i++) c->kv_len[i] = c->Tk - i > 0 ? c->Tk - i : 0;
+    c->kl = variant >> 1 ? c->kv_len : NULL; /* pointers into *c: the caller's case */
+    c->drop = (dropout_ctx){0.3f, 0xa77e, 11};
+    c->dp = variant & 1 ? &c->drop : NULL;
+    c->q = random_floats(c->nq, seed + s, 2.0f, 0.0f), c->k = random_floats(c->nk, seed + 1, 2.0f, 0.0f);
+    c->v = random_floats(c->nk, seed + 2, 2.0f, 0.3f);
+    c->probs = malloc(c->np * sizeof(float)), c->out = malloc(c->nq * sizeof(float));
+    t->attention.forward(c->out, c->probs, c->q, c->k, c->v, c->kl, c->B, c->Tq, c->Tk, c->H, c->K, c->dp);
 }
 
 static void att_case_free(att_case *c) { free(c->q), free(c->k), free(c->v), free(c->probs), free(c->out); }
@@ -156,7 +155,8 @@ Test(rebuild, attention_mix_writes_the_forwards_bits)
         cr_assert_not_null(mix, "%s: no mix", backend_name((tlb_backend)b));
         for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
             for (int variant = 0; variant < 4; variant++) {
-                att_case c = att_case_run(&t, s, variant, 41);
+                att_case c;
+                att_case_run(&c, &t, s, variant, 41);
                 float *again = malloc(c.nq * sizeof(float));
                 mix(again, c.probs, c.v, c.kl, c.B, c.Tq, c.Tk, c.H, c.K, c.dp);
                 const size_t bad = differing(c.out, again, c.nq);
@@ -189,7 +189,8 @@ Test(rebuild, attention_backward_mix_is_mix_then_backward_first)
             for (size_t s = 0; s < sizeof att_shapes / sizeof att_shapes[0]; s++)
                 for (int variant = 0; variant < 4; variant++) {
                     omp_set_num_threads(threads);
-                    att_case c = att_case_run(&t, s, variant, 51);
+                    att_case c;
+                    att_case_run(&c, &t, s, variant, 51);
                     float *dout = random_floats(c.nq, 54, 1.0f, 0.0f);
                     float *att[2], *dq[2], *dk[2], *dv[2];
                     for (int i = 0; i < 2; i++) { /* poisoned: every value must be written */
