@@ -40,7 +40,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train bench-ab print-ldlibs clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train bench-ab bench-profile print-ldlibs clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -208,6 +208,10 @@ bench-pytorch-train: $(BUILD)/tlb_bench
 bench-ab:
 	@test -n "$(REF)" || { echo "make bench-ab REF=<commit> [ROUNDS=15]" >&2; exit 2; }
 	bench/ab.sh $(REF) $(or $(ROUNDS),15)
+
+# Where a micro-batch's time goes, by op and product kind (perf call graphs).
+bench-profile:
+	bench/profile/profile.sh $(or $(MB),410) $(or $(REPEATS),6)
 
 print-ldlibs:
 	@echo $(LDLIBS)
