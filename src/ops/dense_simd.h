@@ -230,10 +230,10 @@ static inline int scratch_reserve(int slot, size_t n) { return thread_scratch_re
 static inline float *scratch(int slot, size_t n) { return thread_scratch_get(&scratch_slots[slot], n); }
 static inline thread_scratch *patches_scratch(void) { return &scratch_slots[1]; }
 
-/* wt[N,K] = w[K,N]^T in scratch slot `slot`: whole VW x VW blocks in registers (vtranspose_block),
- * the edges element by element. Serial, ahead of every dX product: one
- * element at a time, fc1's 64 x 256 took 33 us (each line of wt written 16
- * times far apart). */
+/* wt[N,K] = w[K,N]^T in scratch slot `slot`: whole VW x VW blocks in
+ * registers (vtranspose_block), the edges element by element. Serial, ahead
+ * of every dX product: one element at a time, fc1's 64 x 256 took 33 us
+ * (each line of wt written 16 times far apart). */
 static inline float *transposed_in(int slot, const float *w, int K, int N)
 {
     float *wt = scratch(slot, (size_t)K * N);
