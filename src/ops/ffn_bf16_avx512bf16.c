@@ -15,6 +15,9 @@
 /* Below this many values a pass runs on the calling thread alone. */
 #define PASS_PARALLEL_MIN 32768
 
+/* How many rows ahead a pass over column halves prefetches. */
+#define PASS_PREFETCH_ROWS 4
+
 /* bf16 values rounded up to 64 bytes: each operand starts on a line. */
 static size_t on_line(size_t n) { return (n + 31) & ~(size_t)31; }
 
@@ -156,6 +159,19 @@ static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, 
         owned_blocks(F, &j0, &j1);
         for (int m = 0; m < M; m++) {
             const size_t row = (size_t)m * F;
+            if (m + PASS_PREFETCH_ROWS < M) {
+                /* half rows 1 KiB apart defeat the hardware prefetchers:
+                 * h came from memory on demand (perf: most of the pass) */
+                const size_t ahead = row + (size_t)PASS_PREFETCH_ROWS * F;
+                for (int j = j0; j < j1; j += VW) {
+                    _mm_prefetch((const char *)(dg + ahead + j), _MM_HINT_T0);
+                    if (h16) {
+                        if (((j - j0) / VW) % 2 == 0) _mm_prefetch((const char *)(h16 + ahead + j), _MM_HINT_T0);
+                    } else {
+                        _mm_prefetch((const char *)(h + ahead + j), _MM_HINT_T0);
+                    }
+                }
+            }
             for (int j = j0; j < j1; j += VW) {
                 const vmask k = vlanes(F - j);
                 vec value;
