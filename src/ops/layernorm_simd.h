@@ -85,14 +85,26 @@ static inline void layernorm_row_apply(float *o, const float *x, const float *ga
     }
 }
 
+/* Rows ahead that a pass over saved rows prefetches, and the prefetch of one
+ * row of D floats. */
+#define LN_PREFETCH_ROWS 8
+static inline void prefetch_row(const float *p, int D)
+{
+    for (int d = 0; d < D; d += 16) _mm_prefetch((const char *)(p + d), _MM_HINT_T0);
+}
+
 /* The forward's output from its saved statistics (ops.h, layernorm_apply_fn):
  * the same layernorm_row_apply, so the same bits. */
 static inline void layernorm_apply_simd(float *out, const float *inp, const float *mean, const float *rstd,
                                         const float *gamma, const float *beta, int M, int D)
 {
 #pragma omp parallel for schedule(static) if ((long)M * D >= PARALLEL_MIN)
-    for (int m = 0; m < M; m++)
+    for (int m = 0; m < M; m++) {
+        /* inp was saved by the forward long ago: from memory, where the
+         * hardware prefetchers fell behind (AMD EPYC, perf) */
+        if (m + LN_PREFETCH_ROWS < M) prefetch_row(inp + (size_t)(m + LN_PREFETCH_ROWS) * D, D);
         layernorm_row_apply(out + (size_t)m * D, inp + (size_t)m * D, gamma, beta, mean[m], rstd[m], D);
+    }
 }
 
 static inline void layernorm_forward_simd(float *out, float *mean, float *rstd, const float *inp,
