@@ -7,6 +7,7 @@
  * where the CPU has no AVX512_BF16. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,43 @@ Test(mixed, vector_conversion_matches_scalar)
         cr_expect_eq(memcmp(got, want, n * sizeof(uint16_t)), 0, "n = %zu: differs", n);
         cr_expect_eq(got[n], 0xabab, "n = %zu: wrote past the end", n);
     }
+}
+
+/* Large conversions run on threads: still the scalar rule, and the column
+ * sums add their rows in order, bit for bit, whatever the thread count (odd
+ * column counts leave a partial block; 3 threads own unequal shares). */
+Test(mixed, threaded_conversion_and_sums_match_scalar)
+{
+    const size_t rows = 2111, shapes[] = {64, 40, 10};
+    const size_t most = rows * 64;
+    float *src = malloc(most * sizeof(float)), *sums = malloc(64 * sizeof(float)), *want_sums = malloc(64 * sizeof(float));
+    uint16_t *got = malloc(most * sizeof(uint16_t)), *want = malloc(most * sizeof(uint16_t));
+    cr_assert(src && sums && want_sums && got && want);
+    const int saved = omp_get_max_threads();
+    rng_stream r = {11, 0};
+    for (size_t i = 0; i < most; i++) src[i] = (float)rng_next_below(&r, 1u << 24) * 0x1p-20f - 8.0f;
+    for (size_t i = 0; i < most; i++) want[i] = bf16_from_f32(src[i]);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        omp_set_num_threads(threads);
+        memset(got, 0xab, most * sizeof(uint16_t));
+        bf16_convert(got, src, most - 5);
+        cr_expect_eq(memcmp(got, want, (most - 5) * sizeof(uint16_t)), 0, "%d threads: conversion differs", threads);
+        cr_expect_eq(got[most - 5], 0xabab, "%d threads: wrote past the end", threads);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const size_t cols = shapes[s];
+            for (size_t j = 0; j < cols; j++) sums[j] = want_sums[j] = 0.25f;
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < cols; j++) want_sums[j] += src[i * cols + j];
+            memset(got, 0xab, most * sizeof(uint16_t));
+            bf16_convert_sums(got, sums, src, rows, cols);
+            cr_expect_eq(memcmp(got, want, rows * cols * sizeof(uint16_t)), 0, "%d threads, %zu columns: differs",
+                         threads, cols);
+            cr_expect_eq(memcmp(sums, want_sums, cols * sizeof(float)), 0, "%d threads, %zu columns: sums differ",
+                         threads, cols);
+        }
+    }
+    omp_set_num_threads(saved);
+    free(src), free(sums), free(want_sums), free(got), free(want);
 }
 
 /* The precision is a property of one op table: turning bf16 on in one

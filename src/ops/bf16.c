@@ -2,7 +2,11 @@
 #include "ops/bf16.h"
 
 #include <immintrin.h>
+#include <omp.h>
 #include <string.h>
+
+/* Rows ahead that convert_sums prefetches. */
+#define CONVERT_PREFETCH_ROWS 8
 
 int bf16_native(void)
 {
@@ -28,16 +32,23 @@ float bf16_to_f32(uint16_t h)
     return x;
 }
 
+/* Below this many values a conversion runs on the calling thread alone. */
+#define CONVERT_PARALLEL_MIN 65536
+
 /* Compiled for AVX512_BF16 by attribute, so the file needs no special flags
- * and the binary still runs on CPUs without it (bf16_native() gates it). */
+ * and the binary still runs on CPUs without it (bf16_native() gates it).
+ * Each value is rounded alone, so splitting the work changes no bit. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
 convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
 {
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
+    const long pairs = (long)(n / 32);
+#pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
+    for (long p = 0; p < pairs; p++) {
+        const size_t i = (size_t)p * 32;
         const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
         _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
     }
+    const size_t i = (size_t)pairs * 32;
     if (i < n) { /* the tail under a mask: no scalar loop, same rounding */
         const __mmask16 lo = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
         const __mmask16 hi = (__mmask16)(n - i > 16 ? (1u << (n - i - 16)) - 1 : 0);
@@ -51,18 +62,28 @@ convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
 }
 
 /* bf16_convert of rows x cols, adding each column's values into colsum (fp32,
- * rows in order) on the way. */
+ * rows in order) on the way. Threads own blocks of 16 columns, so a sum's
+ * order does not depend on their count; each prefetches its part of the
+ * rows ahead (column parts of rows defeat the hardware prefetchers). */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
 convert_sums_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
 {
-    for (size_t r = 0; r < rows; r++) {
-        const float *x = src + r * cols;
-        uint16_t *y = dst + r * cols;
-        for (size_t j = 0; j < cols; j += 16) {
-            const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
-            const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
-            _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
-            _mm512_mask_storeu_ps(colsum + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, colsum + j), v));
+#pragma omp parallel if (rows * cols >= CONVERT_PARALLEL_MIN)
+    {
+        const size_t blocks = (cols + 15) / 16, nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        const size_t j0 = blocks * t / nt * 16, j1 = blocks * (t + 1) / nt * 16;
+        for (size_t r = 0; r < rows; r++) {
+            const float *x = src + r * cols;
+            uint16_t *y = dst + r * cols;
+            if (r + CONVERT_PREFETCH_ROWS < rows)
+                for (size_t j = j0; j < j1 && j < cols; j += 16)
+                    _mm_prefetch((const char *)(x + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
+            for (size_t j = j0; j < j1 && j < cols; j += 16) {
+                const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
+                const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
+                _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
+                _mm512_mask_storeu_ps(colsum + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, colsum + j), v));
+            }
         }
     }
 }

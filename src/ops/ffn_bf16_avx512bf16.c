@@ -135,6 +135,9 @@ static void dout_pass(uint16_t *dy16, float *dres, float *db2, const float *dout
         for (int m = 0; m < M; m++) {
             const size_t row = (size_t)m * D, elem = (size_t)(m % T) * D;
             const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
+            if (m + PASS_PREFETCH_ROWS < M)
+                for (int j = j0; j < j1; j += VW)
+                    _mm_prefetch((const char *)(dout + row + (size_t)PASS_PREFETCH_ROWS * D + j), _MM_HINT_T0);
             for (int j = j0; j < j1; j += VW) {
                 const vmask k = vlanes(D - j);
                 const vec v = VMLOAD(dout + row + j, k);
