@@ -103,6 +103,36 @@ Test(mixed, threaded_conversion_and_sums_match_scalar)
     free(src), free(sums), free(want_sums), free(got), free(want);
 }
 
+/* A unit LayerNorm rebuilt and rounded in one pass: the bits of the op
+ * table's LayerNorm apply (gamma 1, beta 0) and then bf16_convert; odd
+ * widths, enough rows to run on threads. */
+Test(mixed, normalised_conversion_is_layernorm_apply_then_convert)
+{
+    const int rows = 2111, widths[] = {64, 40, 10};
+    op_table t;
+    cr_assert_eq(ops_table_select(&t, NULL, NULL), 0);
+    float *x = malloc(sizeof(float) * rows * 64), *z = malloc(sizeof(float) * rows * 64);
+    float *mean = malloc(sizeof(float) * rows), *rstd = malloc(sizeof(float) * rows);
+    float ones[64], zeros[64];
+    uint16_t *got = malloc(sizeof(uint16_t) * (rows * 64 + 1)), *want = malloc(sizeof(uint16_t) * rows * 64);
+    cr_assert(x && z && mean && rstd && got && want);
+    rng_stream r = {13, 0};
+    for (int i = 0; i < rows * 64; i++) x[i] = 8 * rng_next_uniform(&r) - 4;
+    for (int m = 0; m < rows; m++) mean[m] = 2 * rng_next_uniform(&r) - 1, rstd[m] = 0.25f + rng_next_uniform(&r);
+    x[5] = mean[0]; /* x - mean = 0 exactly */
+    for (int d = 0; d < 64; d++) ones[d] = 1.0f, zeros[d] = 0.0f;
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        const int D = widths[w];
+        ops_layernorm_apply(&t, TLB_OP_layernorm)(z, x, mean, rstd, ones, zeros, rows, D);
+        bf16_convert(want, z, (size_t)rows * D);
+        memset(got, 0xab, sizeof(uint16_t) * (rows * 64 + 1));
+        bf16_convert_normalised(got, x, mean, rstd, (size_t)rows, (size_t)D);
+        cr_expect_eq(memcmp(got, want, sizeof(uint16_t) * rows * D), 0, "width %d: differs", D);
+        cr_expect_eq(got[rows * D], 0xabab, "width %d: wrote past the end", D);
+    }
+    free(x), free(z), free(mean), free(rstd), free(got), free(want);
+}
+
 /* The precision is a property of one op table: turning bf16 on in one
  * leaves another alone; forcing a dense backend or a new selection is fp32. */
 Test(mixed, precision_belongs_to_a_table)
@@ -227,6 +257,22 @@ static void dense_case(int M, int K, int N)
         cr_expect_eq(dinp1[i], dinp[i], "first: dinp[%d] %.9g vs %.9g", i, dinp1[i], dinp[i]);
     for (int i = 0; i < K * N; i++) cr_expect_eq(dw1[i], dw[i], "first: dw[%d]", i);
     for (int i = 0; i < N; i++) cr_expect_eq(dbias1[i], dbias[i], "first: dbias[%d]", i);
+    /* on inp rounded by the caller (the folded q/k/v products): the same
+     * bits, written (first) or accumulated */
+    uint16_t *inp16 = malloc(sizeof(uint16_t) * M * K), *dout16 = malloc(sizeof(uint16_t) * M * N);
+    float *dinp2 = malloc(sizeof(float) * M * K), *dw2 = malloc(sizeof(float) * K * N);
+    float *dbias2 = malloc(sizeof(float) * N);
+    bf16_convert(inp16, inp, (size_t)M * K);
+    for (int first = 1; first >= 0; first--) {
+        for (int i = 0; i < M * K; i++) dinp2[i] = first ? 1e30f : 0.0f;
+        for (int i = 0; i < K * N; i++) dw2[i] = 0.5f;
+        for (int i = 0; i < N; i++) dbias2[i] = 0.5f;
+        dense_bf16_backward_rounded(dinp2, dw2, dbias2, dout, inp16, w16, M, K, N, dout16, first);
+        for (int i = 0; i < M * K; i++) cr_expect_eq(dinp2[i], dinp[i], "rounded (first %d): dinp[%d]", first, i);
+        for (int i = 0; i < K * N; i++) cr_expect_eq(dw2[i], dw[i], "rounded (first %d): dw[%d]", first, i);
+        for (int i = 0; i < N; i++) cr_expect_eq(dbias2[i], dbias[i], "rounded (first %d): dbias[%d]", first, i);
+    }
+    free(inp16), free(dout16), free(dinp2), free(dw2), free(dbias2);
     free(dinp1), free(dw1), free(dbias1);
     /* bf16 was in play: fp32 would sit near 1e-7 */
     for (int i = 0; i < 3; i++)

@@ -261,6 +261,34 @@ static void fold_dense_backward(const block_kernels *k, float *dinp, float *dw, 
     k->ops->dense.backward(dinp, dw, db, dout, inp, w, M, K, N);
 }
 
+/* z (unit LN of x from its statistics, or the kept z) rounded to bf16 into
+ * z16 in one pass. */
+static void rounded_unit_norm(uint16_t *z16, const float *kept, const float *x, const float *mean,
+                              const float *rstd, int M, int D)
+{
+    if (kept) bf16_convert(z16, kept, (size_t)M * D);
+    else bf16_convert_normalised(z16, x, mean, rstd, (size_t)M, (size_t)D);
+}
+
+/* Mixed precision's q, k, v products backward on the folded kernels: each z
+ * rounded to bf16 once (straight from x and its statistics, no fp32 z) for
+ * the products that read it; the same bits as three dense_bf16_backward
+ * calls on the rebuilt fp32 z. */
+static void folded_qkv_products_bf16(float *gw[3], float *gb[3], float *dzkv, const block_acts *a,
+                                     block_scratch *s, const block_kernels *k, qkv_offsets o, block_dims d, int rq,
+                                     int rk, int self)
+{
+    const int HK = d.H * d.K;
+    uint16_t *z16 = k->staging;
+    rounded_unit_norm(z16, a->ln_q, a->x_q, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
+    dense_bf16_backward_rounded(s->d_ln_q, gw[0], gb[0], s->d_q, z16, k->params16 + o.w[0], rq, d.D, HK,
+                                z16 + dense_bf16_dout_at(rq, d.D), 1);
+    if (!self) rounded_unit_norm(z16, a->ln_k, a->x_kv, a->ln_k_mean, a->ln_k_rstd, rk, d.D);
+    uint16_t *dout16 = z16 + dense_bf16_dout_at(rk, d.D);
+    dense_bf16_backward_rounded(dzkv, gw[1], gb[1], s->d_k, z16, k->params16 + o.w[1], rk, d.D, HK, dout16, !self);
+    dense_bf16_backward_rounded(dzkv, gw[2], gb[2], s->d_v, z16, k->params16 + o.w[2], rk, d.D, HK, dout16, 0);
+}
+
 /* The backward of folded_qkv_forward from d_q, d_k, d_v: the z's rebuilt
  * (or kept), dz through the folded weights, the unit LayerNorms' backward
  * into dx_q (and dx_kv), and the folded gradients turned into those of the
@@ -280,19 +308,20 @@ static void folded_qkv_backward(float *dx_q, float *dx_kv, float *g, const block
         memset(f.gw[i], 0, (size_t)d.D * HK * sizeof(float));
         memset(f.gb[i], 0, (size_t)HK * sizeof(float));
     }
-    const float *zq = normalised(a->ln_q, s->ln_q, k, TLB_OP_layernorm, a->x_q, a->ln_q_mean, a->ln_q_rstd,
-                                 f.ones, f.zeros, rq, d.D);
     const qkv_offsets o = offsets_of(ap);
-    fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, wf[0], o.w[0], rq, d.D, HK, 1);
-    const float *zkv = zq;
-    float *dzkv = s->d_ln_q;
-    if (!self) {
-        zkv = normalised(a->ln_k, s->ln_k, k, TLB_OP_layernorm, a->x_kv, a->ln_k_mean, a->ln_k_rstd, f.ones,
-                         f.zeros, rk, d.D);
-        dzkv = s->d_ln_k;
+    float *dzkv = self ? s->d_ln_q : s->d_ln_k;
+    if (k->params16) {
+        folded_qkv_products_bf16(f.gw, f.gb, dzkv, a, s, k, o, d, rq, rk, self);
+    } else {
+        const float *zq = normalised(a->ln_q, s->ln_q, k, TLB_OP_layernorm, a->x_q, a->ln_q_mean, a->ln_q_rstd,
+                                     f.ones, f.zeros, rq, d.D);
+        fold_dense_backward(k, s->d_ln_q, f.gw[0], f.gb[0], s->d_q, zq, wf[0], o.w[0], rq, d.D, HK, 1);
+        const float *zkv = self ? zq
+                                : normalised(a->ln_k, s->ln_k, k, TLB_OP_layernorm, a->x_kv, a->ln_k_mean,
+                                             a->ln_k_rstd, f.ones, f.zeros, rk, d.D);
+        fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, wf[1], o.w[1], rk, d.D, HK, !self);
+        fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, wf[2], o.w[2], rk, d.D, HK, 0);
     }
-    fold_dense_backward(k, dzkv, f.gw[1], f.gb[1], s->d_k, zkv, wf[1], o.w[1], rk, d.D, HK, !self);
-    fold_dense_backward(k, dzkv, f.gw[2], f.gb[2], s->d_v, zkv, wf[2], o.w[2], rk, d.D, HK, 0);
     k->ops->layernorm.backward(dx_q, NULL, NULL, s->d_ln_q, a->x_q, f.ones, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
     if (!self)
         k->ops->layernorm.backward(dx_kv, NULL, NULL, dzkv, a->x_kv, f.ones, a->ln_k_mean, a->ln_k_rstd, rk,

@@ -88,6 +88,38 @@ convert_sums_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t r
     }
 }
 
+/* One row per step, VW lanes at a time; the tail under a mask. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+convert_normalised_avx512bf16(uint16_t *dst, const float *x, const float *mean, const float *rstd, size_t rows,
+                              size_t cols)
+{
+#pragma omp parallel for schedule(static) if (rows * cols >= CONVERT_PARALLEL_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        uint16_t *y = dst + r * cols;
+        if (r + CONVERT_PREFETCH_ROWS < rows) /* x was saved by the forward: from memory */
+            for (size_t j = 0; j < cols; j += 16)
+                _mm_prefetch((const char *)(xr + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
+        const __m512 mu = _mm512_set1_ps(mean[r]), rs = _mm512_set1_ps(rstd[r]);
+        for (size_t j = 0; j < cols; j += 16) {
+            const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
+            const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), mu), rs);
+            _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
+        }
+    }
+}
+
+void bf16_convert_normalised(uint16_t *dst, const float *x, const float *mean, const float *rstd, size_t rows,
+                             size_t cols)
+{
+    if (bf16_native()) {
+        convert_normalised_avx512bf16(dst, x, mean, rstd, rows, cols);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j++) dst[r * cols + j] = bf16_from_f32((x[r * cols + j] - mean[r]) * rstd[r]);
+}
+
 void bf16_convert_sums(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
 {
     if (!colsum) {

@@ -25,4 +25,11 @@ void bf16_convert(uint16_t *dst, const float *src, size_t n);
  * bias gradient, in the pass that reads src anyway). */
 void bf16_convert_sums(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols);
 
+/* dst[r][j] = bf16((x[r][j] - mean[r]) * rstd[r]) over rows x cols: a unit
+ * LayerNorm's output (gamma 1, beta 0) rebuilt from its statistics and
+ * rounded in one pass, the same bits as layernorm_apply with unit gamma and
+ * zero beta followed by bf16_convert, without the fp32 tensor between. */
+void bf16_convert_normalised(uint16_t *dst, const float *x, const float *mean, const float *rstd, size_t rows,
+                             size_t cols);
+
 #endif

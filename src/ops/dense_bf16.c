@@ -45,9 +45,11 @@ void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const
     dense_bf16_forward_rounded(out, staging, w16, bias, M, K, N);
 }
 
-/* add 0: dinp written (its first writer), not accumulated. */
+/* add 0: dinp written (its first writer), not accumulated. inp16: bf16(inp)
+ * already rounded by the caller, or NULL (then rounded here, after dout). */
 static void backward_into(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const uint16_t *w16, int M, int K, int N, uint16_t *staging, int add)
+                          const uint16_t *inp16, const uint16_t *w16, int M, int K, int N, uint16_t *dout16,
+                          uint16_t *inp16_staging, int add)
 {
     if (M <= 0 || N <= 0) return;
     if ((!dinp && !dw) || K <= 0) { /* no product: the bias sums alone */
@@ -56,26 +58,44 @@ static void backward_into(float *dinp, float *dw, float *dbias, const float *dou
                 for (int n = 0; n < N; n++) dbias[n] += dout[(size_t)m * N + n];
         return;
     }
-    uint16_t *dout16 = staging, *inp16 = staging + round_to_64_bytes((size_t)M * N);
     bf16_convert_sums(dout16, dbias, dout, (size_t)M, (size_t)N);
     if (dinp)
         tlb_dnnl_dense_product(add ? TLB_DENSE_BWD_DATA : TLB_DENSE_BWD_DATA_SET, M, K, N, dnnl_bf16, dout16, w16,
                                NULL, dinp);
     if (dw) {
-        bf16_convert(inp16, inp, (size_t)M * K);
+        if (!inp16) {
+            bf16_convert(inp16_staging, inp, (size_t)M * K);
+            inp16 = inp16_staging;
+        }
         tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, K, N, dnnl_bf16, inp16, dout16, NULL, dw);
     }
+}
+
+static void backward_staged(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                            const uint16_t *w16, int M, int K, int N, uint16_t *staging, int add)
+{
+    backward_into(dinp, dw, dbias, dout, inp, NULL, w16, M, K, N, staging, staging + round_to_64_bytes((size_t)M * N),
+                  add);
+}
+
+size_t dense_bf16_dout_at(int M, int K) { return M > 0 && K > 0 ? round_to_64_bytes((size_t)M * K) : 0; }
+
+void dense_bf16_backward_rounded(float *dinp, float *dw, float *dbias, const float *dout, const uint16_t *inp16,
+                                 const uint16_t *w16, int M, int K, int N, uint16_t *dout16, int first)
+{
+    if (first && dinp && M > 0 && K > 0 && N <= 0) memset(dinp, 0, (size_t)M * K * sizeof(float));
+    backward_into(dinp, dw, dbias, dout, NULL, inp16, w16, M, K, N, dout16, NULL, !first);
 }
 
 void dense_bf16_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                          const uint16_t *w16, int M, int K, int N, uint16_t *staging)
 {
-    backward_into(dinp, dw, dbias, dout, inp, w16, M, K, N, staging, 1);
+    backward_staged(dinp, dw, dbias, dout, inp, w16, M, K, N, staging, 1);
 }
 
 void dense_bf16_backward_first(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                                const uint16_t *w16, int M, int K, int N, uint16_t *staging)
 {
     if (dinp && M > 0 && K > 0 && N <= 0) memset(dinp, 0, (size_t)M * K * sizeof(float)); /* no product reaches it */
-    backward_into(dinp, dw, dbias, dout, inp, w16, M, K, N, staging, 0);
+    backward_staged(dinp, dw, dbias, dout, inp, w16, M, K, N, staging, 0);
 }

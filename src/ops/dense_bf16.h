@@ -37,5 +37,14 @@ void dense_bf16_backward(float *dinp, float *dw, float *dbias, const float *dout
  * pass before it). */
 void dense_bf16_backward_first(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                                const uint16_t *w16, int M, int K, int N, uint16_t *staging);
+/* The backward on inp16 = bf16(inp) the caller rounded (once, for several
+ * products that read it); dout16 holds M x N bf16 values of scratch (not
+ * overlapping inp16); first: dinp written, not accumulated. The same bits as
+ * dense_bf16_backward(_first) on inp. */
+void dense_bf16_backward_rounded(float *dinp, float *dw, float *dbias, const float *dout, const uint16_t *inp16,
+                                 const uint16_t *w16, int M, int K, int N, uint16_t *dout16, int first);
+/* Where in a staging of dense_bf16_staging(M, K, N) values the dout16 of
+ * dense_bf16_backward_rounded may start when inp16 [M, K] is at its start. */
+size_t dense_bf16_dout_at(int M, int K);
 
 #endif
