@@ -190,6 +190,11 @@ Test(ffn_bf16, model_shape_one_thread) { stage_case(24, 8, 64, 256, 1, 1, 0); }
 /* h saved in bf16: the backward of the rounded h, the forward unchanged. */
 Test(ffn_bf16, h16_odd_shape) { stage_case(3, 5, 19, 37, 2, 1, 1); }
 Test(ffn_bf16, h16_model_shape) { stage_case(24, 8, 64, 256, 2, 1, 1); }
+/* More rows (335, 560) than the shapes above: odd counts past a few
+ * hundred, as a shard of the trainer's micro-batch has (1640). */
+Test(ffn_bf16, many_odd_rows) { stage_case(67, 5, 19, 37, 2, 1, 0); }
+Test(ffn_bf16, many_rows_h16_one_thread) { stage_case(67, 5, 19, 37, 1, 1, 1); }
+Test(ffn_bf16, many_rows_model_shape) { stage_case(70, 8, 64, 256, 1, 1, 0); }
 
 static op_table table(const char *spec, int bf16)
 {
