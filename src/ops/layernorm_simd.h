@@ -205,8 +205,12 @@ layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out, const fl
             const float *x = inp + (size_t)m * D, *g = dout + (size_t)m * D;
             const vec mu = VSET1(mean[m]), rs = VSET1(rstd[m]);
             /* the next group's rows (of M in all): inp was saved by the
-             * forward, from memory (perf on the AMD EPYC) */
-            if (m + VW < M) prefetch_row(x + (size_t)VW * D, D), prefetch_row(g + (size_t)VW * D, D);
+             * forward and dinp written long before, both from memory (perf
+             * on the AMD EPYC) */
+            if (m + VW < M) {
+                prefetch_row(x + (size_t)VW * D, D), prefetch_row(g + (size_t)VW * D, D);
+                if (dinp) prefetch_row(dinp + (size_t)(m + VW) * D, D); /* accumulated into: read first */
+            }
             a[r] = b[r] = VZERO;
 #pragma GCC unroll 8
             for (int j = 0; j < LN_RV; j++) {
