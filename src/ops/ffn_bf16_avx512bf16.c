@@ -91,6 +91,9 @@ static void drop_residual(float *out, const float *res, int M, int T, int D, con
         const float *r = res + (size_t)m * D;
         const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
         const size_t elem = (size_t)(m % T) * D;
+        if (m + PASS_PREFETCH_ROWS < M) /* res was written long before (the attention's output) */
+            for (int j = 0; j < D; j += VW)
+                _mm_prefetch((const char *)(r + (size_t)PASS_PREFETCH_ROWS * D + j), _MM_HINT_T0);
         for (int j = 0; j < D; j += VW) {
             const vmask k = vlanes(D - j);
             vec v = VMLOAD(c + j, k);
