@@ -257,6 +257,22 @@ static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, si
  * A block is one span of the whole-M products (gemm), and each value takes
  * the same operations in the same order as there, so the bits are those of
  * the unblocked path. Runs where M is long enough for spans (gemm_spans). */
+/* The columns [n0, n0 + TILE_N) of the next row group's h (rows from
+ * next, below M), one tile's share at a time: saved by the forward, h came
+ * from memory when the epilogue read it (perf on the AMD EPYC: half the
+ * blocks' non-product samples). */
+static inline void prefetch_next_h(const float *h, const uint16_t *h16, size_t next, size_t M, int F, int n0)
+{
+    const int n1 = n0 + TILE_N < F ? n0 + TILE_N : F;
+    for (size_t r = next; r < next + MR && r < M; r++) {
+        if (h16) {
+            for (int n = n0; n < n1; n += 32) _mm_prefetch((const char *)(h16 + r * F + n), _MM_HINT_T0);
+        } else if (h) {
+            for (int n = n0; n < n1; n += 16) _mm_prefetch((const char *)(h + r * F + n), _MM_HINT_T0);
+        }
+    }
+}
+
 static inline void ffn_backward_blocks(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
                                        const float *dy, const float *inp, const float *w1t, const float *w2t,
                                        const float *h, const uint16_t *h16, float *dh, float *g, int M, int D,
@@ -275,7 +291,10 @@ static inline void ffn_backward_blocks(float *dinp, float *dw1, float *db1, floa
                 const ffn_epi e = {g + (size_t)i * F, h ? h + m * F : NULL, h16 ? h16 + m * F : NULL};
                 const gemm_args dg = {dh + (size_t)i * F, (size_t)F, dy + m * D, (size_t)D, 1, w2t, (size_t)F,
                                       NULL, 0, mr, F, D, &e, NULL};
-                for (int n0 = 0; n0 < F; n0 += TILE_N) tile_any(&dg, 0, n0);
+                for (int n0 = 0; n0 < F; n0 += TILE_N) {
+                    prefetch_next_h(h, h16, m + (size_t)mr, (size_t)M, F, n0);
+                    tile_any(&dg, 0, n0);
+                }
                 ffn_epilogue(&dg, 0);
                 if (dinp) {
                     const gemm_args dx = {dinp + m * D, (size_t)D, dh + (size_t)i * F, (size_t)F, 1, w1t,
