@@ -35,21 +35,23 @@ float bf16_to_f32(uint16_t h)
 /* Below this many values a conversion runs on the calling thread alone. */
 #define CONVERT_PARALLEL_MIN 65536
 
-/* Compiled for AVX512_BF16 by attribute, so the file needs no special flags
- * and the binary still runs on CPUs without it (bf16_native() gates it).
- * Each value is rounded alone, so splitting the work changes no bit. */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
-convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
+/* The AVX512_BF16 bodies are compiled for it by attribute, so the file needs
+ * no special flags and the binary still runs on CPUs without it
+ * (bf16_native() gates them). They are serial: the threads are split in
+ * plain functions around them (clang outlines an OpenMP region into a
+ * function without the caller's target attribute). */
+#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* n values, 32 at a time; the tail under a mask (no scalar loop, same
+ * rounding). */
+TARGET_BF16 static void convert_range_avx512bf16(uint16_t *dst, const float *src, size_t n)
 {
-    const long pairs = (long)(n / 32);
-#pragma omp parallel for schedule(static) if (n >= CONVERT_PARALLEL_MIN)
-    for (long p = 0; p < pairs; p++) {
-        const size_t i = (size_t)p * 32;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
         const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
         _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
     }
-    const size_t i = (size_t)pairs * 32;
-    if (i < n) { /* the tail under a mask: no scalar loop, same rounding */
+    if (i < n) {
         const __mmask16 lo = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
         const __mmask16 hi = (__mmask16)(n - i > 16 ? (1u << (n - i - 16)) - 1 : 0);
         const __m256bh a = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lo, src + i));
@@ -61,43 +63,69 @@ convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
     }
 }
 
-/* bf16_convert of rows x cols, adding each column's values into colsum (fp32,
- * rows in order) on the way. Threads own blocks of 16 columns, so a sum's
- * order does not depend on their count; each prefetches its part of the
- * rows ahead (column parts of rows defeat the hardware prefetchers). */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
-convert_sums_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
+/* The thread's share [*a, *b) of n items in units of `unit`. */
+static void thread_share(size_t n, size_t unit, size_t *a, size_t *b)
 {
-#pragma omp parallel if (rows * cols >= CONVERT_PARALLEL_MIN)
+    const size_t units = (n + unit - 1) / unit, nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    *a = units * t / nt * unit;
+    *b = units * (t + 1) / nt * unit;
+    if (*b > n) *b = n;
+}
+
+/* Each value is rounded alone, so splitting the work changes no bit. */
+static void convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
+{
+#pragma omp parallel if (n >= CONVERT_PARALLEL_MIN)
     {
-        const size_t blocks = (cols + 15) / 16, nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        const size_t j0 = blocks * t / nt * 16, j1 = blocks * (t + 1) / nt * 16;
-        for (size_t r = 0; r < rows; r++) {
-            const float *x = src + r * cols;
-            uint16_t *y = dst + r * cols;
-            if (r + CONVERT_PREFETCH_ROWS < rows)
-                for (size_t j = j0; j < j1 && j < cols; j += 16)
-                    _mm_prefetch((const char *)(x + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
-            for (size_t j = j0; j < j1 && j < cols; j += 16) {
-                const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
-                const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
-                _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
-                _mm512_mask_storeu_ps(colsum + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, colsum + j), v));
-            }
+        size_t a, b;
+        thread_share(n, 32, &a, &b);
+        if (a < b) convert_range_avx512bf16(dst + a, src + a, b - a);
+    }
+}
+
+/* Columns [j0, j1) of rows x cols: converted, and added into colsum row by
+ * row in order, the rows prefetched ahead (column parts of rows defeat the
+ * hardware prefetchers). */
+TARGET_BF16 static void convert_sums_cols_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows,
+                                                     size_t cols, size_t j0, size_t j1)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = src + r * cols;
+        uint16_t *y = dst + r * cols;
+        if (r + CONVERT_PREFETCH_ROWS < rows)
+            for (size_t j = j0; j < j1; j += 16)
+                _mm_prefetch((const char *)(x + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
+        for (size_t j = j0; j < j1; j += 16) {
+            const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
+            const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
+            _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
+            _mm512_mask_storeu_ps(colsum + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, colsum + j), v));
         }
     }
 }
 
-/* One row per step, VW lanes at a time; the tail under a mask. */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
-convert_normalised_avx512bf16(uint16_t *dst, const float *x, const float *mean, const float *rstd, size_t rows,
-                              size_t cols)
+/* bf16_convert of rows x cols, adding each column's values into colsum (fp32,
+ * rows in order) on the way. Threads own blocks of 16 columns, so a sum's
+ * order does not depend on their count. */
+static void convert_sums_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
 {
-#pragma omp parallel for schedule(static) if (rows * cols >= CONVERT_PARALLEL_MIN)
-    for (size_t r = 0; r < rows; r++) {
+#pragma omp parallel if (rows * cols >= CONVERT_PARALLEL_MIN)
+    {
+        size_t j0, j1;
+        thread_share(cols, 16, &j0, &j1);
+        if (j0 < j1) convert_sums_cols_avx512bf16(dst, colsum, src, rows, cols, j0, j1);
+    }
+}
+
+/* Rows [r0, r1) of rows: one row per step, 16 lanes at a time, the tail
+ * under a mask; x (saved by the forward, from memory) prefetched ahead. */
+TARGET_BF16 static void convert_normalised_rows_avx512bf16(uint16_t *dst, const float *x, const float *mean,
+                                                           const float *rstd, size_t r0, size_t r1, size_t cols)
+{
+    for (size_t r = r0; r < r1; r++) {
         const float *xr = x + r * cols;
         uint16_t *y = dst + r * cols;
-        if (r + CONVERT_PREFETCH_ROWS < rows) /* x was saved by the forward: from memory */
+        if (r + CONVERT_PREFETCH_ROWS < r1)
             for (size_t j = 0; j < cols; j += 16)
                 _mm_prefetch((const char *)(xr + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
         const __m512 mu = _mm512_set1_ps(mean[r]), rs = _mm512_set1_ps(rstd[r]);
@@ -106,6 +134,17 @@ convert_normalised_avx512bf16(uint16_t *dst, const float *x, const float *mean, 
             const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), mu), rs);
             _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
         }
+    }
+}
+
+static void convert_normalised_avx512bf16(uint16_t *dst, const float *x, const float *mean, const float *rstd,
+                                          size_t rows, size_t cols)
+{
+#pragma omp parallel if (rows * cols >= CONVERT_PARALLEL_MIN)
+    {
+        size_t r0, r1;
+        thread_share(rows, 1, &r0, &r1);
+        if (r0 < r1) convert_normalised_rows_avx512bf16(dst, x, mean, rstd, r0, r1, cols);
     }
 }
 
