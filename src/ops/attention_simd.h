@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops/dropout_mask.h"
+#include "ops/prefetch.h"
 #include "ops/thread_scratch.h"
 #include "util/error.h"
 #include "ops/vmath_simd.h"
@@ -394,18 +395,6 @@ static void softmax_backward_rows(float *ds, const float *p, int Tq, int Tk, flo
     }
 }
 
-/* Into L1 ahead of use: the lines of p[0, n). The backward reads q, k, v and
- * the probabilities the forward saved (from memory, not cache): a sample's
- * (6 KB in the seed) fetched while the one before is worked on, rather than
- * on demand (1.1% of the seed's step, bench/ab.sh; issued a tensor at a time
- * between the products rather than all at once, whose 96 prefetches waited
- * on the fill buffers: 0.6% more). */
-static inline void prefetch_floats(const float *p, size_t n)
-{
-    const char *c = (const char *)p;
-    for (size_t o = 0; o < n * sizeof(float); o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
-
 /* add 0: dq, dk and dv are written, not accumulated (ops.h, backward_first):
  * every (sample, head) writes all its rows of the three, padded keys included.
  * att (or NULL): the forward's output rebuilt as mix_head does it, over
@@ -425,9 +414,10 @@ static void attention_backward_into(float *att, const int *kv_len, float *dq, fl
             const size_t qo = (size_t)b * Tq * HK + (size_t)h * K;
             const size_t ko = (size_t)b * Tk * HK + (size_t)h * K;
             const float *p = probs + ((size_t)b * H + h) * np;
-            /* the next sample's inputs (saved by the forward long ago), a
-             * tensor at a time between this one's products, in the order
-             * they are read */
+            /* the next sample's inputs (saved by the forward long ago: 6 KB
+             * in the seed, on demand 1.1% of the step), a tensor at a time
+             * between this one's products, in the order they are read (all
+             * 96 lines at once waited on the fill buffers: 0.6% more) */
             const int ahead = h == 0 && b + 1 < B;
             if (ahead) {
                 prefetch_floats(v + ko + (size_t)Tk * HK, (size_t)Tk * HK);

@@ -5,6 +5,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "ops/prefetch.h"
+
 /* Rows ahead that convert_sums prefetches. */
 #define CONVERT_PREFETCH_ROWS 8
 
@@ -92,9 +94,7 @@ TARGET_BF16 static void convert_sums_cols_avx512bf16(uint16_t *dst, float *colsu
     for (size_t r = 0; r < rows; r++) {
         const float *x = src + r * cols;
         uint16_t *y = dst + r * cols;
-        if (r + CONVERT_PREFETCH_ROWS < rows)
-            for (size_t j = j0; j < j1; j += 16)
-                _mm_prefetch((const char *)(x + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
+        if (r + CONVERT_PREFETCH_ROWS < rows) prefetch_floats(x + CONVERT_PREFETCH_ROWS * cols + j0, j1 - j0);
         for (size_t j = j0; j < j1; j += 16) {
             const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
             const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
@@ -125,9 +125,7 @@ TARGET_BF16 static void convert_normalised_rows_avx512bf16(uint16_t *dst, const 
     for (size_t r = r0; r < r1; r++) {
         const float *xr = x + r * cols;
         uint16_t *y = dst + r * cols;
-        if (r + CONVERT_PREFETCH_ROWS < r1)
-            for (size_t j = 0; j < cols; j += 16)
-                _mm_prefetch((const char *)(xr + CONVERT_PREFETCH_ROWS * cols + j), _MM_HINT_T0);
+        if (r + CONVERT_PREFETCH_ROWS < r1) prefetch_floats(xr + CONVERT_PREFETCH_ROWS * cols, cols);
         const __m512 mu = _mm512_set1_ps(mean[r]), rs = _mm512_set1_ps(rstd[r]);
         for (size_t j = 0; j < cols; j += 16) {
             const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);

@@ -11,6 +11,7 @@
 #include "ops/simd_avx512.h"
 #include "ops/dropout_mask_avx512.h"
 #include "ops/gelu_simd.h"
+#include "ops/prefetch.h"
 
 /* Below this many values a pass runs on the calling thread alone. */
 #define PASS_PARALLEL_MIN 32768
@@ -92,8 +93,7 @@ static void drop_residual(float *out, const float *res, int M, int T, int D, con
         const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
         const size_t elem = (size_t)(m % T) * D;
         if (m + PASS_PREFETCH_ROWS < M) /* res was written long before (the attention's output) */
-            for (int j = 0; j < D; j += VW)
-                _mm_prefetch((const char *)(r + (size_t)PASS_PREFETCH_ROWS * D + j), _MM_HINT_T0);
+            prefetch_floats(r + (size_t)PASS_PREFETCH_ROWS * D, (size_t)D);
         for (int j = 0; j < D; j += VW) {
             const vmask k = vlanes(D - j);
             vec v = VMLOAD(c + j, k);
@@ -139,8 +139,7 @@ static void dout_pass(uint16_t *dy16, float *dres, float *db2, const float *dout
             const size_t row = (size_t)m * D, elem = (size_t)(m % T) * D;
             const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
             if (m + PASS_PREFETCH_ROWS < M)
-                for (int j = j0; j < j1; j += VW)
-                    _mm_prefetch((const char *)(dout + row + (size_t)PASS_PREFETCH_ROWS * D + j), _MM_HINT_T0);
+                prefetch_floats(dout + row + (size_t)PASS_PREFETCH_ROWS * D + j0, (size_t)(j1 - j0));
             for (int j = j0; j < j1; j += VW) {
                 const vmask k = vlanes(D - j);
                 const vec v = VMLOAD(dout + row + j, k);

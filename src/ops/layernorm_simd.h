@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "ops/prefetch.h"
+
 #define LN_EPS 1e-5f
 #define PARALLEL_MIN 16384
 
@@ -85,13 +87,8 @@ static inline void layernorm_row_apply(float *o, const float *x, const float *ga
     }
 }
 
-/* Rows ahead that a pass over saved rows prefetches, and the prefetch of one
- * row of D floats. */
+/* Rows ahead that a pass over saved rows prefetches. */
 #define LN_PREFETCH_ROWS 8
-static inline void prefetch_row(const float *p, int D)
-{
-    for (int d = 0; d < D; d += 16) _mm_prefetch((const char *)(p + d), _MM_HINT_T0);
-}
 
 /* The forward's output from its saved statistics (ops.h, layernorm_apply_fn):
  * the same layernorm_row_apply, so the same bits. */
@@ -102,7 +99,7 @@ static inline void layernorm_apply_simd(float *out, const float *inp, const floa
     for (int m = 0; m < M; m++) {
         /* inp was saved by the forward long ago: from memory, where the
          * hardware prefetchers fell behind (AMD EPYC, perf) */
-        if (m + LN_PREFETCH_ROWS < M) prefetch_row(inp + (size_t)(m + LN_PREFETCH_ROWS) * D, D);
+        if (m + LN_PREFETCH_ROWS < M) prefetch_floats(inp + (size_t)(m + LN_PREFETCH_ROWS) * D, (size_t)D);
         layernorm_row_apply(out + (size_t)m * D, inp + (size_t)m * D, gamma, beta, mean[m], rstd[m], D);
     }
 }
@@ -208,8 +205,8 @@ layernorm_rows_backward_regs(float *dinp, float *sg_out, float *sb_out, const fl
              * forward and dinp written long before, both from memory (perf
              * on the AMD EPYC) */
             if (m + VW < M) {
-                prefetch_row(x + (size_t)VW * D, D), prefetch_row(g + (size_t)VW * D, D);
-                if (dinp) prefetch_row(dinp + (size_t)(m + VW) * D, D); /* accumulated into: read first */
+                prefetch_floats(x + (size_t)VW * D, (size_t)D), prefetch_floats(g + (size_t)VW * D, (size_t)D);
+                if (dinp) prefetch_floats(dinp + (size_t)(m + VW) * D, (size_t)D); /* accumulated into: read first */
             }
             a[r] = b[r] = VZERO;
 #pragma GCC unroll 8
