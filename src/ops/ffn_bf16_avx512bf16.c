@@ -167,15 +167,10 @@ static void dh_pass(uint16_t *dh16, uint16_t *g16, float *db1, const float *dg, 
             if (m + PASS_PREFETCH_ROWS < M) {
                 /* half rows 1 KiB apart defeat the hardware prefetchers:
                  * h came from memory on demand (perf: most of the pass) */
-                const size_t ahead = row + (size_t)PASS_PREFETCH_ROWS * F;
-                for (int j = j0; j < j1; j += VW) {
-                    _mm_prefetch((const char *)(dg + ahead + j), _MM_HINT_T0);
-                    if (h16) {
-                        if (((j - j0) / VW) % 2 == 0) _mm_prefetch((const char *)(h16 + ahead + j), _MM_HINT_T0);
-                    } else {
-                        _mm_prefetch((const char *)(h + ahead + j), _MM_HINT_T0);
-                    }
-                }
+                const size_t ahead = row + (size_t)PASS_PREFETCH_ROWS * F + j0, n = (size_t)(j1 - j0);
+                prefetch_floats(dg + ahead, n);
+                if (h16) prefetch_bf16(h16 + ahead, n);
+                else prefetch_floats(h + ahead, n);
             }
             for (int j = j0; j < j1; j += VW) {
                 const vmask k = vlanes(F - j);

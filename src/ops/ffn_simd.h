@@ -23,6 +23,7 @@
 
 #include "ops/dropout_mask.h"
 #include "ops/gelu_simd.h"
+#include "ops/prefetch.h"
 
 struct gemm_args;
 static inline void ffn_epilogue(const struct gemm_args *g, int m0);
@@ -247,6 +248,19 @@ static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, si
     }
 }
 
+/* The columns [n0, n0 + TILE_N) of the next row group's h (rows from
+ * next, below M), one tile's share at a time: saved by the forward, h came
+ * from memory when the epilogue read it (perf on the AMD EPYC: half the
+ * blocks' non-product samples). */
+static inline void prefetch_next_h(const float *h, const uint16_t *h16, size_t next, size_t M, int F, int n0)
+{
+    const size_t n = (size_t)((n0 + TILE_N < F ? n0 + TILE_N : F) - n0);
+    for (size_t r = next; r < next + MR && r < M; r++) {
+        if (h16) prefetch_bf16(h16 + r * F + n0, n);
+        else if (h) prefetch_floats(h + r * F + n0, n);
+    }
+}
+
 /* The backward's products in blocks of R_SPAN rows, so that a block's dh
  * and gelu(h) (R_SPAN x F each) stay in L2 from the product that makes them
  * to the three that read them, instead of two [M, F] tensors going out to
@@ -257,22 +271,6 @@ static inline void ffn_dout_sample(float *dy, float *dres, const float *dout, si
  * A block is one span of the whole-M products (gemm), and each value takes
  * the same operations in the same order as there, so the bits are those of
  * the unblocked path. Runs where M is long enough for spans (gemm_spans). */
-/* The columns [n0, n0 + TILE_N) of the next row group's h (rows from
- * next, below M), one tile's share at a time: saved by the forward, h came
- * from memory when the epilogue read it (perf on the AMD EPYC: half the
- * blocks' non-product samples). */
-static inline void prefetch_next_h(const float *h, const uint16_t *h16, size_t next, size_t M, int F, int n0)
-{
-    const int n1 = n0 + TILE_N < F ? n0 + TILE_N : F;
-    for (size_t r = next; r < next + MR && r < M; r++) {
-        if (h16) {
-            for (int n = n0; n < n1; n += 32) _mm_prefetch((const char *)(h16 + r * F + n), _MM_HINT_T0);
-        } else if (h) {
-            for (int n = n0; n < n1; n += 16) _mm_prefetch((const char *)(h + r * F + n), _MM_HINT_T0);
-        }
-    }
-}
-
 static inline void ffn_backward_blocks(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
                                        const float *dy, const float *inp, const float *w1t, const float *w2t,
                                        const float *h, const uint16_t *h16, float *dh, float *g, int M, int D,
