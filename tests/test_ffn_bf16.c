@@ -195,6 +195,9 @@ Test(ffn_bf16, h16_model_shape) { stage_case(24, 8, 64, 256, 2, 1, 1); }
 Test(ffn_bf16, many_odd_rows) { stage_case(67, 5, 19, 37, 2, 1, 0); }
 Test(ffn_bf16, many_rows_h16_one_thread) { stage_case(67, 5, 19, 37, 1, 1, 1); }
 Test(ffn_bf16, many_rows_model_shape) { stage_case(70, 8, 64, 256, 1, 1, 0); }
+/* D past one group of 4 vectors whose column sums stay in registers. */
+Test(ffn_bf16, wide_d_one_thread) { stage_case(3, 5, 100, 37, 1, 1, 0); }
+Test(ffn_bf16, wide_d_three_threads) { stage_case(67, 5, 150, 37, 3, 1, 0); }
 
 static op_table table(const char *spec, int bf16)
 {

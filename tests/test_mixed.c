@@ -68,12 +68,13 @@ Test(mixed, vector_conversion_matches_scalar)
 
 /* Large conversions run on threads: still the scalar rule, and the column
  * sums add their rows in order, bit for bit, whatever the thread count (odd
- * column counts leave a partial block; 3 threads own unequal shares). */
+ * column counts leave a partial block; 3 threads own unequal shares; 150
+ * columns are more than one 64-column group of register sums). */
 Test(mixed, threaded_conversion_and_sums_match_scalar)
 {
-    const size_t rows = 2111, shapes[] = {64, 40, 10};
-    const size_t most = rows * 64;
-    float *src = malloc(most * sizeof(float)), *sums = malloc(64 * sizeof(float)), *want_sums = malloc(64 * sizeof(float));
+    const size_t rows = 2111, shapes[] = {64, 40, 10, 150};
+    const size_t most = rows * 150;
+    float *src = malloc(most * sizeof(float)), *sums = malloc(150 * sizeof(float)), *want_sums = malloc(150 * sizeof(float));
     uint16_t *got = malloc(most * sizeof(uint16_t)), *want = malloc(most * sizeof(uint16_t));
     cr_assert(src && sums && want_sums && got && want);
     const int saved = omp_get_max_threads();

@@ -85,22 +85,40 @@ static void convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
     }
 }
 
+/* Columns of a group that convert_sums sums in registers: 4 vectors. */
+#define SUM_GROUP 64
+
 /* Columns [j0, j1) of rows x cols: converted, and added into colsum row by
- * row in order, the rows prefetched ahead (column parts of rows defeat the
+ * row in order, in groups of up to 4 vectors whose sums stay in registers
+ * down the rows (through memory, each row's add waited on the last one's
+ * store); the rows prefetched ahead (column parts of rows defeat the
  * hardware prefetchers). */
 TARGET_BF16 static void convert_sums_cols_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows,
                                                      size_t cols, size_t j0, size_t j1)
 {
-    for (size_t r = 0; r < rows; r++) {
-        const float *x = src + r * cols;
-        uint16_t *y = dst + r * cols;
-        if (r + CONVERT_PREFETCH_ROWS < rows) prefetch_floats(x + CONVERT_PREFETCH_ROWS * cols + j0, j1 - j0);
-        for (size_t j = j0; j < j1; j += 16) {
-            const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
-            const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
-            _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
-            _mm512_mask_storeu_ps(colsum + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, colsum + j), v));
+    for (size_t g = j0; g < j1; g += SUM_GROUP) {
+        const size_t ge = g + SUM_GROUP < j1 ? g + SUM_GROUP : j1;
+        __mmask16 k[4];
+        __m512 sum[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            const size_t j = g + 16 * (size_t)q;
+            k[q] = (__mmask16)(j >= ge ? 0 : ge - j >= 16 ? 0xffff : (1u << (ge - j)) - 1);
+            sum[q] = _mm512_maskz_loadu_ps(k[q], colsum + j);
         }
+        for (size_t r = 0; r < rows; r++) {
+            const float *x = src + r * cols + g;
+            uint16_t *y = dst + r * cols + g;
+            if (r + CONVERT_PREFETCH_ROWS < rows) prefetch_floats(x + CONVERT_PREFETCH_ROWS * cols, ge - g);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                const __m512 v = _mm512_maskz_loadu_ps(k[q], x + 16 * q);
+                _mm256_mask_storeu_epi16(y + 16 * q, k[q], (__m256i)_mm512_cvtneps_pbh(v));
+                sum[q] = _mm512_add_ps(sum[q], v);
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(colsum + g + 16 * q, k[q], sum[q]);
     }
 }
 

@@ -126,7 +126,12 @@ static void owned_blocks(int N, int *j0, int *j1)
     *j1 = (int)((long)blocks * (t + 1) / nt) * VW;
 }
 
-/* dres = dout; dy16 = bf16(keep * dout); db2 += column sums of keep * dout. */
+/* Columns of a group whose sums dout_pass keeps in registers: 4 vectors. */
+#define SUM_GROUP (4 * VW)
+
+/* dres = dout; dy16 = bf16(keep * dout); db2 += column sums of keep * dout,
+ * in groups of up to 4 vectors whose sums stay in registers down the rows
+ * (through memory, each row's add waited on the last one's store). */
 static void dout_pass(uint16_t *dy16, float *dres, float *db2, const float *dout, int M, int T, int D,
                       const dropout_ctx *drop)
 {
@@ -135,18 +140,34 @@ static void dout_pass(uint16_t *dy16, float *dres, float *db2, const float *dout
     {
         int j0, j1;
         owned_blocks(D, &j0, &j1);
-        for (int m = 0; m < M; m++) {
-            const size_t row = (size_t)m * D, elem = (size_t)(m % T) * D;
-            const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
-            if (m + PASS_PREFETCH_ROWS < M)
-                prefetch_floats(dout + row + (size_t)PASS_PREFETCH_ROWS * D + j0, (size_t)(j1 - j0));
-            for (int j = j0; j < j1; j += VW) {
-                const vmask k = vlanes(D - j);
-                const vec v = VMLOAD(dout + row + j, k);
-                if (dres) VMSTORE(dres + row + j, k, v);
-                const vec dy = active ? VMUL(v, mask_keep_x16(drop, skey, elem + j)) : v;
-                store16(dy16 + row + j, dy, k);
-                if (db2) VMSTORE(db2 + j, k, VADD(VMLOAD(db2 + j, k), dy));
+        for (int g = j0; g < j1; g += SUM_GROUP) {
+            const int ge = g + SUM_GROUP < j1 ? g + SUM_GROUP : j1;
+            vmask k[4];
+            vec sum[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                k[q] = g + q * VW < ge ? vlanes(D - g - q * VW) : 0;
+                sum[q] = db2 ? VMLOAD(db2 + g + q * VW, k[q]) : VZERO;
+            }
+            for (int m = 0; m < M; m++) {
+                const size_t row = (size_t)m * D + g, elem = (size_t)(m % T) * D + g;
+                const uint64_t skey = active ? dropout_sample_key(drop, m / T) : 0;
+                if (m + PASS_PREFETCH_ROWS < M)
+                    prefetch_floats(dout + row + (size_t)PASS_PREFETCH_ROWS * D, (size_t)(ge - g));
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    if (!k[q]) break;
+                    const size_t j = (size_t)q * VW;
+                    const vec v = VMLOAD(dout + row + j, k[q]);
+                    if (dres) VMSTORE(dres + row + j, k[q], v);
+                    const vec dy = active ? VMUL(v, mask_keep_x16(drop, skey, elem + j)) : v;
+                    store16(dy16 + row + j, dy, k[q]);
+                    sum[q] = VADD(sum[q], dy);
+                }
+            }
+            if (db2) {
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) VMSTORE(db2 + g + q * VW, k[q], sum[q]);
             }
         }
     }
