@@ -45,7 +45,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 # The tlb binary: ./tlb normally; a sanitizer build puts its own in $(BUILD).
 TLB ?= tlb
 
-.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train bench-ab bench-profile print-ldlibs clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
+.PHONY: all test test-run deps layers bench bench-pytorch bench-pytorch-infer bench-pytorch-train bench-ab bench-profile bench-products print-ldlibs clean test-sanitize test-tsan fuzz fuzz-smoke fuzz-build
 all: $(TLB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -217,6 +217,8 @@ bench-ab:
 # Where a micro-batch's time goes, by op and product kind (perf call graphs).
 bench-profile:
 	bench/profile/profile.sh $(or $(MB),410) $(or $(REPEATS),6)
+bench-products:
+	bench/profile/products.sh $(or $(MB),410) $(or $(REPEATS),6)
 
 print-ldlibs:
 	@echo $(LDLIBS)

@@ -1,0 +1,78 @@
+/* Where mixed precision's products stand inside a training step: linked into
+ * bench/profile/step_profile with -Wl,--wrap=tlb_dnnl_dense_product
+ * (bench/profile/products.sh), every oneDNN product the step runs is timed in
+ * place, with the caches as the step leaves them, and a table per (kind,
+ * shape) is printed at exit: calls, time, GFLOP/s. Against the 1-thread peak
+ * of `make bench`'s probe this shows what an isolated benchmark of the same
+ * shape hides (products writing activations the backward reads later, weight
+ * gradients whose operand oneDNN transposes itself). Development only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "ops/dnnl_common.h"
+
+void __real_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
+                                   const void *wei, const float *bias, float *dst);
+
+#define SLOTS 64
+
+typedef struct {
+    int kind, M, K, N, dt;
+    long calls;
+    double seconds;
+} product_slot;
+
+static product_slot slots[SLOTS];
+static int used;
+
+static const char *kind_name(int kind)
+{
+    switch (kind) {
+    case TLB_DENSE_FWD: return "fwd";
+    case TLB_DENSE_FWD_BIAS: return "fwd+bias";
+    case TLB_DENSE_BWD_DATA: return "dinp +=";
+    case TLB_DENSE_BWD_WEIGHTS: return "dw +=";
+    case TLB_DENSE_BWD_DATA_SET: return "dinp =";
+    default: return "?";
+    }
+}
+
+static void print_table(void)
+{
+    double total = 0;
+    for (int i = 0; i < used; i++) total += slots[i].seconds;
+    printf("\noneDNN products inside the step (all threads' calls; time per call on its own thread):\n");
+    printf("%-9s %5s %4s %4s %-5s %7s %10s %8s %7s\n", "kind", "M", "K", "N", "type", "calls", "us/call", "GFLOP/s",
+           "share");
+    for (int i = 0; i < used; i++) {
+        const product_slot *s = &slots[i];
+        const double flops = 2.0 * s->M * s->K * s->N;
+        printf("%-9s %5d %4d %4d %-5s %7ld %10.1f %8.1f %6.1f%%\n", kind_name(s->kind), s->M, s->K, s->N,
+               s->dt == dnnl_bf16 ? "bf16" : "f32", s->calls, 1e6 * s->seconds / s->calls,
+               1e-9 * flops * s->calls / s->seconds, 100 * s->seconds / total);
+    }
+    printf("products in all: %.3f s of thread time\n", total);
+}
+
+void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
+                                   const void *wei, const float *bias, float *dst)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+#pragma omp critical(products_table)
+    {
+        int i = 0;
+        while (i < used && !(slots[i].kind == kind && slots[i].M == M && slots[i].K == K && slots[i].N == N &&
+                             slots[i].dt == (int)dt))
+            i++;
+        if (i == used && used < SLOTS) {
+            if (used == 0) atexit(print_table);
+            slots[used++] = (product_slot){kind, M, K, N, (int)dt, 0, 0.0};
+        }
+        if (i < used) slots[i].calls++, slots[i].seconds += s;
+    }
+}

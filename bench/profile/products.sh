@@ -1,0 +1,20 @@
+#!/bin/bash
+# The oneDNN products of a training micro-batch timed in place
+# (bench/profile/products.c): step_profile's forward and backward with every
+# tlb_dnnl_dense_product call wrapped by the linker.
+#
+#   bench/profile/products.sh [MICRO_BATCH [REPEATS [BF16]]]     (410 6 1)
+#
+# BF16=1 (the default) runs mixed precision, where all the dense products are
+# oneDNN's; THREADS=N (default 2) shards the micro-batch as the trainer does.
+# Development only; nothing else should run meanwhile.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=build/profile
+mkdir -p "$out"
+make -s build/libtlb.a
+libs=$(make -s -f Makefile print-ldlibs)
+# shellcheck disable=SC2086
+cc -std=c11 -O2 -g -D_GNU_SOURCE -Isrc -fopenmp -Wl,--wrap=tlb_dnnl_dense_product -o "$out/step_products" \
+    bench/profile/step_profile.c bench/profile/products.c build/libtlb.a $libs
+OMP_NUM_THREADS=${THREADS:-2} "$out/step_products" "${1:-410}" "${2:-6}" "${3:-1}"
