@@ -5,7 +5,10 @@
  * shape) is printed at exit: calls, time, GFLOP/s. Against the 1-thread peak
  * of `make bench`'s probe this shows what an isolated benchmark of the same
  * shape hides (products writing activations the backward reads later, weight
- * gradients whose operand oneDNN transposes itself). Development only. */
+ * gradients whose operand oneDNN transposes itself). PRODUCTS_AGAIN=1 times
+ * each call a second time right after the first (the same operands, now in
+ * the caches: what the step's state costs; the numbers of the step are then
+ * wrong, accumulating kinds adding twice). Development only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -20,7 +23,7 @@ void __real_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type
 typedef struct {
     int kind, M, K, N, dt;
     long calls;
-    double seconds;
+    double seconds, again; /* again: the same call repeated at once (PRODUCTS_AGAIN=1) */
 } product_slot;
 
 static product_slot slots[SLOTS];
@@ -43,14 +46,17 @@ static void print_table(void)
     double total = 0;
     for (int i = 0; i < used; i++) total += slots[i].seconds;
     printf("\noneDNN products inside the step (all threads' calls; time per call on its own thread):\n");
-    printf("%-9s %5s %4s %4s %-5s %7s %10s %8s %7s\n", "kind", "M", "K", "N", "type", "calls", "us/call", "GFLOP/s",
-           "share");
+    printf("%-9s %5s %4s %4s %-5s %7s %10s %8s %7s %s\n", "kind", "M", "K", "N", "type", "calls", "us/call", "GFLOP/s",
+           "share", "  (again: us/call, GFLOP/s)");
     for (int i = 0; i < used; i++) {
         const product_slot *s = &slots[i];
         const double flops = 2.0 * s->M * s->K * s->N;
-        printf("%-9s %5d %4d %4d %-5s %7ld %10.1f %8.1f %6.1f%%\n", kind_name(s->kind), s->M, s->K, s->N,
+        printf("%-9s %5d %4d %4d %-5s %7ld %10.1f %8.1f %6.1f%%", kind_name(s->kind), s->M, s->K, s->N,
                s->dt == dnnl_bf16 ? "bf16" : "f32", s->calls, 1e6 * s->seconds / s->calls,
                1e-9 * flops * s->calls / s->seconds, 100 * s->seconds / total);
+        if (s->again > 0)
+            printf("   %8.1f %8.1f", 1e6 * s->again / s->calls, 1e-9 * flops * s->calls / s->again);
+        printf("\n");
     }
     printf("products in all: %.3f s of thread time\n", total);
 }
@@ -63,6 +69,13 @@ void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type
     __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double again = 0;
+    if (getenv("PRODUCTS_AGAIN")) { /* timing only: an accumulating kind then adds twice */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        again = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    }
 #pragma omp critical(products_table)
     {
         int i = 0;
@@ -71,8 +84,8 @@ void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type
             i++;
         if (i == used && used < SLOTS) {
             if (used == 0) atexit(print_table);
-            slots[used++] = (product_slot){kind, M, K, N, (int)dt, 0, 0.0};
+            slots[used++] = (product_slot){kind, M, K, N, (int)dt, 0, 0.0, 0.0};
         }
-        if (i < used) slots[i].calls++, slots[i].seconds += s;
+        if (i < used) slots[i].calls++, slots[i].seconds += s, slots[i].again += again;
     }
 }

@@ -6,7 +6,8 @@
 #   bench/profile/products.sh [MICRO_BATCH [REPEATS [BF16]]]     (410 6 1)
 #
 # BF16=1 (the default) runs mixed precision, where all the dense products are
-# oneDNN's; THREADS=N (default 2) shards the micro-batch as the trainer does.
+# oneDNN's; THREADS=N (default 2) shards the micro-batch as the trainer does;
+# PRODUCTS_AGAIN=1 also times each call repeated at once (products.c).
 # Development only; nothing else should run meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
