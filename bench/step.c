@@ -268,7 +268,7 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
     } configs[] = {
         {"ref", "ref (all ops)", "ref", TLB_WIRING_KERAS, 1, 0},
         {"avx2", "avx2", "avx2", TLB_WIRING_KERAS, 0, 0},
-        {"auto", "avx512 (automatic)", NULL, TLB_WIRING_KERAS, 0, 0},
+        {"auto", "automatic", NULL, TLB_WIRING_KERAS, 0, 0},
         {"h16", "automatic, bf16 h", "h16", TLB_WIRING_KERAS, 0, 0},
         {"avx2-h16", "avx2, bf16 h", "h16,avx2", TLB_WIRING_KERAS, 0, 0},
         {"unfused", "automatic, unfused", "layernorm_pair:off,ffn:off", TLB_WIRING_KERAS, 0, 0},

@@ -92,7 +92,7 @@ for name, prec in (("pytorch fp32", "fp32"), ("pytorch bf16 autocast", "bf16")):
     res[name] = m[0]
     cpu = med(py, name, "cpu_cores")[0]
     print("  %-30s %8.1f (%.1f-%.1f, %d)  %s; CPU use %.2f cores" % ((name,) + m + (share(m[0], prec), cpu)))
-for name, prec, vs, target in (("avx512 (automatic)", "fp32", "pytorch fp32", None),
+for name, prec, vs, target in (("automatic", "fp32", "pytorch fp32", None),
                                ("mixed: bf16 dense", "bf16", "pytorch bf16 autocast", 4.0)):
     m = med(tlb, name)
     if not m:

@@ -300,8 +300,9 @@ Test(ops_fused, table_runs_them_where_their_backend_is_the_ops)
     t = table("dnnl");
     cr_expect(!ops_table_folds_norms(&t));
 
-    /* dense chosen (not forced) on another backend, as dnnl is on AVX2-only
-     * CPUs: ffn steps aside unless asked for by name; layernorm_pair stays */
+    /* dense on another backend in a table built by hand (a CPU where
+     * oneDNN's products led would choose it): ffn steps aside unless asked
+     * for by name; layernorm_pair stays */
     if (simd) {
         t = table(NULL);
         t.dense = *ops_impl_dense(TLB_BACKEND_DNNL);

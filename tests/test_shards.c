@@ -87,9 +87,9 @@ static void sharded_matches_unsharded(tlb_model_config c, const char *spec)
     cr_assert_eq(one.shards, 1);
     cr_assert_eq(three.shards, 3, "3 threads should give 3 shards, got %d", three.shards);
     /* Forward: every op is row-local, so the logits do not depend on the
-     * split: bit for bit with our kernels; oneDNN's matmul on an AVX2-only
-     * CPU picks its kernel (and so its summation order) by the row count,
-     * so there they agree to rounding. */
+     * split: bit for bit with our kernels; oneDNN's matmul (dense:dnnl)
+     * picks its kernel (and so its summation order) by the row count, so
+     * there they agree to rounding. */
     double lscale;
     const double lworst = max_diff(one.logits, three.logits, sizeof one.logits / sizeof(float), 1.0, &lscale);
     if (ops.backend[TLB_OP_dense] == TLB_BACKEND_DNNL) {
@@ -121,6 +121,13 @@ Test(shards, own_kernels_logits_bit_identical)
     sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), own);
     sharded_matches_unsharded(test_small_config(TLB_WIRING_PAPER), own);
     sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), "ref");
+}
+
+/* oneDNN's products (no longer the automatic dense anywhere): sharded
+ * logits to rounding, gradients as with our kernels. */
+Test(shards, dnnl_dense_sharded_matches_unsharded)
+{
+    sharded_matches_unsharded(test_small_config(TLB_WIRING_KERAS), "dense:dnnl");
 }
 
 /* The slow-state options shard too: the learned state's batch-sum gradient

@@ -485,8 +485,8 @@ Test(use, eval_prints_classes_and_writes_the_confusion_png)
         snprintf(key, sizeof key, "%s_accuracy", s ? "test" : "validation");
         /* Not bit for bit: training evaluated in micro-batches of 32 on one
          * thread, eval in batches of 500 sharded over the threads, and
-         * oneDNN's matmul (the automatic dense on an AVX2-only CPU) sums in
-         * an order that depends on the row count. So: the loss to float
+         * oneDNN's matmul (where dense runs on dnnl) sums in an order that
+         * depends on the row count. So: the loss to float
          * rounding, the accuracy within one image (a near tie may flip). */
         cr_expect_float_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "accuracy")), summary_number(run, key),
                            1.5 / 300, "%s accuracy differs from the run's summary", splits[s]);
