@@ -72,15 +72,17 @@ static void bandwidth(size_t bytes, double *triad, double *copy)
 }
 
 /* fma_rate on all threads, measured again (after a pause, up to 4 times)
- * while it stays below 3/4 of `threads` times the one-thread rate `one`: on
+ * while it stays below 95% of `threads` times the one-thread rate `one`: on
  * a shared host a whole best-of-5 can fall in a spell where another guest
  * holds one of our cores (a sitting read 174.9 GFLOP/s on 2 threads against
- * 175.3 on 1, and every % of peak after it was nonsense). A CPU whose threads
- * do not scale (SMT siblings) keeps its low rate, with a warning. */
+ * 175.3 on 1, and every % of peak after it was nonsense; one on the AMD EPYC
+ * Zen 3 read 188.8 against 2 x 102.4 and inflated every share by 8%). A CPU
+ * whose threads do not scale (SMT siblings) keeps its low rate: a note below
+ * 95%, a warning below 3/4. */
 static double fma_rate_all(double (*loop)(long), int threads, double one, const char *what)
 {
     double best = fma_rate(loop, threads);
-    for (int tries = 0; threads > 1 && best < 0.75 * threads * one && tries < 4; tries++) {
+    for (int tries = 0; threads > 1 && best < 0.95 * threads * one && tries < 4; tries++) {
         nanosleep(&(struct timespec){1, 0}, NULL);
         const double again = fma_rate(loop, threads);
         if (again > best) best = again;
@@ -88,6 +90,8 @@ static double fma_rate_all(double (*loop)(long), int threads, double one, const 
     if (threads > 1 && best < 0.75 * threads * one)
         printf("warning: %s on %d threads reads %.2fx one thread's rate (5 tries): the threads do not scale "
                "now (shared cores?); the %% of peak below divide by this rate\n", what, threads, best / one);
+    else if (threads > 1 && best < 0.95 * threads * one)
+        printf("note: %s on %d threads reads %.2fx one thread's rate (best of 5 tries)\n", what, threads, best / one);
     return best;
 }
 
