@@ -14,8 +14,9 @@
  * 64x64 and head shapes, dnnl ~10% ahead on fc1/fc2 backward) and avx512 is
  * thread-count deterministic, so it leads. On an AVX2-only CPU (AMD EPYC Zen
  * 3, session 18) our avx2 kernels beat oneDNN's on every op (dense 8%,
- * LayerNorm 1.5x, GELU 2.1x, patch conv 2.4x) and with the fused stages the
- * training step ran 1.13x oneDNN's; so avx2 comes before dnnl. */
+ * LayerNorm 1.5x, GELU 2.1x, patch conv 2.4x), and with the fused stages a
+ * micro-batch took 0.850x the time it took on oneDNN's (bench/ab.sh); so avx2
+ * comes before dnnl. */
 static const tlb_backend preference[TLB_BACKEND_COUNT] = {TLB_BACKEND_AVX512, TLB_BACKEND_AVX2,
                                                           TLB_BACKEND_DNNL, TLB_BACKEND_REF};
 
