@@ -77,6 +77,50 @@ typedef struct {
     char error[200];
 } step_result;
 
+/* A row's op table from its spec: "bf16" or "bf16,SPEC" runs mixed
+ * precision over the automatic choice or SPEC; "h16" or "h16,SPEC" likewise
+ * the ffn's h saved in bf16. 0, or -1 with the reason in why. */
+static int row_ops(op_table *ops, const char *spec, char *why, size_t why_n)
+{
+    tlb_error err;
+    const int mixed = spec && strncmp(spec, "bf16", 4) == 0;
+    if (mixed) spec = spec[4] == ',' ? spec + 5 : NULL;
+    const int h16 = spec && strncmp(spec, "h16", 3) == 0;
+    if (h16) spec = spec[3] == ',' ? spec + 4 : NULL;
+    if (ops_table_select(ops, spec, &err) != 0) {
+        snprintf(why, why_n, "%.190s", err.msg);
+        return -1;
+    }
+    if (mixed && ops_table_set_bf16(ops, 1) != 0) {
+        snprintf(why, why_n, "mixed precision needs AVX512_BF16");
+        return -1;
+    }
+    if (h16 && ops_table_set_bf16_h(ops, 1) != 0) {
+        snprintf(why, why_n, "bf16 h needs an FFN stage (fused AVX2/AVX-512, or mixed precision's)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The micro-batch the trainer would take for batch on the seed model with
+ * this row's ops (bf16 h plans less, so it takes more samples), or
+ * fallback where the row cannot run here (its child then says why). */
+static int row_trainer_micro_batch(const char *spec, tlb_wiring wiring, int batch, int fallback)
+{
+    op_table ops;
+    char why[200];
+    if (row_ops(&ops, spec, why, sizeof why) != 0) return fallback;
+    tlb_model_config c = model_config_seed();
+    c.wiring = wiring;
+    tlb_model m;
+    tlb_error err;
+    if (model_create(&m, &c, &err) != 0) return fallback;
+    model_use_ops(&m, &ops);
+    const int mb = train_choose_micro_batch(&m, batch, 0);
+    model_destroy(&m);
+    return mb > 0 ? mb : fallback;
+}
+
 static void run_child(const bench_opts *o, const tlb_model_config *c, const char *spec, int mb,
                       int scaled, step_result *r)
 {
@@ -84,25 +128,8 @@ static void run_child(const bench_opts *o, const tlb_model_config *c, const char
     r->base_mib = bench_vm_rss_mib();
     r->scaled = scaled;
     tlb_error err;
-    /* "bf16" or "bf16,SPEC": mixed precision over the automatic choice or
-     * SPEC; "h16" or "h16,SPEC" likewise the ffn's h saved in bf16 */
-    const int mixed = spec && strncmp(spec, "bf16", 4) == 0;
-    if (mixed) spec = spec[4] == ',' ? spec + 5 : NULL;
-    const int h16 = spec && strncmp(spec, "h16", 3) == 0;
-    if (h16) spec = spec[3] == ',' ? spec + 4 : NULL;
     op_table ops;
-    if (ops_table_select(&ops, spec, &err) != 0) {
-        snprintf(r->error, sizeof r->error, "%.190s", err.msg);
-        return;
-    }
-    if (mixed && ops_table_set_bf16(&ops, 1) != 0) {
-        snprintf(r->error, sizeof r->error, "mixed precision needs AVX512_BF16");
-        return;
-    }
-    if (h16 && ops_table_set_bf16_h(&ops, 1) != 0) {
-        snprintf(r->error, sizeof r->error, "bf16 h needs an FFN stage (fused AVX2/AVX-512, or mixed precision's)");
-        return;
-    }
+    if (row_ops(&ops, spec, r->error, sizeof r->error) != 0) return;
     ops_table_describe(&ops, r->backends, sizeof r->backends); /* bf16 dense, fused stages "off" */
     for (char *p = r->backends; *p; p++) *p = *p == ',' ? ' ' : *p;
     tlb_model m;
@@ -280,8 +307,8 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         {"lra", "LRA Image, automatic", NULL, TLB_WIRING_PAPER, 0, 1},
     };
     const int nconf = sizeof configs / sizeof *configs;
-    printf("\n## Training step (seed config, batch %d in micro-batches of %d, fp32 unless bf16, %d threads; "
-           "median of %d steps after a one-micro-batch warm-up)\n\n",
+    printf("\n## Training step (seed config, batch %d in micro-batches of %d unless a row says otherwise, fp32 unless "
+           "bf16, %d threads; median of %d steps after a one-micro-batch warm-up)\n\n",
            o->batch, mb, o->threads, o->steps);
     for (int w = 0; w < 2; w++) {
         tlb_model_config c = model_config_seed();
@@ -320,7 +347,9 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
         tlb_model_config c = model_config_seed();
         c.wiring = configs[i].wiring;
         bench_opts row_o = *o; /* the LRA row runs its config's batch and the trainer's micro-batch for it */
-        int row_mb = mb;
+        /* each row at the trainer's micro-batch for its ops and wiring (bf16 h
+         * plans less, the paper wiring more), unless --micro-batch fixed one */
+        int row_mb = o->micro_batch > 0 ? mb : row_trainer_micro_batch(configs[i].spec, c.wiring, o->batch, mb);
         if (configs[i].lra) {
             tlb_error err;
             tlb_model lm;
@@ -341,6 +370,8 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
             printf("%-24s %s: batch %d in micro-batches of %d, %d tokens; FLOPs per sequence: forward %.4f G,"
                    " training %.4f G\n", configs[i].label, LRA_CONFIG, row_o.batch, row_mb, c.seq_len, fwd * 1e-9,
                    fl * 1e-9);
+        else if (row_mb != mb)
+            printf("%-24s micro-batches of %d (the trainer's rule for this row's plan)\n", configs[i].label, row_mb);
         step_result r;
         memset(&r, 0, sizeof r);
         if (measure(&row_o, &c, configs[i].spec, row_mb, configs[i].scaled, configs[i].lra, &r) != 0 || r.error[0]) {
