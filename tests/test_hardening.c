@@ -925,6 +925,49 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}), 0);
 }
 
+/* The micro-batch orders the gradient sums, so a run records it in its
+ * checkpoint, and a resume whose config leaves micro_batch to the rule (0)
+ * trains on with the recorded one, with a note when this build's rule would
+ * take another (a later build, or mixed precision's cap, may). */
+Test(hardening, resume_keeps_the_recorded_micro_batch, .timeout = 180)
+{
+    test_run run;
+    new_test_run(&run, "/tmp/tlb_microbatch_XXXXXX", "microbatch", "train_limit: 64\nepochs: 1\n");
+    const char *run_dir = run.run_dir, *errf = run.errf;
+    cr_assert_eq(run_tlb(errf, NULL, (const char *[]){"train", run.cfg, NULL}), 0);
+    tlb_error err;
+    run_numerics was;
+    cr_assert_eq(checkpoint_numerics(run.ckpt, &was, &err), 0, "%s", err.msg);
+    cr_expect_eq(was.micro_batch, 32, "the rule takes the whole batch of 32 here; recorded %d", was.micro_batch);
+
+    /* as if an earlier build had trained it in micro-batches of 16 */
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    char text[8192];
+    run_config_write_canonical(&r.config, text, sizeof text);
+    was.micro_batch = 16;
+    cr_assert_eq(checkpoint_save(run.ckpt, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &was, &err),
+                 0, "%s", err.msg);
+    close_run(&r);
+    const int rc = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, "--set", "epochs=2", NULL});
+    char msg[4096];
+    read_text(errf, msg, sizeof msg, NULL);
+    cr_assert_eq(rc, 0, "%s", msg);
+    cr_expect(strstr(msg, "note: micro_batch: resuming with the 16 samples the run began with (this build would take"
+                          " 32)") != NULL, "%s", msg);
+    char path[1400];
+    snprintf(path, sizeof path, "%s/summary.json", run_dir);
+    unsigned char *json;
+    size_t n;
+    slurp(path, &json, &n);
+    cr_expect(strstr((char *)json, "\"micro_batch\":\t16") != NULL, "%s", json);
+    free(json);
+    cr_assert_eq(checkpoint_numerics(run.ckpt, &was, &err), 0, "%s", err.msg);
+    cr_expect_eq(was.micro_batch, 16);
+}
+
 /* mixed_precision runs bf16 products where they pay: never without
  * AVX512_BF16; a checkpoint's recorded precision wins (a run continues as it
  * began); TLB_BF16=always forces bf16 where the CPU has it, never fp32; else the

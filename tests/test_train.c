@@ -455,3 +455,32 @@ Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
     cr_expect_eq(status, 1);
     cr_expect(strstr(err.msg, "out of memory for the AdamW moments") != NULL, "message: '%s'", err.msg);
 }
+
+/* The trainer's micro-batch rule for the seed at batch 2048: the 1.5 GiB
+ * budget (410 on the automatic fp32 plan of the machines measured), and in
+ * mixed precision no more than 1024 chunk tokens a thread: 2 threads x 128
+ * samples = 256, 1 thread 128. Only the op table's bf16 flag is read (the
+ * plan is sized, nothing runs), so this holds on every CPU. */
+Test(train, mixed_precision_caps_the_micro_batch_per_thread)
+{
+    const tlb_model_config c = model_config_seed();
+    tlb_model m;
+    tlb_error err;
+    cr_assert_eq(model_create(&m, &c, &err), 0, "%s", err.msg);
+    op_table ops;
+    cr_assert_eq(ops_table_select(&ops, NULL, &err), 0, "%s", err.msg);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    model_use_ops(&m, &ops);
+    const int fp32 = train_choose_micro_batch(&m, 2048, 0);
+    cr_expect_gt(fp32, 256, "fp32's budget rule: %d", fp32);
+    ops.bf16_dense = 1;
+    model_use_ops(&m, &ops);
+    cr_expect_eq(train_choose_micro_batch(&m, 2048, 0), 256);
+    cr_expect_eq(train_choose_micro_batch(&m, 2048, 300), 300, "a config's micro_batch is taken as it is");
+    cr_expect_eq(train_choose_micro_batch(&m, 200, 0), 200, "a batch below the cap is one micro-batch");
+    omp_set_num_threads(1);
+    cr_expect_eq(train_choose_micro_batch(&m, 2048, 0), 128);
+    omp_set_num_threads(threads);
+    model_destroy(&m);
+}

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <libgen.h>
 #include <math.h>
 #include <signal.h>
@@ -68,6 +69,10 @@ int checkpoint_save(const char *path, const tlb_model *m, const float *adam_m, c
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "backends", numerics->backends);
     if (rc == 0 && numerics) rc = st_writer_meta(&w, "precision", numerics->precision);
     if (rc == 0 && numerics && numerics->build[0]) rc = st_writer_meta(&w, "build", numerics->build);
+    if (numerics && numerics->micro_batch > 0) {
+        snprintf(buf, sizeof buf, "%d", numerics->micro_batch);
+        if (rc == 0) rc = st_writer_meta(&w, "micro_batch", buf);
+    }
     if (rc != 0) {
         st_writer_free(&w);
         return tlb_fail(err, "%s: out of memory preparing the checkpoint", path);
@@ -145,6 +150,13 @@ static void read_numerics(const st_file *f, run_numerics *recorded)
     if (b) snprintf(recorded->backends, sizeof recorded->backends, "%s", b);
     if (p) snprintf(recorded->precision, sizeof recorded->precision, "%s", p);
     if (bd) snprintf(recorded->build, sizeof recorded->build, "%s", bd);
+    const char *mb = st_meta(f, "micro_batch");
+    if (mb) { /* a positive int, else not recorded (the data hash covers tensors, not this) */
+        char *end;
+        errno = 0;
+        const long v = strtol(mb, &end, 10);
+        if (errno == 0 && end != mb && *end == '\0' && v > 0 && v <= INT_MAX) recorded->micro_batch = (int)v;
+    }
 }
 
 int checkpoint_numerics(const char *path, run_numerics *recorded, tlb_error *err)

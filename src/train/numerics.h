@@ -15,6 +15,8 @@ typedef struct {
     char backends[320]; /* "dense:avx512,layernorm:avx512,..." in op order; "" = not recorded */
     char precision[32]; /* ops_table_precision: "bf16 dense", "fp32", ...; "" = not recorded */
     char build[48];     /* the tlb build that ran (`tlb --version`, git describe); "" = not recorded */
+    int micro_batch;    /* samples per micro-batch the run trained with (they order the gradient
+                         * sums); 0 = not recorded */
 } run_numerics;
 
 /* The op table a run asks for: its `backend` spec (then TLB_BACKEND) and,

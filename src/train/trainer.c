@@ -42,11 +42,22 @@
  * (train_choose_micro_batch). */
 #define MICRO_BATCH_BUDGET ((size_t)1536 << 20)
 
+/* Mixed precision's rows a shard (a thread) takes a micro-batch: at most this
+ * many chunk tokens (samples x chunk_size), the size at which a shard's
+ * products and the passes between them ran fastest per image on both
+ * AVX512_BF16 machines measured (BENCHMARKS.md, "Session 19"). */
+#define MIXED_SHARD_ROWS 1024
+
 int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
 {
     if (requested > 0) return requested < batch_size ? requested : batch_size;
     const size_t per_sample = model_plan_bytes(m, 64) / 64 + 1;
     int mb = (int)(MICRO_BATCH_BUDGET / per_sample);
+    if (m->ops.bf16_dense) {
+        const int per_shard = m->config.chunk_size < MIXED_SHARD_ROWS ? MIXED_SHARD_ROWS / m->config.chunk_size : 1;
+        const long cap = (long)omp_get_max_threads() * per_shard;
+        if (mb > cap) mb = (int)cap;
+    }
     if (mb < 1) mb = 1;
     if (mb > batch_size) mb = batch_size;
     const int parts = (batch_size + mb - 1) / mb;
@@ -353,7 +364,8 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (c->threads > 0) omp_set_num_threads(c->threads);
     /* A resumed run computes as it began (mixed precision's choice is measured
      * on the CPU at hand, which may have changed): its checkpoint says how. */
-    run_numerics began = {{0}, {0}, {0}};
+    run_numerics began;
+    memset(&began, 0, sizeof began);
     if (resuming) {
         char path[1300];
         tlb_error ignored;
@@ -416,8 +428,20 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     }
     /* Each process plans for its share of the batch. */
     rank_rows(c->batch_size, &share_first, &share);
-    mb = train_choose_micro_batch(&s.model, share, c->micro_batch);
+    /* A resumed run keeps the micro-batch it began with (it orders the
+     * gradient sums) where the config left it to the rule, which another
+     * build or CPU may resolve differently. */
+    const int recorded_mb = c->micro_batch == 0 && began.micro_batch > 0 && began.micro_batch <= share
+                                ? began.micro_batch : 0;
+    mb = train_choose_micro_batch(&s.model, share, c->micro_batch > 0 ? c->micro_batch : recorded_mb);
+    if (recorded_mb > 0 && lead) {
+        const int rule = train_choose_micro_batch(&s.model, share, 0);
+        if (rule != recorded_mb)
+            fprintf(stderr, "note: micro_batch: resuming with the %d samples the run began with (this build"
+                            " would take %d)\n", recorded_mb, rule);
+    }
     out->micro_batch = mb;
+    out->numerics.micro_batch = mb;
     if (model_plan(&s.model, mb, err) != 0) goto agree;
     /* A step's last micro-batch may be smaller: its kernels set up now too. */
     if (share % mb && model_prepare_batch(&s.model, share % mb, err) != 0) goto agree;

@@ -58,9 +58,12 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
 
 /* The micro-batch a run uses: `requested` (the config's micro_batch) capped
  * at the batch, or when it is 0 the largest whose activations fit a 1.5 GiB
- * budget (model_plan_bytes), evened out so the batch splits into equal parts
- * (the last one smaller by less than the number of parts). bench/step.c uses
- * it too, so the benchmark times the trainer's split. */
+ * budget (model_plan_bytes) -- in mixed precision (m's ops run dense in
+ * bf16) no more than 1024 chunk tokens a thread (omp_get_max_threads(), the
+ * shard count) -- evened out so the batch splits into equal parts (the last
+ * one smaller by less than the number of parts). A resume passes the
+ * micro-batch its checkpoint recorded. bench/step.c uses it too, so the
+ * benchmark times the trainer's split. */
 int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested);
 
 /* Reads RUN_DIR/config.cfg (as written by a run) for --resume. */
