@@ -48,12 +48,13 @@
  * AVX512_BF16 machines measured (BENCHMARKS.md, "Session 19"). */
 #define MIXED_SHARD_ROWS 1024
 
-int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
+/* The rule; mixed_cap 0 leaves out mixed precision's cap (the rule of the
+ * builds before it, for their checkpoints). */
+static int micro_batch_rule(const tlb_model *m, int batch_size, int mixed_cap)
 {
-    if (requested > 0) return requested < batch_size ? requested : batch_size;
     const size_t per_sample = model_plan_bytes(m, 64) / 64 + 1;
     int mb = (int)(MICRO_BATCH_BUDGET / per_sample);
-    if (m->ops.bf16_dense) {
+    if (mixed_cap && m->ops.bf16_dense) {
         const int per_shard = m->config.chunk_size < MIXED_SHARD_ROWS ? MIXED_SHARD_ROWS / m->config.chunk_size : 1;
         const long cap = (long)omp_get_max_threads() * per_shard;
         if (mb > cap) mb = (int)cap;
@@ -62,6 +63,12 @@ int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
     if (mb > batch_size) mb = batch_size;
     const int parts = (batch_size + mb - 1) / mb;
     return (batch_size + parts - 1) / parts;
+}
+
+int train_choose_micro_batch(const tlb_model *m, int batch_size, int requested)
+{
+    if (requested > 0) return requested < batch_size ? requested : batch_size;
+    return micro_batch_rule(m, batch_size, 1);
 }
 
 /* This process's rows of a batch of n: [rank*n/N, (rank+1)*n/N), the rows
@@ -430,16 +437,19 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     rank_rows(c->batch_size, &share_first, &share);
     /* A resumed run keeps the micro-batch it began with (it orders the
      * gradient sums) where the config left it to the rule, which another
-     * build or CPU may resolve differently. */
-    const int recorded_mb = c->micro_batch == 0 && began.micro_batch > 0 && began.micro_batch <= share
-                                ? began.micro_batch : 0;
-    mb = train_choose_micro_batch(&s.model, share, c->micro_batch > 0 ? c->micro_batch : recorded_mb);
-    if (recorded_mb > 0 && lead) {
+     * build or CPU may resolve differently; a checkpoint of a build before
+     * they were recorded (no "micro_batch") was trained under the rule
+     * without mixed precision's cap. */
+    int recorded_mb = 0;
+    if (resuming && c->micro_batch == 0) {
+        recorded_mb = began.micro_batch > 0 && began.micro_batch <= share ? began.micro_batch
+                                                                            : micro_batch_rule(&s.model, share, 0);
         const int rule = train_choose_micro_batch(&s.model, share, 0);
-        if (rule != recorded_mb)
+        if (rule != recorded_mb && lead)
             fprintf(stderr, "note: micro_batch: resuming with the %d samples the run began with (this build"
                             " would take %d)\n", recorded_mb, rule);
     }
+    mb = train_choose_micro_batch(&s.model, share, c->micro_batch > 0 ? c->micro_batch : recorded_mb);
     out->micro_batch = mb;
     out->numerics.micro_batch = mb;
     if (model_plan(&s.model, mb, err) != 0) goto agree;
