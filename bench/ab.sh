@@ -7,8 +7,9 @@
 #
 #   bench/ab.sh REF [ROUNDS [MICRO_BATCH]]      (make bench-ab REF=... ROUNDS=...)
 #
-# ROUNDS default 15, MICRO_BATCH default 410 (the trainer's for batch 2048 on
-# this model); THREADS=N (default 2); AB_REF_SPEC / AB_NEW_SPEC an ops spec
+# ROUNDS default 15, MICRO_BATCH default 410 (the trainer's fp32 one for batch
+# 2048 on this model; in mixed precision the trainer takes 256 on 2 threads:
+# pass it for the mixed step as runs see it); THREADS=N (default 2); AB_REF_SPEC / AB_NEW_SPEC an ops spec
 # per side, AB_REF_BF16_H / AB_NEW_BF16_H=1 bf16 h per side, AB_REF_MIXED /
 # AB_NEW_MIXED=1 mixed precision per side
 # (bench/ab/step_entry.c), AB_REF_MB / AB_NEW_MB a side's own micro-batch

@@ -3,7 +3,8 @@
 # (bench/profile/products.c): step_profile's forward and backward with every
 # tlb_dnnl_dense_product call wrapped by the linker.
 #
-#   bench/profile/products.sh [MICRO_BATCH [REPEATS [BF16]]]     (410 6 1)
+#   bench/profile/products.sh [MICRO_BATCH [REPEATS [BF16]]]     (410 6 1; the trainer's mixed
+#   micro-batch on 2 threads is 256 since session 19: pass it for the products as runs see them)
 #
 # BF16=1 (the default) runs mixed precision, where all the dense products are
 # oneDNN's; THREADS=N (default 2) shards the micro-batch as the trainer does;
