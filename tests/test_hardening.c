@@ -130,6 +130,24 @@ static int load_run_checkpoint(loaded_run *r, const char *run_dir, train_positio
     return checkpoint_load(path, &r->model, r->m, r->v, pos, run_config_hash(&r->config), NULL, err);
 }
 
+/* Writes run_dir's checkpoint again, its tensors and position as they are,
+ * with `numerics` in the metadata (NULL: none, as before they were recorded):
+ * what another build or precision would have left there. */
+static void resave_checkpoint(const char *run_dir, const run_numerics *numerics)
+{
+    loaded_run r;
+    open_run(&r, run_dir);
+    train_position pos;
+    tlb_error err;
+    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
+    char text[8192], path[1400];
+    run_config_write_canonical(&r.config, text, sizeof text);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
+    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, numerics, &err), 0,
+                 "%s", err.msg);
+    close_run(&r);
+}
+
 static void expect_same_data(const char *dir_a, const char *dir_b)
 {
     size_t na, nb;
@@ -879,12 +897,6 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
      * the recorded precision (numerics_choose), one without cannot run bf16
      * and refuses; then a checkpoint written before the fields existed:
      * resumes, unchecked. */
-    loaded_run r;
-    open_run(&r, run_dir);
-    train_position pos;
-    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
-    char text[8192];
-    run_config_write_canonical(&r.config, text, sizeof text);
     run_numerics other = now;
     const char *other_precision = bf16 ? "fp32" : "bf16 dense";
     snprintf(other.precision, sizeof other.precision, "%s", other_precision);
@@ -894,8 +906,7 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
         numerics_of(&other, &other_ops);
     }
     snprintf(other.build, sizeof other.build, "v0-elsewhere");
-    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &other, &err), 0,
-                 "%s", err.msg);
+    resave_checkpoint(run_dir, &other);
     if (!ops_mixed_precision_supported()) {
         snprintf(want, sizeof want, "numerics: precision was %s, now %s (", other_precision, now.precision);
         expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, "pass --accept-numerics");
@@ -911,14 +922,8 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
         cr_expect(strstr((char *)json, want) != NULL, "the resumed run must keep %s: %s", other_precision, json);
         free(json);
         snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
-        close_run(&r); /* epochs is 2 now */
-        open_run(&r, run_dir);
-        cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
-        run_config_write_canonical(&r.config, text, sizeof text);
     }
-    cr_assert_eq(checkpoint_save(path, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, NULL, &err), 0,
-                 "%s", err.msg);
-    close_run(&r);
+    resave_checkpoint(run_dir, NULL); /* after the resume above, epochs is 2 in the run's config */
     cr_assert_eq(st_open(&f, path, &err), 0, "%s", err.msg);
     cr_expect_null(st_meta(&f, "backends"));
     st_close(&f);
@@ -941,16 +946,8 @@ Test(hardening, resume_keeps_the_recorded_micro_batch, .timeout = 180)
     cr_expect_eq(was.micro_batch, 32, "the rule takes the whole batch of 32 here; recorded %d", was.micro_batch);
 
     /* as if an earlier build had trained it in micro-batches of 16 */
-    loaded_run r;
-    open_run(&r, run_dir);
-    train_position pos;
-    cr_assert_eq(load_run_checkpoint(&r, run_dir, &pos, &err), 0, "%s", err.msg);
-    char text[8192];
-    run_config_write_canonical(&r.config, text, sizeof text);
     was.micro_batch = 16;
-    cr_assert_eq(checkpoint_save(run.ckpt, &r.model, r.m, r.v, &pos, run_config_hash(&r.config), text, &was, &err),
-                 0, "%s", err.msg);
-    close_run(&r);
+    resave_checkpoint(run_dir, &was);
     const int rc = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, "--set", "epochs=2", NULL});
     char msg[4096];
     read_text(errf, msg, sizeof msg, NULL);
