@@ -1,6 +1,7 @@
 /* Where mixed precision's products stand inside a training step: linked into
- * bench/profile/step_profile with -Wl,--wrap=tlb_dnnl_dense_product
- * (bench/profile/products.sh), every oneDNN product the step runs is timed in
+ * bench/profile/step_profile with -Wl,--wrap=tlb_dnnl_dense_product and
+ * --wrap=dense_bf16_dw (bench/profile/products.sh), every oneDNN product (and
+ * our own weight-gradient kernel) the step runs is timed in
  * place, with the caches as the step leaves them, and a table per (kind,
  * shape) is printed at exit: calls, time, GFLOP/s. Against the 1-thread peak
  * of `make bench`'s probe this shows what an isolated benchmark of the same
@@ -13,10 +14,17 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "ops/dense_bf16_dw.h"
 #include "ops/dnnl_common.h"
 
 void __real_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
                                    const void *wei, const float *bias, float *dst);
+void __real_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N);
+void __wrap_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N);
+void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
+                                   const void *wei, const float *bias, float *dst);
+
+#define KIND_OWN_DW 100 /* not a oneDNN kind */
 
 #define SLOTS 64
 
@@ -37,6 +45,7 @@ static const char *kind_name(int kind)
     case TLB_DENSE_BWD_DATA: return "dinp +=";
     case TLB_DENSE_BWD_WEIGHTS: return "dw +=";
     case TLB_DENSE_BWD_DATA_SET: return "dinp =";
+    case KIND_OWN_DW: return "dw += own";
     default: return "?";
     }
 }
@@ -45,7 +54,7 @@ static void print_table(void)
 {
     double total = 0;
     for (int i = 0; i < used; i++) total += slots[i].seconds;
-    printf("\noneDNN products inside the step (all threads' calls; time per call on its own thread):\n");
+    printf("\nproducts inside the step (oneDNN's; dw += own: dense_bf16_dw) (all threads' calls; time per call on its own thread):\n");
     printf("%-9s %5s %4s %4s %-5s %7s %10s %8s %7s %s\n", "kind", "M", "K", "N", "type", "calls", "us/call", "GFLOP/s",
            "share", "  (again: us/call, GFLOP/s)");
     for (int i = 0; i < used; i++) {
@@ -61,31 +70,58 @@ static void print_table(void)
     printf("products in all: %.3f s of thread time\n", total);
 }
 
-void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
-                                   const void *wei, const float *bias, float *dst)
+static double seconds_since(const struct timespec *t0)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
+    struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    double again = 0;
-    if (getenv("PRODUCTS_AGAIN")) { /* timing only: an accumulating kind then adds twice */
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        again = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    }
+    return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+static void record(int kind, int M, int K, int N, int dt, double s, double again)
+{
 #pragma omp critical(products_table)
     {
         int i = 0;
         while (i < used && !(slots[i].kind == kind && slots[i].M == M && slots[i].K == K && slots[i].N == N &&
-                             slots[i].dt == (int)dt))
+                             slots[i].dt == dt))
             i++;
         if (i == used && used < SLOTS) {
             if (used == 0) atexit(print_table);
-            slots[used++] = (product_slot){kind, M, K, N, (int)dt, 0, 0.0, 0.0};
+            slots[used++] = (product_slot){kind, M, K, N, dt, 0, 0.0, 0.0};
         }
         if (i < used) slots[i].calls++, slots[i].seconds += s, slots[i].again += again;
     }
+}
+
+void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
+                                   const void *wei, const float *bias, float *dst)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
+    const double s = seconds_since(&t0);
+    double again = 0;
+    if (getenv("PRODUCTS_AGAIN")) { /* timing only: an accumulating kind then adds twice */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
+        again = seconds_since(&t0);
+    }
+    record(kind, M, K, N, (int)dt, s, again);
+}
+
+/* The weight gradients of mixed precision run on our own kernel since
+ * session 20 (dense_bf16_dw.h): timed the same way, as their own kind. */
+void __wrap_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    __real_dense_bf16_dw(dw, inp16, dout16, M, K, N);
+    const double s = seconds_since(&t0);
+    double again = 0;
+    if (getenv("PRODUCTS_AGAIN")) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        __real_dense_bf16_dw(dw, inp16, dout16, M, K, N);
+        again = seconds_since(&t0);
+    }
+    record(KIND_OWN_DW, M, K, N, (int)dnnl_bf16, s, again);
 }

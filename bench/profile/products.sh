@@ -17,6 +17,6 @@ mkdir -p "$out"
 make -s build/libtlb.a
 libs=$(make -s -f Makefile print-ldlibs)
 # shellcheck disable=SC2086
-cc -std=c11 -O2 -g -D_GNU_SOURCE -Isrc -fopenmp -Wl,--wrap=tlb_dnnl_dense_product -o "$out/step_products" \
+cc -std=c11 -O2 -g -D_GNU_SOURCE -Isrc -fopenmp -Wl,--wrap=tlb_dnnl_dense_product,--wrap=dense_bf16_dw -o "$out/step_products" \
     bench/profile/step_profile.c bench/profile/products.c build/libtlb.a $libs
 OMP_NUM_THREADS=${THREADS:-2} "$out/step_products" "${1:-410}" "${2:-6}" "${3:-1}"

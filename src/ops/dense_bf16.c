@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops/bf16.h"
+#include "ops/dense_bf16_dw.h"
 #include "ops/dnnl_common.h"
 
 /* Each operand starts on a 64-byte boundary of the staging buffer. */
@@ -18,6 +19,7 @@ size_t dense_bf16_staging(int M, int K, int N)
 int dense_bf16_prepare(int M, int K, int N, tlb_error *err)
 {
     if (tlb_dnnl_dense_prepare(M, K, N, dnnl_bf16, err) != 0) return -1;
+    if (dense_bf16_dw_prepare(M, K, N, err) != 0) return -1;
     return tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, K, N, dnnl_bf16, err);
 }
 
@@ -67,7 +69,7 @@ static void backward_into(float *dinp, float *dw, float *dbias, const float *dou
             bf16_convert(inp16_staging, inp, (size_t)M * K);
             inp16 = inp16_staging;
         }
-        tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, K, N, dnnl_bf16, inp16, dout16, NULL, dw);
+        dense_bf16_dw(dw, inp16, dout16, M, K, N);
     }
 }
 

@@ -1,5 +1,6 @@
 /* The dense layer of mixed precision: oneDNN matmul with bf16 operands, fp32
- * accumulation and fp32 outputs. The model keeps every tensor in fp32 (master
+ * accumulation and fp32 outputs, for the forward and dinp; the weight
+ * gradient on our own VDPBF16PS kernel (dense_bf16_dw.h). The model keeps every tensor in fp32 (master
  * weights, activations, gradients, AdamW state) and hands this layer its
  * weights already in bf16 (converted once per forward pass of the whole
  * model, not per call); the activations are rounded into the caller's

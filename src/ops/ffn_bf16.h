@@ -1,7 +1,7 @@
 /* The FFN of mixed precision as one stage: out = res + dropout(gelu(inp @ w1
- * + b1) @ w2 + b2) with bf16 products on oneDNN (dense_bf16.h's), and the
- * elementwise work folded into the passes that round the products' operands
- * to bf16:
+ * + b1) @ w2 + b2) with bf16 products on oneDNN (dense_bf16.h's; the weight
+ * gradients on dense_bf16_dw.h), and the elementwise work folded into the
+ * passes that round the products' operands to bf16:
  *   forward:  h = bf16(inp) @ w1 + b1 (saved in fp32, or in bf16 by the next
  *             pass); one pass g16 = bf16(gelu(h)), fc2's operand (no fp32
  *             gelu(h)); out = g16 @ w2 + b2; one pass out = res + keep * out;
@@ -11,7 +11,7 @@
  *             bf16(gelu(h)) for dw2, db1 += dh's column sums; then dw2, dinp
  *             (written) and dw1 from those operands.
  * Each value is the unfused mixed-precision ops' (the avx512 gelu, dropout
- * and residual, dense_bf16.h, the same oneDNN products): the same numbers,
+ * and residual, dense_bf16.h, the same products): the same numbers,
  * with a column sum's rows added in order (a thread owns whole columns), so
  * the result does not depend on the thread count either. AVX512_BF16 only
  * (mixed precision runs nowhere else); M, D, F > 0. */

@@ -7,6 +7,7 @@
 
 #include "ops/bf16.h"
 #include "ops/dense_bf16.h"
+#include "ops/dense_bf16_dw.h"
 #include "ops/dnnl_common.h"
 #include "ops/simd_avx512.h"
 #include "ops/dropout_mask_avx512.h"
@@ -218,10 +219,10 @@ void ffn_bf16_backward_first(float *dinp, float *dw1, float *db1, float *dw2, fl
     dout_pass(s.dy16, dres, db2, dout, M, T, D, drop);
     tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA_SET, M, F, D, dnnl_bf16, s.dy16, w2_16, NULL, dg);
     dh_pass(s.dh16, s.g16, db1, dg, h, h16, M, F);
-    if (dw2) tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, F, D, dnnl_bf16, s.g16, s.dy16, NULL, dw2);
+    if (dw2) dense_bf16_dw(dw2, s.g16, s.dy16, M, F, D);
     if (dinp) tlb_dnnl_dense_product(TLB_DENSE_BWD_DATA_SET, M, D, F, dnnl_bf16, s.dh16, w1_16, NULL, dinp);
     if (dw1) {
         bf16_convert(s.x16, inp, (size_t)M * D);
-        tlb_dnnl_dense_product(TLB_DENSE_BWD_WEIGHTS, M, D, F, dnnl_bf16, s.x16, s.dh16, NULL, dw1);
+        dense_bf16_dw(dw1, s.x16, s.dh16, M, D, F);
     }
 }
