@@ -18,9 +18,11 @@ size_t dense_bf16_staging(int M, int K, int N)
 
 int dense_bf16_prepare(int M, int K, int N, tlb_error *err)
 {
-    if (tlb_dnnl_dense_prepare(M, K, N, dnnl_bf16, err) != 0) return -1;
-    if (dense_bf16_dw_prepare(M, K, N, err) != 0) return -1;
-    return tlb_dnnl_dense_prepare_kind(TLB_DENSE_BWD_DATA_SET, M, K, N, dnnl_bf16, err);
+    /* oneDNN's forward and input gradients; the weight gradient is ours */
+    static const int kinds[] = {TLB_DENSE_FWD_BIAS, TLB_DENSE_BWD_DATA, TLB_DENSE_BWD_DATA_SET};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (tlb_dnnl_dense_prepare_kind(kinds[i], M, K, N, dnnl_bf16, err) != 0) return -1;
+    return dense_bf16_dw_prepare(M, K, N, err);
 }
 
 static void bias_rows(float *out, const float *bias, int M, int N)
