@@ -53,7 +53,8 @@ static inline __attribute__((always_inline)) void dw_tile(float *dw, int ldw, co
         for (int j = 0; j < nb; j++) acc[r][j] = _mm512_setzero_ps();
     for (int p = 0; p < P; p++) {
         __m512bh bv[NB];
-        for (int j = 0; j < nb; j++) bv[j] = (__m512bh)_mm512_loadu_si512(b + (size_t)p * ldb + 16 * j);
+        for (int j = 0; j < nb; j++) /* the last vector's lanes only: a row may end inside it */
+            bv[j] = (__m512bh)_mm512_maskz_loadu_epi32(j == nb - 1 ? last : 0xffff, b + (size_t)p * ldb + 16 * j);
         for (int r = 0; r < kb; r++) {
             const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * lda + r]);
             for (int j = 0; j < nb; j++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
