@@ -106,12 +106,20 @@ static inline __attribute__((always_inline)) void tile(const gemm_args *g, int m
     case 3: if (NV_MAX >= 3) tile(g, m0, n0, mr, 3, tail, last, r0, r1); break; \
     default: if (NV_MAX >= 4) tile(g, m0, n0, mr, 4, tail, last, r0, r1); break; \
     }
+/* Only where a masked load costs more than a plain one (simd_avx2.h sets
+ * VMASKED_LOAD_COSTS) does a whole tile get its own copy: the copies
+ * doubled the tiles a file inlines, and the fuzz build (clang -O1 with ASan)
+ * of dense_avx512.c went from 52 to 185 s for nothing on AVX-512. */
+#ifdef VMASKED_LOAD_COSTS
 #define TILE_NV(mr)                   \
     if (nc == nv * VW) {              \
         TILE_NV_TAIL(mr, 0)           \
     } else {                          \
         TILE_NV_TAIL(mr, 1)           \
     }
+#else
+#define TILE_NV(mr) TILE_NV_TAIL(mr, 1)
+#endif
 
 /* The tile of mr (<= MR) rows at (m0, n0) over R's rows [r0, r1). */
 static inline void tile_rows(const gemm_args *g, int m0, int mr, int n0, int r0, int r1)
