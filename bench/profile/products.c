@@ -93,19 +93,27 @@ static void record(int kind, int M, int K, int N, int dt, double s, double again
     }
 }
 
+/* s = seconds of one `call`, and again = a second one at once where
+ * PRODUCTS_AGAIN is set (timing only: an accumulating kind then adds twice). */
+#define TIME_CALL(s, again, call)                   \
+    do {                                            \
+        struct timespec t0_;                        \
+        clock_gettime(CLOCK_MONOTONIC, &t0_);       \
+        call;                                       \
+        (s) = seconds_since(&t0_);                  \
+        (again) = 0;                                \
+        if (getenv("PRODUCTS_AGAIN")) {             \
+            clock_gettime(CLOCK_MONOTONIC, &t0_);   \
+            call;                                   \
+            (again) = seconds_since(&t0_);          \
+        }                                           \
+    } while (0)
+
 void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
                                    const void *wei, const float *bias, float *dst)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
-    const double s = seconds_since(&t0);
-    double again = 0;
-    if (getenv("PRODUCTS_AGAIN")) { /* timing only: an accumulating kind then adds twice */
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst);
-        again = seconds_since(&t0);
-    }
+    double s, again;
+    TIME_CALL(s, again, __real_tlb_dnnl_dense_product(kind, M, K, N, dt, src, wei, bias, dst));
     record(kind, M, K, N, (int)dt, s, again);
 }
 
@@ -113,15 +121,7 @@ void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type
  * session 20 (dense_bf16_dw.h): timed the same way, as their own kind. */
 void __wrap_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    __real_dense_bf16_dw(dw, inp16, dout16, M, K, N);
-    const double s = seconds_since(&t0);
-    double again = 0;
-    if (getenv("PRODUCTS_AGAIN")) {
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        __real_dense_bf16_dw(dw, inp16, dout16, M, K, N);
-        again = seconds_since(&t0);
-    }
+    double s, again;
+    TIME_CALL(s, again, __real_dense_bf16_dw(dw, inp16, dout16, M, K, N));
     record(KIND_OWN_DW, M, K, N, (int)dnnl_bf16, s, again);
 }
