@@ -75,15 +75,17 @@ Test(mixed, threaded_conversion_and_sums_match_scalar)
     const size_t rows = 2111, shapes[] = {64, 40, 10, 150};
     const size_t most = rows * 150;
     float *src = malloc(most * sizeof(float)), *sums = malloc(150 * sizeof(float)), *want_sums = malloc(150 * sizeof(float));
-    uint16_t *got = malloc(most * sizeof(uint16_t)), *want = malloc(most * sizeof(uint16_t));
-    cr_assert(src && sums && want_sums && got && want);
+    uint16_t *got = malloc((most + 1) * sizeof(uint16_t)), *want = malloc(most * sizeof(uint16_t));
+    const size_t pairs_n = bf16_pairs_len(rows, 150) + 2; /* one pair past the longest */
+    uint32_t *pairs = malloc(pairs_n * sizeof(uint16_t)), *want_pairs = malloc(pairs_n * sizeof(uint16_t));
+    cr_assert(src && sums && want_sums && got && want && pairs && want_pairs);
     const int saved = omp_get_max_threads();
     rng_stream r = {11, 0};
     for (size_t i = 0; i < most; i++) src[i] = (float)rng_next_below(&r, 1u << 24) * 0x1p-20f - 8.0f;
     for (size_t i = 0; i < most; i++) want[i] = bf16_from_f32(src[i]);
     for (int threads = 1; threads <= 3; threads += 2) {
         omp_set_num_threads(threads);
-        memset(got, 0xab, most * sizeof(uint16_t));
+        memset(got, 0xab, (most + 1) * sizeof(uint16_t));
         bf16_convert(got, src, most - 5);
         cr_expect_eq(memcmp(got, want, (most - 5) * sizeof(uint16_t)), 0, "%d threads: conversion differs", threads);
         cr_expect_eq(got[most - 5], 0xabab, "%d threads: wrote past the end", threads);
@@ -92,16 +94,33 @@ Test(mixed, threaded_conversion_and_sums_match_scalar)
             for (size_t j = 0; j < cols; j++) sums[j] = want_sums[j] = 0.25f;
             for (size_t i = 0; i < rows; i++)
                 for (size_t j = 0; j < cols; j++) want_sums[j] += src[i * cols + j];
-            memset(got, 0xab, most * sizeof(uint16_t));
-            bf16_convert_sums(got, sums, src, rows, cols);
-            cr_expect_eq(memcmp(got, want, rows * cols * sizeof(uint16_t)), 0, "%d threads, %zu columns: differs",
-                         threads, cols);
-            cr_expect_eq(memcmp(sums, want_sums, cols * sizeof(float)), 0, "%d threads, %zu columns: sums differ",
-                         threads, cols);
+            bf16_pack_pairs(want_pairs, want, rows, cols);
+            /* rows, row pairs and sums in one pass; the pairs alone; the rows and sums */
+            for (int form = 0; form < 3; form++) {
+                memset(got, 0xab, (most + 1) * sizeof(uint16_t));
+                memset(pairs, 0xab, pairs_n * sizeof(uint16_t));
+                for (size_t j = 0; j < cols; j++) sums[j] = 0.25f;
+                bf16_convert_sums(form != 1 ? got : NULL, form != 2 ? pairs : NULL, form != 1 ? sums : NULL, src,
+                                  rows, cols);
+                if (form != 1) {
+                    cr_expect_eq(memcmp(got, want, rows * cols * sizeof(uint16_t)), 0,
+                                 "%d threads, %zu columns, form %d: differs", threads, cols, form);
+                    cr_expect_eq(got[rows * cols], 0xabab, "%d threads, %zu columns: wrote past the end", threads,
+                                 cols);
+                    cr_expect_eq(memcmp(sums, want_sums, cols * sizeof(float)), 0,
+                                 "%d threads, %zu columns, form %d: sums differ", threads, cols, form);
+                }
+                if (form != 2) {
+                    cr_expect_eq(memcmp(pairs, want_pairs, (rows + 1) / 2 * cols * sizeof(uint32_t)), 0,
+                                 "%d threads, %zu columns, form %d: row pairs differ", threads, cols, form);
+                    cr_expect_eq(pairs[(rows + 1) / 2 * cols], 0xabababab,
+                                 "%d threads, %zu columns: pairs past the end", threads, cols);
+                }
+            }
         }
     }
     omp_set_num_threads(saved);
-    free(src), free(sums), free(want_sums), free(got), free(want);
+    free(src), free(sums), free(want_sums), free(got), free(want), free(pairs), free(want_pairs);
 }
 
 /* A unit LayerNorm rebuilt and rounded in one pass: the bits of every
@@ -137,7 +156,9 @@ static void check_normalised_conversion(const char *spec)
     float *mean = malloc(sizeof(float) * rows), *rstd = malloc(sizeof(float) * rows);
     float ones[64], zeros[64];
     uint16_t *got = malloc(sizeof(uint16_t) * (rows * 64 + 1)), *want = malloc(sizeof(uint16_t) * rows * 64);
-    cr_assert(x && z && mean && rstd && got && want);
+    const size_t pairs_n = (rows + 1) / 2 * 64 + 1;
+    uint32_t *pairs = malloc(sizeof(uint32_t) * pairs_n), *want_pairs = malloc(sizeof(uint32_t) * pairs_n);
+    cr_assert(x && z && mean && rstd && got && want && pairs && want_pairs);
     rng_stream r = {13, 0};
     for (int i = 0; i < rows * 64; i++) x[i] = 8 * rng_next_uniform(&r) - 4;
     for (int m = 0; m < rows; m++) mean[m] = 2 * rng_next_uniform(&r) - 1, rstd[m] = 0.25f + rng_next_uniform(&r);
@@ -147,12 +168,24 @@ static void check_normalised_conversion(const char *spec)
         const int D = widths[w];
         apply(z, x, mean, rstd, ones, zeros, rows, D);
         bf16_convert(want, z, (size_t)rows * D);
-        memset(got, 0xab, sizeof(uint16_t) * (rows * 64 + 1));
-        bf16_convert_normalised(got, x, mean, rstd, (size_t)rows, (size_t)D);
-        cr_expect_eq(memcmp(got, want, sizeof(uint16_t) * rows * D), 0, "%s, width %d: differs", spec, D);
-        cr_expect_eq(got[rows * D], 0xabab, "%s, width %d: wrote past the end", spec, D);
+        bf16_pack_pairs(want_pairs, want, (size_t)rows, (size_t)D);
+        for (int form = 0; form < 3; form++) { /* rows and pairs, rows, pairs */
+            memset(got, 0xab, sizeof(uint16_t) * (rows * 64 + 1));
+            memset(pairs, 0xab, sizeof(uint32_t) * pairs_n);
+            bf16_convert_normalised(form != 2 ? got : NULL, form != 1 ? pairs : NULL, x, mean, rstd, (size_t)rows,
+                                    (size_t)D);
+            if (form != 2) {
+                cr_expect_eq(memcmp(got, want, sizeof(uint16_t) * rows * D), 0, "%s, width %d: differs", spec, D);
+                cr_expect_eq(got[rows * D], 0xabab, "%s, width %d: wrote past the end", spec, D);
+            }
+            if (form != 1) {
+                cr_expect_eq(memcmp(pairs, want_pairs, sizeof(uint32_t) * (rows + 1) / 2 * D), 0,
+                             "%s, width %d: row pairs differ", spec, D);
+                cr_expect_eq(pairs[(rows + 1) / 2 * D], 0xabababab, "%s, width %d: pairs past the end", spec, D);
+            }
+        }
     }
-    free(x), free(z), free(mean), free(rstd), free(got), free(want);
+    free(x), free(z), free(mean), free(rstd), free(got), free(want), free(pairs), free(want_pairs);
 }
 
 /* The precision is a property of one op table: turning bf16 on in one
@@ -284,22 +317,24 @@ static void dense_case(int M, int K, int N)
         cr_expect_eq(dinp1[i], dinp[i], "first: dinp[%d] %.9g vs %.9g", i, dinp1[i], dinp[i]);
     for (int i = 0; i < K * N; i++) cr_expect_eq(dw1[i], dw[i], "first: dw[%d]", i);
     for (int i = 0; i < N; i++) cr_expect_eq(dbias1[i], dbias[i], "first: dbias[%d]", i);
-    /* on inp rounded by the caller (the folded q/k/v products): the same
-     * bits, written (first) or accumulated */
-    uint16_t *inp16 = malloc(sizeof(uint16_t) * M * K), *dout16 = malloc(sizeof(uint16_t) * M * N);
+    /* on inp's row pairs written by the caller (the folded q/k/v
+     * products): the same bits, written (first) or accumulated */
+    uint16_t *inp16 = malloc(sizeof(uint16_t) * M * K), *dout16 = malloc(sizeof(uint16_t) * dense_bf16_dout_staging(M, N));
+    uint32_t *inp_pairs = malloc(sizeof(uint16_t) * bf16_pairs_len((size_t)M, (size_t)K));
     float *dinp2 = malloc(sizeof(float) * M * K), *dw2 = malloc(sizeof(float) * K * N);
     float *dbias2 = malloc(sizeof(float) * N);
     bf16_convert(inp16, inp, (size_t)M * K);
+    bf16_pack_pairs(inp_pairs, inp16, (size_t)M, (size_t)K);
     for (int first = 1; first >= 0; first--) {
         for (int i = 0; i < M * K; i++) dinp2[i] = first ? 1e30f : 0.0f;
         for (int i = 0; i < K * N; i++) dw2[i] = 0.5f;
         for (int i = 0; i < N; i++) dbias2[i] = 0.5f;
-        dense_bf16_backward_rounded(dinp2, dw2, dbias2, dout, inp16, w16, M, K, N, dout16, first);
-        for (int i = 0; i < M * K; i++) cr_expect_eq(dinp2[i], dinp[i], "rounded (first %d): dinp[%d]", first, i);
-        for (int i = 0; i < K * N; i++) cr_expect_eq(dw2[i], dw[i], "rounded (first %d): dw[%d]", first, i);
-        for (int i = 0; i < N; i++) cr_expect_eq(dbias2[i], dbias[i], "rounded (first %d): dbias[%d]", first, i);
+        dense_bf16_backward_paired(dinp2, dw2, dbias2, dout, inp_pairs, w16, M, K, N, dout16, first);
+        for (int i = 0; i < M * K; i++) cr_expect_eq(dinp2[i], dinp[i], "paired (first %d): dinp[%d]", first, i);
+        for (int i = 0; i < K * N; i++) cr_expect_eq(dw2[i], dw[i], "paired (first %d): dw[%d]", first, i);
+        for (int i = 0; i < N; i++) cr_expect_eq(dbias2[i], dbias[i], "paired (first %d): dbias[%d]", first, i);
     }
-    free(inp16), free(dout16), free(dinp2), free(dw2), free(dbias2);
+    free(inp16), free(inp_pairs), free(dout16), free(dinp2), free(dw2), free(dbias2);
     free(dinp1), free(dw1), free(dbias1);
     /* bf16 was in play: fp32 would sit near 1e-7 */
     for (int i = 0; i < 3; i++)

@@ -19,8 +19,8 @@
 
 void __real_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
                                    const void *wei, const float *bias, float *dst);
-void __real_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N);
-void __wrap_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N);
+void __real_dense_bf16_dw(float *dw, const uint32_t *inp_pairs, const uint32_t *dout_pairs, int M, int K, int N);
+void __wrap_dense_bf16_dw(float *dw, const uint32_t *inp_pairs, const uint32_t *dout_pairs, int M, int K, int N);
 void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type_t dt, const void *src,
                                    const void *wei, const float *bias, float *dst);
 
@@ -119,9 +119,9 @@ void __wrap_tlb_dnnl_dense_product(int kind, int M, int K, int N, dnnl_data_type
 
 /* The weight gradients of mixed precision run on our own kernel since
  * session 20 (dense_bf16_dw.h): timed the same way, as their own kind. */
-void __wrap_dense_bf16_dw(float *dw, const uint16_t *inp16, const uint16_t *dout16, int M, int K, int N)
+void __wrap_dense_bf16_dw(float *dw, const uint32_t *inp_pairs, const uint32_t *dout_pairs, int M, int K, int N)
 {
     double s, again;
-    TIME_CALL(s, again, __real_dense_bf16_dw(dw, inp16, dout16, M, K, N));
+    TIME_CALL(s, again, __real_dense_bf16_dw(dw, inp_pairs, dout_pairs, M, K, N));
     record(KIND_OWN_DW, M, K, N, (int)dnnl_bf16, s, again);
 }

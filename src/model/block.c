@@ -262,31 +262,33 @@ static void fold_dense_backward(const block_kernels *k, float *dinp, float *dw, 
 }
 
 /* z (unit LN of x from its statistics, or the kept z) rounded to bf16 into
- * z16 in one pass. */
-static void rounded_unit_norm(uint16_t *z16, const float *kept, const float *x, const float *mean,
-                              const float *rstd, int M, int D)
+ * the row pairs of the weight gradients' operand (bf16.h) in one pass. */
+static void rounded_unit_norm_pairs(uint32_t *z_pairs, const float *kept, const float *x, const float *mean,
+                                    const float *rstd, int M, int D)
 {
-    if (kept) bf16_convert(z16, kept, (size_t)M * D);
-    else bf16_convert_normalised(z16, x, mean, rstd, (size_t)M, (size_t)D);
+    if (kept) bf16_convert_sums(NULL, z_pairs, NULL, kept, (size_t)M, (size_t)D);
+    else bf16_convert_normalised(NULL, z_pairs, x, mean, rstd, (size_t)M, (size_t)D);
 }
 
 /* Mixed precision's q, k, v products backward on the folded kernels: each z
- * rounded to bf16 once (straight from x and its statistics, no fp32 z) for
- * the products that read it; the same bits as three dense_bf16_backward
- * calls on the rebuilt fp32 z. */
+ * rounded to bf16 once (straight from x and its statistics, no fp32 z) into
+ * the row pairs the products' weight gradients read; the same bits as three
+ * dense_bf16_backward calls on the rebuilt fp32 z. */
 static void folded_qkv_products_bf16(float *gw[3], float *gb[3], float *dzkv, const block_acts *a,
                                      block_scratch *s, const block_kernels *k, qkv_offsets o, block_dims d, int rq,
                                      int rk, int self)
 {
     const int HK = d.H * d.K;
-    uint16_t *z16 = k->staging;
-    rounded_unit_norm(z16, a->ln_q, a->x_q, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
-    dense_bf16_backward_rounded(s->d_ln_q, gw[0], gb[0], s->d_q, z16, k->params16 + o.w[0], rq, d.D, HK,
-                                z16 + dense_bf16_dout_at(rq, d.D), 1);
-    if (!self) rounded_unit_norm(z16, a->ln_k, a->x_kv, a->ln_k_mean, a->ln_k_rstd, rk, d.D);
-    uint16_t *dout16 = z16 + dense_bf16_dout_at(rk, d.D);
-    dense_bf16_backward_rounded(dzkv, gw[1], gb[1], s->d_k, z16, k->params16 + o.w[1], rk, d.D, HK, dout16, !self);
-    dense_bf16_backward_rounded(dzkv, gw[2], gb[2], s->d_v, z16, k->params16 + o.w[2], rk, d.D, HK, dout16, 0);
+    uint32_t *z_pairs = (uint32_t *)k->staging;
+    rounded_unit_norm_pairs(z_pairs, a->ln_q, a->x_q, a->ln_q_mean, a->ln_q_rstd, rq, d.D);
+    dense_bf16_backward_paired(s->d_ln_q, gw[0], gb[0], s->d_q, z_pairs, k->params16 + o.w[0], rq, d.D, HK,
+                               k->staging + bf16_pairs_len((size_t)rq, (size_t)d.D), 1);
+    if (!self) rounded_unit_norm_pairs(z_pairs, a->ln_k, a->x_kv, a->ln_k_mean, a->ln_k_rstd, rk, d.D);
+    uint16_t *dout_staging = k->staging + bf16_pairs_len((size_t)rk, (size_t)d.D);
+    dense_bf16_backward_paired(dzkv, gw[1], gb[1], s->d_k, z_pairs, k->params16 + o.w[1], rk, d.D, HK, dout_staging,
+                               !self);
+    dense_bf16_backward_paired(dzkv, gw[2], gb[2], s->d_v, z_pairs, k->params16 + o.w[2], rk, d.D, HK, dout_staging,
+                               0);
 }
 
 /* The backward of folded_qkv_forward from d_q, d_k, d_v: the z's rebuilt

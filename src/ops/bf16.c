@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "ops/bf16_pairs_avx512bf16.h"
 #include "ops/prefetch.h"
 
 /* Rows ahead that convert_sums prefetches. */
@@ -88,13 +89,37 @@ static void convert_avx512bf16(uint16_t *dst, const float *src, size_t n)
 /* Columns of a group that convert_sums sums in registers: 4 vectors. */
 #define SUM_GROUP 64
 
-/* Columns [j0, j1) of rows x cols: converted, and added into colsum row by
- * row in order, in groups of up to 4 vectors whose sums stay in registers
- * down the rows (through memory, each row's add waited on the last one's
- * store); the rows prefetched ahead (column parts of rows defeat the
- * hardware prefetchers). */
-TARGET_BF16 static void convert_sums_cols_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows,
-                                                     size_t cols, size_t j0, size_t j1)
+/* Rows r and r + 1 (where `second`) of the columns [g, g + 64) under k[]:
+ * rounded into dst's rows and pairs' row pair r / 2 (each where not NULL),
+ * and added to sum[] in row order. */
+TARGET_BF16 static inline __attribute__((always_inline)) void
+convert_row_pair(uint16_t *dst, uint32_t *pairs, __m512 sum[4], const __mmask16 k[4], const float *src, size_t r,
+                 size_t cols, size_t g, const int second, const int sums)
+{
+    const float *x = src + r * cols + g;
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        if (!k[q]) break;
+        const __m512 v0 = _mm512_maskz_loadu_ps(k[q], x + 16 * q);
+        const __m512 v1 = second ? _mm512_maskz_loadu_ps(k[q], x + cols + 16 * q) : _mm512_setzero_ps();
+        bf16_store_rows_and_pairs(dst ? dst + r * cols + g + 16 * q : NULL, cols,
+                                  pairs ? pairs + r / 2 * cols + g + 16 * q : NULL, v0, v1, k[q], second);
+        if (sums) {
+            sum[q] = _mm512_add_ps(sum[q], v0);
+            if (second) sum[q] = _mm512_add_ps(sum[q], v1);
+        }
+    }
+}
+
+/* Columns [j0, j1) of rows x cols: rounded into dst and pairs (either may
+ * be NULL), and where colsum is not NULL added into it row by row in order,
+ * in groups of up to 4 vectors whose sums stay in registers down the rows
+ * (through memory, each row's add waited on the last one's store); two rows
+ * a step (one rounding instruction for both, and a row pair's operand); the
+ * rows prefetched ahead (column parts of rows defeat the hardware
+ * prefetchers). */
+TARGET_BF16 static void convert_cols_avx512bf16(uint16_t *dst, uint32_t *pairs, float *colsum, const float *src,
+                                                size_t rows, size_t cols, size_t j0, size_t j1)
 {
     for (size_t g = j0; g < j1; g += SUM_GROUP) {
         const size_t ge = g + SUM_GROUP < j1 ? g + SUM_GROUP : j1;
@@ -104,91 +129,129 @@ TARGET_BF16 static void convert_sums_cols_avx512bf16(uint16_t *dst, float *colsu
         for (int q = 0; q < 4; q++) {
             const size_t j = g + 16 * (size_t)q;
             k[q] = (__mmask16)(j >= ge ? 0 : ge - j >= 16 ? 0xffff : (1u << (ge - j)) - 1);
-            sum[q] = _mm512_maskz_loadu_ps(k[q], colsum + j);
+            sum[q] = colsum ? _mm512_maskz_loadu_ps(k[q], colsum + j) : _mm512_setzero_ps();
         }
-        for (size_t r = 0; r < rows; r++) {
-            const float *x = src + r * cols + g;
-            uint16_t *y = dst + r * cols + g;
-            if (r + CONVERT_PREFETCH_ROWS < rows) prefetch_floats(x + CONVERT_PREFETCH_ROWS * cols, ge - g);
-#pragma GCC unroll 4
-            for (int q = 0; q < 4; q++) {
-                const __m512 v = _mm512_maskz_loadu_ps(k[q], x + 16 * q);
-                _mm256_mask_storeu_epi16(y + 16 * q, k[q], (__m256i)_mm512_cvtneps_pbh(v));
-                sum[q] = _mm512_add_ps(sum[q], v);
+        size_t r = 0;
+        for (; r + 2 <= rows; r += 2) {
+            if (r + CONVERT_PREFETCH_ROWS + 1 < rows) {
+                prefetch_floats(src + (r + CONVERT_PREFETCH_ROWS) * cols + g, ge - g);
+                prefetch_floats(src + (r + CONVERT_PREFETCH_ROWS + 1) * cols + g, ge - g);
             }
+            if (colsum) convert_row_pair(dst, pairs, sum, k, src, r, cols, g, 1, 1);
+            else convert_row_pair(dst, pairs, sum, k, src, r, cols, g, 1, 0);
         }
+        if (r < rows) convert_row_pair(dst, pairs, sum, k, src, r, cols, g, 0, colsum != NULL);
+        if (colsum) {
 #pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(colsum + g + 16 * q, k[q], sum[q]);
+            for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(colsum + g + 16 * q, k[q], sum[q]);
+        }
     }
 }
 
-/* bf16_convert of rows x cols, adding each column's values into colsum (fp32,
- * rows in order) on the way. Threads own blocks of 16 columns, so a sum's
- * order does not depend on their count. */
-static void convert_sums_avx512bf16(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
+/* convert_cols_avx512bf16 over every column. Threads own blocks of 16
+ * columns, so a sum's order does not depend on their count. */
+static void convert_sums_avx512bf16(uint16_t *dst, uint32_t *pairs, float *colsum, const float *src, size_t rows,
+                                    size_t cols)
 {
 #pragma omp parallel if (rows * cols >= CONVERT_PARALLEL_MIN)
     {
         size_t j0, j1;
         thread_share(cols, 16, &j0, &j1);
-        if (j0 < j1) convert_sums_cols_avx512bf16(dst, colsum, src, rows, cols, j0, j1);
+        if (j0 < j1) convert_cols_avx512bf16(dst, pairs, colsum, src, rows, cols, j0, j1);
     }
 }
 
-/* Rows [r0, r1) of rows: one row per step, 16 lanes at a time, the tail
- * under a mask; x (saved by the forward, from memory) prefetched ahead. */
-TARGET_BF16 static void convert_normalised_rows_avx512bf16(uint16_t *dst, const float *x, const float *mean,
-                                                           const float *rstd, size_t r0, size_t r1, size_t cols)
+/* Row r (and r + 1 where `second`) of the unit LayerNorm, rounded into
+ * dst's rows and pairs' row pair r / 2 (each where not NULL). */
+TARGET_BF16 static inline __attribute__((always_inline)) void
+normalised_row_pair(uint16_t *dst, uint32_t *pairs, const float *x, const float *mean, const float *rstd, size_t r,
+                    size_t cols, const int second)
 {
-    for (size_t r = r0; r < r1; r++) {
-        const float *xr = x + r * cols;
-        uint16_t *y = dst + r * cols;
-        if (r + CONVERT_PREFETCH_ROWS < r1) prefetch_floats(xr + CONVERT_PREFETCH_ROWS * cols, cols);
-        const __m512 mu = _mm512_set1_ps(mean[r]), rs = _mm512_set1_ps(rstd[r]);
-        for (size_t j = 0; j < cols; j += 16) {
-            const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
-            const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), mu), rs);
-            _mm256_mask_storeu_epi16(y + j, k, (__m256i)_mm512_cvtneps_pbh(v));
-        }
+    const float *xr = x + r * cols;
+    const __m512 mu0 = _mm512_set1_ps(mean[r]), rs0 = _mm512_set1_ps(rstd[r]);
+    const __m512 mu1 = _mm512_set1_ps(second ? mean[r + 1] : 0.0f), rs1 = _mm512_set1_ps(second ? rstd[r + 1] : 0.0f);
+    for (size_t j = 0; j < cols; j += 16) {
+        const __mmask16 k = (__mmask16)(cols - j >= 16 ? 0xffff : (1u << (cols - j)) - 1);
+        const __m512 v0 = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), mu0), rs0);
+        const __m512 v1 = second ? _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + cols + j), mu1), rs1)
+                                 : _mm512_setzero_ps();
+        bf16_store_rows_and_pairs(dst ? dst + r * cols + j : NULL, cols, pairs ? pairs + r / 2 * cols + j : NULL, v0,
+                                  v1, k, second);
     }
 }
 
-static void convert_normalised_avx512bf16(uint16_t *dst, const float *x, const float *mean, const float *rstd,
-                                          size_t rows, size_t cols)
+/* Rows [r0, r1) of rows (r0 even), two a step; x (saved by the forward,
+ * from memory) prefetched ahead. */
+TARGET_BF16 static void convert_normalised_rows_avx512bf16(uint16_t *dst, uint32_t *pairs, const float *x,
+                                                           const float *mean, const float *rstd, size_t r0,
+                                                           size_t r1, size_t cols)
+{
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        if (r + CONVERT_PREFETCH_ROWS + 2 <= r1) prefetch_floats(x + (r + CONVERT_PREFETCH_ROWS) * cols, 2 * cols);
+        normalised_row_pair(dst, pairs, x, mean, rstd, r, cols, 1);
+    }
+    if (r < r1) normalised_row_pair(dst, pairs, x, mean, rstd, r, cols, 0);
+}
+
+static void convert_normalised_avx512bf16(uint16_t *dst, uint32_t *pairs, const float *x, const float *mean,
+                                          const float *rstd, size_t rows, size_t cols)
 {
 #pragma omp parallel if (rows * cols >= CONVERT_PARALLEL_MIN)
     {
         size_t r0, r1;
-        thread_share(rows, 1, &r0, &r1);
-        if (r0 < r1) convert_normalised_rows_avx512bf16(dst, x, mean, rstd, r0, r1, cols);
+        thread_share(rows, 2, &r0, &r1); /* whole row pairs */
+        if (r0 < r1) convert_normalised_rows_avx512bf16(dst, pairs, x, mean, rstd, r0, r1, cols);
     }
 }
 
-void bf16_convert_normalised(uint16_t *dst, const float *x, const float *mean, const float *rstd, size_t rows,
-                             size_t cols)
+size_t bf16_pairs_len(size_t rows, size_t cols) { return ((rows + 1) / 2 * 2 * cols + 31) & ~(size_t)31; }
+
+void bf16_pack_pairs(uint32_t *pairs, const uint16_t *src16, size_t rows, size_t cols)
+{
+    for (size_t p = 0; p < (rows + 1) / 2; p++)
+        for (size_t j = 0; j < cols; j++) {
+            const uint32_t odd = 2 * p + 1 < rows ? src16[(2 * p + 1) * cols + j] : 0;
+            pairs[p * cols + j] = src16[2 * p * cols + j] | odd << 16;
+        }
+}
+
+/* The plain-C rounding of rows x cols into dst and pairs (either NULL). */
+static void store_rounded(uint16_t *dst, uint32_t *pairs, size_t r, size_t j, size_t cols, uint16_t h)
+{
+    if (dst) dst[r * cols + j] = h;
+    if (pairs) {
+        uint32_t *p = pairs + r / 2 * cols + j;
+        *p = r % 2 ? (*p & 0xffffu) | (uint32_t)h << 16 : h; /* the odd row after its even one */
+    }
+}
+
+void bf16_convert_normalised(uint16_t *dst, uint32_t *pairs, const float *x, const float *mean, const float *rstd,
+                             size_t rows, size_t cols)
 {
     if (bf16_native()) {
-        convert_normalised_avx512bf16(dst, x, mean, rstd, rows, cols);
+        convert_normalised_avx512bf16(dst, pairs, x, mean, rstd, rows, cols);
         return;
     }
     for (size_t r = 0; r < rows; r++)
-        for (size_t j = 0; j < cols; j++) dst[r * cols + j] = bf16_from_f32((x[r * cols + j] - mean[r]) * rstd[r]);
+        for (size_t j = 0; j < cols; j++)
+            store_rounded(dst, pairs, r, j, cols, bf16_from_f32((x[r * cols + j] - mean[r]) * rstd[r]));
 }
 
-void bf16_convert_sums(uint16_t *dst, float *colsum, const float *src, size_t rows, size_t cols)
+void bf16_convert_sums(uint16_t *dst, uint32_t *pairs, float *colsum, const float *src, size_t rows, size_t cols)
 {
-    if (!colsum) {
+    if (!colsum && !pairs) {
         bf16_convert(dst, src, rows * cols);
         return;
     }
     if (bf16_native()) {
-        convert_sums_avx512bf16(dst, colsum, src, rows, cols);
+        convert_sums_avx512bf16(dst, pairs, colsum, src, rows, cols);
         return;
     }
     for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < cols; j++) {
-            dst[r * cols + j] = bf16_from_f32(src[r * cols + j]);
-            colsum[j] += src[r * cols + j];
+            store_rounded(dst, pairs, r, j, cols, bf16_from_f32(src[r * cols + j]));
+            if (colsum) colsum[j] += src[r * cols + j];
         }
 }
 

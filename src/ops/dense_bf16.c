@@ -10,10 +10,19 @@
 /* Each operand starts on a 64-byte boundary of the staging buffer. */
 static size_t round_to_64_bytes(size_t n) { return (n + 31) & ~(size_t)31; }
 
+/* A backward's staging: dout16 [M,N] for oneDNN's dinp product, then the
+ * row pairs of dout and of inp for the weight gradient (bf16.h). The
+ * forward's inp16 [M,K] fits in it. */
+size_t dense_bf16_dout_staging(int M, int N)
+{
+    if (M <= 0 || N <= 0) return 0;
+    return round_to_64_bytes((size_t)M * N) + bf16_pairs_len((size_t)M, (size_t)N);
+}
+
 size_t dense_bf16_staging(int M, int K, int N)
 {
     if (M <= 0 || K <= 0 || N <= 0) return 0;
-    return round_to_64_bytes((size_t)M * N) + round_to_64_bytes((size_t)M * K);
+    return dense_bf16_dout_staging(M, N) + bf16_pairs_len((size_t)M, (size_t)K);
 }
 
 int dense_bf16_prepare(int M, int K, int N, tlb_error *err)
@@ -22,7 +31,7 @@ int dense_bf16_prepare(int M, int K, int N, tlb_error *err)
     static const int kinds[] = {TLB_DENSE_FWD_BIAS, TLB_DENSE_BWD_DATA, TLB_DENSE_BWD_DATA_SET};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (tlb_dnnl_dense_prepare_kind(kinds[i], M, K, N, dnnl_bf16, err) != 0) return -1;
-    return dense_bf16_dw_prepare(M, K, N, err);
+    return 0;
 }
 
 static void bias_rows(float *out, const float *bias, int M, int N)
@@ -49,11 +58,13 @@ void dense_bf16_forward(float *out, const float *inp, const uint16_t *w16, const
     dense_bf16_forward_rounded(out, staging, w16, bias, M, K, N);
 }
 
-/* add 0: dinp written (its first writer), not accumulated. inp16: bf16(inp)
- * already rounded by the caller, or NULL (then rounded here, after dout). */
+/* add 0: dinp written (its first writer), not accumulated. inp_pairs:
+ * bf16(inp)'s row pairs already written by the caller, or NULL (then
+ * rounded from inp into inp_pairs_staging). dout_staging: dense_bf16_dout_staging(M, N)
+ * values. */
 static void backward_into(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const uint16_t *inp16, const uint16_t *w16, int M, int K, int N, uint16_t *dout16,
-                          uint16_t *inp16_staging, int add)
+                          const uint32_t *inp_pairs, const uint16_t *w16, int M, int K, int N, uint16_t *dout_staging,
+                          uint32_t *inp_pairs_staging, int add)
 {
     if (M <= 0 || N <= 0) return;
     if ((!dinp && !dw) || K <= 0) { /* no product: the bias sums alone */
@@ -62,33 +73,33 @@ static void backward_into(float *dinp, float *dw, float *dbias, const float *dou
                 for (int n = 0; n < N; n++) dbias[n] += dout[(size_t)m * N + n];
         return;
     }
-    bf16_convert_sums(dout16, dbias, dout, (size_t)M, (size_t)N);
+    uint16_t *dout16 = dout_staging;
+    uint32_t *dout_pairs = (uint32_t *)(dout_staging + round_to_64_bytes((size_t)M * N));
+    bf16_convert_sums(dinp ? dout16 : NULL, dw ? dout_pairs : NULL, dbias, dout, (size_t)M, (size_t)N);
     if (dinp)
         tlb_dnnl_dense_product(add ? TLB_DENSE_BWD_DATA : TLB_DENSE_BWD_DATA_SET, M, K, N, dnnl_bf16, dout16, w16,
                                NULL, dinp);
     if (dw) {
-        if (!inp16) {
-            bf16_convert(inp16_staging, inp, (size_t)M * K);
-            inp16 = inp16_staging;
+        if (!inp_pairs) {
+            bf16_convert_sums(NULL, inp_pairs_staging, NULL, inp, (size_t)M, (size_t)K);
+            inp_pairs = inp_pairs_staging;
         }
-        dense_bf16_dw(dw, inp16, dout16, M, K, N);
+        dense_bf16_dw(dw, inp_pairs, dout_pairs, M, K, N);
     }
 }
 
 static void backward_staged(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                             const uint16_t *w16, int M, int K, int N, uint16_t *staging, int add)
 {
-    backward_into(dinp, dw, dbias, dout, inp, NULL, w16, M, K, N, staging, staging + round_to_64_bytes((size_t)M * N),
-                  add);
+    backward_into(dinp, dw, dbias, dout, inp, NULL, w16, M, K, N, staging,
+                  (uint32_t *)(staging + dense_bf16_dout_staging(M, N)), add);
 }
 
-size_t dense_bf16_dout_at(int M, int K) { return M > 0 && K > 0 ? round_to_64_bytes((size_t)M * K) : 0; }
-
-void dense_bf16_backward_rounded(float *dinp, float *dw, float *dbias, const float *dout, const uint16_t *inp16,
-                                 const uint16_t *w16, int M, int K, int N, uint16_t *dout16, int first)
+void dense_bf16_backward_paired(float *dinp, float *dw, float *dbias, const float *dout, const uint32_t *inp_pairs,
+                                const uint16_t *w16, int M, int K, int N, uint16_t *dout_staging, int first)
 {
     if (first && dinp && M > 0 && K > 0 && N <= 0) memset(dinp, 0, (size_t)M * K * sizeof(float));
-    backward_into(dinp, dw, dbias, dout, NULL, inp16, w16, M, K, N, dout16, NULL, !first);
+    backward_into(dinp, dw, dbias, dout, NULL, inp_pairs, w16, M, K, N, dout_staging, NULL, !first);
 }
 
 void dense_bf16_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
