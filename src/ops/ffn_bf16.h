@@ -5,11 +5,12 @@
  *   forward:  h = bf16(inp) @ w1 + b1 (saved in fp32, or in bf16 by the next
  *             pass); one pass g16 = bf16(gelu(h)), fc2's operand (no fp32
  *             gelu(h)); out = g16 @ w2 + b2; one pass out = res + keep * out;
- *   backward: one pass over dout: dres = dout, dy = keep * dout into bf16,
- *             db2 += its column sums; dg = dy16 @ w2^T (written, no zeroing
- *             pass); one pass over dg and h: dh16 = bf16(dg gelu'(h)), g16 =
- *             bf16(gelu(h)) for dw2, db1 += dh's column sums; then dw2, dinp
- *             (written) and dw1 from those operands.
+ *   backward: one pass over dout: dres = dout, dy = keep * dout into bf16
+ *             (and its row pairs, bf16.h), db2 += its column sums; dg = dy16
+ *             @ w2^T (written, no zeroing pass); one pass over dg and h: dh16
+ *             = bf16(dg gelu'(h)) (and its pairs), the pairs of bf16(gelu(h))
+ *             for dw2, db1 += dh's column sums; then dw2, dinp (written) and
+ *             dw1 (x rounded straight into pairs) from those operands.
  * Each value is the unfused mixed-precision ops' (the avx512 gelu, dropout
  * and residual, dense_bf16.h, the same products): the same numbers,
  * with a column sum's rows added in order (a thread owns whole columns), so
