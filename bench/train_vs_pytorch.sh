@@ -2,7 +2,8 @@
 # Issue 22's training comparison on this machine, in one run: one training
 # step of the seed model (batch 2048 in micro-batches of the trainer's size,
 # dropout 0.2, AdamW) in tlb-c (`tlb_bench --only step --step-configs
-# auto,bf16`: fp32 automatic and mixed precision) and in PyTorch 1.13
+# auto,bf16-h16`: fp32 automatic and mixed precision as the trainer runs it,
+# h saved in bf16) and in PyTorch 1.13
 # (bench/pytorch_train.py: Debian's python3-torch, its loss and gradients
 # checked against the golden file first; fp32 and bf16 autocast), alternated
 # ROUNDS times so that a slow spell of a shared machine hits both; prints
@@ -43,7 +44,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for i in $(seq "$rounds"); do
     only=step; [ "$i" = 1 ] && only=probe,step
-    OMP_NUM_THREADS=$threads build/tlb_bench --only $only --bw-mib 256 --step-configs auto,bf16 --steps "$steps" --batch "$batch" \
+    OMP_NUM_THREADS=$threads build/tlb_bench --only $only --bw-mib 256 --step-configs auto,bf16-h16 --steps "$steps" --batch "$batch" \
         --out "$out/b$i" >"$out/b$i.txt" 2>&1 || { cat "$out/b$i.txt" >&2; exit 1; }
     mb=$(awk -F, 'NR == 2 {print $4}' "$out/b$i/step.csv")
     tail -n +2 "$out/b$i/step.csv" | awk -F, -v r="$i" '{printf "round %s tlb-c %-22s %8.1f img/s  (%s, step %s s)\n", r, $1, $6, $9, $5}'
@@ -101,7 +102,7 @@ for name, prec in (("pytorch fp32", "fp32"), ("pytorch bf16 autocast", "bf16")):
     cpu = med(py, name, "cpu_cores")[0]
     print("  %-30s %8.1f (%.1f-%.1f, %d)  %s; CPU use %.2f cores" % ((name,) + m + (share(m[0], prec), cpu)))
 for name, prec, vs, target in (("automatic", "fp32", "pytorch fp32", None),
-                               ("mixed: bf16 dense", "bf16", "pytorch bf16 autocast", 4.0)):
+                               ("mixed, bf16 h (default)", "bf16", "pytorch bf16 autocast", 4.0)):
     m = med(tlb, name)
     if not m:
         print("  tlb-c %-24s not run here%s" % (name, " (no AVX512_BF16)" if prec == "bf16" else ""))

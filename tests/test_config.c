@@ -808,7 +808,7 @@ Test(config, canonical_text_is_fixed)
                      "\n# augmentation beyond crop and flip (all off by default)\n"
                      "mixup_alpha: 0\ncutmix_alpha: 0\nrandom_erase: 0\nrandaugment_n: 0\nrandaugment_m: 9\n"
                      "\n# optimisation\n"
-                     "mixed_precision: true\nbf16_activations: false\nbatch_size: 2048\nmicro_batch: 0\n"
+                     "mixed_precision: true\nbf16_activations: auto\nbatch_size: 2048\nmicro_batch: 0\n"
                      "learning_rate: 0.0001\nweight_decay: 0.0001\n"
                      "adam_beta1: 0.9\nadam_beta2: 0.999\nadam_epsilon: 1e-07\nepochs: 30\nseed: 42\n"
                      "lr_schedule: constant\nwarmup_epochs: 0\nmin_lr: 0\nlabel_smoothing: 0\ngrad_clip: 0\ninit_from: \"\"\n"
@@ -845,7 +845,7 @@ Test(config, hash_tracks_result_keys_only)
                              "lr_schedule=cosine", "warmup_epochs=1", "min_lr=1e-6",
                              "label_smoothing=0.1", "grad_clip=1", "mixup_alpha=0.2",
                              "cutmix_alpha=1", "random_erase=0.25", "randaugment_n=2",
-                             "randaugment_m=5"};
+                             "randaugment_m=5", "bf16_activations=true", "bf16_activations=false"};
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         b = a;
         cr_assert_eq(run_config_set(&b, changes[i], &err), 0, "%s", err.msg);
@@ -868,7 +868,8 @@ Test(config, new_keys_at_default_keep_old_hashes)
                                 "lr_schedule=constant", "warmup_epochs=0", "label_smoothing=0",
                                 "randaugment_m=9", "checkpoint_every=100", "input=image",
                                 "vocab_size=0", "seq_len=0", "pos_emb=global", "head_hidden=0", "embed_drop=0",
-                                "adam_beta1=0.9", "adam_beta2=0.999", "adam_epsilon=1e-7"};
+                                "adam_beta1=0.9", "adam_beta2=0.999", "adam_epsilon=1e-7",
+                                "bf16_activations=auto"};
     for (size_t i = 0; i < sizeof at_default / sizeof at_default[0]; i++) {
         run_config b = c;
         cr_assert_eq(run_config_set(&b, at_default[i], &err), 0, "%s", err.msg);
@@ -897,6 +898,8 @@ Test(config, negative_zero_is_zero)
 
 Test(config, new_keys_refuse_bad_values)
 {
+    expect_error("bf16_activations: maybe\n", ":1: bf16_activations: expected true or false or auto, got 'maybe'");
+    expect_error("mixed_precision: auto\n", ":1: mixed_precision: expected true or false, got 'auto'");
     expect_error("state_init: random\n", ":1: state_init: expected zeros, learned or sinusoid, got 'random'");
     expect_error("readout: \"state\"\n", ":1: readout: expected last_fast or state, got the string \"state\"");
     expect_error("lr_schedule: linear\n", ":1: lr_schedule: expected constant or cosine, got 'linear'");

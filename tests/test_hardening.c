@@ -846,6 +846,7 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     op_table ops;
     cr_assert_eq(numerics_choose(&ops, NULL, 1, NULL, NULL, 0, &err), 0, "%s", err.msg);
     const int bf16 = ops.bf16_dense;
+    if (bf16) cr_assert_eq(ops_table_set_bf16_h(&ops, 1), 0); /* bf16_activations: auto */
     cr_expect(!bf16 || ops_mixed_precision_supported(), "mixed precision where the CPU has AVX512_BF16 only");
     run_numerics now;
     numerics_of(&now, &ops);
@@ -880,8 +881,13 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", run_dir);
 
     /* Under TLB_BACKEND=ref the first op on another backend is dense in fp32;
-     * in bf16 dense stays bf16 and it is layernorm (the next in op order). */
-    snprintf(want, sizeof want, "resuming would change the numerics: %s ran on", bf16 ? "layernorm" : "dense");
+     * in bf16 dense stays bf16, but ref has no FFN stage to save h in bf16:
+     * the precision differs first. */
+    if (bf16)
+        snprintf(want, sizeof want, "resuming would change the numerics: precision was %s, now bf16 dense",
+                 now.precision);
+    else
+        snprintf(want, sizeof want, "resuming would change the numerics: dense ran on");
     expect_one_line(2, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, NULL}, want,
                     "pass --accept-numerics");
     cr_expect_eq(run_tlb(errf, "TLB_BACKEND=ref", (const char *[]){"train", "--resume", run_dir, "--accept-numerics", NULL}),
@@ -898,17 +904,23 @@ Test(hardening, resume_with_other_numerics_is_refused, .timeout = 180)
      * and refuses; then a checkpoint written before the fields existed:
      * resumes, unchecked. */
     run_numerics other = now;
-    const char *other_precision = bf16 ? "fp32" : "bf16 dense";
+    const char *other_precision = bf16 ? "fp32" : "bf16 dense, bf16 h"; /* bf16_activations: auto */
     snprintf(other.precision, sizeof other.precision, "%s", other_precision);
     if (ops_mixed_precision_supported()) { /* what a run in the other precision records */
         op_table other_ops = ops;
         cr_assert_eq(ops_table_set_bf16(&other_ops, !bf16), 0);
+        cr_assert_eq(ops_table_set_bf16_h(&other_ops, !bf16), 0);
         numerics_of(&other, &other_ops);
+        cr_assert_str_eq(other.precision, other_precision);
     }
     snprintf(other.build, sizeof other.build, "v0-elsewhere");
     resave_checkpoint(run_dir, &other);
     if (!ops_mixed_precision_supported()) {
-        snprintf(want, sizeof want, "numerics: precision was %s, now %s (", other_precision, now.precision);
+        /* auto keeps the recorded bf16 h, here in fp32 (the fused FFN's) */
+        op_table resumed = ops;
+        cr_assert_eq(ops_table_set_bf16_h(&resumed, 1), 0);
+        snprintf(want, sizeof want, "numerics: precision was %s, now %s (", other_precision,
+                 ops_table_precision(&resumed));
         expect_one_line(2, NULL, (const char *[]){"train", "--resume", run_dir, NULL}, want, "pass --accept-numerics");
     } else {
         const int rc = run_tlb(errf, NULL, (const char *[]){"train", "--resume", run_dir, "--set", "epochs=2", NULL});

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "data/fetch.h"
+#include "ops/ops.h"
 #include "train/trainer.h"
 #include "alloc_counter.h"
 #include "test_helpers.h"
@@ -454,6 +455,33 @@ Test(train, adam_moments_out_of_memory_is_reported, .timeout = 120)
     alloc_fail_calloc_of(0);
     cr_expect_eq(status, 1);
     cr_expect(strstr(err.msg, "out of memory for the AdamW moments") != NULL, "message: '%s'", err.msg);
+}
+
+/* bf16_activations: auto (the default) saves the FFN's h in bf16 exactly
+ * where the dense layers run bf16 (mixed precision); true and false pin it.
+ * Which precision runs depends on the CPU: TLB_BF16=always makes mixed
+ * precision run wherever the CPU has AVX512_BF16, so each CPU checks its own
+ * expectation; without AVX512_BF16 mixed_precision: true runs fp32. */
+Test(train, bf16_activations_auto_follows_mixed_precision, .timeout = 240)
+{
+    test_ensure_cifar10();
+    setenv("TLB_BF16", "always", 1);
+    const int bf16 = ops_mixed_precision_supported();
+    static const char *const h_words[] = {"auto", "true", "false"};
+    for (int mixed = 0; mixed <= 1; mixed++)
+        for (int w = 0; w < 3; w++) {
+            char out[] = "/tmp/tlb_h16_XXXXXX", text[2048];
+            cr_assert_not_null(test_mkdtemp(out));
+            snprintf(text, sizeof text,
+                     "%sname: h16\ntrain_limit: 64\neval_limit: 32\nbatch_size: 32\nepochs: 1\n"
+                     "mixed_precision: %s\nbf16_activations: %s\n",
+                     tiny_model, mixed ? "true" : "false", h_words[w]);
+            const train_summary s = train_text(text, out);
+            const int dense16 = mixed && bf16, h16 = w == 1 || (w == 0 && dense16);
+            char want[40];
+            snprintf(want, sizeof want, "%s%s", dense16 ? "bf16 dense" : "fp32", h16 ? ", bf16 h" : "");
+            cr_expect_str_eq(s.precision, want, "mixed_precision %d, bf16_activations %s", mixed, h_words[w]);
+        }
 }
 
 /* The trainer's micro-batch rule for the seed at batch 2048: the 1.5 GiB

@@ -30,7 +30,7 @@ typedef struct {
     /* Keys added after the seed are hashed only when not at their default,
      * so configs written before them keep their run hashes (and folders). */
     int hashed_unless_default;
-    const char *const *names; /* K_ENUM: the accepted words, stored as their index */
+    const char *const *names; /* K_ENUM: the accepted words, stored as their index; K_BOOL: AUTO_WORD or NULL */
 } key_def;
 
 #define OFF(f) offsetof(run_config, f)
@@ -40,6 +40,8 @@ typedef struct {
 static const char *const SHUFFLE_WORDS[] = {"epoch", "once", NULL};
 static const char *const LR_SCHEDULE_WORDS[] = {"constant", "cosine", NULL};
 _Static_assert(SHUFFLE_ONCE == 1 && LR_COSINE == 1, "the word tables follow the enums");
+/* A K_BOOL key whose names are these also takes "auto" (RUN_CONFIG_AUTO). */
+static const char *const AUTO_WORD[] = {"auto", NULL};
 #define NEW_KEY(key, type, off, group) {key, type, off, 0, 1, group, 1, NULL}
 #define NEW_ENUM(key, off, words) {key, K_ENUM, off, 0, 1, NULL, 1, words}
 static const key_def KEYS[] = {
@@ -77,7 +79,8 @@ static const key_def KEYS[] = {
     NEW_KEY("randaugment_n", K_INT, OFF(randaugment_n), NULL),
     NEW_KEY("randaugment_m", K_INT, OFF(randaugment_m), NULL),
     {"mixed_precision", K_BOOL, OFF(mixed_precision), 0, 1, "optimisation", 0, NULL},
-    NEW_KEY("bf16_activations", K_BOOL, OFF(bf16_activations), NULL),
+    /* true, false or auto: a bool with AUTO_WORD (names) */
+    {"bf16_activations", K_BOOL, OFF(bf16_activations), 0, 1, NULL, 1, AUTO_WORD},
     {"batch_size", K_INT, OFF(batch_size), 0, 1, NULL, 0, NULL},
     {"micro_batch", K_INT, OFF(micro_batch), 0, 1, NULL, 0, NULL},
     {"learning_rate", K_DOUBLE, OFF(learning_rate), 0, 1, NULL, 0, NULL},
@@ -249,6 +252,7 @@ void run_config_defaults(run_config *c)
     c->model = model_config_seed();
     c->model.key_dim = 0; /* absent: = embed_dim (resolve_key_dim) */
     c->mixed_precision = 1;
+    c->bf16_activations = RUN_CONFIG_AUTO;
     strcpy(c->dataset, "cifar10");
     c->train_slice = 40000;
     c->batch_size = 2048;
@@ -394,8 +398,12 @@ static int assign_scalar(run_config *c, int k, scalar s, where w, tlb_error *err
         return 0;
     }
     case K_BOOL:
+        if (KEYS[k].names && !s.quoted && strcmp(s.text, "auto") == 0) {
+            *(int *)field(c, k) = RUN_CONFIG_AUTO;
+            return 0;
+        }
         if (parse_bool(s, (int *)field(c, k)))
-            return fail_key(err, w, key, "expected true or false, got %s", got);
+            return fail_key(err, w, key, "expected true or false%s, got %s", KEYS[k].names ? " or auto" : "", got);
         return 0;
     case K_U64:
         if (parse_u64(s, (unsigned long long *)field(c, k)))
@@ -1005,7 +1013,7 @@ static void put_scalar(out_buf *o, const run_config *c, int k, run_value v)
     }
     case K_FLOAT: put_double(o, v.d, 1); break;
     case K_DOUBLE: put_double(o, v.d, 0); break;
-    case K_BOOL: put(o, "%s", v.i ? "true" : "false"); break;
+    case K_BOOL: put(o, "%s", v.i == RUN_CONFIG_AUTO && KEYS[k].names ? "auto" : v.i ? "true" : "false"); break;
     case K_U64: put(o, "%llu", v.u); break;
     case K_ENUM: put(o, "%s", KEYS[k].names[v.i]); break;
     case K_STR: put_string(o, (const char *)cfield(c, k)); break;

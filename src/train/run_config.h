@@ -56,13 +56,18 @@ typedef struct {
     run_value v[RUN_SWEEP_MAX];
 } run_sweep;
 
+/* The value of a bool key that also takes "auto" (bf16_activations). */
+#define RUN_CONFIG_AUTO 2
+
 /* Number of keys a config file may contain (see the table in run_config.c). */
 #define RUN_CONFIG_NUM_KEYS 56
 
 typedef struct {
     tlb_model_config model;  /* key_dim 0: absent, = embed_dim (the parser refuses a written 0) */
     int mixed_precision;     /* bool */
-    int bf16_activations;    /* bool: the fused ffn saves h in bf16 where the products run fp32 */
+    int bf16_activations;    /* true, false or RUN_CONFIG_AUTO (the default): the FFN saves its
+                              * pre-activation h for the backward in bf16; auto: where the dense
+                              * layers run bf16 (mixed precision), else fp32 */
     char dataset[32];        /* only "cifar10" accepted */
     int train_slice;         /* 40000: first N training images train, the rest validate */
     int train_limit;         /* 0 = all; else use only the first N of the train slice */
