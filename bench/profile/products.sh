@@ -6,8 +6,9 @@
 #   bench/profile/products.sh [MICRO_BATCH [REPEATS [BF16]]]     (410 6 1; the trainer's mixed
 #   micro-batch on 2 threads is 256 since session 19: pass it for the products as runs see them)
 #
-# BF16=1 (the default) runs mixed precision, where all the dense products are
-# oneDNN's; THREADS=N (default 2) shards the micro-batch as the trainer does;
+# BF16=1 (the default) runs mixed precision as the trainer does (h saved in
+# bf16; 2: h in fp32), where the forward and input-gradient products are
+# oneDNN's and the weight gradients ours (dense_bf16_dw); THREADS=N (default 2) shards the micro-batch as the trainer does;
 # PRODUCTS_AGAIN=1 also times each call repeated at once (products.c).
 # Development only; nothing else should run meanwhile.
 set -euo pipefail

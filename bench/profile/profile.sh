@@ -5,6 +5,10 @@
 #
 #   bench/profile/profile.sh [MICRO_BATCH [REPEATS [BF16]]]     (410 6 0; make bench-profile)
 #
+# BF16=1: mixed precision as the trainer runs it (h saved in bf16), 2: with
+# h in fp32 (step_profile.c). oneDNN's JIT products carry no symbols: their
+# samples do not unwind into the model and are left out of the shares.
+#
 # Needs perf (linux-perf). Development only: not part of make test or make
 # bench. Nothing else should run meanwhile; the printed times run 1.3-1.5x
 # slow under perf's call-graph sampling (it copies 16 KB of stack a sample),

@@ -1,7 +1,8 @@
 /* One micro-batch's forward and backward of the seed model, repeated, for
  * a profiler to sample (bench/profile/profile.sh): the trainer's own
  * model_forward / model_backward on synthetic images, fp32 with the
- * automatic backends (or mixed precision with argv[3] = 1), dropout on.
+ * automatic backends (or mixed precision: argv[3] = 1 as the trainer runs
+ * it, the FFN's h saved in bf16; 2 with h in fp32), dropout on.
  *   step_profile [MICRO_BATCH [REPEATS [BF16]]]   (410, 6, 0) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "step_profile: %s\n", err.msg);
         return 1;
     }
-    if (bf16 && ops_table_set_bf16(&t, 1) != 0) {
+    if (bf16 && (ops_table_set_bf16(&t, 1) != 0 || ops_table_set_bf16_h(&t, bf16 == 1) != 0)) {
         fprintf(stderr, "step_profile: no bf16 products on this CPU\n");
         return 1;
     }
