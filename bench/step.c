@@ -398,7 +398,8 @@ void bench_steps(const bench_opts *o, const bench_machine *m, int mb, bench_step
                 snprintf(peak_s, sizeof peak_s, "%.2f", peak);
                 snprintf(pct_c, sizeof pct_c, "%.2f", pct);
             }
-            fprintf(csv, "%s,%s,%d,%d,%.4f,%.2f,%.4f,%.2f,%s,%s,%s,%.1f,%.1f,%.1f,%d,%.4f,%s\n", configs[i].label,
+            /* the label quoted: "automatic, bf16 h" holds a comma */
+            fprintf(csv, "\"%s\",%s,%d,%d,%.4f,%.2f,%.4f,%.2f,%s,%s,%s,%.1f,%.1f,%.1f,%d,%.4f,%s\n", configs[i].label,
                     wiring_name(c.wiring), row_o.batch, row_mb, r.step_s, ips, fl * 1e-9, gf, bf16 ? "bf16" : "fp32",
                     peak_s, pct_c, rss, r.planned_mib, r.base_mib, r.scaled, r.mb_s, r.backends);
         }

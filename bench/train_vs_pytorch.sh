@@ -46,8 +46,12 @@ for i in $(seq "$rounds"); do
     only=step; [ "$i" = 1 ] && only=probe,step
     OMP_NUM_THREADS=$threads build/tlb_bench --only $only --bw-mib 256 --step-configs auto,bf16-h16 --steps "$steps" --batch "$batch" \
         --out "$out/b$i" >"$out/b$i.txt" 2>&1 || { cat "$out/b$i.txt" >&2; exit 1; }
-    mb=$(awk -F, 'NR == 2 {print $4}' "$out/b$i/step.csv")
-    tail -n +2 "$out/b$i/step.csv" | awk -F, -v r="$i" '{printf "round %s tlb-c %-22s %8.1f img/s  (%s, step %s s)\n", r, $1, $6, $9, $5}'
+    # step.csv quotes its labels (they hold commas): read it as CSV
+    mb=$(/usr/bin/python3 -c 'import csv, sys; print(list(csv.reader(open(sys.argv[1])))[1][3])' "$out/b$i/step.csv")
+    /usr/bin/python3 -c 'import csv, sys
+for r in list(csv.reader(open(sys.argv[1])))[1:]:
+    print("round %s tlb-c %-24s %8.1f img/s  (%s, step %s s)" % (sys.argv[2], r[0], float(r[5]), r[8], r[4]))' \
+        "$out/b$i/step.csv" "$i"
     # bf16 autocast without AVX512_BF16 has no native bf16: on the AMD EPYC
     # Zen 3 (session 18) one step took 350 s (5.8 img/s, 12x slower than fp32)
     # and the warm-up and two steps 18 minutes; nobody would train that way,
