@@ -216,7 +216,8 @@ void bf16_pack_pairs(uint32_t *pairs, const uint16_t *src16, size_t rows, size_t
         }
 }
 
-/* The plain-C rounding of rows x cols into dst and pairs (either NULL). */
+/* The plain-C path: h, the rounded value of row r, column j, into dst and
+ * pairs (either may be NULL). */
 static void store_rounded(uint16_t *dst, uint32_t *pairs, size_t r, size_t j, size_t cols, uint16_t h)
 {
     if (dst) dst[r * cols + j] = h;
