@@ -1019,6 +1019,27 @@ Test(hardening, mixed_precision_where_it_pays)
     unsetenv("TLB_BF16");
 }
 
+/* bf16_activations: auto follows mixed precision; where mixed precision runs
+ * on a backend without its FFN stage ("ffn:off"), h stays fp32 and the run
+ * says so (it did so only for an explicit true). On a CPU without
+ * AVX512_BF16 the run is fp32, where auto means h in fp32: no note. */
+Test(hardening, bf16_activations_auto_names_an_fp32_h, .timeout = 120)
+{
+    test_run run;
+    new_test_run(&run, "/tmp/tlb_autoh_XXXXXX", "autoh",
+                 "train_limit: 64\nepochs: 1\nmixed_precision: true\nbackend: \"ffn:off\"\n");
+    const int rc = run_tlb(run.errf, "TLB_BF16=always", (const char *[]){"train", run.cfg, NULL});
+    char msg[4096];
+    read_text(run.errf, msg, sizeof msg, NULL);
+    cr_assert_eq(rc, 0, "%s", msg);
+    const char *note = strstr(msg, "note: bf16_activations (auto): h stays fp32 here: the dense layers run in bf16"
+                                   " without mixed precision's FFN stage (backend)");
+    if (ops_mixed_precision_supported())
+        cr_expect_not_null(note, "mixed precision without its FFN stage: %s", msg);
+    else
+        cr_expect_null(strstr(msg, "bf16_activations"), "fp32 here: auto asks for nothing: %s", msg);
+}
+
 /* A path that does not fit a buffer is refused with a message, never
  * silently cut to a different path. */
 Test(hardening, paths_too_long_are_refused, .timeout = 60)

@@ -337,7 +337,7 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     s.lock.fd = -1;
     memset(out, 0, sizeof *out);
     const double t_start = progress_now();
-    int status = 1, h_bf16_refused = 0;
+    int status = 1, h_bf16_refused = 0, h_auto = 0;
     const int rank = dist_rank(), lead = rank == 0;
     /* Rank 0 alone prints; the others' progress goes nowhere. */
     FILE *console = lead ? stdout : fopen("/dev/null", "w");
@@ -385,14 +385,15 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
                         sizeof precision_why, err) != 0)
         goto agree;
     /* bf16 storage of h needs an FFN stage (fp32's fused ffn, or mixed
-     * precision's): elsewhere h stays fp32, said below (where asked for) and
-     * in the recorded precision. auto: with mixed precision's bf16 dense
+     * precision's): elsewhere h stays fp32, said below (where asked for,
+     * auto included: mixed precision on a backend without its stage) and in
+     * the recorded precision. auto: with mixed precision's bf16 dense
      * layers, or as the checkpoint of a resumed run recorded it. */
-    const int h_auto = c->bf16_activations == RUN_CONFIG_AUTO;
+    h_auto = c->bf16_activations == RUN_CONFIG_AUTO;
     const int want_h16 = !h_auto ? c->bf16_activations
                          : began.precision[0] ? strstr(began.precision, "bf16 h") != NULL
                                               : ops.bf16_dense;
-    h_bf16_refused = want_h16 && ops_table_set_bf16_h(&ops, 1) != 0 && !h_auto;
+    h_bf16_refused = want_h16 && ops_table_set_bf16_h(&ops, 1) != 0;
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
     if (opt && opt->build) snprintf(out->numerics.build, sizeof out->numerics.build, "%s", opt->build);
@@ -571,7 +572,7 @@ agree:
             fprintf(stderr, "bf16 activations: the FFN's pre-activation h is saved for the backward in bf16"
                             " (fp32 arithmetic; README, \"bf16 activations\")\n");
         else if (h_bf16_refused)
-            fprintf(stderr, "note: bf16_activations: h stays fp32 here: %s\n",
+            fprintf(stderr, "note: bf16_activations%s: h stays fp32 here: %s\n", h_auto ? " (auto)" : "",
                     ops.bf16_dense ? "the dense layers run in bf16 without mixed precision's FFN stage (backend)"
                                    : "the ffn is not the fused AVX2 or AVX-512 stage (backend)");
         if (resuming)
