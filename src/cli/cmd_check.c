@@ -61,9 +61,9 @@ int cmd_check(int argc, char **argv)
             bad_input = 1;
             continue;
         }
-        if (golden_check(argv[i], &ops, &r, &err) != 0) {
+        if (golden_check(argv[i], &ops, &r, &err) != 0) { /* unreadable, or not a golden file: bad input */
             fprintf(stderr, "tlb check: %s\n", err.msg);
-            failed = 1;
+            bad_input = 1;
             continue;
         }
         printf("%s: %s\n", argv[i], r.summary);

@@ -29,7 +29,8 @@ typedef struct {
 
 /* Checks the file on the kernels of `ops` (backends, precision). Returns 0
  * when the file could be checked (see report->passed for the verdict), -1
- * when it could not be read or does not fit the model. */
+ * when it could not be read or does not fit the model (bad input to `tlb
+ * check`, exit 2; out of memory, on its tiny models, counts there too). */
 int golden_check(const char *path, const op_table *ops, golden_report *report, tlb_error *err);
 
 #endif
