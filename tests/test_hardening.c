@@ -1054,7 +1054,7 @@ Test(hardening, paths_too_long_are_refused, .timeout = 60)
     memset(longer, 'a', sizeof longer - 1);
     longer[0] = '/';
     longer[sizeof longer - 1] = '\0';
-    expect_one_line(1, NULL, (const char *[]){"report", "--out", "/tmp", longer, NULL}, "path longer than", NULL);
+    expect_one_line(2, NULL, (const char *[]){"report", "--out", "/tmp", longer, NULL}, "path longer than", NULL);
 }
 
 /* ------------------------------------------------------------------------ */

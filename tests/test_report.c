@@ -179,7 +179,7 @@ Test(report, bad_runs_are_named)
 {
     tlb_error err;
     char *missing[1] = {"/nonexistent/run"};
-    cr_assert_eq(sweep_report(tmpdir, missing, 1, &err), -1);
+    cr_assert_eq(sweep_report(tmpdir, missing, 1, &err), -2, "bad input");
     cr_assert_str_eq(err.msg, "/nonexistent/run/config.cfg: cannot read: No such file or directory");
     fake_run("seed=1", 0.1, 0.1, NULL);
     char path[600];
@@ -187,7 +187,7 @@ Test(report, bad_runs_are_named)
     FILE *f = fopen(path, "w");
     fputs("{not json", f);
     fclose(f);
-    cr_assert_eq(sweep_report(tmpdir, dirs, ndirs, &err), -1);
+    cr_assert_eq(sweep_report(tmpdir, dirs, ndirs, &err), -2, "bad input");
     char want[700];
     snprintf(want, sizeof want, "%s: not valid JSON", path);
     cr_assert_str_eq(err.msg, want);
@@ -211,7 +211,7 @@ Test(report, a_run_counts_once)
     cr_expect(strstr(md, "| 1, 2 |"), "%s", md);
 
     fake_run("seed=1", 0.2, 0.2, NULL); /* run02: run00's config in another folder */
-    cr_assert_eq(sweep_report(tmpdir, dirs, ndirs, &err), -1);
+    cr_assert_eq(sweep_report(tmpdir, dirs, ndirs, &err), -2, "bad input");
     cr_expect(strstr(err.msg, dirs[0]) && strstr(err.msg, dirs[2]) && strstr(err.msg, "the same config"), "%s",
               err.msg);
     free_runs();
@@ -233,7 +233,7 @@ Test(report, output_folder_is_locked)
     cr_assert_geq(fd, 0);
     cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
     tlb_error err;
-    cr_expect_neq(sweep_report(out, dirs, ndirs, &err), 0);
+    cr_expect_eq(sweep_report(out, dirs, ndirs, &err), -1, "in use: not the runs' fault");
     cr_expect(strstr(err.msg, "is in use by process"), "%s", err.msg);
     char path[700];
     snprintf(path, sizeof path, "%s/results.md", out);

@@ -265,9 +265,10 @@ int cmd_report(int argc, char **argv)
         fprintf(stderr, "tlb report: %s: %s\n", argv[2], strerror(errno));
         return 2;
     }
-    if (sweep_report(argv[2], argv + 3, argc - 3, &err) != 0) {
+    const int rc = sweep_report(argv[2], argv + 3, argc - 3, &err);
+    if (rc != 0) {
         fprintf(stderr, "tlb report: %s\n", err.msg);
-        return 1;
+        return rc == -2 ? 2 : 1;
     }
     printf("%s/results.csv, runs.csv, results.md, results.png\n", argv[2]);
     return 0;

@@ -502,7 +502,7 @@ int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_erro
     report r;
     if (report_load(&r, run_dirs, count, err) != 0) {
         run_lock_release(&lock);
-        return -1;
+        return -2;
     }
     text csv = {0}, runs = {0}, md = {0};
     write_tables(&r, &csv, &runs, &md);

@@ -23,6 +23,11 @@
 
 #include "util/error.h"
 
+/* 0, or -2 where the runs given cannot be reported (bad input: a folder
+ * that is not a readable run, a damaged summary.json, two folders of one
+ * config, too many axes; out of memory while reading them counts here
+ * too), -1 where the report could not be written (out_dir in use, a write
+ * failed). */
 int sweep_report(const char *out_dir, char *const *run_dirs, int count, tlb_error *err);
 
 /* The plot's data (for tests): line k has n points (x, y = mean test
