@@ -1019,6 +1019,54 @@ Test(hardening, mixed_precision_where_it_pays)
     unsetenv("TLB_BF16");
 }
 
+/* numerics_choose_bf16_h, the rule the trainer applies: explicit true and
+ * false as said; auto as the dense layers run, or on a resume as the
+ * checkpoint's precision says; 1 back exactly when h was asked for in bf16
+ * and the op table has no FFN stage for it. CPU-independent but for the
+ * bf16 table, checked where the CPU has AVX512_BF16. */
+Test(hardening, bf16_h_rule)
+{
+    tlb_error err;
+    unsetenv("TLB_BACKEND");
+    op_table t, off;
+    cr_assert_eq(ops_table_select(&t, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(ops_table_select(&off, "ffn:off", &err), 0, "%s", err.msg);
+    const struct {
+        int setting;
+        const char *recorded;
+        int h16, refused, h16_off, refused_off;
+    } cases[] = {
+        {0, NULL, 0, 0, 0, 0},
+        {1, NULL, 1, 0, 0, 1},
+        {RUN_CONFIG_AUTO, NULL, 0, 0, 0, 0},          /* fp32 dense: auto is fp32 h */
+        {RUN_CONFIG_AUTO, "", 0, 0, 0, 0},
+        {RUN_CONFIG_AUTO, "fp32", 0, 0, 0, 0},
+        {RUN_CONFIG_AUTO, "fp32, bf16 h", 1, 0, 0, 1},       /* a resume keeps what it recorded */
+        {RUN_CONFIG_AUTO, "bf16 dense, bf16 h", 1, 0, 0, 1},
+        {RUN_CONFIG_AUTO, "bf16 dense", 0, 0, 0, 0},
+        {0, "fp32, bf16 h", 0, 0, 0, 0},                     /* explicit wins */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        op_table a = t, b = off;
+        const int r = numerics_choose_bf16_h(&a, cases[i].setting, cases[i].recorded);
+        const int r_off = numerics_choose_bf16_h(&b, cases[i].setting, cases[i].recorded);
+        cr_expect_eq(ops_table_saves_h16(&a), cases[i].h16, "case %zu: h16", i);
+        cr_expect_eq(r, cases[i].refused, "case %zu: refused", i);
+        cr_expect_eq(ops_table_saves_h16(&b), cases[i].h16_off, "case %zu, ffn:off: h16", i);
+        cr_expect_eq(r_off, cases[i].refused_off, "case %zu, ffn:off: refused", i);
+    }
+    if (!ops_mixed_precision_supported()) return;
+    /* bf16 dense: auto saves h in bf16 on the mixed-precision FFN stage, and
+     * is refused (h fp32, said) without it. */
+    op_table m = t, m_off = off;
+    cr_assert_eq(ops_table_set_bf16(&m, 1), 0);
+    cr_assert_eq(ops_table_set_bf16(&m_off, 1), 0);
+    cr_expect_eq(numerics_choose_bf16_h(&m, RUN_CONFIG_AUTO, NULL), 0);
+    cr_expect(ops_table_saves_h16(&m), "mixed precision: auto saves h in bf16");
+    cr_expect_eq(numerics_choose_bf16_h(&m_off, RUN_CONFIG_AUTO, NULL), 1);
+    cr_expect(!ops_table_saves_h16(&m_off));
+}
+
 /* bf16_activations: auto follows mixed precision; where mixed precision runs
  * on a backend without its FFN stage ("ffn:off"), h stays fp32 and the run
  * says so (it did so only for an explicit true). On a CPU without

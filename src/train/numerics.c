@@ -6,6 +6,7 @@
 
 #include "ops/bf16_rate.h"
 #include "ops/ops.h"
+#include "train/run_config.h"
 
 int numerics_choose(op_table *ops, const char *backend, int mixed_precision, const char *recorded, char *why,
                     size_t n, tlb_error *err)
@@ -44,6 +45,14 @@ int numerics_choose(op_table *ops, const char *backend, int mixed_precision, con
                  " (TLB_BF16=always runs bf16 anyway, TLB_BF16=never pins fp32)",
                  ratio, BF16_PAYS_RATIO);
     return 0;
+}
+
+int numerics_choose_bf16_h(op_table *ops, int bf16_activations, const char *recorded)
+{
+    const int want = bf16_activations != RUN_CONFIG_AUTO ? bf16_activations
+                     : recorded && recorded[0]          ? strstr(recorded, "bf16 h") != NULL
+                                                        : ops->bf16_dense;
+    return want && ops_table_set_bf16_h(ops, 1) != 0;
 }
 
 void numerics_of(run_numerics *n, const op_table *ops)

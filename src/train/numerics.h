@@ -34,6 +34,14 @@ typedef struct {
 int numerics_choose(op_table *ops, const char *backend, int mixed_precision, const char *recorded, char *why,
                     size_t n, tlb_error *err);
 
+/* bf16_activations (0, 1 or RUN_CONFIG_AUTO) applied to an op table that
+ * numerics_choose set: h saved in bf16 where asked for and an FFN stage can
+ * (ops_table_set_bf16_h). auto asks where the dense layers run bf16, or, on
+ * a resume (`recorded` a checkpoint's precision; NULL or "" when none), as
+ * the run began ("... bf16 h"). Returns 1 when it was asked for and the op
+ * table cannot (h stays fp32: the caller says so), else 0. */
+int numerics_choose_bf16_h(op_table *ops, int bf16_activations, const char *recorded);
+
 /* What a model on this op table computes with (build left "": the caller's). */
 void numerics_of(run_numerics *n, const op_table *ops);
 

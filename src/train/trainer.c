@@ -384,16 +384,10 @@ int train_run(const run_config *config, const train_options *opt, train_summary 
     if (numerics_choose(&ops, c->backend, c->mixed_precision, began.precision, precision_why,
                         sizeof precision_why, err) != 0)
         goto agree;
-    /* bf16 storage of h needs an FFN stage (fp32's fused ffn, or mixed
-     * precision's): elsewhere h stays fp32, said below (where asked for,
-     * auto included: mixed precision on a backend without its stage) and in
-     * the recorded precision. auto: with mixed precision's bf16 dense
-     * layers, or as the checkpoint of a resumed run recorded it. */
+    /* Where h was asked for in bf16 (auto included) and stays fp32 (no FFN
+     * stage on this backend), the run says so below. */
     h_auto = c->bf16_activations == RUN_CONFIG_AUTO;
-    const int want_h16 = !h_auto ? c->bf16_activations
-                         : began.precision[0] ? strstr(began.precision, "bf16 h") != NULL
-                                              : ops.bf16_dense;
-    h_bf16_refused = want_h16 && ops_table_set_bf16_h(&ops, 1) != 0;
+    h_bf16_refused = numerics_choose_bf16_h(&ops, c->bf16_activations, began.precision);
     out->precision = ops_table_precision(&ops);
     numerics_of(&out->numerics, &ops);
     if (opt && opt->build) snprintf(out->numerics.build, sizeof out->numerics.build, "%s", opt->build);
