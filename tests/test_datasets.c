@@ -80,6 +80,9 @@ Test(datasets, the_input_stage_reads_what_the_dataset_holds)
                    "seq_len: 1000 is shorter than dataset 'listops''s sequences (up to 2000 tokens)");
     expect_refused("dataset: listops\ninput: tokens\nchunk_size: 100\nnum_classes: 5\n",
                    "num_classes: 5, but dataset 'listops' has 10 classes");
+    /* the token keys on an image model: refused, where they were ignored (and hashed) */
+    expect_refused("vocab_size: 5\n", "vocab_size: 5 applies to input: tokens only");
+    expect_refused("seq_len: 64\n", "seq_len: 64 applies to input: tokens only");
 }
 
 /* vocab_size and seq_len 0 are the dataset's: LRA Image's 256 ids and 1024

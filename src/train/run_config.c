@@ -864,6 +864,17 @@ static int validate_one(const run_config *c, tlb_error *err)
     if (m.input == INPUT_IMAGE && data->input == INPUT_TOKENS)
         return fail_key(err, key_where(c, key_index("input")), "input",
                         "dataset '%.40s' holds token sequences: set input: tokens", c->dataset);
+    /* A key the image model ignores would still make another run folder
+     * (and a report axis) for the same computation: refused, not ignored. */
+    if (m.input == INPUT_IMAGE && c->model.vocab_size != 0)
+        return fail_key(err, key_where(c, key_index("vocab_size")), "vocab_size",
+                        "%d applies to input: tokens only; an image model has no vocabulary (leave it 0)",
+                        c->model.vocab_size);
+    if (m.input == INPUT_IMAGE && c->model.seq_len != 0)
+        return fail_key(err, key_where(c, key_index("seq_len")), "seq_len",
+                        "%d applies to input: tokens only; an image's sequence is its (image_size / patch_size)^2"
+                        " patches (leave it 0)",
+                        c->model.seq_len);
     if (data->input == INPUT_TOKENS) {
         if (m.vocab_size < data->vocab)
             return fail_key(err, key_where(c, key_index("vocab_size")), "vocab_size",
