@@ -83,6 +83,15 @@ Test(datasets, the_input_stage_reads_what_the_dataset_holds)
     /* the token keys on an image model: refused, where they were ignored (and hashed) */
     expect_refused("vocab_size: 5\n", "vocab_size: 5 applies to input: tokens only");
     expect_refused("seq_len: 64\n", "seq_len: 64 applies to input: tokens only");
+    /* and the image keys on a token model (their defaults pass: a copied seed config) */
+    expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\nimage_size: 32\n",
+                   "image_size: 32 applies to input: image only");
+    expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\npatch_size: 2\n",
+                   "patch_size: 2 applies to input: image only");
+    char msg[1200];
+    validate("dataset: lra_image\ninput: tokens\nchunk_size: 32\nimage_size: 48\npatch_size: 4\n", msg, sizeof msg,
+             NULL);
+    cr_expect_str_eq(msg, "", "the seed's image keys spelled out are no error");
 }
 
 /* vocab_size and seq_len 0 are the dataset's: LRA Image's 256 ids and 1024

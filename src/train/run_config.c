@@ -875,6 +875,15 @@ static int validate_one(const run_config *c, tlb_error *err)
                         "%d applies to input: tokens only; an image's sequence is its (image_size / patch_size)^2"
                         " patches (leave it 0)",
                         c->model.seq_len);
+    const tlb_model_config seed = model_config_seed(); /* the defaults a token model leaves alone */
+    if (m.input == INPUT_TOKENS && c->model.image_size != seed.image_size)
+        return fail_key(err, key_where(c, key_index("image_size")), "image_size",
+                        "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
+                        c->model.image_size);
+    if (m.input == INPUT_TOKENS && c->model.patch_size != seed.patch_size)
+        return fail_key(err, key_where(c, key_index("patch_size")), "patch_size",
+                        "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
+                        c->model.patch_size);
     if (data->input == INPUT_TOKENS) {
         if (m.vocab_size < data->vocab)
             return fail_key(err, key_where(c, key_index("vocab_size")), "vocab_size",
