@@ -88,6 +88,14 @@ Test(datasets, the_input_stage_reads_what_the_dataset_holds)
                    "image_size: 32 applies to input: image only");
     expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\npatch_size: 2\n",
                    "patch_size: 2 applies to input: image only");
+    expect_refused("dataset: listops\ninput: tokens\nchunk_size: 100\ntrain_slice: 1000\n",
+                   "train_slice: 1000 applies to cifar10 only; dataset 'listops' has its own validation split");
+    expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\nmixup_alpha: 0.2\n",
+                   "mixup_alpha: 0.2: augmentation applies to images only");
+    expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\nrandaugment_n: 2\n",
+                   "randaugment_n: 2: augmentation applies to images only");
+    expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\ncutmix_alpha: 1\n", "cutmix_alpha: 1:");
+    expect_refused("dataset: lra_image\ninput: tokens\nchunk_size: 32\nrandom_erase: 0.25\n", "random_erase: 0.25:");
     char msg[1200];
     validate("dataset: lra_image\ninput: tokens\nchunk_size: 32\nimage_size: 48\npatch_size: 4\n", msg, sizeof msg,
              NULL);

@@ -884,6 +884,26 @@ static int validate_one(const run_config *c, tlb_error *err)
         return fail_key(err, key_where(c, key_index("patch_size")), "patch_size",
                         "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
                         c->model.patch_size);
+    if (m.input == INPUT_TOKENS) { /* the token loaders split and augment nothing: these would be silent */
+        run_config d;
+        run_config_defaults(&d);
+        if (c->train_slice != d.train_slice)
+            return fail_key(err, key_where(c, key_index("train_slice")), "train_slice",
+                            "%d applies to cifar10 only; dataset '%.40s' has its own validation split (leave it out)",
+                            c->train_slice, c->dataset);
+        const struct {
+            const char *key;
+            double value;
+        } augment[] = {{"mixup_alpha", c->mixup_alpha},
+                       {"cutmix_alpha", c->cutmix_alpha},
+                       {"random_erase", c->random_erase},
+                       {"randaugment_n", c->randaugment_n}};
+        for (size_t i = 0; i < sizeof augment / sizeof augment[0]; i++)
+            if (augment[i].value != 0)
+                return fail_key(err, key_where(c, key_index(augment[i].key)), augment[i].key,
+                                "%g: augmentation applies to images only; the token loaders do not augment",
+                                augment[i].value);
+    }
     if (data->input == INPUT_TOKENS) {
         if (m.vocab_size < data->vocab)
             return fail_key(err, key_where(c, key_index("vocab_size")), "vocab_size",
