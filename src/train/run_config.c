@@ -875,18 +875,17 @@ static int validate_one(const run_config *c, tlb_error *err)
                         "%d applies to input: tokens only; an image's sequence is its (image_size / patch_size)^2"
                         " patches (leave it 0)",
                         c->model.seq_len);
-    const tlb_model_config seed = model_config_seed(); /* the defaults a token model leaves alone */
-    if (m.input == INPUT_TOKENS && c->model.image_size != seed.image_size)
-        return fail_key(err, key_where(c, key_index("image_size")), "image_size",
-                        "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
-                        c->model.image_size);
-    if (m.input == INPUT_TOKENS && c->model.patch_size != seed.patch_size)
-        return fail_key(err, key_where(c, key_index("patch_size")), "patch_size",
-                        "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
-                        c->model.patch_size);
-    if (m.input == INPUT_TOKENS) { /* the token loaders split and augment nothing: these would be silent */
+    if (m.input == INPUT_TOKENS) { /* keys a token model ignores (the token loaders split and augment nothing) */
         run_config d;
         run_config_defaults(&d);
+        if (c->model.image_size != d.model.image_size)
+            return fail_key(err, key_where(c, key_index("image_size")), "image_size",
+                            "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
+                            c->model.image_size);
+        if (c->model.patch_size != d.model.patch_size)
+            return fail_key(err, key_where(c, key_index("patch_size")), "patch_size",
+                            "%d applies to input: image only; a token model reads seq_len tokens (leave it out)",
+                            c->model.patch_size);
         if (c->train_slice != d.train_slice)
             return fail_key(err, key_where(c, key_index("train_slice")), "train_slice",
                             "%d applies to cifar10 only; dataset '%.40s' has its own validation split (leave it out)",
